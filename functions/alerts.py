@@ -1,0 +1,22 @@
+"""`alerts` trigger: alerts raised by the pipeline and dead letters forwarded from every queue."""
+
+from __future__ import annotations
+
+import azure.functions as func
+
+from shared.alerts import alert_from_body, alert_from_dead_letter, deliver_alert
+from shared.bootstrap import get_services
+
+
+def on_alert(msg: func.ServiceBusMessage) -> None:
+    props = {**(msg.application_properties or {}), **(getattr(msg, "user_properties", None) or {})}
+    reason = msg.dead_letter_reason or props.get("DeadLetterReason")
+    body = msg.get_body()
+    if reason:
+        alert = alert_from_dead_letter(
+            body, msg.dead_letter_source or str(props.get("DeadLetterSource") or "unknown"), str(reason),
+            str(msg.dead_letter_error_description or props.get("DeadLetterErrorDescription") or ""),
+        )
+    else:
+        alert = alert_from_body(body)
+    deliver_alert(get_services(), alert)

@@ -1,0 +1,75 @@
+"""Run ledger in an embedded SQLite file: the local stand-in for the `pipelineruns` table."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from shared.ports import ConcurrencyConflict, LedgerEntry
+
+
+class SqliteLedger:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._lock = threading.Lock()
+        with self._connect() as con:
+            con.execute("PRAGMA journal_mode=WAL")
+            con.execute(
+                "CREATE TABLE IF NOT EXISTS entries ("
+                " partition TEXT NOT NULL, key TEXT NOT NULL, data TEXT NOT NULL, etag TEXT NOT NULL,"
+                " PRIMARY KEY (partition, key))"
+            )
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        con = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        try:
+            yield con
+        finally:
+            con.close()
+
+    def get(self, partition: str, key: str) -> LedgerEntry | None:
+        with self._connect() as con:
+            row = con.execute(
+                "SELECT data, etag FROM entries WHERE partition = ? AND key = ?", (partition, key)
+            ).fetchone()
+        return None if row is None else LedgerEntry(partition, key, json.loads(row[0]), row[1])
+
+    def put(
+        self, partition: str, key: str, data: Mapping[str, Any], *, etag: str | None = None
+    ) -> LedgerEntry:
+        new_etag = uuid.uuid4().hex
+        payload = json.dumps(dict(data), sort_keys=True, default=str)
+        with self._lock, self._connect() as con:
+            # BEGIN IMMEDIATE takes the write lock first, so check-then-write is atomic across processes.
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                row = con.execute(
+                    "SELECT etag FROM entries WHERE partition = ? AND key = ?", (partition, key)
+                ).fetchone()
+                if etag is not None and (row[0] if row else "") != etag:
+                    raise ConcurrencyConflict(f"ledger entry {partition}/{key} changed concurrently")
+                con.execute(
+                    "INSERT INTO entries (partition, key, data, etag) VALUES (?, ?, ?, ?)"
+                    " ON CONFLICT (partition, key) DO UPDATE SET data = excluded.data, etag = excluded.etag",
+                    (partition, key, payload, new_etag),
+                )
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+        return LedgerEntry(partition, key, json.loads(payload), new_etag)
+
+    def query(self, partition: str) -> list[LedgerEntry]:
+        with self._connect() as con:
+            rows = con.execute(
+                "SELECT key, data, etag FROM entries WHERE partition = ? ORDER BY key", (partition,)
+            ).fetchall()
+        return [LedgerEntry(partition, k, json.loads(d), e) for k, d, e in rows]

@@ -1,0 +1,185 @@
+"""Local command line (contract section 6). Every command goes through the real function handlers.
+
+    python -m shared.cli run --date YYYY-MM-DD [--force]
+    python -m shared.cli backfill --from YYYY-MM-DD --to YYYY-MM-DD [--force]
+    python -m shared.cli crm-drop FILE [--name BLOB_NAME]
+    python -m shared.cli status [--date YYYY-MM-DD] [--json]
+    python -m shared.cli demo
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from shared import names
+from shared.bootstrap import Services, build_local, use_services
+from shared.config import Settings
+from shared.local_host import DrainReport, LocalHost
+from shared.logs import configure_logging
+from shared.redact import redact
+
+
+class CliError(Exception):
+    """A failure reported as one line on stderr with a non-zero exit status."""
+
+
+class LocalPipeline:
+    """The local host with the embedded adapters, as the CLI, the demo and the tests use it."""
+
+    def __init__(self, settings: Settings) -> None:
+        import function_app  # imported here: it configures logging and reads settings at import
+
+        self.settings = settings
+        self.services: Services = build_local(settings)
+        use_services(self.services)
+        self.host = LocalHost(function_app.app, self.services.bus)  # type: ignore[arg-type]
+
+    def replay(self, body: dict[str, Any]) -> DrainReport:
+        response = self.host.http("POST", "replay", body=body)
+        if response.status_code != 202:
+            raise CliError(json.loads(response.get_body()).get("error", f"replay answered {response.status_code}"))
+        return self.host.drain()
+
+    def drop_crm(self, data: bytes, blob_name: str) -> DrainReport:
+        self.services.blobs.put(names.CRM_CONTAINER, blob_name, data)  # publishes BlobCreated
+        return self.host.drain()
+
+    def status(self, day: str | None = None) -> Any:
+        response = self.host.http("GET", "status", params={"date": day} if day else None)
+        payload = json.loads(response.get_body())
+        if response.status_code != 200:
+            raise CliError(payload.get("error", f"status answered {response.status_code}"))
+        return payload
+
+    def close(self) -> None:
+        use_services(None)
+        close = getattr(self.services.warehouse, "close", None)
+        if close:
+            close()
+
+
+def day_line(view: dict[str, Any]) -> str:
+    """One readable line per day from the status view."""
+    day, usage, build, fetch = view["date"], view.get("usage"), view.get("days"), view.get("fetch")
+    if build and build.get("status") == "built":
+        warnings = build.get("warnings") or []
+        text = f"{day}  built      {build.get('rows', 0):>6} rows  snapshot {build.get('snapshot_date')}"
+        text += f"  changed {build.get('inserted', 0)}+{build.get('updated', 0)}~{build.get('deleted', 0)}-"
+        return text + (f"  warnings: {'; '.join(warnings)}" if warnings else "")
+    if build and build.get("status") == "waiting":
+        return f"{day}  waiting    usage staged ({usage.get('staged') if usage else 0} records); {build.get('reason')}"
+    if build and build.get("status") == "gate_failed":
+        return f"{day}  blocked    quality gate: {'; '.join(build.get('errors') or [])}"
+    if usage:
+        return f"{day}  staged     {usage.get('staged')} records, not built yet"
+    if fetch:
+        return f"{day}  fetch {fetch.get('status')}" + (f": {fetch.get('error')}" if fetch.get("error") else "")
+    return f"{day}  nothing yet"
+
+
+def _finish(pipeline: LocalPipeline, report: DrainReport, days: Sequence[date]) -> int:
+    for day in days:
+        print(day_line(pipeline.status(day.isoformat())))
+    problems = report.error_alerts() or report.dead_lettered
+    if problems:
+        more = f" (and {len(problems) - 1} more; see alerts)" if len(problems) > 1 else ""
+        raise CliError(problems[0] + more)
+    return 0
+
+
+def _parse_day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date YYYY-MM-DD: {text!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m shared.cli", description="Company Activity, locally.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what every handler does")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="fetch, stage and build one day")
+    run.add_argument("--date", type=_parse_day, required=True)
+    run.add_argument("--force", action="store_true", help="re-fetch and override quality-gate errors")
+    backfill = sub.add_parser("backfill", help="run a range of days")
+    backfill.add_argument("--from", dest="first", type=_parse_day, required=True)
+    backfill.add_argument("--to", dest="last", type=_parse_day, required=True)
+    backfill.add_argument("--force", action="store_true")
+    drop = sub.add_parser("crm-drop", help="drop a CRM snapshot CSV into the crm-drop container")
+    drop.add_argument("file", type=Path)
+    drop.add_argument("--name", help="blob name (default: the file's name)")
+    status = sub.add_parser("status", help="what the ledger knows per day")
+    status.add_argument("--date", type=_parse_day)
+    status.add_argument("--json", action="store_true")
+    sub.add_parser("demo", help="run the whole pipeline on a built-in API simulator")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings, level=logging.INFO if args.verbose else logging.WARNING)
+    try:
+        if args.command == "demo":
+            from shared.demo import run_demo
+
+            return run_demo(settings)
+        return _dispatch(args, settings)
+    except CliError as exc:
+        print(f"error: {redact(str(exc), settings.secrets())}", file=sys.stderr)
+        return 1
+
+
+def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
+    if args.command in ("run", "backfill") and not settings.usage_api_base_url:
+        raise CliError("USAGE_API_BASE_URL is not set (make demo runs against a built-in simulator)")
+    pipeline = LocalPipeline(settings)
+    try:
+        if args.command == "run":
+            report = pipeline.replay({"date": args.date.isoformat(), "force": args.force})
+            return _finish(pipeline, report, [args.date])
+        if args.command == "backfill":
+            body = {"from": args.first.isoformat(), "to": args.last.isoformat(), "force": args.force}
+            report = pipeline.replay(body)
+            days = [date.fromisoformat(d) for d in _days(args.first, args.last)]
+            return _finish(pipeline, report, days)
+        if args.command == "crm-drop":
+            if not args.file.is_file():
+                raise CliError(f"no such file: {args.file}")
+            name = args.name or args.file.name
+            report = pipeline.drop_crm(args.file.read_bytes(), name)
+            print(f"dropped {args.file} as {names.CRM_CONTAINER}/{name}")
+            touched = sorted({b.get("date") for b in report.alerts if b.get("date")})
+            return _finish(pipeline, report, [date.fromisoformat(d) for d in touched])
+        if args.command == "status":
+            payload = pipeline.status(args.date.isoformat() if args.date else None)
+            if args.json:
+                print(json.dumps(payload, indent=1, default=str))
+            else:
+                for view in [payload] if args.date else payload["days"]:
+                    print(day_line(view))
+            return 0
+    finally:
+        pipeline.close()
+    raise CliError(f"unknown command {args.command}")
+
+
+def _days(first: date, last: date) -> list[str]:
+    from datetime import timedelta
+
+    return [(first + timedelta(days=n)).isoformat() for n in range((last - first).days + 1)]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

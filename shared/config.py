@@ -1,0 +1,71 @@
+"""Settings: environment variables with the same names as the Function App's app settings."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"setting {name} must be a whole number, got {raw!r}") from None
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError(f"setting {name} must be a number, got {raw!r}") from None
+
+
+@dataclass(frozen=True)
+class Settings:
+    usage_api_base_url: str = ""
+    # repr=False: settings get logged and printed; the key must never be.
+    usage_api_key: str = field(default="", repr=False)
+    usage_api_timeout_s: float = 30.0
+    usage_api_page_size: int = 500
+    usage_api_max_pages: int = 1000
+    usage_api_max_attempts: int = 6
+    usage_api_backoff_base_s: float = 1.0
+    usage_api_backoff_max_s: float = 60.0
+    local_data_dir: Path = Path(".local")
+    churn_min_rolling_users: int = 10
+    churn_max_contact_age_days: int = 30
+    crm_max_snapshot_age_days: int = 7
+    alert_webhook_url: str = field(default="", repr=False)
+    max_delivery_count: int = 5
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        return cls(
+            usage_api_base_url=env.get("USAGE_API_BASE_URL", "").strip().rstrip("/"),
+            usage_api_key=env.get("USAGE_API_KEY", "").strip(),
+            usage_api_timeout_s=_float(env, "USAGE_API_TIMEOUT_S", 30.0),
+            usage_api_page_size=min(1000, max(1, _int(env, "USAGE_API_PAGE_SIZE", 500))),
+            usage_api_max_pages=_int(env, "USAGE_API_MAX_PAGES", 1000),
+            usage_api_max_attempts=max(1, _int(env, "USAGE_API_MAX_ATTEMPTS", 6)),
+            usage_api_backoff_base_s=_float(env, "USAGE_API_BACKOFF_BASE_S", 1.0),
+            usage_api_backoff_max_s=_float(env, "USAGE_API_BACKOFF_MAX_S", 60.0),
+            local_data_dir=Path(env.get("LOCAL_DATA_DIR", "").strip() or ".local"),
+            churn_min_rolling_users=_int(env, "CHURN_MIN_ROLLING_USERS", 10),
+            churn_max_contact_age_days=_int(env, "CHURN_MAX_CONTACT_AGE_DAYS", 30),
+            crm_max_snapshot_age_days=_int(env, "CRM_MAX_SNAPSHOT_AGE_DAYS", 7),
+            alert_webhook_url=env.get("ALERT_WEBHOOK_URL", "").strip(),
+            max_delivery_count=max(1, _int(env, "MAX_DELIVERY_COUNT", 5)),
+        )
+
+    def secrets(self) -> list[str]:
+        """Values that must never appear in logs, alerts or errors."""
+        return [s for s in (self.usage_api_key, self.alert_webhook_url) if s]

@@ -1,0 +1,193 @@
+"""Staging loaders: a landed usage manifest or a dropped CRM file -> `stg.*`, quarantine, ledger, transform.
+
+Both are idempotent: loading the same input twice stages it once, and an input older than the
+one already staged (a late redelivery) is recognised as stale and changes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from shared import names
+from shared.alerts import Alert, raise_alert
+from shared.bootstrap import Services
+from shared.crm_csv import CrmFileRejected, parse_crm_snapshot
+from shared.ports import Lineage, OutgoingMessage
+from shared.usage_api import parse_page
+from shared.usage_records import ValidatedDay, validate_page
+
+log = logging.getLogger(__name__)
+
+
+class ManifestError(RuntimeError):
+    """A manifest or page does not match what was landed (retried, then dead-lettered)."""
+
+
+@dataclass(frozen=True)
+class StageOutcome:
+    status: str  # staged, unchanged, stale, rejected
+    key: str  # the activity or snapshot date
+    run_id: str
+    staged: int = 0
+    quarantined: int = 0
+    message: str = ""
+
+
+def _checksum(rows: list[tuple[Any, ...]], extra: str = "") -> str:
+    digest = hashlib.sha256(extra.encode())
+    for row in rows:
+        digest.update(json.dumps(row, default=str, ensure_ascii=False).encode())
+        digest.update(b"\n")
+    return digest.hexdigest()
+
+
+def _quarantine(services: Services, source_container: str, source_blob: str, run_id: str, leaf: str, data: bytes) -> str:
+    """Quarantine paths keep the original blob name: quarantine/<container>/<blob>/<run>/<leaf>."""
+    name = f"{source_container}/{source_blob}/{run_id}/{leaf}"
+    services.blobs.put(names.QUARANTINE_CONTAINER, name, data)
+    return name
+
+
+def _send_transform(services: Services, kind: str, key: str, run_id: str, checksum: str, force: bool) -> None:
+    body = {"kind": kind, "date": key, "run_id": run_id, "force": force}
+    message_id = f"transform-{kind}-{key}-{run_id}-{checksum[:12]}-{int(force)}"
+    services.bus.send(names.TRANSFORM_QUEUE, [OutgoingMessage(body=body, message_id=message_id,
+                                                              properties={"kind": kind, "date": key})])
+
+
+def _record_latest(services: Services, partition: str, key: str, data: dict[str, Any]) -> None:
+    """Write the ledger entry unless a newer version is recorded already (compare-and-swap)."""
+    from shared.ports import ConcurrencyConflict
+
+    for _ in range(10):
+        current = services.ledger.get(partition, key)
+        if current and str(current.data.get("version", "")) > str(data["version"]):
+            return
+        try:
+            services.ledger.put(partition, key, data, etag=current.etag if current else "")
+            return
+        except ConcurrencyConflict:
+            continue
+    raise ConcurrencyConflict(f"ledger entry {partition}/{key} kept changing; giving up for now")
+
+
+# --- usage ------------------------------------------------------------------------------------
+
+
+def load_usage_manifest(services: Services, manifest_name: str) -> StageOutcome:
+    manifest = json.loads(services.blobs.get(names.RAW_CONTAINER, manifest_name))
+    key = manifest["activity_date"]
+    day = date.fromisoformat(key)
+    run_id = manifest["run_id"]
+    force = bool(manifest.get("force"))
+
+    validated = ValidatedDay()
+    for entry in manifest["pages"]:
+        body = services.blobs.get(names.RAW_CONTAINER, entry["blob"])
+        if hashlib.sha256(body).hexdigest() != entry["sha256"]:
+            raise ManifestError(f"page {entry['blob']} does not match its manifest checksum")
+        validate_page(validated, key, entry["blob"], parse_page(entry["page"], body).records)
+
+    by_page: dict[str, list[dict[str, Any]]] = {}
+    for rejected in validated.rejected:
+        by_page.setdefault(rejected.source_blob, []).append(
+            {"index": rejected.index, "reason": rejected.reason, "record": rejected.record}
+        )
+    for page_blob, records in by_page.items():
+        lines = "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in records)
+        _quarantine(services, names.RAW_CONTAINER, page_blob, run_id, "rejected-records.jsonl", lines.encode())
+
+    rows = validated.staged_rows()
+    quarantined = len(validated.rejected)
+    checksum = _checksum(rows, extra=f"quarantined={quarantined}")
+    version = manifest["fetched_at"]
+    status = services.warehouse.replace_usage_day(
+        day, rows, Lineage(run_id, manifest_name, services.clock()),
+        checksum=checksum, quarantined=quarantined, version=version,
+    )
+    outcome = StageOutcome(status, key, run_id, len(rows), quarantined)
+    if status == "stale":
+        log.info("usage %s: manifest %s is older than the staged dataset; nothing to do", key, manifest_name)
+        return outcome
+    _record_latest(services, names.USAGE, key, {
+        "version": version, "run_id": run_id, "manifest": manifest_name, "checksum": checksum,
+        "received": validated.received, "staged": len(rows), "quarantined": quarantined,
+        "duplicates": validated.duplicates, "force": force, "loaded_at": services.clock().isoformat(),
+    })
+    log.info("usage %s %s: %d received, %d staged, %d quarantined, %d duplicates (run %s)", key, status,
+             validated.received, len(rows), quarantined, validated.duplicates, run_id)
+    _send_transform(services, "usage", key, run_id, checksum, force)
+    return outcome
+
+
+# --- CRM --------------------------------------------------------------------------------------
+
+
+def load_crm_drop(services: Services, blob_name: str) -> StageOutcome:
+    data = services.blobs.get(names.CRM_CONTAINER, blob_name)
+    info = services.blobs.info(names.CRM_CONTAINER, blob_name)
+    content_hash = hashlib.sha256(data).hexdigest()
+    run_id = f"crm-{content_hash[:12]}"  # deterministic: a redelivered event is the same run
+    version = f"{info.created_at.isoformat()}|{blob_name}"
+    file_key = hashlib.sha256(blob_name.encode()).hexdigest()[:32]
+
+    try:
+        parsed = parse_crm_snapshot(data, blob_name, info.created_at)
+    except CrmFileRejected as exc:
+        reason = str(exc)
+        _quarantine(services, names.CRM_CONTAINER, blob_name, run_id, blob_name.rsplit("/", 1)[-1], data)
+        rejected_rows = [_row_record(r) for r in getattr(exc, "rejected", []) or []]
+        _quarantine(services, names.CRM_CONTAINER, blob_name, run_id, "reason.json", json.dumps(
+            {"blob": blob_name, "reason": reason, "rejected_rows": rejected_rows}, ensure_ascii=False, indent=1,
+        ).encode())
+        services.ledger.put(names.FILES, file_key, {
+            "blob": blob_name, "status": "rejected", "reason": reason, "run_id": run_id,
+            "data_rows": getattr(exc, "data_rows", None) or 0, "quarantined": len(rejected_rows),
+            "loaded_at": services.clock().isoformat(),
+        })
+        raise_alert(services.bus, Alert("error", "crm-load", "crm_file_rejected",
+                                        f"CRM file {blob_name} rejected: {reason}", run_id))
+        return StageOutcome("rejected", "", run_id, message=reason)
+
+    key = parsed.snapshot_date.isoformat()
+    if parsed.rejected:
+        lines = "".join(json.dumps(_row_record(r), ensure_ascii=False) + "\n" for r in parsed.rejected)
+        _quarantine(services, names.CRM_CONTAINER, blob_name, run_id, "rejected-rows.jsonl", lines.encode())
+    for warning in parsed.warnings:
+        log.warning("CRM file %s: %s", blob_name, warning)
+
+    rows = [tuple(r) for r in parsed.rows]
+    checksum = _checksum(sorted(rows, key=lambda r: r[0]))
+    status = services.warehouse.replace_crm_snapshot(
+        parsed.snapshot_date, rows, Lineage(run_id, blob_name, services.clock()), checksum=checksum, version=version,
+    )
+    services.ledger.put(names.FILES, file_key, {
+        "blob": blob_name, "status": "staged" if status != "stale" else "superseded", "snapshot_date": key,
+        "run_id": run_id, "data_rows": parsed.data_rows, "staged": len(rows), "quarantined": len(parsed.rejected),
+        "warnings": json.dumps(parsed.warnings), "loaded_at": services.clock().isoformat(),
+    })
+    outcome = StageOutcome(status, key, run_id, len(rows), len(parsed.rejected))
+    if status == "stale":
+        log.info("CRM %s: %s is older than the staged snapshot; nothing to do", key, blob_name)
+        return outcome
+    _record_latest(services, names.CRM, key, {
+        "version": version, "run_id": run_id, "blob": blob_name, "checksum": checksum, "data_rows": parsed.data_rows,
+        "staged": len(rows), "quarantined": len(parsed.rejected), "loaded_at": services.clock().isoformat(),
+    })
+    log.info("CRM snapshot %s %s from %s: %d rows staged, %d quarantined", key, status, blob_name, len(rows),
+             len(parsed.rejected))
+    _send_transform(services, "crm", key, run_id, checksum, False)
+    return outcome
+
+
+def _row_record(row: Any) -> dict[str, Any]:
+    return {"line": row.line, "reason": row.reason, "fields": row.fields}
+
+
+def blob_created_at(services: Services, container: str, name: str) -> datetime:
+    return services.blobs.info(container, name).created_at

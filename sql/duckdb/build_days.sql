@@ -1,0 +1,161 @@
+-- Rebuild the days listed in the temp table build_day (activity_date) from staging
+-- and MERGE them into analytics.company_daily_activity. The adapter runs this file in one
+-- transaction. Only the built days and the 6 days before them are read, so the cost follows
+-- the days being rebuilt, not the history the table holds. Rows whose values did not change
+-- are not touched (their pipeline_run_id and loaded_at stay).
+
+-- 0. Which of the requested days can be built, and from which snapshot. Decided here, inside
+--    the build's transaction, from what is staged now: a plan made earlier may be out of date.
+CREATE OR REPLACE TEMP TABLE build_plan AS
+SELECT d.activity_date,
+       (SELECT MAX(s.snapshot_date)
+          FROM stg.crm_snapshot AS s
+         WHERE s.snapshot_date <= d.activity_date
+           AND s.snapshot_date >= d.activity_date - CAST($crm_max_snapshot_age_days AS INTEGER)) AS snapshot_date
+FROM build_day AS d
+WHERE EXISTS (SELECT 1 FROM stg.usage_dataset AS u WHERE u.activity_date = d.activity_date);
+
+DELETE FROM build_plan WHERE snapshot_date IS NULL;
+
+-- 1. What the days should hold, computed from the staged inputs alone.
+CREATE OR REPLACE TEMP TABLE build_source AS
+WITH bounds AS (
+    SELECT MIN(activity_date) - 6 AS first_day, MAX(activity_date) AS last_day FROM build_plan
+),
+window_usage AS (
+    SELECT u.company_id, u.activity_date, u.active_users, u.events
+    FROM stg.product_usage_daily AS u, bounds AS b
+    WHERE u.activity_date BETWEEN b.first_day AND b.last_day
+),
+day_companies AS (
+    SELECT d.activity_date, s.company_id
+    FROM build_plan AS d
+    JOIN stg.crm_company_snapshot AS s ON s.snapshot_date = d.snapshot_date
+    UNION
+    SELECT d.activity_date, u.company_id
+    FROM build_plan AS d
+    JOIN window_usage AS u ON u.activity_date = d.activity_date
+),
+rolling AS (
+    SELECT c.activity_date, c.company_id,
+           COALESCE(SUM(CASE WHEN u.activity_date = c.activity_date THEN u.active_users END), 0) AS active_users,
+           COALESCE(SUM(CASE WHEN u.activity_date = c.activity_date THEN u.events END), 0) AS events,
+           COALESCE(SUM(u.active_users), 0) AS rolling_7d_active_users,
+           COALESCE(SUM(u.events), 0) AS rolling_7d_events
+    FROM day_companies AS c
+    LEFT JOIN window_usage AS u
+           ON u.company_id = c.company_id
+          AND u.activity_date BETWEEN c.activity_date - 6 AND c.activity_date
+    GROUP BY c.activity_date, c.company_id
+),
+observed AS (
+    SELECT d.activity_date, COUNT(ds.activity_date) AS usage_days_observed_7d
+    FROM build_plan AS d
+    LEFT JOIN stg.usage_dataset AS ds
+           ON ds.activity_date BETWEEN d.activity_date - 6 AND d.activity_date
+    GROUP BY d.activity_date
+),
+joined AS (
+    SELECT r.company_id, r.activity_date,
+           s.company_name, s.country, s.industry_tag, s.last_contact_at,
+           d.snapshot_date AS crm_snapshot_date,
+           r.active_users, r.events, r.rolling_7d_active_users, r.rolling_7d_events,
+           o.usage_days_observed_7d,
+           datediff('day', CAST(s.last_contact_at AS DATE), r.activity_date) AS days_since_last_contact
+    FROM rolling AS r
+    JOIN build_plan AS d ON d.activity_date = r.activity_date
+    JOIN observed AS o ON o.activity_date = r.activity_date
+    LEFT JOIN stg.crm_company_snapshot AS s
+           ON s.snapshot_date = d.snapshot_date AND s.company_id = r.company_id
+)
+SELECT company_id, activity_date, company_name, country, industry_tag, last_contact_at,
+       crm_snapshot_date,
+       CAST(active_users AS INTEGER) AS active_users,
+       CAST(events AS INTEGER) AS events,
+       CASE WHEN active_users = 0 THEN NULL
+            ELSE CAST(CAST(events AS DECIMAL(18, 4)) / active_users AS DECIMAL(18, 4)) END AS events_per_user,
+       CAST(rolling_7d_active_users AS INTEGER) AS rolling_7d_active_users,
+       CAST(rolling_7d_events AS INTEGER) AS rolling_7d_events,
+       CAST(usage_days_observed_7d AS INTEGER) AS usage_days_observed_7d,
+       CAST(days_since_last_contact AS INTEGER) AS days_since_last_contact,
+       (rolling_7d_active_users = 0
+        OR (rolling_7d_active_users < $churn_min_rolling_users
+            AND (days_since_last_contact IS NULL OR days_since_last_contact > $churn_max_contact_age_days))
+       ) AS is_churn_risk
+FROM joined;
+
+-- 2. New rows and rows whose values changed.
+CREATE OR REPLACE TEMP TABLE build_changes AS
+SELECT s.*, t.company_id IS NULL AS is_new
+FROM build_source AS s
+LEFT JOIN analytics.company_daily_activity AS t
+       ON t.activity_date = s.activity_date AND t.company_id = s.company_id
+WHERE t.company_id IS NULL
+   OR t.company_name IS DISTINCT FROM s.company_name
+   OR t.country IS DISTINCT FROM s.country
+   OR t.industry_tag IS DISTINCT FROM s.industry_tag
+   OR t.last_contact_at IS DISTINCT FROM s.last_contact_at
+   OR t.crm_snapshot_date IS DISTINCT FROM s.crm_snapshot_date
+   OR t.active_users IS DISTINCT FROM s.active_users
+   OR t.events IS DISTINCT FROM s.events
+   OR t.events_per_user IS DISTINCT FROM s.events_per_user
+   OR t.rolling_7d_active_users IS DISTINCT FROM s.rolling_7d_active_users
+   OR t.rolling_7d_events IS DISTINCT FROM s.rolling_7d_events
+   OR t.usage_days_observed_7d IS DISTINCT FROM s.usage_days_observed_7d
+   OR t.days_since_last_contact IS DISTINCT FROM s.days_since_last_contact
+   OR t.is_churn_risk IS DISTINCT FROM s.is_churn_risk;
+
+-- 3. Rows of the rebuilt days that no longer belong (e.g. a company left a replaced snapshot).
+CREATE OR REPLACE TEMP TABLE build_removed AS
+SELECT t.activity_date, t.company_id
+FROM analytics.company_daily_activity AS t
+JOIN build_plan AS d ON d.activity_date = t.activity_date
+WHERE NOT EXISTS (
+    SELECT 1 FROM build_source AS s
+    WHERE s.activity_date = t.activity_date AND s.company_id = t.company_id
+);
+
+DELETE FROM analytics.company_daily_activity AS t
+USING build_removed AS r
+WHERE t.activity_date = r.activity_date AND t.company_id = r.company_id;
+
+-- 4. The upsert.
+MERGE INTO analytics.company_daily_activity AS t
+USING build_changes AS s
+   ON t.activity_date = s.activity_date AND t.company_id = s.company_id
+WHEN MATCHED THEN UPDATE SET
+    company_name = s.company_name,
+    country = s.country,
+    industry_tag = s.industry_tag,
+    last_contact_at = s.last_contact_at,
+    crm_snapshot_date = s.crm_snapshot_date,
+    active_users = s.active_users,
+    events = s.events,
+    events_per_user = s.events_per_user,
+    rolling_7d_active_users = s.rolling_7d_active_users,
+    rolling_7d_events = s.rolling_7d_events,
+    usage_days_observed_7d = s.usage_days_observed_7d,
+    days_since_last_contact = s.days_since_last_contact,
+    is_churn_risk = s.is_churn_risk,
+    pipeline_run_id = $run_id,
+    loaded_at = $loaded_at
+WHEN NOT MATCHED THEN INSERT (
+    company_id, activity_date, company_name, country, industry_tag, last_contact_at,
+    crm_snapshot_date, active_users, events, events_per_user, rolling_7d_active_users,
+    rolling_7d_events, usage_days_observed_7d, days_since_last_contact, is_churn_risk,
+    pipeline_run_id, loaded_at
+) VALUES (
+    s.company_id, s.activity_date, s.company_name, s.country, s.industry_tag, s.last_contact_at,
+    s.crm_snapshot_date, s.active_users, s.events, s.events_per_user, s.rolling_7d_active_users,
+    s.rolling_7d_events, s.usage_days_observed_7d, s.days_since_last_contact, s.is_churn_risk,
+    $run_id, $loaded_at
+);
+
+-- 5. What happened, per day (the adapter returns the last statement's rows).
+SELECT d.activity_date, d.snapshot_date,
+       (SELECT COUNT(*) FROM build_source AS s WHERE s.activity_date = d.activity_date) AS row_count,
+       (SELECT COUNT(*) FROM build_changes AS c WHERE c.activity_date = d.activity_date AND c.is_new) AS inserted,
+       (SELECT COUNT(*) FROM build_changes AS c WHERE c.activity_date = d.activity_date AND NOT c.is_new) AS updated,
+       (SELECT COUNT(*) FROM build_removed AS r WHERE r.activity_date = d.activity_date) AS deleted
+FROM build_plan AS d
+ORDER BY d.activity_date;

@@ -1,0 +1,15 @@
+-- Replace one day's staged usage as a whole from the temp table incoming_usage
+-- (company_id, active_users, events), which the adapter bulk-loads. Runs in one transaction.
+DELETE FROM stg.product_usage_daily WHERE activity_date = $activity_date;
+
+INSERT INTO stg.product_usage_daily
+    (company_id, activity_date, active_users, events, run_id, source_blob, loaded_at)
+SELECT company_id, $activity_date, active_users, events, $run_id, $source_blob, $loaded_at
+FROM incoming_usage;
+
+DELETE FROM stg.usage_dataset WHERE activity_date = $activity_date;
+
+INSERT INTO stg.usage_dataset
+    (activity_date, record_count, quarantined_count, checksum, source_version, run_id, source_blob, loaded_at)
+SELECT $activity_date, COUNT(*), $quarantined_count, $checksum, $source_version, $run_id, $source_blob, $loaded_at
+FROM incoming_usage;
