@@ -71,7 +71,8 @@ def day_line(view: dict[str, Any]) -> str:
     if build and build.get("status") == "built":
         warnings = build.get("warnings") or []
         text = f"{day}  built      {build.get('rows', 0):>6} rows  snapshot {build.get('snapshot_date')}"
-        text += f"  changed {build.get('inserted', 0)}+{build.get('updated', 0)}~{build.get('deleted', 0)}-"
+        text += (f"  last build: {build.get('inserted', 0)} new, {build.get('updated', 0)} updated,"
+                 f" {build.get('deleted', 0)} removed")
         return text + (f"  warnings: {'; '.join(warnings)}" if warnings else "")
     if build and build.get("status") == "waiting":
         return f"{day}  waiting    usage staged ({usage.get('staged') if usage else 0} records); {build.get('reason')}"

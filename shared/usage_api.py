@@ -111,7 +111,7 @@ class UsageApiClient:
         self.session = session or requests.Session()
         self.sleep = sleep
         self.attempts = 0  # every HTTP request made, retries included
-        self._backoff = wait_exponential_jitter(initial=backoff_base_s, max=backoff_max_s, jitter=backoff_base_s)
+        self._backoff = wait_exponential_jitter(multiplier=backoff_base_s, max=backoff_max_s, jitter=backoff_base_s)
 
     def _wait(self, state: RetryCallState) -> float:
         error = state.outcome.exception() if state.outcome else None

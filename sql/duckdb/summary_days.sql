@@ -1,0 +1,9 @@
+-- Per built day: rows, churn-risk companies, active users (demo and status summaries).
+SELECT activity_date,
+       COUNT(*) AS row_count,
+       SUM(CASE WHEN is_churn_risk THEN 1 ELSE 0 END) AS churn_risk,
+       SUM(active_users) AS active_users,
+       MAX(crm_snapshot_date) AS crm_snapshot_date
+FROM analytics.company_daily_activity
+GROUP BY activity_date
+ORDER BY activity_date;
