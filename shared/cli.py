@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import random
 import sys
 from collections.abc import Sequence
 from datetime import date
@@ -33,13 +34,13 @@ class CliError(Exception):
 class LocalPipeline:
     """The local host with the embedded adapters, as the CLI, the demo and the tests use it."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, rng: random.Random | None = None) -> None:
         import function_app  # imported here: it configures logging and reads settings at import
 
         self.settings = settings
         self.services: Services = build_local(settings)
         use_services(self.services)
-        self.host = LocalHost(function_app.app, self.services.bus)  # type: ignore[arg-type]
+        self.host = LocalHost(function_app.app, self.services.bus, rng)  # type: ignore[arg-type]
 
     def replay(self, body: dict[str, Any]) -> DrainReport:
         response = self.host.http("POST", "replay", body=body)

@@ -82,7 +82,7 @@ def fetch_day(services: Services, day: date, *, force: bool = False, client: Usa
         "activity_date": key,
         "run_id": run_id,
         "force": force,
-        "fetched_at": services.clock().isoformat(),
+        "fetched_at": services.clock().isoformat(timespec="microseconds"),  # orders re-fetches
         "page_size": client.page_size,
         "total_pages_reported": pages[0][1].total_pages if pages else None,
         "record_count": sum(len(p.records) for _, p in pages),

@@ -9,6 +9,7 @@ message abandoned, redelivered and finally dead-lettered, exactly as with Servic
 from __future__ import annotations
 
 import json
+import random
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -47,8 +48,9 @@ class _Handler:
 
 
 class LocalHost:
-    def __init__(self, app: func.FunctionApp, bus: InProcessBus) -> None:
+    def __init__(self, app: func.FunctionApp, bus: InProcessBus, rng: random.Random | None = None) -> None:
         self.bus = bus
+        self.rng = rng  # deliver in a random order, across and within queues (tests)
         self.queues: dict[str, _Handler] = {}
         self.routes: dict[tuple[str, str], _Handler] = {}
         self.timers: list[_Handler] = []
@@ -86,13 +88,19 @@ class LocalHost:
         """Deliver messages until every queue is empty, like a host with one instance."""
         report = DrainReport()
         for _ in range(max_messages):
-            envelope = next((e for q in QUEUE_ORDER if (e := self.bus.receive(q)) is not None), None)
+            envelope = self._next()
             if envelope is None:
                 if self.bus.idle():
                     return report
                 continue
             self._deliver(envelope, report)
         raise RuntimeError(f"local host stopped after {max_messages} messages; the queues are not draining")
+
+    def _next(self) -> Envelope | None:
+        if self.rng is None:
+            return next((e for q in QUEUE_ORDER if (e := self.bus.receive(q)) is not None), None)
+        ready = [q for q in QUEUE_ORDER if self.bus.depth(q)]
+        return self.bus.receive(self.rng.choice(ready), self.rng) if ready else None
 
     def _deliver(self, envelope: Envelope, report: DrainReport) -> None:
         handler = self.queues.get(envelope.queue)

@@ -133,7 +133,7 @@ def load_crm_drop(services: Services, blob_name: str) -> StageOutcome:
     info = services.blobs.info(names.CRM_CONTAINER, blob_name)
     content_hash = hashlib.sha256(data).hexdigest()
     run_id = f"crm-{content_hash[:12]}"  # deterministic: a redelivered event is the same run
-    version = f"{info.created_at.isoformat()}|{blob_name}"
+    version = f"{info.created_at.isoformat(timespec='microseconds')}|{blob_name}"  # later drop wins
     file_key = hashlib.sha256(blob_name.encode()).hexdigest()[:32]
 
     try:

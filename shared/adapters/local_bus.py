@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import random
 import threading
 import time
 from collections.abc import Iterable
@@ -82,13 +83,17 @@ class InProcessBus:
         self.sent_count[envelope.queue] = self.sent_count.get(envelope.queue, 0) + 1
 
     # --- what the local host uses to play the Functions runtime ---
-    def receive(self, queue: str) -> Envelope | None:
-        """Lock the next message (earliest available first); None when the queue is empty."""
+    def receive(self, queue: str, rng: random.Random | None = None) -> Envelope | None:
+        """Lock the next message (earliest available first, or any with `rng`: Service Bus does
+        not promise order); None when the queue is empty."""
         with self._lock:
             pending = self.queues.get(queue)
             if not pending:
                 return None
-            envelope = min(pending, key=lambda e: (e.available_at, e.sequence_number))
+            if rng is not None:
+                envelope = rng.choice(pending)
+            else:
+                envelope = min(pending, key=lambda e: (e.available_at, e.sequence_number))
             pending.remove(envelope)
             envelope.delivery_count += 1
             self._in_flight += 1

@@ -1,0 +1,429 @@
+"""Parse one daily CRM snapshot CSV file (contract §2).
+
+Pure and dependency-free on purpose: the blob trigger, the local CLI and the tests
+all hand it bytes and get back either a ``ParsedSnapshot`` or a ``CrmFileRejected``.
+Nothing here does I/O, so the rules can be tested exhaustively and cheaply.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import re
+from array import array
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import NamedTuple
+
+__all__ = [
+    "FIELD_SIZE_LIMIT",
+    "MAX_REJECTED_SHARE",
+    "REQUIRED_COLUMNS",
+    "CrmFileRejected",
+    "CrmRow",
+    "ParsedSnapshot",
+    "RejectedRow",
+    "parse_crm_snapshot",
+    "parse_timestamp_utc",
+    "snapshot_date_from_name",
+]
+
+MAX_REJECTED_SHARE = 0.05
+# Generous enough for any real name/notes column, small enough that a runaway quote
+# (which swallows the rest of the file into one field) is caught with a clear reason.
+FIELD_SIZE_LIMIT = 16 * 1024 * 1024
+
+REQUIRED_COLUMNS: tuple[str, ...] = ("company_id", "name", "country", "industry_tag", "last_contact_at")
+_NAME_ALIAS = "company_name"
+
+# Reasons and messages must stay on one line and stay short, whatever the data holds.
+_MAX_SHOWN = 80
+
+
+class CrmRow(NamedTuple):
+    """One staged company; a NamedTuple keeps a million rows cheap."""
+
+    company_id: str
+    company_name: str | None
+    country: str | None
+    industry_tag: str | None
+    last_contact_at: datetime | None  # naive, UTC
+
+
+@dataclass(frozen=True)
+class RejectedRow:
+    """A quarantined data record, with enough context to find and fix it in the file."""
+
+    line: int  # 1-based physical line where the record starts
+    reason: str  # short, one line
+    fields: dict[str, str]  # raw values keyed by the header names as written in the file
+
+
+@dataclass(frozen=True)
+class ParsedSnapshot:
+    snapshot_date: date
+    rows: list[CrmRow]  # winning rows, in file order
+    rejected: list[RejectedRow]  # in file order
+    warnings: list[str]
+    data_rows: int  # data records read (header and fully blank lines excluded)
+
+
+class CrmFileRejected(ValueError):
+    """The whole file is refused; ``str(exc)`` is a clear one-line reason.
+
+    ``data_rows`` and ``rejected`` are filled in when the parse got that far, so the
+    caller can quarantine the offending rows alongside the file.
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        data_rows: int | None = None,
+        rejected: Sequence[RejectedRow] = (),
+    ) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.data_rows = data_rows
+        self.rejected: list[RejectedRow] = list(rejected)
+
+    def __str__(self) -> str:
+        return self.reason
+
+
+# --------------------------------------------------------------------------- dates
+
+
+# Overlapping search (lookahead) so "2026-13-2026-10-01" still finds the real date;
+# [0-9] rather than \d because \d also matches non-ASCII digits.
+_NAME_DATE = re.compile(r"(?=([0-9]{4})-([0-9]{2})-([0-9]{2}))")
+
+
+def snapshot_date_from_name(blob_name: str, created_at: datetime) -> date:
+    """First real ``YYYY-MM-DD`` in the blob's file name, else the UTC day it was created.
+
+    Only the last path segment counts: a dated folder says when it was filed, not
+    what day the snapshot describes. A naive ``created_at`` is taken to be UTC.
+    """
+    file_name = blob_name.rsplit("/", 1)[-1]
+    for match in _NAME_DATE.finditer(file_name):
+        year, month, day = (int(part) for part in match.groups())
+        try:
+            return date(year, month, day)
+        except ValueError:
+            continue  # e.g. 2026-13-01: not a calendar date, keep looking
+    if created_at.tzinfo is not None:
+        created_at = created_at.astimezone(UTC)
+    return created_at.date()
+
+
+_combine = datetime.combine
+
+
+def parse_timestamp_utc(text: str) -> datetime | None:
+    """ISO-8601 date or date-time -> naive UTC datetime; blank -> None.
+
+    No offset means UTC. Raises ``ValueError`` for anything else. ``fromisoformat``
+    does the heavy lifting (it is C and fast) but is more liberal than the contract,
+    so the text must also start with an extended ``YYYY-MM-DD`` date (no
+    ``20260101``, no week dates) and use ``T`` or a space before the time (3.11
+    would take any character there).
+    """
+    s = text.strip()
+    if not s:
+        return None
+    n = len(s)
+    # Index checks only, no slicing: this runs once per row. Digits need no check of
+    # our own: with '-' at [4] and [7], fromisoformat only succeeds on an ASCII
+    # YYYY-MM-DD calendar date (a week date has a digit at [7]).
+    if n < 10 or s[4] != "-" or s[7] != "-" or (n > 10 and s[10] not in "Tt ") or not s.isascii():
+        raise ValueError(f"not an ISO-8601 date or date-time: {_quote(s)}")
+    try:
+        parsed = datetime.fromisoformat(s)
+        offset = parsed.utcoffset()
+        if offset is None:
+            return parsed  # no offset means UTC already
+        # combine(dt, dt.time()) drops tzinfo ~5x faster than replace(tzinfo=None).
+        return _combine(parsed, parsed.time()) - offset
+    except (ValueError, OverflowError) as exc:  # OverflowError: 0001-01-01T00:00+01:00
+        raise ValueError(f"not an ISO-8601 date or date-time: {_quote(s)}") from exc
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def parse_crm_snapshot(
+    data: bytes,
+    blob_name: str,
+    created_at: datetime,
+    max_rejected_share: float = MAX_REJECTED_SHARE,
+) -> ParsedSnapshot:
+    """Parse a whole CRM snapshot file, or raise ``CrmFileRejected``.
+
+    Row-level problems are quarantined into ``rejected``; file-level problems (encoding,
+    CSV syntax, header, no data, too many quarantined rows) reject the whole file so
+    that a half-broken export never replaces a good snapshot.
+    """
+    snapshot_date = snapshot_date_from_name(blob_name, created_at)
+    if b"\x00" in data:
+        # UTF-16 and binary uploads are often "valid" UTF-8, and csv would choke on NUL anyway.
+        raise CrmFileRejected("file contains NUL bytes; not a CSV text file (UTF-16 or binary?)")
+    # Set on every call: the limit is process-global and other code may have changed it.
+    csv.field_size_limit(FIELD_SIZE_LIMIT)
+
+    reader = csv.reader(_text_stream(data), strict=True)
+    header_fields: list[str] | None = None
+    prev_end = 0  # physical line the previous record ended on
+    try:
+        for record in reader:
+            prev_end = reader.line_num
+            if not _is_blank(record):
+                header_fields = record
+                break
+    except csv.Error as exc:
+        raise CrmFileRejected(_csv_error_reason(exc, prev_end + 1), data_rows=0) from exc
+    except UnicodeDecodeError as exc:
+        raise _not_utf8(data, exc) from exc
+    if header_fields is None:
+        raise CrmFileRejected("empty file", data_rows=0)
+    columns = _resolve_header(header_fields)
+
+    i_id, i_name, i_country, i_tag, i_ts = columns.indexes
+    width = len(header_fields)
+    keys = columns.keys
+    # Building rows through tuple.__new__ skips the generated NamedTuple.__new__, which
+    # is the single most expensive call in the loop.
+    new_row = tuple.__new__
+    row_type = CrmRow
+    parse_ts = parse_timestamp_utc
+    # country and industry_tag take a handful of values: one string object per value
+    # instead of one per row saves ~100 MB on a million rows.
+    pool: dict[str, str] = {}
+    shared = pool.setdefault
+    rows: list[CrmRow] = []
+    row_lines = array("q")  # start line of each valid row, only needed for duplicates
+    rejected: list[RejectedRow] = []
+    data_rows = 0
+
+    try:
+        for record in reader:
+            start = prev_end + 1
+            prev_end = reader.line_num
+            if len(record) != width:
+                if _is_blank(record):
+                    continue  # blank lines are not data rows
+                data_rows += 1
+                rejected.append(
+                    RejectedRow(start, f"expected {width} fields, got {len(record)}", _raw(keys, record))
+                )
+                continue
+            data_rows += 1
+            company_id = record[i_id].strip()
+            if not company_id:
+                rejected.append(RejectedRow(start, "blank company_id", _raw(keys, record)))
+                continue
+            raw_ts = record[i_ts]
+            try:
+                last_contact_at = parse_ts(raw_ts)
+            except ValueError:
+                reason = f"unparseable last_contact_at {_quote(raw_ts.strip())}"
+                rejected.append(RejectedRow(start, reason, _raw(keys, record)))
+                continue
+            country = record[i_country].strip()
+            industry_tag = record[i_tag].strip()
+            rows.append(
+                new_row(
+                    row_type,
+                    (
+                        company_id,
+                        record[i_name].strip() or None,
+                        shared(country, country) if country else None,
+                        shared(industry_tag, industry_tag) if industry_tag else None,
+                        last_contact_at,
+                    ),
+                )
+            )
+            row_lines.append(start)
+    except csv.Error as exc:
+        raise CrmFileRejected(_csv_error_reason(exc, prev_end + 1), data_rows=data_rows) from exc
+    except UnicodeDecodeError as exc:
+        raise _not_utf8(data, exc) from exc
+
+    if data_rows == 0:
+        raise CrmFileRejected("no data rows", data_rows=0)
+
+    rows, duplicates = _drop_duplicates(rows, row_lines)
+    if duplicates:
+        raw_by_line = _raw_records_at(data, {line for line, _ in duplicates}, keys)
+        rejected.extend(RejectedRow(line, reason, raw_by_line[line]) for line, reason in duplicates)
+        rejected.sort(key=lambda r: r.line)
+
+    if _over_limit(len(rejected), data_rows, max_rejected_share):
+        share = len(rejected) / data_rows
+        first = rejected[0]
+        raise CrmFileRejected(
+            f"{len(rejected)} of {data_rows} data rows quarantined ({share:.1%}), "
+            f"above the {max_rejected_share * 100:g}% limit; first: line {first.line}: {first.reason}",
+            data_rows=data_rows,
+            rejected=rejected,
+        )
+
+    return ParsedSnapshot(
+        snapshot_date=snapshot_date,
+        rows=rows,
+        rejected=rejected,
+        warnings=columns.warnings,
+        data_rows=data_rows,
+    )
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _text_stream(data: bytes) -> io.TextIOWrapper:
+    """Strict UTF-8 text (BOM dropped), decoded lazily as csv reads it.
+
+    newline="" hands csv the line endings untouched, as RFC 4180 quoting needs. A
+    streaming decoder rather than StringIO(data.decode()): StringIO keeps 4 bytes per
+    character, which for a 75 MB file is ~300 MB of peak memory for nothing.
+    """
+    return io.TextIOWrapper(io.BytesIO(data), encoding="utf-8-sig", errors="strict", newline="")
+
+
+def _not_utf8(data: bytes, exc: UnicodeDecodeError) -> CrmFileRejected:
+    """One-line rejection naming the first bad byte's offset and line in the file."""
+    # The streaming decoder's positions are relative to its chunk; decode again (this
+    # is the failure path only) to get them relative to the file.
+    try:
+        data.decode("utf-8-sig")
+    except UnicodeDecodeError as whole:
+        exc = whole
+    # utf-8-sig counts positions after the BOM.
+    offset = exc.start + (len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0)
+    line = data.count(b"\n", 0, offset) + 1
+    return CrmFileRejected(f"not valid UTF-8: {exc.reason} at byte offset {offset} (line {line})")
+
+
+def _is_blank(record: list[str]) -> bool:
+    # A blank line, or whitespace an editor left behind. Never a header or data row:
+    # those have at least five fields.
+    return not record or (len(record) == 1 and not record[0].strip())
+
+
+@dataclass(frozen=True)
+class _Columns:
+    indexes: tuple[int, int, int, int, int]  # in REQUIRED_COLUMNS order
+    keys: list[str]  # the file's own names, used for RejectedRow.fields
+    warnings: list[str]
+
+
+def _resolve_header(header: list[str]) -> _Columns:
+    # Keys keep the file's spelling (only padding and stray BOMs go) so quarantined
+    # rows read like the file; lookups use the lower-cased form.
+    keys = [name.strip(" \t\r\n\ufeff") for name in header]
+    keys = [key or f"(column {pos})" for pos, key in enumerate(keys, start=1)]
+    normalised = [name.strip(" \t\r\n\ufeff").lower() for name in header]
+
+    seen: dict[str, int] = {}
+    duplicated: list[str] = []
+    for pos, name in enumerate(normalised):
+        if not name:
+            continue  # unnamed columns (a trailing comma) are extra, never duplicates
+        if name in seen and name not in duplicated:
+            duplicated.append(name)
+        seen.setdefault(name, pos)
+    if duplicated:
+        raise CrmFileRejected(f"duplicate column(s) in header: {', '.join(map(_show, duplicated))}")
+
+    if "name" not in seen and _NAME_ALIAS in seen:
+        seen["name"] = seen.pop(_NAME_ALIAS)
+    missing = [col for col in REQUIRED_COLUMNS if col not in seen]
+    if missing:
+        shown = ", ".join(f"{col} (or {_NAME_ALIAS})" if col == "name" else col for col in missing)
+        found = _show(",".join(header), limit=200)
+        raise CrmFileRejected(
+            f"missing required column(s): {shown}; header has {len(header)} column(s): {found}"
+        )
+
+    company_id, name, country, industry_tag, last_contact_at = (seen[col] for col in REQUIRED_COLUMNS)
+    indexes = (company_id, name, country, industry_tag, last_contact_at)
+    used = set(indexes)
+    extra = [keys[pos] for pos in range(len(header)) if pos not in used]
+    warnings = [f"ignored extra columns: {', '.join(map(_show, extra))}"] if extra else []
+    return _Columns(indexes=indexes, keys=keys, warnings=warnings)
+
+
+def _raw(keys: list[str], record: list[str]) -> dict[str, str]:
+    """The record as the file had it; values past the header get positional keys."""
+    fields = dict(zip(keys, record, strict=False))
+    for pos in range(len(keys), len(record)):
+        fields[f"(column {pos + 1})"] = record[pos]
+    return fields
+
+
+def _drop_duplicates(rows: list[CrmRow], row_lines: array[int]) -> tuple[list[CrmRow], list[tuple[int, str]]]:
+    """Keep the last row per company_id; return (winners in file order, [(line, reason)])."""
+    last = {row[0]: pos for pos, row in enumerate(rows)}  # later positions overwrite earlier
+    if len(last) == len(rows):
+        return rows, []  # the common case: no extra pass, no copy
+    winners: list[CrmRow] = []
+    losers: list[tuple[int, str]] = []
+    for pos, row in enumerate(rows):
+        win = last[row[0]]
+        if win == pos:
+            winners.append(row)
+        else:
+            reason = f"duplicate company_id {_show(row[0])} (the later row on line {row_lines[win]} wins)"
+            losers.append((row_lines[pos], reason))
+    return winners, losers
+
+
+def _raw_records_at(data: bytes, lines: set[int], keys: list[str]) -> dict[int, dict[str, str]]:
+    """Re-read the raw records starting on ``lines``.
+
+    Only needed for duplicates, which are rare; re-reading beats holding on to every
+    raw record of a million-row file just in case.
+    """
+    found: dict[int, dict[str, str]] = {}
+    reader = csv.reader(_text_stream(data), strict=True)
+    prev_end = 0
+    for record in reader:
+        start = prev_end + 1
+        prev_end = reader.line_num
+        if start in lines:
+            found[start] = _raw(keys, record)
+            if len(found) == len(lines):
+                break
+    return found
+
+
+def _over_limit(rejected: int, data_rows: int, max_share: float) -> bool:
+    # Integer arithmetic on a share rounded to 1e-9, so a share exactly at the limit is
+    # never tipped over it by float noise (0.7 * 90 == 62.99999999999999).
+    scale = 1_000_000_000
+    return rejected * scale > round(max_share * scale) * data_rows
+
+
+def _csv_error_reason(exc: csv.Error, record_start: int) -> str:
+    message = str(exc)
+    where = f" (record starting on line {record_start})"
+    if "unexpected end of data" in message:
+        return f"unterminated quoted field{where}"
+    if "field larger than field limit" in message:
+        return f"field larger than the {FIELD_SIZE_LIMIT // (1024 * 1024)} MiB limit{where}"
+    return f"malformed CSV{where}: {_show(message)}"
+
+
+def _show(value: str, limit: int = _MAX_SHOWN) -> str:
+    """Value as-is when it is short and printable, else a truncated repr; always one line."""
+    if len(value) <= limit and value.isprintable():
+        return value
+    return _quote(value, limit)
+
+
+def _quote(value: str, limit: int = _MAX_SHOWN) -> str:
+    if len(value) > limit:
+        return repr(value[:limit]) + "..."
+    return repr(value)

@@ -1,0 +1,470 @@
+"""A local Product Usage API (contract section 1) with injectable faults.
+
+Used by the `demo` command and by tests: it serves whatever a `RecordSource` returns
+for a date, page by page, and can misbehave on purpose (429s, resets, truncated
+bodies, slow answers, page drift, endless pagination) so the fetcher's reliability
+can be tested against a real socket rather than a mocked HTTP library.
+
+Behaviour choices the contract leaves open:
+
+* A day with zero records answers page 1 with `data: []`, `has_next_page: false`
+  and `total_pages: 0` (the honest ceil(0 / page_size)); a client must not assume
+  there is at least one page.
+* Pages beyond the end answer 200 with empty data and `has_next_page: false`.
+* A missing `page` means 1 and a missing `page_size` means 500; `date` is required.
+* Checks run in this order: unknown path (404), auth (401), parameters (400), then
+  faults. Faults therefore only ever hit well-formed, authorised requests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import json
+import math
+import os
+import re
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import date
+from email.utils import formatdate
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any, Literal, NamedTuple, get_args
+from urllib.parse import parse_qs, urlsplit
+
+RecordSource = Callable[[date], list[dict[str, Any]]]
+"""All records the API returns for a date, in the order it returns them."""
+
+USAGE_PATH = "/v2/usage"
+DEFAULT_PAGE_SIZE = 500
+MAX_PAGE_SIZE = 1000
+NO_RESPONSE = 0  # the status logged for a request answered by a connection reset
+
+FaultKind = Literal[
+    "status",
+    "retry_after_seconds",
+    "retry_after_date",
+    "reset",
+    "truncate",
+    "delay",
+    "drift_duplicate",
+    "endless",
+]
+FAULT_KINDS: frozenset[str] = frozenset(get_args(FaultKind))
+FAULT_STATUSES = frozenset({400, 401, 403, 404, 500, 502, 503, 504})
+
+_DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_DIGITS_RE = re.compile(r"\d+")
+
+
+@dataclass
+class Fault:
+    """One way to misbehave, for requests matching `date` and `page` (None = any).
+
+    A fault applies to `times` matching requests and is then spent (-1 = forever).
+    The simulator keeps the remaining counts itself, so a Fault can be reused.
+    """
+
+    kind: FaultKind
+    date: str | None = None
+    page: int | None = None
+    times: int = 1
+    status: int = 503
+    seconds: float = 0.0
+
+    def __post_init__(self) -> None:
+        # Fail at construction: a typo in a test's fault list should not silently do nothing.
+        if self.kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault kind {self.kind!r}")
+        if self.kind == "status" and self.status not in FAULT_STATUSES:
+            raise ValueError(f"fault status must be one of {sorted(FAULT_STATUSES)}, got {self.status}")
+        if self.times < -1:
+            raise ValueError("times must be -1 (forever) or >= 0")
+        if self.seconds < 0:
+            raise ValueError("seconds must be >= 0")
+
+
+class RequestRecord(NamedTuple):
+    """One request as the simulator saw it. Unparseable parameters are None."""
+
+    date: str | None
+    page: int | None
+    page_size: int | None
+    status: int  # NO_RESPONSE (0) when the connection was reset instead of answered
+    fault: str | None  # the fault kind that shaped the answer, if any
+
+
+class _BadRequest(Exception):
+    pass
+
+
+class UsageApiSimulator:
+    """Serves `GET /v2/usage` on a local port from a daemon thread.
+
+    Use as a context manager (`with UsageApiSimulator(src) as api: api.base_url`)
+    or call `start()` / `stop()`.
+    """
+
+    def __init__(
+        self,
+        records: RecordSource,
+        *,
+        api_key: str | None = "demo-key",
+        include_total_pages: bool = True,
+        faults: Sequence[Fault] = (),
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        self._records = records
+        self.api_key = api_key
+        self.include_total_pages = include_total_pages
+        self.faults: tuple[Fault, ...] = tuple(faults)
+        self._remaining = [fault.times for fault in self.faults]
+        self._host = host
+        self._port = port
+        self._lock = threading.Lock()
+        self._log: list[RequestRecord] = []
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        # Set on stop() so "delay" faults wake up instead of holding a thread for `seconds`.
+        self._stopping = threading.Event()
+
+    # ----------------------------------------------------------------- lifecycle
+
+    def start(self) -> UsageApiSimulator:
+        if self._server is not None:
+            raise RuntimeError("simulator already started")
+        self._stopping.clear()
+        server = _Server((self._host, self._port), _Handler, self)
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.01}, name="usage-api-sim", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is None:
+            return
+        self._stopping.set()
+        server.shutdown()
+        server.server_close()
+        # Keep-alive connections outlive serve_forever; cut them so a pooled client
+        # connection cannot keep talking to a stopped simulator.
+        server.close_open_connections()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> UsageApiSimulator:
+        # Tolerate `with UsageApiSimulator(...).start() as api:` as well.
+        return self if self._server is not None else self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def base_url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("simulator not started")
+        host, port = self._server.server_address[:2]
+        host_text = host.decode() if isinstance(host, bytes) else str(host)
+        if ":" in host_text:
+            host_text = f"[{host_text}]"
+        return f"http://{host_text}:{port}"
+
+    # ----------------------------------------------------------------- inspection
+
+    @property
+    def requests_seen(self) -> list[RequestRecord]:
+        """A snapshot (copy) of the request log, oldest first."""
+        with self._lock:
+            return list(self._log)
+
+    def count(self, *, status: int | None = None, date: str | None = None, page: int | None = None) -> int:
+        """How many logged requests match all given filters."""
+        with self._lock:
+            return sum(
+                1
+                for r in self._log
+                if (status is None or r.status == status)
+                and (date is None or r.date == date)
+                and (page is None or r.page == page)
+            )
+
+    def faults_remaining(self) -> list[int]:
+        """Remaining uses per fault, in order (-1 = forever, 0 = spent)."""
+        with self._lock:
+            return list(self._remaining)
+
+    # ----------------------------------------------------------------- internals
+
+    def _record(self, entry: RequestRecord) -> None:
+        with self._lock:
+            self._log.append(entry)
+
+    def _take_fault(self, day: str, page: int, page_size: int, total: int) -> Fault | None:
+        """The first matching, unspent fault; consumes one use of it."""
+        with self._lock:
+            for index, fault in enumerate(self.faults):
+                remaining = self._remaining[index]
+                if remaining == 0:
+                    continue
+                if fault.date is not None and fault.date != day:
+                    continue
+                if fault.page is not None and fault.page != page:
+                    continue
+                # Drift needs a previous page to borrow a record from; elsewhere it would be a no-op
+                # that silently burns a use, so it does not match there.
+                if fault.kind == "drift_duplicate" and not 0 <= (page - 1) * page_size - 1 < total:
+                    continue
+                if remaining > 0:
+                    self._remaining[index] = remaining - 1
+                return fault
+        return None
+
+    def _check_auth(self, header: str | None) -> bool:
+        if self.api_key is None:
+            return True
+        if not header:
+            return False
+        scheme, _, token = header.partition(" ")
+        # compare_digest: no reason for even a test server to leak the key through timing.
+        expected = self.api_key.encode()
+        return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), expected)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    # Bind fresh each time; the port is normally ephemeral anyway.
+    allow_reuse_address = True
+
+    def __init__(
+        self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], sim: UsageApiSimulator
+    ) -> None:
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
+        self.simulator = sim
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+        super().__init__(address, handler)
+
+    def track(self, conn: socket.socket, *, open_: bool) -> None:
+        with self._connections_lock:
+            if open_:
+                self._connections.add(conn)
+            else:
+                self._connections.discard(conn)
+
+    def close_open_connections(self) -> None:
+        with self._connections_lock:
+            conns = list(self._connections)
+            self._connections.clear()
+        for conn in conns:
+            with contextlib.suppress(OSError):  # already gone
+                conn.shutdown(socket.SHUT_RDWR)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # Clients time out and hang up mid-answer on purpose here; no tracebacks on stderr.
+        pass
+
+
+class _Handler(BaseHTTPRequestHandler):
+    # HTTP/1.1 keep-alive like a real API, so clients' connection pools get exercised.
+    protocol_version = "HTTP/1.1"
+    # Idle keep-alive connections give up after this, so handler threads do not pile up.
+    timeout = 10
+    server: _Server
+
+    def setup(self) -> None:
+        super().setup()
+        # Headers and body go out in two writes; without NODELAY, Nagle + delayed ACK adds ~40 ms each.
+        with contextlib.suppress(OSError):
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.server.track(self.connection, open_=True)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            self.server.track(self.connection, open_=False)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # quiet: tests and the demo have their own output
+
+    def do_GET(self) -> None:
+        sim = self.server.simulator
+        url = urlsplit(self.path)
+        if url.path.rstrip("/") != USAGE_PATH:
+            sim._record(RequestRecord(None, None, None, 404, None))
+            self._send_json(404, {"error": f"no such path: {url.path}"})
+            return
+
+        query = parse_qs(url.query, keep_blank_values=True)
+        raw_date = _first(query, "date")
+        page = _int_or_none(_first(query, "page"))
+        page_size = _int_or_none(_first(query, "page_size"))
+
+        if not sim._check_auth(self.headers.get("Authorization")):
+            sim._record(RequestRecord(raw_date, page, page_size, 401, None))
+            self._send_json(401, {"error": "missing or invalid bearer token"}, {"WWW-Authenticate": "Bearer"})
+            return
+
+        try:
+            day, page, page_size = _validate(query)
+        except _BadRequest as bad:
+            sim._record(RequestRecord(raw_date, page, page_size, 400, None))
+            self._send_json(400, {"error": str(bad)})
+            return
+
+        try:
+            records = list(sim._records(day))
+        except Exception as exc:
+            sim._record(RequestRecord(raw_date, page, page_size, 500, None))
+            self._send_json(500, {"error": f"record source failed: {type(exc).__name__}"})
+            return
+
+        iso = day.isoformat()
+        fault = sim._take_fault(iso, page, page_size, len(records))
+        kind = fault.kind if fault else None
+        # Log before any I/O, so a client that just got (or timed out on) an answer sees it counted.
+        status = _status_for(fault)
+        sim._record(RequestRecord(iso, page, page_size, status, kind))
+
+        if fault is None:
+            self._send_json(200, self._page_body(records, page, page_size, sim.include_total_pages))
+        elif fault.kind == "status":
+            self._send_json(fault.status, {"error": "injected fault", "status": fault.status})
+        elif fault.kind == "retry_after_seconds":
+            retry = str(math.ceil(fault.seconds))
+            self._send_json(429, {"error": "too many requests"}, {"Retry-After": retry})
+        elif fault.kind == "retry_after_date":
+            # Round up: an HTTP-date has 1 s resolution and must not promise less than `seconds`.
+            retry = formatdate(math.ceil(time.time() + fault.seconds), usegmt=True)
+            self._send_json(429, {"error": "too many requests"}, {"Retry-After": retry})
+        elif fault.kind == "reset":
+            self._reset()
+        elif fault.kind == "truncate":
+            body = _dumps(self._page_body(records, page, page_size, sim.include_total_pages))
+            self._send_bytes(200, body[: len(body) // 2])
+        elif fault.kind == "delay":
+            if sim._stopping.wait(fault.seconds):
+                self.close_connection = True
+                return
+            self._send_json(200, self._page_body(records, page, page_size, sim.include_total_pages))
+        elif fault.kind == "drift_duplicate":
+            body = self._page_body(records, page, page_size, sim.include_total_pages)
+            body["data"].insert(0, records[(page - 1) * page_size - 1])
+            self._send_json(200, body)
+        elif fault.kind == "endless":
+            body = self._page_body(records, page, page_size, include_total_pages=False)
+            body["has_next_page"] = True
+            self._send_json(200, body)
+
+    @staticmethod
+    def _page_body(
+        records: list[dict[str, Any]], page: int, page_size: int, include_total_pages: bool
+    ) -> dict[str, Any]:
+        total_pages = math.ceil(len(records) / page_size)
+        start = (page - 1) * page_size
+        body: dict[str, Any] = {
+            "data": records[start : start + page_size],
+            "page": page,
+            "page_size": page_size,
+            "has_next_page": page < total_pages,
+        }
+        if include_total_pages:
+            body["total_pages"] = total_pages
+        return body
+
+    def _send_json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
+        self._send_bytes(status, _dumps(payload), headers)
+
+    def _send_bytes(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(body)
+        except OSError:
+            # The client gave up (e.g. after a read timeout); nothing left to answer.
+            self.close_connection = True
+
+    def _reset(self) -> None:
+        """Abortive close: SO_LINGER 0 makes close() send RST instead of FIN."""
+        self.close_connection = True
+        conn = self.connection
+        self.server.track(conn, open_=False)
+        with contextlib.suppress(OSError):
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            # detach + os.close: socket.close() would wait for rfile/wfile to drop their refs.
+            os.close(conn.detach())
+
+
+def _status_for(fault: Fault | None) -> int:
+    if fault is None:
+        return 200
+    if fault.kind == "status":
+        return fault.status
+    if fault.kind in ("retry_after_seconds", "retry_after_date"):
+        return 429
+    if fault.kind == "reset":
+        return NO_RESPONSE
+    return 200
+
+
+def _first(query: dict[str, list[str]], name: str) -> str | None:
+    values = query.get(name)
+    return values[0] if values else None
+
+
+def _int_or_none(text: str | None) -> int | None:
+    # Digits only: int() would also accept "+3", " 3" and "3_0".
+    return int(text) if text is not None and _DIGITS_RE.fullmatch(text) else None
+
+
+def _validate(query: dict[str, list[str]]) -> tuple[date, int, int]:
+    raw_date = _first(query, "date")
+    if raw_date is None or raw_date == "":
+        raise _BadRequest("missing required parameter: date")
+    # fromisoformat alone would also take "20261120"; the contract says YYYY-MM-DD.
+    if not _DATE_RE.fullmatch(raw_date):
+        raise _BadRequest("date must be YYYY-MM-DD")
+    try:
+        day = date.fromisoformat(raw_date)
+    except ValueError:
+        raise _BadRequest("date must be a valid calendar date") from None
+
+    page = _parse_positive(_first(query, "page"), "page", default=1)
+    page_size = _parse_positive(_first(query, "page_size"), "page_size", default=DEFAULT_PAGE_SIZE)
+    if page_size > MAX_PAGE_SIZE:
+        raise _BadRequest(f"page_size must be at most {MAX_PAGE_SIZE}")
+    return day, page, page_size
+
+
+def _parse_positive(text: str | None, name: str, *, default: int) -> int:
+    if text is None:
+        return default
+    value = _int_or_none(text)
+    if value is None or value < 1:
+        raise _BadRequest(f"{name} must be a whole number >= 1")
+    return value
+
+
+def _dumps(payload: Any) -> bytes:
+    # default=str: record sources may hand back date objects; send them as ISO strings.
+    return json.dumps(payload, default=str, separators=(",", ":")).encode("utf-8")
