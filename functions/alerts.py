@@ -14,7 +14,9 @@ def on_alert(msg: func.ServiceBusMessage) -> None:
     body = msg.get_body()
     if reason:
         alert = alert_from_dead_letter(
-            body, msg.dead_letter_source or str(props.get("DeadLetterSource") or "unknown"), str(reason),
+            body,
+            msg.dead_letter_source or str(props.get("DeadLetterSource") or "unknown"),
+            str(reason),
             str(msg.dead_letter_error_description or props.get("DeadLetterErrorDescription") or ""),
         )
     else:

@@ -13,8 +13,9 @@ from shared.replay import BadReplayRequest, ReplayRequest, all_days_status, day_
 
 
 def _json(status: int, payload: Any) -> func.HttpResponse:
-    return func.HttpResponse(json.dumps(payload, indent=1, default=str), status_code=status,
-                             mimetype="application/json")
+    return func.HttpResponse(
+        json.dumps(payload, indent=1, default=str), status_code=status, mimetype="application/json"
+    )
 
 
 def replay(req: func.HttpRequest) -> func.HttpResponse:
@@ -28,12 +29,15 @@ def replay(req: func.HttpRequest) -> func.HttpResponse:
     except BadReplayRequest as exc:
         return _json(400, {"error": str(exc)})
     request_id = enqueue_fetches(services, request.days, force=request.force, requested_by="http")
-    return _json(202, {
-        "request_id": request_id,
-        "dates": [d.isoformat() for d in request.days],
-        "force": request.force,
-        "status_urls": [f"/api/status?date={d.isoformat()}" for d in request.days[:31]],
-    })
+    return _json(
+        202,
+        {
+            "request_id": request_id,
+            "dates": [d.isoformat() for d in request.days],
+            "force": request.force,
+            "status_urls": [f"/api/status?date={d.isoformat()}" for d in request.days[:31]],
+        },
+    )
 
 
 def status(req: func.HttpRequest) -> func.HttpResponse:

@@ -55,7 +55,9 @@ class Alert:
 
 def raise_alert(bus: MessageBus, alert: Alert) -> None:
     log.log(logging.ERROR if alert.severity == "error" else logging.WARNING, "alert: %s", alert.message)
-    bus.send(names.ALERTS_QUEUE, [OutgoingMessage(body=alert.to_json(), message_id="alert-" + alert.fingerprint())])
+    bus.send(
+        names.ALERTS_QUEUE, [OutgoingMessage(body=alert.to_json(), message_id="alert-" + alert.fingerprint())]
+    )
 
 
 def alert_from_dead_letter(body: bytes, source_queue: str, reason: str, description: str) -> Alert:
@@ -88,18 +90,24 @@ class AlertSink:
         self.attempts = attempts
 
     def deliver(self, alert: Alert) -> None:
-        record = {k: redact(v, self._secrets) if isinstance(v, str) else v for k, v in alert.to_json().items()}
+        record = {
+            k: redact(v, self._secrets) if isinstance(v, str) else v for k, v in alert.to_json().items()
+        }
         if not self._webhook_url:
             self.jsonl_path.parent.mkdir(parents=True, exist_ok=True)
             with self.jsonl_path.open("a", encoding="utf-8") as handle:
                 handle.write(json.dumps(record, ensure_ascii=False) + "\n")
             return
-        title = f"[{alert.severity.upper()}] {alert.stage}" + (f" {alert.activity_date}" if alert.activity_date else "")
+        title = f"[{alert.severity.upper()}] {alert.stage}" + (
+            f" {alert.activity_date}" if alert.activity_date else ""
+        )
         payload = {"text": f"{title}: {record['message']}", "alert": record}  # Slack and Teams read "text"
         try:
             for attempt in Retrying(
-                stop=stop_after_attempt(self.attempts), wait=wait_exponential(multiplier=0.5, max=8),
-                retry=retry_if_exception_type(requests.RequestException), reraise=True,
+                stop=stop_after_attempt(self.attempts),
+                wait=wait_exponential(multiplier=0.5, max=8),
+                retry=retry_if_exception_type(requests.RequestException),
+                reraise=True,
             ):
                 with attempt:
                     self._post(payload)
@@ -122,11 +130,18 @@ def alert_from_body(body: bytes) -> Alert:
     except (UnicodeDecodeError, json.JSONDecodeError):
         data = None
     if not isinstance(data, dict):
-        return Alert("error", "alerts", "unreadable_alert", "an alert message could not be read",
-                     detail=body[:2000].decode("utf-8", "replace"))
+        return Alert(
+            "error",
+            "alerts",
+            "unreadable_alert",
+            "an alert message could not be read",
+            detail=body[:2000].decode("utf-8", "replace"),
+        )
     return Alert.from_json(data)
 
 
 def deliver_alert(services: Any, alert: Alert) -> None:
     settings = services.settings
-    AlertSink(settings.alert_webhook_url, settings.local_data_dir / "alerts.jsonl", settings.secrets()).deliver(alert)
+    AlertSink(
+        settings.alert_webhook_url, settings.local_data_dir / "alerts.jsonl", settings.secrets()
+    ).deliver(alert)

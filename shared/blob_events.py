@@ -39,14 +39,22 @@ def wanted(container: str, name: str) -> bool:
     """Which new blobs start staging: a usage manifest or a CRM drop. Mirrors the Bicep filter."""
     if container == names.CRM_CONTAINER:
         return not name.endswith("/")
-    return container == names.RAW_CONTAINER and name.startswith("usage/") and name.endswith(
-        "/" + names.MANIFEST_NAME
+    return (
+        container == names.RAW_CONTAINER
+        and name.startswith("usage/")
+        and name.endswith("/" + names.MANIFEST_NAME)
     )
 
 
 def make_event(
-    container: str, name: str, *, size: int, api: str = "PutBlob", account_url: str = LOCAL_ACCOUNT_URL,
-    event_time: datetime | None = None, etag: str | None = None,
+    container: str,
+    name: str,
+    *,
+    size: int,
+    api: str = "PutBlob",
+    account_url: str = LOCAL_ACCOUNT_URL,
+    event_time: datetime | None = None,
+    etag: str | None = None,
 ) -> dict[str, Any]:
     """An Event Grid schema event as Azure Storage publishes it."""
     when = event_time or datetime.now(UTC)
@@ -60,7 +68,8 @@ def make_event(
             "api": api,
             "clientRequestId": str(uuid.uuid4()),
             "requestId": str(uuid.uuid4()),
-            "eTag": etag or "0x" + hashlib.sha1(f"{container}/{name}/{when}".encode()).hexdigest()[:16].upper(),
+            "eTag": etag
+            or "0x" + hashlib.sha1(f"{container}/{name}/{when}".encode()).hexdigest()[:16].upper(),
             "contentType": "application/octet-stream",
             "contentLength": size,
             "blobType": "BlockBlob",
@@ -94,13 +103,17 @@ def parse_event(event: Any) -> BlobCreated | None:
     marker = "/blobServices/default/containers/"
     if not subject.startswith(marker) or "/blobs/" not in subject:
         raise NotABlobEvent(f"unexpected BlobCreated subject {subject!r}")
-    container, _, name = subject[len(marker):].partition("/blobs/")
+    container, _, name = subject[len(marker) :].partition("/blobs/")
     if not container or not name:
         raise NotABlobEvent(f"unexpected BlobCreated subject {subject!r}")
     event_time = _parse_time(str(event.get("eventTime") or event.get("time") or ""))
     return BlobCreated(
-        container=container, name=name, api=str(data.get("api")), event_time=event_time,
-        etag=str(data.get("eTag", "")), size=int(data.get("contentLength") or 0),
+        container=container,
+        name=name,
+        api=str(data.get("api")),
+        event_time=event_time,
+        etag=str(data.get("eTag", "")),
+        size=int(data.get("contentLength") or 0),
     )
 
 

@@ -1,10 +1,10 @@
 """Local command line (contract section 6). Every command goes through the real function handlers.
 
-    python -m shared.cli run --date YYYY-MM-DD [--force]
-    python -m shared.cli backfill --from YYYY-MM-DD --to YYYY-MM-DD [--force]
-    python -m shared.cli crm-drop FILE [--name BLOB_NAME]
-    python -m shared.cli status [--date YYYY-MM-DD] [--json]
-    python -m shared.cli demo
+python -m shared.cli run --date YYYY-MM-DD [--force]
+python -m shared.cli backfill --from YYYY-MM-DD --to YYYY-MM-DD [--force]
+python -m shared.cli crm-drop FILE [--name BLOB_NAME]
+python -m shared.cli status [--date YYYY-MM-DD] [--json]
+python -m shared.cli demo
 """
 
 from __future__ import annotations
@@ -45,7 +45,9 @@ class LocalPipeline:
     def replay(self, body: dict[str, Any]) -> DrainReport:
         response = self.host.http("POST", "replay", body=body)
         if response.status_code != 202:
-            raise CliError(json.loads(response.get_body()).get("error", f"replay answered {response.status_code}"))
+            raise CliError(
+                json.loads(response.get_body()).get("error", f"replay answered {response.status_code}")
+            )
         return self.host.drain()
 
     def drop_crm(self, data: bytes, blob_name: str) -> DrainReport:
@@ -72,8 +74,10 @@ def day_line(view: dict[str, Any]) -> str:
     if build and build.get("status") == "built":
         warnings = build.get("warnings") or []
         text = f"{day}  built      {build.get('rows', 0):>6} rows  snapshot {build.get('snapshot_date')}"
-        text += (f"  last build: {build.get('inserted', 0)} new, {build.get('updated', 0)} updated,"
-                 f" {build.get('deleted', 0)} removed")
+        text += (
+            f"  last build: {build.get('inserted', 0)} new, {build.get('updated', 0)} updated,"
+            f" {build.get('deleted', 0)} removed"
+        )
         return text + (f"  warnings: {'; '.join(warnings)}" if warnings else "")
     if build and build.get("status") == "waiting":
         return f"{day}  waiting    usage staged ({usage.get('staged') if usage else 0} records); {build.get('reason')}"
@@ -82,7 +86,9 @@ def day_line(view: dict[str, Any]) -> str:
     if usage:
         return f"{day}  staged     {usage.get('staged')} records, not built yet"
     if fetch:
-        return f"{day}  fetch {fetch.get('status')}" + (f": {fetch.get('error')}" if fetch.get("error") else "")
+        return f"{day}  fetch {fetch.get('status')}" + (
+            f": {fetch.get('error')}" if fetch.get("error") else ""
+        )
     return f"{day}  nothing yet"
 
 

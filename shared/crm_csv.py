@@ -136,8 +136,9 @@ def parse_timestamp_utc(text: str) -> datetime | None:
         return None
     n = len(s)
     # Index checks only, no slicing: this runs once per row. Digits need no check of
-    # our own: with '-' at [4] and [7], fromisoformat only succeeds on an ASCII
-    # YYYY-MM-DD calendar date (a week date has a digit at [7]).
+    # our own: with '-' at [4] and [7], CPython's fromisoformat only succeeds on an
+    # ASCII YYYY-MM-DD calendar date (a week date has a digit at [7]). isascii() is
+    # O(1) and keeps that true on a pure-Python datetime, whose int() takes any digit.
     if n < 10 or s[4] != "-" or s[7] != "-" or (n > 10 and s[10] not in "Tt ") or not s.isascii():
         raise ValueError(f"not an ISO-8601 date or date-time: {_quote(s)}")
     try:

@@ -41,13 +41,19 @@ def new_run_id(kind: str, clock_now: Any) -> str:
 def make_client(services: Services) -> UsageApiClient:
     s = services.settings
     return UsageApiClient(
-        s.usage_api_base_url, s.usage_api_key, timeout_s=s.usage_api_timeout_s, page_size=s.usage_api_page_size,
-        max_attempts=s.usage_api_max_attempts, backoff_base_s=s.usage_api_backoff_base_s,
+        s.usage_api_base_url,
+        s.usage_api_key,
+        timeout_s=s.usage_api_timeout_s,
+        page_size=s.usage_api_page_size,
+        max_attempts=s.usage_api_max_attempts,
+        backoff_base_s=s.usage_api_backoff_base_s,
         backoff_max_s=s.usage_api_backoff_max_s,
     )
 
 
-def fetch_day(services: Services, day: date, *, force: bool = False, client: UsageApiClient | None = None) -> FetchOutcome:
+def fetch_day(
+    services: Services, day: date, *, force: bool = False, client: UsageApiClient | None = None
+) -> FetchOutcome:
     """Fetch `day` unless it is already fetched (then re-announce its manifest), or resume a cut-off run.
 
     Permanent API errors fail the run with an alert and return; transient ones that outlast the
@@ -59,13 +65,23 @@ def fetch_day(services: Services, day: date, *, force: bool = False, client: Usa
     complete = state.get("status") == "complete"
     if complete and not force and services.blobs.exists(names.RAW_CONTAINER, state["manifest"]):
         _announce_manifest(services, state["manifest"])
-        return FetchOutcome("already-fetched", state["run_id"], state.get("pages", 0), state.get("records", 0),
-                            message=f"{key} already fetched by {state['run_id']}; re-announced its manifest")
+        return FetchOutcome(
+            "already-fetched",
+            state["run_id"],
+            state.get("pages", 0),
+            state.get("records", 0),
+            message=f"{key} already fetched by {state['run_id']}; re-announced its manifest",
+        )
     if state.get("status") == "running" or (complete and not force):
         run_id, force = state["run_id"], bool(state.get("force")) or force  # resume the cut-off run
     else:
         run_id = new_run_id("fetch", services.clock())
-        state = {"run_id": run_id, "status": "running", "force": force, "started_at": services.clock().isoformat()}
+        state = {
+            "run_id": run_id,
+            "status": "running",
+            "force": force,
+            "started_at": services.clock().isoformat(),
+        }
         services.ledger.put(names.FETCH, key, state)
 
     try:
@@ -73,8 +89,11 @@ def fetch_day(services: Services, day: date, *, force: bool = False, client: Usa
         pages, reused = _land_pages(services, client, day, run_id)
     except UsageApiError as exc:
         message = f"fetch of {key} failed: {exc}"
-        services.ledger.put(names.FETCH, key, {**state, "status": "failed", "error": str(exc),
-                                                "finished_at": services.clock().isoformat()})
+        services.ledger.put(
+            names.FETCH,
+            key,
+            {**state, "status": "failed", "error": str(exc), "finished_at": services.clock().isoformat()},
+        )
         raise_alert(services.bus, Alert("error", "fetch", "fetch_failed", message, run_id, key))
         return FetchOutcome("failed", run_id, message=message)
 
@@ -87,8 +106,13 @@ def fetch_day(services: Services, day: date, *, force: bool = False, client: Usa
         "total_pages_reported": pages[0][1].total_pages if pages else None,
         "record_count": sum(len(p.records) for _, p in pages),
         "pages": [
-            {"page": p.number, "blob": blob, "records": len(p.records), "bytes": len(p.body),
-             "sha256": hashlib.sha256(p.body).hexdigest()}
+            {
+                "page": p.number,
+                "blob": blob,
+                "records": len(p.records),
+                "bytes": len(p.body),
+                "sha256": hashlib.sha256(p.body).hexdigest(),
+            }
             for blob, p in pages
         ],
     }
@@ -96,15 +120,29 @@ def fetch_day(services: Services, day: date, *, force: bool = False, client: Usa
     # Manifest first, ledger second: if we die in between, the next request resumes this run
     # (every page is landed by then), rewrites the manifest and so announces it again.
     services.blobs.put(names.RAW_CONTAINER, manifest_name, json.dumps(manifest, indent=1).encode())
-    done = {**state, "status": "complete", "manifest": manifest_name, "pages": len(pages),
-            "records": manifest["record_count"], "finished_at": services.clock().isoformat()}
+    done = {
+        **state,
+        "status": "complete",
+        "manifest": manifest_name,
+        "pages": len(pages),
+        "records": manifest["record_count"],
+        "finished_at": services.clock().isoformat(),
+    }
     services.ledger.put(names.FETCH, key, done)
-    log.info("fetched %s: %d pages (%d reused), %d records, run %s", key, len(pages), reused,
-             manifest["record_count"], run_id)
+    log.info(
+        "fetched %s: %d pages (%d reused), %d records, run %s",
+        key,
+        len(pages),
+        reused,
+        manifest["record_count"],
+        run_id,
+    )
     return FetchOutcome("fetched", run_id, len(pages), manifest["record_count"], reused)
 
 
-def _land_pages(services: Services, client: UsageApiClient, day: date, run_id: str) -> tuple[list[tuple[str, Page]], int]:
+def _land_pages(
+    services: Services, client: UsageApiClient, day: date, run_id: str
+) -> tuple[list[tuple[str, Page]], int]:
     pages: list[tuple[str, Page]] = []
     reused = 0
     max_pages = services.settings.usage_api_max_pages

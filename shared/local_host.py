@@ -9,8 +9,8 @@ message abandoned, redelivered and finally dead-lettered, exactly as with Servic
 from __future__ import annotations
 
 import json
-import random
 import logging
+import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -66,13 +66,21 @@ class LocalHost:
                 self.timers.append(handler)
 
     # --- HTTP ---
-    def http(self, method: str, route: str, *, body: Any = None, params: Mapping[str, str] | None = None,
-             ) -> func.HttpResponse:
+    def http(
+        self,
+        method: str,
+        route: str,
+        *,
+        body: Any = None,
+        params: Mapping[str, str] | None = None,
+    ) -> func.HttpResponse:
         handler = self.routes.get((method.upper(), route))
         if handler is None:
             return func.HttpResponse(f"no route {method} /api/{route}", status_code=404)
         request = func.HttpRequest(
-            method=method.upper(), url=f"http://localhost:7071/api/{route}", params=dict(params or {}),
+            method=method.upper(),
+            url=f"http://localhost:7071/api/{route}",
+            params=dict(params or {}),
             headers={"content-type": "application/json"},
             body=b"" if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode()),
         )
@@ -151,8 +159,13 @@ def to_service_bus_message(envelope: Envelope) -> ServiceBusMessage:
 
 def _alert_view(envelope: Envelope) -> dict[str, Any]:
     if envelope.dead_letter_reason:
-        return {"severity": "error", "kind": "dead_letter", "message":
-                f"{envelope.dead_letter_source}: {envelope.dead_letter_error_description}".splitlines()[0]}
+        return {
+            "severity": "error",
+            "kind": "dead_letter",
+            "message": f"{envelope.dead_letter_source}: {envelope.dead_letter_error_description}".splitlines()[
+                0
+            ],
+        }
     try:
         body = envelope.json()
     except ValueError:

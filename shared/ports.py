@@ -131,7 +131,13 @@ class Warehouse(Protocol):
     def apply_schema(self) -> None: ...
 
     def replace_usage_day(
-        self, day: date, rows: Iterable[UsageRow], lineage: Lineage, *, checksum: str, quarantined: int,
+        self,
+        day: date,
+        rows: Iterable[UsageRow],
+        lineage: Lineage,
+        *,
+        checksum: str,
+        quarantined: int,
         version: str,
     ) -> StageStatus:
         """Replace the day's staged usage as a whole, in one transaction, unless what is staged
@@ -139,7 +145,12 @@ class Warehouse(Protocol):
         ...
 
     def replace_crm_snapshot(
-        self, snapshot_date: date, rows: Iterable[tuple[Any, ...]], lineage: Lineage, *, checksum: str,
+        self,
+        snapshot_date: date,
+        rows: Iterable[tuple[Any, ...]],
+        lineage: Lineage,
+        *,
+        checksum: str,
         version: str,
     ) -> StageStatus: ...
 

@@ -38,7 +38,9 @@ def check_day(day: date, usage: Mapping[str, Mapping[str, Any]]) -> GateResult:
     warnings: list[str] = []
 
     if staged == 0:
-        errors.append(f"zero usage records staged for {day}" + (f" ({quarantined} quarantined)" if quarantined else ""))
+        errors.append(
+            f"zero usage records staged for {day}" + (f" ({quarantined} quarantined)" if quarantined else "")
+        )
     if received and quarantined / received > MAX_QUARANTINED_SHARE:
         text = (
             f"{quarantined} of {received} usage records quarantined ({quarantined / received:.1%}),"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
 from collections.abc import Mapping
@@ -56,7 +57,11 @@ class ReplayRequest:
 
 def _day(value: Any, name: str) -> date:
     try:
-        return date.fromisoformat(str(value)) if isinstance(value, str) and len(value) == 10 else _bad(name, value)
+        return (
+            date.fromisoformat(str(value))
+            if isinstance(value, str) and len(value) == 10
+            else _bad(name, value)
+        )
     except ValueError:
         return _bad(name, value)
 
@@ -68,14 +73,22 @@ def _bad(name: str, value: Any) -> date:
 def enqueue_fetches(services: Services, days: list[date], *, force: bool, requested_by: str) -> str:
     """One fetch request per day on `fetch-requests`; returns the request id."""
     request_id = f"req-{services.clock():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
-    services.bus.send(names.FETCH_QUEUE, [
-        OutgoingMessage(
-            body={"date": d.isoformat(), "force": force, "request_id": request_id, "requested_by": requested_by},
-            message_id=f"fetch-{d.isoformat()}-{request_id}",
-            properties={"date": d.isoformat()},
-        )
-        for d in days
-    ])
+    services.bus.send(
+        names.FETCH_QUEUE,
+        [
+            OutgoingMessage(
+                body={
+                    "date": d.isoformat(),
+                    "force": force,
+                    "request_id": request_id,
+                    "requested_by": requested_by,
+                },
+                message_id=f"fetch-{d.isoformat()}-{request_id}",
+                properties={"date": d.isoformat()},
+            )
+            for d in days
+        ],
+    )
     return request_id
 
 
@@ -98,10 +111,8 @@ def _decode(data: Mapping[str, Any]) -> dict[str, Any]:
     out = dict(data)
     for k in ("errors", "warnings"):
         if isinstance(out.get(k), str):
-            try:
+            with contextlib.suppress(json.JSONDecodeError):
                 out[k] = json.loads(out[k])
-            except json.JSONDecodeError:
-                pass
     return out
 
 

@@ -46,7 +46,9 @@ def _checksum(rows: list[tuple[Any, ...]], extra: str = "") -> str:
     return digest.hexdigest()
 
 
-def _quarantine(services: Services, source_container: str, source_blob: str, run_id: str, leaf: str, data: bytes) -> str:
+def _quarantine(
+    services: Services, source_container: str, source_blob: str, run_id: str, leaf: str, data: bytes
+) -> str:
     """Quarantine paths keep the original blob name: quarantine/<container>/<blob>/<run>/<leaf>."""
     name = f"{source_container}/{source_blob}/{run_id}/{leaf}"
     services.blobs.put(names.QUARANTINE_CONTAINER, name, data)
@@ -56,8 +58,10 @@ def _quarantine(services: Services, source_container: str, source_blob: str, run
 def _send_transform(services: Services, kind: str, key: str, run_id: str, checksum: str, force: bool) -> None:
     body = {"kind": kind, "date": key, "run_id": run_id, "force": force}
     message_id = f"transform-{kind}-{key}-{run_id}-{checksum[:12]}-{int(force)}"
-    services.bus.send(names.TRANSFORM_QUEUE, [OutgoingMessage(body=body, message_id=message_id,
-                                                              properties={"kind": kind, "date": key})])
+    services.bus.send(
+        names.TRANSFORM_QUEUE,
+        [OutgoingMessage(body=body, message_id=message_id, properties={"kind": kind, "date": key})],
+    )
 
 
 def _record_latest(services: Services, partition: str, key: str, data: dict[str, Any]) -> None:
@@ -100,27 +104,53 @@ def load_usage_manifest(services: Services, manifest_name: str) -> StageOutcome:
         )
     for page_blob, records in by_page.items():
         lines = "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in records)
-        _quarantine(services, names.RAW_CONTAINER, page_blob, run_id, "rejected-records.jsonl", lines.encode())
+        _quarantine(
+            services, names.RAW_CONTAINER, page_blob, run_id, "rejected-records.jsonl", lines.encode()
+        )
 
     rows = validated.staged_rows()
     quarantined = len(validated.rejected)
     checksum = _checksum(rows, extra=f"quarantined={quarantined}")
     version = manifest["fetched_at"]
     status = services.warehouse.replace_usage_day(
-        day, rows, Lineage(run_id, manifest_name, services.clock()),
-        checksum=checksum, quarantined=quarantined, version=version,
+        day,
+        rows,
+        Lineage(run_id, manifest_name, services.clock()),
+        checksum=checksum,
+        quarantined=quarantined,
+        version=version,
     )
     outcome = StageOutcome(status, key, run_id, len(rows), quarantined)
     if status == "stale":
         log.info("usage %s: manifest %s is older than the staged dataset; nothing to do", key, manifest_name)
         return outcome
-    _record_latest(services, names.USAGE, key, {
-        "version": version, "run_id": run_id, "manifest": manifest_name, "checksum": checksum,
-        "received": validated.received, "staged": len(rows), "quarantined": quarantined,
-        "duplicates": validated.duplicates, "force": force, "loaded_at": services.clock().isoformat(),
-    })
-    log.info("usage %s %s: %d received, %d staged, %d quarantined, %d duplicates (run %s)", key, status,
-             validated.received, len(rows), quarantined, validated.duplicates, run_id)
+    _record_latest(
+        services,
+        names.USAGE,
+        key,
+        {
+            "version": version,
+            "run_id": run_id,
+            "manifest": manifest_name,
+            "checksum": checksum,
+            "received": validated.received,
+            "staged": len(rows),
+            "quarantined": quarantined,
+            "duplicates": validated.duplicates,
+            "force": force,
+            "loaded_at": services.clock().isoformat(),
+        },
+    )
+    log.info(
+        "usage %s %s: %d received, %d staged, %d quarantined, %d duplicates (run %s)",
+        key,
+        status,
+        validated.received,
+        len(rows),
+        quarantined,
+        validated.duplicates,
+        run_id,
+    )
     _send_transform(services, "usage", key, run_id, checksum, force)
     return outcome
 
@@ -142,16 +172,37 @@ def load_crm_drop(services: Services, blob_name: str) -> StageOutcome:
         reason = str(exc)
         _quarantine(services, names.CRM_CONTAINER, blob_name, run_id, blob_name.rsplit("/", 1)[-1], data)
         rejected_rows = [_row_record(r) for r in getattr(exc, "rejected", []) or []]
-        _quarantine(services, names.CRM_CONTAINER, blob_name, run_id, "reason.json", json.dumps(
-            {"blob": blob_name, "reason": reason, "rejected_rows": rejected_rows}, ensure_ascii=False, indent=1,
-        ).encode())
-        services.ledger.put(names.FILES, file_key, {
-            "blob": blob_name, "status": "rejected", "reason": reason, "run_id": run_id,
-            "data_rows": getattr(exc, "data_rows", None) or 0, "quarantined": len(rejected_rows),
-            "loaded_at": services.clock().isoformat(),
-        })
-        raise_alert(services.bus, Alert("error", "crm-load", "crm_file_rejected",
-                                        f"CRM file {blob_name} rejected: {reason}", run_id))
+        _quarantine(
+            services,
+            names.CRM_CONTAINER,
+            blob_name,
+            run_id,
+            "reason.json",
+            json.dumps(
+                {"blob": blob_name, "reason": reason, "rejected_rows": rejected_rows},
+                ensure_ascii=False,
+                indent=1,
+            ).encode(),
+        )
+        services.ledger.put(
+            names.FILES,
+            file_key,
+            {
+                "blob": blob_name,
+                "status": "rejected",
+                "reason": reason,
+                "run_id": run_id,
+                "data_rows": getattr(exc, "data_rows", None) or 0,
+                "quarantined": len(rejected_rows),
+                "loaded_at": services.clock().isoformat(),
+            },
+        )
+        raise_alert(
+            services.bus,
+            Alert(
+                "error", "crm-load", "crm_file_rejected", f"CRM file {blob_name} rejected: {reason}", run_id
+            ),
+        )
         return StageOutcome("rejected", "", run_id, message=reason)
 
     key = parsed.snapshot_date.isoformat()
@@ -164,23 +215,54 @@ def load_crm_drop(services: Services, blob_name: str) -> StageOutcome:
     rows = [tuple(r) for r in parsed.rows]
     checksum = _checksum(sorted(rows, key=lambda r: r[0]))
     status = services.warehouse.replace_crm_snapshot(
-        parsed.snapshot_date, rows, Lineage(run_id, blob_name, services.clock()), checksum=checksum, version=version,
+        parsed.snapshot_date,
+        rows,
+        Lineage(run_id, blob_name, services.clock()),
+        checksum=checksum,
+        version=version,
     )
-    services.ledger.put(names.FILES, file_key, {
-        "blob": blob_name, "status": "staged" if status != "stale" else "superseded", "snapshot_date": key,
-        "run_id": run_id, "data_rows": parsed.data_rows, "staged": len(rows), "quarantined": len(parsed.rejected),
-        "warnings": json.dumps(parsed.warnings), "loaded_at": services.clock().isoformat(),
-    })
+    services.ledger.put(
+        names.FILES,
+        file_key,
+        {
+            "blob": blob_name,
+            "status": "staged" if status != "stale" else "superseded",
+            "snapshot_date": key,
+            "run_id": run_id,
+            "data_rows": parsed.data_rows,
+            "staged": len(rows),
+            "quarantined": len(parsed.rejected),
+            "warnings": json.dumps(parsed.warnings),
+            "loaded_at": services.clock().isoformat(),
+        },
+    )
     outcome = StageOutcome(status, key, run_id, len(rows), len(parsed.rejected))
     if status == "stale":
         log.info("CRM %s: %s is older than the staged snapshot; nothing to do", key, blob_name)
         return outcome
-    _record_latest(services, names.CRM, key, {
-        "version": version, "run_id": run_id, "blob": blob_name, "checksum": checksum, "data_rows": parsed.data_rows,
-        "staged": len(rows), "quarantined": len(parsed.rejected), "loaded_at": services.clock().isoformat(),
-    })
-    log.info("CRM snapshot %s %s from %s: %d rows staged, %d quarantined", key, status, blob_name, len(rows),
-             len(parsed.rejected))
+    _record_latest(
+        services,
+        names.CRM,
+        key,
+        {
+            "version": version,
+            "run_id": run_id,
+            "blob": blob_name,
+            "checksum": checksum,
+            "data_rows": parsed.data_rows,
+            "staged": len(rows),
+            "quarantined": len(parsed.rejected),
+            "loaded_at": services.clock().isoformat(),
+        },
+    )
+    log.info(
+        "CRM snapshot %s %s from %s: %d rows staged, %d quarantined",
+        key,
+        status,
+        blob_name,
+        len(rows),
+        len(parsed.rejected),
+    )
     _send_transform(services, "crm", key, run_id, checksum, False)
     return outcome
 

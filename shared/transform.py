@@ -90,45 +90,95 @@ def run_transform(services: Services, request: TransformRequest) -> TransformOut
         snapshot = effective_snapshot(day, snapshots, settings.crm_max_snapshot_age_days)
         if snapshot is None:
             outcome.waiting.append(key)
-            _set_day(services, key, {"status": "waiting", "reason": "no CRM snapshot within "
-                                     f"{settings.crm_max_snapshot_age_days} days", "run_id": request.run_id})
+            _set_day(
+                services,
+                key,
+                {
+                    "status": "waiting",
+                    "reason": f"no CRM snapshot within {settings.crm_max_snapshot_age_days} days",
+                    "run_id": request.run_id,
+                },
+            )
             continue
         gate = check_day(day, usage)
         gates[day] = gate
         for warning in gate.warnings:
-            raise_alert(services.bus, Alert("warning", "quality-gate", "quality_warning", warning, request.run_id, key))
+            raise_alert(
+                services.bus,
+                Alert("warning", "quality-gate", "quality_warning", warning, request.run_id, key),
+            )
         if not gate.passed:
             outcome.blocked.append(key)
             message = f"{key} not built: " + "; ".join(gate.errors)
-            raise_alert(services.bus, Alert("error", "quality-gate", "quality_error", message, request.run_id, key,
-                                            detail="replay the day with force to override"))
-            _set_day(services, key, {"status": "gate_failed", "errors": json.dumps(gate.errors),
-                                     "warnings": json.dumps(gate.warnings), "run_id": request.run_id})
+            raise_alert(
+                services.bus,
+                Alert(
+                    "error",
+                    "quality-gate",
+                    "quality_error",
+                    message,
+                    request.run_id,
+                    key,
+                    detail="replay the day with force to override",
+                ),
+            )
+            _set_day(
+                services,
+                key,
+                {
+                    "status": "gate_failed",
+                    "errors": json.dumps(gate.errors),
+                    "warnings": json.dumps(gate.warnings),
+                    "run_id": request.run_id,
+                },
+            )
             continue
         to_build.append(day)
 
-    result = services.warehouse.build_days(to_build, BuildParams(
-        run_id=request.run_id,
-        churn_min_rolling_users=settings.churn_min_rolling_users,
-        churn_max_contact_age_days=settings.churn_max_contact_age_days,
-        crm_max_snapshot_age_days=settings.crm_max_snapshot_age_days,
-    ))
+    result = services.warehouse.build_days(
+        to_build,
+        BuildParams(
+            run_id=request.run_id,
+            churn_min_rolling_users=settings.churn_min_rolling_users,
+            churn_max_contact_age_days=settings.churn_max_contact_age_days,
+            crm_max_snapshot_age_days=settings.crm_max_snapshot_age_days,
+        ),
+    )
     built_at = services.clock().isoformat()
     for built in result.days:
         key = built.activity_date.isoformat()
         gate = gates[built.activity_date]
         outcome.built.append(key)
-        notes = gate.warnings + ([f"errors overridden by a forced replay: {'; '.join(gate.errors)}"]
-                                 if gate.overridden else [])
-        _set_day(services, key, {
-            "status": "built", "snapshot_date": built.snapshot_date.isoformat(), "rows": built.rows,
-            "inserted": built.inserted, "updated": built.updated, "deleted": built.deleted,
-            "warnings": json.dumps(notes), "errors": "[]", "run_id": request.run_id, "built_at": built_at,
-        })
+        notes = gate.warnings + (
+            [f"errors overridden by a forced replay: {'; '.join(gate.errors)}"] if gate.overridden else []
+        )
+        _set_day(
+            services,
+            key,
+            {
+                "status": "built",
+                "snapshot_date": built.snapshot_date.isoformat(),
+                "rows": built.rows,
+                "inserted": built.inserted,
+                "updated": built.updated,
+                "deleted": built.deleted,
+                "warnings": json.dumps(notes),
+                "errors": "[]",
+                "run_id": request.run_id,
+                "built_at": built_at,
+            },
+        )
     outcome.rows_changed = result.changed
-    log.info("transform %s %s (run %s): built %s, waiting %s, blocked %s, %d rows changed", request.kind,
-             request.day, request.run_id, outcome.built or "-", outcome.waiting or "-", outcome.blocked or "-",
-             outcome.rows_changed)
+    log.info(
+        "transform %s %s (run %s): built %s, waiting %s, blocked %s, %d rows changed",
+        request.kind,
+        request.day,
+        request.run_id,
+        outcome.built or "-",
+        outcome.waiting or "-",
+        outcome.blocked or "-",
+        outcome.rows_changed,
+    )
     return outcome
 
 

@@ -82,7 +82,10 @@ def parse_page(number: int, body: bytes) -> Page:
         raise UsageApiError(f"page {number}: unexpected body, 'has_next_page' is not true/false")
     total = payload.get("total_pages")
     return Page(
-        number=number, body=body, records=payload["data"], has_next_page=has_next,
+        number=number,
+        body=body,
+        records=payload["data"],
+        has_next_page=has_next,
         total_pages=total if isinstance(total, int) and not isinstance(total, bool) else None,
     )
 
@@ -111,7 +114,9 @@ class UsageApiClient:
         self.session = session or requests.Session()
         self.sleep = sleep
         self.attempts = 0  # every HTTP request made, retries included
-        self._backoff = wait_exponential_jitter(multiplier=backoff_base_s, max=backoff_max_s, jitter=backoff_base_s)
+        self._backoff = wait_exponential_jitter(
+            multiplier=backoff_base_s, max=backoff_max_s, jitter=backoff_base_s
+        )
 
     def _wait(self, state: RetryCallState) -> float:
         error = state.outcome.exception() if state.outcome else None
@@ -127,8 +132,12 @@ class UsageApiClient:
             sleep=self.sleep,
             reraise=True,
             before_sleep=lambda s: log.warning(
-                "usage API %s page %d: %s; retry %d of %d", day, number,
-                s.outcome.exception() if s.outcome else "?", s.attempt_number, self.max_attempts - 1,
+                "usage API %s page %d: %s; retry %d of %d",
+                day,
+                number,
+                s.outcome.exception() if s.outcome else "?",
+                s.attempt_number,
+                self.max_attempts - 1,
             ),
         )
         try:
@@ -158,7 +167,8 @@ class UsageApiClient:
         reason = _status_text(status)
         if status in TRANSIENT_STATUSES:
             raise TransientApiError(
-                f"page {number}: HTTP {status} {reason}", retry_after_s=retry_after_seconds(response.headers.get("Retry-After"))
+                f"page {number}: HTTP {status} {reason}",
+                retry_after_s=retry_after_seconds(response.headers.get("Retry-After")),
             )
         if status in PERMANENT_STATUSES:
             raise UsageApiError(f"usage API answered HTTP {status} {reason} for date {day} page {number}")

@@ -77,5 +77,7 @@ def validate_page(result: ValidatedDay, day: str, source_blob: str, records: Ite
             # every record is accounted for and the choice does not depend on arrival order of runs.
             result.conflicts += 1
             result.rejected.append(
-                RejectedRecord(source_blob, index, f"conflicting duplicate of company_id {company_id}", record)
+                RejectedRecord(
+                    source_blob, index, f"conflicting duplicate of company_id {company_id}", record
+                )
             )

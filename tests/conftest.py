@@ -22,7 +22,9 @@ API_KEY = "test-key-5f0c2a"
 def golden_records() -> dict[str, list[dict[str, Any]]]:
     if not GOLDEN.is_dir():
         pytest.fail(f"golden case not found at {GOLDEN} (set GOLDEN_DIR)")
-    return {p.stem.split("_", 1)[1]: json.loads(p.read_text()) for p in sorted((GOLDEN / "api").glob("*.json"))}
+    return {
+        p.stem.split("_", 1)[1]: json.loads(p.read_text()) for p in sorted((GOLDEN / "api").glob("*.json"))
+    }
 
 
 def golden_crm_files() -> list[Path]:
@@ -59,7 +61,10 @@ def local_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, api: UsageApiSimu
     return data_dir
 
 
-def read_table(data_dir: Path, sql: str = "SELECT * FROM analytics.company_daily_activity ORDER BY activity_date, company_id") -> list[dict[str, Any]]:
+def read_table(
+    data_dir: Path,
+    sql: str = "SELECT * FROM analytics.company_daily_activity ORDER BY activity_date, company_id",
+) -> list[dict[str, Any]]:
     with duckdb.connect(str(data_dir / "warehouse.duckdb"), read_only=True) as con:
         result = con.execute(sql)
         columns = [d[0] for d in result.description]

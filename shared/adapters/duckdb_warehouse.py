@@ -69,11 +69,19 @@ class DuckDbWarehouse:
                 self._schema_ready = True
 
     def replace_usage_day(
-        self, day: date, rows: Iterable[UsageRow], lineage: Lineage, *, checksum: str, quarantined: int,
+        self,
+        day: date,
+        rows: Iterable[UsageRow],
+        lineage: Lineage,
+        *,
+        checksum: str,
+        quarantined: int,
         version: str,
     ) -> StageStatus:
         def work(con: duckdb.DuckDBPyConnection) -> StageStatus:
-            status = _compare(self._run(con, "usage_dataset_state", {"activity_date": day}), checksum, version)
+            status = _compare(
+                self._run(con, "usage_dataset_state", {"activity_date": day}), checksum, version
+            )
             if status != "staged":
                 return status
             with _csv_file(rows) as path:
@@ -83,18 +91,31 @@ class DuckDbWarehouse:
                     " columns = {'company_id': 'VARCHAR', 'active_users': 'INTEGER', 'events': 'INTEGER'})",
                     {"path": str(path)},
                 )
-            self._run(con, "stage_usage_day", {
-                "activity_date": day, "run_id": lineage.run_id, "source_blob": lineage.source_blob,
-                "loaded_at": _naive(lineage.loaded_at), "checksum": checksum, "quarantined_count": quarantined,
-                "source_version": version,
-            })
+            self._run(
+                con,
+                "stage_usage_day",
+                {
+                    "activity_date": day,
+                    "run_id": lineage.run_id,
+                    "source_blob": lineage.source_blob,
+                    "loaded_at": _naive(lineage.loaded_at),
+                    "checksum": checksum,
+                    "quarantined_count": quarantined,
+                    "source_version": version,
+                },
+            )
             con.execute("DROP TABLE incoming_usage")
             return status
 
         return self._transaction(work)
 
     def replace_crm_snapshot(
-        self, snapshot_date: date, rows: Iterable[tuple[Any, ...]], lineage: Lineage, *, checksum: str,
+        self,
+        snapshot_date: date,
+        rows: Iterable[tuple[Any, ...]],
+        lineage: Lineage,
+        *,
+        checksum: str,
         version: str,
     ) -> StageStatus:
         def work(con: duckdb.DuckDBPyConnection) -> StageStatus:
@@ -110,10 +131,18 @@ class DuckDbWarehouse:
                     " 'industry_tag': 'VARCHAR', 'last_contact_at': 'TIMESTAMP'})",
                     {"path": str(path)},
                 )
-            self._run(con, "stage_crm_snapshot", {
-                "snapshot_date": snapshot_date, "run_id": lineage.run_id, "source_blob": lineage.source_blob,
-                "loaded_at": _naive(lineage.loaded_at), "checksum": checksum, "source_version": version,
-            })
+            self._run(
+                con,
+                "stage_crm_snapshot",
+                {
+                    "snapshot_date": snapshot_date,
+                    "run_id": lineage.run_id,
+                    "source_blob": lineage.source_blob,
+                    "loaded_at": _naive(lineage.loaded_at),
+                    "checksum": checksum,
+                    "source_version": version,
+                },
+            )
             con.execute("DROP TABLE incoming_crm")
             return status
 
@@ -126,13 +155,17 @@ class DuckDbWarehouse:
         def work(con: duckdb.DuckDBPyConnection) -> BuildResult:
             con.execute("CREATE OR REPLACE TEMP TABLE build_day (activity_date DATE PRIMARY KEY)")
             con.executemany("INSERT INTO build_day VALUES (?)", [(d,) for d in sorted(set(days))])
-            summary = self._run(con, "build_days", {
-                "run_id": params.run_id,
-                "loaded_at": datetime.now(UTC).replace(tzinfo=None),
-                "churn_min_rolling_users": params.churn_min_rolling_users,
-                "churn_max_contact_age_days": params.churn_max_contact_age_days,
-                "crm_max_snapshot_age_days": params.crm_max_snapshot_age_days,
-            })
+            summary = self._run(
+                con,
+                "build_days",
+                {
+                    "run_id": params.run_id,
+                    "loaded_at": datetime.now(UTC).replace(tzinfo=None),
+                    "churn_min_rolling_users": params.churn_min_rolling_users,
+                    "churn_max_contact_age_days": params.churn_max_contact_age_days,
+                    "crm_max_snapshot_age_days": params.crm_max_snapshot_age_days,
+                },
+            )
             for table in _BUILD_TEMP_TABLES:
                 con.execute(f"DROP TABLE IF EXISTS {table}")  # fixed names, no data
             return BuildResult([BuiltDay(*row) for row in summary])

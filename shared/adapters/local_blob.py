@@ -26,8 +26,13 @@ class FolderBlobStore:
         # Names come from events and file names: never let one escape the root.
         parts = PurePosixPath(name).parts
         if (
-            not container or "/" in container or container in (".", "..")
-            or not name or name.startswith("/") or "\\" in name or "\x00" in name
+            not container
+            or "/" in container
+            or container in (".", "..")
+            or not name
+            or name.startswith("/")
+            or "\\" in name
+            or "\x00" in name
             or any(p in ("..", ".") for p in parts)
         ):
             raise UnsafeBlobName(f"unsafe blob name {container}/{name!r}")

@@ -27,8 +27,10 @@ EXPECTED = load_expected_csv(GOLDEN / "expected_company_daily_activity.csv")
 
 def corrupted(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """A wrong first answer the API later corrects: other counts, one company missing."""
-    return [{**r, "active_users": r["active_users"] + 7} if isinstance(r.get("active_users"), int) else r
-            for r in records[1:]]
+    return [
+        {**r, "active_users": r["active_users"] + 7} if isinstance(r.get("active_users"), int) else r
+        for r in records[1:]
+    ]
 
 
 action = st.one_of(
@@ -40,8 +42,11 @@ action = st.one_of(
 )
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                  HealthCheck.too_slow])
+@settings(
+    max_examples=12,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(
     order=st.permutations([("crm", i) for i in range(len(CRM_FILES))] + [("run", d) for d in DAYS]),
     extras=st.lists(action, max_size=8),
@@ -55,9 +60,14 @@ def test_any_order_with_duplicates_and_replays_converges(
     truth = golden_records()
     served = {d: corrupted(r) if d in wrong_first else r for d, r in truth.items()}
     with UsageApiSimulator(lambda d: list(served.get(d.isoformat(), [])), api_key="k") as api:
-        settings_ = replace(Settings.from_env({}), usage_api_base_url=api.base_url, usage_api_key="k",
-                            usage_api_page_size=7, usage_api_backoff_base_s=0.01,
-                            local_data_dir=Path(tmp_path_factory.mktemp("conv")))
+        settings_ = replace(
+            Settings.from_env({}),
+            usage_api_base_url=api.base_url,
+            usage_api_key="k",
+            usage_api_page_size=7,
+            usage_api_backoff_base_s=0.01,
+            local_data_dir=Path(tmp_path_factory.mktemp("conv")),
+        )
         pipeline = LocalPipeline(settings_, rng=random.Random(seed))
         try:
             steps = list(order)
@@ -98,5 +108,7 @@ def perform(pipeline: LocalPipeline, kind: str, arg: Any) -> None:
                 services.bus.send(names.INGEST_QUEUE, [OutgoingMessage(body=event, message_id=event["id"])])
     elif kind == "transform":  # a transform message repeated long after the fact
         body = {"kind": random.choice(["usage", "crm", "day"]), "date": arg, "run_id": "replayed"}
-        services.bus.send(names.TRANSFORM_QUEUE, [OutgoingMessage(body=body, message_id=f"t-{random.random()}")])
+        services.bus.send(
+            names.TRANSFORM_QUEUE, [OutgoingMessage(body=body, message_id=f"t-{random.random()}")]
+        )
     _ = date  # keep the import for readers: dates are ISO strings here

@@ -22,7 +22,9 @@ def test_golden_world_end_to_end(cli, local_env: Path) -> None:
     assert code == 0, err
     assert out.count(" built ") == 10, out
 
-    differences = diff_tables(read_table(local_env), load_expected_csv(GOLDEN / "expected_company_daily_activity.csv"))
+    differences = diff_tables(
+        read_table(local_env), load_expected_csv(GOLDEN / "expected_company_daily_activity.csv")
+    )
     assert differences == [], "\n".join(differences[:20])
 
     # Invalid API records and bad CRM rows are in quarantine, with reasons, under their source blob's name.
@@ -51,7 +53,9 @@ def test_days_wait_for_their_snapshot_then_build_in_any_order(cli, local_env: Pa
     assert read_table(local_env) == []
     for path in reversed(golden_crm_files()):
         assert cli("crm-drop", str(path))[0] == 0
-    differences = diff_tables(read_table(local_env), load_expected_csv(GOLDEN / "expected_company_daily_activity.csv"))
+    differences = diff_tables(
+        read_table(local_env), load_expected_csv(GOLDEN / "expected_company_daily_activity.csv")
+    )
     assert differences == [], "\n".join(differences[:20])
     assert not [a for a in read_alerts(local_env) if a["severity"] == "error"]
 
@@ -67,7 +71,7 @@ def test_rerun_without_force_changes_nothing_and_force_keeps_loaded_at(cli, loca
     assert read_table(local_env) == before
     assert len(api.requests_seen) == requests_before  # not fetched again
 
-    code, out, err = cli("run", "--date", "2026-10-04", "--force")
+    code, _out, err = cli("run", "--date", "2026-10-04", "--force")
     assert code == 0, err
     assert len(api.requests_seen) > requests_before  # fetched again
     assert read_table(local_env) == before  # same values, same loaded_at and run ids
