@@ -83,8 +83,16 @@ def alert_from_dead_letter(body: bytes, source_queue: str, reason: str, descript
 class AlertSink:
     """Posts to a Teams/Slack-style webhook, or appends to alerts.jsonl when none is set."""
 
-    def __init__(self, webhook_url: str, jsonl_path: Path, secrets: list[str], attempts: int = 4) -> None:
+    def __init__(
+        self,
+        webhook_url: str,
+        jsonl_path: Path,
+        secrets: list[str],
+        attempts: int = 4,
+        backoff_s: float = 0.5,
+    ) -> None:
         self._webhook_url = webhook_url
+        self.backoff_s = backoff_s
         self.jsonl_path = jsonl_path
         self._secrets = secrets
         self.attempts = attempts
@@ -105,15 +113,15 @@ class AlertSink:
         try:
             for attempt in Retrying(
                 stop=stop_after_attempt(self.attempts),
-                wait=wait_exponential(multiplier=0.5, max=8),
+                wait=wait_exponential(multiplier=self.backoff_s, max=8),
                 retry=retry_if_exception_type(requests.RequestException),
                 reraise=True,
             ):
                 with attempt:
                     self._post(payload)
         except requests.RequestException as exc:
-            # requests puts the URL in its messages, and the webhook URL is a secret.
-            raise RuntimeError(redact(f"alert webhook failed: {exc}", self._secrets)) from None
+            # Only the exception's kind: requests puts the URL, whose path is the secret, in its messages.
+            raise RuntimeError(f"alert webhook failed after {self.attempts} attempts: {_kind(exc)}") from None
 
     def _post(self, payload: dict[str, Any]) -> None:
         response = requests.post(self._webhook_url, json=payload, timeout=10)
@@ -122,6 +130,12 @@ class AlertSink:
         if response.status_code >= 400:
             # A bad URL or payload: retrying will not help.
             raise RuntimeError(f"alert webhook refused the alert: HTTP {response.status_code}")
+
+
+def _kind(exc: requests.RequestException) -> str:
+    if isinstance(exc, requests.HTTPError) and exc.response is None:
+        return str(exc)  # our own "webhook answered HTTP 503"
+    return exc.__class__.__name__
 
 
 def alert_from_body(body: bytes) -> Alert:
@@ -143,5 +157,8 @@ def alert_from_body(body: bytes) -> Alert:
 def deliver_alert(services: Any, alert: Alert) -> None:
     settings = services.settings
     AlertSink(
-        settings.alert_webhook_url, settings.local_data_dir / "alerts.jsonl", settings.secrets()
+        settings.alert_webhook_url,
+        settings.local_data_dir / "alerts.jsonl",
+        settings.secrets(),
+        backoff_s=settings.alert_webhook_backoff_s,
     ).deliver(alert)

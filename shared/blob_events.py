@@ -7,6 +7,7 @@ local folder store publishes exactly the same shape, so the loaders cannot tell 
 from __future__ import annotations
 
 import hashlib
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,6 +19,7 @@ BLOB_CREATED = "Microsoft.Storage.BlobCreated"
 # Blob operations that finish a blob. Others (e.g. a block blob's intermediate writes on
 # ADLS: CreateFile before FlushWithClose) leave a blob that is not complete yet.
 FINISHING_APIS = frozenset({"PutBlob", "PutBlockList", "CopyBlob", "FlushWithClose"})
+_EXTRA_DIGITS = re.compile(r"(\.\d{6})\d+")
 LOCAL_ACCOUNT_URL = "http://127.0.0.1/devstoreaccount1"
 
 
@@ -120,8 +122,7 @@ def parse_event(event: Any) -> BlobCreated | None:
 def _parse_time(text: str) -> datetime:
     try:
         # Event Grid uses 7 fractional digits; fromisoformat takes at most 6.
-        head, dot, frac = text.rstrip("Z").partition(".")
-        parsed = datetime.fromisoformat(head + (dot + frac[:6] if dot else ""))
+        parsed = datetime.fromisoformat(_EXTRA_DIGITS.sub(r"\1", text.replace("Z", "+00:00")))
     except ValueError:
         return datetime.now(UTC)
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)

@@ -25,6 +25,7 @@ from shared.config import Settings
 from shared.local_host import DrainReport, LocalHost
 from shared.logs import configure_logging
 from shared.redact import redact
+from shared.replay import crm_file_status
 
 
 class CliError(Exception):
@@ -90,6 +91,19 @@ def day_line(view: dict[str, Any]) -> str:
             f": {fetch.get('error')}" if fetch.get("error") else ""
         )
     return f"{day}  nothing yet"
+
+
+def file_line(entry: dict[str, Any] | None) -> str:
+    if entry is None:
+        return "not loaded"
+    if entry.get("status") == "rejected":
+        return f"rejected ({entry.get('reason')}); quarantined, the staged snapshot is unchanged"
+    text = (
+        f"snapshot {entry.get('snapshot_date')} {entry.get('status')}: {entry.get('staged')} rows staged,"
+        f" {entry.get('quarantined')} quarantined"
+    )
+    warnings = entry.get("warnings") or []
+    return text + (f" ({'; '.join(warnings)})" if warnings else "")
 
 
 def _finish(pipeline: LocalPipeline, report: DrainReport, days: Sequence[date]) -> int:
@@ -167,9 +181,10 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
                 raise CliError(f"no such file: {args.file}")
             name = args.name or args.file.name
             report = pipeline.drop_crm(args.file.read_bytes(), name)
-            print(f"dropped {args.file} as {names.CRM_CONTAINER}/{name}")
-            touched = sorted({b.get("date") for b in report.alerts if b.get("date")})
-            return _finish(pipeline, report, [date.fromisoformat(d) for d in touched])
+            print(
+                f"dropped {args.file} as {names.CRM_CONTAINER}/{name}: {file_line(crm_file_status(pipeline.services, name))}"
+            )
+            return _finish(pipeline, report, [])
         if args.command == "status":
             payload = pipeline.status(args.date.isoformat() if args.date else None)
             if args.json:

@@ -44,6 +44,7 @@ class Settings:
     churn_max_contact_age_days: int = 30
     crm_max_snapshot_age_days: int = 7
     alert_webhook_url: str = field(default="", repr=False)
+    alert_webhook_backoff_s: float = 0.5
     max_delivery_count: int = 5
 
     @classmethod
@@ -63,6 +64,7 @@ class Settings:
             churn_max_contact_age_days=_int(env, "CHURN_MAX_CONTACT_AGE_DAYS", 30),
             crm_max_snapshot_age_days=_int(env, "CRM_MAX_SNAPSHOT_AGE_DAYS", 7),
             alert_webhook_url=env.get("ALERT_WEBHOOK_URL", "").strip(),
+            alert_webhook_backoff_s=_float(env, "ALERT_WEBHOOK_BACKOFF_S", 0.5),
             max_delivery_count=max(1, _int(env, "MAX_DELIVERY_COUNT", 5)),
         )
 

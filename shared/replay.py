@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import uuid
 from collections.abc import Mapping
@@ -102,6 +103,17 @@ def day_status(services: Services, day: date) -> dict[str, Any]:
     return view
 
 
+def crm_file_status(services: Services, blob_name: str) -> dict[str, Any] | None:
+    """What happened to a dropped CRM file (staged, superseded or rejected)."""
+    entry = services.ledger.get(names.FILES, file_key(blob_name))
+    return _decode(entry.data) if entry else None
+
+
+def file_key(blob_name: str) -> str:
+    """Ledger key for a blob name: Table storage keys may not contain '/', so hash it."""
+    return hashlib.sha256(blob_name.encode()).hexdigest()[:32]
+
+
 def all_days_status(services: Services) -> list[dict[str, Any]]:
     keys = sorted({e.key for p in (names.FETCH, names.USAGE, names.DAYS) for e in services.ledger.query(p)})
     return [day_status(services, date.fromisoformat(k)) for k in keys]
@@ -109,7 +121,7 @@ def all_days_status(services: Services) -> list[dict[str, Any]]:
 
 def _decode(data: Mapping[str, Any]) -> dict[str, Any]:
     out = dict(data)
-    for k in ("errors", "warnings"):
+    for k in ("errors", "warnings"):  # lists are stored as JSON text: ledger values are flat
         if isinstance(out.get(k), str):
             with contextlib.suppress(json.JSONDecodeError):
                 out[k] = json.loads(out[k])

@@ -18,6 +18,7 @@ from shared.alerts import Alert, raise_alert
 from shared.bootstrap import Services
 from shared.crm_csv import CrmFileRejected, parse_crm_snapshot
 from shared.ports import Lineage, OutgoingMessage
+from shared.replay import file_key
 from shared.usage_api import parse_page
 from shared.usage_records import ValidatedDay, validate_page
 
@@ -164,7 +165,7 @@ def load_crm_drop(services: Services, blob_name: str) -> StageOutcome:
     content_hash = hashlib.sha256(data).hexdigest()
     run_id = f"crm-{content_hash[:12]}"  # deterministic: a redelivered event is the same run
     version = f"{info.created_at.isoformat(timespec='microseconds')}|{blob_name}"  # later drop wins
-    file_key = hashlib.sha256(blob_name.encode()).hexdigest()[:32]
+    key_of_file = file_key(blob_name)
 
     try:
         parsed = parse_crm_snapshot(data, blob_name, info.created_at)
@@ -186,7 +187,7 @@ def load_crm_drop(services: Services, blob_name: str) -> StageOutcome:
         )
         services.ledger.put(
             names.FILES,
-            file_key,
+            key_of_file,
             {
                 "blob": blob_name,
                 "status": "rejected",
@@ -223,7 +224,7 @@ def load_crm_drop(services: Services, blob_name: str) -> StageOutcome:
     )
     services.ledger.put(
         names.FILES,
-        file_key,
+        key_of_file,
         {
             "blob": blob_name,
             "status": "staged" if status != "stale" else "superseded",

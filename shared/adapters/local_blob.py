@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from shared.ports import BlobInfo, BlobNotFound
 
@@ -17,26 +18,28 @@ class UnsafeBlobName(ValueError):
     """A blob name that would leave the store's folder or is not a plain relative path."""
 
 
+_CONTAINER = re.compile(r"^[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}$")  # Azure's container naming rule
+
+
 class FolderBlobStore:
     def __init__(self, root: Path, on_created: BlobCreatedHook | None = None) -> None:
         self.root = root.resolve()
         self.on_created = on_created
+        # Temp files live outside every container (".tmp" is not a valid container name), so no
+        # blob name can be mistaken for one.
+        self._tmp = self.root / ".tmp"
+
+    def _container(self, container: str) -> Path:
+        if not _CONTAINER.match(container):
+            raise UnsafeBlobName(f"invalid container name {container!r}")
+        return self.root / container
 
     def _path(self, container: str, name: str) -> Path:
-        # Names come from events and file names: never let one escape the root.
-        parts = PurePosixPath(name).parts
-        if (
-            not container
-            or "/" in container
-            or container in (".", "..")
-            or not name
-            or name.startswith("/")
-            or "\\" in name
-            or "\x00" in name
-            or any(p in ("..", ".") for p in parts)
-        ):
+        # Names come from events and file names: never let one escape the root or alias another.
+        segments = name.split("/")
+        if any(seg in ("", ".", "..") for seg in segments) or "\\" in name or "\x00" in name:
             raise UnsafeBlobName(f"unsafe blob name {container}/{name!r}")
-        path = (self.root / container).joinpath(*parts)
+        path = self._container(container).joinpath(*segments)
         if not path.resolve().is_relative_to(self.root):
             raise UnsafeBlobName(f"unsafe blob name {container}/{name!r}")
         return path
@@ -46,8 +49,9 @@ class FolderBlobStore:
         if not overwrite and path.exists():
             raise FileExistsError(f"blob {container}/{name} exists")
         path.parent.mkdir(parents=True, exist_ok=True)
+        self._tmp.mkdir(parents=True, exist_ok=True)
         # Write then rename: a reader never sees half a blob, as with a committed block list.
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        fd, tmp = tempfile.mkstemp(dir=self._tmp)
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
@@ -58,16 +62,22 @@ class FolderBlobStore:
         if self.on_created is not None:
             self.on_created(container, name, len(data))
 
+    def _file(self, container: str, name: str) -> Path:
+        path = self._path(container, name)
+        if not path.is_file():
+            raise BlobNotFound(f"{container}/{name}")
+        return path
+
     def get(self, container: str, name: str) -> bytes:
         try:
-            return self._path(container, name).read_bytes()
-        except (FileNotFoundError, IsADirectoryError):
+            return self._file(container, name).read_bytes()
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             raise BlobNotFound(f"{container}/{name}") from None
 
     def info(self, container: str, name: str) -> BlobInfo:
         try:
-            stat = self._path(container, name).stat()
-        except FileNotFoundError:
+            stat = self._file(container, name).stat()
+        except (FileNotFoundError, NotADirectoryError):
             raise BlobNotFound(f"{container}/{name}") from None
         return BlobInfo(container, name, stat.st_size, datetime.fromtimestamp(stat.st_mtime, UTC))
 
@@ -75,12 +85,8 @@ class FolderBlobStore:
         return self._path(container, name).is_file()
 
     def list(self, container: str, prefix: str = "") -> list[str]:
-        base = self.root / container
+        base = self._container(container)
         if not base.is_dir():
             return []
-        found = (
-            p.relative_to(base).as_posix()
-            for p in base.rglob("*")
-            if p.is_file() and not p.name.startswith(".tmp-")
-        )
+        found = (p.relative_to(base).as_posix() for p in base.rglob("*") if p.is_file())
         return sorted(n for n in found if n.startswith(prefix))

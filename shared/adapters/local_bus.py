@@ -35,6 +35,7 @@ class Envelope:
     enqueued_at: datetime
     available_at: float
     delivery_count: int = 0
+    locked: bool = False  # received and not yet settled
     dead_letter_reason: str | None = None
     dead_letter_error_description: str | None = None
     dead_letter_source: str | None = None
@@ -96,17 +97,24 @@ class InProcessBus:
                 envelope = min(pending, key=lambda e: (e.available_at, e.sequence_number))
             pending.remove(envelope)
             envelope.delivery_count += 1
+            envelope.locked = True
             self._in_flight += 1
             return envelope
 
+    def _settle(self, envelope: Envelope) -> None:
+        if not envelope.locked:
+            raise ValueError(f"message {envelope.message_id} is not locked: it was settled already")
+        envelope.locked = False
+        self._in_flight -= 1
+
     def complete(self, envelope: Envelope) -> None:
         with self._lock:
-            self._in_flight -= 1
+            self._settle(envelope)
 
     def abandon(self, envelope: Envelope, error: str) -> bool:
         """Give the message back; returns True when that dead-lettered it."""
         with self._lock:
-            self._in_flight -= 1
+            self._settle(envelope)
             if envelope.delivery_count < self.max_delivery_count:
                 self.queues.setdefault(envelope.queue, []).append(envelope)
                 return False
