@@ -17,6 +17,7 @@ from typing import Any
 
 import azure.functions as func
 from azure.functions.servicebus import ServiceBusMessage
+from azure.functions.timer import TimerRequest
 
 from shared import names
 from shared.adapters.local_bus import Envelope, InProcessBus
@@ -89,7 +90,7 @@ class LocalHost:
     # --- timer ---
     def fire_timers(self, *, past_due: bool = False) -> None:
         for handler in self.timers:
-            handler.call(**{handler.arg_name: func.TimerRequest(past_due=past_due)})
+            handler.call(**{handler.arg_name: TimerRequest(past_due=past_due)})
 
     # --- Service Bus ---
     def drain(self, *, max_messages: int = 1_000_000) -> DrainReport:

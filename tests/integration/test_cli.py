@@ -95,3 +95,21 @@ def test_a_refused_key_fails_once_clearly_and_is_never_printed(
     assert "HTTP 401" in err and err.count("\n") == 1
     assert api.count(status=401) == 1  # permanent: not retried
     assert secret not in out + err + caplog.text + json.dumps(read_alerts(local_env))
+
+
+def test_the_timer_asks_for_yesterday(local_env: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from shared.cli import LocalPipeline
+    from shared.config import Settings
+
+    pipeline = LocalPipeline(Settings.from_env())
+    try:
+        pipeline.host.fire_timers(past_due=True)
+        report = pipeline.host.drain()
+        yesterday = (datetime.now(UTC) - timedelta(days=1)).date().isoformat()
+        fetch = pipeline.services.ledger.get("fetch", yesterday)
+        assert fetch is not None and fetch.data["status"] == "complete"
+        assert report.handled["fetch-requests"] == 1
+    finally:
+        pipeline.close()
