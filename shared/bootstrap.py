@@ -52,6 +52,7 @@ def build_local(settings: Settings) -> Services:
     from shared.adapters.duckdb_warehouse import DuckDbWarehouse
     from shared.adapters.local_blob import FolderBlobStore
     from shared.adapters.local_bus import InProcessBus
+    from shared.adapters.publishing_blob import PublishingBlobStore
     from shared.adapters.sqlite_ledger import SqliteLedger
 
     root = settings.local_data_dir
@@ -68,7 +69,7 @@ def build_local(settings: Settings) -> Services:
     warehouse.apply_schema()
     return Services(
         settings=settings,
-        blobs=FolderBlobStore(root / "blobs", on_created=publish_blob_created),
+        blobs=PublishingBlobStore(FolderBlobStore(root / "blobs"), publish_blob_created),
         ledger=SqliteLedger(root / "ledger.sqlite3"),
         bus=bus,
         warehouse=warehouse,

@@ -19,12 +19,17 @@ class BlobNotFound(KeyError):
     """The named blob does not exist."""
 
 
+class BlobExists(FileExistsError):
+    """`put(..., overwrite=False)` found the blob already there."""
+
+
 @dataclass(frozen=True)
 class BlobInfo:
     container: str
     name: str
     size: int
-    created_at: datetime  # UTC
+    created_at: datetime  # UTC; the snapshot-date fallback of a CRM file
+    last_modified: datetime  # UTC; orders two drops of the same snapshot date
 
 
 class BlobStore(Protocol):

@@ -10,7 +10,7 @@ import hashlib
 import json
 import logging
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date
 from typing import Any
 
 from shared import names
@@ -164,7 +164,7 @@ def load_crm_drop(services: Services, blob_name: str) -> StageOutcome:
     info = services.blobs.info(names.CRM_CONTAINER, blob_name)
     content_hash = hashlib.sha256(data).hexdigest()
     run_id = f"crm-{content_hash[:12]}"  # deterministic: a redelivered event is the same run
-    version = f"{info.created_at.isoformat(timespec='microseconds')}|{blob_name}"  # later drop wins
+    version = f"{info.last_modified.isoformat(timespec='microseconds')}|{blob_name}"  # later drop wins
     key_of_file = file_key(blob_name)
 
     try:
@@ -270,7 +270,3 @@ def load_crm_drop(services: Services, blob_name: str) -> StageOutcome:
 
 def _row_record(row: Any) -> dict[str, Any]:
     return {"line": row.line, "reason": row.reason, "fields": row.fields}
-
-
-def blob_created_at(services: Services, container: str, name: str) -> datetime:
-    return services.blobs.info(container, name).created_at

@@ -5,13 +5,10 @@ from __future__ import annotations
 import os
 import re
 import tempfile
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from shared.ports import BlobInfo, BlobNotFound
-
-BlobCreatedHook = Callable[[str, str, int], None]  # container, name, size
+from shared.ports import BlobExists, BlobInfo, BlobNotFound
 
 
 class UnsafeBlobName(ValueError):
@@ -22,9 +19,8 @@ _CONTAINER = re.compile(r"^[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}$")  # Azure'
 
 
 class FolderBlobStore:
-    def __init__(self, root: Path, on_created: BlobCreatedHook | None = None) -> None:
+    def __init__(self, root: Path) -> None:
         self.root = root.resolve()
-        self.on_created = on_created
         # Temp files live outside every container (".tmp" is not a valid container name), so no
         # blob name can be mistaken for one.
         self._tmp = self.root / ".tmp"
@@ -47,7 +43,7 @@ class FolderBlobStore:
     def put(self, container: str, name: str, data: bytes, *, overwrite: bool = True) -> None:
         path = self._path(container, name)
         if not overwrite and path.exists():
-            raise FileExistsError(f"blob {container}/{name} exists")
+            raise BlobExists(f"blob {container}/{name} exists")
         path.parent.mkdir(parents=True, exist_ok=True)
         self._tmp.mkdir(parents=True, exist_ok=True)
         # Write then rename: a reader never sees half a blob, as with a committed block list.
@@ -59,8 +55,6 @@ class FolderBlobStore:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-        if self.on_created is not None:
-            self.on_created(container, name, len(data))
 
     def _file(self, container: str, name: str) -> Path:
         path = self._path(container, name)
@@ -79,7 +73,9 @@ class FolderBlobStore:
             stat = self._file(container, name).stat()
         except (FileNotFoundError, NotADirectoryError):
             raise BlobNotFound(f"{container}/{name}") from None
-        return BlobInfo(container, name, stat.st_size, datetime.fromtimestamp(stat.st_mtime, UTC))
+        modified = datetime.fromtimestamp(stat.st_mtime, UTC)
+        # A file has no portable creation time; an overwrite is a new blob on Azure too.
+        return BlobInfo(container, name, stat.st_size, created_at=modified, last_modified=modified)
 
     def exists(self, container: str, name: str) -> bool:
         return self._path(container, name).is_file()

@@ -1,0 +1,35 @@
+"""A blob store that announces each finished blob, as Event Grid does on Azure.
+
+Used by the local host around whichever blob store it runs on (the folder, or Azure Blob on
+Azurite, which has no Event Grid), so the loaders receive the same BlobCreated events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from shared.ports import BlobInfo, BlobStore
+
+Announce = Callable[[str, str, int], None]  # container, name, size
+
+
+class PublishingBlobStore:
+    def __init__(self, inner: BlobStore, announce: Announce) -> None:
+        self.inner = inner
+        self.announce = announce
+
+    def put(self, container: str, name: str, data: bytes, *, overwrite: bool = True) -> None:
+        self.inner.put(container, name, data, overwrite=overwrite)
+        self.announce(container, name, len(data))  # only after the blob is complete and readable
+
+    def get(self, container: str, name: str) -> bytes:
+        return self.inner.get(container, name)
+
+    def info(self, container: str, name: str) -> BlobInfo:
+        return self.inner.info(container, name)
+
+    def exists(self, container: str, name: str) -> bool:
+        return self.inner.exists(container, name)
+
+    def list(self, container: str, prefix: str = "") -> list[str]:
+        return self.inner.list(container, prefix)
