@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from shared import blob_events, names
+from shared.adapters.local_bus import InProcessBus
+from shared.adapters.publishing_blob import PublishingBlobStore
 from shared.config import Settings
 from shared.ports import BlobStore, MessageBus, OutgoingMessage, RunLedger, Warehouse
 
@@ -33,10 +35,12 @@ _lock = threading.Lock()
 
 
 def get_services() -> Services:
+    """The services of this process, built on first use from the environment (Azure) or
+    installed by the local host."""
     global _current
     with _lock:
         if _current is None:
-            _current = build_local(Settings.from_env())
+            _current = build_services(Settings.from_env())
         return _current
 
 
@@ -47,30 +51,79 @@ def use_services(services: Services | None) -> None:
         _current = services
 
 
+def build_services(settings: Settings, *, local_bus: bool = False) -> Services:
+    """Each port gets its Azure adapter when its settings are present, else the embedded one.
+
+    `local_bus` forces the in-process bus: the local host delivers the messages itself, also
+    when blob and table storage are Azure (Azurite).
+    """
+    bus = _bus(settings, local_bus)
+    blobs = _blob_store(settings)
+    if isinstance(bus, InProcessBus):
+        blobs = PublishingBlobStore(blobs, _announcer(bus))  # no Event Grid without Azure
+    return Services(
+        settings=settings,
+        blobs=blobs,
+        ledger=_ledger(settings),
+        bus=bus,
+        warehouse=make_warehouse(settings),
+    )
+
+
 def build_local(settings: Settings) -> Services:
-    """The embedded default: a folder, SQLite, an in-process bus and DuckDB under LOCAL_DATA_DIR."""
-    from shared.adapters.duckdb_warehouse import DuckDbWarehouse
+    """What the local host runs on: the in-process bus, and local or Azurite storage."""
+    return build_services(settings, local_bus=True)
+
+
+def _bus(settings: Settings, local_bus: bool) -> MessageBus:
+    if not local_bus and (settings.service_bus_connection or settings.service_bus_namespace):
+        from shared.adapters.servicebus_bus import ServiceBusBus
+
+        return ServiceBusBus.from_settings(settings)
+    return InProcessBus(max_delivery_count=settings.max_delivery_count)
+
+
+def _blob_store(settings: Settings) -> BlobStore:
+    if settings.data_storage_connection or settings.data_storage_account_name:
+        from shared.adapters.azure_blob import AzureBlobStore
+
+        if settings.data_storage_connection:
+            return AzureBlobStore.from_connection_string(settings.data_storage_connection)
+        return AzureBlobStore.from_account_name(settings.data_storage_account_name)
     from shared.adapters.local_blob import FolderBlobStore
-    from shared.adapters.local_bus import InProcessBus
-    from shared.adapters.publishing_blob import PublishingBlobStore
+
+    return FolderBlobStore(settings.local_data_dir / "blobs")
+
+
+def _ledger(settings: Settings) -> RunLedger:
+    if settings.data_storage_connection or settings.data_storage_account_name:
+        from shared.adapters.table_ledger import TableLedger
+
+        if settings.data_storage_connection:
+            return TableLedger.from_connection_string(settings.data_storage_connection)
+        return TableLedger.from_account_name(settings.data_storage_account_name)
     from shared.adapters.sqlite_ledger import SqliteLedger
 
-    root = settings.local_data_dir
-    root.mkdir(parents=True, exist_ok=True)
-    bus = InProcessBus(max_delivery_count=settings.max_delivery_count)
+    return SqliteLedger(settings.local_data_dir / "ledger.sqlite3")
 
-    def publish_blob_created(container: str, name: str, size: int) -> None:
+
+def make_warehouse(settings: Settings) -> Warehouse:
+    if settings.sql_connection_string or settings.sql_server:
+        from shared.adapters.mssql_warehouse import MssqlWarehouse
+
+        return MssqlWarehouse.from_settings(settings)
+    from shared.adapters.duckdb_warehouse import DuckDbWarehouse
+
+    warehouse = DuckDbWarehouse(settings.local_data_dir / "warehouse.duckdb")
+    warehouse.apply_schema()
+    return warehouse
+
+
+def _announcer(bus: InProcessBus) -> Callable[[str, str, int], None]:
+    def announce(container: str, name: str, size: int) -> None:
         # What the Event Grid subscription does on Azure, with the same filter.
         if blob_events.wanted(container, name):
             event = blob_events.make_event(container, name, size=size)
             bus.send(names.INGEST_QUEUE, [OutgoingMessage(body=event, message_id=event["id"])])
 
-    warehouse = DuckDbWarehouse(root / "warehouse.duckdb")
-    warehouse.apply_schema()
-    return Services(
-        settings=settings,
-        blobs=PublishingBlobStore(FolderBlobStore(root / "blobs"), publish_blob_created),
-        ledger=SqliteLedger(root / "ledger.sqlite3"),
-        bus=bus,
-        warehouse=warehouse,
-    )
+    return announce

@@ -141,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--date", type=_parse_day)
     status.add_argument("--json", action="store_true")
     sub.add_parser("demo", help="run the whole pipeline on a built-in API simulator")
+    sub.add_parser("init-db", help="apply sql/<dialect>/schema.sql to the configured warehouse")
     return parser
 
 
@@ -164,6 +165,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
+    if args.command == "init-db":
+        return init_db(settings)
     if args.command in ("run", "backfill") and not settings.usage_api_base_url:
         raise CliError("USAGE_API_BASE_URL is not set (make demo runs against a built-in simulator)")
     pipeline = LocalPipeline(settings)
@@ -196,6 +199,22 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         pipeline.close()
     raise CliError(f"unknown command {args.command}")
+
+
+def init_db(settings: Settings) -> int:
+    """Create or complete the warehouse schema: Azure SQL when SQL_* is set, else local DuckDB."""
+    from shared.bootstrap import make_warehouse
+
+    warehouse = make_warehouse(settings)
+    try:
+        warehouse.apply_schema()
+    finally:
+        close = getattr(warehouse, "close", None)
+        if close:
+            close()
+    where = settings.sql_server or ("SQL_CONNECTION_STRING" if settings.sql_connection_string else None)
+    print(f"schema applied ({warehouse.dialect}) to {where or settings.local_data_dir / 'warehouse.duckdb'}")
+    return 0
 
 
 def _days(first: date, last: date) -> list[str]:

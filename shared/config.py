@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -28,6 +29,18 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         raise ValueError(f"setting {name} must be a number, got {raw!r}") from None
 
 
+def _secret(env: Mapping[str, str], name: str) -> str:
+    """A secret setting. An unresolved Key Vault reference (the secret was never set, or the
+    identity cannot read it) reaches the app as its literal text: treat it as unset, loudly."""
+    value = env.get(name, "").strip()
+    if value.startswith("@Microsoft.KeyVault("):
+        logging.getLogger(__name__).error(
+            "setting %s is an unresolved Key Vault reference; treating it as unset", name
+        )
+        return ""
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     usage_api_base_url: str = ""
@@ -46,13 +59,21 @@ class Settings:
     alert_webhook_url: str = field(default="", repr=False)
     alert_webhook_backoff_s: float = 0.5
     max_delivery_count: int = 5
+    # Azure. Unset locally; each one set switches its port to the Azure adapter.
+    data_storage_connection: str = field(default="", repr=False)  # a connection string (Azurite, dev)
+    data_storage_account_name: str = ""  # identity-based: https://<name>.blob/.table.core.windows.net
+    service_bus_connection: str = field(default="", repr=False)  # a connection string (dev)
+    service_bus_namespace: str = ""  # identity-based: <name>.servicebus.windows.net
+    sql_connection_string: str = field(default="", repr=False)  # full ODBC string (SQL auth), or
+    sql_server: str = ""  # identity-based: <server>.database.windows.net ...
+    sql_database: str = ""  # ... and the database name
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
         return cls(
             usage_api_base_url=env.get("USAGE_API_BASE_URL", "").strip().rstrip("/"),
-            usage_api_key=env.get("USAGE_API_KEY", "").strip(),
+            usage_api_key=_secret(env, "USAGE_API_KEY"),
             usage_api_timeout_s=_float(env, "USAGE_API_TIMEOUT_S", 30.0),
             usage_api_page_size=min(1000, max(1, _int(env, "USAGE_API_PAGE_SIZE", 500))),
             usage_api_max_pages=_int(env, "USAGE_API_MAX_PAGES", 1000),
@@ -63,11 +84,28 @@ class Settings:
             churn_min_rolling_users=_int(env, "CHURN_MIN_ROLLING_USERS", 10),
             churn_max_contact_age_days=_int(env, "CHURN_MAX_CONTACT_AGE_DAYS", 30),
             crm_max_snapshot_age_days=_int(env, "CRM_MAX_SNAPSHOT_AGE_DAYS", 7),
-            alert_webhook_url=env.get("ALERT_WEBHOOK_URL", "").strip(),
+            alert_webhook_url=_secret(env, "ALERT_WEBHOOK_URL"),
             alert_webhook_backoff_s=_float(env, "ALERT_WEBHOOK_BACKOFF_S", 0.5),
             max_delivery_count=max(1, _int(env, "MAX_DELIVERY_COUNT", 5)),
+            data_storage_connection=env.get("DATA_STORAGE_CONNECTION", "").strip(),
+            data_storage_account_name=env.get("DATA_STORAGE_ACCOUNT_NAME", "").strip(),
+            service_bus_connection=env.get("ServiceBusConnection", "").strip(),
+            service_bus_namespace=env.get("ServiceBusConnection__fullyQualifiedNamespace", "").strip(),
+            sql_connection_string=_secret(env, "SQL_CONNECTION_STRING"),
+            sql_server=env.get("SQL_SERVER", "").strip(),
+            sql_database=env.get("SQL_DATABASE", "").strip(),
         )
 
     def secrets(self) -> list[str]:
         """Values that must never appear in logs, alerts or errors."""
-        return [s for s in (self.usage_api_key, self.alert_webhook_url) if s]
+        return [
+            s
+            for s in (
+                self.usage_api_key,
+                self.alert_webhook_url,
+                self.data_storage_connection,
+                self.service_bus_connection,
+                self.sql_connection_string,
+            )
+            if s
+        ]

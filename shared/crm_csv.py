@@ -31,6 +31,7 @@ __all__ = [
 ]
 
 MAX_REJECTED_SHARE = 0.05
+MAX_COMPANY_ID_LENGTH = 64
 # Generous enough for any real name/notes column, small enough that a runaway quote
 # (which swallows the rest of the file into one field) is caught with a clear reason.
 FIELD_SIZE_LIMIT = 16 * 1024 * 1024
@@ -224,6 +225,10 @@ def parse_crm_snapshot(
             company_id = record[i_id].strip()
             if not company_id:
                 rejected.append(RejectedRow(start, "blank company_id", _raw(keys, record)))
+                continue
+            if len(company_id) > MAX_COMPANY_ID_LENGTH:  # the warehouse key is NVARCHAR(64)
+                reason = f"company_id longer than {MAX_COMPANY_ID_LENGTH} characters"
+                rejected.append(RejectedRow(start, reason, _raw(keys, record)))
                 continue
             raw_ts = record[i_ts]
             try:

@@ -7,13 +7,14 @@ bulk-load rows into a temporary table. The staging and build logic is written on
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from shared.ports import BuildParams, BuildResult, BuiltDay, Lineage, StageStatus, UsageRow
 
+T = TypeVar("T")
 Column = tuple[str, str]  # name, logical type: text, int, date, timestamp
 USAGE_COLUMNS: Sequence[Column] = (("company_id", "text"), ("active_users", "int"), ("events", "int"))
 CRM_COLUMNS: Sequence[Column] = (
@@ -66,6 +67,10 @@ class SqlWarehouse(ABC):
     @abstractmethod
     def apply_schema(self) -> None: ...
 
+    def _attempt(self, work: Callable[[], T]) -> T:
+        """Run one whole transaction; a dialect may retry it on transient errors."""
+        return work()
+
     # --- the Warehouse port ---
     def replace_usage_day(
         self,
@@ -77,26 +82,30 @@ class SqlWarehouse(ABC):
         quarantined: int,
         version: str,
     ) -> StageStatus:
-        with self._transaction() as session:
-            status = compare(
-                self._run(session, "usage_dataset_state", {"activity_date": day}), checksum, version
-            )
-            if status == "staged":
-                self._load(session, "incoming_usage", USAGE_COLUMNS, rows)
-                self._run(
-                    session,
-                    "stage_usage_day",
-                    {
-                        "activity_date": day,
-                        "run_id": lineage.run_id,
-                        "source_blob": lineage.source_blob,
-                        "loaded_at": naive_utc(lineage.loaded_at),
-                        "checksum": checksum,
-                        "quarantined_count": quarantined,
-                        "source_version": version,
-                    },
-                )
-            return status
+        rows = list(rows)  # a retried transaction reads them again
+
+        def work() -> StageStatus:
+            with self._transaction() as session:
+                state = self._run(session, "usage_dataset_state", {"activity_date": day})
+                status = compare(state, checksum, version)
+                if status == "staged":
+                    self._load(session, "incoming_usage", USAGE_COLUMNS, rows)
+                    self._run(
+                        session,
+                        "stage_usage_day",
+                        {
+                            "activity_date": day,
+                            "run_id": lineage.run_id,
+                            "source_blob": lineage.source_blob,
+                            "loaded_at": naive_utc(lineage.loaded_at),
+                            "checksum": checksum,
+                            "quarantined_count": quarantined,
+                            "source_version": version,
+                        },
+                    )
+                return status
+
+        return self._attempt(work)
 
     def replace_crm_snapshot(
         self,
@@ -107,41 +116,50 @@ class SqlWarehouse(ABC):
         checksum: str,
         version: str,
     ) -> StageStatus:
-        with self._transaction() as session:
-            state = self._run(session, "crm_snapshot_state", {"snapshot_date": snapshot_date})
-            status = compare(state, checksum, version)
-            if status == "staged":
-                self._load(session, "incoming_crm", CRM_COLUMNS, rows)
-                self._run(
-                    session,
-                    "stage_crm_snapshot",
-                    {
-                        "snapshot_date": snapshot_date,
-                        "run_id": lineage.run_id,
-                        "source_blob": lineage.source_blob,
-                        "loaded_at": naive_utc(lineage.loaded_at),
-                        "checksum": checksum,
-                        "source_version": version,
-                    },
-                )
-            return status
+        rows = list(rows)
+
+        def work() -> StageStatus:
+            with self._transaction() as session:
+                state = self._run(session, "crm_snapshot_state", {"snapshot_date": snapshot_date})
+                status = compare(state, checksum, version)
+                if status == "staged":
+                    self._load(session, "incoming_crm", CRM_COLUMNS, rows)
+                    self._run(
+                        session,
+                        "stage_crm_snapshot",
+                        {
+                            "snapshot_date": snapshot_date,
+                            "run_id": lineage.run_id,
+                            "source_blob": lineage.source_blob,
+                            "loaded_at": naive_utc(lineage.loaded_at),
+                            "checksum": checksum,
+                            "source_version": version,
+                        },
+                    )
+                return status
+
+        return self._attempt(work)
 
     def build_days(self, days: list[date], params: BuildParams) -> BuildResult:
         if not days:
             return BuildResult()
-        with self._transaction() as session:
-            self._load(session, "build_day", BUILD_DAY_COLUMNS, [(d,) for d in sorted(set(days))])
-            summary = self._run(
-                session,
-                "build_days",
-                {
-                    "run_id": params.run_id,
-                    "loaded_at": datetime.now(UTC).replace(tzinfo=None),
-                    "churn_min_rolling_users": params.churn_min_rolling_users,
-                    "churn_max_contact_age_days": params.churn_max_contact_age_days,
-                    "crm_max_snapshot_age_days": params.crm_max_snapshot_age_days,
-                },
-            )
+
+        def work() -> list[tuple]:
+            with self._transaction() as session:
+                self._load(session, "build_day", BUILD_DAY_COLUMNS, [(d,) for d in sorted(set(days))])
+                return self._run(
+                    session,
+                    "build_days",
+                    {
+                        "run_id": params.run_id,
+                        "loaded_at": datetime.now(UTC).replace(tzinfo=None),
+                        "churn_min_rolling_users": params.churn_min_rolling_users,
+                        "churn_max_contact_age_days": params.churn_max_contact_age_days,
+                        "crm_max_snapshot_age_days": params.crm_max_snapshot_age_days,
+                    },
+                )
+
+        summary = self._attempt(work)
         return BuildResult([BuiltDay(_day(r[0]), _day(r[1]), *(int(v) for v in r[2:6])) for r in summary])
 
     def fetch_rows(self, sql_name: str, params: Mapping[str, Any] | None = None) -> Iterator[dict[str, Any]]:

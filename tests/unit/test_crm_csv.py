@@ -813,3 +813,13 @@ def test_round_trip_of_csv_writer_output(
     assert parsed.rows == [expected for _, expected in rows]
     assert parsed.rejected == []
     assert parsed.data_rows == len(rows)
+
+
+def test_a_company_id_too_long_for_the_warehouse_is_quarantined() -> None:
+    rows = "\n".join(f"c-{i},Acme,DE,saas," for i in range(30))
+    data = (
+        f"company_id,name,country,industry_tag,last_contact_at\n{'x' * 65},Long,DE,saas,\n{rows}\n".encode()
+    )
+    parsed = parse_crm_snapshot(data, "companies_2026-10-01.csv", datetime(2026, 10, 1, tzinfo=UTC))
+    assert [r.reason for r in parsed.rejected] == ["company_id longer than 64 characters"]
+    assert len(parsed.rows) == 30

@@ -1,0 +1,290 @@
+// Company Activity on Azure: everything the Function App needs, in one resource group.
+//
+//   az deployment group create -g <resource group> \
+//     -f infra/bicep/main.bicep -p infra/bicep/main.parameters.dev.json \
+//     [-p usageApiKey=<token> alertWebhookUrl=<url>]
+//
+// Secrets are never in a parameters file: pass them on the command line as above (they are
+// @secure(), so they stay out of the deployment history), or leave them out and set them once
+// in Key Vault (see modules/keyvault.bicep). After the first deployment, create the app's SQL
+// user (modules/sql.bicep) and publish the code (docs/deploy.md).
+//
+// Order: monitoring, storage, Service Bus, SQL, Key Vault and the Event Grid topic are
+// independent; the Function App needs their names; roles need the two identities; the Event
+// Grid subscriptions come last, once the topic's identity may send to Service Bus.
+
+targetScope = 'resourceGroup'
+
+import { sqlAdministratorType } from 'modules/sql.bicep'
+
+@description('Azure region. Must offer Flex Consumption: az functionapp list-flexconsumption-locations.')
+param location string = resourceGroup().location
+
+@description('Short lowercase prefix of every resource name, letters and digits (e.g. cact).')
+@minLength(2)
+@maxLength(8)
+param name string
+
+@description('Environment; part of every name, so several can share a resource group.')
+@allowed([
+  'dev'
+  'test'
+  'prod'
+])
+param environment string = 'dev'
+
+param tags object = {
+  application: 'company-activity'
+  environment: environment
+}
+
+// ------------------------------------------------------------------ SQL
+
+@description('Entra administrator of the SQL server (a group of data engineers is a good choice).')
+param sqlAdministrator sqlAdministratorType
+
+@description('Database name (SQL_DATABASE).')
+param sqlDatabaseName string = 'companyactivity'
+
+@description('Database SKU: serverless General Purpose by default.')
+param sqlDatabaseSku object = {
+  name: 'GP_S_Gen5_1'
+  tier: 'GeneralPurpose'
+  family: 'Gen5'
+  capacity: 1
+}
+
+@description('Minutes idle before the serverless database pauses (-1: never).')
+param sqlAutoPauseDelayMinutes int = 60
+
+@description('Optional public IP that may reach SQL to run the CREATE USER step. Empty: none.')
+param sqlClientIpAddress string = ''
+
+// ------------------------------------------------------------------ Service Bus
+
+@description('Deliveries before a message is dead-lettered and forwarded to alerts.')
+@minValue(1)
+@maxValue(100)
+param maxDeliveryCount int = 5
+
+// ------------------------------------------------------------------ Key Vault
+
+@description('Key Vault purge protection. Keep it on in prod; off lets a dev vault be purged and its name reused.')
+param enablePurgeProtection bool = true
+
+@secure()
+@description('Product Usage API bearer token, written to Key Vault as usage-api-key. Empty: leave the vault as it is.')
+param usageApiKey string = ''
+
+@secure()
+@description('Alert webhook URL, written to Key Vault as alert-webhook-url. Empty: leave the vault as it is.')
+param alertWebhookUrl string = ''
+
+// ------------------------------------------------------------------ Function App
+
+@description('Most instances the Function App may scale out to.')
+@minValue(1)
+@maxValue(1000)
+param maximumInstanceCount int = 40
+
+// App settings the code reads (shared/config.py); the defaults are that file's defaults.
+
+@description('USAGE_API_BASE_URL: the Product Usage API root.')
+param usageApiBaseUrl string = ''
+
+@description('USAGE_API_TIMEOUT_S')
+param usageApiTimeoutS string = '30'
+
+@description('USAGE_API_PAGE_SIZE (at most 1000)')
+@minValue(1)
+@maxValue(1000)
+param usageApiPageSize int = 500
+
+@description('USAGE_API_MAX_PAGES')
+@minValue(1)
+param usageApiMaxPages int = 1000
+
+@description('USAGE_API_MAX_ATTEMPTS')
+@minValue(1)
+param usageApiMaxAttempts int = 6
+
+@description('USAGE_API_BACKOFF_BASE_S')
+param usageApiBackoffBaseS string = '1'
+
+@description('USAGE_API_BACKOFF_MAX_S')
+param usageApiBackoffMaxS string = '60'
+
+@description('CHURN_MIN_ROLLING_USERS')
+param churnMinRollingUsers int = 10
+
+@description('CHURN_MAX_CONTACT_AGE_DAYS')
+param churnMaxContactAgeDays int = 30
+
+@description('CRM_MAX_SNAPSHOT_AGE_DAYS')
+param crmMaxSnapshotAgeDays int = 7
+
+@description('ALERT_WEBHOOK_BACKOFF_S')
+param alertWebhookBackoffS string = '0.5'
+
+@description('FETCH_SCHEDULE: NCRONTAB schedule of the daily fetch, UTC.')
+param fetchSchedule string = '0 30 2 * * *'
+
+// ------------------------------------------------------------------ names
+
+// Globally unique names get a token that is stable for this resource group, prefix and environment.
+var token = uniqueString(resourceGroup().id, name, environment)
+var prefix = toLower(name)
+var compact = replace(prefix, '-', '')
+var names = {
+  logAnalytics: 'log-${prefix}-${environment}'
+  appInsights: 'appi-${prefix}-${environment}'
+  dataStorage: take('st${compact}d${token}', 24)
+  hostStorage: take('st${compact}h${token}', 24)
+  serviceBus: 'sb-${prefix}-${environment}-${token}'
+  eventGridTopic: 'evgt-${prefix}-${environment}-data'
+  sqlServer: 'sql-${prefix}-${environment}-${token}'
+  keyVault: take('kv-${compact}-${token}', 24)
+  plan: 'asp-${prefix}-${environment}'
+  functionApp: 'func-${prefix}-${environment}-${token}'
+}
+
+// ------------------------------------------------------------------ modules
+
+module monitoring 'modules/monitoring.bicep' = {
+  name: 'monitoring'
+  params: {
+    location: location
+    logAnalyticsName: names.logAnalytics
+    appInsightsName: names.appInsights
+    tags: tags
+  }
+}
+
+module storage 'modules/storage.bicep' = {
+  name: 'storage'
+  params: {
+    location: location
+    dataAccountName: names.dataStorage
+    hostAccountName: names.hostStorage
+    tags: tags
+  }
+}
+
+module serviceBus 'modules/servicebus.bicep' = {
+  name: 'servicebus'
+  params: {
+    location: location
+    namespaceName: names.serviceBus
+    maxDeliveryCount: maxDeliveryCount
+    tags: tags
+  }
+}
+
+module sql 'modules/sql.bicep' = {
+  name: 'sql'
+  params: {
+    location: location
+    serverName: names.sqlServer
+    databaseName: sqlDatabaseName
+    administrator: sqlAdministrator
+    databaseSku: sqlDatabaseSku
+    autoPauseDelayMinutes: sqlAutoPauseDelayMinutes
+    clientIpAddress: sqlClientIpAddress
+    tags: tags
+  }
+}
+
+module keyVault 'modules/keyvault.bicep' = {
+  name: 'keyvault'
+  params: {
+    location: location
+    vaultName: names.keyVault
+    enablePurgeProtection: enablePurgeProtection
+    usageApiKey: usageApiKey
+    alertWebhookUrl: alertWebhookUrl
+    tags: tags
+  }
+}
+
+module eventGridTopic 'modules/eventgrid-topic.bicep' = {
+  name: 'eventgrid-topic'
+  params: {
+    location: location
+    topicName: names.eventGridTopic
+    storageAccountName: storage.outputs.dataAccountName
+    tags: tags
+  }
+}
+
+module functionApp 'modules/functionapp.bicep' = {
+  name: 'functionapp'
+  params: {
+    location: location
+    planName: names.plan
+    appName: names.functionApp
+    hostStorageAccountName: storage.outputs.hostAccountName
+    deploymentContainerName: storage.outputs.deploymentContainerName
+    appInsightsName: monitoring.outputs.appInsightsName
+    dataStorageAccountName: storage.outputs.dataAccountName
+    serviceBusFullyQualifiedNamespace: serviceBus.outputs.fullyQualifiedNamespace
+    sqlServerFqdn: sql.outputs.serverFqdn
+    sqlDatabaseName: sql.outputs.databaseName
+    usageApiKeySecretUri: keyVault.outputs.usageApiKeySecretUri
+    alertWebhookUrlSecretUri: keyVault.outputs.alertWebhookUrlSecretUri
+    maximumInstanceCount: maximumInstanceCount
+    maxDeliveryCount: maxDeliveryCount
+    usageApiBaseUrl: usageApiBaseUrl
+    usageApiTimeoutS: usageApiTimeoutS
+    usageApiPageSize: usageApiPageSize
+    usageApiMaxPages: usageApiMaxPages
+    usageApiMaxAttempts: usageApiMaxAttempts
+    usageApiBackoffBaseS: usageApiBackoffBaseS
+    usageApiBackoffMaxS: usageApiBackoffMaxS
+    churnMinRollingUsers: churnMinRollingUsers
+    churnMaxContactAgeDays: churnMaxContactAgeDays
+    crmMaxSnapshotAgeDays: crmMaxSnapshotAgeDays
+    alertWebhookBackoffS: alertWebhookBackoffS
+    fetchSchedule: fetchSchedule
+    tags: tags
+  }
+}
+
+module roles 'modules/roles.bicep' = {
+  name: 'roles'
+  params: {
+    functionAppPrincipalId: functionApp.outputs.principalId
+    eventGridPrincipalId: eventGridTopic.outputs.principalId
+    hostStorageAccountName: storage.outputs.hostAccountName
+    dataStorageAccountName: storage.outputs.dataAccountName
+    deadLetterContainerName: storage.outputs.deadLetterContainerName
+    serviceBusNamespaceName: serviceBus.outputs.namespaceName
+    keyVaultName: keyVault.outputs.vaultName
+  }
+}
+
+module eventGrid 'modules/eventgrid.bicep' = {
+  name: 'eventgrid'
+  params: {
+    topicName: eventGridTopic.outputs.topicName
+    serviceBusNamespaceName: serviceBus.outputs.namespaceName
+    ingestQueueName: serviceBus.outputs.ingestQueueName
+    dataStorageAccountName: storage.outputs.dataAccountName
+    deadLetterContainerName: storage.outputs.deadLetterContainerName
+  }
+  // The subscriptions deliver and dead-letter with the topic's identity: give it its roles first.
+  dependsOn: [
+    roles
+  ]
+}
+
+// ------------------------------------------------------------------ outputs (docs/deploy.md)
+
+output functionAppName string = functionApp.outputs.name
+output functionAppHostName string = functionApp.outputs.defaultHostName
+output dataStorageAccountName string = storage.outputs.dataAccountName
+output hostStorageAccountName string = storage.outputs.hostAccountName
+output serviceBusNamespace string = serviceBus.outputs.namespaceName
+output serviceBusFullyQualifiedNamespace string = serviceBus.outputs.fullyQualifiedNamespace
+output sqlServerFqdn string = sql.outputs.serverFqdn
+output sqlDatabaseName string = sql.outputs.databaseName
+output keyVaultName string = keyVault.outputs.vaultName

@@ -1,0 +1,72 @@
+"""Message bus on Azure Service Bus (azure-servicebus).
+
+Message ids are the caller's (duplicate detection on the queue drops repeats within its
+window); application properties carry routing hints; a delay becomes a scheduled enqueue time.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from shared.config import Settings
+from shared.ports import OutgoingMessage
+
+
+class ServiceBusBus:
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self._senders: dict[str, Any] = {}
+        self._lock = threading.Lock()  # a sender is not thread-safe
+
+    @classmethod
+    def from_settings(cls, settings: Settings, credential: Any = None) -> ServiceBusBus:
+        from azure.servicebus import ServiceBusClient
+
+        if settings.service_bus_connection:
+            return cls(ServiceBusClient.from_connection_string(settings.service_bus_connection))
+        if credential is None:
+            from azure.identity import DefaultAzureCredential
+
+            credential = DefaultAzureCredential()
+        return cls(ServiceBusClient(settings.service_bus_namespace, credential))
+
+    def send(self, queue: str, messages: Iterable[OutgoingMessage]) -> None:
+        from azure.servicebus import ServiceBusMessage
+
+        now = datetime.now(UTC)
+        outgoing = [
+            ServiceBusMessage(
+                json.dumps(m.body, default=str),
+                message_id=m.message_id,
+                content_type="application/json",
+                application_properties=dict(m.properties),
+                scheduled_enqueue_time_utc=now + timedelta(seconds=m.delay_s) if m.delay_s > 0 else None,
+            )
+            for m in messages
+        ]
+        if not outgoing:
+            return
+        with self._lock:
+            sender = self._senders.get(queue)
+            if sender is None:
+                sender = self._senders[queue] = self.client.get_queue_sender(queue)
+            batch = sender.create_message_batch()
+            for message in outgoing:
+                try:
+                    batch.add_message(message)
+                except ValueError:  # the batch is full: send it and start the next
+                    sender.send_messages(batch)
+                    batch = sender.create_message_batch()
+                    batch.add_message(message)
+            sender.send_messages(batch)
+
+    def close(self) -> None:
+        with self._lock:
+            for sender in self._senders.values():
+                sender.close()
+            self._senders.clear()
+            self.client.close()
