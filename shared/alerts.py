@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -156,6 +157,11 @@ def alert_from_body(body: bytes) -> Alert:
 
 def deliver_alert(services: Any, alert: Alert) -> None:
     settings = services.settings
+    if not settings.alert_webhook_url and os.environ.get("WEBSITE_SITE_NAME"):
+        # On Azure without a webhook there is no local file to append to: the log
+        # (Application Insights) is where the alert lands.
+        log.error("alert: [%s] %s %s: %s", alert.severity, alert.stage, alert.activity_date or "", alert.message)
+        return
     AlertSink(
         settings.alert_webhook_url,
         settings.local_data_dir / "alerts.jsonl",
