@@ -3,8 +3,12 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# The Azurite storage emulator (package.json), for the Azure adapter contract tests only:
+# `make test` installs it, `make demo` never needs Node.
+AZURITE := node_modules/.bin/azurite
+NODE_STAMP := node_modules/.installed
 
-.PHONY: setup demo test lint unit bench clean
+.PHONY: setup demo test lint unit bench clean azurite FORCE
 
 setup: $(STAMP)
 
@@ -20,7 +24,22 @@ demo: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 
-test: setup lint
+azurite: $(NODE_STAMP)
+
+# Reinstalled when the lock file changes or the emulator is missing. Without npm the Azurite
+# tests are skipped, except under CI=true, where they must run.
+$(NODE_STAMP): package.json package-lock.json $(if $(wildcard $(AZURITE)),,FORCE)
+	@if command -v npm >/dev/null 2>&1; then \
+		echo "npm ci --no-audit --no-fund"; npm ci --no-audit --no-fund && touch $(NODE_STAMP); \
+	elif [ "$$CI" = "true" ]; then \
+		echo "npm not found: CI needs Node.js 20+ and npm for the Azurite tests" >&2; exit 1; \
+	else \
+		echo "npm not found: the Azurite contract tests will be skipped" >&2; \
+	fi
+
+FORCE:
+
+test: setup lint azurite
 	$(PY) -m pytest
 
 clean:

@@ -160,7 +160,9 @@ def deliver_alert(services: Any, alert: Alert) -> None:
     if not settings.alert_webhook_url and os.environ.get("WEBSITE_SITE_NAME"):
         # On Azure without a webhook there is no local file to append to: the log
         # (Application Insights) is where the alert lands.
-        log.error("alert: [%s] %s %s: %s", alert.severity, alert.stage, alert.activity_date or "", alert.message)
+        log.error(
+            "alert: [%s] %s %s: %s", alert.severity, alert.stage, alert.activity_date or "", alert.message
+        )
         return
     AlertSink(
         settings.alert_webhook_url,

@@ -18,6 +18,23 @@ class UnsafeBlobName(ValueError):
 _CONTAINER = re.compile(r"^[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}$")  # Azure's container naming rule
 
 
+def check_container_name(container: str) -> str:
+    """Refuse a container name Azure would refuse (and that could leave the folder store's root)."""
+    if not _CONTAINER.match(container):
+        raise UnsafeBlobName(f"invalid container name {container!r}")
+    return container
+
+
+def check_blob_name(container: str, name: str) -> str:
+    """Refuse a blob name that is not a plain relative path: empty, `.` or `..` segments,
+    backslashes, NUL. Every blob store applies it, so a name is valid everywhere or nowhere."""
+    # Names come from events and file names: never let one escape the root or alias another.
+    segments = name.split("/")
+    if any(seg in ("", ".", "..") for seg in segments) or "\\" in name or "\x00" in name:
+        raise UnsafeBlobName(f"unsafe blob name {container}/{name!r}")
+    return name
+
+
 class FolderBlobStore:
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
@@ -26,16 +43,11 @@ class FolderBlobStore:
         self._tmp = self.root / ".tmp"
 
     def _container(self, container: str) -> Path:
-        if not _CONTAINER.match(container):
-            raise UnsafeBlobName(f"invalid container name {container!r}")
-        return self.root / container
+        return self.root / check_container_name(container)
 
     def _path(self, container: str, name: str) -> Path:
-        # Names come from events and file names: never let one escape the root or alias another.
-        segments = name.split("/")
-        if any(seg in ("", ".", "..") for seg in segments) or "\\" in name or "\x00" in name:
-            raise UnsafeBlobName(f"unsafe blob name {container}/{name!r}")
-        path = self._container(container).joinpath(*segments)
+        check_blob_name(container, name)
+        path = self._container(container).joinpath(*name.split("/"))
         if not path.resolve().is_relative_to(self.root):
             raise UnsafeBlobName(f"unsafe blob name {container}/{name!r}")
         return path

@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import random
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
@@ -37,12 +38,15 @@ import pytest
 
 from shared import blob_events, names
 from shared.adapters import local_bus
+from shared.adapters.azure_blob import AzureBlobStore
 from shared.adapters.local_blob import FolderBlobStore, UnsafeBlobName
 from shared.adapters.local_bus import InProcessBus
 from shared.adapters.publishing_blob import PublishingBlobStore
 from shared.adapters.sqlite_ledger import SqliteLedger
+from shared.adapters.table_ledger import TableLedger
 from shared.blob_events import NotABlobEvent, make_event, parse_event, wanted
 from shared.ports import BlobExists, BlobNotFound, BlobStore, ConcurrencyConflict, OutgoingMessage, RunLedger
+from tests.azurite import blob_service, connection_string, delete_all_containers
 
 # =========================================================================================
 # Implementation registries: add the Azure factories here, the tests stay as they are.
@@ -62,16 +66,38 @@ def _sqlite_ledger(tmp_path: Path) -> Iterator[RunLedger]:
     yield SqliteLedger(tmp_path / "ledger.sqlite3")
 
 
+# The `azurite` factories run while the session's Azurite is up: tests/contract/conftest.py
+# starts it (tests/azurite.py) for every test marked `azurite`, as these params are.
+
+
+@contextmanager
+def _azurite_blob_store(tmp_path: Path) -> Iterator[BlobStore]:
+    # The tests use fixed container names, so the emulator's account is emptied before and after.
+    service = blob_service(connection_string())
+    delete_all_containers(service)
+    try:
+        yield AzureBlobStore(service)
+    finally:
+        delete_all_containers(service)
+
+
+@contextmanager
+def _azurite_ledger(tmp_path: Path) -> Iterator[RunLedger]:
+    ledger = TableLedger.from_connection_string(connection_string(), table=f"t{uuid.uuid4().hex[:20]}")
+    try:
+        yield ledger
+    finally:
+        ledger.table.delete_table()
+
+
 BLOB_STORES: dict[str, BlobStoreFactory] = {
     "folder": _folder_blob_store,
-    # "azurite": _azurite_blob_store,  # Azure Blob adapter on Azurite
+    "azurite": _azurite_blob_store,  # Azure Blob adapter on Azurite
 }
-
-# The port does not name the error of `put(..., overwrite=False)` on an existing blob yet.
 
 LEDGERS: dict[str, LedgerFactory] = {
     "sqlite": _sqlite_ledger,
-    # "azurite": _azurite_ledger,  # Table storage adapter on Azurite
+    "azurite": _azurite_ledger,  # Table storage adapter on Azurite
 }
 
 
@@ -257,8 +283,6 @@ UNSAFE_CONTAINERS = ["", ".", "..", "a/b"]
 def test_blob_unsafe_names_refused(
     blob_store: BlobStore, request: pytest.FixtureRequest, tmp_path: Path, name: str
 ) -> None:
-    if _impl(request, "blob_store") != "folder":
-        pytest.skip("only the folder store maps names onto a file system")
     before = sorted(tmp_path.rglob("*"))
     with pytest.raises(UnsafeBlobName):
         blob_store.put(RAW, name, b"evil")
@@ -289,8 +313,6 @@ def test_blob_names_are_not_aliased(blob_store: BlobStore, request: pytest.Fixtu
 def test_blob_unsafe_containers_refused(
     blob_store: BlobStore, request: pytest.FixtureRequest, tmp_path: Path, container: str
 ) -> None:
-    if _impl(request, "blob_store") != "folder":
-        pytest.skip("only the folder store maps names onto a file system")
     before = sorted(tmp_path.rglob("*"))
     with pytest.raises(UnsafeBlobName):
         blob_store.put(container, "x.json", b"evil")
@@ -307,8 +329,6 @@ def test_blob_unsafe_containers_refused(
 def test_blob_list_refuses_unsafe_containers(
     blob_store: BlobStore, request: pytest.FixtureRequest, tmp_path: Path, container: str
 ) -> None:
-    if _impl(request, "blob_store") != "folder":
-        pytest.skip("only the folder store maps names onto a file system")
     (tmp_path / "outside.txt").write_text("not a blob")
     blob_store.put(RAW, "inside.json", b"{}")
     with pytest.raises(UnsafeBlobName):

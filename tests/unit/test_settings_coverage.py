@@ -32,7 +32,13 @@ def settings_read_by_code() -> set[str]:
 
 def test_the_scan_finds_the_settings() -> None:
     found = settings_read_by_code()
-    assert {"USAGE_API_BASE_URL", "USAGE_API_KEY", "FETCH_SCHEDULE", "SQL_SERVER", "CHURN_MIN_ROLLING_USERS"} <= found
+    assert {
+        "USAGE_API_BASE_URL",
+        "USAGE_API_KEY",
+        "FETCH_SCHEDULE",
+        "SQL_SERVER",
+        "CHURN_MIN_ROLLING_USERS",
+    } <= found
 
 
 def test_bicep_sets_every_setting_azure_needs() -> None:
