@@ -82,30 +82,14 @@ class SqlWarehouse(ABC):
         quarantined: int,
         version: str,
     ) -> StageStatus:
-        rows = list(rows)  # a retried transaction reads them again
-
-        def work() -> StageStatus:
-            with self._transaction() as session:
-                state = self._run(session, "usage_dataset_state", {"activity_date": day})
-                status = compare(state, checksum, version)
-                if status == "staged":
-                    self._load(session, "incoming_usage", USAGE_COLUMNS, rows)
-                    self._run(
-                        session,
-                        "stage_usage_day",
-                        {
-                            "activity_date": day,
-                            "run_id": lineage.run_id,
-                            "source_blob": lineage.source_blob,
-                            "loaded_at": naive_utc(lineage.loaded_at),
-                            "checksum": checksum,
-                            "quarantined_count": quarantined,
-                            "source_version": version,
-                        },
-                    )
-                return status
-
-        return self._attempt(work)
+        return self._replace(
+            ("usage_dataset_state", "incoming_usage", USAGE_COLUMNS, "stage_usage_day"),
+            {"activity_date": day, "quarantined_count": quarantined},
+            rows,
+            lineage,
+            checksum,
+            version,
+        )
 
     def replace_crm_snapshot(
         self,
@@ -116,26 +100,42 @@ class SqlWarehouse(ABC):
         checksum: str,
         version: str,
     ) -> StageStatus:
-        rows = list(rows)
+        return self._replace(
+            ("crm_snapshot_state", "incoming_crm", CRM_COLUMNS, "stage_crm_snapshot"),
+            {"snapshot_date": snapshot_date},
+            rows,
+            lineage,
+            checksum,
+            version,
+        )
+
+    def _replace(
+        self,
+        files: tuple[str, str, Sequence[Column], str],
+        keys: dict[str, Any],
+        rows: Iterable[Sequence[Any]],
+        lineage: Lineage,
+        checksum: str,
+        version: str,
+    ) -> StageStatus:
+        """Replace a staged input as a whole unless it is a repeat or older than what is staged."""
+        state_file, incoming, columns, stage_file = files
+        rows = list(rows)  # a retried transaction reads them again
+        params = {
+            **keys,
+            "run_id": lineage.run_id,
+            "source_blob": lineage.source_blob,
+            "loaded_at": naive_utc(lineage.loaded_at),
+            "checksum": checksum,
+            "source_version": version,
+        }
 
         def work() -> StageStatus:
             with self._transaction() as session:
-                state = self._run(session, "crm_snapshot_state", {"snapshot_date": snapshot_date})
-                status = compare(state, checksum, version)
+                status = compare(self._run(session, state_file, params), checksum, version)
                 if status == "staged":
-                    self._load(session, "incoming_crm", CRM_COLUMNS, rows)
-                    self._run(
-                        session,
-                        "stage_crm_snapshot",
-                        {
-                            "snapshot_date": snapshot_date,
-                            "run_id": lineage.run_id,
-                            "source_blob": lineage.source_blob,
-                            "loaded_at": naive_utc(lineage.loaded_at),
-                            "checksum": checksum,
-                            "source_version": version,
-                        },
-                    )
+                    self._load(session, incoming, columns, rows)
+                    self._run(session, stage_file, params)
                 return status
 
         return self._attempt(work)
