@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from shared import blob_events, names
+from shared.adapters.bus_journal import BusJournal
 from shared.adapters.local_bus import InProcessBus
 from shared.adapters.publishing_blob import PublishingBlobStore
 from shared.config import Settings
@@ -51,13 +52,13 @@ def use_services(services: Services | None) -> None:
         _current = services
 
 
-def build_services(settings: Settings, *, local_bus: bool = False) -> Services:
+def build_services(settings: Settings, *, local_bus: bool = False, durable_bus: bool = False) -> Services:
     """Each port gets its Azure adapter when its settings are present, else the embedded one.
 
     `local_bus` forces the in-process bus: the local host delivers the messages itself, also
     when blob and table storage are Azure (Azurite).
     """
-    bus = _bus(settings, local_bus)
+    bus = _bus(settings, local_bus, durable_bus)
     blobs = _blob_store(settings)
     if isinstance(bus, InProcessBus):
         blobs = PublishingBlobStore(blobs, _announcer(bus))  # no Event Grid without Azure
@@ -71,16 +72,18 @@ def build_services(settings: Settings, *, local_bus: bool = False) -> Services:
 
 
 def build_local(settings: Settings) -> Services:
-    """What the local host runs on: the in-process bus, and local or Azurite storage."""
-    return build_services(settings, local_bus=True)
+    """What the local host runs on: the in-process bus, journaled under LOCAL_DATA_DIR so
+    messages outlive a crash, and local or Azurite storage."""
+    return build_services(settings, local_bus=True, durable_bus=True)
 
 
-def _bus(settings: Settings, local_bus: bool) -> MessageBus:
+def _bus(settings: Settings, local_bus: bool, durable: bool) -> MessageBus:
     if not local_bus and (settings.service_bus_connection or settings.service_bus_namespace):
         from shared.adapters.servicebus_bus import ServiceBusBus
 
         return ServiceBusBus.from_settings(settings)
-    return InProcessBus(max_delivery_count=settings.max_delivery_count)
+    journal = BusJournal(settings.local_data_dir / "bus.sqlite3") if durable else None
+    return InProcessBus(max_delivery_count=settings.max_delivery_count, journal=journal)
 
 
 def _blob_store(settings: Settings) -> BlobStore:

@@ -106,10 +106,27 @@ def file_line(entry: dict[str, Any] | None) -> str:
     return text + (f" ({'; '.join(warnings)})" if warnings else "")
 
 
-def _finish(pipeline: LocalPipeline, report: DrainReport, days: Sequence[date]) -> int:
+def day_problem(view: dict[str, Any]) -> str | None:
+    """Why a requested day failed, from its state (alerts may have been sent by an earlier run)."""
+    build, fetch = view.get("days") or {}, view.get("fetch") or {}
+    if fetch.get("status") == "failed":
+        return f"{view['date']}: fetch failed: {fetch.get('error')}"
+    if build.get("status") == "gate_failed":
+        return f"{view['date']} not built: {'; '.join(build.get('errors') or [])}"
+    return None
+
+
+def _finish(
+    pipeline: LocalPipeline, report: DrainReport, days: Sequence[date], file: dict[str, Any] | None = None
+) -> int:
+    problems = []
     for day in days:
-        print(day_line(pipeline.status(day.isoformat())))
-    problems = report.error_alerts() or report.dead_lettered
+        view = pipeline.status(day.isoformat())
+        print(day_line(view))
+        problems += [p for p in [day_problem(view)] if p]
+    if file and file.get("status") == "rejected":
+        problems.append(f"CRM file {file.get('blob')} rejected: {file.get('reason')}")
+    problems += [p for p in report.error_alerts() + report.dead_lettered if p not in problems]
     if problems:
         more = f" (and {len(problems) - 1} more; see alerts)" if len(problems) > 1 else ""
         raise CliError(problems[0] + more)
@@ -184,10 +201,9 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
                 raise CliError(f"no such file: {args.file}")
             name = args.name or args.file.name
             report = pipeline.drop_crm(args.file.read_bytes(), name)
-            print(
-                f"dropped {args.file} as {names.CRM_CONTAINER}/{name}: {file_line(crm_file_status(pipeline.services, name))}"
-            )
-            return _finish(pipeline, report, [])
+            file = crm_file_status(pipeline.services, name)
+            print(f"dropped {args.file} as {names.CRM_CONTAINER}/{name}: {file_line(file)}")
+            return _finish(pipeline, report, [], file)
         if args.command == "status":
             payload = pipeline.status(args.date.isoformat() if args.date else None)
             if args.json:

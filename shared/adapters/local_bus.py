@@ -6,7 +6,9 @@
   forwarded to the `alerts` queue (whose own dead letters are terminal), as the Bicep
   configures `forwardDeadLetteredMessagesTo`;
 * duplicate detection: a message id seen within the window is dropped on send;
-* scheduled delivery: kept as an ordering hint; the local host does not sleep for it.
+* scheduled delivery: kept as an ordering hint; the local host does not sleep for it;
+* durability (with a journal): messages outlive the process; one whose consumer died is
+  delivered again, and past the maximum deliveries it is dead-lettered ("lock lost").
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shared import names
+from shared.adapters.bus_journal import BusJournal
 from shared.ports import OutgoingMessage
 
 
@@ -56,6 +59,30 @@ class InProcessBus:
     _in_flight: int = 0
     _sequence: itertools.count = field(default_factory=itertools.count)
     _lock: threading.RLock = field(default_factory=threading.RLock)
+    journal: BusJournal | None = None
+
+    def __post_init__(self) -> None:
+        if self.journal is None:
+            return
+        now = time.monotonic()
+        for queue, message_id, age in self.journal.recent_ids(self.duplicate_window_s):
+            self._seen_ids[(queue, message_id)] = now - age
+        self._sequence = itertools.count(self.journal.max_seq() + 1)
+        for row in self.journal.pending():  # what a previous process left undelivered
+            envelope = Envelope(
+                queue=row["queue"],
+                message_id=row["message_id"],
+                body=bytes(row["body"]),
+                properties=row["properties"],
+                sequence_number=row["seq"],
+                enqueued_at=datetime.fromisoformat(row["enqueued_at"]),
+                available_at=now,
+                delivery_count=row["delivery_count"],
+                dead_letter_reason=row["dead_letter_reason"],
+                dead_letter_error_description=row["dead_letter_error_description"],
+                dead_letter_source=row["dead_letter_source"],
+            )
+            self.queues.setdefault(envelope.queue, []).append(envelope)
 
     # --- MessageBus port ---
     def send(self, queue: str, messages: Iterable[OutgoingMessage]) -> None:
@@ -67,6 +94,8 @@ class InProcessBus:
                 if seen is not None and now - seen < self.duplicate_window_s:
                     continue  # duplicate detection, as Service Bus does within its window
                 self._seen_ids[key] = now
+                if self.journal is not None:
+                    self.journal.sent(queue, message.message_id)
                 self._enqueue(
                     Envelope(
                         queue=queue,
@@ -80,6 +109,8 @@ class InProcessBus:
                 )
 
     def _enqueue(self, envelope: Envelope) -> None:
+        if self.journal is not None:
+            self.journal.add(envelope)
         self.queues.setdefault(envelope.queue, []).append(envelope)
         self.sent_count[envelope.queue] = self.sent_count.get(envelope.queue, 0) + 1
 
@@ -88,18 +119,27 @@ class InProcessBus:
         """Lock the next message (earliest available first, or any with `rng`: Service Bus does
         not promise order); None when the queue is empty."""
         with self._lock:
-            pending = self.queues.get(queue)
-            if not pending:
-                return None
-            if rng is not None:
-                envelope = rng.choice(pending)
-            else:
-                envelope = min(pending, key=lambda e: (e.available_at, e.sequence_number))
-            pending.remove(envelope)
-            envelope.delivery_count += 1
-            envelope.locked = True
-            self._in_flight += 1
-            return envelope
+            while True:
+                pending = self.queues.get(queue)
+                if not pending:
+                    return None
+                if rng is not None:
+                    envelope = rng.choice(pending)
+                else:
+                    envelope = min(pending, key=lambda e: (e.available_at, e.sequence_number))
+                pending.remove(envelope)
+                if envelope.delivery_count >= self.max_delivery_count:
+                    # Its consumer died holding it, past the last allowed delivery.
+                    self._dead_letter(
+                        envelope, "MaxDeliveryCountExceeded", "lock lost: the process handling it stopped"
+                    )
+                    continue
+                envelope.delivery_count += 1
+                envelope.locked = True
+                self._in_flight += 1
+                if self.journal is not None:
+                    self.journal.delivered(envelope)
+                return envelope
 
     def _settle(self, envelope: Envelope) -> None:
         if not envelope.locked:
@@ -110,6 +150,8 @@ class InProcessBus:
     def complete(self, envelope: Envelope) -> None:
         with self._lock:
             self._settle(envelope)
+            if self.journal is not None:
+                self.journal.remove(envelope)
 
     def abandon(self, envelope: Envelope, error: str) -> bool:
         """Give the message back; returns True when that dead-lettered it."""
@@ -125,6 +167,8 @@ class InProcessBus:
         envelope.dead_letter_reason = reason
         envelope.dead_letter_error_description = description[:4096]
         self.dead_letters.setdefault(envelope.queue, []).append(envelope)
+        if self.journal is not None:
+            self.journal.dead_lettered(envelope)
         target = self.dead_letter_forward_to
         if target and envelope.queue != target:
             forwarded = Envelope(

@@ -40,6 +40,10 @@ def test_quality_gate_error_fails_the_run_and_force_overrides_it(cli, local_env:
     assert alerts and alerts[0]["activity_date"] == "2026-10-01" and alerts[0]["run_id"]
     assert set(alerts[0]) >= {"severity", "stage", "activity_date", "run_id", "message", "detail"}
 
+    code, _out, err = cli("run", "--date", "2026-10-01")  # again: the alert is not repeated, the failure is
+    assert code == 1 and "zero usage records" in err
+    assert len([a for a in read_alerts(local_env) if a["kind"] == "quality_error"]) == 1
+
     code, out, err = cli("run", "--date", "2026-10-01", "--force")
     assert code == 0, err
     assert "built" in out and "overridden" in out
