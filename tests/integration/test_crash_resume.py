@@ -15,6 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from shared.cli import LocalPipeline
+from shared.config import Settings
+from shared.replay import crm_file_status
 from shared.simulator import Fault, UsageApiSimulator
 from tests.conftest import API_KEY, GOLDEN, REPO, golden_crm_files, golden_records, read_table
 from tests.reference import diff_tables, load_expected_csv
@@ -118,9 +121,12 @@ def test_killed_at_any_moment_the_next_run_converges(tmp_path: Path, cli, monkey
             process.wait()
         for name in ("LOCAL_DATA_DIR", "USAGE_API_BASE_URL", "USAGE_API_KEY", "USAGE_API_PAGE_SIZE"):
             monkeypatch.setenv(name, env[name])
-        # The next run: drop the files again (a drop the kill interrupted is repeated by its
-        # sender, as Event Grid would retry it) and run the days again, without --force.
-        for path in crm:
+        # The next run. A drop the kill interrupted before it was announced is repeated by its
+        # sender (on Azure, Event Grid retries); everything else is still queued in the journal.
+        pipeline = LocalPipeline(Settings.from_env())
+        unannounced = [p for p in crm if crm_file_status(pipeline.services, Path(p).name) is None]
+        pipeline.close()
+        for path in unannounced:
             assert cli("crm-drop", path)[0] == 0
         code, _out, err = cli("backfill", "--from", "2026-10-01", "--to", "2026-10-10")
         assert code == 0, err
@@ -129,3 +135,41 @@ def test_killed_at_any_moment_the_next_run_converges(tmp_path: Path, cli, monkey
         data_dir, "SELECT activity_date, COUNT(*) AS n FROM stg.product_usage_daily GROUP BY 1"
     )
     assert sum(r["n"] for r in staged) == 369  # every valid golden record once (375 received, 6 invalid)
+
+
+KILLED_AFTER_ENQUEUE = """
+import os, signal, sys
+from pathlib import Path
+from shared.cli import LocalPipeline
+from shared.config import Settings
+pipeline = LocalPipeline(Settings.from_env())
+for path in sys.argv[1:]:
+    pipeline.services.blobs.put("crm-drop", Path(path).name, Path(path).read_bytes())  # announced, not yet handled
+response = pipeline.host.http("POST", "replay", body={"from": "2026-10-01", "to": "2026-10-10"})
+assert response.status_code == 202
+os.kill(os.getpid(), signal.SIGKILL)  # dies holding every message
+"""
+
+
+def test_messages_queued_by_a_killed_process_are_delivered_by_the_next_one(
+    tmp_path: Path, cli, monkeypatch
+) -> None:
+    records = golden_records()
+    data_dir = tmp_path / "local"
+    with UsageApiSimulator(lambda d: records.get(d.isoformat(), []), api_key=API_KEY) as api:
+        env = environment(data_dir, api)
+        killed = subprocess.run(
+            [sys.executable, "-c", KILLED_AFTER_ENQUEUE, *map(str, golden_crm_files())],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            check=False,
+        )
+        assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()[-2000:]
+        assert api.requests_seen == []  # it died before handling anything
+        for name in ("LOCAL_DATA_DIR", "USAGE_API_BASE_URL", "USAGE_API_KEY", "USAGE_API_PAGE_SIZE"):
+            monkeypatch.setenv(name, env[name])
+        # Any command starts the local host, which delivers what the journal still holds.
+        code, _out, err = cli("run", "--date", "2026-10-10")
+        assert code == 0, err
+    assert diff_tables(read_table(data_dir), EXPECTED) == []
