@@ -8,6 +8,7 @@ import logging
 import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -156,7 +157,42 @@ def alert_from_body(body: bytes) -> Alert:
 
 
 def deliver_alert(services: Any, alert: Alert) -> None:
+    """Deliver an alert unless the same one was delivered within ALERT_REPEAT_WINDOW_S: a day
+    that fails the same way on every run should page someone once, not every time."""
     settings = services.settings
+    key = alert.fingerprint()
+    previous = services.ledger.get(names.ALERTS, key)
+    now = services.clock()
+    if previous is not None:
+        last = datetime.fromisoformat(str(previous.data["last_sent"]))
+        if (now - last).total_seconds() < settings.alert_repeat_window_s:
+            log.info(
+                "alert repeated within %.0f s, not sent again: %s",
+                settings.alert_repeat_window_s,
+                alert.message,
+            )
+            services.ledger.put(
+                names.ALERTS,
+                key,
+                {**previous.data, "suppressed": int(previous.data.get("suppressed", 0)) + 1},
+            )
+            return
+    _send(settings, alert)
+    services.ledger.put(
+        names.ALERTS,
+        key,
+        {
+            "kind": alert.kind,
+            "stage": alert.stage,
+            "activity_date": alert.activity_date or "",
+            "message": alert.message[:1000],
+            "last_sent": now.isoformat(),
+            "suppressed": 0,
+        },
+    )
+
+
+def _send(settings: Any, alert: Alert) -> None:
     if not settings.alert_webhook_url and os.environ.get("WEBSITE_SITE_NAME"):
         # On Azure without a webhook there is no local file to append to: the log
         # (Application Insights) is where the alert lands.

@@ -58,6 +58,7 @@ class Settings:
     crm_max_snapshot_age_days: int = 7
     alert_webhook_url: str = field(default="", repr=False)
     alert_webhook_backoff_s: float = 0.5
+    alert_repeat_window_s: float = 3600.0  # the same alert is delivered once per window
     max_delivery_count: int = 5
     # Azure. Unset locally; each one set switches its port to the Azure adapter.
     data_storage_connection: str = field(default="", repr=False)  # a connection string (Azurite, dev)
@@ -86,6 +87,7 @@ class Settings:
             crm_max_snapshot_age_days=_int(env, "CRM_MAX_SNAPSHOT_AGE_DAYS", 7),
             alert_webhook_url=_secret(env, "ALERT_WEBHOOK_URL"),
             alert_webhook_backoff_s=_float(env, "ALERT_WEBHOOK_BACKOFF_S", 0.5),
+            alert_repeat_window_s=_float(env, "ALERT_REPEAT_WINDOW_S", 3600.0),
             max_delivery_count=max(1, _int(env, "MAX_DELIVERY_COUNT", 5)),
             data_storage_connection=env.get("DATA_STORAGE_CONNECTION", "").strip(),
             data_storage_account_name=env.get("DATA_STORAGE_ACCOUNT_NAME", "").strip(),

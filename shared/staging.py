@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from shared import names
+from shared import blob_events, names
+from shared.adapters.local_blob import UnsafeBlobName, check_blob_name
 from shared.alerts import Alert, raise_alert
 from shared.bootstrap import Services
 from shared.crm_csv import CrmFileRejected, parse_crm_snapshot
@@ -79,6 +80,28 @@ def _record_latest(services: Services, partition: str, key: str, data: dict[str,
         except ConcurrencyConflict:
             continue
     raise ConcurrencyConflict(f"ledger entry {partition}/{key} kept changing; giving up for now")
+
+
+def handle_blob_created(services: Services, event: Any, message_id: str = "") -> StageOutcome | None:
+    """Route a BlobCreated event to its loader; ignore other events and paths.
+
+    A name that could escape the store or alias another blob is refused once, with an alert:
+    redelivering it would fail the same way.
+    """
+    blob = blob_events.parse_event(event)
+    if blob is None or not blob_events.wanted(blob.container, blob.name):
+        log.info("ignored event %s", message_id)
+        return None
+    try:
+        check_blob_name(blob.container, blob.name)
+    except UnsafeBlobName as exc:
+        raise_alert(
+            services.bus, Alert("error", "ingest", "unsafe_blob_name", f"refused a blob event: {exc}")
+        )
+        return None
+    if blob.container == names.CRM_CONTAINER:
+        return load_crm_drop(services, blob.name)
+    return load_usage_manifest(services, blob.name)
 
 
 # --- usage ------------------------------------------------------------------------------------

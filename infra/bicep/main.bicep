@@ -126,6 +126,9 @@ param crmMaxSnapshotAgeDays int = 7
 @description('ALERT_WEBHOOK_BACKOFF_S')
 param alertWebhookBackoffS string = '0.5'
 
+@description('ALERT_REPEAT_WINDOW_S: the same alert is delivered once per this many seconds')
+param alertRepeatWindowS string = '3600'
+
 @description('FETCH_SCHEDULE: NCRONTAB schedule of the daily fetch, UTC.')
 param fetchSchedule string = '0 30 2 * * *'
 
@@ -244,6 +247,7 @@ module functionApp 'modules/functionapp.bicep' = {
     churnMaxContactAgeDays: churnMaxContactAgeDays
     crmMaxSnapshotAgeDays: crmMaxSnapshotAgeDays
     alertWebhookBackoffS: alertWebhookBackoffS
+    alertRepeatWindowS: alertRepeatWindowS
     fetchSchedule: fetchSchedule
     tags: tags
   }

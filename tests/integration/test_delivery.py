@@ -158,3 +158,37 @@ def test_webhook_failures_never_print_the_webhook_url(pipeline: LocalPipeline, c
     report = pipeline.host.drain()
     assert report.failures
     assert "s3cr3tT0k3n" not in caplog.text + "\n".join(report.failures)
+
+
+def test_the_same_alert_is_delivered_once_per_window(pipeline: LocalPipeline) -> None:
+    from shared.alerts import Alert, raise_alert
+
+    alert = Alert(
+        "error", "fetch", "fetch_failed", "fetch of 2026-10-01 failed: HTTP 401", "run-1", "2026-10-01"
+    )
+    for _ in range(3):
+        raise_alert(pipeline.services.bus, alert)
+        pipeline.services.bus._seen_ids.clear()  # past Service Bus duplicate detection
+        pipeline.host.drain()
+    assert len(read_alerts(pipeline.settings.local_data_dir)) == 1
+    entry = pipeline.services.ledger.get(names.ALERTS, alert.fingerprint())
+    assert entry is not None and entry.data["suppressed"] == 2
+
+    pipeline.services.settings = replace(pipeline.settings, alert_repeat_window_s=0)
+    raise_alert(pipeline.services.bus, alert)
+    pipeline.services.bus._seen_ids.clear()
+    pipeline.host.drain()
+    assert len(read_alerts(pipeline.settings.local_data_dir)) == 2  # the window passed
+
+
+@pytest.mark.parametrize("name", ["../../etc/passwd", "a/./b.csv", "x\\\\y.csv", "a//b.csv"])
+def test_an_event_naming_an_unsafe_blob_is_refused_once_with_an_alert(
+    pipeline: LocalPipeline, name: str
+) -> None:
+    event = blob_events.make_event(names.CRM_CONTAINER, name, size=1)
+    pipeline.services.bus.send(names.INGEST_QUEUE, [OutgoingMessage(body=event, message_id=event["id"])])
+    report = pipeline.host.drain()
+    assert not report.failures and not report.dead_lettered  # not retried: it cannot succeed
+    alerts = read_alerts(pipeline.settings.local_data_dir)
+    assert [a["kind"] for a in alerts] == ["unsafe_blob_name"]
+    assert not (pipeline.settings.local_data_dir.parent / "etc").exists()

@@ -96,6 +96,9 @@ param crmMaxSnapshotAgeDays int = 7
 @description('Backoff base between webhook attempts, seconds (ALERT_WEBHOOK_BACKOFF_S).')
 param alertWebhookBackoffS string = '0.5'
 
+@description('The same alert is delivered once per this many seconds (ALERT_REPEAT_WINDOW_S).')
+param alertRepeatWindowS string = '3600'
+
 @description('NCRONTAB schedule of the daily fetch timer, UTC (FETCH_SCHEDULE).')
 param fetchSchedule string = '0 30 2 * * *'
 
@@ -158,6 +161,7 @@ var appSettings = {
   // Alerts. The webhook URL is a secret (its path is the credential): a Key Vault reference.
   ALERT_WEBHOOK_URL: '@Microsoft.KeyVault(SecretUri=${alertWebhookUrlSecretUri})'
   ALERT_WEBHOOK_BACKOFF_S: alertWebhookBackoffS
+  ALERT_REPEAT_WINDOW_S: alertRepeatWindowS
   MAX_DELIVERY_COUNT: string(maxDeliveryCount)
 
   // The daily timer (function_app.py: schedule="%FETCH_SCHEDULE%").
