@@ -39,6 +39,7 @@ action = st.one_of(
     st.tuples(st.just("force"), st.sampled_from(DAYS)),
     st.tuples(st.just("redeliver"), st.sampled_from(DAYS)),
     st.tuples(st.just("transform"), st.sampled_from(DAYS)),
+    st.tuples(st.just("crash"), st.integers(0, 5)),
 )
 
 
@@ -74,6 +75,13 @@ def test_any_order_with_duplicates_and_replays_converges(
             for extra in extras:  # duplicates and replays, anywhere
                 steps.insert(random.Random(seed + len(steps)).randrange(len(steps) + 1), extra)
             for index, (kind, arg) in enumerate(steps):
+                if kind == "crash":
+                    # The process dies after handling `arg` more messages; a new one takes over
+                    # from what the journal, the stores and the ledger hold.
+                    pipeline.host.drain(max_messages=arg, stop_early=True)
+                    pipeline.close()
+                    pipeline = LocalPipeline(settings_, rng=random.Random(seed + index))
+                    continue
                 perform(pipeline, kind, arg)
                 if drain_after[index % len(drain_after)]:
                     assert not pipeline.host.drain().dead_lettered
