@@ -111,6 +111,8 @@ def day_problem(view: dict[str, Any]) -> str | None:
     build, fetch = view.get("days") or {}, view.get("fetch") or {}
     if fetch.get("status") == "failed":
         return f"{view['date']}: fetch failed: {fetch.get('error')}"
+    if fetch.get("status") == "running" and fetch.get("last_error"):
+        return f"{view['date']}: fetch incomplete: {fetch.get('last_error')}"
     if build.get("status") == "gate_failed":
         return f"{view['date']} not built: {'; '.join(build.get('errors') or [])}"
     return None
@@ -126,7 +128,9 @@ def _finish(
         problems += [p for p in [day_problem(view)] if p]
     if file and file.get("status") == "rejected":
         problems.append(f"CRM file {file.get('blob')} rejected: {file.get('reason')}")
-    problems += [p for p in report.error_alerts() + report.dead_lettered if p not in problems]
+    # The state says it best; alerts and dead letters only when the state shows no failure
+    # (they also cover work the command triggered on other days).
+    problems = problems or report.error_alerts() + report.dead_lettered
     if problems:
         more = f" (and {len(problems) - 1} more; see alerts)" if len(problems) > 1 else ""
         raise CliError(problems[0] + more)
@@ -142,7 +146,7 @@ def _parse_day(text: str) -> date:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m shared.cli", description="Company Activity, locally.")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log what every handler does")
+    parser.add_argument("-v", "--verbose", action="store_true", help="also print the log on stderr")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="fetch, stage and build one day")
     run.add_argument("--date", type=_parse_day, required=True)
@@ -169,7 +173,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    configure_logging(settings, level=logging.INFO if args.verbose else logging.WARNING)
+    # The log goes to LOCAL_DATA_DIR/pipeline.log; stderr stays for the one-line reason (or -v).
+    configure_logging(
+        settings,
+        level=logging.INFO,
+        log_file=settings.local_data_dir / "pipeline.log",
+        to_stderr=args.verbose,
+    )
     try:
         if args.command == "demo":
             from shared.demo import run_demo

@@ -19,7 +19,7 @@ from shared import blob_events, names
 from shared.alerts import Alert, raise_alert
 from shared.bootstrap import Services
 from shared.ports import BlobNotFound, OutgoingMessage
-from shared.usage_api import Page, UsageApiClient, UsageApiError, parse_page
+from shared.usage_api import Page, TransientApiError, UsageApiClient, UsageApiError, parse_page
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +87,10 @@ def fetch_day(
     try:
         client = client or make_client(services)
         pages, reused = _land_pages(services, client, day, run_id)
+    except TransientApiError as exc:
+        # Raised on, so the request is redelivered; the ledger says why the run is unfinished.
+        services.ledger.put(names.FETCH, key, {**state, "last_error": str(exc)})
+        raise
     except UsageApiError as exc:
         message = f"fetch of {key} failed: {exc}"
         services.ledger.put(
@@ -121,7 +125,7 @@ def fetch_day(
     # (every page is landed by then), rewrites the manifest and so announces it again.
     services.blobs.put(names.RAW_CONTAINER, manifest_name, json.dumps(manifest, indent=1).encode())
     done = {
-        **state,
+        **{k: v for k, v in state.items() if k != "last_error"},
         "status": "complete",
         "manifest": manifest_name,
         "pages": len(pages),

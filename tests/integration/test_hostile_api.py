@@ -1,0 +1,388 @@
+"""The fetcher against a hostile Product Usage API (contract section 1), through the real CLI.
+
+Every case starts a `UsageApiSimulator` over the golden records with a fault list, points the
+environment at it and runs `python -m shared.cli run` in-process. Request counts are read from
+the simulator's own request log, so "retries are bounded" and "a page is not fetched twice"
+are checked as exact numbers, not as timings. Retry-After is checked through the wait the
+client asked for (recorded around its real sleep), never through a clock.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import shared.cli
+from shared import fetch_service
+from shared.simulator import NO_RESPONSE, Fault, RequestRecord, UsageApiSimulator
+from tests.conftest import API_KEY, GOLDEN, golden_crm_files, golden_records, read_alerts, read_table
+from tests.reference import diff_tables, load_expected_csv
+
+DAY = "2026-10-01"
+NEXT_DAY = "2026-10-02"
+PAGE_SIZE = 10
+PAGES = 4  # every golden day has 35..39 records: 4 pages of 10
+MAX_ATTEMPTS = 4
+MAX_DELIVERIES = 3
+MAX_PAGES = 20
+BACKOFF_MAX_S = 0.05
+# Valid (stageable) records per golden day, counted by hand from shared/golden/api:
+# 2026-10-01 has 39 records, all valid; 2026-10-02 has 38, one with a blank company_id.
+GOLDEN_VALID = {DAY: 39, NEXT_DAY: 37}
+
+Cli = Callable[..., tuple[int, str, str]]
+StartApi = Callable[[list[Fault]], UsageApiSimulator]
+
+
+# --------------------------------------------------------------------------- fixtures, helpers
+
+
+@pytest.fixture
+def hostile_api(local_env: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[StartApi]:
+    """Start a simulator over the golden records with `faults` and point the settings at it.
+
+    Can be called again in a test: the newest simulator wins, the data dir stays the same.
+    """
+    records = golden_records()
+    started: list[UsageApiSimulator] = []
+
+    def start(faults: list[Fault]) -> UsageApiSimulator:
+        sim = UsageApiSimulator(
+            lambda d: list(records.get(d.isoformat(), [])), api_key=API_KEY, faults=faults
+        ).start()
+        started.append(sim)
+        for name, value in {
+            "USAGE_API_BASE_URL": sim.base_url,
+            "USAGE_API_KEY": API_KEY,
+            "USAGE_API_PAGE_SIZE": str(PAGE_SIZE),
+            "USAGE_API_BACKOFF_BASE_S": "0.01",
+            "USAGE_API_BACKOFF_MAX_S": str(BACKOFF_MAX_S),
+            "USAGE_API_TIMEOUT_S": "0.5",
+            "USAGE_API_MAX_ATTEMPTS": str(MAX_ATTEMPTS),
+            "USAGE_API_MAX_PAGES": str(MAX_PAGES),
+            "MAX_DELIVERY_COUNT": str(MAX_DELIVERIES),
+            "LOCAL_DATA_DIR": str(local_env),
+        }.items():
+            monkeypatch.setenv(name, value)
+        return sim
+
+    yield start
+    for sim in started:
+        sim.stop()
+
+
+@pytest.fixture
+def waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Every pause the usage API client asks for between attempts (it still really sleeps)."""
+    asked: list[float] = []
+    real_make_client = fetch_service.make_client
+
+    def make_client(services: Any) -> Any:
+        client = real_make_client(services)
+        real_sleep = client.sleep
+
+        def sleep(seconds: float) -> None:
+            asked.append(seconds)
+            real_sleep(seconds)
+
+        client.sleep = sleep
+        return client
+
+    monkeypatch.setattr(fetch_service, "make_client", make_client)
+    return asked
+
+
+def drop_crm(cli: Cli, *days: str) -> None:
+    wanted = {f"companies_{d}.csv" for d in days}
+    paths = [p for p in golden_crm_files() if p.name in wanted]
+    assert len(paths) == len(wanted), f"golden CRM drops missing for {days}"
+    for path in paths:
+        code, _out, err = cli("crm-drop", str(path))
+        assert code == 0, err
+
+
+def log_of(sim: UsageApiSimulator, day: str) -> list[tuple[int | None, int, str | None]]:
+    """(page, status, fault) per request for `day`, oldest first."""
+    return [(r.page, r.status, r.fault) for r in sim.requests_seen if r.date == day]
+
+
+def healthy(*pages: int) -> list[tuple[int, int, None]]:
+    return [(p, 200, None) for p in pages]
+
+
+def expected_rows(*days: str) -> list[dict[str, Any]]:
+    wanted = {date.fromisoformat(d) for d in days}
+    rows = load_expected_csv(GOLDEN / "expected_company_daily_activity.csv")
+    return [r for r in rows if r["activity_date"] in wanted]
+
+
+def assert_table_is_golden(data_dir: Path, *days: str) -> None:
+    """The analytics table holds exactly the golden rows of `days`, and nothing else."""
+    expected = expected_rows(*days)
+    assert expected, "no golden rows for those days"
+    differences = diff_tables(read_table(data_dir), expected)
+    assert differences == [], "\n".join(differences[:20])
+
+
+def staged_count(data_dir: Path, day: str) -> tuple[int, int]:
+    """(rows, distinct company ids) staged in stg.product_usage_daily for `day`."""
+    counts = read_table(
+        data_dir,
+        "SELECT activity_date, COUNT(*) AS n, COUNT(DISTINCT company_id) AS ids"
+        " FROM stg.product_usage_daily GROUP BY activity_date",
+    )
+    row = next((r for r in counts if r["activity_date"] == date.fromisoformat(day)), {"n": 0, "ids": 0})
+    return row["n"], row["ids"]
+
+
+def day_status(cli: Cli, day: str) -> dict[str, Any]:
+    code, out, err = cli("status", "--date", day, "--json")
+    assert code == 0, err
+    return json.loads(out)
+
+
+def assert_staged_once(cli: Cli, data_dir: Path, day: str, *, duplicates: int = 0) -> dict[str, Any]:
+    received = len(golden_records()[day]) + duplicates
+    assert staged_count(data_dir, day) == (GOLDEN_VALID[day], GOLDEN_VALID[day])
+    usage = day_status(cli, day)["usage"]
+    assert usage["received"] == received
+    assert usage["staged"] == GOLDEN_VALID[day]
+    assert usage["duplicates"] == duplicates
+    assert usage["staged"] + usage["quarantined"] + usage["duplicates"] == usage["received"]
+    return usage
+
+
+def assert_key_nowhere(data_dir: Path, *texts: str) -> None:
+    key = API_KEY.encode()
+    for text in texts:
+        assert API_KEY not in text
+    files = [p for p in data_dir.rglob("*") if p.is_file()]
+    assert any(p.name.startswith("ledger.sqlite3") for p in files)  # the ledger (and any -wal) is read
+    assert (data_dir / "alerts.jsonl") in files
+    leaking = [str(p.relative_to(data_dir)) for p in files if key in p.read_bytes()]
+    assert leaking == [], f"API key found in {leaking}"
+
+
+@pytest.fixture
+def debug_logs(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> pytest.LogCaptureFixture:
+    """Capture every log record at DEBUG, also those the CLI's logging set-up would silence."""
+    real_configure = shared.cli.configure_logging
+
+    def configure(settings: Any = None, level: int | None = None, **kwargs: Any) -> None:
+        real_configure(settings, level=logging.DEBUG, **kwargs)  # installs the redacting filters as usual
+        for noisy in ("azure", "urllib3"):
+            logging.getLogger(noisy).setLevel(logging.DEBUG)
+
+    caplog.set_level(logging.DEBUG)
+    for noisy in ("azure", "urllib3"):
+        caplog.set_level(logging.DEBUG, logger=noisy)  # restored after the test
+    monkeypatch.setattr(shared.cli, "configure_logging", configure)
+    return caplog
+
+
+# --------------------------------------------------------------------------- transient faults
+
+
+@dataclass(frozen=True)
+class Transient:
+    faults: list[Fault]
+    log: list[tuple[int | None, int, str | None]]  # the exact request log for the day
+    retry_after: tuple[float, float] | None = None  # bounds of the one wait the client asks for
+    duplicates: int = 0
+    backoffs: int = 0  # waits chosen by the client's own backoff
+
+
+def _status_case(status: int) -> Transient:
+    return Transient(
+        faults=[Fault(kind="status", status=status, date=DAY, page=2, times=2)],
+        log=[*healthy(1), (2, status, "status"), (2, status, "status"), *healthy(2, 3, 4)],
+        backoffs=2,
+    )
+
+
+TRANSIENT_CASES = {
+    "429-retry-after-seconds": Transient(
+        faults=[Fault(kind="retry_after_seconds", date=DAY, page=2, seconds=1)],
+        log=[*healthy(1), (2, 429, "retry_after_seconds"), *healthy(2, 3, 4)],
+        retry_after=(1.0, 1.0),  # "Retry-After: 1" exactly
+    ),
+    "429-retry-after-http-date": Transient(
+        faults=[Fault(kind="retry_after_date", date=DAY, page=3, seconds=1)],
+        log=[*healthy(1, 2), (3, 429, "retry_after_date"), *healthy(3, 4)],
+        # An HTTP-date has 1 s resolution and is rounded up; anything near 1-2 s is the server's
+        # wish, and far above the client's own backoff (at most BACKOFF_MAX_S).
+        retry_after=(0.5, 2.0),
+    ),
+    "500": _status_case(500),
+    "502": _status_case(502),
+    "503": _status_case(503),
+    "504": _status_case(504),
+    "connection-reset": Transient(
+        faults=[Fault(kind="reset", date=DAY, page=1, times=2)],
+        log=[(1, NO_RESPONSE, "reset"), (1, NO_RESPONSE, "reset"), *healthy(1, 2, 3, 4)],
+        backoffs=2,
+    ),
+    "truncated-json": Transient(
+        faults=[Fault(kind="truncate", date=DAY, page=3, times=2)],
+        log=[*healthy(1, 2), (3, 200, "truncate"), (3, 200, "truncate"), *healthy(3, 4)],
+        backoffs=2,
+    ),
+    "read-timeout": Transient(
+        faults=[Fault(kind="delay", date=DAY, page=4, seconds=1.2, times=1)],
+        log=[*healthy(1, 2, 3), (4, 200, "delay"), *healthy(4)],
+        backoffs=1,
+    ),
+    "page-drift-duplicate": Transient(
+        faults=[Fault(kind="drift_duplicate", date=DAY, times=-1)],
+        # Page 1 has no earlier page to borrow from; pages 2..4 each repeat one record.
+        log=[*healthy(1), *[(p, 200, "drift_duplicate") for p in (2, 3, 4)]],
+        duplicates=3,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", TRANSIENT_CASES.values(), ids=list(TRANSIENT_CASES))
+def test_transient_fault_is_survived(
+    case: Transient, cli: Cli, local_env: Path, hostile_api: StartApi, waits: list[float]
+) -> None:
+    sim = hostile_api(case.faults)
+    drop_crm(cli, DAY)
+
+    code, out, err = cli("run", "--date", DAY)
+
+    assert code == 0, err
+    assert " built " in out
+    # Bounded retries, in order: every page once, plus exactly one retry per fault hit.
+    assert log_of(sim, DAY) == case.log
+    assert sim.count(date=DAY) == len(case.log)
+    assert sim.faults_remaining() == [-1 if f.times == -1 else 0 for f in case.faults]  # all spent
+    if case.retry_after:
+        low, high = case.retry_after
+        assert len(waits) == 1 and low <= waits[0] <= high, waits
+    else:
+        assert len(waits) == case.backoffs, waits
+        assert all(w <= BACKOFF_MAX_S for w in waits), waits
+    # Exactly the golden day, each record staged once.
+    assert_table_is_golden(local_env, DAY)
+    assert_staged_once(cli, local_env, DAY, duplicates=case.duplicates)
+    assert not [a for a in read_alerts(local_env) if a["severity"] == "error"]
+
+
+# --------------------------------------------------------------------------- permanent faults
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404])
+def test_permanent_status_fails_at_once_without_leaking_the_key(
+    status: int,
+    cli: Cli,
+    local_env: Path,
+    hostile_api: StartApi,
+    debug_logs: pytest.LogCaptureFixture,
+) -> None:
+    sim = hostile_api([Fault(kind="status", status=status, date=DAY, times=-1)])
+    drop_crm(cli, DAY)
+
+    code, out, err = cli("run", "--date", DAY)
+
+    assert code == 1
+    assert err.count("\n") == 1 and err.endswith("\n"), err
+    assert f"HTTP {status}" in err
+    # Authorised (the simulator checks the key before faults) and asked exactly once: no retries,
+    # no redeliveries.
+    assert sim.requests_seen == [RequestRecord(DAY, 1, PAGE_SIZE, status, "status")]
+    failed = [a for a in read_alerts(local_env) if a["kind"] == "fetch_failed"]
+    assert len(failed) == 1 and failed[0]["activity_date"] == DAY
+    assert f"HTTP {status}" in failed[0]["message"]
+    assert read_table(local_env) == []
+    assert staged_count(local_env, DAY) == (0, 0)
+    # The logs were really captured at DEBUG (so the check below is not vacuous) ...
+    assert any(r.levelno == logging.DEBUG for r in debug_logs.records)
+    assert f"HTTP {status}" in debug_logs.text
+    # ... and the key is in none of: stdout, stderr, logs, alerts, ledger, blobs, warehouse.
+    messages = "\n".join(r.getMessage() for r in debug_logs.records)
+    assert_key_nowhere(local_env, out, err, debug_logs.text, messages)
+
+
+# --------------------------------------------------------------------------- never-ending faults
+
+
+def test_a_transient_error_that_never_ends_is_bounded_dead_lettered_and_resumable(
+    cli: Cli, local_env: Path, hostile_api: StartApi, debug_logs: pytest.LogCaptureFixture
+) -> None:
+    failing = hostile_api([Fault(kind="status", status=503, date=DAY, page=3, times=-1)])
+    drop_crm(cli, DAY)
+
+    code, out, err = cli("run", "--date", DAY)
+
+    assert code == 1
+    assert err.count("\n") == 1 and "503" in err, err
+    # Pages 1-2 land once; page 3 is tried MAX_ATTEMPTS times on each of MAX_DELIVERIES deliveries.
+    assert failing.count(date=DAY, page=1) == 1
+    assert failing.count(date=DAY, page=2) == 1
+    assert failing.count(date=DAY, page=3) == MAX_ATTEMPTS * MAX_DELIVERIES == 12
+    assert failing.count(date=DAY, page=4) == 0
+    assert failing.count(date=DAY) == 14
+    dead = [a for a in read_alerts(local_env) if a["kind"] == "dead_letter"]
+    assert len(dead) == 1 and dead[0]["activity_date"] == DAY and "503" in dead[0]["message"]
+    assert read_table(local_env) == []
+    assert staged_count(local_env, DAY) == (0, 0)
+    assert_key_nowhere(local_env, out, err, debug_logs.text)
+
+    # The API recovers; the same data dir, a healthy API: the cut-off run resumes.
+    recovered = hostile_api([])
+    code, out, err = cli("run", "--date", DAY)
+
+    assert code == 0, err
+    assert " built " in out
+    assert log_of(recovered, DAY) == healthy(3, 4)  # pages 1-2 were landed already: not fetched again
+    assert failing.count(date=DAY) == 14  # the old API was not asked again
+    assert_table_is_golden(local_env, DAY)
+    assert_staged_once(cli, local_env, DAY)
+
+
+def test_endless_pagination_stops_at_the_page_cap(cli: Cli, local_env: Path, hostile_api: StartApi) -> None:
+    sim = hostile_api([Fault(kind="endless", date=NEXT_DAY, times=-1)])
+    drop_crm(cli, DAY, NEXT_DAY)
+    code, _out, err = cli("run", "--date", DAY)
+    assert code == 0, err
+    before = read_table(local_env)
+    assert_table_is_golden(local_env, DAY)
+
+    code, out, err = cli("run", "--date", NEXT_DAY)
+
+    assert code == 1
+    assert f"{NEXT_DAY}  fetch failed" in out
+    assert err.count("\n") == 1 and "page cap" in err and "USAGE_API_MAX_PAGES" in err, err
+    assert sim.count(date=NEXT_DAY) == MAX_PAGES
+    assert log_of(sim, NEXT_DAY) == [(p, 200, "endless") for p in range(1, MAX_PAGES + 1)]
+    assert staged_count(local_env, NEXT_DAY) == (0, 0)
+    assert day_status(cli, NEXT_DAY)["usage"] is None
+    assert [a["kind"] for a in read_alerts(local_env) if a["activity_date"] == NEXT_DAY] == ["fetch_failed"]
+    assert read_table(local_env) == before  # the built day is untouched, loaded_at included
+
+
+# --------------------------------------------------------------------------- invalid records
+
+
+def test_invalid_records_are_quarantined_not_staged(cli: Cli, local_env: Path, hostile_api: StartApi) -> None:
+    hostile_api([])
+    drop_crm(cli, DAY, NEXT_DAY)
+    for day in (DAY, NEXT_DAY):
+        code, _out, err = cli("run", "--date", day)
+        assert code == 0, err
+
+    usage = assert_staged_once(cli, local_env, NEXT_DAY)
+    assert usage["quarantined"] == 1  # golden 2026-10-02 has one record with a blank company_id
+    root = local_env / "blobs" / "quarantine" / "raw" / "usage" / NEXT_DAY
+    rejected = [
+        json.loads(line) for p in root.rglob("rejected-records.jsonl") for line in p.read_text().splitlines()
+    ]
+    assert [r["reason"] for r in rejected] == ["missing or blank company_id"]
+    assert_table_is_golden(local_env, DAY, NEXT_DAY)
