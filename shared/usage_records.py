@@ -28,7 +28,7 @@ class ValidatedDay:
     conflicts: int = 0  # the same company again with other counts: quarantined
 
     def staged_rows(self) -> list[UsageRow]:
-        return sorted(self.rows.values())
+        return list(self.rows.values())
 
 
 def _count_problem(name: str, value: Any) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import re
 import tempfile
 import threading
@@ -18,14 +19,6 @@ from shared.sql_files import statements
 _PARAM = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
 _TYPES = {"text": "VARCHAR", "int": "INTEGER", "date": "DATE", "timestamp": "TIMESTAMP"}
 _MAX_LINE_BYTES = 256 * 1024 * 1024  # a row of several 16 Mi-character fields, 4 bytes each at worst
-
-
-def _field(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return '"' + value.replace('"', '""') + '"'
-    return str(value)  # numbers, dates and datetimes: plain ISO text
 
 
 class DuckDbWarehouse(SqlWarehouse):
@@ -82,16 +75,17 @@ class DuckDbWarehouse(SqlWarehouse):
         columns: Sequence[Column],
         rows: Iterable[Sequence[Any]],
     ) -> None:
-        # DuckDB's bulk path without extra packages: a temporary CSV read by read_csv. Every
-        # text is quoted and NULL is the only unquoted empty field, so any text survives
-        # (quotes, commas, CR, LF, "\\N"); the line limit covers the parser's 16 MiB fields.
+        # DuckDB's bulk path without extra packages: a temporary CSV read by read_csv. Texts are
+        # quoted (CR, LF, commas, quotes and "\\N" survive); NULL is written and read as the
+        # empty field, so an empty text is stored as NULL, which is what every column wants.
+        # The line limit covers the parser's 16 Mi-character fields.
         spec = {name: _TYPES[kind] for name, kind in columns}
         with tempfile.NamedTemporaryFile("w", suffix=".csv", newline="", encoding="utf-8") as handle:
-            handle.writelines(",".join(map(_field, row)) + "\n" for row in rows)
+            csv.writer(handle, quoting=csv.QUOTE_NONNUMERIC, lineterminator="\n").writerows(rows)
             handle.flush()
             session.execute(
                 f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT * FROM read_csv($path, header = false,"  # noqa: S608 - fixed table names
-                " auto_detect = false, quote = '\"', escape = '\"', new_line = '\\n', allow_quoted_nulls = false,"
+                " auto_detect = false, quote = '\"', escape = '\"', new_line = '\\n',"
                 " max_line_size = $max_line, columns = $columns)",
                 {"path": handle.name, "columns": spec, "max_line": _MAX_LINE_BYTES},
             )

@@ -17,15 +17,18 @@ WHERE EXISTS (SELECT 1 FROM stg.usage_dataset AS u WHERE u.activity_date = d.act
 
 DELETE FROM build_plan WHERE snapshot_date IS NULL;
 
+-- The date range every read below is limited to, as constants: DuckDB skips the row groups of
+-- other days by their min/max, so a longer history costs (almost) nothing.
+SET VARIABLE build_first_day = (SELECT MIN(activity_date) - 6 FROM build_plan);
+
+SET VARIABLE build_last_day = (SELECT MAX(activity_date) FROM build_plan);
+
 -- 1. What the days should hold, computed from the staged inputs alone.
 CREATE OR REPLACE TEMP TABLE build_source AS
-WITH bounds AS (
-    SELECT MIN(activity_date) - 6 AS first_day, MAX(activity_date) AS last_day FROM build_plan
-),
-window_usage AS (
+WITH window_usage AS (
     SELECT u.company_id, u.activity_date, u.active_users, u.events
-    FROM stg.product_usage_daily AS u, bounds AS b
-    WHERE u.activity_date BETWEEN b.first_day AND b.last_day
+    FROM stg.product_usage_daily AS u
+    WHERE u.activity_date BETWEEN getvariable('build_first_day') AND getvariable('build_last_day')
 ),
 day_companies AS (
     SELECT d.activity_date, s.company_id
@@ -88,7 +91,10 @@ FROM joined;
 CREATE OR REPLACE TEMP TABLE build_changes AS
 SELECT s.*, t.company_id IS NULL AS is_new
 FROM build_source AS s
-LEFT JOIN analytics.company_daily_activity AS t
+LEFT JOIN (
+    SELECT * FROM analytics.company_daily_activity
+    WHERE activity_date BETWEEN getvariable('build_first_day') AND getvariable('build_last_day')
+) AS t
        ON t.activity_date = s.activity_date AND t.company_id = s.company_id
 WHERE t.company_id IS NULL
    OR t.company_name IS DISTINCT FROM s.company_name
@@ -110,7 +116,8 @@ CREATE OR REPLACE TEMP TABLE build_removed AS
 SELECT t.activity_date, t.company_id
 FROM analytics.company_daily_activity AS t
 JOIN build_plan AS d ON d.activity_date = t.activity_date
-WHERE NOT EXISTS (
+WHERE t.activity_date BETWEEN getvariable('build_first_day') AND getvariable('build_last_day')
+  AND NOT EXISTS (
     SELECT 1 FROM build_source AS s
     WHERE s.activity_date = t.activity_date AND s.company_id = t.company_id
 );
