@@ -42,5 +42,13 @@ FORCE:
 test: setup lint azurite
 	$(PY) -m pytest
 
+# Speed lives here, not in `make test`: each script compares against a baseline in the same
+# run and writes benchmarks/results/<name>.json (see docs/performance.md).
+bench: setup
+	$(PY) benchmarks/bench_fetch.py
+	$(PY) benchmarks/bench_staging.py
+	$(PY) benchmarks/bench_run.py
+	$(PY) benchmarks/bench_build.py
+
 clean:
 	rm -rf .local .pytest_cache .ruff_cache .hypothesis
