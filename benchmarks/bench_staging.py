@@ -18,12 +18,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._common import line, save, timed  # noqa: E402
-from shared import names  # noqa: E402
-from shared.bootstrap import build_services  # noqa: E402
-from shared.config import Settings  # noqa: E402
-from shared.ports import Lineage  # noqa: E402
-from shared.staging import load_crm_drop  # noqa: E402
+from benchmarks._common import line, save, timed
+from shared import names
+from shared.bootstrap import build_services
+from shared.config import Settings
+from shared.ports import Lineage
+from shared.staging import load_crm_drop
 
 DAY = date(2026, 10, 1)
 
@@ -39,7 +39,9 @@ def crm_file(path: Path, n: int) -> None:
         writer = csv.writer(handle)
         writer.writerow(["company_id", "name", "country", "industry_tag", "last_contact_at"])
         for i in range(n):
-            contact = "" if i % 13 == 0 else f"2026-{rng.randrange(1, 10):02d}-{rng.randrange(1, 28):02d}T10:00:00Z"
+            contact = (
+                "" if i % 13 == 0 else f"2026-{rng.randrange(1, 10):02d}-{rng.randrange(1, 28):02d}T10:00:00Z"
+            )
             writer.writerow([f"c-{i:07d}", f"Company, {i}", rng.choice(["DE", "FR", "US"]), "saas", contact])
 
 
@@ -56,7 +58,10 @@ def main() -> None:
             lambda: warehouse.replace_usage_day(DAY, rows, lineage, checksum="a", quarantined=0, version="1")
         )
         assert status == "staged"
-        line("usage into DuckDB: replace_usage_day", f"{usage_s:.2f} s = {n / usage_s:,.0f} rows/s (target >= 500,000)")
+        line(
+            "usage into DuckDB: replace_usage_day",
+            f"{usage_s:.2f} s = {n / usage_s:,.0f} rows/s (target >= 500,000)",
+        )
 
         # Baseline: the row-by-row path the bulk load replaces (100,000 rows, scaled).
         sample = rows[:100_000]
@@ -64,7 +69,10 @@ def main() -> None:
         con.execute("CREATE TEMP TABLE row_by_row (company_id VARCHAR, active_users INTEGER, events INTEGER)")
         _, baseline_s = timed(lambda: con.executemany("INSERT INTO row_by_row VALUES (?, ?, ?)", sample))
         baseline_rate = len(sample) / baseline_s
-        line("baseline: executemany row by row", f"{baseline_rate:,.0f} rows/s ({n / usage_s / baseline_rate:.0f}x slower)")
+        line(
+            "baseline: executemany row by row",
+            f"{baseline_rate:,.0f} rows/s ({n / usage_s / baseline_rate:.0f}x slower)",
+        )
 
         path = Path(tmp) / "companies_2026-10-01.csv"
         crm_file(path, n)
@@ -73,8 +81,17 @@ def main() -> None:
         assert outcome.staged == n, outcome
         line("CRM file of 1,000,000 rows through the loader", f"{crm_s:.2f} s (target <= 10 s)")
         warehouse.close()
-    save("staging", {"usage_rows": n, "usage_s": usage_s, "usage_rows_per_s": n / usage_s,
-                     "baseline_rows_per_s": baseline_rate, "crm_rows": n, "crm_s": crm_s})
+    save(
+        "staging",
+        {
+            "usage_rows": n,
+            "usage_s": usage_s,
+            "usage_rows_per_s": n / usage_s,
+            "baseline_rows_per_s": baseline_rate,
+            "crm_rows": n,
+            "crm_s": crm_s,
+        },
+    )
 
 
 if __name__ == "__main__":

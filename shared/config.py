@@ -52,6 +52,8 @@ class Settings:
     usage_api_max_attempts: int = 6
     usage_api_backoff_base_s: float = 1.0
     usage_api_backoff_max_s: float = 60.0
+    usage_api_concurrency: int = 8  # pages fetched at once when the API reports total_pages
+    usage_api_max_rps: float = 0.0  # client-side request rate cap; 0: none until the API says 429
     local_data_dir: Path = Path(".local")
     churn_min_rolling_users: int = 10
     churn_max_contact_age_days: int = 30
@@ -81,6 +83,8 @@ class Settings:
             usage_api_max_attempts=max(1, _int(env, "USAGE_API_MAX_ATTEMPTS", 6)),
             usage_api_backoff_base_s=_float(env, "USAGE_API_BACKOFF_BASE_S", 1.0),
             usage_api_backoff_max_s=_float(env, "USAGE_API_BACKOFF_MAX_S", 60.0),
+            usage_api_concurrency=max(1, _int(env, "USAGE_API_CONCURRENCY", 8)),
+            usage_api_max_rps=max(0.0, _float(env, "USAGE_API_MAX_RPS", 0.0)),
             local_data_dir=Path(env.get("LOCAL_DATA_DIR", "").strip() or ".local"),
             churn_min_rolling_users=_int(env, "CHURN_MIN_ROLLING_USERS", 10),
             churn_max_contact_age_days=_int(env, "CHURN_MAX_CONTACT_AGE_DAYS", 30),

@@ -12,8 +12,14 @@ Behaviour choices the contract leaves open:
   there is at least one page.
 * Pages beyond the end answer 200 with empty data and `has_next_page: false`.
 * A missing `page` means 1 and a missing `page_size` means 500; `date` is required.
-* Checks run in this order: unknown path (404), auth (401), parameters (400), then
-  faults. Faults therefore only ever hit well-formed, authorised requests.
+* Checks run in this order: unknown path (404), auth (401), parameters (400), the rate
+  limit (429), then faults. Faults therefore only ever hit well-formed, authorised, admitted
+  requests.
+* `latency_s` delays every answer (like a far-away API), without holding any lock: requests are
+  served concurrently. `max_in_flight` reports the most requests it ever held at once.
+* `rate_limit_rps` is a token bucket (`rate_limit_burst` tokens, default a tenth of a second's
+  worth, at least 1): a request finding it empty gets 429 with `Retry-After: 1`, logged with
+  fault "rate_limit".
 """
 
 from __future__ import annotations
@@ -96,11 +102,33 @@ class RequestRecord(NamedTuple):
     page: int | None
     page_size: int | None
     status: int  # NO_RESPONSE (0) when the connection was reset instead of answered
-    fault: str | None  # the fault kind that shaped the answer, if any
+    fault: str | None  # the fault kind that shaped the answer, if any ("rate_limit": the server's limit)
 
 
 class _BadRequest(Exception):
     pass
+
+
+class _TokenBucket:
+    """The server's rate limit: admit a request when a token is there, never wait."""
+
+    def __init__(self, rate: float, burst: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._clock = clock
+        self._tokens = burst
+        self._updated = clock()
+        self._lock = threading.Lock()
+
+    def admit(self) -> bool:
+        with self._lock:
+            now = self._clock()
+            self._tokens = min(self.burst, self._tokens + (now - self._updated) * self.rate)
+            self._updated = now
+            if self._tokens < 1:
+                return False
+            self._tokens -= 1
+            return True
 
 
 class UsageApiSimulator:
@@ -119,8 +147,23 @@ class UsageApiSimulator:
         faults: Sequence[Fault] = (),
         host: str = "127.0.0.1",
         port: int = 0,
+        latency_s: float = 0.0,
+        rate_limit_rps: float | None = None,
+        rate_limit_burst: float | None = None,
     ) -> None:
+        if latency_s < 0:
+            raise ValueError("latency_s must be >= 0")
+        if rate_limit_rps is not None and rate_limit_rps <= 0:
+            raise ValueError("rate_limit_rps must be > 0 (None: no limit)")
         self._records = records
+        self.latency_s = latency_s
+        self._bucket = (
+            _TokenBucket(rate_limit_rps, rate_limit_burst or max(1.0, rate_limit_rps / 10))
+            if rate_limit_rps
+            else None
+        )
+        self._in_flight = 0
+        self._max_in_flight = 0
         self.api_key = api_key
         self.include_total_pages = include_total_pages
         self.faults: tuple[Fault, ...] = tuple(faults)
@@ -203,6 +246,12 @@ class UsageApiSimulator:
                 and (page is None or r.page == page)
             )
 
+    @property
+    def max_in_flight(self) -> int:
+        """The most requests being handled at the same moment, since start."""
+        with self._lock:
+            return self._max_in_flight
+
     def faults_remaining(self) -> list[int]:
         """Remaining uses per fault, in order (-1 = forever, 0 = spent)."""
         with self._lock:
@@ -213,6 +262,18 @@ class UsageApiSimulator:
     def _record(self, entry: RequestRecord) -> None:
         with self._lock:
             self._log.append(entry)
+
+    def _enter(self) -> None:
+        with self._lock:
+            self._in_flight += 1
+            self._max_in_flight = max(self._max_in_flight, self._in_flight)
+
+    def _leave(self) -> None:
+        with self._lock:
+            self._in_flight -= 1
+
+    def _admit(self) -> bool:
+        return self._bucket is None or self._bucket.admit()
 
     def _take_fault(self, day: str, page: int, page_size: int, total: int) -> Fault | None:
         """The first matching, unspent fault; consumes one use of it."""
@@ -305,6 +366,17 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         sim = self.server.simulator
+        sim._enter()
+        try:
+            # Outside every lock, so concurrent requests wait side by side; stop() cuts it short.
+            if sim.latency_s and sim._stopping.wait(sim.latency_s):
+                self.close_connection = True
+                return
+            self._answer(sim)
+        finally:
+            sim._leave()
+
+    def _answer(self, sim: UsageApiSimulator) -> None:
         url = urlsplit(self.path)
         if url.path.rstrip("/") != USAGE_PATH:
             sim._record(RequestRecord(None, None, None, 404, None))
@@ -326,6 +398,11 @@ class _Handler(BaseHTTPRequestHandler):
         except _BadRequest as bad:
             sim._record(RequestRecord(raw_date, page, page_size, 400, None))
             self._send_json(400, {"error": str(bad)})
+            return
+
+        if not sim._admit():
+            sim._record(RequestRecord(day.isoformat(), page, page_size, 429, "rate_limit"))
+            self._send_json(429, {"error": "rate limit exceeded"}, {"Retry-After": "1"})
             return
 
         try:

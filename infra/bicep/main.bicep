@@ -114,6 +114,13 @@ param usageApiBackoffBaseS string = '1'
 @description('USAGE_API_BACKOFF_MAX_S')
 param usageApiBackoffMaxS string = '60'
 
+@description('USAGE_API_CONCURRENCY: pages fetched at once when the API reports total_pages')
+@minValue(1)
+param usageApiConcurrency int = 8
+
+@description('USAGE_API_MAX_RPS: cap on API requests per second of one day\'s fetch, 0 for none')
+param usageApiMaxRps string = '0'
+
 @description('CHURN_MIN_ROLLING_USERS')
 param churnMinRollingUsers int = 10
 
@@ -243,6 +250,8 @@ module functionApp 'modules/functionapp.bicep' = {
     usageApiMaxAttempts: usageApiMaxAttempts
     usageApiBackoffBaseS: usageApiBackoffBaseS
     usageApiBackoffMaxS: usageApiBackoffMaxS
+    usageApiConcurrency: usageApiConcurrency
+    usageApiMaxRps: usageApiMaxRps
     churnMinRollingUsers: churnMinRollingUsers
     churnMaxContactAgeDays: churnMaxContactAgeDays
     crmMaxSnapshotAgeDays: crmMaxSnapshotAgeDays

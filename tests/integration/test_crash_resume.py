@@ -60,7 +60,13 @@ def wait_for(condition, timeout_s: float = 30.0) -> None:
 def test_a_fetch_killed_part_way_resumes_from_the_landed_pages(tmp_path: Path, cli, monkeypatch) -> None:
     records = golden_records()
     # Page 3 of 2026-10-01 hangs the first time it is asked for: the process is killed there.
+    # Page 1 reports total_pages (4), so pages 2-4 are fetched at once: 2 and 4 land while 3 hangs.
     stall = Fault(kind="delay", date="2026-10-01", page=3, seconds=60, times=1)
+    raw_day = tmp_path / "local" / "blobs" / "raw" / "usage" / "2026-10-01"
+
+    def landed() -> list[str]:
+        return sorted(p.name for p in raw_day.rglob("page-*.json"))
+
     with UsageApiSimulator(lambda d: records.get(d.isoformat(), []), api_key=API_KEY, faults=[stall]) as api:
         env = environment(tmp_path / "local", api)
         process = subprocess.Popen(
@@ -71,12 +77,17 @@ def test_a_fetch_killed_part_way_resumes_from_the_landed_pages(tmp_path: Path, c
             stderr=subprocess.DEVNULL,
         )
         try:
-            wait_for(lambda: api.count(date="2026-10-01", page=3) >= 1)
+            # Blobs land by rename: a page file that exists is whole.
+            wait_for(
+                lambda: (
+                    api.count(date="2026-10-01", page=3) >= 1
+                    and {"page-00002.json", "page-00004.json"} <= set(landed())
+                )
+            )
         finally:
             process.send_signal(signal.SIGKILL)
             process.wait()
-        landed = sorted((tmp_path / "local" / "blobs" / "raw" / "usage" / "2026-10-01").rglob("page-*.json"))
-        assert [p.name for p in landed] == ["page-00001.json", "page-00002.json"]
+        assert landed() == ["page-00001.json", "page-00002.json", "page-00004.json"]
 
         for name, value in env.items():
             if name in ("LOCAL_DATA_DIR", "USAGE_API_BASE_URL", "USAGE_API_KEY", "USAGE_API_PAGE_SIZE"):

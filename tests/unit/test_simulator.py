@@ -5,8 +5,10 @@ from __future__ import annotations
 import csv
 import io
 import itertools
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from statistics import median
@@ -313,6 +315,105 @@ def test_unknown_fault_kind_is_rejected() -> None:
         Fault("explode")  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         Fault("status", status=418)
+
+
+# ------------------------------------------------------------------ latency and rate limit
+
+
+def authorised_get(api: UsageApiSimulator, **params: Any) -> requests.Response:
+    """A request on its own connection (a Session is not shared between threads here)."""
+    with requests.Session() as own:
+        own.headers["Authorization"] = f"Bearer {KEY}"
+        return get(own, api, **params)
+
+
+def test_latency_delays_every_answer(session: requests.Session) -> None:
+    with start(latency_s=0.2) as api:
+        for params in ({"date": DAY}, {"date": "nope"}):  # a 400 waits too
+            started = time.monotonic()
+            get(session, api, **params)
+            assert time.monotonic() - started >= 0.2  # a lower bound: the server slept that long
+        assert [r.status for r in api.requests_seen] == [200, 400]
+        assert api.max_in_flight == 1  # one after the other
+
+
+def test_latency_holds_no_lock_so_requests_overlap() -> None:
+    n = 4
+    barrier = threading.Barrier(n)
+    with start(latency_s=0.5) as api:
+
+        def one(_: int) -> int:
+            barrier.wait()
+            return authorised_get(api, date=DAY).status_code
+
+        with ThreadPoolExecutor(n) as pool:
+            statuses = list(pool.map(one, range(n)))
+        assert statuses == [200] * n
+        assert api.max_in_flight == n  # all held at once, not served one by one
+
+
+def test_stop_cuts_latency_short() -> None:
+    api = start(latency_s=30)
+    with ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(authorised_get, api, date=DAY)
+        deadline = time.monotonic() + 5
+        while api.max_in_flight == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert api.max_in_flight == 1
+        stop_started = time.monotonic()
+        api.stop()
+        assert time.monotonic() - stop_started < 1.0
+        with pytest.raises(requests.ConnectionError):
+            pending.result()
+
+
+def test_rate_limit_answers_429_with_retry_after_1_and_logs_it(session: requests.Session) -> None:
+    with start(rate_limit_rps=0.5) as api:  # 1 token, one more every 2 s
+        first = get(session, api, date=DAY, page=2, page_size=100)
+        second = get(session, api, date=DAY, page=2, page_size=100)
+    assert first.status_code == 200
+    assert second.status_code == 429
+    assert second.headers["Retry-After"] == "1"
+    assert "error" in second.json()
+    assert api.requests_seen == [
+        RequestRecord(DAY, 2, 100, 200, None),
+        RequestRecord(DAY, 2, 100, 429, "rate_limit"),
+    ]
+    assert api.count(status=429) == 1
+
+
+def test_rate_limit_burst_admits_that_many_at_once(session: requests.Session) -> None:
+    with start(rate_limit_rps=0.5, rate_limit_burst=3) as api:
+        statuses = [get(session, api, date=DAY).status_code for _ in range(4)]
+    assert statuses == [200, 200, 200, 429]
+
+
+def test_rate_limit_refills_over_time(session: requests.Session) -> None:
+    with start(rate_limit_rps=10) as api:  # burst max(1, 10 / 10) = 1
+        assert get(session, api, date=DAY).status_code == 200
+        assert get(session, api, date=DAY).status_code == 429
+        time.sleep(0.25)  # > 1 / 10 s: a token is back (and only one: the bucket holds 1)
+        assert get(session, api, date=DAY).status_code == 200
+
+
+def test_rate_limit_comes_after_auth_and_before_faults(session: requests.Session) -> None:
+    with start(rate_limit_rps=0.5, faults=[Fault("status", status=503)]) as api:
+        assert requests.get(f"{api.base_url}/v2/usage", params={"date": DAY}, timeout=5).status_code == 401
+        assert get(session, api, date=DAY).status_code == 503  # the 401 took no token; the fault one did
+        assert get(session, api, date=DAY).status_code == 429
+        assert api.faults_remaining() == [0]
+    assert [(r.status, r.fault) for r in api.requests_seen] == [
+        (401, None),
+        (503, "status"),
+        (429, "rate_limit"),
+    ]
+
+
+def test_latency_and_rate_limit_arguments_are_checked() -> None:
+    with pytest.raises(ValueError):
+        UsageApiSimulator(source, latency_s=-1)
+    with pytest.raises(ValueError):
+        UsageApiSimulator(source, rate_limit_rps=0)
 
 
 # ------------------------------------------------------------------ demo world

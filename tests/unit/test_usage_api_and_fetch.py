@@ -471,9 +471,13 @@ def test_fetch_day_lands_pages_as_sent_then_manifest_and_ledger(
 def fail_on_page_3(
     start_api: Callable[..., UsageApiSimulator], make_services: Callable[..., Services]
 ) -> tuple[UsageApiSimulator, Services, str]:
-    """A fetch of 45 records (5 pages) cut off by a 503 that never stops on page 3."""
+    """A fetch of 45 records (5 pages) cut off by a 503 that never stops on page 3.
+
+    Page by page (concurrency 1), so exactly pages 1-2 are landed; the concurrent resume is in
+    test_fetch_concurrency.py.
+    """
     api = start_api({ISO: make_records(45)}, faults=[Fault("status", status=503, page=3, times=-1)])
-    services = make_services(api, usage_api_max_attempts=2)
+    services = make_services(api, usage_api_max_attempts=2, usage_api_concurrency=1)
     with pytest.raises(TransientApiError):
         fetch_day(services, DAY)
     state = ledger_fetch(services)

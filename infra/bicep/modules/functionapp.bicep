@@ -84,6 +84,13 @@ param usageApiBackoffBaseS string = '1'
 @description('Exponential backoff cap, seconds (USAGE_API_BACKOFF_MAX_S).')
 param usageApiBackoffMaxS string = '60'
 
+@description('Pages fetched at once when the API reports total_pages (USAGE_API_CONCURRENCY).')
+@minValue(1)
+param usageApiConcurrency int = 8
+
+@description('Cap on API requests per second of one day\'s fetch, 0 for none; a 429 slows the fetch down either way (USAGE_API_MAX_RPS).')
+param usageApiMaxRps string = '0'
+
 @description('Churn threshold: rolling 7-day users (CHURN_MIN_ROLLING_USERS).')
 param churnMinRollingUsers int = 10
 
@@ -152,6 +159,8 @@ var appSettings = {
   USAGE_API_MAX_ATTEMPTS: string(usageApiMaxAttempts)
   USAGE_API_BACKOFF_BASE_S: usageApiBackoffBaseS
   USAGE_API_BACKOFF_MAX_S: usageApiBackoffMaxS
+  USAGE_API_CONCURRENCY: string(usageApiConcurrency)
+  USAGE_API_MAX_RPS: usageApiMaxRps
 
   // Rules.
   CHURN_MIN_ROLLING_USERS: string(churnMinRollingUsers)
