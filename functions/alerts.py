@@ -6,6 +6,7 @@ import azure.functions as func
 
 from shared.alerts import alert_from_body, alert_from_dead_letter, deliver_alert
 from shared.bootstrap import get_services
+from shared.log_context import log_context
 
 
 def on_alert(msg: func.ServiceBusMessage) -> None:
@@ -21,4 +22,5 @@ def on_alert(msg: func.ServiceBusMessage) -> None:
         )
     else:
         alert = alert_from_body(body)
-    deliver_alert(get_services(), alert)
+    with log_context(stage="alerts", date=alert.activity_date, run_id=alert.run_id):
+        deliver_alert(get_services(), alert)

@@ -9,6 +9,7 @@ from typing import Any
 import azure.functions as func
 
 from shared.bootstrap import get_services
+from shared.log_context import log_context
 from shared.replay import BadReplayRequest, ReplayRequest, all_days_status, day_status, enqueue_fetches
 
 
@@ -19,6 +20,11 @@ def _json(status: int, payload: Any) -> func.HttpResponse:
 
 
 def replay(req: func.HttpRequest) -> func.HttpResponse:
+    with log_context(stage="http-replay"):
+        return _replay(req)
+
+
+def _replay(req: func.HttpRequest) -> func.HttpResponse:
     services = get_services()
     try:
         try:

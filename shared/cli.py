@@ -14,7 +14,8 @@ import json
 import logging
 import random
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -43,13 +44,18 @@ class LocalPipeline:
         use_services(self.services)
         self.host = LocalHost(function_app.app, self.services.bus, rng)  # type: ignore[arg-type]
 
-    def replay(self, body: dict[str, Any]) -> DrainReport:
+    def replay(self, body: dict[str, Any], *, progress: bool = False) -> DrainReport:
         response = self.host.http("POST", "replay", body=body)
         if response.status_code != 202:
             raise CliError(
                 json.loads(response.get_body()).get("error", f"replay answered {response.status_code}")
             )
-        return self.host.drain()
+        days = len(json.loads(response.get_body())["dates"])
+        show = _progress_line(days) if progress and sys.stderr.isatty() else None
+        report = self.host.drain(on_progress=show)
+        if show is not None:
+            print(file=sys.stderr)  # end the progress line
+        return report
 
     def drop_crm(self, data: bytes, blob_name: str) -> DrainReport:
         self.services.blobs.put(names.CRM_CONTAINER, blob_name, data)  # publishes BlobCreated
@@ -69,6 +75,22 @@ class LocalPipeline:
             close()
 
 
+def _progress_line(days: int) -> Callable[[DrainReport], None]:
+    """A progress line on a terminal, rewritten in place after every message."""
+
+    def show(report: DrainReport) -> None:
+        handled = report.handled
+        print(
+            f"\r{handled.get(names.FETCH_QUEUE, 0)}/{days} days fetched, "
+            f"{handled.get(names.INGEST_QUEUE, 0)} loads, {handled.get(names.TRANSFORM_QUEUE, 0)} builds",
+            end="",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    return show
+
+
 def day_line(view: dict[str, Any]) -> str:
     """One readable line per day from the status view."""
     day, usage, build, fetch = view["date"], view.get("usage"), view.get("days"), view.get("fetch")
@@ -86,11 +108,64 @@ def day_line(view: dict[str, Any]) -> str:
         return f"{day}  blocked    quality gate: {'; '.join(build.get('errors') or [])}"
     if usage:
         return f"{day}  staged     {usage.get('staged')} records, not built yet"
+    if fetch and fetch.get("status") == "running" and fetch.get("last_error"):
+        return f"{day}  fetch incomplete: {fetch.get('last_error')}; the next run resumes it"
     if fetch:
         return f"{day}  fetch {fetch.get('status')}" + (
             f": {fetch.get('error')}" if fetch.get("error") else ""
         )
     return f"{day}  nothing yet"
+
+
+def day_state(view: dict[str, Any]) -> str:
+    build, usage, fetch = view.get("days") or {}, view.get("usage") or {}, view.get("fetch") or {}
+    if build.get("status") in ("built", "waiting"):
+        return str(build["status"])
+    if build.get("status") == "gate_failed":
+        return "blocked"
+    if usage:
+        return "staged"
+    if fetch.get("status") == "running":
+        return "fetch incomplete" if fetch.get("last_error") else "fetching"
+    return f"fetch {fetch['status']}" if fetch.get("status") else "-"
+
+
+def status_table(views: Sequence[dict[str, Any]]) -> str:
+    """The per-day table of `status`: what is staged, what was built from what, and by which run."""
+    header = ("DATE", "USAGE", "SNAPSHOT", "STATE", "ROWS", "WARN", "ERR", "LAST RUN", "AT (UTC)")
+    rows = []
+    for view in views:
+        build, usage, fetch = view.get("days") or {}, view.get("usage") or {}, view.get("fetch") or {}
+        staged = f"{usage['staged']} (+{usage.get('quarantined', 0)} q)" if usage else "-"
+        run = build.get("run_id") or usage.get("run_id") or fetch.get("run_id") or "-"
+        when = str(build.get("built_at") or usage.get("loaded_at") or fetch.get("finished_at") or "-")[:16]
+        rows.append(
+            (
+                view["date"],
+                staged,
+                build.get("snapshot_date") or "-",
+                day_state(view),
+                str(build.get("rows", "-")) if build.get("status") == "built" else "-",
+                str(len(build.get("warnings") or [])),
+                str(len(build.get("errors") or [])),
+                run,
+                when.replace("T", " "),
+            )
+        )
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = [
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in [header, *rows]
+    ]
+    notes = [
+        f"{view['date']}: {note}"
+        for view in views
+        for note in [
+            *((view.get("days") or {}).get("errors") or []),
+            *((view.get("days") or {}).get("warnings") or []),
+        ]
+    ]
+    return "\n".join(lines + (["", *notes] if notes else []))
 
 
 def file_line(entry: dict[str, Any] | None) -> str:
@@ -163,6 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true")
     sub.add_parser("demo", help="run the whole pipeline on a built-in API simulator")
     sub.add_parser("init-db", help="apply sql/<dialect>/schema.sql to the configured warehouse")
+    serve = sub.add_parser("serve", help="the replay and status routes on http://127.0.0.1:PORT/api/")
+    serve.add_argument("--port", type=int, default=7071)
     return parser
 
 
@@ -203,7 +280,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             return _finish(pipeline, report, [args.date])
         if args.command == "backfill":
             body = {"from": args.first.isoformat(), "to": args.last.isoformat(), "force": args.force}
-            report = pipeline.replay(body)
+            report = pipeline.replay(body, progress=True)
             days = [date.fromisoformat(d) for d in _days(args.first, args.last)]
             return _finish(pipeline, report, days)
         if args.command == "crm-drop":
@@ -214,17 +291,32 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             file = crm_file_status(pipeline.services, name)
             print(f"dropped {args.file} as {names.CRM_CONTAINER}/{name}: {file_line(file)}")
             return _finish(pipeline, report, [], file)
+        if args.command == "serve":
+            return _serve(pipeline, args.port)
         if args.command == "status":
             payload = pipeline.status(args.date.isoformat() if args.date else None)
             if args.json:
                 print(json.dumps(payload, indent=1, default=str))
             else:
-                for view in [payload] if args.date else payload["days"]:
-                    print(day_line(view))
+                print(status_table([payload] if args.date else payload["days"]))
             return 0
     finally:
         pipeline.close()
     raise CliError(f"unknown command {args.command}")
+
+
+def _serve(pipeline: LocalPipeline, port: int) -> int:
+    from shared.local_server import LocalServer
+
+    server = LocalServer(pipeline, port=port).start()
+    print(f"serving {server.base_url}/api/replay (POST) and {server.base_url}/api/status (GET); Ctrl-C stops")
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        print()
+    finally:
+        server.stop()
+    return 0
 
 
 def init_db(settings: Settings) -> int:

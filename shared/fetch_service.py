@@ -12,6 +12,7 @@ does not grow with the day.
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import json
 import logging
@@ -26,6 +27,7 @@ from typing import Any
 from shared import blob_events, names
 from shared.alerts import Alert, raise_alert
 from shared.bootstrap import Services
+from shared.log_context import bind
 from shared.ports import BlobNotFound, OutgoingMessage
 from shared.usage_api import (
     Page,
@@ -129,6 +131,7 @@ def fetch_day(
             "started_at": services.clock().isoformat(),
         }
         services.ledger.put(names.FETCH, key, state)
+    bind(run_id=run_id)
 
     try:
         client = client or make_client(services)
@@ -242,7 +245,8 @@ def _land_concurrently(numbers: range, land: Callable[[int], LandedPage], worker
         return page
 
     with ThreadPoolExecutor(max_workers=min(workers, len(numbers)), thread_name_prefix="fetch-page") as pool:
-        futures = [pool.submit(task, n) for n in numbers]
+        # Each worker runs in a copy of this context, so its log lines keep the day and run id.
+        futures = [pool.submit(contextvars.copy_context().run, task, n) for n in numbers]
         wait(futures, return_when=FIRST_EXCEPTION)
         if failed.is_set():
             pool.shutdown(wait=True, cancel_futures=True)

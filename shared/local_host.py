@@ -93,7 +93,13 @@ class LocalHost:
             handler.call(**{handler.arg_name: TimerRequest(past_due=past_due)})
 
     # --- Service Bus ---
-    def drain(self, *, max_messages: int = 1_000_000, stop_early: bool = False) -> DrainReport:
+    def drain(
+        self,
+        *,
+        max_messages: int = 1_000_000,
+        stop_early: bool = False,
+        on_progress: Callable[[DrainReport], None] | None = None,
+    ) -> DrainReport:
         """Deliver messages until every queue is empty, like a host with one instance.
 
         `stop_early` returns after `max_messages` instead of failing (tests stop a host midway).
@@ -106,6 +112,8 @@ class LocalHost:
                     return report
                 continue
             self._deliver(envelope, report)
+            if on_progress is not None:
+                on_progress(report)
         if stop_early:
             return report
         raise RuntimeError(f"local host stopped after {max_messages} messages; the queues are not draining")

@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 
 from shared.config import Settings
+from shared.log_context import ContextFilter, JsonFormatter
 from shared.redact import RedactingFilter
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -33,10 +34,13 @@ def configure_logging(
         log_file.parent.mkdir(parents=True, exist_ok=True)
         handler = logging.FileHandler(log_file, encoding="utf-8")
         handler._pipeline_log = True  # type: ignore[attr-defined]
-        _add(root, handler)
+        handler.setFormatter(JsonFormatter())  # one JSON object per line
+        root.addHandler(handler)
     for handler in root.handlers:
         if not any(isinstance(f, RedactingFilter) for f in handler.filters):
             handler.addFilter(RedactingFilter(settings.secrets()))
+        if not any(isinstance(f, ContextFilter) for f in handler.filters):
+            handler.addFilter(ContextFilter())  # stage, date and run id on every record
     for noisy in ("azure", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 

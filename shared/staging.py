@@ -21,6 +21,7 @@ from shared.adapters.local_blob import UnsafeBlobName, check_blob_name
 from shared.alerts import Alert, raise_alert
 from shared.bootstrap import Services
 from shared.crm_csv import CrmFileRejected, parse_crm_snapshot
+from shared.log_context import bind
 from shared.ports import Lineage, OutgoingMessage
 from shared.replay import file_key
 from shared.usage_api import parse_page
@@ -131,6 +132,7 @@ def load_usage_manifest(services: Services, manifest_name: str) -> StageOutcome:
     key = manifest["activity_date"]
     day = date.fromisoformat(key)
     run_id = manifest["run_id"]
+    bind(date=key, run_id=run_id)
     force = bool(manifest.get("force"))
 
     validated = ValidatedDay()
@@ -206,6 +208,7 @@ def load_crm_drop(services: Services, blob_name: str) -> StageOutcome:
     info = services.blobs.info(names.CRM_CONTAINER, blob_name)
     content_hash = hashlib.sha256(data).hexdigest()
     run_id = f"crm-{content_hash[:12]}"  # deterministic: a redelivered event is the same run
+    bind(run_id=run_id)
     version = f"{info.last_modified.isoformat(timespec='microseconds')}|{blob_name}"  # later drop wins
     key_of_file = file_key(blob_name)
 
@@ -250,6 +253,7 @@ def load_crm_drop(services: Services, blob_name: str) -> StageOutcome:
         return StageOutcome("rejected", "", run_id, message=reason)
 
     key = parsed.snapshot_date.isoformat()
+    bind(date=key)
     if parsed.rejected:
         lines = "".join(json.dumps(_row_record(r), ensure_ascii=False) + "\n" for r in parsed.rejected)
         _quarantine(services, names.CRM_CONTAINER, blob_name, run_id, "rejected-rows.jsonl", lines.encode())

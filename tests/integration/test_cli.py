@@ -117,3 +117,18 @@ def test_the_timer_asks_for_yesterday(local_env: Path) -> None:
         assert report.handled["fetch-requests"] == 1
     finally:
         pipeline.close()
+
+
+def test_the_log_is_json_lines_that_follow_a_day_through_every_function(cli, local_env: Path) -> None:
+    cli("crm-drop", str(golden_crm_files()[0]))
+    assert cli("run", "--date", "2026-10-01")[0] == 0
+    lines = [json.loads(line) for line in (local_env / "pipeline.log").read_text().splitlines()]
+    assert lines and all(
+        {"time", "level", "logger", "message", "stage", "date", "run_id"} <= set(e) for e in lines
+    )
+    day = [e for e in lines if e["date"] == "2026-10-01"]
+    assert {"fetch", "ingest", "transform"} <= {e["stage"] for e in day}
+    fetch_runs = {e["run_id"] for e in day if e["stage"] == "fetch"}
+    assert len(fetch_runs) == 1 and next(iter(fetch_runs)).startswith("fetch-")
+    # The same run id follows the day into staging and the build.
+    assert fetch_runs <= {e["run_id"] for e in day if e["stage"] in ("ingest", "transform")}
