@@ -238,6 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true")
     sub.add_parser("demo", help="run the whole pipeline on a built-in API simulator")
     sub.add_parser("init-db", help="apply sql/<dialect>/schema.sql to the configured warehouse")
+    report = sub.add_parser("report", help="write one self-contained HTML report of the table")
+    report.add_argument("--out", type=Path, help="where (default: LOCAL_DATA_DIR/report.html)")
     serve = sub.add_parser("serve", help="the replay and status routes on http://127.0.0.1:PORT/api/")
     serve.add_argument("--port", type=int, default=7071)
     return parser
@@ -291,6 +293,12 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             file = crm_file_status(pipeline.services, name)
             print(f"dropped {args.file} as {names.CRM_CONTAINER}/{name}: {file_line(file)}")
             return _finish(pipeline, report, [], file)
+        if args.command == "report":
+            from shared.report import write_report
+
+            path = write_report(pipeline.services, args.out or settings.local_data_dir / "report.html")
+            print(f"report written to {path}")
+            return 0
         if args.command == "serve":
             return _serve(pipeline, args.port)
         if args.command == "status":

@@ -96,6 +96,8 @@ def _summary(pipeline: LocalPipeline, world: DemoWorld, api_requests: int) -> No
     print(f"  warehouse         {data_dir / 'warehouse.duckdb'}")
     print("\nLook around:")
     print("  .venv/bin/python -m shared.cli status")
+    print("  .venv/bin/python -m shared.cli report      # then open .local/report.html")
+    print("  .venv/bin/python -m shared.cli serve       # curl localhost:7071/api/status")
     print(
         f"  .venv/bin/python -c \"import duckdb; duckdb.connect('{data_dir / 'warehouse.duckdb'}', read_only=True)"  # noqa: S608 - a hint printed, not a query run
         ".sql('SELECT * FROM analytics.company_daily_activity ORDER BY activity_date DESC LIMIT 10').show()\""

@@ -73,3 +73,12 @@ def test_serve_answers_curl_like_requests_through_the_real_handlers(local_env: P
     finally:
         server.stop()
         pipeline.close()
+
+
+def test_report_command_writes_the_html_file(cli, local_env: Path) -> None:
+    cli("crm-drop", str(golden_crm_files()[0]))
+    cli("run", "--date", "2026-10-01")
+    code, out, _err = cli("report")
+    assert code == 0 and "report.html" in out
+    html = (local_env / "report.html").read_text()
+    assert "Company Activity" in html and "2026-10-01" in html
