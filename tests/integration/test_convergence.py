@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import random
 from dataclasses import replace
-from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -119,4 +118,3 @@ def perform(pipeline: LocalPipeline, kind: str, arg: Any) -> None:
         services.bus.send(
             names.TRANSFORM_QUEUE, [OutgoingMessage(body=body, message_id=f"t-{random.random()}")]
         )
-    _ = date  # keep the import for readers: dates are ISO strings here
