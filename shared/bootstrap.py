@@ -5,11 +5,11 @@ Azure and the local host both call `get_services()`; only the adapters differ.
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from shared import blob_events, names
 from shared.adapters.bus_journal import BusJournal
@@ -17,8 +17,6 @@ from shared.adapters.local_bus import InProcessBus
 from shared.adapters.publishing_blob import PublishingBlobStore
 from shared.config import Settings
 from shared.ports import BlobStore, MessageBus, OutgoingMessage, RunLedger, Warehouse
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -86,25 +84,32 @@ def _bus(settings: Settings, local_bus: bool, durable: bool) -> MessageBus:
     return InProcessBus(max_delivery_count=settings.max_delivery_count, journal=journal)
 
 
+def _on_azure_storage(settings: Settings, adapter: Any) -> Any:
+    """Blob and Table storage share one account: a connection string, or identity by name."""
+    if settings.data_storage_connection:
+        return adapter.from_connection_string(settings.data_storage_connection)
+    return adapter.from_account_name(settings.data_storage_account_name)
+
+
+def _uses_azure_storage(settings: Settings) -> bool:
+    return bool(settings.data_storage_connection or settings.data_storage_account_name)
+
+
 def _blob_store(settings: Settings) -> BlobStore:
-    if settings.data_storage_connection or settings.data_storage_account_name:
+    if _uses_azure_storage(settings):
         from shared.adapters.azure_blob import AzureBlobStore
 
-        if settings.data_storage_connection:
-            return AzureBlobStore.from_connection_string(settings.data_storage_connection)
-        return AzureBlobStore.from_account_name(settings.data_storage_account_name)
+        return _on_azure_storage(settings, AzureBlobStore)
     from shared.adapters.local_blob import FolderBlobStore
 
     return FolderBlobStore(settings.local_data_dir / "blobs")
 
 
 def _ledger(settings: Settings) -> RunLedger:
-    if settings.data_storage_connection or settings.data_storage_account_name:
+    if _uses_azure_storage(settings):
         from shared.adapters.table_ledger import TableLedger
 
-        if settings.data_storage_connection:
-            return TableLedger.from_connection_string(settings.data_storage_connection)
-        return TableLedger.from_account_name(settings.data_storage_account_name)
+        return _on_azure_storage(settings, TableLedger)
     from shared.adapters.sqlite_ledger import SqliteLedger
 
     return SqliteLedger(settings.local_data_dir / "ledger.sqlite3")

@@ -92,9 +92,10 @@ def _progress_line(days: int) -> Callable[[DrainReport], None]:
 
 
 def day_line(view: dict[str, Any]) -> str:
-    """One readable line per day from the status view."""
-    day, usage, build, fetch = view["date"], view.get("usage"), view.get("days"), view.get("fetch")
-    if build and build.get("status") == "built":
+    """One readable line per day from the status view, worded after its state."""
+    day, state = view["date"], day_state(view)
+    build, usage, fetch = view.get("days") or {}, view.get("usage") or {}, view.get("fetch") or {}
+    if state == "built":
         warnings = build.get("warnings") or []
         text = f"{day}  built      {build.get('rows', 0):>6} rows  snapshot {build.get('snapshot_date')}"
         text += (
@@ -102,13 +103,13 @@ def day_line(view: dict[str, Any]) -> str:
             f" {build.get('deleted', 0)} removed"
         )
         return text + (f"  warnings: {'; '.join(warnings)}" if warnings else "")
-    if build and build.get("status") == "waiting":
-        return f"{day}  waiting    usage staged ({usage.get('staged') if usage else 0} records); {build.get('reason')}"
-    if build and build.get("status") == "gate_failed":
+    if state == "waiting":
+        return f"{day}  waiting    usage staged ({usage.get('staged', 0)} records); {build.get('reason')}"
+    if state == "blocked":
         return f"{day}  blocked    quality gate: {'; '.join(build.get('errors') or [])}"
-    if usage:
+    if state == "staged":
         return f"{day}  staged     {usage.get('staged')} records, not built yet"
-    if fetch and fetch.get("status") == "running" and fetch.get("last_error"):
+    if state == "fetch incomplete":
         return f"{day}  fetch incomplete: {fetch.get('last_error')}; the next run resumes it"
     if fetch:
         return f"{day}  fetch {fetch.get('status')}" + (

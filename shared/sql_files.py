@@ -17,7 +17,3 @@ def statements(dialect: str, name: str) -> tuple[str, ...]:
     text = (SQL_ROOT / dialect / f"{name}.sql").read_text(encoding="utf-8")
     parts = (_COMMENT_LINE.sub("", part).strip() for part in _STATEMENT_END.split(text))
     return tuple(p for p in parts if p)
-
-
-def dialect_files(dialect: str) -> list[str]:
-    return sorted(p.stem for p in (SQL_ROOT / dialect).glob("*.sql"))

@@ -79,16 +79,23 @@ class BusJournal:
             "INSERT OR REPLACE INTO seen_ids VALUES (?, ?, ?)", (queue, message_id, time.time())
         )
 
+    @staticmethod
+    def _identity(envelope: Any) -> tuple[Any, ...]:
+        """The columns both tables start with."""
+        return (
+            envelope.sequence_number,
+            envelope.queue,
+            envelope.message_id,
+            envelope.body,
+            json.dumps(envelope.properties, default=str),
+            envelope.delivery_count,
+        )
+
     def add(self, envelope: Any) -> None:
         self._con.execute(
             "INSERT OR REPLACE INTO messages VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
-                envelope.sequence_number,
-                envelope.queue,
-                envelope.message_id,
-                envelope.body,
-                json.dumps(envelope.properties, default=str),
-                envelope.delivery_count,
+                *self._identity(envelope),
                 envelope.enqueued_at.isoformat(),
                 envelope.dead_letter_reason,
                 envelope.dead_letter_error_description,
@@ -111,12 +118,7 @@ class BusJournal:
         self._con.execute(
             "INSERT OR REPLACE INTO dead_letters VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
-                envelope.sequence_number,
-                envelope.queue,
-                envelope.message_id,
-                envelope.body,
-                json.dumps(envelope.properties, default=str),
-                envelope.delivery_count,
+                *self._identity(envelope),
                 envelope.dead_letter_reason,
                 envelope.dead_letter_error_description,
                 time.time(),
