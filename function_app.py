@@ -5,8 +5,8 @@ from __future__ import annotations
 import azure.functions as func
 
 from functions import alerts, fetch, http_api, ingest, transform
-from shared import names
-from shared.logs import configure_logging
+from shared.domain import names
+from shared.observability.logs import configure_logging
 
 configure_logging()
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)

@@ -19,7 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._common import line, save, timed
-from shared.adapters.duckdb_warehouse import DuckDbWarehouse
+from shared.adapters.warehouse_duckdb import DuckDbWarehouse
 from shared.ports import BuildParams, Lineage
 
 LAST_DAY = date(2026, 10, 31)

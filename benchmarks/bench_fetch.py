@@ -13,7 +13,7 @@
     (how many requests are in flight when the first 429 comes back), so the median is judged
     and the worst run is shown next to it.
 
-Everything runs over real sockets against `shared.simulator.UsageApiSimulator`, with the real
+Everything runs over real sockets against `shared.local.simulator.UsageApiSimulator`, with the real
 fetch service on `build_services(Settings(...), local_bus=True)` in a temporary folder.
 Results go to benchmarks/results/fetch.json.
 """
@@ -37,10 +37,10 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from shared import fetch_service  # after the path set-up: runnable as a script
 from shared.bootstrap import build_services
 from shared.config import Settings
-from shared.simulator import UsageApiSimulator
+from shared.local.simulator import UsageApiSimulator
+from shared.services import fetch as fetch_service  # after the path set-up: runnable as a script
 
 RESULTS = Path(__file__).resolve().parent / "results" / "fetch.json"
 DAY = date(2026, 11, 20)
@@ -102,7 +102,7 @@ def our_fetch(base_url: str, workdir: Path, **settings: Any) -> dict[str, Any]:
         local_bus=True,
     )
     try:
-        client = fetch_service.make_client(services)
+        client = services.usage_api(services.settings)
         started = time.perf_counter()
         outcome = fetch_service.fetch_day(services, DAY, client=client)
         seconds = time.perf_counter() - started

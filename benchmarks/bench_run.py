@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchmarks._common import line, save  # noqa: E402
-from shared.simulator import UsageApiSimulator  # noqa: E402
+from shared.local.simulator import UsageApiSimulator  # noqa: E402
 
 DAY = date(2026, 10, 1)
 

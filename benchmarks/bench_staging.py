@@ -19,11 +19,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._common import line, save, timed
-from shared import names
 from shared.bootstrap import build_services
 from shared.config import Settings
+from shared.domain import names
 from shared.ports import Lineage
-from shared.staging import load_crm_drop
+from shared.services.staging import load_crm_drop
 
 DAY = date(2026, 10, 1)
 

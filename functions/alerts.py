@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from shared.alerts import alert_from_body, alert_from_dead_letter, deliver_alert
 from shared.bootstrap import get_services
-from shared.log_context import log_context
+from shared.domain.alerts import alert_from_body, alert_from_dead_letter
+from shared.observability.context import log_context
+from shared.services.alerts import deliver_alert
 
 
 def on_alert(msg: func.ServiceBusMessage) -> None:
+    # No permanent-error settling here: an unreadable alert is still an alert, and a failing
+    # sink is worth redelivering. The alerts queue's own dead letters are terminal.
     props = {**(msg.application_properties or {}), **(getattr(msg, "user_properties", None) or {})}
     reason = msg.dead_letter_reason or props.get("DeadLetterReason")
     body = msg.get_body()

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import logging
-from datetime import date
 
 import azure.functions as func
 
-from functions._messages import json_body
+from functions._messages import json_body, settle_permanent_errors
 from shared.bootstrap import get_services
-from shared.fetch_service import fetch_day
-from shared.log_context import log_context
-from shared.replay import enqueue_fetches, yesterday
+from shared.domain.days import yesterday
+from shared.domain.replay_request import FetchRequest
+from shared.observability.context import log_context
+from shared.services.fetch import fetch_day
+from shared.services.replay import enqueue_fetches
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +28,7 @@ def on_timer(timer: func.TimerRequest) -> None:
 
 
 def on_fetch_request(msg: func.ServiceBusMessage) -> None:
-    body = json_body(msg)
-    with log_context(stage="fetch", date=body.get("date")):
-        fetch_day(get_services(), date.fromisoformat(body["date"]), force=bool(body.get("force")))
+    with log_context(stage="fetch"), settle_permanent_errors("fetch", msg):
+        request = FetchRequest.from_json(json_body(msg))
+        with log_context(date=request.day):
+            fetch_day(get_services(), request.day, force=request.force)

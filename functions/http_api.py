@@ -9,8 +9,10 @@ from typing import Any
 import azure.functions as func
 
 from shared.bootstrap import get_services
-from shared.log_context import log_context
-from shared.replay import BadReplayRequest, ReplayRequest, all_days_status, day_status, enqueue_fetches
+from shared.domain.replay_request import BadReplayRequest, ReplayRequest
+from shared.observability.context import log_context
+from shared.services.replay import enqueue_fetches
+from shared.services.status import all_days_status, day_status
 
 
 def _json(status: int, payload: Any) -> func.HttpResponse:

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from functions._messages import json_body
+from functions._messages import json_body, settle_permanent_errors
 from shared.bootstrap import get_services
-from shared.log_context import log_context
-from shared.transform import TransformRequest, run_transform
+from shared.domain.transform_plan import TransformRequest
+from shared.observability.context import log_context
+from shared.services.transform import run_transform
 
 
 def on_transform(msg: func.ServiceBusMessage) -> None:
-    body = json_body(msg)
-    context = body if isinstance(body, dict) else {}
-    with log_context(stage="transform", date=context.get("date"), run_id=context.get("run_id")):
-        run_transform(get_services(), TransformRequest.from_json(body))
+    with log_context(stage="transform"), settle_permanent_errors("transform", msg):
+        request = TransformRequest.from_json(json_body(msg))
+        with log_context(date=request.day, run_id=request.run_id):
+            run_transform(get_services(), request)

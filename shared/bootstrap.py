@@ -1,33 +1,29 @@
-"""The composition root: which adapters plug into the ports, built once per process from settings.
+"""The composition root: which adapter plugs into which port, built once per process from settings.
 
-Azure and the local host both call `get_services()`; only the adapters differ.
+Azure and the local host both call `get_services()`; only the adapters differ. Every adapter
+is imported inside the function that builds it, so a Function App on Azure loads the Azure
+SDKs it uses and nothing else: no DuckDB, no in-process bus, no module of `shared/local/`.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
-from shared import blob_events, names
-from shared.adapters.bus_journal import BusJournal
-from shared.adapters.local_bus import InProcessBus
-from shared.adapters.publishing_blob import PublishingBlobStore
 from shared.config import Settings
-from shared.ports import BlobStore, MessageBus, OutgoingMessage, RunLedger, Warehouse
-
-
-@dataclass
-class Services:
-    settings: Settings
-    blobs: BlobStore
-    ledger: RunLedger
-    bus: MessageBus
-    warehouse: Warehouse
-    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
-
+from shared.domain import blob_events, names
+from shared.ports import (
+    AlertSink,
+    BlobStore,
+    MessageBus,
+    OutgoingMessage,
+    RunLedger,
+    Services,
+    UsageApi,
+    Warehouse,
+)
 
 _current: Services | None = None
 _lock = threading.Lock()
@@ -54,18 +50,24 @@ def build_services(settings: Settings, *, local_bus: bool = False, durable_bus: 
     """Each port gets its Azure adapter when its settings are present, else the embedded one.
 
     `local_bus` forces the in-process bus: the local host delivers the messages itself, also
-    when blob and table storage are Azure (Azurite).
+    when blob and table storage are Azure (Azurite). `durable_bus` journals it under
+    LOCAL_DATA_DIR, so messages outlive a killed process.
     """
     bus = _bus(settings, local_bus, durable_bus)
     blobs = _blob_store(settings)
-    if isinstance(bus, InProcessBus):
-        blobs = PublishingBlobStore(blobs, _announcer(bus))  # no Event Grid without Azure
+    if not _uses_service_bus(settings) or local_bus:
+        # No Event Grid without Azure: the store announces finished blobs itself.
+        from shared.adapters.blob_publishing import PublishingBlobStore
+
+        blobs = PublishingBlobStore(blobs, _announcer(bus))
     return Services(
         settings=settings,
         blobs=blobs,
         ledger=_ledger(settings),
         bus=bus,
         warehouse=make_warehouse(settings),
+        usage_api=usage_api_client,
+        alert_sink=alert_sink,
     )
 
 
@@ -75,13 +77,24 @@ def build_local(settings: Settings) -> Services:
     return build_services(settings, local_bus=True, durable_bus=True)
 
 
+def _uses_service_bus(settings: Settings) -> bool:
+    return bool(settings.service_bus_connection or settings.service_bus_namespace)
+
+
 def _bus(settings: Settings, local_bus: bool, durable: bool) -> MessageBus:
-    if not local_bus and (settings.service_bus_connection or settings.service_bus_namespace):
-        from shared.adapters.servicebus_bus import ServiceBusBus
+    if not local_bus and _uses_service_bus(settings):
+        from shared.adapters.bus_servicebus import ServiceBusBus
 
         return ServiceBusBus.from_settings(settings)
+    from shared.adapters.bus_in_process import InProcessBus
+    from shared.adapters.bus_journal import BusJournal
+
     journal = BusJournal(settings.local_data_dir / "bus.sqlite3") if durable else None
     return InProcessBus(max_delivery_count=settings.max_delivery_count, journal=journal)
+
+
+def _uses_azure_storage(settings: Settings) -> bool:
+    return bool(settings.data_storage_connection or settings.data_storage_account_name)
 
 
 def _on_azure_storage(settings: Settings, adapter: Any) -> Any:
@@ -91,43 +104,66 @@ def _on_azure_storage(settings: Settings, adapter: Any) -> Any:
     return adapter.from_account_name(settings.data_storage_account_name)
 
 
-def _uses_azure_storage(settings: Settings) -> bool:
-    return bool(settings.data_storage_connection or settings.data_storage_account_name)
-
-
 def _blob_store(settings: Settings) -> BlobStore:
     if _uses_azure_storage(settings):
-        from shared.adapters.azure_blob import AzureBlobStore
+        from shared.adapters.blob_azure import AzureBlobStore
 
-        return _on_azure_storage(settings, AzureBlobStore)
-    from shared.adapters.local_blob import FolderBlobStore
+        store: BlobStore = _on_azure_storage(settings, AzureBlobStore)
+        return store
+    from shared.adapters.blob_folder import FolderBlobStore
 
     return FolderBlobStore(settings.local_data_dir / "blobs")
 
 
 def _ledger(settings: Settings) -> RunLedger:
     if _uses_azure_storage(settings):
-        from shared.adapters.table_ledger import TableLedger
+        from shared.adapters.ledger_table import TableLedger
 
-        return _on_azure_storage(settings, TableLedger)
-    from shared.adapters.sqlite_ledger import SqliteLedger
+        ledger: RunLedger = _on_azure_storage(settings, TableLedger)
+        return ledger
+    from shared.adapters.ledger_sqlite import SqliteLedger
 
     return SqliteLedger(settings.local_data_dir / "ledger.sqlite3")
 
 
 def make_warehouse(settings: Settings) -> Warehouse:
     if settings.sql_connection_string or settings.sql_server:
-        from shared.adapters.mssql_warehouse import MssqlWarehouse
+        from shared.adapters.warehouse_mssql import MssqlWarehouse
 
         return MssqlWarehouse.from_settings(settings)
-    from shared.adapters.duckdb_warehouse import DuckDbWarehouse
+    from shared.adapters.warehouse_duckdb import DuckDbWarehouse
 
     warehouse = DuckDbWarehouse(settings.local_data_dir / "warehouse.duckdb")
     warehouse.apply_schema()
     return warehouse
 
 
-def _announcer(bus: InProcessBus) -> Callable[[str, str, int], None]:
+def usage_api_client(settings: Settings) -> UsageApi:
+    """A Product Usage API client for one day's fetch, from the settings in force."""
+    from shared.adapters.usage_api_http import client_for
+
+    return client_for(settings)
+
+
+def alert_sink(settings: Settings) -> AlertSink:
+    """Where alerts go: the webhook when one is set; else, on Azure, the log (Application
+    Insights); else, locally, LOCAL_DATA_DIR/alerts.jsonl."""
+    if settings.alert_webhook_url:
+        from shared.adapters.alert_webhook import WebhookAlertSink
+
+        return WebhookAlertSink(
+            settings.alert_webhook_url, settings.secrets(), backoff_s=settings.alert_webhook_backoff_s
+        )
+    if os.environ.get("WEBSITE_SITE_NAME"):  # set by App Service on every Function App
+        from shared.adapters.alert_log import LogAlertSink
+
+        return LogAlertSink()
+    from shared.adapters.alert_file import JsonLinesAlertSink
+
+    return JsonLinesAlertSink(settings.local_data_dir / "alerts.jsonl", settings.secrets())
+
+
+def _announcer(bus: MessageBus) -> Callable[[str, str, int], None]:
     def announce(container: str, name: str, size: int) -> None:
         # What the Event Grid subscription does on Azure, with the same filter.
         if blob_events.wanted(container, name):

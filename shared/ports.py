@@ -1,16 +1,24 @@
-"""The four ports the core talks to. Each has an Azure and an embedded local implementation.
+"""The ports the services talk to, and `Services`, the set of them a process runs on.
 
-The services in `shared/` depend only on these protocols, so the same code runs on Azure
-(Blob, Table storage, Service Bus, Azure SQL) and locally (a folder, SQLite, an in-process
-bus, DuckDB).
+Each port has an Azure implementation and an embedded local one in `shared/adapters/`; the
+services depend only on what is written here, so the same code runs on Azure (Blob, Table
+storage, Service Bus, Azure SQL) and locally (a folder, SQLite, an in-process bus, DuckDB).
+`shared/bootstrap.py` decides which adapter plugs into which port.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime
-from typing import Any, Protocol
+from datetime import UTC, date, datetime
+from typing import Any, Literal, Protocol
+
+from shared.config import Settings
+from shared.domain.alerts import Alert
+from shared.domain.days import ROLLING_DAYS
+from shared.domain.errors import PermanentError
+from shared.domain.usage_page import Page
+from shared.domain.usage_records import UsageRow
 
 # --- Blob store ---------------------------------------------------------------------------
 
@@ -95,7 +103,9 @@ class Lineage:
     loaded_at: datetime  # UTC
 
 
-StageStatus = str  # "staged" (replaced), "unchanged" (same content), "stale" (older than staged)
+# "staged" (replaced), "unchanged" (same content), "stale" (older than what is staged)
+StageStatus = Literal["staged", "unchanged", "stale"]
+Dialect = Literal["duckdb", "mssql"]
 
 
 @dataclass(frozen=True)
@@ -104,6 +114,7 @@ class BuildParams:
     churn_min_rolling_users: int
     churn_max_contact_age_days: int
     crm_max_snapshot_age_days: int
+    rolling_days: int = ROLLING_DAYS
 
 
 @dataclass(frozen=True)
@@ -129,10 +140,9 @@ class BuildResult:
         return sum(d.inserted + d.updated + d.deleted for d in self.days)
 
 
-UsageRow = tuple[str, int, int]  # company_id, active_users, events
-
-
 class Warehouse(Protocol):
+    dialect: Dialect  # which sql/<dialect>/ files it runs
+
     def apply_schema(self) -> None: ...
 
     def replace_usage_day(
@@ -167,3 +177,62 @@ class Warehouse(Protocol):
     def fetch_rows(self, sql_name: str, params: Mapping[str, Any] | None = None) -> Iterator[dict[str, Any]]:
         """Run a named read-only query from sql/<dialect>/ (status, reports, tests)."""
         ...
+
+    def close(self) -> None: ...
+
+
+# --- Product Usage API --------------------------------------------------------------------
+
+
+class UsageApiError(PermanentError, RuntimeError):
+    """A permanent failure: retrying will not help. The message names the status, never the key."""
+
+    kind = "fetch_failed"
+
+
+class TransientApiError(RuntimeError):
+    """Worth asking again later; `retry_after_s` is the server's wish, when it said one."""
+
+    def __init__(self, message: str, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class UsageApi(Protocol):
+    """One day's fetch: a client asks for pages (retrying what is transient) and paces itself."""
+
+    page_size: int
+
+    def fetch_page(self, day: date, number: int) -> Page:
+        """The page, or UsageApiError (permanent) or TransientApiError (retries exhausted)."""
+        ...
+
+
+# --- Alert sink ---------------------------------------------------------------------------
+
+
+class AlertSink(Protocol):
+    def deliver(self, alert: Alert) -> None:
+        """Deliver one alert (a webhook post, a line in a file or in the log); raise if it failed."""
+        ...
+
+
+# --- The set a process runs on ------------------------------------------------------------
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Services:
+    settings: Settings
+    blobs: BlobStore
+    ledger: RunLedger
+    bus: MessageBus
+    warehouse: Warehouse
+    # Built from the settings in force when called: a new API client per fetch (its pacing is
+    # that fetch's own), a sink per alert delivery.
+    usage_api: Callable[[Settings], UsageApi]
+    alert_sink: Callable[[Settings], AlertSink]
+    clock: Callable[[], datetime] = utc_now

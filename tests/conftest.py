@@ -1,10 +1,16 @@
-"""Shared fixtures: the golden world, an API simulator, and a local pipeline in a temp folder."""
+"""Fixtures every layer's tests share: the golden case, one API key, an API simulator, local
+services and a local pipeline in a temp folder, and readers for what a run leaves behind.
+
+The golden case lives in the repository (`tests/data/golden/`, a verbatim copy of the
+project's upstream golden world); every test reaches it through `GOLDEN` (the `golden`
+fixture is the same object), never by a path of its own.
+"""
 
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -12,40 +18,136 @@ from typing import Any
 import duckdb
 import pytest
 
-from shared.simulator import UsageApiSimulator
+from shared.bootstrap import build_local
+from shared.config import Settings
+from shared.local.simulator import RecordSource, UsageApiSimulator
+from shared.ports import Services
 
 REPO = Path(__file__).resolve().parents[1]
-GOLDEN = Path(os.environ.get("GOLDEN_DIR", REPO.parent / "shared" / "golden"))
-API_KEY = "test-key-5f0c2a"
+# One key for every test: distinctive, so a leak into any message or file is easy to spot.
+API_KEY = "sk-test-7f3a9c1d5e"
+# The day the fetch and client tests ask for.
+DAY = date(2026, 11, 20)
+ISO = DAY.isoformat()
 
 
-def golden_records() -> dict[str, list[dict[str, Any]]]:
-    if not GOLDEN.is_dir():
-        pytest.fail(f"golden case not found at {GOLDEN} (set GOLDEN_DIR)")
-    return {
-        p.stem.split("_", 1)[1]: json.loads(p.read_text()) for p in sorted((GOLDEN / "api").glob("*.json"))
-    }
+@dataclass(frozen=True)
+class GoldenCase:
+    """Ten days of API answers, eight CRM drops, and the analytics table they must give."""
+
+    root: Path
+
+    @property
+    def expected_csv(self) -> Path:
+        return self.root / "expected_company_daily_activity.csv"
+
+    def records(self) -> dict[str, list[dict[str, Any]]]:
+        """What the API returns, by ISO date."""
+        if not self.expected_csv.is_file():
+            pytest.fail(f"golden case not found at {self.root}")
+        return {
+            p.stem.split("_", 1)[1]: json.loads(p.read_text())
+            for p in sorted((self.root / "api").glob("*.json"))
+        }
+
+    def crm_files(self) -> list[Path]:
+        return sorted((self.root / "crm").glob("*.csv"))
 
 
-def golden_crm_files() -> list[Path]:
-    return sorted((GOLDEN / "crm").glob("*.csv"))
+GOLDEN = GoldenCase(REPO / "tests" / "data" / "golden")
+
+
+@pytest.fixture
+def golden() -> GoldenCase:
+    return GOLDEN
+
+
+def make_records(n: int, day: str = ISO) -> list[dict[str, Any]]:
+    """`n` valid usage records for `day`, company ids c-0001.."""
+    return [
+        {"company_id": f"c-{i:04d}", "date": day, "active_users": i % 13, "events": i * 7}
+        for i in range(1, n + 1)
+    ]
+
+
+# --- the Product Usage API ----------------------------------------------------------------
+
+
+@pytest.fixture
+def start_api() -> Iterator[Callable[..., UsageApiSimulator]]:
+    """Start a simulator; every one started is stopped at the end. `records` is a dict by ISO
+    date, a number of records on DAY (`make_records`), or a record source of its own."""
+    started: list[UsageApiSimulator] = []
+
+    def start(
+        records: Mapping[str, list[dict[str, Any]]] | int | RecordSource, **kwargs: Any
+    ) -> UsageApiSimulator:
+        kwargs.setdefault("api_key", API_KEY)
+        source: RecordSource
+        if isinstance(records, int):
+            source = lambda d, n=records: make_records(n) if d == DAY else []  # noqa: E731
+        elif isinstance(records, Mapping):
+            source = lambda d, by_day=records: list(by_day.get(d.isoformat(), []))  # noqa: E731
+        else:
+            source = records
+        sim = UsageApiSimulator(source, **kwargs).start()
+        started.append(sim)
+        return sim
+
+    yield start
+    for sim in started:
+        sim.stop()
 
 
 @pytest.fixture
 def api_records() -> dict[str, list[dict[str, Any]]]:
-    """What the simulator serves, by ISO date; tests may change it between runs."""
-    return golden_records()
+    """What the `api` simulator serves, by ISO date: the golden world; tests may change it."""
+    return GOLDEN.records()
 
 
 @pytest.fixture
-def api(api_records: dict[str, list[dict[str, Any]]]) -> Iterator[UsageApiSimulator]:
-    with UsageApiSimulator(lambda d: list(api_records.get(d.isoformat(), [])), api_key=API_KEY) as simulator:
-        yield simulator
+def api(
+    api_records: dict[str, list[dict[str, Any]]], start_api: Callable[..., UsageApiSimulator]
+) -> UsageApiSimulator:
+    return start_api(lambda d: list(api_records.get(d.isoformat(), [])))
+
+
+# --- services and the local pipeline ------------------------------------------------------
+
+
+@pytest.fixture
+def make_services(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Callable[..., Services]]:
+    """Local services (folder blobs, SQLite ledger, in-process bus, DuckDB) in a temp folder,
+    pointed at a simulator. A test module sets `SERVICE_SETTINGS` (a dict of Settings fields)
+    for its own defaults; a call's overrides win over both."""
+    built: list[Services] = []
+    module_settings = getattr(request.module, "SERVICE_SETTINGS", {})
+
+    def make(api: UsageApiSimulator, **overrides: Any) -> Services:
+        fields: dict[str, Any] = {
+            "usage_api_base_url": api.base_url,
+            "usage_api_key": API_KEY,
+            "usage_api_page_size": 10,
+            "usage_api_timeout_s": 2.0,
+            "usage_api_max_attempts": 3,
+            "usage_api_backoff_base_s": 0.001,
+            "usage_api_backoff_max_s": 0.005,
+            "local_data_dir": tmp_path / f"local-{len(built)}",
+            **module_settings,
+            **overrides,
+        }
+        services = build_local(Settings(**fields))
+        built.append(services)
+        return services
+
+    yield make
+    for services in built:
+        services.warehouse.close()
 
 
 @pytest.fixture
 def local_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, api: UsageApiSimulator) -> Path:
-    """Settings for a local run against the simulator; returns LOCAL_DATA_DIR."""
+    """Settings for a local run against the `api` simulator; returns LOCAL_DATA_DIR."""
     data_dir = tmp_path / "local"
     for name, value in {
         "USAGE_API_BASE_URL": api.base_url,
@@ -59,6 +161,32 @@ def local_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, api: UsageApiSimu
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("ALERT_WEBHOOK_URL", raising=False)
     return data_dir
+
+
+@pytest.fixture
+def pipeline(local_env: Path) -> Iterator[Any]:
+    """The local host on the embedded adapters, running function_app's handlers, against `api`."""
+    from shared.local.pipeline import LocalPipeline
+
+    pipe = LocalPipeline(Settings.from_env())
+    yield pipe
+    pipe.close()
+
+
+@pytest.fixture
+def cli(local_env: Path, capsys: pytest.CaptureFixture[str]) -> Callable[..., tuple[int, str, str]]:
+    """Run `python -m shared.cli ...` in-process; returns (exit status, stdout, stderr)."""
+    from shared.local.cli import main
+
+    def run(*args: str) -> tuple[int, str, str]:
+        code = main(list(args))
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+# --- what a run leaves behind -------------------------------------------------------------
 
 
 def read_table(
@@ -76,18 +204,31 @@ def read_alerts(data_dir: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
-@pytest.fixture
-def cli(local_env: Path, capsys: pytest.CaptureFixture[str]) -> Callable[..., tuple[int, str, str]]:
-    """Run `python -m shared.cli ...` in-process; returns (exit status, stdout, stderr)."""
-    from shared.cli import main
-
-    def run(*args: str) -> tuple[int, str, str]:
-        code = main(list(args))
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
-
-
 def day(text: str) -> date:
     return date.fromisoformat(text)
+
+
+def page_bytes(api: UsageApiSimulator, page: int, page_size: int) -> bytes:
+    """The exact bytes the API sends for a page of DAY (the simulator is deterministic)."""
+    import requests
+
+    response = requests.get(
+        f"{api.base_url}/v2/usage",
+        params={"date": ISO, "page": page, "page_size": page_size},
+        headers={"Authorization": f"Bearer {API_KEY}"},
+        timeout=5,
+    )
+    assert response.status_code == 200
+    return response.content
+
+
+def fetch_state(services: Services, iso: str = ISO) -> dict[str, Any]:
+    """The ledger's fetch entry of a day."""
+    entry = services.ledger.get("fetch", iso)
+    assert entry is not None
+    return dict(entry.data)
+
+
+def queued_alerts(services: Services) -> list[dict[str, Any]]:
+    """Alert bodies waiting on the in-process bus's `alerts` queue."""
+    return [e.json() for e in services.bus.queues.get("alerts", [])]  # type: ignore[attr-defined]

@@ -1,7 +1,7 @@
 -- Rebuild the days listed in the temp table build_day (activity_date) from staging
 -- and MERGE them into analytics.company_daily_activity. The adapter runs this file in one
--- transaction. Only the built days and the 6 days before them are read, so the cost follows
--- the days being rebuilt, not the history the table holds. Rows whose values did not change
+-- transaction. Only the built days and the $rolling_days - 1 days before them are read, so the
+-- cost follows the days being rebuilt, not the history the table holds. Rows whose values did not change
 -- are not touched (their pipeline_run_id and loaded_at stay).
 
 -- 0. Which of the requested days can be built, and from which snapshot. Decided here, inside
@@ -19,7 +19,11 @@ DELETE FROM build_plan WHERE snapshot_date IS NULL;
 
 -- The date range every read below is limited to, as constants: DuckDB skips the row groups of
 -- other days by their min/max, so a longer history costs (almost) nothing.
-SET VARIABLE build_first_day = (SELECT MIN(activity_date) - 6 FROM build_plan);
+-- The rolling window is $rolling_days calendar days ending on the built day (a parameter: the
+-- length is written once, in shared/domain/days.py).
+SET VARIABLE window_back = CAST($rolling_days AS INTEGER) - 1;
+
+SET VARIABLE build_first_day = (SELECT MIN(activity_date) - getvariable('window_back') FROM build_plan);
 
 SET VARIABLE build_last_day = (SELECT MAX(activity_date) FROM build_plan);
 
@@ -48,14 +52,14 @@ rolling AS (
     FROM day_companies AS c
     LEFT JOIN window_usage AS u
            ON u.company_id = c.company_id
-          AND u.activity_date BETWEEN c.activity_date - 6 AND c.activity_date
+          AND u.activity_date BETWEEN c.activity_date - getvariable('window_back') AND c.activity_date
     GROUP BY c.activity_date, c.company_id
 ),
 observed AS (
     SELECT d.activity_date, COUNT(ds.activity_date) AS usage_days_observed_7d
     FROM build_plan AS d
     LEFT JOIN stg.usage_dataset AS ds
-           ON ds.activity_date BETWEEN d.activity_date - 6 AND d.activity_date
+           ON ds.activity_date BETWEEN d.activity_date - getvariable('window_back') AND d.activity_date
     GROUP BY d.activity_date
 ),
 joined AS (

@@ -4,9 +4,10 @@ DECLARE @loaded_at DATETIME2(6) = ?;
 DECLARE @churn_min_rolling_users INT = ?;
 DECLARE @churn_max_contact_age_days INT = ?;
 DECLARE @crm_max_snapshot_age_days INT = ?;
+DECLARE @rolling_days INT = ?;
 -- Rebuild the days listed in the session temp table #build_day (activity_date) from staging
 -- and MERGE them into analytics.company_daily_activity. The adapter runs this batch inside one
--- transaction. Only the built days and the 6 days before them are read, so the cost follows
+-- transaction. Only the built days and the @rolling_days - 1 days before them are read, so the cost follows
 -- the days being rebuilt, not the history the table holds. Rows whose values did not change
 -- are not touched (their pipeline_run_id and loaded_at stay).
 --
@@ -53,11 +54,11 @@ WHERE EXISTS (SELECT 1 FROM stg.usage_dataset AS u WHERE u.activity_date = d.act
 
 DELETE FROM #build_plan WHERE snapshot_date IS NULL;
 
--- The usage window: the built days and the 6 days before the first of them. Variables rather
+-- The usage window: the built days and the @rolling_days - 1 days before the first of them. Variables rather
 -- than a joined bounds row, so the read is a range seek on the clustered key.
 DECLARE @first_day DATE;
 DECLARE @last_day DATE;
-SELECT @first_day = DATEADD(day, -6, MIN(activity_date)), @last_day = MAX(activity_date)
+SELECT @first_day = DATEADD(day, 1 - @rolling_days, MIN(activity_date)), @last_day = MAX(activity_date)
 FROM #build_plan;
 
 -- 1. What the days should hold, computed from the staged inputs alone. SELECT ... INTO keeps
@@ -90,7 +91,7 @@ rolling AS (
     FROM day_companies AS c
     LEFT JOIN window_usage AS u
            ON u.company_id = c.company_id
-          AND u.activity_date BETWEEN DATEADD(day, -6, c.activity_date) AND c.activity_date
+          AND u.activity_date BETWEEN DATEADD(day, 1 - @rolling_days, c.activity_date) AND c.activity_date
     GROUP BY c.activity_date, c.company_id
 ),
 -- Staged usage datasets in the window, including ones with zero records.
@@ -98,7 +99,7 @@ observed AS (
     SELECT d.activity_date,
            (SELECT COUNT(*)
               FROM stg.usage_dataset AS ds
-             WHERE ds.activity_date BETWEEN DATEADD(day, -6, d.activity_date) AND d.activity_date) AS usage_days_observed_7d
+             WHERE ds.activity_date BETWEEN DATEADD(day, 1 - @rolling_days, d.activity_date) AND d.activity_date) AS usage_days_observed_7d
     FROM #build_plan AS d
 ),
 joined AS (

@@ -27,9 +27,9 @@ from typing import Any
 
 import pytest
 
-from shared.adapters.sqlite_ledger import SqliteLedger
-from shared.crm_csv import FIELD_SIZE_LIMIT
-from shared.replay import file_key
+from shared.adapters.ledger_sqlite import SqliteLedger
+from shared.domain.crm_csv import FIELD_SIZE_LIMIT
+from shared.domain.names import file_key
 from tests.conftest import REPO, read_alerts, read_table
 
 CORPUS = REPO / "tests" / "data" / "crm_bad"

@@ -11,17 +11,17 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shared import blob_events, names
-from shared.cli import LocalPipeline
 from shared.config import Settings
+from shared.domain import blob_events, names
+from shared.local.pipeline import LocalPipeline
+from shared.local.simulator import UsageApiSimulator
 from shared.ports import OutgoingMessage
-from shared.simulator import UsageApiSimulator
-from tests.conftest import GOLDEN, golden_crm_files, golden_records, read_table
+from tests.conftest import GOLDEN, read_table
 from tests.reference import diff_tables, load_expected_csv
 
-DAYS = sorted(golden_records())
-CRM_FILES = golden_crm_files()
-EXPECTED = load_expected_csv(GOLDEN / "expected_company_daily_activity.csv")
+DAYS = sorted(GOLDEN.records())
+CRM_FILES = GOLDEN.crm_files()
+EXPECTED = load_expected_csv(GOLDEN.expected_csv)
 
 
 def corrupted(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -57,7 +57,7 @@ action = st.one_of(
 def test_any_order_with_duplicates_and_replays_converges(
     tmp_path_factory, order, extras, wrong_first, drain_after, seed
 ) -> None:
-    truth = golden_records()
+    truth = GOLDEN.records()
     served = {d: corrupted(r) if d in wrong_first else r for d, r in truth.items()}
     with UsageApiSimulator(lambda d: list(served.get(d.isoformat(), [])), api_key="k") as api:
         settings_ = replace(

@@ -15,18 +15,18 @@ from pathlib import Path
 
 import pytest
 
-from shared.cli import LocalPipeline
 from shared.config import Settings
-from shared.replay import crm_file_status
-from shared.simulator import Fault, UsageApiSimulator
-from tests.conftest import API_KEY, GOLDEN, REPO, golden_crm_files, golden_records, read_table
+from shared.local.pipeline import LocalPipeline
+from shared.local.simulator import Fault, UsageApiSimulator
+from shared.services.status import crm_file_status
+from tests.conftest import API_KEY, GOLDEN, REPO, read_table
 from tests.reference import diff_tables, load_expected_csv
 
-EXPECTED = load_expected_csv(GOLDEN / "expected_company_daily_activity.csv")
+EXPECTED = load_expected_csv(GOLDEN.expected_csv)
 DRIVER = """
 import sys
 from pathlib import Path
-from shared.cli import LocalPipeline
+from shared.local.pipeline import LocalPipeline
 from shared.config import Settings
 pipeline = LocalPipeline(Settings.from_env())
 for path in sys.argv[1:]:
@@ -58,7 +58,7 @@ def wait_for(condition, timeout_s: float = 30.0) -> None:
 
 
 def test_a_fetch_killed_part_way_resumes_from_the_landed_pages(tmp_path: Path, cli, monkeypatch) -> None:
-    records = golden_records()
+    records = GOLDEN.records()
     # Page 3 of 2026-10-01 hangs the first time it is asked for: the process is killed there.
     # Page 1 reports total_pages (4), so pages 2-4 are fetched at once: 2 and 4 land while 3 hangs.
     stall = Fault(kind="delay", date="2026-10-01", page=3, seconds=60, times=1)
@@ -92,7 +92,7 @@ def test_a_fetch_killed_part_way_resumes_from_the_landed_pages(tmp_path: Path, c
         for name, value in env.items():
             if name in ("LOCAL_DATA_DIR", "USAGE_API_BASE_URL", "USAGE_API_KEY", "USAGE_API_PAGE_SIZE"):
                 monkeypatch.setenv(name, value)
-        assert cli("crm-drop", str(golden_crm_files()[0]))[0] == 0
+        assert cli("crm-drop", str(GOLDEN.crm_files()[0]))[0] == 0
         code, _out, err = cli("run", "--date", "2026-10-01")
         assert code == 0, err
         assert [api.count(date="2026-10-01", page=n) for n in (1, 2, 3, 4)] == [1, 1, 2, 1]
@@ -114,9 +114,9 @@ def test_a_fetch_killed_part_way_resumes_from_the_landed_pages(tmp_path: Path, c
 )
 def test_killed_at_any_moment_the_next_run_converges(tmp_path: Path, cli, monkeypatch, kill_after_s) -> None:
     """Kills land during fetches, staging and builds alike (the whole run takes a few seconds)."""
-    records = golden_records()
+    records = GOLDEN.records()
     data_dir = tmp_path / "local"
-    crm = [str(p) for p in golden_crm_files()]
+    crm = [str(p) for p in GOLDEN.crm_files()]
     with UsageApiSimulator(lambda d: records.get(d.isoformat(), []), api_key=API_KEY) as api:
         env = environment(data_dir, api)
         for delay in kill_after_s:
@@ -151,7 +151,7 @@ def test_killed_at_any_moment_the_next_run_converges(tmp_path: Path, cli, monkey
 KILLED_AFTER_ENQUEUE = """
 import os, signal, sys
 from pathlib import Path
-from shared.cli import LocalPipeline
+from shared.local.pipeline import LocalPipeline
 from shared.config import Settings
 pipeline = LocalPipeline(Settings.from_env())
 for path in sys.argv[1:]:
@@ -165,12 +165,12 @@ os.kill(os.getpid(), signal.SIGKILL)  # dies holding every message
 def test_messages_queued_by_a_killed_process_are_delivered_by_the_next_one(
     tmp_path: Path, cli, monkeypatch
 ) -> None:
-    records = golden_records()
+    records = GOLDEN.records()
     data_dir = tmp_path / "local"
     with UsageApiSimulator(lambda d: records.get(d.isoformat(), []), api_key=API_KEY) as api:
         env = environment(data_dir, api)
         killed = subprocess.run(
-            [sys.executable, "-c", KILLED_AFTER_ENQUEUE, *map(str, golden_crm_files())],
+            [sys.executable, "-c", KILLED_AFTER_ENQUEUE, *map(str, GOLDEN.crm_files())],
             cwd=REPO,
             env=env,
             capture_output=True,

@@ -2,35 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from shared import blob_events, names
-from shared.cli import LocalPipeline
-from shared.config import Settings
+from shared.adapters import bus_in_process as local_bus
+from shared.domain import blob_events, names
+from shared.domain.transform_plan import TransformRequest
+from shared.local.pipeline import LocalPipeline
+from shared.local.simulator import Fault, UsageApiSimulator
 from shared.ports import OutgoingMessage
-from shared.simulator import Fault, UsageApiSimulator
-from shared.transform import TransformRequest, run_transform
-from tests.conftest import GOLDEN, golden_crm_files, golden_records, read_alerts
+from shared.services.transform import run_transform
+from tests.conftest import GOLDEN, read_alerts
 from tests.reference import diff_tables, load_expected_csv
-
-
-@pytest.fixture
-def pipeline(tmp_path: Path, api: UsageApiSimulator):
-    settings = replace(
-        Settings.from_env({}),
-        usage_api_base_url=api.base_url,
-        usage_api_key="test-key-5f0c2a",
-        usage_api_page_size=10,
-        usage_api_backoff_base_s=0.01,
-        local_data_dir=tmp_path / "local",
-    )
-    pipe = LocalPipeline(settings)
-    yield pipe
-    pipe.close()
 
 
 def table(pipe: LocalPipeline) -> list[dict]:
@@ -48,7 +36,7 @@ def manifest_event(pipe: LocalPipeline, day: str, index: int = 0) -> OutgoingMes
 
 
 def test_an_older_fetch_delivered_after_a_newer_one_is_stale(pipeline: LocalPipeline, api_records) -> None:
-    pipeline.drop_crm(golden_crm_files()[0].read_bytes(), "companies_2026-10-01.csv")
+    pipeline.drop_crm(GOLDEN.crm_files()[0].read_bytes(), "companies_2026-10-01.csv")
     original = api_records["2026-10-01"]
     api_records["2026-10-01"] = original[:20]
     pipeline.replay({"date": "2026-10-01"})
@@ -74,13 +62,13 @@ def test_an_older_fetch_delivered_after_a_newer_one_is_stale(pipeline: LocalPipe
 
 
 def test_page_drift_duplicates_are_staged_once(tmp_path: Path, pipeline: LocalPipeline) -> None:
-    records = golden_records()["2026-10-01"]
+    records = GOLDEN.records()["2026-10-01"]
     with UsageApiSimulator(
         lambda d: records, api_key="k", faults=[Fault(kind="drift_duplicate", times=-1)]
     ) as drifting:
         settings = replace(pipeline.settings, usage_api_base_url=drifting.base_url, usage_api_key="k")
         pipeline.services.settings = settings
-        pipeline.drop_crm(golden_crm_files()[0].read_bytes(), "companies_2026-10-01.csv")
+        pipeline.drop_crm(GOLDEN.crm_files()[0].read_bytes(), "companies_2026-10-01.csv")
         pipeline.replay({"date": "2026-10-01"})
     usage = pipeline.services.ledger.get(names.USAGE, "2026-10-01").data
     assert usage["duplicates"] == 3  # pages 2..4 of 10 each repeat one record
@@ -88,16 +76,68 @@ def test_page_drift_duplicates_are_staged_once(tmp_path: Path, pipeline: LocalPi
     assert usage["staged"] == 39
 
 
-def test_a_poison_message_ends_in_alerts_after_max_deliveries(pipeline: LocalPipeline) -> None:
+@pytest.mark.parametrize(
+    ("queue", "body", "kind", "phrase"),
+    [
+        (names.TRANSFORM_QUEUE, b'{"kind": "nonsense"}', "bad_transform_request", "not a transform request"),
+        (names.TRANSFORM_QUEUE, b"{not json", "unreadable_message", "is not JSON"),
+        (names.FETCH_QUEUE, b'{"date": "yesterday"}', "bad_fetch_request", "bad date"),
+        (
+            names.INGEST_QUEUE,
+            b'{"eventType": "Microsoft.Storage.BlobCreated", "data": {"api": "PutBlob"}}',
+            "not_a_blob_event",
+            "unexpected BlobCreated subject",
+        ),
+    ],
+)
+def test_a_message_that_can_never_succeed_is_completed_at_once_with_one_alert(
+    pipeline: LocalPipeline, queue: str, body: bytes, kind: str, phrase: str
+) -> None:
+    pipeline.services.bus._enqueue(  # raw bytes, as a broken sender would put them on the queue
+        local_bus.Envelope(queue, "poison", body, {}, 10**6, datetime.now(UTC), 0.0)
+    )
+    report = pipeline.host.drain()
+    assert not report.failures and not report.dead_lettered  # delivered once, not redelivered
+    alerts = read_alerts(pipeline.settings.local_data_dir)
+    assert [a["kind"] for a in alerts] == [kind]
+    assert alerts[0]["stage"] in queue and phrase in alerts[0]["message"] and "poison" in alerts[0]["message"]
+
+
+def test_a_manifest_whose_page_is_missing_is_completed_with_an_alert(pipeline: LocalPipeline) -> None:
+    pipeline.replay({"date": "2026-10-01"})
+    manifest = next(
+        n
+        for n in pipeline.services.blobs.list(names.RAW_CONTAINER, "usage/2026-10-01/")
+        if n.endswith("manifest.json")
+    )
+    page = json.loads(pipeline.services.blobs.get(names.RAW_CONTAINER, manifest))["pages"][0]["blob"]
+    root = pipeline.settings.local_data_dir / "blobs" / names.RAW_CONTAINER
+    (root / page).unlink()
+    event = blob_events.make_event(names.RAW_CONTAINER, manifest, size=1)
+    pipeline.services.bus.send(names.INGEST_QUEUE, [OutgoingMessage(body=event, message_id=event["id"])])
+    report = pipeline.host.drain()
+    assert not report.failures and not report.dead_lettered
+    alerts = [a for a in read_alerts(pipeline.settings.local_data_dir) if a["kind"] == "bad_manifest"]
+    assert len(alerts) == 1 and "does not exist" in alerts[0]["message"]
+
+
+def test_a_failure_that_may_pass_later_is_still_retried_until_it_dead_letters(
+    pipeline: LocalPipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(pipeline.services.warehouse, "build_days", broken)
     pipeline.services.bus.send(
-        names.TRANSFORM_QUEUE, [OutgoingMessage(body={"kind": "nonsense"}, message_id="poison")]
+        names.TRANSFORM_QUEUE,
+        [OutgoingMessage(body={"kind": "day", "date": "2026-10-01", "run_id": "r"}, message_id="t-1")],
     )
     report = pipeline.host.drain()
     assert len(report.failures) == pipeline.settings.max_delivery_count
-    assert report.dead_lettered and "poison" in report.dead_lettered[0]
+    assert report.dead_lettered and "t-1" in report.dead_lettered[0]
     alerts = read_alerts(pipeline.settings.local_data_dir)
     assert [a["kind"] for a in alerts] == ["dead_letter"]
-    assert alerts[0]["stage"] == names.TRANSFORM_QUEUE and "not a transform request" in alerts[0]["message"]
+    assert alerts[0]["stage"] == names.TRANSFORM_QUEUE and "disk full" in alerts[0]["message"]
 
 
 def test_an_alert_that_cannot_be_delivered_is_dead_lettered_without_looping(pipeline: LocalPipeline) -> None:
@@ -113,10 +153,10 @@ def test_an_alert_that_cannot_be_delivered_is_dead_lettered_without_looping(pipe
 
 
 def test_two_transforms_of_overlapping_days_at_once(pipeline: LocalPipeline) -> None:
-    for path in golden_crm_files():
+    for path in GOLDEN.crm_files():
         pipeline.drop_crm(path.read_bytes(), path.name)
     pipeline.replay({"from": "2026-10-01", "to": "2026-10-10"})
-    expected = load_expected_csv(GOLDEN / "expected_company_daily_activity.csv")
+    expected = load_expected_csv(GOLDEN.expected_csv)
     with pipeline.services.warehouse._con.cursor() as con:  # start from an empty table
         con.execute("DELETE FROM analytics.company_daily_activity")
     errors: list[BaseException] = []
@@ -161,7 +201,8 @@ def test_webhook_failures_never_print_the_webhook_url(pipeline: LocalPipeline, c
 
 
 def test_the_same_alert_is_delivered_once_per_window(pipeline: LocalPipeline) -> None:
-    from shared.alerts import Alert, raise_alert
+    from shared.domain.alerts import Alert
+    from shared.services.alerts import raise_alert
 
     alert = Alert(
         "error", "fetch", "fetch_failed", "fetch of 2026-10-01 failed: HTTP 401", "run-1", "2026-10-01"

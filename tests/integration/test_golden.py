@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.conftest import GOLDEN, golden_crm_files, read_alerts, read_table
+from tests.conftest import GOLDEN, read_alerts, read_table
 from tests.reference import diff_tables, load_expected_csv
 
 
@@ -15,16 +15,14 @@ def quarantined(data_dir: Path, suffix: str) -> list[dict]:
 
 
 def test_golden_world_end_to_end(cli, local_env: Path) -> None:
-    for path in golden_crm_files():
+    for path in GOLDEN.crm_files():
         code, out, err = cli("crm-drop", str(path))
         assert code == 0, err
     code, out, err = cli("backfill", "--from", "2026-10-01", "--to", "2026-10-10")
     assert code == 0, err
     assert out.count(" built ") == 10, out
 
-    differences = diff_tables(
-        read_table(local_env), load_expected_csv(GOLDEN / "expected_company_daily_activity.csv")
-    )
+    differences = diff_tables(read_table(local_env), load_expected_csv(GOLDEN.expected_csv))
     assert differences == [], "\n".join(differences[:20])
 
     # Invalid API records and bad CRM rows are in quarantine, with reasons, under their source blob's name.
@@ -42,7 +40,7 @@ def test_golden_world_end_to_end(cli, local_env: Path) -> None:
 
     # Every input row is staged or quarantined: none silently dropped.
     staged_usage = read_table(local_env, "SELECT COUNT(*) AS n FROM stg.product_usage_daily")[0]["n"]
-    api_total = sum(len(json.loads(p.read_text())) for p in (GOLDEN / "api").glob("*.json"))
+    api_total = sum(len(json.loads(p.read_text())) for p in (GOLDEN.root / "api").glob("*.json"))
     assert staged_usage + len(records) == api_total
 
 
@@ -51,17 +49,15 @@ def test_days_wait_for_their_snapshot_then_build_in_any_order(cli, local_env: Pa
     assert code == 0, err  # waiting is not a failure
     assert out.count(" waiting ") == 10, out
     assert read_table(local_env) == []
-    for path in reversed(golden_crm_files()):
+    for path in reversed(GOLDEN.crm_files()):
         assert cli("crm-drop", str(path))[0] == 0
-    differences = diff_tables(
-        read_table(local_env), load_expected_csv(GOLDEN / "expected_company_daily_activity.csv")
-    )
+    differences = diff_tables(read_table(local_env), load_expected_csv(GOLDEN.expected_csv))
     assert differences == [], "\n".join(differences[:20])
     assert not [a for a in read_alerts(local_env) if a["severity"] == "error"]
 
 
 def test_rerun_without_force_changes_nothing_and_force_keeps_loaded_at(cli, local_env: Path, api) -> None:
-    for path in golden_crm_files():
+    for path in GOLDEN.crm_files():
         cli("crm-drop", str(path))
     assert cli("backfill", "--from", "2026-10-01", "--to", "2026-10-10")[0] == 0
     before = read_table(local_env)

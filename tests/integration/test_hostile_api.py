@@ -19,10 +19,10 @@ from typing import Any
 
 import pytest
 
-import shared.cli
-from shared import fetch_service
-from shared.simulator import NO_RESPONSE, Fault, RequestRecord, UsageApiSimulator
-from tests.conftest import API_KEY, GOLDEN, golden_crm_files, golden_records, read_alerts, read_table
+import shared.local.cli
+from shared import bootstrap
+from shared.local.simulator import NO_RESPONSE, Fault, RequestRecord, UsageApiSimulator
+from tests.conftest import API_KEY, GOLDEN, read_alerts, read_table
 from tests.reference import diff_tables, load_expected_csv
 
 DAY = "2026-10-01"
@@ -50,7 +50,7 @@ def hostile_api(local_env: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[St
 
     Can be called again in a test: the newest simulator wins, the data dir stays the same.
     """
-    records = golden_records()
+    records = GOLDEN.records()
     started: list[UsageApiSimulator] = []
 
     def start(faults: list[Fault]) -> UsageApiSimulator:
@@ -82,10 +82,10 @@ def hostile_api(local_env: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[St
 def waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     """Every pause the usage API client asks for between attempts (it still really sleeps)."""
     asked: list[float] = []
-    real_make_client = fetch_service.make_client
+    real_client = bootstrap.usage_api_client
 
-    def make_client(services: Any) -> Any:
-        client = real_make_client(services)
+    def make_client(settings: Any) -> Any:
+        client = real_client(settings)
         real_sleep = client.sleep
 
         def sleep(seconds: float) -> None:
@@ -95,13 +95,13 @@ def waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
         client.sleep = sleep
         return client
 
-    monkeypatch.setattr(fetch_service, "make_client", make_client)
+    monkeypatch.setattr(bootstrap, "usage_api_client", make_client)
     return asked
 
 
 def drop_crm(cli: Cli, *days: str) -> None:
     wanted = {f"companies_{d}.csv" for d in days}
-    paths = [p for p in golden_crm_files() if p.name in wanted]
+    paths = [p for p in GOLDEN.crm_files() if p.name in wanted]
     assert len(paths) == len(wanted), f"golden CRM drops missing for {days}"
     for path in paths:
         code, _out, err = cli("crm-drop", str(path))
@@ -138,7 +138,7 @@ def assert_page_1_first(log: list[tuple[int | None, int, str | None]]) -> None:
 
 def expected_rows(*days: str) -> list[dict[str, Any]]:
     wanted = {date.fromisoformat(d) for d in days}
-    rows = load_expected_csv(GOLDEN / "expected_company_daily_activity.csv")
+    rows = load_expected_csv(GOLDEN.expected_csv)
     return [r for r in rows if r["activity_date"] in wanted]
 
 
@@ -168,7 +168,7 @@ def day_status(cli: Cli, day: str) -> dict[str, Any]:
 
 
 def assert_staged_once(cli: Cli, data_dir: Path, day: str, *, duplicates: int = 0) -> dict[str, Any]:
-    received = len(golden_records()[day]) + duplicates
+    received = len(GOLDEN.records()[day]) + duplicates
     assert staged_count(data_dir, day) == (GOLDEN_VALID[day], GOLDEN_VALID[day])
     usage = day_status(cli, day)["usage"]
     assert usage["received"] == received
@@ -192,7 +192,7 @@ def assert_key_nowhere(data_dir: Path, *texts: str) -> None:
 @pytest.fixture
 def debug_logs(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> pytest.LogCaptureFixture:
     """Capture every log record at DEBUG, also those the CLI's logging set-up would silence."""
-    real_configure = shared.cli.configure_logging
+    real_configure = shared.local.cli.configure_logging
 
     def configure(settings: Any = None, level: int | None = None, **kwargs: Any) -> None:
         real_configure(settings, level=logging.DEBUG, **kwargs)  # installs the redacting filters as usual
@@ -202,7 +202,7 @@ def debug_logs(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
     caplog.set_level(logging.DEBUG)
     for noisy in ("azure", "urllib3"):
         caplog.set_level(logging.DEBUG, logger=noisy)  # restored after the test
-    monkeypatch.setattr(shared.cli, "configure_logging", configure)
+    monkeypatch.setattr(shared.local.cli, "configure_logging", configure)
     return caplog
 
 

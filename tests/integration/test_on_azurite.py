@@ -10,9 +10,9 @@ import pytest
 from azure.data.tables import TableServiceClient
 from azure.storage.blob import BlobServiceClient
 
-from shared import names
+from shared.domain import names
 from tests.azurite import azurite  # noqa: F401  (the session fixture)
-from tests.conftest import GOLDEN, golden_crm_files, read_table
+from tests.conftest import GOLDEN, read_table
 from tests.reference import diff_tables, load_expected_csv
 
 pytestmark = pytest.mark.azurite
@@ -29,15 +29,13 @@ def on_azurite(azurite: str, local_env: Path, monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_golden_world_on_azure_blob_and_table_storage(cli, local_env: Path, on_azurite: str) -> None:
-    for path in golden_crm_files():
+    for path in GOLDEN.crm_files():
         assert cli("crm-drop", str(path))[0] == 0
     code, out, err = cli("backfill", "--from", "2026-10-01", "--to", "2026-10-10")
     assert code == 0, err
     assert out.count(" built ") == 10
 
-    differences = diff_tables(
-        read_table(local_env), load_expected_csv(GOLDEN / "expected_company_daily_activity.csv")
-    )
+    differences = diff_tables(read_table(local_env), load_expected_csv(GOLDEN.expected_csv))
     assert differences == [], "\n".join(differences[:20])
     assert not (local_env / "blobs").exists()  # nothing went to the folder store
     assert not (local_env / "ledger.sqlite3").exists()

@@ -1,4 +1,4 @@
-// Service Bus: the four queues of the pipeline (contract section 4, shared/names.py).
+// Service Bus: the four queues of the pipeline (contract section 4, shared/domain/names.py).
 //
 //   fetch-requests  timer / replay / backfill -> fetch
 //   ingest-events   Event Grid BlobCreated    -> usage and CRM loaders

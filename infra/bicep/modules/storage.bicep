@@ -44,7 +44,7 @@ param deploymentContainerName string = 'app-package'
 
 param tags object = {}
 
-// Fixed by the contract (section 4) and shared/names.py.
+// Fixed by the contract (section 4) and shared/domain/names.py.
 var dataContainers = [
   'raw'
   'crm-drop'

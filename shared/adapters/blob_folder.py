@@ -1,0 +1,76 @@
+"""Blob store on a local folder: `<root>/<container>/<blob name>`."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+from shared.domain.blob_names import UnsafeBlobName, check_blob_name, check_container_name
+from shared.ports import BlobExists, BlobInfo, BlobNotFound
+
+
+class FolderBlobStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+        # Temp files live outside every container (".tmp" is not a valid container name), so no
+        # blob name can be mistaken for one.
+        self._tmp = self.root / ".tmp"
+
+    def _container(self, container: str) -> Path:
+        return self.root / check_container_name(container)
+
+    def _path(self, container: str, name: str) -> Path:
+        check_blob_name(container, name)
+        path = self._container(container).joinpath(*name.split("/"))
+        if not path.resolve().is_relative_to(self.root):
+            raise UnsafeBlobName(f"unsafe blob name {container}/{name!r}")
+        return path
+
+    def put(self, container: str, name: str, data: bytes, *, overwrite: bool = True) -> None:
+        path = self._path(container, name)
+        if not overwrite and path.exists():
+            raise BlobExists(f"blob {container}/{name} exists")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._tmp.mkdir(parents=True, exist_ok=True)
+        # Write then rename: a reader never sees half a blob, as with a committed block list.
+        fd, tmp = tempfile.mkstemp(dir=self._tmp)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def _file(self, container: str, name: str) -> Path:
+        path = self._path(container, name)
+        if not path.is_file():
+            raise BlobNotFound(f"{container}/{name}")
+        return path
+
+    def get(self, container: str, name: str) -> bytes:
+        try:
+            return self._file(container, name).read_bytes()
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise BlobNotFound(f"{container}/{name}") from None
+
+    def info(self, container: str, name: str) -> BlobInfo:
+        try:
+            stat = self._file(container, name).stat()
+        except (FileNotFoundError, NotADirectoryError):
+            raise BlobNotFound(f"{container}/{name}") from None
+        modified = datetime.fromtimestamp(stat.st_mtime, UTC)
+        # A file has no portable creation time; an overwrite is a new blob on Azure too.
+        return BlobInfo(container, name, stat.st_size, created_at=modified, last_modified=modified)
+
+    def exists(self, container: str, name: str) -> bool:
+        return self._path(container, name).is_file()
+
+    def list(self, container: str, prefix: str = "") -> list[str]:
+        base = self._container(container)
+        if not base.is_dir():
+            return []
+        found = (p.relative_to(base).as_posix() for p in base.rglob("*") if p.is_file())
+        return sorted(n for n in found if n.startswith(prefix))

@@ -1,0 +1,198 @@
+"""In-process message bus with Service Bus semantics that matter to the handlers.
+
+* at-least-once: a message stays until completed; abandoning it redelivers it with a
+  higher delivery count;
+* max deliveries: past `max_delivery_count` it is dead-lettered, and dead letters are
+  forwarded to the `alerts` queue (whose own dead letters are terminal), as the Bicep
+  configures `forwardDeadLetteredMessagesTo`;
+* duplicate detection: a message id seen within the window is dropped on send;
+* scheduled delivery: kept as an ordering hint; the local host does not sleep for it;
+* durability (with a journal): messages outlive the process; one whose consumer died is
+  delivered again, and past the maximum deliveries it is dead-lettered ("lock lost").
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from shared.adapters.bus_journal import BusJournal
+from shared.domain import names
+from shared.ports import OutgoingMessage
+
+
+@dataclass
+class Envelope:
+    queue: str
+    message_id: str
+    body: bytes
+    properties: dict[str, Any]
+    sequence_number: int
+    enqueued_at: datetime
+    available_at: float
+    delivery_count: int = 0
+    locked: bool = False  # received and not yet settled
+    dead_letter_reason: str | None = None
+    dead_letter_error_description: str | None = None
+    dead_letter_source: str | None = None
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass
+class InProcessBus:
+    max_delivery_count: int = 5
+    duplicate_window_s: float = 600.0
+    dead_letter_forward_to: str | None = names.ALERTS_QUEUE
+    queues: dict[str, list[Envelope]] = field(default_factory=dict)
+    dead_letters: dict[str, list[Envelope]] = field(default_factory=dict)
+    sent_count: dict[str, int] = field(default_factory=dict)
+    _seen_ids: dict[tuple[str, str], float] = field(default_factory=dict)
+    _in_flight: int = 0
+    _sequence: itertools.count = field(default_factory=itertools.count)
+    _lock: threading.RLock = field(default_factory=threading.RLock)
+    journal: BusJournal | None = None
+
+    def __post_init__(self) -> None:
+        if self.journal is None:
+            return
+        now = time.monotonic()
+        for queue, message_id, age in self.journal.recent_ids(self.duplicate_window_s):
+            self._seen_ids[(queue, message_id)] = now - age
+        self._sequence = itertools.count(self.journal.max_seq() + 1)
+        for row in self.journal.pending():  # what a previous process left undelivered
+            envelope = Envelope(
+                queue=row["queue"],
+                message_id=row["message_id"],
+                body=bytes(row["body"]),
+                properties=row["properties"],
+                sequence_number=row["seq"],
+                enqueued_at=datetime.fromisoformat(row["enqueued_at"]),
+                available_at=now,
+                delivery_count=row["delivery_count"],
+                dead_letter_reason=row["dead_letter_reason"],
+                dead_letter_error_description=row["dead_letter_error_description"],
+                dead_letter_source=row["dead_letter_source"],
+            )
+            self.queues.setdefault(envelope.queue, []).append(envelope)
+
+    # --- MessageBus port ---
+    def send(self, queue: str, messages: Iterable[OutgoingMessage]) -> None:
+        now = time.monotonic()
+        with self._lock:
+            for message in messages:
+                key = (queue, message.message_id)
+                seen = self._seen_ids.get(key)
+                if seen is not None and now - seen < self.duplicate_window_s:
+                    continue  # duplicate detection, as Service Bus does within its window
+                self._seen_ids[key] = now
+                if self.journal is not None:
+                    self.journal.sent(queue, message.message_id)
+                self._enqueue(
+                    Envelope(
+                        queue=queue,
+                        message_id=message.message_id,
+                        body=json.dumps(message.body, default=str).encode(),
+                        properties=dict(message.properties),
+                        sequence_number=next(self._sequence),
+                        enqueued_at=datetime.now(UTC),
+                        available_at=now + message.delay_s,
+                    )
+                )
+
+    def _enqueue(self, envelope: Envelope) -> None:
+        if self.journal is not None:
+            self.journal.add(envelope)
+        self.queues.setdefault(envelope.queue, []).append(envelope)
+        self.sent_count[envelope.queue] = self.sent_count.get(envelope.queue, 0) + 1
+
+    # --- what the local host uses to play the Functions runtime ---
+    def receive(self, queue: str, rng: random.Random | None = None) -> Envelope | None:
+        """Lock the next message (earliest available first, or any with `rng`: Service Bus does
+        not promise order); None when the queue is empty."""
+        with self._lock:
+            while True:
+                pending = self.queues.get(queue)
+                if not pending:
+                    return None
+                if rng is not None:
+                    envelope = rng.choice(pending)
+                else:
+                    envelope = min(pending, key=lambda e: (e.available_at, e.sequence_number))
+                pending.remove(envelope)
+                if envelope.delivery_count >= self.max_delivery_count:
+                    # Its consumer died holding it, past the last allowed delivery.
+                    self._dead_letter(
+                        envelope, "MaxDeliveryCountExceeded", "lock lost: the process handling it stopped"
+                    )
+                    continue
+                envelope.delivery_count += 1
+                envelope.locked = True
+                self._in_flight += 1
+                if self.journal is not None:
+                    self.journal.delivered(envelope)
+                return envelope
+
+    def _settle(self, envelope: Envelope) -> None:
+        if not envelope.locked:
+            raise ValueError(f"message {envelope.message_id} is not locked: it was settled already")
+        envelope.locked = False
+        self._in_flight -= 1
+
+    def complete(self, envelope: Envelope) -> None:
+        with self._lock:
+            self._settle(envelope)
+            if self.journal is not None:
+                self.journal.remove(envelope)
+
+    def abandon(self, envelope: Envelope, error: str) -> bool:
+        """Give the message back; returns True when that dead-lettered it."""
+        with self._lock:
+            self._settle(envelope)
+            if envelope.delivery_count < self.max_delivery_count:
+                self.queues.setdefault(envelope.queue, []).append(envelope)
+                return False
+            self._dead_letter(envelope, "MaxDeliveryCountExceeded", error)
+            return True
+
+    def _dead_letter(self, envelope: Envelope, reason: str, description: str) -> None:
+        envelope.dead_letter_reason = reason
+        envelope.dead_letter_error_description = description[:4096]
+        self.dead_letters.setdefault(envelope.queue, []).append(envelope)
+        if self.journal is not None:
+            self.journal.dead_lettered(envelope)
+        target = self.dead_letter_forward_to
+        if target and envelope.queue != target:
+            forwarded = Envelope(
+                queue=target,
+                message_id=envelope.message_id,
+                body=envelope.body,
+                properties={
+                    **envelope.properties,
+                    "DeadLetterReason": reason,
+                    "DeadLetterErrorDescription": envelope.dead_letter_error_description,
+                },
+                sequence_number=next(self._sequence),
+                enqueued_at=datetime.now(UTC),
+                available_at=time.monotonic(),
+                dead_letter_reason=reason,
+                dead_letter_error_description=envelope.dead_letter_error_description,
+                dead_letter_source=envelope.queue,
+            )
+            self._enqueue(forwarded)
+
+    def idle(self) -> bool:
+        with self._lock:
+            return self._in_flight == 0 and not any(self.queues.values())
+
+    def depth(self, queue: str) -> int:
+        with self._lock:
+            return len(self.queues.get(queue, ()))

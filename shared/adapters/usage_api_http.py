@@ -1,0 +1,180 @@
+"""Client for the Product Usage API: one page per call, with retries that know the API's moods.
+
+Small pieces, each one idea (as in dlt's REST client): `retry_after_seconds` reads the
+server's wish, `RateLimiter` (usage_api_pacing) paces the requests and slows down when the
+server says 429, `UsageApiClient.fetch_page` asks for one page and classifies the answer with
+the one rule in `shared.domain.http_status`, and the fetch service walks the pages by
+`has_next_page`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, date, datetime
+from email.utils import parsedate_to_datetime
+
+import requests
+from requests.adapters import HTTPAdapter
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from shared.adapters.usage_api_pacing import RateLimiter
+from shared.config import Settings
+from shared.domain import http_status
+from shared.domain.usage_page import MalformedPage, Page, TruncatedPage, parse_page
+from shared.ports import TransientApiError, UsageApiError
+
+log = logging.getLogger(__name__)
+
+MAX_RETRY_AFTER_S = 300.0  # a server asking for more than this is treated as asking for this
+
+
+def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
+    """`Retry-After` as delta-seconds or as an HTTP-date; None when absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isascii() and value.isdigit():  # "²".isdigit() is True too
+        return min(float(value), MAX_RETRY_AFTER_S)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    delta = (when - (now or datetime.now(UTC))).total_seconds()
+    return min(max(delta, 0.0), MAX_RETRY_AFTER_S)
+
+
+class UsageApiClient:
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        timeout_s: float = 30.0,
+        page_size: int = 500,
+        max_attempts: int = 6,
+        backoff_base_s: float = 1.0,
+        backoff_max_s: float = 60.0,
+        session: requests.Session | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        limiter: RateLimiter | None = None,
+        pool_size: int = 10,
+    ) -> None:
+        """`limiter` paces every attempt (None: no client-side pacing). `pool_size` is the most
+        connections kept to the API, at least the number of threads sharing this client."""
+        if not base_url:
+            raise UsageApiError("USAGE_API_BASE_URL is not set")
+        self.base_url = base_url.rstrip("/")
+        self._api_key = api_key
+        self.timeout_s = timeout_s
+        self.page_size = page_size
+        self.max_attempts = max_attempts
+        self.session = session or _pooled_session(pool_size)
+        self.sleep = sleep
+        self.limiter = limiter
+        self._lock = threading.Lock()  # fetch workers share one client
+        self.attempts = 0  # every HTTP request made, retries included
+        self._backoff = wait_exponential_jitter(
+            multiplier=backoff_base_s, max=backoff_max_s, jitter=backoff_base_s
+        )
+
+    def _wait(self, state: RetryCallState) -> float:
+        error = state.outcome.exception() if state.outcome else None
+        if isinstance(error, TransientApiError) and error.retry_after_s is not None:
+            return error.retry_after_s
+        return float(self._backoff(state))
+
+    def fetch_page(self, day: date, number: int) -> Page:
+        retrying = Retrying(
+            stop=stop_after_attempt(self.max_attempts),
+            wait=self._wait,
+            retry=retry_if_exception_type(TransientApiError),
+            sleep=self.sleep,
+            reraise=True,
+            before_sleep=lambda s: log.warning(
+                "usage API %s page %d: %s; retry %d of %d",
+                day,
+                number,
+                s.outcome.exception() if s.outcome else "?",
+                s.attempt_number,
+                self.max_attempts - 1,
+            ),
+        )
+        try:
+            return retrying(self._request_page, day, number)
+        except TransientApiError as exc:
+            raise TransientApiError(
+                f"usage API {day} page {number}: still failing after {self.max_attempts} attempts: {exc}"
+            ) from None
+
+    def _request_page(self, day: date, number: int) -> Page:
+        ticket = self.limiter.acquire() if self.limiter else 0  # every attempt, retries included
+        with self._lock:
+            self.attempts += 1
+        try:
+            response = self.session.get(
+                f"{self.base_url}/v2/usage",
+                params={"date": day.isoformat(), "page": number, "page_size": self.page_size},
+                headers={"Authorization": f"Bearer {self._api_key}", "Accept": "application/json"},
+                timeout=(min(10.0, self.timeout_s), self.timeout_s),
+            )
+            body = response.content  # reading the body can time out or be cut off too
+        except requests.Timeout:
+            raise TransientApiError(f"page {number}: timed out after {self.timeout_s:g} s") from None
+        except requests.RequestException as exc:  # connection reset, refused, chunked body cut off
+            raise TransientApiError(f"page {number}: {exc.__class__.__name__}") from None
+        status = response.status_code
+        if self.limiter and status == 429:
+            self.limiter.on_throttled(ticket)  # slow down; the Retry-After wait still comes on top
+        elif self.limiter and status == 200:
+            self.limiter.on_success()
+        if status == 200:
+            try:
+                return parse_page(number, body)
+            except TruncatedPage as exc:  # a cut-off answer: ask again
+                raise TransientApiError(str(exc)) from None
+            except MalformedPage as exc:  # the same answer next time
+                raise UsageApiError(str(exc)) from None
+        reason = http_status.phrase(status)
+        if http_status.is_transient(status):
+            raise TransientApiError(
+                f"page {number}: HTTP {status} {reason}",
+                retry_after_s=retry_after_seconds(response.headers.get("Retry-After")),
+            )
+        raise UsageApiError(f"usage API answered HTTP {status} {reason} for date {day} page {number}")
+
+
+def _pooled_session(pool_size: int) -> requests.Session:
+    """A session whose pool keeps a connection per worker thread (requests' default keeps 10 and
+    drops the rest after use). urllib3's pool is thread-safe; we set no per-request session state."""
+    session = requests.Session()
+    adapter = HTTPAdapter(pool_maxsize=max(10, pool_size))
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    return session
+
+
+def client_for(settings: Settings) -> UsageApiClient:
+    """A client for one day's fetch, with its own rate limiter shared by that fetch's workers:
+    the API's limit is per client, not per thread."""
+    return UsageApiClient(
+        settings.usage_api_base_url,
+        settings.usage_api_key,
+        timeout_s=settings.usage_api_timeout_s,
+        page_size=settings.usage_api_page_size,
+        max_attempts=settings.usage_api_max_attempts,
+        backoff_base_s=settings.usage_api_backoff_base_s,
+        backoff_max_s=settings.usage_api_backoff_max_s,
+        limiter=RateLimiter(settings.usage_api_max_rps),
+        pool_size=settings.usage_api_concurrency,
+    )

@@ -1,0 +1,266 @@
+"""Warehouse on Azure SQL through pyodbc (imported lazily: the local default never needs it).
+
+* Connection: ODBC Driver 18 for SQL Server, falling back to 17; either a full connection
+  string (SQL auth, from Key Vault) or the server and database with a managed-identity access
+  token.
+* Each `sql/mssql/<name>.sql` file is one batch. Its parameters are declared at the top as
+  `DECLARE @name TYPE = ?;` and bound in that order from the same names the DuckDB files use.
+* Bulk loads go into `#temp` tables with `fast_executemany`, in bounded chunks.
+* Transient errors (throttling, failover, deadlock victim, dropped connections) retry the whole
+  transaction on a fresh connection.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import struct
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from functools import cache
+from typing import Any, TypeVar
+
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential
+
+from shared.adapters.sql_files import SQL_ROOT
+from shared.adapters.warehouse_sql import Column, SqlWarehouse
+from shared.config import Settings
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+DRIVERS = ("ODBC Driver 18 for SQL Server", "ODBC Driver 17 for SQL Server")
+SQL_COPT_SS_ACCESS_TOKEN = 1256  # msodbcsql.h: pass an Entra access token instead of a password
+TOKEN_SCOPE = "https://database.windows.net/.default"
+# Azure SQL's transient errors: 40613 database unavailable, 40197 service error (failover),
+# 40501 service busy, 49918-49920 not enough resources, 4060 cannot open database, 10928/10929
+# resource limits, 1205 deadlock victim, 10053/10054/10060/233/64 the connection went away.
+TRANSIENT_ERRORS = frozenset(
+    {40613, 40197, 40501, 49918, 49919, 49920, 4060, 10928, 10929, 1205, 10053, 10054, 10060, 233, 64}
+)
+TRANSIENT_SQLSTATES = frozenset({"08S01", "08001", "HYT00", "HYT01", "40001"})
+_DECLARE = re.compile(r"^\s*DECLARE\s+@(\w+)\s+[^=;]+=\s*\?\s*;", re.IGNORECASE | re.MULTILINE)
+_ERROR_NUMBER = re.compile(r"\((\d{2,5})\)")
+_TYPES = {"text": "NVARCHAR(400)", "int": "INT", "date": "DATE", "timestamp": "DATETIME2(6)"}
+# ODBC SQL types for setinputsizes (SQL_WVARCHAR, SQL_INTEGER, SQL_TYPE_DATE, SQL_TYPE_TIMESTAMP):
+# declaring them spares the driver from describing parameters of a #temp table, which it cannot
+# always do (pyodbc issues 295 and 415), and keeps fast_executemany's buffers bounded.
+_INPUT_SIZES = {"text": (-9, 400, 0), "int": (4, 0, 0), "date": (91, 0, 0), "timestamp": (93, 27, 6)}
+
+
+@cache
+def sql_file(name: str) -> tuple[str, tuple[str, ...]]:
+    """The batch text and the parameter names it declares, in binding order."""
+    text = (SQL_ROOT / "mssql" / f"{name}.sql").read_text(encoding="utf-8")
+    return text, tuple(_DECLARE.findall(text))
+
+
+def pick_driver(installed: Iterable[str]) -> str:
+    available = set(installed)
+    for driver in DRIVERS:
+        if driver in available:
+            return driver
+    raise RuntimeError(
+        "no SQL Server ODBC driver found (need 'ODBC Driver 18 for SQL Server' or 17); installed: "
+        + (", ".join(sorted(available)) or "none")
+    )
+
+
+def access_token_struct(token: str) -> bytes:
+    """The ODBC driver wants the token as length-prefixed UTF-16-LE bytes."""
+    raw = token.encode("utf-16-le")
+    return struct.pack(f"<I{len(raw)}s", len(raw), raw)
+
+
+def is_transient(error: BaseException) -> bool:
+    args = getattr(error, "args", ())
+    sqlstate = str(args[0]) if args else ""
+    message = " ".join(str(a) for a in args)
+    numbers = {int(n) for n in _ERROR_NUMBER.findall(message)}
+    return sqlstate in TRANSIENT_SQLSTATES or bool(numbers & TRANSIENT_ERRORS)
+
+
+def connection_factory(settings: Settings, credential: Any = None) -> Callable[[], Any]:
+    import pyodbc  # lazily: needs the system's unixODBC, which the local default never loads
+
+    driver = pick_driver(pyodbc.drivers())
+    if settings.sql_connection_string:
+        text = settings.sql_connection_string
+        if "driver=" not in text.lower():
+            text = f"Driver={{{driver}}};{text}"
+        return lambda: pyodbc.connect(text, autocommit=False)
+    if not (settings.sql_server and settings.sql_database):
+        raise RuntimeError("set SQL_SERVER and SQL_DATABASE (managed identity) or SQL_CONNECTION_STRING")
+    base = (
+        f"Driver={{{driver}}};Server=tcp:{settings.sql_server},1433;Database={settings.sql_database};"
+        "Encrypt=yes;TrustServerCertificate=no;Connection Timeout=30"
+    )
+    if credential is None:
+        from azure.identity import DefaultAzureCredential
+
+        credential = DefaultAzureCredential()
+
+    def connect() -> Any:
+        token = credential.get_token(TOKEN_SCOPE).token  # the credential caches and refreshes it
+        return pyodbc.connect(
+            base, autocommit=False, attrs_before={SQL_COPT_SS_ACCESS_TOKEN: access_token_struct(token)}
+        )
+
+    return connect
+
+
+class MssqlWarehouse(SqlWarehouse):
+    dialect = "mssql"
+
+    def __init__(
+        self,
+        connect: Callable[[], Any],
+        *,
+        chunk_size: int = 5_000,
+        attempts: int = 5,
+        backoff_s: float = 1.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._connect = connect
+        self.chunk_size = chunk_size
+        self.attempts = attempts
+        self.backoff_s = backoff_s
+        self.sleep = sleep
+        self._local = threading.local()  # one connection per worker thread
+        self._schema_ready = False
+
+    @classmethod
+    def from_settings(cls, settings: Settings, credential: Any = None) -> MssqlWarehouse:
+        return cls(connection_factory(settings, credential))
+
+    # --- connections and retries ---
+    def _connection(self) -> Any:
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = self._local.connection = self._connect()
+        return connection
+
+    def _discard_connection(self) -> None:
+        connection = getattr(self._local, "connection", None)
+        self._local.connection = None
+        if connection is not None:
+            try:
+                connection.close()
+            except Exception:  # already broken: nothing to do
+                log.debug("closing a broken connection failed", exc_info=True)
+
+    def _retry(self, work: Callable[[], T]) -> T:
+        """Run `work`, again on a fresh connection after a transient error, with exponential backoff."""
+        retrying = Retrying(
+            stop=stop_after_attempt(self.attempts),
+            wait=wait_exponential(multiplier=self.backoff_s, max=30.0),
+            retry=retry_if_exception(is_transient),
+            sleep=self.sleep,
+            before_sleep=self._before_retry,
+            reraise=True,
+        )
+        return retrying(work)
+
+    def _before_retry(self, state: RetryCallState) -> None:
+        self._discard_connection()
+        error = state.outcome.exception() if state.outcome else None
+        log.warning(
+            "Azure SQL transient error (attempt %d of %d), retrying in %.1f s: %s",
+            state.attempt_number,
+            self.attempts,
+            state.upcoming_sleep,
+            str(error).splitlines()[0][:300] if error else "?",
+        )
+
+    # --- SqlWarehouse ---
+    @contextmanager
+    def _transaction(self) -> Iterator[Any]:
+        self.apply_schema()
+        connection = self._connection()
+        cursor = connection.cursor()
+        try:
+            yield cursor
+            connection.commit()
+        except BaseException:
+            try:
+                connection.rollback()
+            except Exception:  # a dead connection cannot roll back; the server already did
+                self._discard_connection()
+            raise
+        finally:
+            cursor.close()
+
+    def _attempt(self, work: Callable[[], T]) -> T:
+        return self._retry(work)  # the whole transaction, on a fresh connection
+
+    def _run(self, session: Any, name: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        text, names = sql_file(name)
+        session.execute(text, [params[n] for n in names])
+        rows: list[tuple[Any, ...]] = []
+        while True:  # the last result set wins; SET NOCOUNT ON keeps row counts out of the way
+            if session.description:
+                rows = [tuple(r) for r in session.fetchall()]
+            if not session.nextset():
+                return rows
+
+    def _load(
+        self, session: Any, table: str, columns: Sequence[Column], rows: Iterable[Sequence[Any]]
+    ) -> None:
+        # Fixed names and types from the code, never from data.
+        ddl = ", ".join(f"{name} {_TYPES[kind]}" for name, kind in columns)
+        session.execute(f"DROP TABLE IF EXISTS #{table}; CREATE TABLE #{table} ({ddl});")
+        insert = f"INSERT INTO #{table} ({', '.join(n for n, _ in columns)}) VALUES ({', '.join('?' * len(columns))})"  # noqa: S608
+        session.fast_executemany = True
+        session.setinputsizes([_INPUT_SIZES[kind] for _, kind in columns])
+        chunk: list[Sequence[Any]] = []
+        for row in rows:
+            chunk.append(row)
+            if len(chunk) >= self.chunk_size:
+                session.executemany(insert, chunk)
+                chunk = []
+        if chunk:
+            session.executemany(insert, chunk)
+
+    def _read(self, name: str, params: Mapping[str, Any]) -> tuple[list[str], list[tuple[Any, ...]]]:
+        def work() -> tuple[list[str], list[tuple[Any, ...]]]:
+            self.apply_schema()
+            connection = self._connection()
+            cursor = connection.cursor()
+            try:
+                text, names = sql_file(name)
+                cursor.execute(text, [params[n] for n in names])
+                columns: list[str] = []
+                rows: list[tuple[Any, ...]] = []
+                while True:
+                    if cursor.description:
+                        columns = [d[0] for d in cursor.description]
+                        rows = [tuple(r) for r in cursor.fetchall()]
+                    if not cursor.nextset():
+                        break
+                connection.commit()
+                return columns, rows
+            finally:
+                cursor.close()
+
+        return self._retry(work)
+
+    def apply_schema(self) -> None:
+        if self._schema_ready:
+            return
+
+        def work() -> None:
+            connection = self._connection()
+            cursor = connection.cursor()
+            try:
+                self._run(cursor, "schema", {})
+                connection.commit()
+            finally:
+                cursor.close()
+
+        self._retry(work)
+        self._schema_ready = True
+
+    def close(self) -> None:
+        self._discard_connection()

@@ -1,0 +1,176 @@
+"""What the DuckDB and Azure SQL warehouses share: the order of operations around the SQL files.
+
+A dialect adapter says how to open a transaction, run a file from `sql/<dialect>/`, and
+bulk-load rows into a temporary table. The staging and build logic is written once, here.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
+from datetime import UTC, date, datetime
+from typing import Any, TypeVar
+
+from shared.domain.usage_records import UsageRow
+from shared.ports import BuildParams, BuildResult, BuiltDay, Dialect, Lineage, StageStatus
+
+T = TypeVar("T")
+Column = tuple[str, str]  # name, logical type: text, int, date, timestamp
+USAGE_COLUMNS: Sequence[Column] = (("company_id", "text"), ("active_users", "int"), ("events", "int"))
+CRM_COLUMNS: Sequence[Column] = (
+    ("company_id", "text"),
+    ("company_name", "text"),
+    ("country", "text"),
+    ("industry_tag", "text"),
+    ("last_contact_at", "timestamp"),
+)
+BUILD_DAY_COLUMNS: Sequence[Column] = (("activity_date", "date"),)
+
+
+def compare(state: list[tuple[Any, ...]], checksum: str, version: str) -> StageStatus:
+    """Is a load a change, a repeat of what is staged, or older than what is staged?"""
+    if not state:
+        return "staged"
+    staged_checksum, staged_version = state[0]
+    if version < staged_version:
+        return "stale"
+    return "unchanged" if staged_checksum == checksum else "staged"
+
+
+def naive_utc(value: datetime) -> datetime:
+    """Both warehouses hold UTC in zone-less timestamp columns."""
+    return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
+
+
+class SqlWarehouse(ABC):
+    dialect: Dialect
+
+    # --- what a dialect provides ---
+    @abstractmethod
+    def _transaction(self) -> AbstractContextManager[Any]:
+        """A session inside one transaction, committed on success; builds and loads serialize."""
+
+    @abstractmethod
+    def _run(self, session: Any, name: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        """Run `sql/<dialect>/<name>.sql`; the rows of its result set (or [])."""
+
+    @abstractmethod
+    def _load(
+        self, session: Any, table: str, columns: Sequence[Column], rows: Iterable[Sequence[Any]]
+    ) -> None:
+        """Create the temp table `table` and bulk-load the rows (no row-by-row inserts)."""
+
+    @abstractmethod
+    def _read(self, name: str, params: Mapping[str, Any]) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """Run a read-only file outside any write transaction: column names and rows."""
+
+    @abstractmethod
+    def apply_schema(self) -> None: ...
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    def _attempt(self, work: Callable[[], T]) -> T:
+        """Run one whole transaction; a dialect may retry it on transient errors."""
+        return work()
+
+    # --- the Warehouse port ---
+    def replace_usage_day(
+        self,
+        day: date,
+        rows: Iterable[UsageRow],
+        lineage: Lineage,
+        *,
+        checksum: str,
+        quarantined: int,
+        version: str,
+    ) -> StageStatus:
+        return self._replace(
+            ("usage_dataset_state", "incoming_usage", USAGE_COLUMNS, "stage_usage_day"),
+            {"activity_date": day, "quarantined_count": quarantined},
+            rows,
+            lineage,
+            checksum,
+            version,
+        )
+
+    def replace_crm_snapshot(
+        self,
+        snapshot_date: date,
+        rows: Iterable[tuple[Any, ...]],
+        lineage: Lineage,
+        *,
+        checksum: str,
+        version: str,
+    ) -> StageStatus:
+        return self._replace(
+            ("crm_snapshot_state", "incoming_crm", CRM_COLUMNS, "stage_crm_snapshot"),
+            {"snapshot_date": snapshot_date},
+            rows,
+            lineage,
+            checksum,
+            version,
+        )
+
+    def _replace(
+        self,
+        files: tuple[str, str, Sequence[Column], str],
+        keys: dict[str, Any],
+        rows: Iterable[Sequence[Any]],
+        lineage: Lineage,
+        checksum: str,
+        version: str,
+    ) -> StageStatus:
+        """Replace a staged input as a whole unless it is a repeat or older than what is staged."""
+        state_file, incoming, columns, stage_file = files
+        rows = list(rows)  # a retried transaction reads them again
+        params = {
+            **keys,
+            "run_id": lineage.run_id,
+            "source_blob": lineage.source_blob,
+            "loaded_at": naive_utc(lineage.loaded_at),
+            "checksum": checksum,
+            "source_version": version,
+        }
+
+        def work() -> StageStatus:
+            with self._transaction() as session:
+                status = compare(self._run(session, state_file, params), checksum, version)
+                if status == "staged":
+                    self._load(session, incoming, columns, rows)
+                    self._run(session, stage_file, params)
+                return status
+
+        return self._attempt(work)
+
+    def build_days(self, days: list[date], params: BuildParams) -> BuildResult:
+        if not days:
+            return BuildResult()
+
+        def work() -> list[tuple[Any, ...]]:
+            with self._transaction() as session:
+                self._load(session, "build_day", BUILD_DAY_COLUMNS, [(d,) for d in sorted(set(days))])
+                return self._run(
+                    session,
+                    "build_days",
+                    {
+                        "run_id": params.run_id,
+                        "loaded_at": datetime.now(UTC).replace(tzinfo=None),
+                        "churn_min_rolling_users": params.churn_min_rolling_users,
+                        "churn_max_contact_age_days": params.churn_max_contact_age_days,
+                        "crm_max_snapshot_age_days": params.crm_max_snapshot_age_days,
+                        "rolling_days": params.rolling_days,
+                    },
+                )
+
+        summary = self._attempt(work)
+        return BuildResult([BuiltDay(_day(r[0]), _day(r[1]), *(int(v) for v in r[2:6])) for r in summary])
+
+    def fetch_rows(self, sql_name: str, params: Mapping[str, Any] | None = None) -> Iterator[dict[str, Any]]:
+        columns, rows = self._read(sql_name, params or {})
+        return iter([dict(zip(columns, row, strict=True)) for row in rows])
+
+
+def _day(value: Any) -> date:
+    return value.date() if isinstance(value, datetime) else value

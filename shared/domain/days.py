@@ -1,0 +1,44 @@
+"""Day rules (contract section 3): the rolling window, the effective CRM snapshot, and which
+analytics days a change to a staged input affects. Each rule is written here once; the build
+SQL receives the window length and the snapshot age limit as parameters."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import date, datetime, timedelta
+
+from shared.domain.quality import BASELINE_DAYS
+
+ROLLING_DAYS = 7  # rolling_7d_* sum the 7 calendar days ending on activity_date
+
+
+def window(day: date, length: int = ROLLING_DAYS) -> list[date]:
+    """The calendar days of the rolling window ending on `day`, oldest first."""
+    return [day - timedelta(days=n) for n in range(length - 1, -1, -1)]
+
+
+def effective_snapshot(day: date, snapshot_dates: Iterable[date], max_age: int) -> date | None:
+    """The latest snapshot on or before `day`, if it is at most `max_age` days old; else None
+    (the day waits for a snapshot)."""
+    candidates = [s for s in snapshot_dates if s <= day and (day - s).days <= max_age]
+    return max(candidates) if candidates else None
+
+
+def days_affected_by_usage(day: date) -> list[date]:
+    """Days whose rows may change when `day`'s usage changes: the days whose rolling window
+    holds it (D..D+6), and the days whose quality-gate baseline holds it (up to D+7)."""
+    reach = max(ROLLING_DAYS - 1, BASELINE_DAYS)
+    return [day + timedelta(days=n) for n in range(reach + 1)]
+
+
+def days_affected_by_snapshot(snapshot: date, snapshot_dates: Iterable[date], max_age: int) -> list[date]:
+    """Days whose effective snapshot is `snapshot` once it is staged: derived from
+    `effective_snapshot` itself, so the two cannot disagree."""
+    known = {*snapshot_dates, snapshot}
+    candidates = (snapshot + timedelta(days=n) for n in range(max(max_age, 0) + 1))
+    return [d for d in candidates if effective_snapshot(d, known, max_age) == snapshot]
+
+
+def yesterday(now: datetime) -> date:
+    """The day the daily timer fetches: the last finished UTC day."""
+    return (now - timedelta(days=1)).date()

@@ -1,0 +1,86 @@
+"""What a replay may ask for (one day or a range, optionally forced: HTTP and the CLI share it), and
+the one-day fetch request each replayed day becomes on `fetch-requests`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any, NoReturn
+
+from shared.domain.errors import PermanentError
+
+MAX_REPLAY_DAYS = 93
+KNOWN_OPTIONS = frozenset({"date", "from", "to", "force"})
+
+
+class BadReplayRequest(ValueError):
+    """Answered with HTTP 400 and this one-line message."""
+
+
+@dataclass(frozen=True)
+class ReplayRequest:
+    days: list[date]
+    force: bool
+
+    @classmethod
+    def parse(cls, body: Any, today: date) -> ReplayRequest:
+        if not isinstance(body, Mapping):
+            raise BadReplayRequest('body must be a JSON object such as {"date": "2026-11-20"}')
+        unknown = sorted(set(body) - KNOWN_OPTIONS)
+        if unknown:
+            raise BadReplayRequest(f"unknown option(s): {', '.join(unknown)}; known: date, from, to, force")
+        force = body.get("force", False)
+        if not isinstance(force, bool):
+            raise BadReplayRequest("force must be true or false")
+        if "date" in body:
+            if "from" in body or "to" in body:
+                raise BadReplayRequest("give either date, or from and to, not both")
+            first = last = _day(body["date"], "date")
+        elif "from" in body and "to" in body:
+            first, last = _day(body["from"], "from"), _day(body["to"], "to")
+        else:
+            raise BadReplayRequest("give date, or from and to (YYYY-MM-DD)")
+        if last < first:
+            raise BadReplayRequest(f"to ({last}) is before from ({first})")
+        if last > today:
+            raise BadReplayRequest(f"{last} is in the future (today is {today} UTC)")
+        count = (last - first).days + 1
+        if count > MAX_REPLAY_DAYS:
+            raise BadReplayRequest(f"range of {count} days is above the limit of {MAX_REPLAY_DAYS}")
+        return cls([first + timedelta(days=n) for n in range(count)], force)
+
+
+class BadFetchRequest(PermanentError, ValueError):
+    """A `fetch-requests` message that does not name a day."""
+
+    kind = "bad_fetch_request"
+
+
+@dataclass(frozen=True)
+class FetchRequest:
+    day: date
+    force: bool = False
+
+    @classmethod
+    def from_json(cls, body: Any) -> FetchRequest:
+        if not isinstance(body, Mapping):
+            raise BadFetchRequest(f"not a fetch request: {str(body)[:200]}")
+        try:
+            day = date.fromisoformat(str(body.get("date")))
+        except ValueError:
+            raise BadFetchRequest(f"fetch request with a bad date {str(body.get('date'))[:40]!r}") from None
+        return cls(day, bool(body.get("force")))
+
+
+def _day(value: Any, name: str) -> date:
+    if isinstance(value, str) and len(value) == 10:
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            pass
+    _bad(name, value)
+
+
+def _bad(name: str, value: Any) -> NoReturn:
+    raise BadReplayRequest(f"{name} must be a date YYYY-MM-DD, got {str(value)[:40]!r}")

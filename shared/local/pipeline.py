@@ -1,0 +1,75 @@
+"""The local host on its embedded adapters, as the CLI, the demo and the tests use it."""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from shared.bootstrap import build_local, use_services
+from shared.config import Settings
+from shared.domain import names
+from shared.local.host import DrainReport, LocalHost
+from shared.ports import Services
+
+
+class CliError(Exception):
+    """A failure reported as one line on stderr with a non-zero exit status."""
+
+
+class LocalPipeline:
+    """The local host with the embedded adapters (or Azurite storage), running function_app's handlers."""
+
+    def __init__(self, settings: Settings, rng: random.Random | None = None) -> None:
+        import function_app  # imported here: it configures logging and reads settings at import
+
+        self.settings = settings
+        self.services: Services = build_local(settings)
+        use_services(self.services)
+        self.host = LocalHost(function_app.app, self.services.bus, rng)  # type: ignore[arg-type]
+
+    def replay(self, body: dict[str, Any], *, progress: bool = False) -> DrainReport:
+        response = self.host.http("POST", "replay", body=body)
+        if response.status_code != 202:
+            raise CliError(
+                json.loads(response.get_body()).get("error", f"replay answered {response.status_code}")
+            )
+        days = len(json.loads(response.get_body())["dates"])
+        show = _progress_line(days) if progress and sys.stderr.isatty() else None
+        report = self.host.drain(on_progress=show)
+        if show is not None:
+            print(file=sys.stderr)  # end the progress line
+        return report
+
+    def drop_crm(self, data: bytes, blob_name: str) -> DrainReport:
+        self.services.blobs.put(names.CRM_CONTAINER, blob_name, data)  # publishes BlobCreated
+        return self.host.drain()
+
+    def status(self, day: str | None = None) -> Any:
+        response = self.host.http("GET", "status", params={"date": day} if day else None)
+        payload = json.loads(response.get_body())
+        if response.status_code != 200:
+            raise CliError(payload.get("error", f"status answered {response.status_code}"))
+        return payload
+
+    def close(self) -> None:
+        use_services(None)
+        self.services.warehouse.close()
+
+
+def _progress_line(days: int) -> Callable[[DrainReport], None]:
+    """A progress line on a terminal, rewritten in place after every message."""
+
+    def show(report: DrainReport) -> None:
+        handled = report.handled
+        print(
+            f"\r{handled.get(names.FETCH_QUEUE, 0)}/{days} days fetched, "
+            f"{handled.get(names.INGEST_QUEUE, 0)} loads, {handled.get(names.TRANSFORM_QUEUE, 0)} builds",
+            end="",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    return show

@@ -1,0 +1,382 @@
+"""A self-contained HTML report on the warehouse, the run ledger and the alerts.
+
+One file, no scripts and nothing fetched: the CSS is inline and the charts are SVG drawn here,
+so the page opens anywhere, offline included, and can be mailed or archived as it is.
+`python -m shared.cli report` or the tests call `write_report(services, path)`.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+from shared.domain import names
+from shared.ports import Services
+
+TOP_AT_RISK = 20
+RECENT_ALERTS = 20
+DAILY_COLOUR = "#2563eb"
+ROLLING_COLOUR = "#f59e0b"
+RISK_COLOUR = "#dc2626"
+
+CSS = """
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;
+  color:#1f2937;background:#f3f4f6;margin:0}
+main{max-width:1120px;margin:0 auto;padding:24px}
+h1{font-size:24px;margin:0 0 4px}h2{font-size:17px;margin:0 0 12px}
+.sub{color:#6b7280;margin:0 0 20px}
+section{background:#fff;border:1px solid #e5e7eb;border-radius:8px;padding:16px 20px;margin:0 0 20px}
+.cards{display:grid;grid-template-columns:repeat(5,1fr);gap:12px;margin:0 0 20px}
+.card{background:#fff;border:1px solid #e5e7eb;border-radius:8px;padding:12px 16px}
+.card b{display:block;font-size:22px}.card span{color:#6b7280;font-size:12px}
+.card.risk b{color:#dc2626}
+.grid{display:grid;grid-template-columns:1fr 1fr;gap:20px;margin:0 0 20px}.grid section{margin:0}
+table{border-collapse:collapse;width:100%}
+th,td{text-align:left;padding:5px 8px;border-bottom:1px solid #e5e7eb;vertical-align:top}
+th{font-size:12px;color:#6b7280;font-weight:600}td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}
+tr.error td:first-child{color:#dc2626;font-weight:600}tr.warning td:first-child{color:#b45309;font-weight:600}
+.legend{display:flex;gap:16px;font-size:12px;color:#4b5563;margin:0 0 6px}
+.legend i{display:inline-block;width:14px;height:3px;vertical-align:middle;margin-right:6px}
+.muted{color:#6b7280}.empty{font-size:16px;padding:24px 0;text-align:center;color:#6b7280}
+svg{display:block;width:100%;height:auto}
+"""
+
+
+def render_report(services: Services) -> str:
+    """The whole report as one HTML document."""
+    warehouse = services.warehouse
+    days = list(warehouse.fetch_rows("report_daily_trend"))
+    freshness = next(iter(warehouse.fetch_rows("report_freshness")), {})
+    latest = days[-1] if days else None
+    at_risk = (
+        list(
+            warehouse.fetch_rows(
+                "report_top_churn_risk", {"activity_date": latest["activity_date"], "top_n": TOP_AT_RISK}
+            )
+        )
+        if latest
+        else []
+    )
+    generated = services.clock().strftime("%Y-%m-%d %H:%M UTC")
+
+    body = [
+        "<h1>Company Activity</h1>",
+        f'<p class="sub">analytics.company_daily_activity, generated {_e(generated)}</p>',
+    ]
+    if latest is None:
+        body.append(
+            '<section><p class="empty">No data yet: no day has been built. Drop a CRM snapshot and '
+            "run or backfill a day, then render the report again.</p></section>"
+        )
+    else:
+        body += [
+            _cards(latest),
+            _section(
+                "Active users per day",
+                _legend(
+                    [("daily active users", DAILY_COLOUR), ("rolling 7-day active users", ROLLING_COLOUR)]
+                )
+                + _line_chart(
+                    [d["activity_date"] for d in days],
+                    [
+                        [_int(d["active_users"]) for d in days],
+                        [_int(d["rolling_7d_active_users"]) for d in days],
+                    ],
+                    [DAILY_COLOUR, ROLLING_COLOUR],
+                ),
+            ),
+            _section(
+                "Churn-risk companies per day",
+                _bar_chart([d["activity_date"] for d in days], [_int(d["churn_risk"]) for d in days]),
+            ),
+            _section(
+                f"Most at risk on {_text(latest['activity_date'])}"
+                f" (top {min(TOP_AT_RISK, _int(latest['churn_risk']))} of {_int(latest['churn_risk'])})",
+                _risk_table(at_risk),
+            ),
+        ]
+    body.append(
+        '<div class="grid">'
+        + _section("Data freshness", _freshness_table(freshness))
+        + _section("Quarantine", _quarantine(services))
+        + "</div>"
+    )
+    body.append(_section(f"Recent alerts (last {RECENT_ALERTS})", _alerts(services)))
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width,initial-scale=1">'
+        f"<title>Company Activity report</title><style>{CSS}</style></head>"
+        f"<body><main>{''.join(body)}</main></body></html>\n"
+    )
+
+
+def write_report(services: Services, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render_report(services), encoding="utf-8")
+    return path
+
+
+# --- sections ------------------------------------------------------------------------------------
+
+
+def _cards(latest: Mapping[str, Any]) -> str:
+    cards = [
+        ("latest built day", _text(latest["activity_date"]), ""),
+        ("companies", _num(latest["companies"]), ""),
+        ("active users", _num(latest["active_users"]), ""),
+        ("rolling 7-day active users", _num(latest["rolling_7d_active_users"]), ""),
+        ("at churn risk", _num(latest["churn_risk"]), " risk"),
+    ]
+    return (
+        '<div class="cards">'
+        + "".join(f'<div class="card{c}"><b>{_e(v)}</b><span>{_e(k)}</span></div>' for k, v, c in cards)
+        + "</div>"
+    )
+
+
+def _risk_table(rows: Sequence[Mapping[str, Any]]) -> str:
+    if not rows:
+        return '<p class="muted">No company is at churn risk on this day.</p>'
+    body = []
+    for r in rows:
+        since = r["days_since_last_contact"]
+        body.append(
+            _row(
+                [
+                    (r["company_name"] or "(not in CRM)", ""),
+                    (r["company_id"], "muted"),
+                    (r["country"] or "", ""),
+                    (r["industry_tag"] or "", ""),
+                    (_num(r["rolling_7d_active_users"]), "n"),
+                    (_text(r["last_contact_at"], date_only=True) if r["last_contact_at"] else "never", ""),
+                    ("" if since is None else _num(since), "n"),
+                ]
+            )
+        )
+    return _table(
+        [
+            ("company", ""),
+            ("id", ""),
+            ("country", ""),
+            ("industry", ""),
+            ("7-day users", "n"),
+            ("last contact", ""),
+            ("days since", "n"),
+        ],
+        body,
+    )
+
+
+def _freshness_table(row: Mapping[str, Any]) -> str:
+    items = [
+        ("latest built day", row.get("latest_built_day"), row.get("table_loaded_at")),
+        ("latest usage day staged", row.get("latest_usage_day"), row.get("usage_loaded_at")),
+        ("latest CRM snapshot", row.get("latest_crm_snapshot"), row.get("crm_loaded_at")),
+    ]
+    return _table(
+        [("", ""), ("day", ""), ("last loaded (UTC)", "")],
+        [_row([(k, ""), (_text(d) if d else "none", ""), (_text(t) if t else "", "")]) for k, d, t in items],
+    )
+
+
+def _quarantine(services: Services) -> str:
+    """Per day: usage records and CRM rows quarantined; then every rejected CRM file."""
+    per_day: dict[str, list[int]] = {}
+    for entry in services.ledger.query(names.USAGE):
+        per_day.setdefault(entry.key, [0, 0])[0] += _int(entry.data.get("quarantined"))
+    rejected: list[Mapping[str, Any]] = []
+    for entry in services.ledger.query(names.FILES):
+        data = entry.data
+        if data.get("status") == "rejected":
+            rejected.append(data)
+        elif data.get("snapshot_date"):
+            per_day.setdefault(str(data["snapshot_date"]), [0, 0])[1] += _int(data.get("quarantined"))
+    days = [(d, u, c) for d, (u, c) in sorted(per_day.items()) if u or c]
+    parts = []
+    if days:
+        parts.append(
+            _table(
+                [("day", ""), ("usage records", "n"), ("CRM rows", "n")],
+                [_row([(d, ""), (_num(u), "n"), (_num(c), "n")]) for d, u, c in days],
+            )
+        )
+    else:
+        parts.append('<p class="muted">Nothing quarantined.</p>')
+    if rejected:
+        parts.append(
+            '<h2 style="margin-top:16px">Rejected CRM files</h2>'
+            + _table(
+                [("file", ""), ("reason", "")],
+                [_row([(r.get("blob", ""), ""), (r.get("reason", ""), "")]) for r in rejected],
+            )
+        )
+    return "".join(parts)
+
+
+def _alerts(services: Services) -> str:
+    path = services.settings.local_data_dir / "alerts.jsonl"
+    if not path.is_file():
+        return '<p class="muted">No alerts file (alerts go to the webhook, or none was raised).</p>'
+    lines = [line for line in path.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
+    rows = []
+    for line in reversed(lines[-RECENT_ALERTS:]):  # newest first
+        try:
+            alert = json.loads(line)
+        except json.JSONDecodeError:
+            alert = {"severity": "?", "message": line}
+        if not isinstance(alert, dict):
+            alert = {"severity": "?", "message": line}
+        severity = str(alert.get("severity") or "")
+        rows.append(
+            _row(
+                [
+                    (severity, ""),
+                    (alert.get("stage") or "", ""),
+                    (alert.get("activity_date") or "", ""),
+                    (alert.get("message") or "", ""),
+                ],
+                css=severity if severity in ("error", "warning") else "",
+            )
+        )
+    if not rows:
+        return '<p class="muted">No alerts.</p>'
+    return _table([("severity", ""), ("stage", ""), ("day", ""), ("message", "")], rows)
+
+
+# --- charts: plain SVG, scaled into a fixed viewBox that CSS stretches to the page width -----------
+
+WIDTH, HEIGHT = 1040, 280
+LEFT, RIGHT, TOP, BOTTOM = 64, 16, 16, 40
+
+
+def _line_chart(days: Sequence[Any], series: Sequence[Sequence[int]], colours: Sequence[str]) -> str:
+    top, ticks = _scale(max((v for s in series for v in s), default=0))
+    parts = [_axes(days, top, ticks, centred=False)]
+    for values, colour in zip(series, colours, strict=True):
+        points = [(_x(i, len(days), centred=False), _y(v, top)) for i, v in enumerate(values)]
+        parts.append(
+            f'<polyline fill="none" stroke="{colour}" stroke-width="2.5" stroke-linejoin="round" '
+            f'points="{" ".join(f"{x:.1f},{y:.1f}" for x, y in points)}"/>'
+        )
+        parts += [f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3.5" fill="{colour}"/>' for x, y in points]
+    return _svg("".join(parts), "Daily and rolling 7-day active users per day")
+
+
+def _bar_chart(days: Sequence[Any], values: Sequence[int]) -> str:
+    top, ticks = _scale(max(values, default=0))
+    slot = (WIDTH - LEFT - RIGHT) / max(len(days), 1)
+    bar = min(slot * 0.7, 48)
+    parts = [_axes(days, top, ticks, centred=True)]
+    for i, v in enumerate(values):
+        x, y = _x(i, len(days), centred=True), _y(v, top)
+        parts.append(
+            f'<rect x="{x - bar / 2:.1f}" y="{y:.1f}" width="{bar:.1f}" height="{HEIGHT - BOTTOM - y:.1f}" '
+            f'fill="{RISK_COLOUR}" rx="2"/>'
+        )
+        if len(days) <= 40:  # value labels only while they fit over the bars
+            parts.append(
+                f'<text x="{x:.1f}" y="{y - 5:.1f}" text-anchor="middle" font-size="12" fill="#374151">{v}</text>'
+            )
+    return _svg("".join(parts), "Churn-risk companies per day")
+
+
+def _axes(days: Sequence[Any], top: int, ticks: Sequence[int], *, centred: bool) -> str:
+    parts = []
+    for t in ticks:
+        y = _y(t, top)
+        parts.append(
+            f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e5e7eb"/>'
+            f'<text x="{LEFT - 8}" y="{y + 4:.1f}" text-anchor="end" font-size="12" fill="#6b7280">'
+            f"{_e(_num(t))}</text>"
+        )
+    step = max(1, math.ceil(len(days) / 14))  # at most ~14 date labels, so they never overlap
+    for i in range(0, len(days), step):
+        label = _text(days[i])[5:]  # MM-DD; the year is in the cards and tables
+        parts.append(
+            f'<text x="{_x(i, len(days), centred=centred):.1f}" y="{HEIGHT - BOTTOM + 20}" '
+            f'text-anchor="middle" font-size="12" fill="#6b7280">{_e(label)}</text>'
+        )
+    parts.append(
+        f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{HEIGHT - BOTTOM}" y2="{HEIGHT - BOTTOM}" stroke="#9ca3af"/>'
+    )
+    return "".join(parts)
+
+
+def _scale(peak: int) -> tuple[int, list[int]]:
+    """A round axis maximum and its ticks (about 4 steps of 1, 2 or 5 times a power of ten)."""
+    if peak <= 0:
+        return 4, [0, 1, 2, 3, 4]
+    raw = peak / 4
+    magnitude = 10 ** math.floor(math.log10(raw)) if raw >= 1 else 1
+    step = next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= raw)
+    top = math.ceil(peak / step) * step
+    return top, list(range(0, top + 1, step))
+
+
+def _x(i: int, n: int, *, centred: bool) -> float:
+    width = WIDTH - LEFT - RIGHT
+    if centred:  # bars sit in the middle of equal slots
+        return LEFT + width * (i + 0.5) / max(n, 1)
+    pad = 16  # line points keep clear of the axes
+    return LEFT + pad + (width - 2 * pad) * (i / (n - 1) if n > 1 else 0.5)
+
+
+def _y(value: float, top: int) -> float:
+    return TOP + (HEIGHT - TOP - BOTTOM) * (1 - value / top)
+
+
+def _svg(content: str, title: str) -> str:
+    return (
+        f'<svg viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
+        f'aria-label="{_e(title)}"><title>{_e(title)}</title>{content}</svg>'
+    )
+
+
+def _legend(items: Iterable[tuple[str, str]]) -> str:
+    return (
+        '<div class="legend">'
+        + "".join(f'<span><i style="background:{c}"></i>{_e(label)}</span>' for label, c in items)
+        + "</div>"
+    )
+
+
+# --- small helpers -------------------------------------------------------------------------------
+
+
+def _section(title: str, content: str) -> str:
+    return f"<section><h2>{_e(title)}</h2>{content}</section>"
+
+
+def _table(head: Sequence[tuple[str, str]], rows: Sequence[str]) -> str:
+    cells = "".join(f'<th class="{c}">{_e(h)}</th>' if c else f"<th>{_e(h)}</th>" for h, c in head)
+    return f"<table><thead><tr>{cells}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def _row(cells: Sequence[tuple[Any, str]], css: str = "") -> str:
+    tds = "".join(f'<td class="{c}">{_e(v)}</td>' if c else f"<td>{_e(v)}</td>" for v, c in cells)
+    return f'<tr class="{css}">{tds}</tr>' if css else f"<tr>{tds}</tr>"
+
+
+def _e(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _int(value: Any) -> int:
+    return int(value or 0)
+
+
+def _num(value: Any) -> str:
+    return f"{_int(value):,}"
+
+
+def _text(value: Any, *, date_only: bool = False) -> str:
+    if isinstance(value, datetime):
+        return value.date().isoformat() if date_only else value.strftime("%Y-%m-%d %H:%M")
+    if isinstance(value, date):
+        return value.isoformat()
+    return str(value)

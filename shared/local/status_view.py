@@ -1,0 +1,109 @@
+"""How `status` reads: one line per day, the per-day table, and what a CRM drop became."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+
+def day_line(view: dict[str, Any]) -> str:
+    """One readable line per day from the status view, worded after its state."""
+    day, state = view["date"], day_state(view)
+    build, usage, fetch = view.get("days") or {}, view.get("usage") or {}, view.get("fetch") or {}
+    if state == "built":
+        warnings = build.get("warnings") or []
+        text = f"{day}  built      {build.get('rows', 0):>6} rows  snapshot {build.get('snapshot_date')}"
+        text += (
+            f"  last build: {build.get('inserted', 0)} new, {build.get('updated', 0)} updated,"
+            f" {build.get('deleted', 0)} removed"
+        )
+        return text + (f"  warnings: {'; '.join(warnings)}" if warnings else "")
+    if state == "waiting":
+        return f"{day}  waiting    usage staged ({usage.get('staged', 0)} records); {build.get('reason')}"
+    if state == "blocked":
+        return f"{day}  blocked    quality gate: {'; '.join(build.get('errors') or [])}"
+    if state == "staged":
+        return f"{day}  staged     {usage.get('staged')} records, not built yet"
+    if state == "fetch incomplete":
+        return f"{day}  fetch incomplete: {fetch.get('last_error')}; the next run resumes it"
+    if fetch:
+        return f"{day}  fetch {fetch.get('status')}" + (
+            f": {fetch.get('error')}" if fetch.get("error") else ""
+        )
+    return f"{day}  nothing yet"
+
+
+def day_state(view: dict[str, Any]) -> str:
+    build, usage, fetch = view.get("days") or {}, view.get("usage") or {}, view.get("fetch") or {}
+    if build.get("status") in ("built", "waiting"):
+        return str(build["status"])
+    if build.get("status") == "gate_failed":
+        return "blocked"
+    if usage:
+        return "staged"
+    if fetch.get("status") == "running":
+        return "fetch incomplete" if fetch.get("last_error") else "fetching"
+    return f"fetch {fetch['status']}" if fetch.get("status") else "-"
+
+
+def status_table(views: Sequence[dict[str, Any]]) -> str:
+    """The per-day table of `status`: what is staged, what was built from what, and by which run."""
+    header = ("DATE", "USAGE", "SNAPSHOT", "STATE", "ROWS", "WARN", "ERR", "LAST RUN", "AT (UTC)")
+    rows = []
+    for view in views:
+        build, usage, fetch = view.get("days") or {}, view.get("usage") or {}, view.get("fetch") or {}
+        staged = f"{usage['staged']} (+{usage.get('quarantined', 0)} q)" if usage else "-"
+        run = build.get("run_id") or usage.get("run_id") or fetch.get("run_id") or "-"
+        when = str(build.get("built_at") or usage.get("loaded_at") or fetch.get("finished_at") or "-")[:16]
+        rows.append(
+            (
+                view["date"],
+                staged,
+                build.get("snapshot_date") or "-",
+                day_state(view),
+                str(build.get("rows", "-")) if build.get("status") == "built" else "-",
+                str(len(build.get("warnings") or [])),
+                str(len(build.get("errors") or [])),
+                run,
+                when.replace("T", " "),
+            )
+        )
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = [
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in [header, *rows]
+    ]
+    notes = [
+        f"{view['date']}: {note}"
+        for view in views
+        for note in [
+            *((view.get("days") or {}).get("errors") or []),
+            *((view.get("days") or {}).get("warnings") or []),
+        ]
+    ]
+    return "\n".join(lines + (["", *notes] if notes else []))
+
+
+def file_line(entry: dict[str, Any] | None) -> str:
+    if entry is None:
+        return "not loaded"
+    if entry.get("status") == "rejected":
+        return f"rejected ({entry.get('reason')}); quarantined, the staged snapshot is unchanged"
+    text = (
+        f"snapshot {entry.get('snapshot_date')} {entry.get('status')}: {entry.get('staged')} rows staged,"
+        f" {entry.get('quarantined')} quarantined"
+    )
+    warnings = entry.get("warnings") or []
+    return text + (f" ({'; '.join(warnings)})" if warnings else "")
+
+
+def day_problem(view: dict[str, Any]) -> str | None:
+    """Why a requested day failed, from its state (alerts may have been sent by an earlier run)."""
+    build, fetch = view.get("days") or {}, view.get("fetch") or {}
+    if fetch.get("status") == "failed":
+        return f"{view['date']}: fetch failed: {fetch.get('error')}"
+    if fetch.get("status") == "running" and fetch.get("last_error"):
+        return f"{view['date']}: fetch incomplete: {fetch.get('last_error')}"
+    if build.get("status") == "gate_failed":
+        return f"{view['date']} not built: {'; '.join(build.get('errors') or [])}"
+    return None

@@ -1,0 +1,51 @@
+"""Raising alerts (onto the `alerts` queue) and delivering them (once per repeat window)."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from shared.domain import names
+from shared.domain.alerts import Alert
+from shared.ports import MessageBus, OutgoingMessage, Services
+
+log = logging.getLogger(__name__)
+
+
+def raise_alert(bus: MessageBus, alert: Alert) -> None:
+    log.log(logging.ERROR if alert.severity == "error" else logging.WARNING, "alert: %s", alert.message)
+    bus.send(
+        names.ALERTS_QUEUE, [OutgoingMessage(body=alert.to_json(), message_id="alert-" + alert.fingerprint())]
+    )
+
+
+def deliver_alert(services: Services, alert: Alert) -> None:
+    """Deliver an alert unless the same one was delivered within ALERT_REPEAT_WINDOW_S: a day
+    that fails the same way on every run should page someone once, not every time."""
+    window_s = services.settings.alert_repeat_window_s
+    key = alert.fingerprint()
+    previous = services.ledger.get(names.ALERTS, key)
+    now = services.clock()
+    if previous is not None:
+        last = datetime.fromisoformat(str(previous.data["last_sent"]))
+        if (now - last).total_seconds() < window_s:
+            log.info("alert repeated within %.0f s, not sent again: %s", window_s, alert.message)
+            services.ledger.put(
+                names.ALERTS,
+                key,
+                {**previous.data, "suppressed": int(previous.data.get("suppressed", 0)) + 1},
+            )
+            return
+    services.alert_sink(services.settings).deliver(alert)
+    services.ledger.put(
+        names.ALERTS,
+        key,
+        {
+            "kind": alert.kind,
+            "stage": alert.stage,
+            "activity_date": alert.activity_date or "",
+            "message": alert.message[:1000],
+            "last_sent": now.isoformat(),
+            "suppressed": 0,
+        },
+    )

@@ -1,0 +1,49 @@
+"""What the ledger knows about each day and each dropped file, for `status` (CLI and HTTP)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Mapping
+from datetime import date
+from typing import Any
+
+from shared.domain import names
+from shared.ports import Services
+
+DAY_PARTITIONS = (names.FETCH, names.USAGE, names.DAYS)
+
+
+def day_status(services: Services, day: date) -> dict[str, Any]:
+    """Everything the ledger knows about one day."""
+    key = day.isoformat()
+    view: dict[str, Any] = {"date": key}
+    for partition in DAY_PARTITIONS:
+        entry = services.ledger.get(partition, key)
+        view[partition] = _decode(entry.data) if entry else None
+    return view
+
+
+def all_days_status(services: Services) -> list[dict[str, Any]]:
+    """Every day the ledger knows, from one query per partition (not three reads per day)."""
+    by_partition = {p: {e.key: e for e in services.ledger.query(p)} for p in DAY_PARTITIONS}
+    keys = sorted(set().union(*by_partition.values()))
+    return [
+        {"date": k, **{p: _decode(e.data) if (e := by_partition[p].get(k)) else None for p in DAY_PARTITIONS}}
+        for k in keys
+    ]
+
+
+def crm_file_status(services: Services, blob_name: str) -> dict[str, Any] | None:
+    """What happened to a dropped CRM file (staged, superseded or rejected)."""
+    entry = services.ledger.get(names.FILES, names.file_key(blob_name))
+    return _decode(entry.data) if entry else None
+
+
+def _decode(data: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(data)
+    for k in ("errors", "warnings"):  # lists are stored as JSON text: ledger values are flat
+        if isinstance(out.get(k), str):
+            with contextlib.suppress(json.JSONDecodeError):
+                out[k] = json.loads(out[k])
+    return out

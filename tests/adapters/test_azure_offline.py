@@ -1,0 +1,279 @@
+"""The Azure SQL and Service Bus adapters against fakes of pyodbc and the Service Bus client.
+
+Neither service runs here; these tests pin what the adapters send them. The behavioural SQL
+suite (tests/contract/test_warehouse.py) runs against a real SQL Server when one is given.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import sys
+import types
+from datetime import UTC, date, datetime
+from typing import Any
+
+import pytest
+
+from shared.adapters import warehouse_mssql as mssql_warehouse
+from shared.adapters.bus_servicebus import ServiceBusBus
+from shared.adapters.warehouse_mssql import (
+    MssqlWarehouse,
+    access_token_struct,
+    is_transient,
+    pick_driver,
+    sql_file,
+)
+from shared.config import Settings
+from shared.ports import BuildParams, Lineage, OutgoingMessage
+
+
+class OdbcError(Exception):
+    """Shaped like pyodbc.Error: args are (sqlstate, message)."""
+
+
+class FakeCursor:
+    def __init__(self, connection: FakeConnection) -> None:
+        self.connection = connection
+        self.description: list[tuple] | None = None
+        self._rows: list[tuple] = []
+        self.fast_executemany = False
+
+    def execute(self, sql: str, params: list[Any] | None = None) -> FakeCursor:
+        self.connection.log.append(("execute", sql, params))
+        if self.connection.fail_with is not None:
+            error, self.connection.fail_with = self.connection.fail_with, None
+            raise error
+        answer = self.connection.answers.get(sql.split("\n", 1)[0])
+        self.description, self._rows = (([("c",)] * len(answer[0])), answer) if answer else (None, [])
+        return self
+
+    def executemany(self, sql: str, rows: list[Any]) -> None:
+        self.connection.log.append(("executemany", sql, len(rows), self.fast_executemany))
+
+    def setinputsizes(self, sizes: list[tuple]) -> None:
+        self.connection.log.append(("setinputsizes", sizes))
+
+    def fetchall(self) -> list[tuple]:
+        return self._rows
+
+    def nextset(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        pass
+
+
+class FakeConnection:
+    def __init__(self, fail_with: Exception | None = None) -> None:
+        self.log: list[tuple] = []
+        self.fail_with = fail_with
+        self.answers: dict[str, list[tuple]] = {}
+        self.commits = self.rollbacks = 0
+        self.closed = False
+
+    def cursor(self) -> FakeCursor:
+        return FakeCursor(self)
+
+    def commit(self) -> None:
+        self.commits += 1
+
+    def rollback(self) -> None:
+        self.rollbacks += 1
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def warehouse(*connections: FakeConnection, chunk_size: int = 3) -> tuple[MssqlWarehouse, list[float]]:
+    pending = list(connections)
+    sleeps: list[float] = []
+    store = MssqlWarehouse(lambda: pending.pop(0), chunk_size=chunk_size, sleep=sleeps.append)
+    return store, sleeps
+
+
+def test_driver_18_is_preferred_then_17() -> None:
+    assert (
+        pick_driver(["ODBC Driver 17 for SQL Server", "ODBC Driver 18 for SQL Server"])
+        == "ODBC Driver 18 for SQL Server"
+    )
+    assert pick_driver(["SQLite3", "ODBC Driver 17 for SQL Server"]) == "ODBC Driver 17 for SQL Server"
+    with pytest.raises(RuntimeError, match="installed: SQLite3"):
+        pick_driver(["SQLite3"])
+
+
+def test_access_token_is_length_prefixed_utf16() -> None:
+    packed = access_token_struct("abc")
+    assert packed == struct.pack("<I", 6) + "abc".encode("utf-16-le")
+
+
+@pytest.mark.parametrize(
+    ("error", "transient"),
+    [
+        (
+            OdbcError(
+                "42000", "[Microsoft][ODBC Driver 18] Database 'x' is not currently available. (40613)"
+            ),
+            True,
+        ),
+        (OdbcError("40001", "Transaction was deadlocked ... victim (1205)"), True),
+        (OdbcError("08S01", "Communication link failure"), True),
+        (OdbcError("42000", "The service is currently busy. (40501)"), True),
+        (OdbcError("23000", "Violation of PRIMARY KEY constraint (2627)"), False),
+        (OdbcError("42S02", "Invalid object name 'stg.x'. (208)"), False),
+    ],
+)
+def test_transient_errors_are_recognised(error: Exception, transient: bool) -> None:
+    assert is_transient(error) is transient
+
+
+def test_parameters_are_bound_in_declare_order_by_name() -> None:
+    text, names = sql_file("stage_usage_day")
+    assert names and text.count("?") == len(names)
+    connection = FakeConnection()
+    store, _ = warehouse(connection)
+    store._schema_ready = True
+    store.replace_usage_day(
+        date(2026, 10, 1),
+        [("a", 1, 2)],
+        Lineage("run-1", "m.json", datetime(2026, 10, 2, tzinfo=UTC)),
+        checksum="sum",
+        quarantined=3,
+        version="v1",
+    )
+    executed = [entry for entry in connection.log if entry[0] == "execute" and entry[1] == text]
+    assert len(executed) == 1
+    bound = dict(zip(names, executed[0][2], strict=True))
+    assert bound["activity_date"] == date(2026, 10, 1) and bound["quarantined_count"] == 3
+    assert bound["run_id"] == "run-1" and bound["loaded_at"] == datetime(2026, 10, 2)  # naive UTC
+    assert connection.commits == 1
+
+
+def test_bulk_loads_use_fast_executemany_in_bounded_chunks() -> None:
+    connection = FakeConnection()
+    store, _ = warehouse(connection, chunk_size=3)
+    store._schema_ready = True
+    rows = [(f"c{i}", i, i) for i in range(7)]
+    store.replace_usage_day(
+        date(2026, 10, 1),
+        rows,
+        Lineage("r", "m", datetime.now(UTC)),
+        checksum="s",
+        quarantined=0,
+        version="v",
+    )
+    loads = [entry for entry in connection.log if entry[0] == "executemany"]
+    assert [(n, fast) for _, _, n, fast in loads] == [(3, True), (3, True), (1, True)]
+    assert all("#incoming_usage" in sql for _, sql, *_ in loads)
+    assert ("setinputsizes", [(-9, 400, 0), (4, 0, 0), (4, 0, 0)]) in connection.log
+
+
+def test_a_transient_error_retries_the_transaction_on_a_fresh_connection() -> None:
+    broken = FakeConnection(fail_with=OdbcError("40001", "deadlock victim (1205)"))
+    healthy = FakeConnection()
+    store, sleeps = warehouse(broken, healthy)
+    store._schema_ready = True
+    result = store.build_days([date(2026, 10, 1)], BuildParams("run", 10, 30, 7))
+    assert result.days == []
+    assert broken.closed and broken.rollbacks == 1 and healthy.commits == 1
+    assert len(sleeps) == 1
+
+
+def test_other_errors_are_not_retried() -> None:
+    broken = FakeConnection(fail_with=OdbcError("23000", "Violation of PRIMARY KEY constraint (2627)"))
+    store, sleeps = warehouse(broken)
+    store._schema_ready = True
+    with pytest.raises(OdbcError):
+        store.build_days([date(2026, 10, 1)], BuildParams("run", 10, 30, 7))
+    assert sleeps == [] and broken.rollbacks == 1
+
+
+def test_retries_are_bounded() -> None:
+    connections = [FakeConnection(fail_with=OdbcError("HYT00", "Query timeout expired")) for _ in range(5)]
+    store, sleeps = warehouse(*connections)
+    store._schema_ready = True
+    with pytest.raises(OdbcError):
+        store.build_days([date(2026, 10, 1)], BuildParams("run", 10, 30, 7))
+    assert len(sleeps) == store.attempts - 1
+
+
+def test_connection_string_gets_a_driver_and_identity_uses_a_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[str, dict]] = []
+    fake = types.SimpleNamespace(
+        drivers=lambda: ["ODBC Driver 17 for SQL Server"],
+        connect=lambda text, **kwargs: calls.append((text, kwargs)) or FakeConnection(),
+    )
+    monkeypatch.setitem(sys.modules, "pyodbc", fake)
+    mssql_warehouse.connection_factory(
+        Settings(sql_connection_string="Server=tcp:x;Database=y;Uid=u;Pwd=p")
+    )()
+    assert calls[-1][0].startswith("Driver={ODBC Driver 17 for SQL Server};Server=tcp:x")
+
+    class Credential:
+        def get_token(self, scope: str) -> Any:
+            assert scope == "https://database.windows.net/.default"
+            return types.SimpleNamespace(token="tok")
+
+    settings = Settings(sql_server="srv.database.windows.net", sql_database="db")
+    mssql_warehouse.connection_factory(settings, Credential())()
+    text, kwargs = calls[-1]
+    assert "Server=tcp:srv.database.windows.net,1433;Database=db;Encrypt=yes" in text
+    assert kwargs["attrs_before"] == {1256: access_token_struct("tok")}
+    assert "Pwd" not in text and "tok" not in text
+
+
+class FakeBatch:
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.messages: list[Any] = []
+
+    def add_message(self, message: Any) -> None:
+        if len(self.messages) == self.capacity:
+            raise ValueError("batch is full")
+        self.messages.append(message)
+
+
+class FakeSender:
+    def __init__(self) -> None:
+        self.sent: list[list[Any]] = []
+
+    def create_message_batch(self) -> FakeBatch:
+        return FakeBatch(capacity=2)
+
+    def send_messages(self, batch: FakeBatch) -> None:
+        self.sent.append(batch.messages)
+
+    def close(self) -> None:
+        pass
+
+
+class FakeClient:
+    def __init__(self) -> None:
+        self.senders: dict[str, FakeSender] = {}
+
+    def get_queue_sender(self, queue: str) -> FakeSender:
+        return self.senders.setdefault(queue, FakeSender())
+
+    def close(self) -> None:
+        pass
+
+
+def test_service_bus_messages_carry_ids_properties_json_and_schedule() -> None:
+    client = FakeClient()
+    bus = ServiceBusBus(client)
+    bus.send(
+        "transform",
+        [
+            OutgoingMessage({"kind": "usage", "date": "2026-10-01"}, "m1", {"kind": "usage"}),
+            OutgoingMessage({"kind": "crm", "date": "2026-10-02"}, "m2"),
+            OutgoingMessage({"kind": "day", "date": "2026-10-03"}, "m3", delay_s=60),
+        ],
+    )
+    batches = client.senders["transform"].sent
+    assert [len(b) for b in batches] == [2, 1]  # a full batch is sent and a new one started
+    first, _, delayed = (m for b in batches for m in b)
+    assert first.message_id == "m1" and first.content_type == "application/json"
+    assert json.loads(str(first)) == {"kind": "usage", "date": "2026-10-01"}
+    assert first.application_properties == {"kind": "usage"}
+    assert first.scheduled_enqueue_time_utc is None
+    assert delayed.scheduled_enqueue_time_utc > datetime.now(UTC)

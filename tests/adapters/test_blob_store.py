@@ -1,0 +1,246 @@
+"""BlobStore contract: the folder store and Azure Blob (on Azurite) behave the same."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from shared.adapters.blob_publishing import PublishingBlobStore
+from shared.domain import names
+from shared.domain.blob_names import UnsafeBlobName
+from shared.ports import BlobExists, BlobNotFound, BlobStore
+
+# =========================================================================================
+# BlobStore contract
+# =========================================================================================
+
+RAW = names.RAW_CONTAINER
+CRM = names.CRM_CONTAINER
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"hello",
+        bytes(range(256)),
+        b"\r\n\n\r\x00\x1a",
+        random.Random(7).randbytes(300_000),
+    ],
+    ids=["empty", "ascii", "all-bytes", "newlines-nul", "300k-random"],
+)
+def test_blob_round_trip(blob_store: BlobStore, data: bytes) -> None:
+    blob_store.put(RAW, "round/trip.bin", data)
+    assert blob_store.get(RAW, "round/trip.bin") == data
+    assert blob_store.info(RAW, "round/trip.bin").size == len(data)
+
+
+def test_blob_overwrite_replaces(blob_store: BlobStore) -> None:
+    blob_store.put(RAW, "x.json", b"a much longer first version")
+    blob_store.put(RAW, "x.json", b"2")
+    assert blob_store.get(RAW, "x.json") == b"2"
+    assert blob_store.info(RAW, "x.json").size == 1
+    assert blob_store.list(RAW) == ["x.json"]
+
+
+def test_blob_put_without_overwrite(blob_store: BlobStore, request: pytest.FixtureRequest) -> None:
+    blob_store.put(RAW, "once.json", b"first", overwrite=False)  # absent: creates it
+    assert blob_store.get(RAW, "once.json") == b"first"
+    with pytest.raises(BlobExists):
+        blob_store.put(RAW, "once.json", b"second", overwrite=False)
+    assert blob_store.get(RAW, "once.json") == b"first"
+
+
+# A blob that is missing in each of the ways a name can miss.
+MISSING_CASES: dict[str, tuple[list[tuple[str, str]], str]] = {
+    # case: (blobs written first as (container, name), name asked for in RAW)
+    "never-written": ([], "nope.json"),
+    "in-other-container": ([(CRM, "elsewhere.csv")], "elsewhere.csv"),
+    "virtual-folder": ([(RAW, "dir/x.json")], "dir"),
+    "below-a-blob": ([(RAW, "dir/x.json")], "dir/x.json/y"),
+}
+
+
+@pytest.mark.parametrize("case", list(MISSING_CASES))
+def test_blob_get_missing_raises(blob_store: BlobStore, request: pytest.FixtureRequest, case: str) -> None:
+    written, name = MISSING_CASES[case]
+    for container, blob in written:
+        blob_store.put(container, blob, b"x")
+    with pytest.raises(BlobNotFound):
+        blob_store.get(RAW, name)
+
+
+@pytest.mark.parametrize("case", list(MISSING_CASES))
+def test_blob_info_missing_raises(blob_store: BlobStore, request: pytest.FixtureRequest, case: str) -> None:
+    written, name = MISSING_CASES[case]
+    for container, blob in written:
+        blob_store.put(container, blob, b"x")
+    with pytest.raises(BlobNotFound):
+        blob_store.info(RAW, name)
+
+
+@pytest.mark.parametrize("case", list(MISSING_CASES))
+def test_blob_exists(blob_store: BlobStore, case: str) -> None:
+    written, name = MISSING_CASES[case]
+    for container, blob in written:
+        blob_store.put(container, blob, b"x")
+    assert blob_store.exists(RAW, name) is False
+    blob_store.put(RAW, "there.json", b"")
+    assert blob_store.exists(RAW, "there.json") is True
+    assert blob_store.exists(CRM, "there.json") is False
+
+
+def test_blob_info(blob_store: BlobStore) -> None:
+    before = datetime.now(UTC)
+    blob_store.put(CRM, "drops/companies.csv", b"id,name\n1,a\n")
+    after = datetime.now(UTC)
+    info = blob_store.info(CRM, "drops/companies.csv")
+    assert (info.container, info.name, info.size) == (CRM, "drops/companies.csv", 12)
+    assert info.created_at.tzinfo is not None
+    assert info.created_at.utcoffset() == timedelta(0)
+    slack = timedelta(seconds=30)  # coarse file system clocks, emulator clock skew
+    assert before - slack <= info.created_at <= after + slack
+
+
+def test_blob_list_with_prefix(blob_store: BlobStore) -> None:
+    raw = [
+        "usage/2024-05-02/run-1/manifest.json",
+        "top.json",
+        "usage/2024-05-01/run-1/page-00001.json",
+        "usagex/other.json",
+        "usage/2024-05-01/run-1/manifest.json",
+    ]
+    for name in raw:
+        blob_store.put(RAW, name, b"{}")
+    blob_store.put("other", "usage/2024-05-01/run-1/foreign.json", b"{}")
+    blob_store.put(CRM, "usage/not-mine.csv", b"")
+
+    assert blob_store.list(RAW) == sorted(raw)
+    assert blob_store.list(RAW, "usage/") == [
+        "usage/2024-05-01/run-1/manifest.json",
+        "usage/2024-05-01/run-1/page-00001.json",
+        "usage/2024-05-02/run-1/manifest.json",
+    ]
+    assert blob_store.list(RAW, "usage/2024-05-01/") == [
+        "usage/2024-05-01/run-1/manifest.json",
+        "usage/2024-05-01/run-1/page-00001.json",
+    ]
+    assert blob_store.list(RAW, "usage") == sorted(n for n in raw if n.startswith("usage"))
+    assert blob_store.list(RAW, "usage/2024-05-0") == blob_store.list(RAW, "usage/")
+    assert blob_store.list(RAW, "nothing/") == []
+    assert blob_store.list("empty-container") == []
+    assert blob_store.list("other") == ["usage/2024-05-01/run-1/foreign.json"]
+
+
+NESTED_NAMES = [
+    "a/b/c/d/e/f.json",
+    "ünï/cødé/日本語.csv",
+    "emoji/😀 party.bin",
+    "spaces in/a name with spaces.txt",
+    "dots/file.name.with.dots",
+    "dash-and_underscore/x=1&y=2.json",
+    ".hidden/.profile",
+]
+
+
+def test_blob_nested_and_unicode_names(blob_store: BlobStore) -> None:
+    for i, name in enumerate(NESTED_NAMES):
+        blob_store.put(RAW, name, name.encode() * (i + 1))
+    for i, name in enumerate(NESTED_NAMES):
+        assert blob_store.exists(RAW, name)
+        assert blob_store.get(RAW, name) == name.encode() * (i + 1)
+        assert blob_store.info(RAW, name).name == name
+    assert blob_store.list(RAW) == sorted(NESTED_NAMES)
+    assert blob_store.list(RAW, "ünï/") == ["ünï/cødé/日本語.csv"]
+
+
+def test_blob_name_like_a_temp_file_is_listed(blob_store: BlobStore, request: pytest.FixtureRequest) -> None:
+    blob_store.put(RAW, "reports/.tmp-report.csv", b"x")
+    assert blob_store.exists(RAW, "reports/.tmp-report.csv")
+    assert blob_store.list(RAW) == ["reports/.tmp-report.csv"]
+
+
+UNSAFE_NAMES = ["../x", "/abs", "a/../../b", "a/../b", "..", "a\\b", "..\\x", "a\x00b", ""]
+UNSAFE_CONTAINERS = ["", ".", "..", "a/b"]
+
+
+@pytest.mark.parametrize("name", UNSAFE_NAMES, ids=repr)
+def test_blob_unsafe_names_refused(
+    blob_store: BlobStore, request: pytest.FixtureRequest, tmp_path: Path, name: str
+) -> None:
+    before = sorted(tmp_path.rglob("*"))
+    with pytest.raises(UnsafeBlobName):
+        blob_store.put(RAW, name, b"evil")
+    with pytest.raises(UnsafeBlobName):
+        blob_store.get(RAW, name)
+    with pytest.raises(UnsafeBlobName):
+        blob_store.info(RAW, name)
+    with pytest.raises(UnsafeBlobName):
+        blob_store.exists(RAW, name)
+    assert sorted(tmp_path.rglob("*")) == before  # nothing written anywhere
+
+
+@pytest.mark.parametrize("name", [".", "./a", "a/./b", "a//b", "a/"], ids=repr)
+def test_blob_names_are_not_aliased(blob_store: BlobStore, request: pytest.FixtureRequest, name: str) -> None:
+    """A name is either refused or stored under exactly that name."""
+    try:
+        blob_store.put(RAW, name, b"data")
+    except (UnsafeBlobName, ValueError):
+        assert blob_store.list(RAW) == []
+        return
+    assert blob_store.list(RAW) == [name]
+    assert blob_store.get(RAW, name) == b"data"
+    blob_store.put(RAW, "after.json", b"{}")  # the container still works
+    assert blob_store.list(RAW) == sorted([name, "after.json"])
+
+
+@pytest.mark.parametrize("container", UNSAFE_CONTAINERS, ids=repr)
+def test_blob_unsafe_containers_refused(
+    blob_store: BlobStore, request: pytest.FixtureRequest, tmp_path: Path, container: str
+) -> None:
+    before = sorted(tmp_path.rglob("*"))
+    with pytest.raises(UnsafeBlobName):
+        blob_store.put(container, "x.json", b"evil")
+    with pytest.raises(UnsafeBlobName):
+        blob_store.get(container, "x.json")
+    with pytest.raises(UnsafeBlobName):
+        blob_store.info(container, "x.json")
+    with pytest.raises(UnsafeBlobName):
+        blob_store.exists(container, "x.json")
+    assert sorted(tmp_path.rglob("*")) == before
+
+
+@pytest.mark.parametrize("container", UNSAFE_CONTAINERS, ids=repr)
+def test_blob_list_refuses_unsafe_containers(
+    blob_store: BlobStore, request: pytest.FixtureRequest, tmp_path: Path, container: str
+) -> None:
+    (tmp_path / "outside.txt").write_text("not a blob")
+    blob_store.put(RAW, "inside.json", b"{}")
+    with pytest.raises(UnsafeBlobName):
+        blob_store.list(container)
+
+
+def test_publishing_store_announces_each_finished_blob(blob_store: BlobStore) -> None:
+    """The local stand-in for Event Grid: one call per successful put, after the blob is readable."""
+    calls: list[tuple[str, str, int, bytes]] = []
+
+    def hook(container: str, name: str, size: int) -> None:
+        calls.append((container, name, size, store.get(container, name)))
+
+    store = PublishingBlobStore(blob_store, hook)
+    store.put(RAW, "usage/2024-05-01/run-1/manifest.json", b"{}")
+    store.put(CRM, "ünï/drop.csv", b"id\n1\n")
+    store.put(RAW, "empty", b"")
+    store.put(RAW, "empty", b"now 12 bytes")  # an overwrite is a new BlobCreated too
+    assert calls == [
+        (RAW, "usage/2024-05-01/run-1/manifest.json", 2, b"{}"),
+        (CRM, "ünï/drop.csv", 5, b"id\n1\n"),
+        (RAW, "empty", 0, b""),
+        (RAW, "empty", 12, b"now 12 bytes"),
+    ]
+    with pytest.raises(BlobExists):
+        store.put(RAW, "empty", b"x", overwrite=False)
+    assert len(calls) == 4  # failed puts announce nothing

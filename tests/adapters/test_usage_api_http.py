@@ -1,0 +1,461 @@
+"""The Usage API client against the simulator over real HTTP (contract section 1): paging, retries,
+Retry-After, permanent statuses, and the client-side rate limiter on an injected clock.
+
+Waits are recorded by a `sleep` stub instead of slept; timeouts are small, so the file runs fast.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+import requests
+
+from shared.adapters.usage_api_http import MAX_RETRY_AFTER_S, UsageApiClient, retry_after_seconds
+from shared.adapters.usage_api_pacing import RateLimiter
+from shared.local.simulator import NO_RESPONSE, Fault, UsageApiSimulator
+from shared.ports import TransientApiError, UsageApiError
+from tests.conftest import API_KEY, DAY, ISO, make_records, page_bytes
+
+PAGE_SIZE = 10
+
+
+BACKOFF_MAX_S = 0.05
+
+
+TRANSIENT_FAULTS = {
+    "500": Fault("status", status=500, times=2),
+    "502": Fault("status", status=502, times=2),
+    "503": Fault("status", status=503, times=2),
+    "504": Fault("status", status=504, times=2),
+    "connection-reset": Fault("reset", times=2),
+    "truncated-json": Fault("truncate", times=2),
+    "read-timeout": Fault("delay", seconds=1.5, times=2),
+}
+
+
+NOW = datetime(2026, 11, 20, 12, 0, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def sleeps() -> list[float]:
+    """What the client asked to sleep, in order (nothing is actually slept)."""
+    return []
+
+
+@pytest.fixture
+def make_client(sleeps: list[float]) -> Iterator[Callable[..., UsageApiClient]]:
+    sessions: list[requests.Session] = []
+
+    def make(api: UsageApiSimulator | str, key: str = API_KEY, **kwargs: Any) -> UsageApiClient:
+        session = requests.Session()
+        sessions.append(session)
+        options: dict[str, Any] = {
+            "timeout_s": 2.0,
+            "page_size": PAGE_SIZE,
+            "max_attempts": 4,
+            "backoff_base_s": 0.01,
+            "backoff_max_s": BACKOFF_MAX_S,
+            "session": session,
+            "sleep": sleeps.append,
+        }
+        options.update(kwargs)
+        base_url = api if isinstance(api, str) else api.base_url
+        return UsageApiClient(base_url, key, **options)
+
+    yield make
+    for session in sessions:
+        session.close()
+
+
+class FakeClock:
+    """A clock that moves only when slept on (or set)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+def limiter_on(clock: FakeClock, rate: float = 10.0, **kwargs: Any) -> RateLimiter:
+    return RateLimiter(rate, clock=clock, sleep=clock.sleep, **kwargs)
+
+
+class CountingLimiter(RateLimiter):
+    def __init__(self, rate: float) -> None:
+        self.clock = FakeClock()
+        super().__init__(rate, clock=self.clock, sleep=self.clock.sleep)
+        self.acquired = 0
+
+    def acquire(self) -> int:
+        self.acquired += 1
+        return super().acquire()
+
+
+@pytest.mark.parametrize("total_pages", [True, False], ids=["with-total_pages", "without-total_pages"])
+def test_client_reads_has_next_page_and_optional_total_pages(
+    start_api: Callable[..., UsageApiSimulator],
+    make_client: Callable[..., UsageApiClient],
+    total_pages: bool,
+) -> None:
+    api = start_api({ISO: make_records(15)}, include_total_pages=total_pages)
+    client = make_client(api)
+
+    first, second = client.fetch_page(DAY, 1), client.fetch_page(DAY, 2)
+
+    assert (first.has_next_page, second.has_next_page) == (True, False)
+    assert (len(first.records), len(second.records)) == (10, 5)
+    assert first.total_pages == (2 if total_pages else None)
+    assert first.body == page_bytes(api, 1, PAGE_SIZE)
+
+
+def test_429_retry_after_seconds_waits_exactly_that_long(
+    start_api: Callable[..., UsageApiSimulator],
+    make_client: Callable[..., UsageApiClient],
+    sleeps: list[float],
+) -> None:
+    api = start_api({ISO: make_records(5)}, faults=[Fault("retry_after_seconds", seconds=7)])
+    client = make_client(api)
+
+    page = client.fetch_page(DAY, 1)
+
+    assert sleeps == [7.0]
+    assert len(page.records) == 5
+    assert client.attempts == 2
+    assert api.count(status=429) == 1 and api.count(status=200) == 1
+
+
+def test_429_retry_after_http_date_waits_about_the_delta(
+    start_api: Callable[..., UsageApiSimulator],
+    make_client: Callable[..., UsageApiClient],
+    sleeps: list[float],
+) -> None:
+    api = start_api({ISO: make_records(5)}, faults=[Fault("retry_after_date", seconds=30)])
+    client = make_client(api)
+
+    page = client.fetch_page(DAY, 1)
+
+    assert len(sleeps) == 1
+    assert sleeps[0] == pytest.approx(30, abs=2)
+    assert len(page.records) == 5
+    assert client.attempts == 2
+    assert api.count(status=429) == 1 and api.count(status=200) == 1
+
+
+def test_429_retry_after_beyond_the_cap_waits_the_cap(
+    start_api: Callable[..., UsageApiSimulator],
+    make_client: Callable[..., UsageApiClient],
+    sleeps: list[float],
+) -> None:
+    api = start_api({ISO: make_records(5)}, faults=[Fault("retry_after_seconds", seconds=86_400)])
+    client = make_client(api)
+
+    client.fetch_page(DAY, 1)
+
+    assert sleeps == [MAX_RETRY_AFTER_S]
+
+
+@pytest.mark.parametrize("fault", list(TRANSIENT_FAULTS.values()), ids=list(TRANSIENT_FAULTS))
+def test_transient_failures_are_retried_then_succeed(
+    start_api: Callable[..., UsageApiSimulator],
+    make_client: Callable[..., UsageApiClient],
+    sleeps: list[float],
+    fault: Fault,
+) -> None:
+    api = start_api({ISO: make_records(12)}, faults=[fault])
+    client = make_client(api, timeout_s=0.3)  # well under the 1.5 s delay fault
+
+    page = client.fetch_page(DAY, 1)
+
+    assert client.attempts == 3
+    assert api.count(date=ISO, page=1) == 3
+    assert api.faults_remaining() == [0]
+    assert len(sleeps) == 2
+    assert all(0 < s <= BACKOFF_MAX_S for s in sleeps)  # backoff, bounded by backoff_max_s
+    assert page.body == page_bytes(api, 1, PAGE_SIZE)
+    assert (len(page.records), page.has_next_page) == (10, True)
+    if fault.kind == "reset":
+        assert api.count(status=NO_RESPONSE) == 2
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404])
+def test_permanent_statuses_fail_at_once_naming_the_status(
+    start_api: Callable[..., UsageApiSimulator],
+    make_client: Callable[..., UsageApiClient],
+    sleeps: list[float],
+    status: int,
+) -> None:
+    api = start_api({ISO: make_records(5)}, faults=[Fault("status", status=status, times=-1)])
+    client = make_client(api)
+
+    with pytest.raises(UsageApiError) as caught:
+        client.fetch_page(DAY, 1)
+
+    assert client.attempts == 1
+    assert api.count() == 1
+    assert sleeps == []
+    assert f"HTTP {status}" in str(caught.value)
+    assert API_KEY not in str(caught.value) and API_KEY not in repr(caught.value)
+
+
+def test_real_401_for_a_wrong_key_never_shows_the_key(
+    start_api: Callable[..., UsageApiSimulator], make_client: Callable[..., UsageApiClient]
+) -> None:
+    api = start_api({ISO: make_records(5)})
+    wrong_key = "sk-wrong-0b8e44d1aa"
+    client = make_client(api, key=wrong_key)
+
+    with pytest.raises(UsageApiError) as caught:
+        client.fetch_page(DAY, 1)
+
+    assert api.count(status=401) == 1 and api.count() == 1
+    assert "401" in str(caught.value)
+    assert wrong_key not in str(caught.value) and API_KEY not in str(caught.value)
+
+
+def test_real_404_for_a_wrong_base_url(
+    start_api: Callable[..., UsageApiSimulator], make_client: Callable[..., UsageApiClient]
+) -> None:
+    api = start_api({ISO: make_records(5)})
+    client = make_client(f"{api.base_url}/not-the-api")
+
+    with pytest.raises(UsageApiError, match="404"):
+        client.fetch_page(DAY, 1)
+
+    assert client.attempts == 1 and api.count(status=404) == 1
+
+
+@pytest.mark.parametrize("max_attempts", [1, 4])
+def test_retries_are_bounded_by_max_attempts(
+    start_api: Callable[..., UsageApiSimulator],
+    make_client: Callable[..., UsageApiClient],
+    sleeps: list[float],
+    max_attempts: int,
+) -> None:
+    api = start_api({ISO: make_records(5)}, faults=[Fault("status", status=503, times=-1)])
+    client = make_client(api, max_attempts=max_attempts)
+
+    with pytest.raises(TransientApiError) as caught:
+        client.fetch_page(DAY, 1)
+
+    assert client.attempts == max_attempts
+    assert api.count() == max_attempts and api.count(status=503) == max_attempts
+    assert len(sleeps) == max_attempts - 1
+    assert f"{max_attempts} attempts" in str(caught.value) and "503" in str(caught.value)
+    assert API_KEY not in str(caught.value)
+
+
+@pytest.mark.parametrize(("value", "expected"), [("0", 0.0), ("12", 12.0), (" 7 ", 7.0), ("300", 300.0)])
+def test_retry_after_digits(value: str, expected: float) -> None:
+    assert retry_after_seconds(value, now=NOW) == expected
+
+
+def test_retry_after_http_date_in_the_future_is_the_delta() -> None:
+    assert retry_after_seconds("Fri, 20 Nov 2026 12:00:30 GMT", now=NOW) == 30.0
+
+
+@pytest.mark.parametrize("value", ["Wed, 21 Oct 2015 07:28:00 GMT", "Fri, 20 Nov 2026 11:59:59 GMT"])
+def test_retry_after_http_date_in_the_past_is_zero(value: str) -> None:
+    assert retry_after_seconds(value, now=NOW) == 0.0
+
+
+@pytest.mark.parametrize("value", [None, "", "   ", "soon", "1.5", "-3", "Mon, 32 Foo 2015 99:00:00 GMT"])
+def test_retry_after_garbage_is_none(value: str | None) -> None:
+    assert retry_after_seconds(value, now=NOW) is None
+
+
+def test_retry_after_superscript_digit_is_garbage_not_a_crash() -> None:
+    assert retry_after_seconds("\u00b2", now=NOW) is None
+
+
+@pytest.mark.parametrize("value", ["301", "86400", "9" * 400, "Fri, 20 Nov 2099 12:00:00 GMT"])
+def test_retry_after_is_capped(value: str) -> None:
+    assert retry_after_seconds(value, now=NOW) == MAX_RETRY_AFTER_S
+
+
+def test_unlimited_never_waits() -> None:
+    clock = FakeClock()
+    limiter = limiter_on(clock, 0.0)
+    for _ in range(100):
+        limiter.acquire()
+    assert clock.slept == []
+    assert limiter.rate is None
+
+
+@pytest.mark.parametrize(("burst", "waits"), [(1.0, [0.1] * 4), (2.0, [0.1] * 3)])
+def test_tokens_pace_requests_after_a_small_burst(burst: float, waits: list[float]) -> None:
+    clock = FakeClock()
+    limiter = limiter_on(clock, 10.0, burst=burst)
+    for _ in range(5):
+        limiter.acquire()
+    assert clock.slept == pytest.approx(waits)  # `burst` at once, then one per 1/10 s
+    assert RateLimiter(10.0).burst == 1.0  # the default: no spike at the start
+
+
+def test_idle_time_refills_no_more_than_the_burst() -> None:
+    clock = FakeClock()
+    limiter = limiter_on(clock, 10.0, burst=2.0)
+    limiter.acquire()
+    limiter.acquire()
+    clock.now += 60  # a minute idle
+    for _ in range(3):
+        limiter.acquire()
+    assert clock.slept == pytest.approx([0.1])
+
+
+def test_callers_arriving_together_queue_up() -> None:
+    waits: list[float] = []
+    limiter = RateLimiter(10.0, clock=lambda: 0.0, sleep=waits.append)  # nobody's wait has passed yet
+    for _ in range(5):
+        limiter.acquire()
+    assert waits == pytest.approx([0.1, 0.2, 0.3, 0.4])
+
+
+def test_threads_share_one_bucket_without_losing_a_token() -> None:
+    waits: list[float] = []
+    limiter = RateLimiter(10.0, clock=lambda: 0.0, sleep=waits.append)
+    threads = [threading.Thread(target=lambda: [limiter.acquire() for _ in range(25)]) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    # 200 acquisitions: 1 from the burst, then one reservation per 1/10 s, each taken once.
+    assert sorted(round(w * 10) for w in waits) == list(range(1, 200))
+
+
+def test_a_429_lowers_the_rate_multiplicatively() -> None:
+    clock = FakeClock()
+    limiter = limiter_on(clock, 10.0, decrease=0.5)
+    assert limiter.on_throttled(limiter.acquire()) is True
+    assert limiter.rate == pytest.approx(5.0)
+    limiter.on_throttled(limiter.acquire())
+    assert limiter.rate == pytest.approx(2.5)
+
+
+def test_429s_of_one_burst_lower_the_rate_once() -> None:
+    clock = FakeClock()
+    limiter = limiter_on(clock, 10.0, decrease=0.5)
+    tickets = [limiter.acquire() for _ in range(3)]  # all in flight before any answer
+    assert [limiter.on_throttled(t) for t in tickets] == [True, False, False]
+    assert limiter.rate == pytest.approx(5.0)
+    assert (limiter.throttled, limiter.decreases) == (3, 1)
+    assert limiter.on_throttled(limiter.acquire()) is True  # sent after the decrease: counts
+    assert limiter.rate == pytest.approx(2.5)
+
+
+def test_the_rate_never_drops_below_a_tenth_of_the_configured_rate() -> None:
+    clock = FakeClock()
+    limiter = limiter_on(clock, 10.0, decrease=0.5)
+    for _ in range(20):
+        limiter.on_throttled(limiter.acquire())
+    assert limiter.rate == pytest.approx(1.0)
+
+
+def test_successes_recover_additively_up_to_the_configured_rate() -> None:
+    clock = FakeClock()
+    limiter = limiter_on(clock, 10.0, decrease=0.5, recovery=0.01)
+    limiter.on_throttled(limiter.acquire())
+    rates = []
+    for _ in range(4):
+        limiter.acquire()  # had to wait: the limit is what holds requests back
+        limiter.on_success()
+        rates.append(limiter.rate)
+    # A fixed step (1 % of the rate found too high, 10/s) per success.
+    assert rates == pytest.approx([5.1, 5.2, 5.3, 5.4])
+    for _ in range(1000):
+        limiter.acquire()
+        limiter.on_success()
+    assert limiter.rate == pytest.approx(10.0)  # never above the configured rate
+
+
+def test_the_rate_grows_only_while_it_holds_requests_back() -> None:
+    clock = FakeClock()
+    limiter = limiter_on(clock, 10.0, decrease=0.5, recovery=0.01)
+    limiter.on_throttled(limiter.acquire())
+    clock.now += 60  # idle: the bucket is full, the next request does not wait
+    limiter.acquire()
+    limiter.on_success()
+    assert limiter.rate == pytest.approx(5.0)
+    limiter.acquire()  # this one waits
+    limiter.on_success()
+    assert limiter.rate == pytest.approx(5.1)
+
+
+def test_unlimited_starts_limiting_at_half_the_observed_rate() -> None:
+    clock = FakeClock()
+    limiter = limiter_on(clock, 0.0)
+    tickets = []
+    for i in range(10):  # 10 requests in 0.1 s: 100 per second
+        clock.now = i * 0.01
+        tickets.append(limiter.acquire())
+    clock.now = 0.1
+
+    assert limiter.on_throttled(tickets[-1]) is True
+
+    assert limiter.rate == pytest.approx(50.0)
+    limiter.acquire()
+    assert clock.slept == pytest.approx([0.02])  # no burst: over the limit already
+    for _ in range(30):
+        limiter.on_throttled(limiter.acquire())
+    assert limiter.rate == pytest.approx(10.0)  # the floor: a tenth of the observed 100/s
+
+
+def test_a_429_while_limiting_lowers_the_rate_not_a_send_rate_depressed_by_pauses() -> None:
+    # Workers sleeping out a Retry-After send little for a while; that is no measure of the limit.
+    clock = FakeClock()
+    limiter = limiter_on(clock, 20.0, decrease=0.5)
+    for i in range(3):  # 3 requests in the last second
+        clock.now = i * 0.4
+        ticket = limiter.acquire()
+    limiter.on_throttled(ticket)
+    assert limiter.rate == pytest.approx(10.0)  # 20 x 0.5, not 3/s x 0.5
+
+
+def test_limiter_arguments_are_checked() -> None:
+    for bad in ({"rate_rps": -1.0}, {"rate_rps": float("nan")}, {"burst": 0.5}, {"decrease": 1.0}):
+        with pytest.raises(ValueError):
+            RateLimiter(**bad)
+    assert RateLimiter(float("inf")).rate is None  # no fixed limit
+
+
+def test_the_client_takes_a_token_before_every_attempt_and_reports_429s(
+    start_api: Callable[..., UsageApiSimulator],
+) -> None:
+    api = start_api(
+        12,
+        faults=[
+            Fault("status", status=503, date=ISO, page=1, times=2),
+            Fault("retry_after_seconds", date=ISO, page=1, seconds=0),
+        ],
+    )
+    limiter = CountingLimiter(100.0)
+    waits: list[float] = []
+    with requests.Session() as session:
+        client = UsageApiClient(
+            api.base_url,
+            API_KEY,
+            page_size=PAGE_SIZE,
+            max_attempts=5,
+            backoff_base_s=0.001,
+            backoff_max_s=0.005,
+            session=session,
+            sleep=waits.append,
+            limiter=limiter,
+        )
+        page = client.fetch_page(DAY, 1)
+
+    assert len(page.records) == PAGE_SIZE
+    assert limiter.acquired == client.attempts == api.count() == 4  # retries included
+    assert (limiter.throttled, limiter.decreases) == (1, 1)
+    # Lowered once, then one recovery step for the retry's 200.
+    assert limiter.rate == pytest.approx(100.0 * limiter.decrease + 100.0 * limiter.recovery)
+    assert waits[-1] == 0.0  # the Retry-After wait still applies (here: 0 s)

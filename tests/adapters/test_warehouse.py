@@ -1,0 +1,156 @@
+"""Behavioural SQL suite for the Warehouse port: DuckDB always, Azure SQL when
+MSSQL_TEST_CONNECTION_STRING is set (an ODBC connection string to a scratch database)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from shared.ports import BuildParams, Lineage, Warehouse
+
+D1 = date(2026, 10, 1)
+PARAMS = BuildParams(
+    "run-1", churn_min_rolling_users=10, churn_max_contact_age_days=30, crm_max_snapshot_age_days=7
+)
+NOW = datetime(2026, 10, 20, 12, 0, tzinfo=UTC)
+MSSQL = os.environ.get("MSSQL_TEST_CONNECTION_STRING", "")
+TABLES = (
+    "analytics.company_daily_activity",
+    "stg.product_usage_daily",
+    "stg.usage_dataset",
+    "stg.crm_company_snapshot",
+    "stg.crm_snapshot",
+)
+
+
+@pytest.fixture(
+    params=[
+        "duckdb",
+        pytest.param(
+            "mssql", marks=pytest.mark.skipif(not MSSQL, reason="MSSQL_TEST_CONNECTION_STRING not set")
+        ),
+    ]
+)
+def warehouse(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Warehouse]:
+    if request.param == "duckdb":
+        from shared.adapters.warehouse_duckdb import DuckDbWarehouse
+
+        store = DuckDbWarehouse(tmp_path / "w.duckdb")
+    else:
+        import pyodbc
+
+        from shared.adapters.warehouse_mssql import MssqlWarehouse
+
+        store = MssqlWarehouse(lambda: pyodbc.connect(MSSQL, autocommit=False))
+        store.apply_schema()
+        connection = pyodbc.connect(MSSQL, autocommit=True)
+        for table in TABLES:
+            connection.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed names
+        connection.close()
+    store.apply_schema()
+    yield store
+    store.close()  # type: ignore[attr-defined]
+
+
+def lineage(run: str = "run-1") -> Lineage:
+    return Lineage(run, "source.json", NOW)
+
+
+def stage_usage(
+    w: Warehouse,
+    day: date,
+    rows: list[tuple[str, int, int]],
+    version: str = "v1",
+    checksum: str | None = None,
+) -> str:
+    return w.replace_usage_day(
+        day, rows, lineage(), checksum=checksum or repr(rows), quarantined=0, version=version
+    )
+
+
+def stage_crm(
+    w: Warehouse, day: date, rows: list[tuple], version: str = "v1", checksum: str | None = None
+) -> str:
+    return w.replace_crm_snapshot(day, rows, lineage(), checksum=checksum or repr(rows), version=version)
+
+
+def table(w: Warehouse) -> dict[tuple[str, date], dict]:
+    return {(r["company_id"], r["activity_date"]): r for r in w.fetch_rows("company_daily_activity")}
+
+
+def company(cid: str, name: str = "Acme", contact: datetime | None = datetime(2026, 9, 25, 18, 0)) -> tuple:
+    return (cid, name, "DE", "saas", contact)
+
+
+def test_staging_is_replaced_repeated_or_stale(warehouse: Warehouse) -> None:
+    assert stage_usage(warehouse, D1, [("a", 1, 2)], version="v2") == "staged"
+    assert stage_usage(warehouse, D1, [("a", 1, 2)], version="v2") == "unchanged"
+    assert stage_usage(warehouse, D1, [("a", 9, 9)], version="v1") == "stale"
+    assert stage_usage(warehouse, D1, [("a", 5, 6), ("b", 1, 1)], version="v3") == "staged"
+    assert stage_crm(warehouse, D1, [company("a")], version="v2") == "staged"
+    assert stage_crm(warehouse, D1, [company("a")], version="v2") == "unchanged"
+    assert stage_crm(warehouse, D1, [company("z")], version="v1") == "stale"
+
+
+def test_a_day_needs_usage_and_an_effective_snapshot(warehouse: Warehouse) -> None:
+    stage_usage(warehouse, D1, [("a", 3, 30)])
+    assert warehouse.build_days([D1], PARAMS).days == []  # no snapshot yet
+    stage_crm(warehouse, D1 - timedelta(days=8), [company("a")])
+    assert warehouse.build_days([D1], PARAMS).days == []  # too old to be effective
+    stage_crm(warehouse, D1 - timedelta(days=7), [company("a"), company("b", "Beta", None)])
+    result = warehouse.build_days([D1, D1 + timedelta(days=1)], PARAMS)  # the second day has no usage
+    assert [(d.activity_date, d.snapshot_date, d.rows, d.inserted) for d in result.days] == [
+        (D1, D1 - timedelta(days=7), 2, 2)
+    ]
+
+
+def test_the_rules_of_one_row(warehouse: Warehouse) -> None:
+    for offset, users in enumerate([4, 0, 3]):
+        stage_usage(warehouse, D1 + timedelta(days=offset), [("a", users, users * 10 + 1)])
+    stage_crm(warehouse, D1, [company("a"), company("b", "Beta", None)])
+    warehouse.build_days([D1, D1 + timedelta(days=1), D1 + timedelta(days=2)], PARAMS)
+    rows = table(warehouse)
+    a1, a2, a3 = (rows[("a", D1 + timedelta(days=n))] for n in range(3))
+    assert (a1["active_users"], a1["events"], float(a1["events_per_user"])) == (4, 41, 10.25)
+    assert a2["events_per_user"] is None and a2["events"] == 1
+    assert (a3["rolling_7d_active_users"], a3["rolling_7d_events"], a3["usage_days_observed_7d"]) == (
+        7,
+        73,
+        3,
+    )
+    assert a3["days_since_last_contact"] == 8 and a3["crm_snapshot_date"] == D1
+    assert bool(a3["is_churn_risk"]) is False  # 7 < 10 users, but contacted 8 days ago
+    b3 = rows[("b", D1 + timedelta(days=2))]
+    assert (b3["active_users"], b3["rolling_7d_active_users"], b3["days_since_last_contact"]) == (0, 0, None)
+    assert bool(b3["is_churn_risk"]) is True
+
+
+def test_unchanged_rows_are_left_alone_and_removed_companies_go(warehouse: Warehouse) -> None:
+    stage_usage(warehouse, D1, [("a", 12, 20)])
+    stage_crm(warehouse, D1, [company("a"), company("b")], version="v1")
+    warehouse.build_days([D1], PARAMS)
+    first = table(warehouse)
+    again = warehouse.build_days([D1], BuildParams("run-2", 10, 30, 7))
+    assert (again.days[0].inserted, again.days[0].updated, again.days[0].deleted) == (0, 0, 0)
+    assert table(warehouse) == first  # same loaded_at, same pipeline_run_id
+
+    stage_crm(warehouse, D1, [company("a", "Acme Renamed")], version="v2")
+    changed = warehouse.build_days([D1], BuildParams("run-3", 10, 30, 7)).days[0]
+    assert (changed.rows, changed.inserted, changed.updated, changed.deleted) == (1, 0, 1, 1)
+    now = table(warehouse)
+    assert list(now) == [("a", D1)]
+    assert now[("a", D1)]["company_name"] == "Acme Renamed" and now[("a", D1)]["pipeline_run_id"] == "run-3"
+
+
+def test_names_with_commas_quotes_newlines_and_nulls_survive_the_bulk_load(warehouse: Warehouse) -> None:
+    odd = 'Stark\nIndustries, "The" Best'
+    stage_usage(warehouse, D1, [("a,1", 1, 1), ('b"2', 2, 2)])
+    stage_crm(warehouse, D1, [("a,1", odd, None, None, None), ('b"2', None, "", "x", None)])
+    warehouse.build_days([D1], PARAMS)
+    rows = table(warehouse)
+    assert rows[("a,1", D1)]["company_name"] == odd and rows[("a,1", D1)]["country"] is None
+    assert rows[('b"2', D1)]["company_name"] is None
