@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 AZURITE := node_modules/.bin/azurite
 NODE_STAMP := node_modules/.installed
 
-.PHONY: setup demo test lint unit bench clean azurite FORCE
+.PHONY: setup demo test test-fast lint bench clean azurite FORCE
 
 setup: $(STAMP)
 
@@ -21,8 +21,12 @@ $(STAMP): requirements.txt requirements-dev.txt
 demo: setup
 	$(PY) -m shared.cli demo
 
+# Style, formatting, types, and the layers (what may import what: pyproject.toml [tool.importlinter]).
 lint: setup
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --no-cache
 
 azurite: $(NODE_STAMP)
 
@@ -44,6 +48,10 @@ FORCE:
 test: setup lint azurite
 	command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } || true
 	$(PY) -m pytest
+
+# The inner loop: everything but the tests marked `slow` (the property test, the million-row file).
+test-fast: setup azurite
+	$(PY) -m pytest -m "not slow"
 
 # Speed lives here, not in `make test`: each script compares against a baseline in the same
 # run and writes benchmarks/results/<name>.json (see docs/performance.md).

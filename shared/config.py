@@ -96,7 +96,8 @@ class Settings:
 
 
 def _parse(f: dataclasses.Field[Any], raw: str) -> Any:
-    name, kind = f.metadata["env"], type(f.default)
+    default: Any = f.default  # every setting has one
+    name, kind = f.metadata["env"], type(default)
     if kind is str:
         return raw
     if issubclass(kind, Path):

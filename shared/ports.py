@@ -141,7 +141,10 @@ class BuildResult:
 
 
 class Warehouse(Protocol):
-    dialect: Dialect  # which sql/<dialect>/ files it runs
+    @property
+    def dialect(self) -> Dialect:
+        """Which sql/<dialect>/ files it runs."""
+        ...
 
     def apply_schema(self) -> None: ...
 

@@ -76,7 +76,8 @@ class AzureBlobStore:
 
     def get(self, container: str, name: str) -> bytes:
         try:
-            return self._blob(container, name).download_blob().readall()
+            data: bytes = self._blob(container, name).download_blob().readall()
+            return data
         except ResourceNotFoundError:
             raise BlobNotFound(f"{container}/{name}") from None
 

@@ -43,7 +43,7 @@ class ServiceBusBus:
                 json.dumps(m.body, default=str),
                 message_id=m.message_id,
                 content_type="application/json",
-                application_properties=dict(m.properties),
+                application_properties={str(k): v for k, v in m.properties.items()},
                 scheduled_enqueue_time_utc=now + timedelta(seconds=m.delay_s) if m.delay_s > 0 else None,
             )
             for m in messages

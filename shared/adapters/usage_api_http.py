@@ -124,7 +124,7 @@ class UsageApiClient:
         try:
             response = self.session.get(
                 f"{self.base_url}/v2/usage",
-                params={"date": day.isoformat(), "page": number, "page_size": self.page_size},
+                params={"date": day.isoformat(), "page": str(number), "page_size": str(self.page_size)},
                 headers={"Authorization": f"Bearer {self._api_key}", "Accept": "application/json"},
                 timeout=(min(10.0, self.timeout_s), self.timeout_s),
             )

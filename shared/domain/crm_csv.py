@@ -353,8 +353,8 @@ def _resolve_header(header: list[str]) -> _Columns:
             f"missing required column(s): {shown}; header has {len(header)} column(s): {found}"
         )
 
-    company_id, name, country, industry_tag, last_contact_at = (seen[col] for col in REQUIRED_COLUMNS)
-    indexes = (company_id, name, country, industry_tag, last_contact_at)
+    i_id, i_name, i_country, i_tag, i_contact = (seen[col] for col in REQUIRED_COLUMNS)
+    indexes = (i_id, i_name, i_country, i_tag, i_contact)
     used = set(indexes)
     extra = [keys[pos] for pos in range(len(header)) if pos not in used]
     warnings = [f"ignored extra columns: {', '.join(map(_show, extra))}"] if extra else []

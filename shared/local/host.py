@@ -85,7 +85,8 @@ class LocalHost:
             headers={"content-type": "application/json"},
             body=b"" if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode()),
         )
-        return handler.call(**{handler.arg_name: request})
+        response: func.HttpResponse = handler.call(**{handler.arg_name: request})
+        return response
 
     # --- timer ---
     def fire_timers(self, *, past_due: bool = False) -> None:

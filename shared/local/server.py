@@ -27,7 +27,7 @@ class LocalServer:
     @property
     def base_url(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     def start(self) -> LocalServer:
         for target in (self._server.serve_forever, self._deliver):

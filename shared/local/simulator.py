@@ -441,13 +441,13 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             self._send_json(200, self._page_body(records, page, page_size, sim.include_total_pages))
         elif fault.kind == "drift_duplicate":
-            body = self._page_body(records, page, page_size, sim.include_total_pages)
-            body["data"].insert(0, records[(page - 1) * page_size - 1])
-            self._send_json(200, body)
+            drifted = self._page_body(records, page, page_size, sim.include_total_pages)
+            drifted["data"].insert(0, records[(page - 1) * page_size - 1])
+            self._send_json(200, drifted)
         elif fault.kind == "endless":
-            body = self._page_body(records, page, page_size, include_total_pages=False)
-            body["has_next_page"] = True
-            self._send_json(200, body)
+            endless = self._page_body(records, page, page_size, include_total_pages=False)
+            endless["has_next_page"] = True
+            self._send_json(200, endless)
 
     @staticmethod
     def _page_body(

@@ -228,7 +228,7 @@ def _land_concurrently(numbers: range, land: Callable[[int], LandedPage], worker
         if failed.is_set():
             pool.shutdown(wait=True, cancel_futures=True)
 
-    errors = [f.exception() for f in futures if not f.cancelled() and f.exception() is not None]
+    errors = [e for f in futures if not f.cancelled() and (e := f.exception()) is not None]
     if errors:  # in page order
         raise next((e for e in errors if isinstance(e, UsageApiError)), errors[0])
     landed: list[LandedPage] = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random
 
 from shared.ports import ConcurrencyConflict, LedgerEntry, RunLedger
 
@@ -21,7 +21,10 @@ def update_entry(ledger: RunLedger, partition: str, key: str, change: Change) ->
     after ATTEMPTS lost races ConcurrencyConflict is raised, so the message is redelivered.
     """
     for attempt in Retrying(
-        stop=stop_after_attempt(ATTEMPTS), retry=retry_if_exception_type(ConcurrencyConflict), reraise=True
+        stop=stop_after_attempt(ATTEMPTS),
+        wait=wait_random(0, 0.02),  # racing writers that retry in step would race again
+        retry=retry_if_exception_type(ConcurrencyConflict),
+        reraise=True,
     ):
         with attempt:
             current = ledger.get(partition, key)

@@ -15,7 +15,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any
+from typing import Any, Literal
 
 from shared.domain import names
 from shared.domain.alerts import Alert
@@ -26,6 +26,9 @@ from shared.services.alerts import raise_alert
 from shared.services.ledger import update_entry
 
 log = logging.getLogger(__name__)
+
+# A day's build state in the ledger's `days` partition.
+DayStatus = Literal["waiting", "gate_failed", "built"]
 
 
 @dataclass
@@ -81,8 +84,8 @@ def _record_waiting(services: Services, request: TransformRequest, plan: Transfo
         _set_day(
             services,
             day,
+            "waiting",
             {
-                "status": "waiting",
                 "reason": f"no CRM snapshot within {max_age} days",
                 "run_id": request.run_id,
             },
@@ -115,8 +118,8 @@ def _record_gates(services: Services, request: TransformRequest, plan: Transform
         _set_day(
             services,
             day,
+            "gate_failed",
             {
-                "status": "gate_failed",
                 "errors": json.dumps(gate.errors),
                 "warnings": json.dumps(gate.warnings),
                 "run_id": request.run_id,
@@ -136,8 +139,8 @@ def _record_built(
         _set_day(
             services,
             built.activity_date,
+            "built",
             {
-                "status": "built",
                 "snapshot_date": built.snapshot_date.isoformat(),
                 "rows": built.rows,
                 "inserted": built.inserted,
@@ -151,12 +154,7 @@ def _record_built(
         )
 
 
-def _set_day(services: Services, day: date, data: Mapping[str, Any]) -> None:
+def _set_day(services: Services, day: date, status: DayStatus, data: Mapping[str, Any]) -> None:
     """Record a day's build state over what the ledger holds for it."""
-    now = services.clock().isoformat()
-    update_entry(
-        services.ledger,
-        names.DAYS,
-        day.isoformat(),
-        lambda current: {**(current or {}), **data, "updated_at": now},
-    )
+    new = {**data, "status": status, "updated_at": services.clock().isoformat()}
+    update_entry(services.ledger, names.DAYS, day.isoformat(), lambda current: {**(current or {}), **new})

@@ -8,6 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -42,6 +43,7 @@ action = st.one_of(
 )
 
 
+@pytest.mark.slow
 @settings(
     max_examples=12,
     deadline=None,
