@@ -21,6 +21,7 @@ from shared.domain.alerts import Alert
 from shared.domain.blob_names import check_blob_name
 from shared.domain.crm_csv import CrmFileRejected, RejectedRow, parse_crm_snapshot
 from shared.domain.errors import PermanentError
+from shared.domain.transform_plan import InputKind
 from shared.domain.usage_page import parse_page
 from shared.domain.usage_records import ValidatedDay, validate_page
 from shared.observability.context import bind
@@ -87,7 +88,9 @@ def _quarantine(
     return name
 
 
-def _send_transform(services: Services, kind: str, key: str, run_id: str, checksum: str, force: bool) -> None:
+def _send_transform(
+    services: Services, kind: InputKind, key: str, run_id: str, checksum: str, force: bool
+) -> None:
     body = {"kind": kind, "date": key, "run_id": run_id, "force": force}
     message_id = f"transform-{kind}-{key}-{run_id}-{checksum[:12]}-{int(force)}"
     services.bus.send(
@@ -103,6 +106,36 @@ def _record_latest(services: Services, partition: str, key: str, data: dict[str,
         return None if current and str(current.get("version", "")) > str(data["version"]) else data
 
     update_entry(services.ledger, partition, key, newest)
+
+
+def _announce_staged(
+    services: Services,
+    kind: InputKind,
+    outcome: StageOutcome,
+    entry: dict[str, Any],
+    source: str,
+    extra: str,
+    *,
+    force: bool,
+) -> None:
+    """After a load: unless it was stale, record the staged input in the ledger (never moving it
+    back to an older version) and ask the transform to build what it affects."""
+    if outcome.status == "stale":
+        log.info("%s %s: %s is older than what is staged; nothing to do", kind, outcome.key, source)
+        return
+    _record_latest(services, names.USAGE if kind == "usage" else names.CRM, outcome.key, entry)
+    log.info(
+        "%s %s %s from %s: %d staged, %d quarantined, %s (run %s)",
+        kind,
+        outcome.key,
+        outcome.status,
+        source,
+        outcome.staged,
+        outcome.quarantined,
+        extra,
+        outcome.run_id,
+    )
+    _send_transform(services, kind, outcome.key, outcome.run_id, str(entry["checksum"]), force)
 
 
 def handle_blob_created(services: Services, event: Any, message_id: str = "") -> StageOutcome | None:
@@ -192,37 +225,21 @@ def load_usage_manifest(services: Services, manifest_name: str) -> StageOutcome:
         version=version,
     )
     outcome = StageOutcome(status, key, run_id, len(rows), quarantined)
-    if status == "stale":
-        log.info("usage %s: manifest %s is older than the staged dataset; nothing to do", key, manifest_name)
-        return outcome
-    _record_latest(
-        services,
-        names.USAGE,
-        key,
-        {
-            "version": version,
-            "run_id": run_id,
-            "manifest": manifest_name,
-            "checksum": checksum,
-            "received": validated.received,
-            "staged": len(rows),
-            "quarantined": quarantined,
-            "duplicates": validated.duplicates,
-            "force": force,
-            "loaded_at": services.clock().isoformat(),
-        },
+    entry = {
+        "version": version,
+        "run_id": run_id,
+        "manifest": manifest_name,
+        "checksum": checksum,
+        "received": validated.received,
+        "staged": len(rows),
+        "quarantined": quarantined,
+        "duplicates": validated.duplicates,
+        "force": force,
+        "loaded_at": services.clock().isoformat(),
+    }
+    _announce_staged(
+        services, "usage", outcome, entry, manifest_name, f"{validated.duplicates} duplicates", force=force
     )
-    log.info(
-        "usage %s %s: %d received, %d staged, %d quarantined, %d duplicates (run %s)",
-        key,
-        status,
-        validated.received,
-        len(rows),
-        quarantined,
-        validated.duplicates,
-        run_id,
-    )
-    _send_transform(services, "usage", key, run_id, checksum, force)
     return outcome
 
 
@@ -315,33 +332,17 @@ def load_crm_drop(services: Services, blob_name: str) -> StageOutcome:
         },
     )
     outcome = StageOutcome(status, key, run_id, len(rows), len(parsed.rejected))
-    if status == "stale":
-        log.info("CRM %s: %s is older than the staged snapshot; nothing to do", key, blob_name)
-        return outcome
-    _record_latest(
-        services,
-        names.CRM,
-        key,
-        {
-            "version": version,
-            "run_id": run_id,
-            "blob": blob_name,
-            "checksum": checksum,
-            "data_rows": parsed.data_rows,
-            "staged": len(rows),
-            "quarantined": len(parsed.rejected),
-            "loaded_at": services.clock().isoformat(),
-        },
-    )
-    log.info(
-        "CRM snapshot %s %s from %s: %d rows staged, %d quarantined",
-        key,
-        status,
-        blob_name,
-        len(rows),
-        len(parsed.rejected),
-    )
-    _send_transform(services, "crm", key, run_id, checksum, False)
+    entry = {
+        "version": version,
+        "run_id": run_id,
+        "blob": blob_name,
+        "checksum": checksum,
+        "data_rows": parsed.data_rows,
+        "staged": len(rows),
+        "quarantined": len(parsed.rejected),
+        "loaded_at": services.clock().isoformat(),
+    }
+    _announce_staged(services, "crm", outcome, entry, blob_name, f"{parsed.data_rows} data rows", force=False)
     return outcome
 
 
