@@ -1,7 +1,7 @@
 """A deliberately simple, from-scratch oracle of ``analytics.company_daily_activity``.
 
 This module re-derives the analytics table from *staged* inputs with plain Python
-loops, straight from the rules of ``shared/spec/contract.md`` section 3. It shares
+loops, straight from the rules of ``docs/contract.md`` section 3. It shares
 no code with the SQL pipeline on purpose: tests compare the two.
 
 Inputs are the staged datasets, already validated and de-duplicated:

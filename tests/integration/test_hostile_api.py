@@ -33,7 +33,7 @@ MAX_ATTEMPTS = 4
 MAX_DELIVERIES = 3
 MAX_PAGES = 20
 BACKOFF_MAX_S = 0.05
-# Valid (stageable) records per golden day, counted by hand from shared/golden/api:
+# Valid (stageable) records per golden day, counted by hand from tests/data/golden/api:
 # 2026-10-01 has 39 records, all valid; 2026-10-02 has 38, one with a blank company_id.
 GOLDEN_VALID = {DAY: 39, NEXT_DAY: 37}
 
