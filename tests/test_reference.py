@@ -411,9 +411,15 @@ def test_diff_tables_reports_each_kind_of_difference() -> None:
     expected = _sample_rows()
     assert diff_tables([dict(row) for row in expected], expected) == []
 
+    same_number = [dict(row) for row in expected]
+    same_number[0]["events_per_user"] = Decimal("3.33330")  # the same number, another scale
+    assert diff_tables(same_number, expected) == []
+
     close = [dict(row) for row in expected]
-    close[0]["events_per_user"] = Decimal("3.3338")  # expected 3.3333, within 0.001
-    assert diff_tables(close, expected) == []
+    close[0]["events_per_user"] = Decimal("3.3334")  # the contract asks for exact: no tolerance
+    assert diff_tables(close, expected) == [
+        "c-1 2026-10-01: events_per_user: actual=Decimal('3.3334') expected=Decimal('3.3333')"
+    ]
 
     changed = [dict(row) for row in expected]
     changed[0]["events_per_user"] = Decimal("3.3350")

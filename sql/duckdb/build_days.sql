@@ -79,8 +79,12 @@ SELECT company_id, activity_date, company_name, country, industry_tag, last_cont
        crm_snapshot_date,
        CAST(active_users AS INTEGER) AS active_users,
        CAST(events AS INTEGER) AS events,
+       -- events / active_users rounded half away from zero to 4 places, exactly as DECIMAL(18,4)
+       -- does in T-SQL. In whole numbers: DuckDB divides a DECIMAL in DOUBLE, which rounds some
+       -- exact halves of large counts down (19514.04125 -> 19514.0412). Counts are never negative.
        CASE WHEN active_users = 0 THEN NULL
-            ELSE CAST(CAST(events AS DECIMAL(18, 4)) / active_users AS DECIMAL(18, 4)) END AS events_per_user,
+            ELSE CAST(CAST((events * 20000 + active_users) // (2 * active_users) AS DECIMAL(18, 0))
+                      * CAST(0.0001 AS DECIMAL(5, 4)) AS DECIMAL(18, 4)) END AS events_per_user,
        CAST(rolling_7d_active_users AS INTEGER) AS rolling_7d_active_users,
        CAST(rolling_7d_events AS INTEGER) AS rolling_7d_events,
        CAST(usage_days_observed_7d AS INTEGER) AS usage_days_observed_7d,

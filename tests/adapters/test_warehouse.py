@@ -154,3 +154,33 @@ def test_names_with_commas_quotes_newlines_and_nulls_survive_the_bulk_load(wareh
     rows = table(warehouse)
     assert rows[("a,1", D1)]["company_name"] == odd and rows[("a,1", D1)]["country"] is None
     assert rows[('b"2', D1)]["company_name"] is None
+
+
+def test_events_per_user_rounds_half_away_from_zero_exactly(warehouse: Warehouse) -> None:
+    """Contract section 3: events / active_users to 4 places, halves away from zero, as
+    DECIMAL(18,4) does in T-SQL (6.03125 -> 6.0313), whatever the engine computes in between."""
+    from decimal import ROUND_HALF_UP, Decimal
+
+    import random
+
+    pairs = [
+        (events, users) for users in (1, 3, 7, 16, 32, 64, 80, 160, 625, 2**20) for events in range(0, 200)
+    ]
+    pairs += [(2**31 - 1, 1), (2**31 - 1, 2**31 - 1), (2**31 - 2, 3), (1, 2**31 - 1)]
+    # Exact halves at the fifth place with large counts: where a division in DOUBLE goes wrong.
+    rng, divisors = random.Random(1), [2**a * 5**b for a in range(8) for b in range(8)]
+    while len(pairs) < 2004 + 3600:
+        users, events = rng.choice(divisors), rng.randrange(0, 2**31)
+        if (events * 20000) % users == 0 and (events * 20000 // users) % 2 == 1:
+            pairs.append((events, users))
+    rows = [(f"c{i:05d}", users, events) for i, (events, users) in enumerate(pairs)]
+    stage_crm(warehouse, D1, [company("c00000")])
+    stage_usage(warehouse, D1, rows)
+    warehouse.build_days([D1], PARAMS)
+    got = {cid: r["events_per_user"] for (cid, _), r in table(warehouse).items()}
+    expected = {
+        cid: (Decimal(events) / Decimal(users)).quantize(Decimal("0.0001"), rounding=ROUND_HALF_UP)
+        for cid, users, events in rows
+    }
+    wrong = {cid: (got[cid], expected[cid]) for cid in expected if Decimal(got[cid]) != expected[cid]}
+    assert not wrong, f"{len(wrong)} of {len(rows)} rounded differently, e.g. {list(wrong.items())[:3]}"
