@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 AZURITE := node_modules/.bin/azurite
 NODE_STAMP := node_modules/.installed
 
-.PHONY: setup demo test test-fast lint bench clean azurite FORCE
+.PHONY: setup demo test test-fast lint bench clean azurite system-packages FORCE
 
 setup: $(STAMP)
 
@@ -21,12 +21,16 @@ $(STAMP): requirements.txt requirements-dev.txt
 demo: setup
 	$(PY) -m shared.cli demo
 
-# Style, formatting, types, and the layers (what may import what: pyproject.toml [tool.importlinter]).
+# Style, formatting, types, and the layers: what may import what (pyproject.toml
+# [tool.importlinter]) and what import-linter cannot see (tests/architecture: the domain is
+# standard library only, function_app.py and functions/ load nothing local, a wrong import
+# breaks the contracts).
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports --no-cache
+	$(PY) -m pytest -q -p no:cacheprovider tests/architecture
 
 azurite: $(NODE_STAMP)
 
@@ -43,14 +47,22 @@ $(NODE_STAMP): package.json package-lock.json $(if $(wildcard $(AZURITE)),,FORCE
 
 FORCE:
 
-# The report test renders the HTML in headless Chromium: installed here when missing and we
-# are root (CI containers); otherwise the test skips it, except under CI=true.
-test: setup lint azurite
-	command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } || true
+# Debian packages some tests need: headless Chromium (the report), unixODBC and the SQLite ODBC
+# driver (the Azure SQL adapter's real pyodbc bindings). Installed when missing and we are root
+# (CI containers); otherwise those tests skip, except under CI=true, where they fail.
+SYSTEM_PACKAGES := chromium unixodbc libsqliteodbc
+system-packages:
+	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "apt-get install $$missing"; \
+		apt-get install -y -qq $$missing >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq $$missing >/dev/null; }; \
+	fi; true
+
+test: setup lint azurite system-packages
 	$(PY) -m pytest
 
 # The inner loop: everything but the tests marked `slow` (the property test, the million-row file).
-test-fast: setup azurite
+test-fast: setup azurite system-packages
 	$(PY) -m pytest -m "not slow"
 
 # Speed lives here, not in `make test`: each script compares against a baseline in the same

@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from shared.bootstrap import build_services
 from shared.config import Settings
 from shared.local.simulator import UsageApiSimulator
-from shared.services import fetch as fetch_service  # after the path set-up: runnable as a script
+from shared.services import fetch  # after the path set-up: runnable as a script
 
 RESULTS = Path(__file__).resolve().parent / "results" / "fetch.json"
 DAY = date(2026, 11, 20)
@@ -104,7 +104,7 @@ def our_fetch(base_url: str, workdir: Path, **settings: Any) -> dict[str, Any]:
     try:
         client = services.usage_api(services.settings)
         started = time.perf_counter()
-        outcome = fetch_service.fetch_day(services, DAY, client=client)
+        outcome = fetch.fetch_day(services, DAY, client=client)
         seconds = time.perf_counter() - started
     finally:
         services.warehouse.close()

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-from datetime import date
 from typing import Any
 
 import azure.functions as func
 
 from shared.bootstrap import get_services
+from shared.domain.days import parse_day
 from shared.domain.replay_request import BadReplayRequest, ReplayRequest
 from shared.observability.context import log_context
 from shared.services.replay import enqueue_fetches
@@ -54,7 +54,7 @@ def status(req: func.HttpRequest) -> func.HttpResponse:
     if not raw:
         return _json(200, {"days": all_days_status(services)})
     try:
-        day = date.fromisoformat(raw)
+        day = parse_day(raw)
     except ValueError:
         return _json(400, {"error": f"date must be YYYY-MM-DD, got {raw[:40]!r}"})
     return _json(200, day_status(services, day))

@@ -9,6 +9,7 @@ fixture is the same object), never by a path of its own.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date
@@ -24,6 +25,10 @@ from shared.local.simulator import RecordSource, UsageApiSimulator
 from shared.ports import Services
 
 REPO = Path(__file__).resolve().parents[1]
+# Where the upstream contract and golden case sit in a developer's workspace (spec/contract.md,
+# golden/), if anywhere: the copies in docs/ and tests/data/ are compared with them when present.
+# A user's clone has none and needs none.
+UPSTREAM = Path(os.environ.get("COMPANY_ACTIVITY_UPSTREAM") or REPO.parent / "shared")
 # One key for every test: distinctive, so a leak into any message or file is easy to spot.
 API_KEY = "sk-test-7f3a9c1d5e"
 # The day the fetch and client tests ask for.

@@ -1,14 +1,14 @@
 """docs/contract.md carries the contract word for word between its markers; where the upstream
-copy sits beside the checkout (a developer's workspace), the two must say the same."""
+copy is at hand (COMPANY_ACTIVITY_UPSTREAM, see tests/conftest.py), the two must say the same."""
 
 from __future__ import annotations
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, UPSTREAM
 
 DOC = REPO / "docs" / "contract.md"
-UPSTREAM = REPO.parent / "shared" / "spec" / "contract.md"
+UPSTREAM_CONTRACT = UPSTREAM / "spec" / "contract.md"
 BEGIN, END = "<!-- contract:begin -->\n", "<!-- contract:end -->\n"
 
 
@@ -24,6 +24,6 @@ def test_the_project_copy_has_every_section() -> None:
         assert f"\n## {number}. " in body, f"section {number} missing"
 
 
-@pytest.mark.skipif(not UPSTREAM.is_file(), reason="no upstream contract beside this checkout")
+@pytest.mark.skipif(not UPSTREAM_CONTRACT.is_file(), reason="no upstream contract beside this checkout")
 def test_the_project_copy_says_what_the_upstream_contract_says() -> None:
-    assert contract_text() == UPSTREAM.read_text(encoding="utf-8")
+    assert contract_text() == UPSTREAM_CONTRACT.read_text(encoding="utf-8")

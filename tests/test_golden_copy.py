@@ -1,18 +1,19 @@
-"""The repository's golden case is the upstream one, file for file, wherever that sits beside
-the checkout (a developer's workspace); a user's clone has none, and needs none."""
+"""The repository's golden case is the upstream one, file for file, where the upstream copy is
+at hand (COMPANY_ACTIVITY_UPSTREAM, see tests/conftest.py); a user's clone has none, and needs none."""
 
 from __future__ import annotations
 
 import filecmp
+from pathlib import Path
 
 import pytest
 
-from tests.conftest import GOLDEN, REPO
+from tests.conftest import GOLDEN, UPSTREAM
 
-UPSTREAM = REPO.parent / "shared" / "golden"
+UPSTREAM_GOLDEN = UPSTREAM / "golden"
 
 
-def _files(root):  # type: ignore[no-untyped-def]
+def _files(root: Path) -> list[Path]:
     return sorted(p.relative_to(root) for p in root.rglob("*") if p.is_file())
 
 
@@ -20,10 +21,12 @@ def test_the_copy_is_complete() -> None:
     assert GOLDEN.expected_csv.is_file() and len(GOLDEN.records()) == 10 and len(GOLDEN.crm_files()) == 8
 
 
-@pytest.mark.skipif(not UPSTREAM.is_dir(), reason="no upstream golden case beside this checkout")
+@pytest.mark.skipif(not UPSTREAM_GOLDEN.is_dir(), reason="no upstream golden case beside this checkout")
 def test_the_copy_equals_the_upstream_golden_case() -> None:
-    assert _files(GOLDEN.root) == _files(UPSTREAM)
+    assert _files(GOLDEN.root) == _files(UPSTREAM_GOLDEN)
     different = [
-        str(p) for p in _files(UPSTREAM) if not filecmp.cmp(UPSTREAM / p, GOLDEN.root / p, shallow=False)
+        str(p)
+        for p in _files(UPSTREAM_GOLDEN)
+        if not filecmp.cmp(UPSTREAM_GOLDEN / p, GOLDEN.root / p, shallow=False)
     ]
     assert different == []

@@ -113,17 +113,20 @@ def connection_factory(settings: Settings, credential: Any = None) -> Callable[[
 
 class MssqlWarehouse(SqlWarehouse):
     dialect = "mssql"
+    temp_prefix = "#"  # session temp tables: #incoming_usage is this connection's own
 
     def __init__(
         self,
         connect: Callable[[], Any],
         *,
+        fast_executemany: bool = True,
         chunk_size: int = 5_000,
         attempts: int = 5,
         backoff_s: float = 1.0,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._connect = connect
+        self.fast_executemany = fast_executemany
         self.chunk_size = chunk_size
         self.attempts = attempts
         self.backoff_s = backoff_s
@@ -209,19 +212,29 @@ class MssqlWarehouse(SqlWarehouse):
         self, session: Any, table: str, columns: Sequence[Column], rows: Iterable[Sequence[Any]]
     ) -> None:
         # Fixed names and types from the code, never from data.
+        temp = self.temp_prefix + table
         ddl = ", ".join(f"{name} {_TYPES[kind]}" for name, kind in columns)
-        session.execute(f"DROP TABLE IF EXISTS #{table}; CREATE TABLE #{table} ({ddl});")
-        insert = f"INSERT INTO #{table} ({', '.join(n for n, _ in columns)}) VALUES ({', '.join('?' * len(columns))})"  # noqa: S608
-        session.fast_executemany = True
-        session.setinputsizes([_INPUT_SIZES[kind] for _, kind in columns])
-        chunk: list[Sequence[Any]] = []
-        for row in rows:
-            chunk.append(row)
-            if len(chunk) >= self.chunk_size:
-                session.executemany(insert, chunk)
-                chunk = []
-        if chunk:
-            session.executemany(insert, chunk)
+        session.execute(f"DROP TABLE IF EXISTS {temp}")
+        session.execute(f"CREATE TABLE {temp} ({ddl})")
+        insert = f"INSERT INTO {temp} ({', '.join(n for n, _ in columns)}) VALUES ({', '.join('?' * len(columns))})"  # noqa: S608
+        # A cursor of its own: pyodbc keeps input sizes for every later execute() on a cursor,
+        # so on the session cursor the batches that follow would bind their text parameters as
+        # INT or DATE (SQLSTATE 22018 on SQL Server). The temp table is the connection's, so
+        # this cursor sees it.
+        loader = session.connection.cursor()
+        try:
+            loader.fast_executemany = self.fast_executemany
+            loader.setinputsizes([_INPUT_SIZES[kind] for _, kind in columns])
+            chunk: list[Sequence[Any]] = []
+            for row in rows:
+                chunk.append(row)
+                if len(chunk) >= self.chunk_size:
+                    loader.executemany(insert, chunk)
+                    chunk = []
+            if chunk:
+                loader.executemany(insert, chunk)
+        finally:
+            loader.close()
 
     def _read(self, name: str, params: Mapping[str, Any]) -> tuple[list[str], list[tuple[Any, ...]]]:
         def work() -> tuple[list[str], list[tuple[Any, ...]]]:

@@ -6,10 +6,28 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import date, datetime, timedelta
+from typing import Any
 
 from shared.domain.quality import BASELINE_DAYS
 
 ROLLING_DAYS = 7  # rolling_7d_* sum the 7 calendar days ending on activity_date
+
+
+def parse_day(value: Any) -> date:
+    """A calendar day written YYYY-MM-DD and nothing else: not 20261120, not a week date
+    (2026-W47-5), which `date.fromisoformat` also takes. The CLI, HTTP and messages share it."""
+    if (
+        isinstance(value, str)
+        and len(value) == 10
+        and value[4] == "-"
+        and value[7] == "-"
+        and value.isascii()
+    ):
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            pass
+    raise ValueError(f"not a date YYYY-MM-DD: {str(value)[:40]!r}")
 
 
 def window(day: date, length: int = ROLLING_DAYS) -> list[date]:

@@ -6,8 +6,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import Any, NoReturn
+from typing import Any
 
+from shared.domain.days import parse_day
 from shared.domain.errors import PermanentError
 
 MAX_REPLAY_DAYS = 93
@@ -67,20 +68,14 @@ class FetchRequest:
         if not isinstance(body, Mapping):
             raise BadFetchRequest(f"not a fetch request: {str(body)[:200]}")
         try:
-            day = date.fromisoformat(str(body.get("date")))
+            day = parse_day(body.get("date"))
         except ValueError:
             raise BadFetchRequest(f"fetch request with a bad date {str(body.get('date'))[:40]!r}") from None
         return cls(day, bool(body.get("force")))
 
 
 def _day(value: Any, name: str) -> date:
-    if isinstance(value, str) and len(value) == 10:
-        try:
-            return date.fromisoformat(value)
-        except ValueError:
-            pass
-    _bad(name, value)
-
-
-def _bad(name: str, value: Any) -> NoReturn:
-    raise BadReplayRequest(f"{name} must be a date YYYY-MM-DD, got {str(value)[:40]!r}")
+    try:
+        return parse_day(value)
+    except ValueError:
+        raise BadReplayRequest(f"{name} must be a date YYYY-MM-DD, got {str(value)[:40]!r}") from None

@@ -8,7 +8,12 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Literal, get_args
 
-from shared.domain.days import days_affected_by_snapshot, days_affected_by_usage, effective_snapshot
+from shared.domain.days import (
+    days_affected_by_snapshot,
+    days_affected_by_usage,
+    effective_snapshot,
+    parse_day,
+)
 from shared.domain.errors import PermanentError
 from shared.domain.quality import GateResult, check_day
 
@@ -34,7 +39,7 @@ class TransformRequest:
         if not isinstance(body, dict) or body.get("kind") not in INPUT_KINDS:
             raise BadTransformMessage(f"not a transform request: {str(body)[:200]}")
         try:
-            day = date.fromisoformat(str(body.get("date")))
+            day = parse_day(body.get("date"))
         except ValueError:
             raise BadTransformMessage(f"transform request with a bad date {body.get('date')!r}") from None
         return cls(body["kind"], day, str(body.get("run_id") or "manual"), bool(body.get("force")))

@@ -21,6 +21,7 @@ from typing import Any
 
 from shared.config import Settings
 from shared.domain import names
+from shared.domain.days import parse_day
 from shared.local.host import DrainReport
 from shared.local.pipeline import CliError, LocalPipeline
 from shared.local.status_view import day_line, day_problem, file_line, status_table
@@ -50,9 +51,9 @@ def _finish(
 
 def _parse_day(text: str) -> date:
     try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a date YYYY-MM-DD: {text!r}") from None
+        return parse_day(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:

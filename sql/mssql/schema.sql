@@ -8,7 +8,7 @@ SET NOCOUNT ON;
 -- different order than the local warehouse.
 
 -- CREATE SCHEMA must be the only statement of its batch, hence sp_executesql. The conditions
--- are parenthesised so that sqlglot (tests/unit/test_sql_dialects.py) reads the EXEC as the
+-- are parenthesised so that sqlglot (tests/infra/test_sql_dialects.py) reads the EXEC as the
 -- IF's statement instead of an alias of the condition.
 IF (SCHEMA_ID(N'stg') IS NULL) EXEC sp_executesql @stmt = N'CREATE SCHEMA stg';
 IF (SCHEMA_ID(N'analytics') IS NULL) EXEC sp_executesql @stmt = N'CREATE SCHEMA analytics';

@@ -52,7 +52,7 @@ def _sqlite_ledger(tmp_path: Path) -> Iterator[RunLedger]:
     yield SqliteLedger(tmp_path / "ledger.sqlite3")
 
 
-# The `azurite` factories run while the session's Azurite is up: tests/contract/conftest.py
+# The `azurite` factories run while the session's Azurite is up: tests/adapters/conftest.py
 # starts it (tests/azurite.py) for every test marked `azurite`, as these params are.
 
 

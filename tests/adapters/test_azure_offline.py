@@ -1,7 +1,7 @@
 """The Azure SQL and Service Bus adapters against fakes of pyodbc and the Service Bus client.
 
 Neither service runs here; these tests pin what the adapters send them. The behavioural SQL
-suite (tests/contract/test_warehouse.py) runs against a real SQL Server when one is given.
+suite (tests/adapters/test_warehouse.py) runs against a real SQL Server when one is given.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from shared.adapters import warehouse_mssql as mssql_warehouse
+from shared.adapters import warehouse_mssql
 from shared.adapters.bus_servicebus import ServiceBusBus
 from shared.adapters.warehouse_mssql import (
     MssqlWarehouse,
@@ -204,7 +204,7 @@ def test_connection_string_gets_a_driver_and_identity_uses_a_token(monkeypatch: 
         connect=lambda text, **kwargs: calls.append((text, kwargs)) or FakeConnection(),
     )
     monkeypatch.setitem(sys.modules, "pyodbc", fake)
-    mssql_warehouse.connection_factory(
+    warehouse_mssql.connection_factory(
         Settings(sql_connection_string="Server=tcp:x;Database=y;Uid=u;Pwd=p")
     )()
     assert calls[-1][0].startswith("Driver={ODBC Driver 17 for SQL Server};Server=tcp:x")
@@ -215,7 +215,7 @@ def test_connection_string_gets_a_driver_and_identity_uses_a_token(monkeypatch: 
             return types.SimpleNamespace(token="tok")
 
     settings = Settings(sql_server="srv.database.windows.net", sql_database="db")
-    mssql_warehouse.connection_factory(settings, Credential())()
+    warehouse_mssql.connection_factory(settings, Credential())()
     text, kwargs = calls[-1]
     assert "Server=tcp:srv.database.windows.net,1433;Database=db;Encrypt=yes" in text
     assert kwargs["attrs_before"] == {1256: access_token_struct("tok")}

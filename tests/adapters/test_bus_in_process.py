@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from shared.adapters import bus_in_process as local_bus
+from shared.adapters import bus_in_process
 from shared.adapters.bus_in_process import InProcessBus
 from shared.domain import names
 from shared.ports import OutgoingMessage
@@ -136,7 +136,7 @@ def test_bus_duplicate_detection_window_zero() -> None:
 
 def test_bus_duplicate_detection_window_expires(monkeypatch: pytest.MonkeyPatch) -> None:
     now = [1000.0]
-    monkeypatch.setattr(local_bus, "time", SimpleNamespace(monotonic=lambda: now[0]))
+    monkeypatch.setattr(bus_in_process, "time", SimpleNamespace(monotonic=lambda: now[0]))
     bus = InProcessBus(duplicate_window_s=600)
     bus.send(Q, [_msg("m1")])
     now[0] += 599.0

@@ -159,9 +159,8 @@ def test_names_with_commas_quotes_newlines_and_nulls_survive_the_bulk_load(wareh
 def test_events_per_user_rounds_half_away_from_zero_exactly(warehouse: Warehouse) -> None:
     """Contract section 3: events / active_users to 4 places, halves away from zero, as
     DECIMAL(18,4) does in T-SQL (6.03125 -> 6.0313), whatever the engine computes in between."""
-    from decimal import ROUND_HALF_UP, Decimal
-
     import random
+    from decimal import ROUND_HALF_UP, Decimal
 
     pairs = [
         (events, users) for users in (1, 3, 7, 16, 32, 64, 80, 160, 625, 2**20) for events in range(0, 200)

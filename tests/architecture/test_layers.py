@@ -42,6 +42,13 @@ def test_the_domain_uses_the_standard_library_only() -> None:
             )
 
 
+def test_trigger_glue_uses_no_azure_sdk_but_azure_functions() -> None:
+    for path in [REPO / "function_app.py", *sorted((REPO / "functions").rglob("*.py"))]:
+        for module in imported_modules(path):
+            if module.split(".")[0] == "azure":
+                assert module.startswith("azure.functions"), f"{path.relative_to(REPO)} imports {module}"
+
+
 def test_the_function_app_imports_only_trigger_glue_and_what_is_below_it() -> None:
     for module in imported_modules(REPO / "function_app.py"):
         assert not module.startswith("shared.local") and module != "shared.cli", module

@@ -1,4 +1,4 @@
-"""Tests for shared.crm_csv: the CRM snapshot file rules of contract §2."""
+"""Tests for shared.domain.crm_csv: the CRM snapshot file rules of contract §2."""
 
 from __future__ import annotations
 

@@ -13,6 +13,7 @@ from shared.domain.days import (
     days_affected_by_snapshot,
     days_affected_by_usage,
     effective_snapshot,
+    parse_day,
     window,
     yesterday,
 )
@@ -80,3 +81,27 @@ def test_a_snapshot_affects_exactly_the_days_it_is_effective_for(
 
 def test_yesterday_is_the_last_finished_utc_day() -> None:
     assert yesterday(datetime(2026, 11, 21, 0, 5, tzinfo=UTC)) == day("2026-11-20")
+
+
+@pytest.mark.parametrize("text", ["2026-11-20", "2024-02-29"])
+def test_a_day_is_written_yyyy_mm_dd(text: str) -> None:
+    assert parse_day(text).isoformat() == text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "20261120",
+        "2026-W47-5",
+        "2026-11-31",
+        "2026-1-20",
+        " 2026-11-20",
+        "\uff12\uff10\uff12\uff16-11-20",  # full-width digits
+        "",
+        None,
+        20261120,
+    ],
+)
+def test_anything_else_is_refused_in_one_line(text: object) -> None:
+    with pytest.raises(ValueError, match="not a date YYYY-MM-DD"):
+        parse_day(text)

@@ -51,3 +51,10 @@ def test_status_for_a_day_and_for_all(pipeline: LocalPipeline) -> None:
     assert [d["date"] for d in everything["days"]] == ["2026-10-01"]
     bad = pipeline.host.http("GET", "status", params={"date": "yesterday"})
     assert bad.status_code == 400
+
+
+@pytest.mark.parametrize("text", ["20261120", "2026-W47-5"])
+def test_status_and_replay_refuse_the_same_dates(pipeline: LocalPipeline, text: str) -> None:
+    status = pipeline.host.http("GET", "status", params={"date": text})
+    replay = pipeline.host.http("POST", "replay", body={"date": text})
+    assert (status.status_code, replay.status_code) == (400, 400)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.adapters import bus_in_process as local_bus
+from shared.adapters import bus_in_process
 from shared.domain import blob_events, names
 from shared.domain.transform_plan import TransformRequest
 from shared.local.pipeline import LocalPipeline
@@ -94,7 +94,7 @@ def test_a_message_that_can_never_succeed_is_completed_at_once_with_one_alert(
     pipeline: LocalPipeline, queue: str, body: bytes, kind: str, phrase: str
 ) -> None:
     pipeline.services.bus._enqueue(  # raw bytes, as a broken sender would put them on the queue
-        local_bus.Envelope(queue, "poison", body, {}, 10**6, datetime.now(UTC), 0.0)
+        bus_in_process.Envelope(queue, "poison", body, {}, 10**6, datetime.now(UTC), 0.0)
     )
     report = pipeline.host.drain()
     assert not report.failures and not report.dead_lettered  # delivered once, not redelivered

@@ -1,13 +1,13 @@
 // Event Grid subscriptions: which new blobs start staging, delivered to the ingest-events queue.
 //
-// Exactly the blobs shared/blob_events.wanted() accepts:
+// Exactly the blobs shared/domain/blob_events.wanted() accepts:
 //   raw/usage/<date>/<run>/manifest.json   (the manifest is written last: its pages are all there)
 //   crm-drop/<any file>                     (a CRM snapshot drop)
 //
 // One subscription cannot say (A and B) or C: its subject prefix and suffix are single values,
 // and advanced filters are AND-ed with each other. So there are two subscriptions, one per path,
 // both delivering to the same queue. Each also requires data.api to be one of the operations
-// that finish a blob (shared/blob_events.FINISHING_APIS), so an ADLS CreateFile or an
+// that finish a blob (shared/domain/blob_events.FINISHING_APIS), so an ADLS CreateFile or an
 // unfinished write never starts staging.
 //
 // Delivery and dead-lettering use the system topic's managed identity (roles.bicep grants it
@@ -38,7 +38,7 @@ param maxDeliveryAttempts int = 30
 @maxValue(1440)
 param eventTimeToLiveInMinutes int = 1440
 
-// Blob operations that finish a blob; mirrors shared/blob_events.FINISHING_APIS.
+// Blob operations that finish a blob; mirrors shared/domain/blob_events.FINISHING_APIS.
 var finishingApis = [
   'PutBlob'
   'PutBlockList'
@@ -91,7 +91,7 @@ resource blobCreated 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2025-0
     parent: topic
     name: sub.name
     properties: {
-      eventDeliverySchema: 'EventGridSchema' // what shared/blob_events.parse_event reads
+      eventDeliverySchema: 'EventGridSchema' // what shared/domain/blob_events.parse_event reads
       deliveryWithResourceIdentity: {
         identity: {
           type: 'SystemAssigned'

@@ -57,7 +57,7 @@ param instanceMemoryMB int = 2048
 param maxDeliveryCount int = 5
 
 // Settings the code reads (shared/config.py). Defaults are that file's defaults;
-// tests/unit/test_bicep.py checks they stay equal. Decimals are strings: Bicep has no decimal type.
+// tests/infra/test_bicep.py checks they stay equal. Decimals are strings: Bicep has no decimal type.
 
 @description('Product Usage API root (USAGE_API_BASE_URL).')
 param usageApiBaseUrl string = ''
@@ -135,7 +135,7 @@ resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
 
 // ------------------------------------------------------------------ app settings: BEGIN
 // Every app setting of the Function App, and nothing else, is a key of this object
-// (tests/unit/test_bicep.py reads the keys). Flex Consumption sets the runtime in
+// (tests/infra/test_bicep.py reads the keys). Flex Consumption sets the runtime in
 // functionAppConfig, so FUNCTIONS_WORKER_RUNTIME / FUNCTIONS_EXTENSION_VERSION are not here.
 var appSettings = {
   // Host storage through the identity (Storage Blob Data Owner on the host account).
