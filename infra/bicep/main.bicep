@@ -83,7 +83,7 @@ param alertWebhookUrl string = ''
 // ------------------------------------------------------------------ Function App
 
 @description('Most instances the Function App may scale out to.')
-@minValue(1)
+@minValue(40) // Flex Consumption's floor in most regions
 @maxValue(1000)
 param maximumInstanceCount int = 40
 

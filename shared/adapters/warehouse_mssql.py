@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from functools import cache
 from typing import Any, TypeVar
 
-from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential
+from tenacity import RetryCallState, Retrying, retry_if_exception, wait_exponential
 
 from shared.adapters.sql_files import SQL_ROOT
 from shared.adapters.warehouse_sql import Column, SqlWarehouse
@@ -41,6 +41,11 @@ TRANSIENT_ERRORS = frozenset(
     {40613, 40197, 40501, 49918, 49919, 49920, 4060, 10928, 10929, 1205, 10053, 10054, 10060, 233, 64}
 )
 TRANSIENT_SQLSTATES = frozenset({"08S01", "08001", "HYT00", "HYT01", "40001"})
+# 40613 is also what an auto-paused serverless database answers while it resumes (about a
+# minute): those are waited for up to RESUME_BUDGET_S, in steps of RESUME_WAIT_S.
+RESUMING_ERRORS = frozenset({40613})
+RESUME_BUDGET_S = 120.0
+RESUME_WAIT_S = 10.0
 _DECLARE = re.compile(r"^\s*DECLARE\s+@(\w+)\s+[^=;]+=\s*\?\s*;", re.IGNORECASE | re.MULTILINE)
 _ERROR_NUMBER = re.compile(r"\((\d{2,5})\)")
 _TYPES = {"text": "NVARCHAR(400)", "int": "INT", "date": "DATE", "timestamp": "DATETIME2(6)"}
@@ -74,23 +79,47 @@ def access_token_struct(token: str) -> bytes:
     return struct.pack(f"<I{len(raw)}s", len(raw), raw)
 
 
+def _error_numbers(error: BaseException) -> set[int]:
+    return {int(n) for n in _ERROR_NUMBER.findall(" ".join(str(a) for a in getattr(error, "args", ())))}
+
+
 def is_transient(error: BaseException) -> bool:
     args = getattr(error, "args", ())
     sqlstate = str(args[0]) if args else ""
-    message = " ".join(str(a) for a in args)
-    numbers = {int(n) for n in _ERROR_NUMBER.findall(message)}
-    return sqlstate in TRANSIENT_SQLSTATES or bool(numbers & TRANSIENT_ERRORS)
+    return sqlstate in TRANSIENT_SQLSTATES or bool(_error_numbers(error) & TRANSIENT_ERRORS)
+
+
+def is_resuming(error: BaseException | None) -> bool:
+    """The database is not available yet, as a serverless database is while it resumes."""
+    return error is not None and bool(_error_numbers(error) & RESUMING_ERRORS)
 
 
 def connection_factory(settings: Settings, credential: Any = None) -> Callable[[], Any]:
-    import pyodbc  # lazily: needs the system's unixODBC, which the local default never loads
+    """A function that opens a connection. Nothing happens until the first SQL work: pyodbc
+    (which needs unixODBC), the driver choice and the settings check would otherwise fail
+    every function of the app, the alert function included, when only SQL cannot work."""
+    chosen: dict[str, Any] = {}
+
+    def connect() -> Any:
+        if not chosen:
+            chosen.update(_connector(settings, credential))
+        return chosen["connect"]()
+
+    return connect
+
+
+def _connector(settings: Settings, credential: Any) -> dict[str, Any]:
+    try:
+        import pyodbc
+    except ImportError as exc:  # libodbc.so.2 missing: unixODBC is not installed
+        raise RuntimeError(f"cannot load pyodbc for Azure SQL: {exc}") from None
 
     driver = pick_driver(pyodbc.drivers())
     if settings.sql_connection_string:
         text = settings.sql_connection_string
         if "driver=" not in text.lower():
             text = f"Driver={{{driver}}};{text}"
-        return lambda: pyodbc.connect(text, autocommit=False)
+        return {"connect": lambda: pyodbc.connect(text, autocommit=False)}
     if not (settings.sql_server and settings.sql_database):
         raise RuntimeError("set SQL_SERVER and SQL_DATABASE (managed identity) or SQL_CONNECTION_STRING")
     base = (
@@ -108,7 +137,7 @@ def connection_factory(settings: Settings, credential: Any = None) -> Callable[[
             base, autocommit=False, attrs_before={SQL_COPT_SS_ACCESS_TOKEN: access_token_struct(token)}
         )
 
-    return connect
+    return {"connect": connect}
 
 
 class MssqlWarehouse(SqlWarehouse):
@@ -123,6 +152,7 @@ class MssqlWarehouse(SqlWarehouse):
         chunk_size: int = 5_000,
         attempts: int = 5,
         backoff_s: float = 1.0,
+        resume_budget_s: float = RESUME_BUDGET_S,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._connect = connect
@@ -130,6 +160,7 @@ class MssqlWarehouse(SqlWarehouse):
         self.chunk_size = chunk_size
         self.attempts = attempts
         self.backoff_s = backoff_s
+        self.resume_budget_s = resume_budget_s
         self.sleep = sleep
         self._local = threading.local()  # one connection per worker thread
         self._schema_ready = False
@@ -155,10 +186,25 @@ class MssqlWarehouse(SqlWarehouse):
                 log.debug("closing a broken connection failed", exc_info=True)
 
     def _retry(self, work: Callable[[], T]) -> T:
-        """Run `work`, again on a fresh connection after a transient error, with exponential backoff."""
+        """Run `work`, again on a fresh connection after a transient error: up to `attempts`
+        times with exponential backoff, or, while the database resumes, for up to
+        `resume_budget_s` of waiting."""
+        backoff = wait_exponential(multiplier=self.backoff_s, max=30.0)
+
+        def last_error(state: RetryCallState) -> BaseException | None:
+            return state.outcome.exception() if state.outcome else None
+
+        def stop(state: RetryCallState) -> bool:
+            if is_resuming(last_error(state)):
+                return state.idle_for >= self.resume_budget_s
+            return state.attempt_number >= self.attempts
+
+        def wait(state: RetryCallState) -> float:
+            return RESUME_WAIT_S if is_resuming(last_error(state)) else float(backoff(state))
+
         retrying = Retrying(
-            stop=stop_after_attempt(self.attempts),
-            wait=wait_exponential(multiplier=self.backoff_s, max=30.0),
+            stop=stop,
+            wait=wait,
             retry=retry_if_exception(is_transient),
             sleep=self.sleep,
             before_sleep=self._before_retry,

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import NamedTuple
 
+from shared.domain.text_limits import MAX_COMPANY_ID, MAX_TEXT, length_problem, too_long
+
 __all__ = [
     "FIELD_SIZE_LIMIT",
     "MAX_REJECTED_SHARE",
@@ -31,7 +33,6 @@ __all__ = [
 ]
 
 MAX_REJECTED_SHARE = 0.05
-MAX_COMPANY_ID_LENGTH = 64
 # Generous enough for any real name/notes column, small enough that a runaway quote
 # (which swallows the rest of the file into one field) is caught with a clear reason.
 FIELD_SIZE_LIMIT = 16 * 1024 * 1024
@@ -226,9 +227,9 @@ def parse_crm_snapshot(
             if not company_id:
                 rejected.append(RejectedRow(start, "blank company_id", _raw(keys, record)))
                 continue
-            if len(company_id) > MAX_COMPANY_ID_LENGTH:  # the warehouse key is NVARCHAR(64)
-                reason = f"company_id longer than {MAX_COMPANY_ID_LENGTH} characters"
-                rejected.append(RejectedRow(start, reason, _raw(keys, record)))
+            if len(company_id) > MAX_COMPANY_ID // 2 and too_long(company_id, MAX_COMPANY_ID):
+                reason = length_problem("company_id", company_id, MAX_COMPANY_ID)
+                rejected.append(RejectedRow(start, str(reason), _raw(keys, record)))
                 continue
             raw_ts = record[i_ts]
             try:
@@ -237,14 +238,24 @@ def parse_crm_snapshot(
                 reason = f"unparseable last_contact_at {_quote(raw_ts.strip())}"
                 rejected.append(RejectedRow(start, reason, _raw(keys, record)))
                 continue
+            name = record[i_name].strip()
             country = record[i_country].strip()
             industry_tag = record[i_tag].strip()
+            if len(name) > MAX_TEXT // 2 or len(country) > MAX_TEXT // 2 or len(industry_tag) > MAX_TEXT // 2:
+                problem = (
+                    length_problem("name", name, MAX_TEXT)
+                    or length_problem("country", country, MAX_TEXT)
+                    or length_problem("industry_tag", industry_tag, MAX_TEXT)
+                )
+                if problem:
+                    rejected.append(RejectedRow(start, problem, _raw(keys, record)))
+                    continue
             rows.append(
                 new_row(
                     row_type,
                     (
                         company_id,
-                        record[i_name].strip() or None,
+                        name or None,
                         shared(country, country) if country else None,
                         shared(industry_tag, industry_tag) if industry_tag else None,
                         last_contact_at,

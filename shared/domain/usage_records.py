@@ -6,6 +6,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from shared.domain.text_limits import MAX_COMPANY_ID, length_problem
+
 INT_MAX = 2**31 - 1  # the warehouse columns are INT
 UsageRow = tuple[str, int, int]  # company_id, active_users, events
 
@@ -47,8 +49,9 @@ def record_problem(record: Any, day: str) -> str | None:
     company_id = record.get("company_id")
     if not isinstance(company_id, str) or not company_id.strip():
         return "missing or blank company_id"
-    if len(company_id.strip()) > 64:
-        return "company_id longer than 64 characters"
+    problem = length_problem("company_id", company_id.strip(), MAX_COMPANY_ID)
+    if problem:
+        return problem
     if record.get("date") != day:
         return f"date {record.get('date')!r} is not the requested date {day}"
     return _count_problem("active_users", record.get("active_users")) or _count_problem(

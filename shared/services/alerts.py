@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from datetime import datetime
 
 from shared.domain import names
@@ -13,9 +14,14 @@ log = logging.getLogger(__name__)
 
 
 def raise_alert(bus: MessageBus, alert: Alert) -> None:
+    """Queue an alert. Its message id is its fingerprint and the UTC hour, so the bus drops
+    repeats within the hour (the queue's duplicate detection keeps ids for a day, for Event
+    Grid's retries); `deliver_alert` applies ALERT_REPEAT_WINDOW_S on top."""
     log.log(logging.ERROR if alert.severity == "error" else logging.WARNING, "alert: %s", alert.message)
+    hour = int(time.time() // 3600)
     bus.send(
-        names.ALERTS_QUEUE, [OutgoingMessage(body=alert.to_json(), message_id="alert-" + alert.fingerprint())]
+        names.ALERTS_QUEUE,
+        [OutgoingMessage(body=alert.to_json(), message_id=f"alert-{alert.fingerprint()}-{hour}")],
     )
 
 

@@ -277,3 +277,47 @@ def test_service_bus_messages_carry_ids_properties_json_and_schedule() -> None:
     assert first.application_properties == {"kind": "usage"}
     assert first.scheduled_enqueue_time_utc is None
     assert delayed.scheduled_enqueue_time_utc > datetime.now(UTC)
+
+
+def test_a_serverless_database_resuming_for_a_minute_is_waited_for() -> None:
+    """40613: an auto-paused serverless database takes about a minute to resume; the first SQL
+    work of the day must outwait it instead of dead-lettering after ~15 s of backoff."""
+    resuming = OdbcError("42000", "Database 'x' on server 'y' is not currently available. (40613)")
+    connections = [FakeConnection(fail_with=resuming) for _ in range(8)] + [FakeConnection()]
+    store, sleeps = warehouse(*connections)
+    store._schema_ready = True
+    store.build_days([date(2026, 10, 1)], BuildParams("run", 10, 30, 7))
+    assert connections[-1].commits == 1
+    assert sum(sleeps) >= 60 and max(sleeps) <= 15
+
+
+def test_a_database_that_stays_unavailable_gives_up_after_the_resume_budget() -> None:
+    resuming = OdbcError("42000", "Database 'x' is not currently available. (40613)")
+    store, sleeps = warehouse(*[FakeConnection(fail_with=resuming) for _ in range(100)])
+    store._schema_ready = True
+    with pytest.raises(OdbcError):
+        store.build_days([date(2026, 10, 1)], BuildParams("run", 10, 30, 7))
+    assert store.resume_budget_s <= sum(sleeps) < store.resume_budget_s + 15
+
+
+def test_without_pyodbc_only_sql_work_fails(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    """The warehouse is built when the app starts, but pyodbc, the driver and the settings are
+    only needed by the first SQL work: the other functions (alerts above all) keep working."""
+    from shared.bootstrap import build_services
+    from shared.domain.alerts import Alert
+    from shared.services.alerts import deliver_alert
+
+    monkeypatch.setitem(sys.modules, "pyodbc", None)  # `import pyodbc` raises ImportError
+    services = build_services(Settings(sql_server="srv.database.windows.net", local_data_dir=tmp_path))
+    deliver_alert(services, Alert("error", "fetch", "fetch_failed", "an alert still goes out"))
+    assert "an alert still goes out" in (tmp_path / "alerts.jsonl").read_text()
+    with pytest.raises(RuntimeError, match="cannot load pyodbc for Azure SQL"):
+        services.warehouse.apply_schema()
+
+
+def test_a_missing_driver_is_named_on_first_sql_use(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = types.SimpleNamespace(drivers=lambda: ["SQLite3"], connect=lambda *a, **k: FakeConnection())
+    monkeypatch.setitem(sys.modules, "pyodbc", fake)
+    connect = warehouse_mssql.connection_factory(Settings(sql_connection_string="Server=x"))  # no error yet
+    with pytest.raises(RuntimeError, match=r"no SQL Server ODBC driver found.*SQLite3"):
+        connect()

@@ -320,13 +320,41 @@ def test_field_above_the_size_limit_rejects_the_file() -> None:
 
 
 def test_large_fields_below_the_limit_parse_even_if_someone_lowered_the_global_limit() -> None:
-    big = "y" * (1024 * 1024)  # far above csv's default 128 KiB
+    big = "y" * (1024 * 1024)  # far above csv's default 128 KiB, in an extra (ignored) column
     original = csv.field_size_limit(1000)
     try:
-        parsed = parse(csv_bytes(HEADER, f'c-1,"{big}",US,saas,'))
+        parsed = parse(csv_bytes(HEADER + ",notes", f'c-1,Acme,US,saas,,"{big}"'))
     finally:
         csv.field_size_limit(original)
-    assert parsed.rows[0].company_name == big
+    assert [row.company_id for row in parsed.rows] == ["c-1"] and parsed.rejected == []
+    assert parsed.warnings == ["ignored extra columns: notes"]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "reason"),
+    [
+        ("name", "N" * 401, "name longer than 400 characters"),
+        ("country", "C" * 401, "country longer than 400 characters"),
+        ("industry_tag", "T" * 401, "industry_tag longer than 400 characters"),
+        ("name", "\U0001f600" * 201, "name longer than 400 UTF-16 code units"),  # 201 characters, 402 units
+        ("company_id", "\U0001f600" * 33, "company_id longer than 64 UTF-16 code units"),  # 33 characters
+    ],
+)
+def test_texts_over_their_nvarchar_length_are_quarantined(field: str, value: str, reason: str) -> None:
+    values = {"company_id": "c-bad", "name": "Acme", "country": "US", "industry_tag": "saas", field: value}
+    row = ",".join(values[c] for c in ("company_id", "name", "country", "industry_tag")) + ","
+    parsed = parse(csv_bytes(HEADER, row, *good_rows(40)))
+    assert len(parsed.rows) == 40 and [r.reason[: len(reason)] for r in parsed.rejected] == [reason]
+
+
+def test_texts_at_their_limit_are_staged() -> None:
+    rows = [
+        "c-1," + "N" * 400 + "," + "C" * 400 + "," + "T" * 400 + ",",
+        "c-2," + "\U0001f600" * 200 + ",US,saas,",  # 400 UTF-16 code units
+        "\U0001f600" * 32 + ",Acme,US,saas,",  # a 64-unit company_id
+    ]
+    parsed = parse(csv_bytes(HEADER, *rows))
+    assert parsed.rejected == [] and len(parsed.rows) == 3
 
 
 # --------------------------------------------------------------------------- row rules

@@ -151,6 +151,7 @@ class Param:
     type: str
     default: Node | None
     decorators: frozenset[str]
+    arguments: dict[str, str]  # decorator name -> its argument's text, e.g. {"minValue": "40"}
 
     @property
     def default_value(self) -> str | int | bool | None:
@@ -180,6 +181,21 @@ def _decorator_names(declaration: Node) -> frozenset[str]:
     return frozenset(found)
 
 
+def _decorator_arguments(declaration: Node) -> dict[str, str]:
+    previous = declaration.prev_named_sibling
+    while previous is not None and previous.type == "comment":
+        previous = previous.prev_named_sibling
+    if previous is None or previous.type != "decorators":
+        return {}
+    found = {}
+    for decorator in _named(previous):
+        call = _named(decorator)[0]
+        if call.type == "call_expression":
+            function, *args = _named(call)
+            found[_text(function).removeprefix("sys.")] = _text(args[0]).strip("()") if args else ""
+    return found
+
+
 def bicep_params(path: Path) -> dict[str, Param]:
     params = {}
     for node in _named(parse(path).root_node):
@@ -191,6 +207,7 @@ def bicep_params(path: Path) -> dict[str, Param]:
             type=_text(type_node),
             default=rest[-1] if rest else None,
             decorators=_decorator_names(node),
+            arguments=_decorator_arguments(node),
         )
     return params
 
@@ -363,3 +380,48 @@ def test_dev_parameters_fit_main_and_hold_no_secrets() -> None:
         if "secure" in param.decorators:
             assert name not in given, f"secure parameter {name} must not be in a parameters file"
     assert "password" not in json.dumps(given).lower()
+
+
+def _bounds(param: Param) -> tuple[int | None, int | None]:
+    low, high = param.arguments.get("minValue"), param.arguments.get("maxValue")
+    return (int(low) if low else None, int(high) if high else None)
+
+
+def _within(value: int, bounds: tuple[int | None, int | None]) -> bool:
+    low, high = bounds
+    return (low is None or value >= low) and (high is None or value <= high)
+
+
+def test_every_default_and_dev_value_is_within_its_declared_range() -> None:
+    for path in bicep_files():
+        for param in bicep_params(path).values():
+            if param.type == "int" and isinstance(param.default_value, int):
+                assert _within(param.default_value, _bounds(param)), f"{path.name}: {param.name}"
+    given = json.loads(DEV_PARAMETERS.read_text())["parameters"]
+    for name, param in bicep_params(MAIN_BICEP).items():
+        if param.type == "int" and name in given:
+            assert _within(int(given[name]["value"]), _bounds(param)), f"dev parameters: {name}"
+
+
+def test_the_instance_cap_is_never_below_what_flex_consumption_accepts() -> None:
+    """Flex Consumption refuses a maximumInstanceCount below 40 in most regions."""
+    for path in (MAIN_BICEP, FUNCTION_APP_BICEP):
+        low, _ = _bounds(bicep_params(path)["maximumInstanceCount"])
+        assert low is not None and low >= 40, path.name
+
+
+def _iso_duration_minutes(text: str) -> float:
+    match = re.fullmatch(r"P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?", text)
+    assert match, f"not an ISO 8601 duration: {text}"
+    days, hours, minutes, seconds = (int(g or 0) for g in match.groups())
+    return days * 1440 + hours * 60 + minutes + seconds / 60
+
+
+def test_duplicate_detection_outlasts_event_grid_retries() -> None:
+    """Event Grid redelivers an event with the same id for up to its time to live; Service Bus
+    drops a repeated message id only within its duplicate-detection window."""
+    window = string_value(_variable(MODULES / "servicebus.bicep", "duplicateDetectionWindow"))
+    ttl = bicep_params(MODULES / "eventgrid.bicep")["eventTimeToLiveInMinutes"]
+    assert window is not None and isinstance(ttl.default_value, int)
+    assert _iso_duration_minutes(window) >= ttl.default_value
+    assert _iso_duration_minutes(window) <= 7 * 1440  # the longest window Service Bus allows

@@ -112,6 +112,25 @@ def field_over_csv_limit() -> bytes:
 
 
 SMALL_CO = ("Small Co", "US", "retail", None)
+EMOJI = "\U0001f600"  # one character, two UTF-16 code units
+
+
+def text_limits() -> bytes:
+    """100 good rows and six at or over the NVARCHAR limits, counted in UTF-16 code units."""
+    good = [
+        f"c-{i:03d},Company {i},{COUNTRIES[i % 3]},{TAGS[i % 3]},2026-09-{i % 28 + 1:02d}"
+        for i in range(1, 101)
+    ]
+    edge = [
+        f"c-101,{'N' * 400},DE,saas,",  # at the limit: staged
+        f"c-102,{'N' * 401},DE,saas,",  # over: quarantined
+        f"{EMOJI * 32},Emoji Co,DE,saas,",  # a 64-unit id: staged
+        f"{EMOJI * 33},Emoji Co,DE,saas,",  # 33 characters, 66 units: quarantined
+        f"c-105,{EMOJI * 200},DE,saas,",  # 400 units: staged
+        f"c-106,{EMOJI * 201},DE,saas,",  # 201 characters, 402 units: quarantined
+    ]
+    return "\n".join([HEADER, *good, *edge, ""]).encode()
+
 
 CASES = [
     # ---- rejected: nothing staged, the previous snapshot stays
@@ -165,7 +184,7 @@ CASES = [
     ),
     Case(
         "huge_name_2026-10-11.csv",
-        Loaded({"c-001": ("N" * MIB, "DE", "saas", ts("2026-09-01")), "c-002": SMALL_CO}),
+        Rejected("name longer than 400 characters", data_rows=2, quarantined=1),  # 1 of 2 rows: > 5%
         huge_name,
     ),
     Case(
@@ -233,10 +252,30 @@ REGRESSIONS = [
     pytest.param(
         Case(
             "name_3mib_2026-10-19.csv",
-            Loaded({"c-001": ("N" * 3 * MIB, "DE", "saas", ts("2026-09-01")), "c-002": SMALL_CO}),
+            Rejected("name longer than 400 characters", data_rows=2, quarantined=1),
             name_over_duckdb_line_limit,
         ),
         id="name_3mib",
+    ),
+    pytest.param(
+        Case(
+            "text_limits_2026-10-22.csv",
+            Loaded(
+                {
+                    **numbered_ids(1, 100),
+                    "c-101": ("N" * 400, "DE", "saas", None),
+                    EMOJI * 32: ("Emoji Co", "DE", "saas", None),
+                    "c-105": (EMOJI * 200, "DE", "saas", None),
+                },
+                quarantined=[
+                    "name longer than 400 characters",
+                    "company_id longer than 64 UTF-16 code units",
+                    "name longer than 400 UTF-16 code units",
+                ],
+            ),
+            text_limits,
+        ),
+        id="text_limits",
     ),
     pytest.param(
         Case(

@@ -41,7 +41,7 @@ param usageApiKeySecretUri string
 param alertWebhookUrlSecretUri string
 
 @description('Most instances Flex Consumption may scale out to.')
-@minValue(1)
+@minValue(40) // Flex Consumption's floor in most regions
 @maxValue(1000)
 param maximumInstanceCount int = 40
 

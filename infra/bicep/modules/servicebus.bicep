@@ -32,8 +32,9 @@ param tags object = {}
 var lockDuration = 'PT5M'
 
 // Message ids are chosen so that a repeat within this window is the same message
-// (docs/architecture.md, "Messages and alerts"); Event Grid event ids are stable too.
-var duplicateDetectionWindow = 'PT10M'
+// (docs/architecture.md, "Messages and alerts"); Event Grid event ids are stable too, and
+// Event Grid retries an event for up to 24 hours (eventgrid.bicep), so the window is a day.
+var duplicateDetectionWindow = 'P1D'
 
 var alertsQueueName = 'alerts'
 
