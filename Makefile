@@ -48,9 +48,10 @@ $(NODE_STAMP): package.json package-lock.json $(if $(wildcard $(AZURITE)),,FORCE
 FORCE:
 
 # Debian packages some tests need: headless Chromium (the report), unixODBC and the SQLite ODBC
-# driver (the Azure SQL adapter's real pyodbc bindings). Installed when missing and we are root
-# (CI containers); otherwise those tests skip, except under CI=true, where they fail.
-SYSTEM_PACKAGES := chromium unixodbc libsqliteodbc
+# driver (the Azure SQL adapter's real pyodbc bindings), shellcheck (the azd hook). Installed
+# when missing and we are root (CI containers); otherwise those tests skip, except under
+# CI=true, where they fail.
+SYSTEM_PACKAGES := chromium unixodbc libsqliteodbc shellcheck
 system-packages:
 	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \

@@ -38,6 +38,17 @@ param tags object = {
   environment: environment
 }
 
+@description('Object id of the deploying user or pipeline: granted the operator roles (modules/roles.bicep). Empty: none.')
+param operatorPrincipalId string = ''
+
+@description('What operatorPrincipalId is: User, Group or ServicePrincipal.')
+@allowed([
+  'User'
+  'Group'
+  'ServicePrincipal'
+])
+param operatorPrincipalType string = 'User'
+
 // ------------------------------------------------------------------ SQL
 
 @description('Entra administrator of the SQL server (a group of data engineers is a good choice).')
@@ -272,6 +283,8 @@ module roles 'modules/roles.bicep' = {
     deadLetterContainerName: storage.outputs.deadLetterContainerName
     serviceBusNamespaceName: serviceBus.outputs.namespaceName
     keyVaultName: keyVault.outputs.vaultName
+    operatorPrincipalId: operatorPrincipalId
+    operatorPrincipalType: operatorPrincipalType
   }
 }
 
@@ -301,3 +314,11 @@ output serviceBusFullyQualifiedNamespace string = serviceBus.outputs.fullyQualif
 output sqlServerFqdn string = sql.outputs.serverFqdn
 output sqlDatabaseName string = sql.outputs.databaseName
 output keyVaultName string = keyVault.outputs.vaultName
+
+// The same, as azd stores outputs for its hooks (infra/hooks/postprovision.sh).
+output AZURE_FUNCTION_APP_NAME string = functionApp.outputs.name
+output AZURE_RESOURCE_GROUP string = resourceGroup().name
+output SQL_SERVER string = sql.outputs.serverFqdn
+output SQL_DATABASE string = sql.outputs.databaseName
+output KEY_VAULT_NAME string = keyVault.outputs.vaultName
+output DATA_STORAGE_ACCOUNT_NAME string = storage.outputs.dataAccountName

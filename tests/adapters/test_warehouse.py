@@ -31,11 +31,17 @@ TABLES = (
     params=[
         "duckdb",
         pytest.param(
-            "mssql", marks=pytest.mark.skipif(not MSSQL, reason="MSSQL_TEST_CONNECTION_STRING not set")
+            "mssql",
+            marks=pytest.mark.skipif(
+                not MSSQL and os.environ.get("MSSQL_REQUIRED") != "true",
+                reason="MSSQL_TEST_CONNECTION_STRING not set",
+            ),
         ),
     ]
 )
 def warehouse(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Warehouse]:
+    if request.param == "mssql" and not MSSQL and os.environ.get("MSSQL_REQUIRED") == "true":
+        pytest.fail("MSSQL_REQUIRED=true but MSSQL_TEST_CONNECTION_STRING is not set")
     if request.param == "duckdb":
         from shared.adapters.warehouse_duckdb import DuckDbWarehouse
 

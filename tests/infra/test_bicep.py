@@ -9,6 +9,7 @@ Azure, and they do not replace `az bicep build` or a what-if deployment.
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -425,3 +426,58 @@ def test_duplicate_detection_outlasts_event_grid_retries() -> None:
     assert window is not None and isinstance(ttl.default_value, int)
     assert _iso_duration_minutes(window) >= ttl.default_value
     assert _iso_duration_minutes(window) <= 7 * 1440  # the longest window Service Bus allows
+
+
+# --------------------------------------------------------------------------- azd up
+
+AZD_PARAMETERS = BICEP_DIR / "main.parameters.json"
+AZURE_YAML = REPO / "azure.yaml"
+
+
+def test_azure_yaml_provisions_this_bicep_and_publishes_this_app() -> None:
+    import yaml
+
+    spec = yaml.safe_load(AZURE_YAML.read_text())
+    infra = spec["infra"]
+    assert infra["provider"] == "bicep" and (REPO / infra["path"] / f"{infra['module']}.bicep") == MAIN_BICEP
+    [(service, config)] = spec["services"].items()
+    assert (config["project"], config["language"], config["host"]) == (".", "python", "function")
+    # azd publishes to the resource tagged with the service's name.
+    assert f"'azd-service-name': '{service}'" in FUNCTION_APP_BICEP.read_text()
+    hook = REPO / spec["hooks"]["postprovision"]["posix"]["run"]
+    assert hook.is_file() and os.access(hook, os.X_OK)
+
+
+def test_the_azd_parameters_fit_main_bicep() -> None:
+    given = json.loads(AZD_PARAMETERS.read_text())["parameters"]
+    params = bicep_params(MAIN_BICEP)
+    assert set(given) <= set(params), sorted(set(given) - set(params))
+    required = {name for name, param in params.items() if param.default is None}
+    assert required <= set(given), sorted(required - set(given))
+    text = json.dumps(given)
+    for placeholder in re.findall(r"\$\{([^}]*)\}", text):
+        assert re.fullmatch(r"[A-Z][A-Z0-9_]*(=[^${}]*)?", placeholder), placeholder
+    assert (
+        given["operatorPrincipalId"]["value"] == "${AZURE_PRINCIPAL_ID}"
+    )  # the deployer gets the operator roles
+
+
+def test_the_hook_reads_only_outputs_main_bicep_gives() -> None:
+    hook = (REPO / "infra" / "hooks" / "postprovision.sh").read_text()
+    needed = set(re.findall(r"\$\{([A-Z_]+):\?", hook))
+    outputs = {
+        _text(_named(node)[0])
+        for node in _named(parse(MAIN_BICEP).root_node)
+        if node.type == "output_declaration"
+    }
+    assert needed and needed <= outputs, sorted(needed - outputs)
+
+
+def test_operator_roles_are_granted_only_when_an_operator_is_named() -> None:
+    roles = (MODULES / "roles.bicep").read_text()
+    operator_resources = re.findall(
+        r"resource operator\w+ '[^']+' = (\[\n  for [^\n]+|if \(withOperator\))", roles
+    )
+    assert len(operator_resources) == 3
+    assert all("withOperator" in r for r in operator_resources)
+    assert "b86a8fe4-44ce-4948-aee5-eccb2c155cd7" in roles  # Key Vault Secrets Officer: set the secrets

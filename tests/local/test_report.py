@@ -18,7 +18,7 @@ from shared.local.pipeline import LocalPipeline
 from shared.local.report import render_report, write_report
 from tests.conftest import GOLDEN, read_table
 
-CHROMIUM = "/usr/bin/chromium"
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")  # CI on GitHub points it at google-chrome
 LATEST = "2026-10-10"
 # Anything that would make the page fetch something: it must open offline.
 REMOTE = re.compile(r"""(?:src|href|action)\s*=\s*["']?\s*(?:https?:)?//|url\(|@import|<script|<link""", re.I)

@@ -19,6 +19,13 @@
 // scale-out follows incoming messages less precisely. Azure Service Bus Data Owner would fix
 // that but also lets the app delete queues; at one run a day we keep least privilege.
 //
+// Operator (optional: operatorPrincipalId, the person or pipeline that deploys; azd passes the
+// signed-in user) -- what the deploy walkthrough and the runbook need:
+//   Key Vault      Key Vault Secrets Officer       set usage-api-key and alert-webhook-url
+//   data account   Storage Blob Data Contributor   drop CRM files, read raw pages and quarantine
+//                  Storage Table Data Reader       read the run ledger
+//   Service Bus    Azure Service Bus Data Receiver peek dead letters
+//
 // Names are guid(scope, principal, role): stable across deployments, unique per assignment.
 
 @description('Principal id of the Function App\'s system-assigned identity.')
@@ -33,6 +40,17 @@ param deadLetterContainerName string
 param serviceBusNamespaceName string
 param keyVaultName string
 
+@description('Object id of the deploying user or pipeline, granted the operator roles above. Empty: none.')
+param operatorPrincipalId string = ''
+
+@description('User, Group or ServicePrincipal: what operatorPrincipalId is.')
+@allowed([
+  'User'
+  'Group'
+  'ServicePrincipal'
+])
+param operatorPrincipalType string = 'User'
+
 // Built-in role definition ids (the same in every tenant).
 var roles = {
   storageBlobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b' // Storage Blob Data Owner
@@ -41,6 +59,8 @@ var roles = {
   serviceBusDataSender: '69a216fc-b8fb-44d8-bc22-1f3c2cd27a39' // Azure Service Bus Data Sender
   serviceBusDataReceiver: '4f6d3b9b-027b-4f4c-9142-0e5a2a2247e0' // Azure Service Bus Data Receiver
   keyVaultSecretsUser: '4633458b-17de-408a-b874-0445c86b69e6' // Key Vault Secrets User
+  keyVaultSecretsOfficer: 'b86a8fe4-44ce-4948-aee5-eccb2c155cd7' // Key Vault Secrets Officer
+  storageTableDataReader: '76199698-9eea-4c19-bc75-cec21354c6b6' // Storage Table Data Reader
 }
 
 resource hostStorage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
@@ -144,5 +164,44 @@ resource eventGridDeadLetterWriter 'Microsoft.Authorization/roleAssignments@2022
     principalId: eventGridPrincipalId
     principalType: 'ServicePrincipal'
     description: 'Event Grid system topic: dead-letter undeliverable events'
+  }
+}
+
+// ------------------------------------------------------------------ operator (optional)
+
+var withOperator = !empty(operatorPrincipalId)
+
+resource operatorSecretsOfficer 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (withOperator) {
+  name: guid(vault.id, operatorPrincipalId, roles.keyVaultSecretsOfficer)
+  scope: vault
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.keyVaultSecretsOfficer)
+    principalId: operatorPrincipalId
+    principalType: operatorPrincipalType
+    description: 'Operator: set the pipeline secrets'
+  }
+}
+
+resource operatorDataRoles 'Microsoft.Authorization/roleAssignments@2022-04-01' = [
+  for roleId in (withOperator ? [roles.storageBlobDataContributor, roles.storageTableDataReader] : []): {
+    name: guid(dataStorage.id, operatorPrincipalId, roleId)
+    scope: dataStorage
+    properties: {
+      roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roleId)
+      principalId: operatorPrincipalId
+      principalType: operatorPrincipalType
+      description: 'Operator: drop CRM files, read raw pages, quarantine and the run ledger'
+    }
+  }
+]
+
+resource operatorServiceBusReceiver 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (withOperator) {
+  name: guid(serviceBus.id, operatorPrincipalId, roles.serviceBusDataReceiver)
+  scope: serviceBus
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.serviceBusDataReceiver)
+    principalId: operatorPrincipalId
+    principalType: operatorPrincipalType
+    description: 'Operator: peek dead letters'
   }
 }
