@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 AZURITE := node_modules/.bin/azurite
 NODE_STAMP := node_modules/.installed
 
-.PHONY: setup demo test test-fast lint bench clean azurite system-packages FORCE
+.PHONY: setup demo test test-fast lint bench clean azurite system-packages worker-venv FORCE
 
 setup: $(STAMP)
 
@@ -24,13 +24,13 @@ demo: setup
 # Style, formatting, types, and the layers: what may import what (pyproject.toml
 # [tool.importlinter]) and what import-linter cannot see (tests/architecture: the domain is
 # standard library only, function_app.py and functions/ load nothing local, a wrong import
-# breaks the contracts).
+# breaks the contracts), and azure-functions-doctor on the project (tests/infra/test_doctor.py).
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports --no-cache
-	$(PY) -m pytest -q -p no:cacheprovider tests/architecture
+	$(PY) -m pytest -q -p no:cacheprovider tests/architecture tests/infra/test_doctor.py
 
 azurite: $(NODE_STAMP)
 
@@ -59,11 +59,27 @@ system-packages:
 		apt-get install -y -qq $$missing >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq $$missing >/dev/null; }; \
 	fi; true
 
-test: setup lint azurite system-packages
+# The Functions Python worker's own indexing (PyPI azure-functions-runtime, Python 3.13 only)
+# runs over function_app.py in tests/functions/test_worker_indexing.py, in a venv of its own,
+# when a Python 3.13 is on the machine (on PATH, or installed by pyenv).
+PYTHON_WORKER ?= $(shell for p in $$(command -v python3.13) $$HOME/.pyenv/versions/3.13*/bin/python3.13; do \
+	"$$p" -c 'import sys; assert sys.version_info[:2] == (3, 13)' 2>/dev/null && echo "$$p" && break; done)
+WORKER_VENV := .venv-worker
+WORKER_STAMP := $(WORKER_VENV)/.installed
+
+worker-venv: $(if $(PYTHON_WORKER),$(WORKER_STAMP),)
+
+$(WORKER_STAMP): requirements.txt
+	$(PYTHON_WORKER) -m venv $(WORKER_VENV)
+	$(WORKER_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(WORKER_VENV)/bin/python -m pip install --quiet -r requirements.txt azure-functions-runtime==1.3.0
+	touch $@
+
+test: setup lint azurite system-packages worker-venv
 	$(PY) -m pytest
 
 # The inner loop: everything but the tests marked `slow` (the property test, the million-row file).
-test-fast: setup azurite system-packages
+test-fast: setup azurite system-packages worker-venv
 	$(PY) -m pytest -m "not slow"
 
 # Speed lives here, not in `make test`: each script compares against a baseline in the same
@@ -75,4 +91,4 @@ bench: setup
 	$(PY) benchmarks/bench_build.py
 
 clean:
-	rm -rf .local .pytest_cache .ruff_cache .hypothesis
+	rm -rf .local .pytest_cache .ruff_cache .hypothesis .mypy_cache
