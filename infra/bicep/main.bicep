@@ -41,6 +41,9 @@ param tags object = {
 @description('Object id of the deploying user or pipeline: granted the operator roles (modules/roles.bicep). Empty: none.')
 param operatorPrincipalId string = ''
 
+@description('Who Azure Monitor mails when a message is dead-lettered or a function fails. Empty: no mail.')
+param alertEmail string = ''
+
 @description('What operatorPrincipalId is: User, Group or ServicePrincipal.')
 @allowed([
   'User'
@@ -285,6 +288,18 @@ module roles 'modules/roles.bicep' = {
     keyVaultName: keyVault.outputs.vaultName
     operatorPrincipalId: operatorPrincipalId
     operatorPrincipalType: operatorPrincipalType
+  }
+}
+
+module alertRules 'modules/alert-rules.bicep' = {
+  name: 'alert-rules'
+  params: {
+    location: location
+    namePrefix: '${prefix}-${environment}'
+    serviceBusNamespaceName: serviceBus.outputs.namespaceName
+    appInsightsName: monitoring.outputs.appInsightsName
+    alertEmail: alertEmail
+    tags: tags
   }
 }
 

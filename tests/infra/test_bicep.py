@@ -32,6 +32,7 @@ DEV_PARAMETERS = BICEP_DIR / "main.parameters.dev.json"
 APP_SETTINGS_VAR = "appSettings"
 
 EXPECTED_MODULES = (
+    "alert-rules.bicep",
     "eventgrid-topic.bicep",
     "eventgrid.bicep",
     "functionapp.bicep",
@@ -481,3 +482,16 @@ def test_operator_roles_are_granted_only_when_an_operator_is_named() -> None:
     assert len(operator_resources) == 3
     assert all("withOperator" in r for r in operator_resources)
     assert "b86a8fe4-44ce-4948-aee5-eccb2c155cd7" in roles  # Key Vault Secrets Officer: set the secrets
+
+
+def test_dead_letters_and_function_failures_raise_azure_monitor_alerts() -> None:
+    rules = (MODULES / "alert-rules.bicep").read_text()
+    assert "metricName: 'DeadletteredMessages'" in rules and "threshold: 0" in rules
+    assert "Microsoft.Insights/scheduledQueryRules" in rules and "success == false" in rules
+    assert "alertEmail: alertEmail" in MAIN_BICEP.read_text()
+
+
+def test_logs_leave_with_opentelemetry_so_the_log_context_arrives_as_dimensions() -> None:
+    assert json.loads((REPO / "host.json").read_text())["telemetryMode"] == "OpenTelemetry"
+    assert bicep_app_settings()["PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY"] == "'true'"
+    assert "azure-monitor-opentelemetry" in (REPO / "requirements.txt").read_text()

@@ -141,6 +141,10 @@ var appSettings = {
   // Host storage through the identity (Storage Blob Data Owner on the host account).
   AzureWebJobsStorage__accountName: hostStorage.name
   APPLICATIONINSIGHTS_CONNECTION_STRING: appInsights.properties.ConnectionString
+  // The worker exports logs and traces with OpenTelemetry (azure-monitor-opentelemetry in
+  // requirements.txt, host.json telemetryMode): each log line's stage, date and run_id
+  // arrive as customDimensions.
+  PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY: 'true'
 
   // Service Bus through the identity: function_app.py binds connection="ServiceBusConnection".
   ServiceBusConnection__fullyQualifiedNamespace: serviceBusFullyQualifiedNamespace
