@@ -70,3 +70,9 @@ def test_the_azd_hooks_pass_shellcheck(hook: Path) -> None:
     need(shutil.which("shellcheck") is not None, "shellcheck")
     result = subprocess.run(["shellcheck", str(hook)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout
+
+
+def test_ci_compiles_and_lints_the_bicep() -> None:
+    steps = yaml.safe_load(WORKFLOW.read_text())["jobs"]["bicep"]["steps"]
+    script = "\n".join(step.get("run", "") for step in steps)
+    assert "az bicep build --file infra/bicep/main.bicep" in script and "az bicep lint" in script
