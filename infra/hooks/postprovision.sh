@@ -4,7 +4,9 @@
 #   2. the schema (sql/mssql/schema.sql) is applied;
 #   3. USAGE_API_KEY / ALERT_WEBHOOK_URL, when set in the azd environment, go to Key Vault;
 #   4. the app restarts, so its Key Vault references resolve now, not within 24 hours.
-# Needs: az (logged in), sqlcmd (go-sqlcmd), and the azd outputs of infra/bicep/main.bicep.
+# Needs: az (signed in as the same account as azd), go-sqlcmd, and the azd outputs of
+# infra/bicep/main.bicep. Everything that Azure applies with a delay (a firewall rule, a role
+# assignment, a paused serverless database resuming) is retried for about five minutes.
 set -eu
 
 : "${AZURE_FUNCTION_APP_NAME:?run through azd: the outputs of main.bicep are missing}"
@@ -13,10 +15,29 @@ set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 
-if ! command -v sqlcmd >/dev/null 2>&1; then
-  echo "postprovision: sqlcmd not found; install go-sqlcmd (https://aka.ms/go-sqlcmd) and run azd provision again" >&2
+# go-sqlcmd: the legacy ODBC sqlcmd (mssql-tools) has no --authentication-method.
+if ! sqlcmd --help 2>&1 | grep -q -- "--authentication-method"; then
+  echo "postprovision: go-sqlcmd not found (https://aka.ms/go-sqlcmd); install it and run azd provision again" >&2
   exit 1
 fi
+
+# Run "$@" until it succeeds: 30 tries, 10 s apart.
+retry() {
+  tries=0
+  until "$@"; do
+    tries=$((tries + 1))
+    if [ "$tries" -ge 30 ]; then
+      echo "postprovision: still failing after $tries tries: $1" >&2
+      return 1
+    fi
+    echo "postprovision: not yet (Azure applies firewall rules, roles and a resuming database with a delay); retrying in 10 s" >&2
+    sleep 10
+  done
+}
+
+sql() {
+  sqlcmd -S "$SQL_SERVER" -d "$SQL_DATABASE" --authentication-method ActiveDirectoryDefault -b "$@"
+}
 
 # SQL is reached from this machine: allow its public IP for the two SQL steps only.
 server_name=${SQL_SERVER%%.*}
@@ -29,22 +50,31 @@ if [ -n "$ip" ]; then
 fi
 
 echo "postprovision: database user for $AZURE_FUNCTION_APP_NAME"
-sqlcmd -S "$SQL_SERVER" -d "$SQL_DATABASE" --authentication-method ActiveDirectoryDefault -b -Q "
+retry sql -Q "
 IF DATABASE_PRINCIPAL_ID(N'$AZURE_FUNCTION_APP_NAME') IS NULL
     CREATE USER [$AZURE_FUNCTION_APP_NAME] FROM EXTERNAL PROVIDER;
 ALTER ROLE db_datareader ADD MEMBER [$AZURE_FUNCTION_APP_NAME];
 ALTER ROLE db_datawriter ADD MEMBER [$AZURE_FUNCTION_APP_NAME];"
 
 echo "postprovision: schema"
-sqlcmd -S "$SQL_SERVER" -d "$SQL_DATABASE" --authentication-method ActiveDirectoryDefault -b -i "$repo/sql/mssql/schema.sql"
+retry sql -i "$repo/sql/mssql/schema.sql"
 
+set_secret() {  # name, value: the value goes through a file, so it is never on a command line
+  file=$(mktemp)
+  printf '%s' "$2" >"$file"
+  status=0
+  retry az keyvault secret set --vault-name "$KEY_VAULT_NAME" -n "$1" --file "$file" --encoding utf-8 \
+    --only-show-errors --output none || status=$?
+  rm -f "$file"
+  return "$status"
+}
 if [ -n "${USAGE_API_KEY:-}" ]; then
   echo "postprovision: Key Vault secret usage-api-key"
-  az keyvault secret set --vault-name "$KEY_VAULT_NAME" -n usage-api-key --value "$USAGE_API_KEY" --only-show-errors >/dev/null
+  set_secret usage-api-key "$USAGE_API_KEY"
 fi
 if [ -n "${ALERT_WEBHOOK_URL:-}" ]; then
   echo "postprovision: Key Vault secret alert-webhook-url"
-  az keyvault secret set --vault-name "$KEY_VAULT_NAME" -n alert-webhook-url --value "$ALERT_WEBHOOK_URL" --only-show-errors >/dev/null
+  set_secret alert-webhook-url "$ALERT_WEBHOOK_URL"
 fi
 
 echo "postprovision: restart $AZURE_FUNCTION_APP_NAME (Key Vault references resolve on start)"

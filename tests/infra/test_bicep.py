@@ -487,6 +487,9 @@ def test_operator_roles_are_granted_only_when_an_operator_is_named() -> None:
 def test_dead_letters_and_function_failures_raise_azure_monitor_alerts() -> None:
     rules = (MODULES / "alert-rules.bicep").read_text()
     assert "metricName: 'DeadletteredMessages'" in rules and "threshold: 0" in rules
+    # Dead letters of the other queues are forwarded to alerts: a queue that never empties is
+    # what an app that does not run looks like.
+    assert "metricName: 'ActiveMessages'" in rules and "timeAggregation: 'Minimum'" in rules
     assert "Microsoft.Insights/scheduledQueryRules" in rules and "success == false" in rules
     assert "alertEmail: alertEmail" in MAIN_BICEP.read_text()
 

@@ -1,6 +1,10 @@
-// Azure Monitor alert rules: the two things that must wake someone even when the alert function
-// itself cannot (a webhook down, the app not starting):
-//   * a message dead-lettered on any queue (Service Bus metric DeadletteredMessages > 0);
+// Azure Monitor alert rules for what the alert function cannot report itself:
+//   * queues not draining: messages waiting on a queue for 30 minutes without it ever being
+//     empty (Service Bus ActiveMessages, minimum > 0), which is what an app that does not
+//     start, or an alert function that cannot deliver, looks like;
+//   * an alert that could not be delivered: dead letters of the other queues are forwarded to
+//     `alerts`, so DeadletteredMessages > 0 means the `alerts` queue's own (terminal) dead
+//     letters, i.e. the webhook refused or failed five times;
 //   * a function execution that failed, or an exception logged (Application Insights).
 // They notify the action group, which mails alertEmail when one is given.
 
@@ -56,7 +60,7 @@ resource deadLetters 'Microsoft.Insights/metricAlerts@2018-03-01' = {
   location: 'global'
   tags: tags
   properties: {
-    description: 'A pipeline message was dead-lettered (docs/runbook.md, dead_letter).'
+    description: 'An alert could not be delivered: it is dead-lettered on the alerts queue (docs/runbook.md, "Alerts not arriving").'
     severity: 1
     enabled: true
     scopes: [
@@ -75,6 +79,46 @@ resource deadLetters 'Microsoft.Insights/metricAlerts@2018-03-01' = {
           operator: 'GreaterThan'
           threshold: 0
           timeAggregation: 'Maximum'
+          dimensions: [
+            {
+              name: 'EntityName'
+              operator: 'Include'
+              values: [
+                '*'
+              ]
+            }
+          ]
+        }
+      ]
+    }
+    actions: actions
+  }
+}
+
+resource queuesNotDraining 'Microsoft.Insights/metricAlerts@2018-03-01' = {
+  name: '${namePrefix}-queues-not-draining'
+  location: 'global'
+  tags: tags
+  properties: {
+    description: 'Messages have waited on a queue for 30 minutes: the app is not running or not keeping up.'
+    severity: 1
+    enabled: true
+    scopes: [
+      serviceBus.id
+    ]
+    evaluationFrequency: 'PT15M'
+    windowSize: 'PT30M'
+    criteria: {
+      'odata.type': 'Microsoft.Azure.Monitor.SingleResourceMultipleMetricCriteria'
+      allOf: [
+        {
+          criterionType: 'StaticThresholdCriterion'
+          name: 'never-empty'
+          metricNamespace: 'Microsoft.ServiceBus/namespaces'
+          metricName: 'ActiveMessages'
+          operator: 'GreaterThan'
+          threshold: 0
+          timeAggregation: 'Minimum'
           dimensions: [
             {
               name: 'EntityName'

@@ -1,0 +1,100 @@
+"""The azd post-provision hook, run for real by sh with stand-ins for az, go-sqlcmd, curl and
+sleep on PATH: what it asks Azure to do, in which order, retried while Azure catches up, and
+that no secret is ever on a command line."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+HOOK = REPO / "infra" / "hooks" / "postprovision.sh"
+FAKE = """#!/bin/sh
+echo "$(basename "$0") $*" >> "$CALLS"
+case "$(basename "$0")" in
+  sqlcmd)
+    if [ "$1" = "--help" ]; then echo "  --authentication-method string"; exit 0; fi
+    n=$(cat "$CALLS.sqlcmd" 2>/dev/null || echo 0); echo $((n + 1)) > "$CALLS.sqlcmd"
+    [ "$n" -ge "${SQLCMD_FAILURES:-0}" ] || { echo "Login failed: client IP not allowed" >&2; exit 1; } ;;
+  curl) echo 203.0.113.7 ;;
+  az)
+    for arg in "$@"; do case "$arg" in --file) next=1 ;; *) [ -n "${next:-}" ] && cp "$arg" "$CALLS.secret"; next= ;; esac; done ;;
+esac
+exit 0
+"""
+
+
+@pytest.fixture
+def run_hook(tmp_path: Path):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("az", "sqlcmd", "curl", "sleep"):
+        (bin_dir / tool).write_text(FAKE)
+        (bin_dir / tool).chmod(0o755)
+    calls = tmp_path / "calls.log"
+
+    def run(**env: str) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+        environment = {
+            "PATH": f"{bin_dir}:/usr/bin:/bin",
+            "CALLS": str(calls),
+            "AZURE_FUNCTION_APP_NAME": "cact-dev-func",
+            "AZURE_RESOURCE_GROUP": "rg-cact-dev",
+            "SQL_SERVER": "cact-dev-sql.database.windows.net",
+            "SQL_DATABASE": "companyactivity",
+            "KEY_VAULT_NAME": "cact-dev-kv",
+            **env,
+        }
+        result = subprocess.run(
+            ["sh", str(HOOK)], env=environment, capture_output=True, text=True, timeout=60
+        )
+        return result, calls.read_text().splitlines() if calls.exists() else []
+
+    return run, calls
+
+
+def test_the_hook_makes_the_user_applies_the_schema_sets_the_secret_and_restarts(run_hook) -> None:
+    run, calls = run_hook
+    result, log = run(USAGE_API_KEY="sk-test-7f3a9c1d5e", SQLCMD_FAILURES="2")
+    assert result.returncode == 0, result.stderr
+    steps = [
+        line.split()[0] + " " + " ".join(line.split()[1:3])
+        for line in log
+        if not line.startswith("sqlcmd --help")
+    ]
+    assert steps[0] == "curl -fsS https://api.ipify.org"
+    assert steps[1] == "az sql server"  # the firewall rule for this machine
+    assert sum(line.startswith("sleep 10") for line in log) == 2  # the two refused logins, retried
+    text = "\n".join(log)
+    assert text.count("CREATE USER [cact-dev-func] FROM EXTERNAL PROVIDER") == 3  # 2 refused, then done
+    assert text.count(f"-i {REPO}/sql/mssql/schema.sql") == 1
+    assert any(
+        line.startswith("az keyvault secret set --vault-name cact-dev-kv -n usage-api-key") for line in log
+    )
+    assert (Path(str(calls) + ".secret")).read_text() == "sk-test-7f3a9c1d5e"  # through a file
+    assert (
+        "sk-test-7f3a9c1d5e" not in "\n".join(log) + result.stdout + result.stderr
+    )  # never on a command line
+    assert log[-2].startswith("az functionapp restart -g rg-cact-dev -n cact-dev-func")
+    assert log[-1].startswith("az sql server firewall-rule delete")  # removed again on exit
+
+
+def test_without_go_sqlcmd_it_stops_with_one_clear_line(run_hook, tmp_path: Path) -> None:
+    run, _ = run_hook
+    legacy = tmp_path / "bin" / "sqlcmd"
+    legacy.write_text("#!/bin/sh\necho 'usage: sqlcmd [-U login id] [-P password]'\n")
+    result, _ = run()
+    assert result.returncode == 1 and "go-sqlcmd not found" in result.stderr
+
+
+def test_outside_azd_it_says_what_is_missing(run_hook) -> None:
+    run, _ = run_hook
+    result, log = run(AZURE_FUNCTION_APP_NAME="")
+    assert result.returncode != 0 and "run through azd" in result.stderr and log == []
+
+
+def test_the_hook_is_posix_sh() -> None:
+    assert HOOK.read_text().startswith("#!/bin/sh\n") and os.access(HOOK, os.X_OK)
