@@ -237,3 +237,60 @@ def fetch_state(services: Services, iso: str = ISO) -> dict[str, Any]:
 def queued_alerts(services: Services) -> list[dict[str, Any]]:
     """Alert bodies waiting on the in-process bus's `alerts` queue."""
     return [e.json() for e in services.bus.queues.get("alerts", [])]  # type: ignore[attr-defined]
+
+
+# --- the warehouse on SQL Server (only where MSSQL_TEST_CONNECTION_STRING is set) ---------
+
+MSSQL = os.environ.get("MSSQL_TEST_CONNECTION_STRING", "")
+WAREHOUSE_TABLES = (
+    "analytics.company_daily_activity",
+    "stg.product_usage_daily",
+    "stg.usage_dataset",
+    "stg.crm_company_snapshot",
+    "stg.crm_snapshot",
+)
+
+
+def require_mssql() -> None:
+    """Skip without a SQL Server, except where MSSQL_REQUIRED=true (the sqlserver CI job)."""
+    if not MSSQL:
+        if os.environ.get("MSSQL_REQUIRED") == "true":
+            pytest.fail("MSSQL_REQUIRED=true but MSSQL_TEST_CONNECTION_STRING is not set")
+        pytest.skip("MSSQL_TEST_CONNECTION_STRING not set (the sqlserver CI job sets it)")
+
+
+def empty_mssql_tables() -> None:
+    import pyodbc
+
+    with pyodbc.connect(MSSQL, autocommit=True) as connection:
+        for table in WAREHOUSE_TABLES:
+            connection.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed names
+
+
+def build_concurrently(services: Services) -> list[BaseException]:
+    """Eight transforms of overlapping golden days at once; the errors they raised."""
+    import threading
+
+    from shared.domain.transform_plan import TransformRequest
+    from shared.services.transform import run_transform
+
+    errors: list[BaseException] = []
+
+    def build(kind: str, on: str) -> None:
+        try:
+            run_transform(services, TransformRequest.from_json({"kind": kind, "date": on, "run_id": "t"}))
+        except BaseException as exc:
+            errors.append(exc)
+
+    requests = [
+        ("usage", "2026-10-01"),
+        ("usage", "2026-10-04"),
+        ("crm", "2026-10-01"),
+        ("usage", "2026-10-02"),
+    ]
+    threads = [threading.Thread(target=build, args=request) for request in requests * 2]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return errors

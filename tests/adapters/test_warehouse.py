@@ -11,20 +11,13 @@ from pathlib import Path
 import pytest
 
 from shared.ports import BuildParams, Lineage, Warehouse
+from tests.conftest import MSSQL, empty_mssql_tables, require_mssql
 
 D1 = date(2026, 10, 1)
 PARAMS = BuildParams(
     "run-1", churn_min_rolling_users=10, churn_max_contact_age_days=30, crm_max_snapshot_age_days=7
 )
 NOW = datetime(2026, 10, 20, 12, 0, tzinfo=UTC)
-MSSQL = os.environ.get("MSSQL_TEST_CONNECTION_STRING", "")
-TABLES = (
-    "analytics.company_daily_activity",
-    "stg.product_usage_daily",
-    "stg.usage_dataset",
-    "stg.crm_company_snapshot",
-    "stg.crm_snapshot",
-)
 
 
 @pytest.fixture(
@@ -40,8 +33,8 @@ TABLES = (
     ]
 )
 def warehouse(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Warehouse]:
-    if request.param == "mssql" and not MSSQL and os.environ.get("MSSQL_REQUIRED") == "true":
-        pytest.fail("MSSQL_REQUIRED=true but MSSQL_TEST_CONNECTION_STRING is not set")
+    if request.param == "mssql":
+        require_mssql()
     if request.param == "duckdb":
         from shared.adapters.warehouse_duckdb import DuckDbWarehouse
 
@@ -53,10 +46,7 @@ def warehouse(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Wareho
 
         store = MssqlWarehouse(lambda: pyodbc.connect(MSSQL, autocommit=False))
         store.apply_schema()
-        connection = pyodbc.connect(MSSQL, autocommit=True)
-        for table in TABLES:
-            connection.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed names
-        connection.close()
+        empty_mssql_tables()
     store.apply_schema()
     yield store
     store.close()  # type: ignore[attr-defined]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -12,12 +11,10 @@ import pytest
 
 from shared.adapters import bus_in_process
 from shared.domain import blob_events, names
-from shared.domain.transform_plan import TransformRequest
 from shared.local.pipeline import LocalPipeline
 from shared.local.simulator import Fault, UsageApiSimulator
 from shared.ports import OutgoingMessage
-from shared.services.transform import run_transform
-from tests.conftest import GOLDEN, read_alerts
+from tests.conftest import GOLDEN, build_concurrently, read_alerts
 from tests.reference import diff_tables, load_expected_csv
 
 
@@ -159,30 +156,7 @@ def test_two_transforms_of_overlapping_days_at_once(pipeline: LocalPipeline) -> 
     expected = load_expected_csv(GOLDEN.expected_csv)
     with pipeline.services.warehouse._con.cursor() as con:  # start from an empty table
         con.execute("DELETE FROM analytics.company_daily_activity")
-    errors: list[BaseException] = []
-
-    def build(kind: str, day: str) -> None:
-        try:
-            run_transform(
-                pipeline.services, TransformRequest.from_json({"kind": kind, "date": day, "run_id": "t"})
-            )
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [
-        threading.Thread(target=build, args=(kind, day))
-        for kind, day in [
-            ("usage", "2026-10-01"),
-            ("usage", "2026-10-04"),
-            ("crm", "2026-10-01"),
-            ("usage", "2026-10-02"),
-        ]
-        * 2
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    errors = build_concurrently(pipeline.services)
     assert not errors
     assert diff_tables(table(pipeline), expected) == []
 

@@ -9,8 +9,6 @@ convergence under forced replays, and concurrent builds under the application lo
 
 from __future__ import annotations
 
-import os
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,17 +16,8 @@ from typing import Any
 import pytest
 
 from shared.config import Settings
-from tests.conftest import GOLDEN
+from tests.conftest import GOLDEN, MSSQL, build_concurrently, empty_mssql_tables, require_mssql
 from tests.reference import diff_tables, load_expected_csv
-
-MSSQL = os.environ.get("MSSQL_TEST_CONNECTION_STRING", "")
-TABLES = (
-    "analytics.company_daily_activity",
-    "stg.product_usage_daily",
-    "stg.usage_dataset",
-    "stg.crm_company_snapshot",
-    "stg.crm_snapshot",
-)
 
 
 @pytest.fixture
@@ -36,20 +25,13 @@ def sql_server(
     local_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Callable[[], list[dict[str, Any]]]]:
     """The local pipeline with Azure SQL as its warehouse, emptied first; yields a table reader."""
-    if not MSSQL:
-        if os.environ.get("MSSQL_REQUIRED") == "true":
-            pytest.fail("MSSQL_REQUIRED=true but MSSQL_TEST_CONNECTION_STRING is not set")
-        pytest.skip("MSSQL_TEST_CONNECTION_STRING not set (the sqlserver CI job sets it)")
-    import pyodbc
-
+    require_mssql()
     from shared.bootstrap import make_warehouse
 
     monkeypatch.setenv("SQL_CONNECTION_STRING", MSSQL)
     warehouse = make_warehouse(Settings.from_env())
     warehouse.apply_schema()
-    with pyodbc.connect(MSSQL, autocommit=True) as connection:
-        for table in TABLES:
-            connection.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed names
+    empty_mssql_tables()
 
     def table() -> list[dict[str, Any]]:
         return list(warehouse.fetch_rows("company_daily_activity"))
@@ -91,34 +73,12 @@ def test_the_crm_drops_in_reverse_order_converge(cli, sql_server) -> None:
 
 
 def test_concurrent_builds_serialize_under_the_application_lock(cli, sql_server) -> None:
-    from shared.domain.transform_plan import TransformRequest
     from shared.local.pipeline import LocalPipeline
-    from shared.services.transform import run_transform
 
     load_golden(cli)
     pipeline = LocalPipeline(Settings.from_env())
     try:
-        errors: list[BaseException] = []
-
-        def build(kind: str, day: str) -> None:
-            try:
-                run_transform(
-                    pipeline.services, TransformRequest.from_json({"kind": kind, "date": day, "run_id": "t"})
-                )
-            except BaseException as exc:
-                errors.append(exc)
-
-        requests = [
-            ("usage", "2026-10-01"),
-            ("usage", "2026-10-04"),
-            ("crm", "2026-10-01"),
-            ("usage", "2026-10-02"),
-        ]
-        threads = [threading.Thread(target=build, args=request) for request in requests * 2]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        errors = build_concurrently(pipeline.services)
     finally:
         pipeline.close()
     assert not errors, errors
