@@ -157,21 +157,27 @@ def handle_blob_created(services: Services, event: Any, message_id: str = "") ->
 # --- usage ------------------------------------------------------------------------------------
 
 
+MANIFEST_FIELDS = ("activity_date", "run_id", "fetched_at", "pages")
+PAGE_FIELDS = {"page", "blob", "sha256"}
+
+
 def _read_manifest(services: Services, manifest_name: str) -> dict[str, Any]:
+    """The manifest, with the fields staging relies on checked, or ManifestError."""
     try:
         manifest = json.loads(services.blobs.get(names.RAW_CONTAINER, manifest_name))
+        missing = [f for f in MANIFEST_FIELDS if not isinstance(manifest, dict) or f not in manifest]
+        if missing:
+            raise ValueError(f"missing {', '.join(missing)}")
         date.fromisoformat(manifest["activity_date"])
-        if not isinstance(manifest["pages"], list) or not all(
-            isinstance(p, dict) and {"page", "blob", "sha256"} <= p.keys() for p in manifest["pages"]
+        pages = manifest["pages"]
+        if not isinstance(pages, list) or not all(
+            isinstance(p, dict) and p.keys() >= PAGE_FIELDS for p in pages
         ):
             raise ValueError("'pages' is not a list of pages")
-        str(manifest["run_id"]), str(manifest["fetched_at"])
     except BlobNotFound:
         raise ManifestError(f"manifest {manifest_name} does not exist") from None
-    except (UnicodeDecodeError, ValueError, TypeError, KeyError) as exc:
-        raise ManifestError(
-            f"manifest {manifest_name} is unreadable: {exc.__class__.__name__}: {exc}"
-        ) from None
+    except (UnicodeDecodeError, ValueError, TypeError) as exc:
+        raise ManifestError(f"manifest {manifest_name} is unreadable: {exc}") from None
     return dict(manifest)
 
 

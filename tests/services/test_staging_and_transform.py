@@ -83,3 +83,26 @@ def test_a_blocked_day_raises_one_error_alert_and_keeps_its_rows(
     day = services.ledger.get(names.DAYS, ISO)
     assert day is not None and json.loads(day.data["errors"])[0].startswith("zero usage records")
     assert list(services.warehouse.fetch_rows("company_daily_activity")) == []
+
+
+def test_an_unreadable_manifest_is_a_permanent_error_naming_what_is_wrong(
+    make_services: Callable[..., Services], start_api: Callable[..., UsageApiSimulator]
+) -> None:
+    import pytest
+
+    from shared.services.staging import ManifestError
+
+    services = make_services(start_api(1))
+    name = f"usage/{ISO}/run-1/manifest.json"
+    for body, phrase in [
+        (b"{not json", "unreadable"),
+        (b'{"activity_date": "2026-11-20", "run_id": "r"}', "missing fetched_at, pages"),
+        (
+            b'{"activity_date": "2026-11-20", "run_id": "r", "fetched_at": "t", "pages": [{}]}',
+            "not a list of pages",
+        ),
+        (b'{"activity_date": "yesterday", "run_id": "r", "fetched_at": "t", "pages": []}', "unreadable"),
+    ]:
+        services.blobs.put(names.RAW_CONTAINER, name, body)
+        with pytest.raises(ManifestError, match=phrase):
+            load_usage_manifest(services, name)
