@@ -30,11 +30,6 @@ def parse_day(value: Any) -> date:
     raise ValueError(f"not a date YYYY-MM-DD: {str(value)[:40]!r}")
 
 
-def window(day: date, length: int = ROLLING_DAYS) -> list[date]:
-    """The calendar days of the rolling window ending on `day`, oldest first."""
-    return [day - timedelta(days=n) for n in range(length - 1, -1, -1)]
-
-
 def effective_snapshot(day: date, snapshot_dates: Iterable[date], max_age: int) -> date | None:
     """The latest snapshot on or before `day`, if it is at most `max_age` days old; else None
     (the day waits for a snapshot)."""
