@@ -1,20 +1,29 @@
 """Settings: environment variables with the same names as the Function App's app settings.
 
 Each setting is declared once, as a field of `Settings`: its variable name, its default, and
-the range it is kept in. `Settings.from_env` reads them all the same way.
+the range it must be in. `Settings.from_env` reads them all the same way, and a value out of
+range is refused with one line naming the setting and the range (contract section 6): a
+clamped or ignored value would run the pipeline on rules nobody chose.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from shared.domain.rules import Rules
+
 _KEY_VAULT_REFERENCE = "@Microsoft.KeyVault("
+
+
+class SettingsError(ValueError):
+    """A setting the pipeline cannot run with; the message names it and what it accepts."""
 
 
 def _setting(
@@ -25,7 +34,7 @@ def _setting(
     low: float | None = None,
     high: float | None = None,
 ) -> Any:
-    """A field read from `env`. Secrets never appear in repr(); numbers are kept in [low, high]."""
+    """A field read from `env`. Secrets never appear in repr(); numbers must lie in [low, high]."""
     return dataclasses.field(
         default=default, repr=not secret, metadata={"env": env, "secret": secret, "low": low, "high": high}
     )
@@ -35,24 +44,29 @@ def _setting(
 class Settings:
     usage_api_base_url: str = _setting("USAGE_API_BASE_URL", "")
     usage_api_key: str = _setting("USAGE_API_KEY", "", secret=True)
-    usage_api_timeout_s: float = _setting("USAGE_API_TIMEOUT_S", 30.0)
+    usage_api_timeout_s: float = _setting("USAGE_API_TIMEOUT_S", 30.0, low=0.1, high=600)
     usage_api_page_size: int = _setting("USAGE_API_PAGE_SIZE", 500, low=1, high=1000)
-    usage_api_max_pages: int = _setting("USAGE_API_MAX_PAGES", 1000)
-    usage_api_max_attempts: int = _setting("USAGE_API_MAX_ATTEMPTS", 6, low=1)
-    usage_api_backoff_base_s: float = _setting("USAGE_API_BACKOFF_BASE_S", 1.0)
-    usage_api_backoff_max_s: float = _setting("USAGE_API_BACKOFF_MAX_S", 60.0)
+    usage_api_max_pages: int = _setting("USAGE_API_MAX_PAGES", 1000, low=1, high=1_000_000)
+    usage_api_max_attempts: int = _setting("USAGE_API_MAX_ATTEMPTS", 6, low=1, high=20)
+    usage_api_backoff_base_s: float = _setting("USAGE_API_BACKOFF_BASE_S", 1.0, low=0, high=60)
+    usage_api_backoff_max_s: float = _setting("USAGE_API_BACKOFF_MAX_S", 60.0, low=0, high=3600)
+    # How long a day's fetch keeps trying an API it cannot reach at all (refused, DNS, TLS,
+    # timeouts) before it gives up with one alert, instead of every attempt of every delivery.
+    usage_api_unreachable_s: float = _setting("USAGE_API_UNREACHABLE_S", 60.0, low=0, high=3600)
     # Pages fetched at once when the API reports total_pages.
-    usage_api_concurrency: int = _setting("USAGE_API_CONCURRENCY", 8, low=1)
+    usage_api_concurrency: int = _setting("USAGE_API_CONCURRENCY", 8, low=1, high=64)
     # Client-side request rate cap; 0: none until the API says 429.
-    usage_api_max_rps: float = _setting("USAGE_API_MAX_RPS", 0.0, low=0)
+    usage_api_max_rps: float = _setting("USAGE_API_MAX_RPS", 0.0, low=0, high=10_000)
     local_data_dir: Path = _setting("LOCAL_DATA_DIR", Path(".local"))  # noqa: RUF009 - a field()
-    churn_min_rolling_users: int = _setting("CHURN_MIN_ROLLING_USERS", 10)
-    churn_max_contact_age_days: int = _setting("CHURN_MAX_CONTACT_AGE_DAYS", 30)
-    crm_max_snapshot_age_days: int = _setting("CRM_MAX_SNAPSHOT_AGE_DAYS", 7)
+    # The rule settings (contract section 3): recorded with every built day.
+    churn_min_rolling_users: int = _setting("CHURN_MIN_ROLLING_USERS", 10, low=0, high=1_000_000_000)
+    churn_max_contact_age_days: int = _setting("CHURN_MAX_CONTACT_AGE_DAYS", 30, low=0, high=36_500)
+    crm_max_snapshot_age_days: int = _setting("CRM_MAX_SNAPSHOT_AGE_DAYS", 7, low=0, high=366)
     alert_webhook_url: str = _setting("ALERT_WEBHOOK_URL", "", secret=True)
-    alert_webhook_backoff_s: float = _setting("ALERT_WEBHOOK_BACKOFF_S", 0.5)
-    alert_repeat_window_s: float = _setting("ALERT_REPEAT_WINDOW_S", 3600.0)  # one delivery per window
-    max_delivery_count: int = _setting("MAX_DELIVERY_COUNT", 5, low=1)
+    alert_webhook_backoff_s: float = _setting("ALERT_WEBHOOK_BACKOFF_S", 0.5, low=0, high=60)
+    # One delivery of the same alert per window.
+    alert_repeat_window_s: float = _setting("ALERT_REPEAT_WINDOW_S", 3600.0, low=0, high=7 * 86_400)
+    max_delivery_count: int = _setting("MAX_DELIVERY_COUNT", 5, low=1, high=100)
     # Azure. Unset locally; each one set switches its port to the Azure adapter.
     data_storage_connection: str = _setting("DATA_STORAGE_CONNECTION", "", secret=True)  # Azurite, dev
     data_storage_account_name: str = _setting("DATA_STORAGE_ACCOUNT_NAME", "")  # identity-based
@@ -81,10 +95,28 @@ class Settings:
             values["usage_api_base_url"] = values["usage_api_base_url"].rstrip("/")
         return cls(**values)
 
+    def __post_init__(self) -> None:
+        # Here rather than in from_env: settings built in code are held to the same ranges.
+        for f in dataclasses.fields(self):
+            _check_range(f, getattr(self, f.name))
+        for f in (_field("usage_api_base_url"), _field("alert_webhook_url")):
+            url = getattr(self, f.name)
+            if url and not url.lower().startswith(("http://", "https://")):
+                shown = "(not shown: a secret)" if f.metadata["secret"] else repr(url)
+                raise SettingsError(
+                    f"setting {f.metadata['env']} must be an http:// or https:// URL, got {shown}"
+                )
+
     @classmethod
     def variables(cls) -> list[str]:
         """Every environment variable a setting is read from."""
         return [f.metadata["env"] for f in dataclasses.fields(cls)]
+
+    def rules(self) -> Rules:
+        """The rule settings in force: recorded with every day built under them."""
+        return Rules(
+            self.churn_min_rolling_users, self.churn_max_contact_age_days, self.crm_max_snapshot_age_days
+        )
 
     def secrets(self) -> list[str]:
         """Values that must never appear in logs, alerts or errors."""
@@ -93,6 +125,10 @@ class Settings:
             for f in dataclasses.fields(self)
             if f.metadata["secret"] and (value := getattr(self, f.name))
         ]
+
+
+def _field(name: str) -> dataclasses.Field[Any]:
+    return next(f for f in dataclasses.fields(Settings) if f.name == name)
 
 
 def _parse(f: dataclasses.Field[Any], raw: str) -> Any:
@@ -105,11 +141,30 @@ def _parse(f: dataclasses.Field[Any], raw: str) -> Any:
     try:
         value = kind(raw)
     except ValueError:
-        what = "a whole number" if kind is int else "a number"
-        raise ValueError(f"setting {name} must be {what}, got {raw!r}") from None
-    low, high = f.metadata["low"], f.metadata["high"]
-    if low is not None:
-        value = max(kind(low), value)
-    if high is not None:
-        value = min(kind(high), value)
+        raise SettingsError(f"setting {name} must be {_kind(kind)}{_range(f)}, got {raw!r}") from None
     return value
+
+
+def _check_range(f: dataclasses.Field[Any], value: Any) -> None:
+    low, high = f.metadata["low"], f.metadata["high"]
+    if low is None and high is None:
+        return
+    finite = not isinstance(value, float) or math.isfinite(value)
+    if not finite or (low is not None and value < low) or (high is not None and value > high):
+        kind = type(f.default)
+        raise SettingsError(f"setting {f.metadata['env']} must be {_kind(kind)}{_range(f)}, got {value!r}")
+
+
+def _kind(kind: type) -> str:
+    return "a whole number" if kind is int else "a number"
+
+
+def _range(f: dataclasses.Field[Any]) -> str:
+    low, high = f.metadata["low"], f.metadata["high"]
+    if low is not None and high is not None:
+        return f" from {_number(low)} to {_number(high)}"
+    return f" of at least {_number(low)}" if low is not None else ""
+
+
+def _number(value: float) -> str:
+    return f"{int(value):,}" if value == int(value) else str(value)

@@ -1,10 +1,14 @@
-"""Settings: read from the environment, each declared once."""
+"""Settings: read from the environment, each declared once, each refused when out of range."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
-from shared.config import Settings
+from shared.config import Settings, SettingsError
+
+NUMERIC = [f for f in dataclasses.fields(Settings) if type(f.default) in (int, float)]
 
 
 def test_the_settings_are_read_from_the_environment() -> None:
@@ -14,10 +18,65 @@ def test_the_settings_are_read_from_the_environment() -> None:
         3,
         12.5,
     )
-    env = {"USAGE_API_CONCURRENCY": "0", "USAGE_API_MAX_RPS": "-1"}
-    assert (Settings.from_env(env).usage_api_concurrency, Settings.from_env(env).usage_api_max_rps) == (
-        1,
-        0.0,
-    )
     with pytest.raises(ValueError, match="USAGE_API_MAX_RPS"):
         Settings.from_env({"USAGE_API_MAX_RPS": "fast"})
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("CHURN_MIN_ROLLING_USERS", "-5", "setting CHURN_MIN_ROLLING_USERS must be a whole number from 0 to"),
+        (
+            "CRM_MAX_SNAPSHOT_AGE_DAYS",
+            "-3",
+            "setting CRM_MAX_SNAPSHOT_AGE_DAYS must be a whole number from 0 to 366",
+        ),
+        ("USAGE_API_TIMEOUT_S", "0", "setting USAGE_API_TIMEOUT_S must be a number from 0.1 to 600, got 0.0"),
+        ("USAGE_API_TIMEOUT_S", "nan", "setting USAGE_API_TIMEOUT_S must be a number"),
+        ("USAGE_API_CONCURRENCY", "0", "setting USAGE_API_CONCURRENCY must be a whole number from 1 to 64"),
+        ("USAGE_API_PAGE_SIZE", "5000", "setting USAGE_API_PAGE_SIZE must be a whole number from 1 to 1,000"),
+        (
+            "USAGE_API_PAGE_SIZE",
+            "5.5",
+            "setting USAGE_API_PAGE_SIZE must be a whole number from 1 to 1,000, got '5.5'",
+        ),
+        (
+            "USAGE_API_BASE_URL",
+            "localhost:8000",
+            "setting USAGE_API_BASE_URL must be an http:// or https:// URL",
+        ),
+    ],
+)
+def test_a_value_out_of_range_is_refused_with_one_line_naming_the_setting_and_range(
+    variable: str, value: str, message: str
+) -> None:
+    # Before: -5 and -3 were accepted, 0 was clamped to 1, and a timeout of 0 failed five
+    # deliveries later inside requests.
+    with pytest.raises(SettingsError) as refused:
+        Settings.from_env({variable: value})
+    assert str(refused.value).startswith(message)
+    assert "\n" not in str(refused.value)
+
+
+@pytest.mark.parametrize("field", NUMERIC, ids=lambda f: f.metadata["env"])
+def test_every_number_has_a_range_and_its_edges_are_accepted(field: dataclasses.Field) -> None:
+    low, high = field.metadata["low"], field.metadata["high"]
+    assert low is not None and high is not None, "declare the range the setting must be in"
+    env = field.metadata["env"]
+    for edge in (low, high, field.default):
+        assert getattr(Settings.from_env({env: str(edge)}), field.name) == edge
+    step = 1 if type(field.default) is int else 0.01
+    for outside in (low - step, high + step):
+        with pytest.raises(SettingsError, match=env):
+            Settings.from_env({env: str(outside)})
+
+
+def test_settings_built_in_code_are_held_to_the_same_ranges() -> None:
+    with pytest.raises(SettingsError, match="CHURN_MAX_CONTACT_AGE_DAYS"):
+        Settings(churn_max_contact_age_days=-1)
+
+
+def test_a_secret_url_is_never_shown_when_refused() -> None:
+    with pytest.raises(SettingsError) as refused:
+        Settings.from_env({"ALERT_WEBHOOK_URL": "hooks.example/sk-live-secret"})
+    assert "sk-live-secret" not in str(refused.value)

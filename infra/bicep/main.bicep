@@ -116,10 +116,12 @@ param usageApiPageSize int = 500
 
 @description('USAGE_API_MAX_PAGES')
 @minValue(1)
+@maxValue(1000000)
 param usageApiMaxPages int = 1000
 
 @description('USAGE_API_MAX_ATTEMPTS')
 @minValue(1)
+@maxValue(20)
 param usageApiMaxAttempts int = 6
 
 @description('USAGE_API_BACKOFF_BASE_S')
@@ -128,20 +130,30 @@ param usageApiBackoffBaseS string = '1'
 @description('USAGE_API_BACKOFF_MAX_S')
 param usageApiBackoffMaxS string = '60'
 
+@description('USAGE_API_UNREACHABLE_S: seconds a fetch keeps trying an API that gives no answer at all')
+param usageApiUnreachableS string = '60'
+
 @description('USAGE_API_CONCURRENCY: pages fetched at once when the API reports total_pages')
 @minValue(1)
+@maxValue(64)
 param usageApiConcurrency int = 8
 
 @description('USAGE_API_MAX_RPS: cap on API requests per second of one day\'s fetch, 0 for none')
 param usageApiMaxRps string = '0'
 
 @description('CHURN_MIN_ROLLING_USERS')
+@minValue(0)
+@maxValue(1000000000)
 param churnMinRollingUsers int = 10
 
 @description('CHURN_MAX_CONTACT_AGE_DAYS')
+@minValue(0)
+@maxValue(36500)
 param churnMaxContactAgeDays int = 30
 
 @description('CRM_MAX_SNAPSHOT_AGE_DAYS')
+@minValue(0)
+@maxValue(366)
 param crmMaxSnapshotAgeDays int = 7
 
 @description('ALERT_WEBHOOK_BACKOFF_S')
@@ -264,6 +276,7 @@ module functionApp 'modules/functionapp.bicep' = {
     usageApiMaxAttempts: usageApiMaxAttempts
     usageApiBackoffBaseS: usageApiBackoffBaseS
     usageApiBackoffMaxS: usageApiBackoffMaxS
+    usageApiUnreachableS: usageApiUnreachableS
     usageApiConcurrency: usageApiConcurrency
     usageApiMaxRps: usageApiMaxRps
     churnMinRollingUsers: churnMinRollingUsers

@@ -8,6 +8,7 @@ Azure, and they do not replace `az bicep build` or a what-if deployment.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -498,3 +499,21 @@ def test_logs_leave_with_opentelemetry_so_the_log_context_arrives_as_dimensions(
     assert json.loads((REPO / "host.json").read_text())["telemetryMode"] == "OpenTelemetry"
     assert bicep_app_settings()["PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY"] == "'true'"
     assert "azure-monitor-opentelemetry" in (REPO / "requirements.txt").read_text()
+
+
+def test_int_settings_have_the_ranges_the_app_refuses_outside_of() -> None:
+    """A value Bicep accepts must be one the app starts with: the same range in both places."""
+    fields = {f.metadata["env"]: f for f in dataclasses.fields(Settings)}
+    checked = []
+    for path in (MAIN_BICEP, FUNCTION_APP_BICEP):
+        params = bicep_params(FUNCTION_APP_BICEP)
+        for setting, expression in bicep_app_settings().items():
+            match = re.fullmatch(r"string\((\w+)\)", expression)
+            param = params.get(match.group(1)) if match else None
+            if param is None or param.type != "int" or setting not in fields:
+                continue
+            declared = bicep_params(path).get(param.name) or param
+            field = fields[setting]
+            assert _bounds(declared) == (field.metadata["low"], field.metadata["high"]), (path.name, setting)
+            checked.append(setting)
+    assert len(set(checked)) >= 7, checked

@@ -54,6 +54,8 @@ param maximumInstanceCount int = 40
 param instanceMemoryMB int = 2048
 
 @description('The queues\' maxDeliveryCount (servicebus.bicep), passed on as MAX_DELIVERY_COUNT.')
+@minValue(1)
+@maxValue(100)
 param maxDeliveryCount int = 5
 
 // Settings the code reads (shared/config.py). Defaults are that file's defaults;
@@ -72,10 +74,12 @@ param usageApiPageSize int = 500
 
 @description('Page cap for one day (USAGE_API_MAX_PAGES).')
 @minValue(1)
+@maxValue(1000000)
 param usageApiMaxPages int = 1000
 
 @description('Attempts per page before the run fails (USAGE_API_MAX_ATTEMPTS).')
 @minValue(1)
+@maxValue(20)
 param usageApiMaxAttempts int = 6
 
 @description('Exponential backoff base, seconds (USAGE_API_BACKOFF_BASE_S).')
@@ -84,20 +88,30 @@ param usageApiBackoffBaseS string = '1'
 @description('Exponential backoff cap, seconds (USAGE_API_BACKOFF_MAX_S).')
 param usageApiBackoffMaxS string = '60'
 
+@description('Seconds a day\'s fetch keeps trying an API that gives no answer at all before it fails with one alert (USAGE_API_UNREACHABLE_S).')
+param usageApiUnreachableS string = '60'
+
 @description('Pages fetched at once when the API reports total_pages (USAGE_API_CONCURRENCY).')
 @minValue(1)
+@maxValue(64)
 param usageApiConcurrency int = 8
 
 @description('Cap on API requests per second of one day\'s fetch, 0 for none; a 429 slows the fetch down either way (USAGE_API_MAX_RPS).')
 param usageApiMaxRps string = '0'
 
 @description('Churn threshold: rolling 7-day users (CHURN_MIN_ROLLING_USERS).')
+@minValue(0)
+@maxValue(1000000000)
 param churnMinRollingUsers int = 10
 
 @description('Churn threshold: days since last contact (CHURN_MAX_CONTACT_AGE_DAYS).')
+@minValue(0)
+@maxValue(36500)
 param churnMaxContactAgeDays int = 30
 
 @description('Effective CRM snapshot age limit, days (CRM_MAX_SNAPSHOT_AGE_DAYS).')
+@minValue(0)
+@maxValue(366)
 param crmMaxSnapshotAgeDays int = 7
 
 @description('Backoff base between webhook attempts, seconds (ALERT_WEBHOOK_BACKOFF_S).')
@@ -163,6 +177,7 @@ var appSettings = {
   USAGE_API_MAX_ATTEMPTS: string(usageApiMaxAttempts)
   USAGE_API_BACKOFF_BASE_S: usageApiBackoffBaseS
   USAGE_API_BACKOFF_MAX_S: usageApiBackoffMaxS
+  USAGE_API_UNREACHABLE_S: usageApiUnreachableS
   USAGE_API_CONCURRENCY: string(usageApiConcurrency)
   USAGE_API_MAX_RPS: usageApiMaxRps
 
