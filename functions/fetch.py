@@ -29,6 +29,7 @@ def on_timer(timer: func.TimerRequest) -> None:
 
 def on_fetch_request(msg: func.ServiceBusMessage) -> None:
     with log_context(stage="fetch"), settle_permanent_errors("fetch", msg):
-        request = FetchRequest.from_json(json_body(msg))
+        services = get_services()
+        request = FetchRequest.from_json(json_body(msg), services.clock().date())
         with log_context(date=request.day):
-            fetch_day(get_services(), request.day, force=request.force)
+            fetch_day(services, request.day, force=request.force)

@@ -52,6 +52,16 @@ def days_affected_by_snapshot(snapshot: date, snapshot_dates: Iterable[date], ma
     return [d for d in candidates if effective_snapshot(d, known, max_age) == snapshot]
 
 
+def unfinished_day(day: date, today: date) -> str | None:
+    """Why `day` cannot be run yet, or None. Only finished UTC days are fetched (contract
+    section 3): a build of today would be marked done with half a day in it, and nothing
+    would ever rebuild it."""
+    if day >= today:
+        when = "today" if day == today else "in the future"
+        return f"{day} is {when}: only finished UTC days can be run (the last one is {today - timedelta(days=1)})"
+    return None
+
+
 def yesterday(now: datetime) -> date:
     """The day the daily timer fetches: the last finished UTC day."""
     return (now - timedelta(days=1)).date()

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
-from shared.domain.days import parse_day
+from shared.domain.days import parse_day, unfinished_day
 from shared.domain.errors import PermanentError
 
 MAX_REPLAY_DAYS = 93
@@ -44,8 +44,8 @@ class ReplayRequest:
             raise BadReplayRequest("give date, or from and to (YYYY-MM-DD)")
         if last < first:
             raise BadReplayRequest(f"to ({last}) is before from ({first})")
-        if last > today:
-            raise BadReplayRequest(f"{last} is in the future (today is {today} UTC)")
+        if refusal := unfinished_day(last, today):
+            raise BadReplayRequest(refusal)
         count = (last - first).days + 1
         if count > MAX_REPLAY_DAYS:
             raise BadReplayRequest(f"range of {count} days is above the limit of {MAX_REPLAY_DAYS}")
@@ -64,13 +64,16 @@ class FetchRequest:
     force: bool = False
 
     @classmethod
-    def from_json(cls, body: Any) -> FetchRequest:
+    def from_json(cls, body: Any, today: date) -> FetchRequest:
+        """`today` is the UTC day now: a request for it (or later) is refused, whoever sent it."""
         if not isinstance(body, Mapping):
             raise BadFetchRequest(f"not a fetch request: {str(body)[:200]}")
         try:
             day = parse_day(body.get("date"))
         except ValueError:
             raise BadFetchRequest(f"fetch request with a bad date {str(body.get('date'))[:40]!r}") from None
+        if refusal := unfinished_day(day, today):
+            raise BadFetchRequest(refusal)
         return cls(day, bool(body.get("force")))
 
 
