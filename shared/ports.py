@@ -201,6 +201,16 @@ class TransientApiError(RuntimeError):
         self.retry_after_s = retry_after_s
 
 
+class ApiUnreachable(TransientApiError):
+    """No answer at all: refused, DNS, TLS or a connect timeout, after the retry budget. A first
+    page that cannot be reached fails the run at once (redelivering for minutes more would
+    only delay the alert); a later page is redelivered like any transient error."""
+
+    def __init__(self, message: str, page: int) -> None:
+        super().__init__(message)
+        self.page = page
+
+
 class UsageApi(Protocol):
     """One day's fetch: a client asks for pages (retrying what is transient) and paces itself."""
 

@@ -18,19 +18,14 @@ from email.utils import parsedate_to_datetime
 
 import requests
 from requests.adapters import HTTPAdapter
-from tenacity import (
-    RetryCallState,
-    Retrying,
-    retry_if_exception_type,
-    stop_after_attempt,
-    wait_exponential_jitter,
-)
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exponential_jitter
+from urllib3.exceptions import NameResolutionError, NewConnectionError
 
 from shared.adapters.usage_api_pacing import RateLimiter
 from shared.config import Settings
 from shared.domain import http_status
 from shared.domain.usage_page import MalformedPage, Page, TruncatedPage, parse_page
-from shared.ports import TransientApiError, UsageApiError
+from shared.ports import ApiUnreachable, TransientApiError, UsageApiError
 
 log = logging.getLogger(__name__)
 
@@ -65,13 +60,16 @@ class UsageApiClient:
         max_attempts: int = 6,
         backoff_base_s: float = 1.0,
         backoff_max_s: float = 60.0,
+        unreachable_s: float = 60.0,
         session: requests.Session | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
         limiter: RateLimiter | None = None,
         pool_size: int = 10,
     ) -> None:
         """`limiter` paces every attempt (None: no client-side pacing). `pool_size` is the most
-        connections kept to the API, at least the number of threads sharing this client."""
+        connections kept to the API, at least the number of threads sharing this client.
+        `unreachable_s` bounds how long a page that gets no answer at all is tried."""
         if not base_url:
             raise UsageApiError("USAGE_API_BASE_URL is not set")
         self.base_url = base_url.rstrip("/")
@@ -79,6 +77,8 @@ class UsageApiClient:
         self.timeout_s = timeout_s
         self.page_size = page_size
         self.max_attempts = max_attempts
+        self.unreachable_s = unreachable_s
+        self.clock = clock
         self.session = session or _pooled_session(pool_size)
         self.sleep = sleep
         self.limiter = limiter
@@ -95,23 +95,58 @@ class UsageApiClient:
         return float(self._backoff(state))
 
     def fetch_page(self, day: date, number: int) -> Page:
+        started = self.clock()
+
+        def unreachable_for() -> float | None:
+            """Seconds this page has been tried without an answer, or None once it had one."""
+            return None if reached[0] else self.clock() - started
+
+        def stop(state: RetryCallState) -> bool:
+            spent = unreachable_for()
+            return state.attempt_number >= self.max_attempts or (
+                spent is not None and spent >= self.unreachable_s
+            )
+
+        def wait(state: RetryCallState) -> float:
+            pause = self._wait(state)
+            spent = unreachable_for()  # no answer yet: stay within the budget
+            return pause if spent is None else max(0.0, min(pause, self.unreachable_s - spent))
+
+        def attempt() -> Page:
+            try:
+                return self._request_page(day, number)
+            except TransientApiError as exc:
+                reached[0] = reached[0] or not isinstance(exc, _NoAnswer)
+                raise
+
+        reached = [False]
         retrying = Retrying(
-            stop=stop_after_attempt(self.max_attempts),
-            wait=self._wait,
+            stop=stop,
+            wait=wait,
             retry=retry_if_exception_type(TransientApiError),
             sleep=self.sleep,
             reraise=True,
             before_sleep=lambda s: log.warning(
-                "usage API %s page %d: %s; retry %d of %d",
+                "usage API %s, %s %s; retry %d of %d in %.1f s",
+                self.base_url,
                 day,
-                number,
                 s.outcome.exception() if s.outcome else "?",
                 s.attempt_number,
                 self.max_attempts - 1,
+                s.upcoming_sleep,
             ),
         )
         try:
-            return retrying(self._request_page, day, number)
+            return retrying(attempt)
+        except _NoAnswer as exc:
+            if reached[0]:  # it answered before: an ordinary transient failure
+                raise TransientApiError(f"usage API {day} page {number}: still failing: {exc}") from None
+            tried = self.clock() - started
+            raise ApiUnreachable(
+                f"usage API {self.base_url} cannot be reached: {exc.cause}"
+                f" ({retrying.statistics.get('attempt_number', 1)} attempts over {tried:.0f} s)",
+                page=number,
+            ) from None
         except TransientApiError as exc:
             raise TransientApiError(
                 f"usage API {day} page {number}: still failing after {self.max_attempts} attempts: {exc}"
@@ -129,10 +164,14 @@ class UsageApiClient:
                 timeout=(min(10.0, self.timeout_s), self.timeout_s),
             )
             body = response.content  # reading the body can time out or be cut off too
-        except requests.Timeout:
-            raise TransientApiError(f"page {number}: timed out after {self.timeout_s:g} s") from None
-        except requests.RequestException as exc:  # connection reset, refused, chunked body cut off
-            raise TransientApiError(f"page {number}: {exc.__class__.__name__}") from None
+        except requests.RequestException as exc:
+            cause = _no_answer_cause(exc, min(10.0, self.timeout_s))
+            if cause is not None:
+                raise _NoAnswer(number, cause) from None
+            if isinstance(exc, requests.Timeout):
+                raise TransientApiError(f"page {number}: timed out after {self.timeout_s:g} s") from None
+            # Reset mid-answer, chunked body cut off: the API was there.
+            raise TransientApiError(f"page {number}: connection broken ({exc.__class__.__name__})") from None
         status = response.status_code
         if self.limiter and status == 429:
             self.limiter.on_throttled(ticket)  # slow down; the Retry-After wait still comes on top
@@ -152,6 +191,37 @@ class UsageApiClient:
                 retry_after_s=retry_after_seconds(response.headers.get("Retry-After")),
             )
         raise UsageApiError(f"usage API answered HTTP {status} {reason} for date {day} page {number}")
+
+
+class _NoAnswer(TransientApiError):
+    """This attempt reached no API at all; `cause` says why in words."""
+
+    def __init__(self, page: int, cause: str) -> None:
+        super().__init__(f"page {page}: {cause}")
+        self.cause = cause
+
+
+def _no_answer_cause(exc: requests.RequestException, connect_timeout_s: float) -> str | None:
+    """Why no API answered (refused, DNS, TLS, connect timeout), or None if one did."""
+    if isinstance(exc, requests.exceptions.SSLError):
+        return f"TLS failed ({_innermost(exc)})"
+    if isinstance(exc, requests.ConnectTimeout):
+        return f"no connection within {connect_timeout_s:g} s"
+    if not isinstance(exc, requests.ConnectionError):
+        return None
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    if isinstance(reason, NameResolutionError):
+        return "DNS: the host name does not resolve"
+    if isinstance(reason, NewConnectionError):
+        text = str(reason)
+        return text.rsplit("] ", 1)[-1].lower() if "] " in text else "no connection"
+    return None
+
+
+def _innermost(exc: BaseException) -> str:
+    """The last words of a chain of wrapped errors (urllib3 wraps ssl's in two layers)."""
+    text = str(exc)
+    return text.rsplit(": ", 1)[-1].rstrip(")\"'") or exc.__class__.__name__
 
 
 def _pooled_session(pool_size: int) -> requests.Session:
@@ -175,6 +245,7 @@ def client_for(settings: Settings) -> UsageApiClient:
         max_attempts=settings.usage_api_max_attempts,
         backoff_base_s=settings.usage_api_backoff_base_s,
         backoff_max_s=settings.usage_api_backoff_max_s,
+        unreachable_s=settings.usage_api_unreachable_s,
         limiter=RateLimiter(settings.usage_api_max_rps),
         pool_size=settings.usage_api_concurrency,
     )

@@ -28,7 +28,15 @@ from shared.domain import blob_events, names
 from shared.domain.alerts import Alert
 from shared.domain.usage_page import Page, parse_page
 from shared.observability.context import bind
-from shared.ports import BlobNotFound, OutgoingMessage, Services, TransientApiError, UsageApi, UsageApiError
+from shared.ports import (
+    ApiUnreachable,
+    BlobNotFound,
+    OutgoingMessage,
+    Services,
+    TransientApiError,
+    UsageApi,
+    UsageApiError,
+)
 from shared.services.alerts import raise_alert
 
 log = logging.getLogger(__name__)
@@ -112,7 +120,13 @@ def fetch_day(
 
     try:
         client = client or services.usage_api(services.settings)
-        pages = _land_pages(services, client, day, run_id)
+        try:
+            pages = _land_pages(services, client, day, run_id)
+        except ApiUnreachable as exc:
+            if exc.page != 1:
+                raise
+            # Nothing answered at all: fail now, with one alert, instead of redelivering.
+            raise UsageApiError(f"{exc}; replay the day once it answers") from None
     except TransientApiError as exc:
         # Raised on, so the request is redelivered; the ledger says why the run is unfinished.
         services.ledger.put(names.FETCH, key, {**state, "last_error": str(exc)})
