@@ -3,7 +3,7 @@ blocks, and which are built. The service carries it out (ledger, alerts, warehou
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Literal, get_args
@@ -51,6 +51,9 @@ class TransformPlan:
     blocked: list[date] = field(default_factory=list)  # the quality gate said no
     to_build: list[date] = field(default_factory=list)
     gates: dict[date, GateResult] = field(default_factory=dict)  # every blocked or built day's gate
+    # Days planned again only because they were decided under other rules: their input did
+    # not change, so their gate's warnings were raised when they were first built.
+    rules_only: set[date] = field(default_factory=set)
 
 
 def affected_days(request: TransformRequest, snapshot_dates: list[date], max_age: int) -> list[date]:
@@ -67,10 +70,13 @@ def plan_transform(
     usage: Mapping[str, Mapping[str, Any]],
     snapshot_dates: list[date],
     max_age: int,
+    stale: Iterable[date] = (),
 ) -> TransformPlan:
-    """`usage` is the ledger's staged-usage entries by ISO date; `snapshot_dates` the staged snapshots."""
-    plan = TransformPlan()
-    for day in affected_days(request, snapshot_dates, max_age):
+    """`usage` is the ledger's staged-usage entries by ISO date; `snapshot_dates` the staged
+    snapshots; `stale` the days decided under other rules, planned again with the affected ones."""
+    affected = affected_days(request, snapshot_dates, max_age)
+    plan = TransformPlan(rules_only=set(stale) - set(affected))
+    for day in sorted({*affected, *plan.rules_only}):
         if day.isoformat() not in usage:
             continue  # nothing staged for that day yet: its own usage will trigger it
         if effective_snapshot(day, snapshot_dates, max_age) is None:

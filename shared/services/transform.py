@@ -3,7 +3,10 @@
 A message names one staged input (a usage day or a CRM snapshot). The ledger says which
 inputs are staged; `plan_transform` (domain) decides which affected days wait, which the
 quality gate blocks and which are built; this service raises the alerts, records each day's
-state and has the warehouse rebuild the days from staging with one set-based MERGE. Because
+state and has the warehouse rebuild the days from staging with one set-based MERGE. Each day
+records the rules it was decided under; days decided under other rules are planned again with
+the next build, so a change of CHURN_* or CRM_MAX_SNAPSHOT_AGE_DAYS never leaves a mixed table.
+Because
 every build recomputes from what is staged at that moment, duplicates, reordering and replays
 of these messages cannot change the outcome: the table converges.
 """
@@ -20,6 +23,7 @@ from typing import Any, Literal
 from shared.domain import names
 from shared.domain.alerts import Alert
 from shared.domain.days import ROLLING_DAYS
+from shared.domain.rules import Rules, stale_days
 from shared.domain.transform_plan import TransformPlan, TransformRequest, plan_transform
 from shared.ports import BuildParams, BuildResult, Services
 from shared.services.alerts import raise_alert
@@ -40,24 +44,33 @@ class TransformOutcome:
 
 
 def run_transform(services: Services, request: TransformRequest) -> TransformOutcome:
-    settings = services.settings
+    rules = services.settings.rules()
     usage = {e.key: e.data for e in services.ledger.query(names.USAGE)}
     snapshots = sorted(date.fromisoformat(e.key) for e in services.ledger.query(names.CRM))
-    plan = plan_transform(request, usage, snapshots, settings.crm_max_snapshot_age_days)
+    stale = stale_days({e.key: e.data for e in services.ledger.query(names.DAYS)}, rules)
+    plan = plan_transform(request, usage, snapshots, rules.crm_max_snapshot_age_days, stale)
+    if plan.rules_only:
+        log.warning(
+            "%d days were decided under other rules; rebuilding them under %s",
+            len(plan.rules_only),
+            rules.short(),
+        )
 
-    _record_waiting(services, request, plan)
-    _record_gates(services, request, plan)
+    _record_waiting(services, request, plan, rules)
+    _record_gates(services, request, plan, rules)
+    # Waiting days go to the warehouse too: one that lost its snapshot (a lower snapshot age
+    # limit) must lose the rows it was built with.
     result = services.warehouse.build_days(
-        plan.to_build,
+        plan.to_build + plan.waiting,
         BuildParams(
             run_id=request.run_id,
-            churn_min_rolling_users=settings.churn_min_rolling_users,
-            churn_max_contact_age_days=settings.churn_max_contact_age_days,
-            crm_max_snapshot_age_days=settings.crm_max_snapshot_age_days,
+            churn_min_rolling_users=rules.churn_min_rolling_users,
+            churn_max_contact_age_days=rules.churn_max_contact_age_days,
+            crm_max_snapshot_age_days=rules.crm_max_snapshot_age_days,
             rolling_days=ROLLING_DAYS,
         ),
     )
-    _record_built(services, request, plan, result)
+    _record_built(services, request, plan, result, rules)
 
     outcome = TransformOutcome(
         built=[d.activity_date.isoformat() for d in result.days],
@@ -78,23 +91,25 @@ def run_transform(services: Services, request: TransformRequest) -> TransformOut
     return outcome
 
 
-def _record_waiting(services: Services, request: TransformRequest, plan: TransformPlan) -> None:
-    max_age = services.settings.crm_max_snapshot_age_days
+def _record_waiting(services: Services, request: TransformRequest, plan: TransformPlan, rules: Rules) -> None:
     for day in plan.waiting:
         _set_day(
             services,
             day,
             "waiting",
             {
-                "reason": f"no CRM snapshot within {max_age} days",
+                "reason": f"no CRM snapshot within {rules.crm_max_snapshot_age_days} days",
                 "run_id": request.run_id,
+                "rules": rules.encode(),
             },
         )
 
 
-def _record_gates(services: Services, request: TransformRequest, plan: TransformPlan) -> None:
+def _record_gates(services: Services, request: TransformRequest, plan: TransformPlan, rules: Rules) -> None:
     """Warnings of every checked day, and the errors of the days the gate blocked."""
     for day, gate in plan.gates.items():
+        if day in plan.rules_only:
+            continue  # raised when the day was first checked; its input has not changed
         key = day.isoformat()
         for warning in gate.warnings:
             raise_alert(
@@ -123,12 +138,13 @@ def _record_gates(services: Services, request: TransformRequest, plan: Transform
                 "errors": json.dumps(gate.errors),
                 "warnings": json.dumps(gate.warnings),
                 "run_id": request.run_id,
+                "rules": rules.encode(),
             },
         )
 
 
 def _record_built(
-    services: Services, request: TransformRequest, plan: TransformPlan, result: BuildResult
+    services: Services, request: TransformRequest, plan: TransformPlan, result: BuildResult, rules: Rules
 ) -> None:
     built_at = services.clock().isoformat()
     for built in result.days:
@@ -150,6 +166,7 @@ def _record_built(
                 "errors": "[]",
                 "run_id": request.run_id,
                 "built_at": built_at,
+                "rules": rules.encode(),
             },
         )
 

@@ -15,6 +15,11 @@ SELECT d.activity_date,
 FROM build_day AS d
 WHERE EXISTS (SELECT 1 FROM stg.usage_dataset AS u WHERE u.activity_date = d.activity_date);
 
+-- A requested day with no effective snapshot holds no rows: it waits (contract section 3). A day
+-- built earlier loses its snapshot when CRM_MAX_SNAPSHOT_AGE_DAYS is lowered.
+DELETE FROM analytics.company_daily_activity
+WHERE activity_date IN (SELECT activity_date FROM build_plan WHERE snapshot_date IS NULL);
+
 DELETE FROM build_plan WHERE snapshot_date IS NULL;
 
 -- The date range every read below is limited to, as constants: DuckDB skips the row groups of

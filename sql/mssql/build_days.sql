@@ -52,6 +52,11 @@ INTO #build_plan
 FROM #build_day AS d
 WHERE EXISTS (SELECT 1 FROM stg.usage_dataset AS u WHERE u.activity_date = d.activity_date);
 
+-- A requested day with no effective snapshot holds no rows: it waits (contract section 3). A day
+-- built earlier loses its snapshot when CRM_MAX_SNAPSHOT_AGE_DAYS is lowered.
+DELETE FROM analytics.company_daily_activity
+WHERE activity_date IN (SELECT activity_date FROM #build_plan WHERE snapshot_date IS NULL);
+
 DELETE FROM #build_plan WHERE snapshot_date IS NULL;
 
 -- The usage window: the built days and the @rolling_days - 1 days before the first of them. Variables rather
