@@ -133,9 +133,7 @@ def make_warehouse(settings: Settings) -> Warehouse:
         return MssqlWarehouse.from_settings(settings)
     from shared.adapters.warehouse_duckdb import DuckDbWarehouse
 
-    warehouse = DuckDbWarehouse(settings.local_data_dir / "warehouse.duckdb")
-    warehouse.apply_schema()
-    return warehouse
+    return DuckDbWarehouse(settings.local_data_dir / "warehouse.duckdb")  # schema applied on first use
 
 
 def usage_api_client(settings: Settings) -> UsageApi:

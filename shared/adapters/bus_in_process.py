@@ -62,6 +62,20 @@ class InProcessBus:
     journal: BusJournal | None = None
 
     def __post_init__(self) -> None:
+        self._load_journal()
+
+    def resync(self) -> None:
+        """Take up the journal again, as a new process would: what other processes left
+        undelivered, the ids they sent, the sequence they reached. Only while idle (`serve`
+        calls it when it starts working after another command has had the folder)."""
+        with self._lock:
+            if self.journal is None or not self.idle():
+                return
+            self.queues.clear()
+            self._seen_ids.clear()
+            self._load_journal()
+
+    def _load_journal(self) -> None:
         if self.journal is None:
             return
         now = time.monotonic()

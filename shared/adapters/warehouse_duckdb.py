@@ -28,14 +28,28 @@ class DuckDbWarehouse(SqlWarehouse):
         if isinstance(path, Path):
             path.parent.mkdir(parents=True, exist_ok=True)
         self.path = str(path)
-        self._con = duckdb.connect(self.path)
+        # Opened on first use and closed by close(): DuckDB lets one process hold a file, so a
+        # process holds it only while it works (`serve` between requests, `status` never).
+        self._connection: duckdb.DuckDBPyConnection | None = None
         # One writer at a time: two builds of overlapping days must not interleave, and
         # DuckDB's optimistic concurrency would otherwise abort one of them.
         self._write_lock = threading.RLock()
         self._schema_ready = False
 
+    @property
+    def _con(self) -> duckdb.DuckDBPyConnection:
+        with self._write_lock:
+            if self._connection is None:
+                self._connection = duckdb.connect(self.path)
+            return self._connection
+
     def close(self) -> None:
-        self._con.close()
+        """Let go of the file; the next use opens it again."""
+        with self._write_lock:
+            if self._connection is not None:
+                self._connection.close()
+                self._connection = None
+                self._schema_ready = False
 
     def apply_schema(self) -> None:
         with self._write_lock:

@@ -5,29 +5,46 @@ python -m shared.cli backfill --from YYYY-MM-DD --to YYYY-MM-DD [--force]
 python -m shared.cli crm-drop FILE [--name BLOB_NAME]
 python -m shared.cli status [--date YYYY-MM-DD] [--json]
 python -m shared.cli demo
+python -m shared.cli simulator [--port N] [--companies N] [--days N]
+
+Every mistake a user can make ends in one line on stderr and a non-zero exit, never a
+traceback: the details of an unexpected failure go to LOCAL_DATA_DIR/pipeline.log.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
+import os
 import sys
 import threading
-from collections.abc import Sequence
-from datetime import date, timedelta
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from shared.config import Settings
+from shared.config import Settings, SettingsError
 from shared.domain import names
 from shared.domain.days import parse_day
+from shared.local.folder_lock import FolderLock
 from shared.local.host import DrainReport
 from shared.local.pipeline import CliError, LocalPipeline
 from shared.local.status_view import day_line, day_problem, file_line, status_table
 from shared.observability.logs import configure_logging
 from shared.observability.redact import redact
-from shared.services.status import crm_file_status
+from shared.services.status import crm_file_status, days_under_other_rules
+
+log = logging.getLogger(__name__)
+
+# Commands that work on LOCAL_DATA_DIR and so take its lock; `status` only reads the ledger,
+# `simulator` touches nothing, `serve` takes the lock while it works.
+LOCKING_COMMANDS = frozenset({"run", "backfill", "crm-drop", "demo", "init-db", "report", "rebuild"})
+EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # what a shell reports for a reader that went away (128 + SIGPIPE)
+EXIT_INTERNAL = 70
 
 
 def _finish(
@@ -43,6 +60,11 @@ def _finish(
     # The state says it best; alerts and dead letters only when the state shows no failure
     # (they also cover work the command triggered on other days).
     problems = problems or report.error_alerts() + report.dead_lettered
+    if stale := days_under_other_rules(pipeline.services):  # this command built nothing that found them
+        print(
+            f"note: {len(stale)} days were decided under other rules than those in force"
+            f" ({pipeline.settings.rules().short()}); rebuild them with: python -m shared.cli rebuild"
+        )
     if problems:
         more = f" (and {len(problems) - 1} more; see alerts)" if len(problems) > 1 else ""
         raise CliError(problems[0] + more)
@@ -54,6 +76,19 @@ def _parse_day(text: str) -> date:
         return parse_day(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _whole_number(low: int, high: int) -> Any:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text[:40]!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be from {low} to {high}, got {value}")
+        return value
+
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,21 +109,45 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--date", type=_parse_day)
     status.add_argument("--json", action="store_true")
     sub.add_parser("demo", help="run the whole pipeline on a built-in API simulator")
+    sub.add_parser("rebuild", help="rebuild every day decided under rules other than those in force")
     sub.add_parser("init-db", help="apply sql/<dialect>/schema.sql to the configured warehouse")
     report = sub.add_parser("report", help="write one self-contained HTML report of the table")
     report.add_argument("--out", type=Path, help="where (default: LOCAL_DATA_DIR/report.html)")
     serve = sub.add_parser("serve", help="the replay and status routes on http://127.0.0.1:PORT/api/")
-    serve.add_argument("--port", type=int, default=7071)
+    serve.add_argument("--port", type=_whole_number(1, 65535), default=7071)
+    simulator = sub.add_parser("simulator", help="start the built-in Product Usage API on its own")
+    simulator.add_argument("--port", type=_whole_number(0, 65535), default=8000, help="0: any free port")
+    simulator.add_argument("--companies", type=_whole_number(1, 1_000_000), default=60)
+    simulator.add_argument("--days", type=_whole_number(1, 366), default=21, help="days up to yesterday")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        return _main(args)
+    except KeyboardInterrupt:
+        resume = (
+            " run the same command again to resume;" if args.command in ("run", "backfill", "demo") else ""
+        )
+        print(f"\ninterrupted;{resume} nothing staged or built is lost", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        _quiet_stdout()  # `status --json | head`: the reader left, so say nothing more
+        return EXIT_BROKEN_PIPE
+
+
+def _main(args: argparse.Namespace) -> int:
+    try:
         settings = Settings.from_env()
-    except ValueError as exc:
+    except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    try:
+        _check_data_folder(settings.local_data_dir)
+    except CliError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     # The log goes to LOCAL_DATA_DIR/pipeline.log; stderr stays for the one-line reason (or -v).
     configure_logging(
         settings,
@@ -97,29 +156,84 @@ def main(argv: Sequence[str] | None = None) -> int:
         to_stderr=args.verbose,
     )
     try:
-        if args.command == "demo":
-            from shared.local.demo import run_demo
-
-            return run_demo(settings)
-        return _dispatch(args, settings)
+        if args.command in LOCKING_COMMANDS:
+            with FolderLock(settings.local_data_dir, _command_line(args)):
+                return _run(args, settings)
+        return _run(args, settings)
     except CliError as exc:
         print(f"error: {redact(str(exc), settings.secrets())}", file=sys.stderr)
         return 1
+    except (KeyboardInterrupt, BrokenPipeError):
+        raise
+    except Exception as exc:  # a failure we did not foresee: one line here, the traceback in the log
+        log.exception("%s failed", args.command)
+        line = redact(f"{exc.__class__.__name__}: {exc}".splitlines()[0][:300], settings.secrets())
+        print(f"error: {line} (details in {settings.local_data_dir / 'pipeline.log'})", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
+    if args.command == "demo":
+        from shared.local.demo import run_demo
+
+        return run_demo(settings)
+    if args.command == "simulator":
+        return _simulator(args.port, args.companies, args.days)
+    return _dispatch(args, settings)
+
+
+def _check_data_folder(folder: Path) -> None:
+    """LOCAL_DATA_DIR must be a folder this user can write: say so now, in one line, rather than
+    as a traceback from whichever file is opened first."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise CliError(f"LOCAL_DATA_DIR {folder} is a file, not a folder") from None
+    except OSError as exc:
+        raise CliError(f"LOCAL_DATA_DIR {folder} cannot be created: {exc.strerror}") from None
+    if not folder.is_dir():
+        raise CliError(f"LOCAL_DATA_DIR {folder} is not a folder")
+    probe = folder / f".write-check-{os.getpid()}"
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise CliError(
+            f"LOCAL_DATA_DIR {folder} is not writable ({exc.strerror}); point it at a folder you can write"
+        ) from None
+
+
+def _command_line(args: argparse.Namespace) -> str:
+    """The command as the user typed it, for the line a waiting command prints."""
+    return " ".join(sys.argv[1:]) if sys.argv[1:] and sys.argv[1:][0] == args.command else args.command
+
+
+def _quiet_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # Python's final flush would fail again
+    except (OSError, ValueError, AttributeError):  # stdout is not a real file (tests)
+        pass
 
 
 def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "init-db":
         return init_db(settings)
     if args.command in ("run", "backfill") and not settings.usage_api_base_url:
-        raise CliError("USAGE_API_BASE_URL is not set (make demo runs against a built-in simulator)")
+        raise CliError(
+            "USAGE_API_BASE_URL is not set; start the built-in API with `python -m shared.cli simulator`"
+            " and set the URL it prints"
+        )
     pipeline = LocalPipeline(settings)
     try:
         if args.command == "run":
-            report = pipeline.replay({"date": args.date.isoformat(), "force": args.force})
+            with _retries_shown():
+                report = pipeline.replay({"date": args.date.isoformat(), "force": args.force})
             return _finish(pipeline, report, [args.date])
         if args.command == "backfill":
             body = {"from": args.first.isoformat(), "to": args.last.isoformat(), "force": args.force}
-            report = pipeline.replay(body, progress=True)
+            with _retries_shown():
+                report = pipeline.replay(body, progress=True)
             days = [date.fromisoformat(d) for d in _days(args.first, args.last)]
             return _finish(pipeline, report, days)
         if args.command == "crm-drop":
@@ -143,17 +257,48 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             if args.json:
                 print(json.dumps(payload, indent=1, default=str))
             else:
-                print(status_table([payload] if args.date else payload["days"]))
+                print(status_table([payload] if args.date else payload["days"], settings.rules()))
             return 0
+        if args.command == "rebuild":
+            stale = days_under_other_rules(pipeline.services)
+            report = pipeline.rebuild(f"rebuild-{datetime.now(UTC):%Y%m%dT%H%M%S}")
+            print(
+                f"rebuilt under {settings.rules().short()}: {len(stale)} days were decided under other rules"
+            )
+            return _finish(pipeline, report, [])
     finally:
         pipeline.close()
     raise CliError(f"unknown command {args.command}")
 
 
+class _RetryLines(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        print(f"\rretrying: {record.getMessage()[:200]}", file=sys.stderr, flush=True)
+
+
+@contextmanager
+def _retries_shown() -> Iterator[None]:
+    """On a terminal, each API retry as it happens: a slow or dead API is not silence."""
+    if not sys.stderr.isatty():
+        yield
+        return
+    source, handler = logging.getLogger("shared.adapters.usage_api_http"), _RetryLines(logging.WARNING)
+    source.addHandler(handler)
+    try:
+        yield
+    finally:
+        source.removeHandler(handler)
+
+
 def _serve(pipeline: LocalPipeline, port: int) -> int:
     from shared.local.server import LocalServer
 
-    server = LocalServer(pipeline, port=port).start()
+    try:
+        server = LocalServer(pipeline, port=port).start()
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise CliError(f"port {port} is in use; choose another with --port") from None
+        raise CliError(f"cannot listen on port {port}: {exc.strerror}") from None
     print(f"serving {server.base_url}/api/replay (POST) and {server.base_url}/api/status (GET); Ctrl-C stops")
     try:
         threading.Event().wait()
@@ -161,6 +306,38 @@ def _serve(pipeline: LocalPipeline, port: int) -> int:
         print()
     finally:
         server.stop()
+    return 0
+
+
+def _simulator(port: int, companies: int, days: int) -> int:
+    """The demo's Product Usage API on its own, so `run`, `backfill` and `serve` can be tried."""
+    from shared.local.demo import DEMO_KEY
+    from shared.local.demo_world import DemoWorld
+    from shared.local.simulator import UsageApiSimulator
+
+    today = datetime.now(UTC).date()
+    world = DemoWorld(first_day=today - timedelta(days=days), days=days, companies=companies)
+    try:
+        api = UsageApiSimulator(world.usage_records, api_key=DEMO_KEY, port=port).start()
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise CliError(f"port {port} is in use; choose another with --port (0: any free port)") from None
+        raise CliError(f"cannot listen on port {port}: {exc.strerror}") from None
+    print(
+        f"Product Usage API simulator at {api.base_url}: {world.companies} companies,"
+        f" {world.first_day} to {world.last_day} (the demo's world); Ctrl-C stops\n"
+        f"In another terminal:\n"
+        f"  export USAGE_API_BASE_URL={api.base_url} USAGE_API_KEY={DEMO_KEY}\n"
+        f"  .venv/bin/python -m shared.cli run --date {world.last_day}\n"
+        f"  .venv/bin/python -m shared.cli backfill --from {world.first_day} --to {world.last_day}",
+        flush=True,
+    )
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        print()
+    finally:
+        api.stop()
     return 0
 
 

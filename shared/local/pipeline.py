@@ -12,7 +12,7 @@ from shared.bootstrap import build_local, use_services
 from shared.config import Settings
 from shared.domain import names
 from shared.local.host import DrainReport, LocalHost
-from shared.ports import Services
+from shared.ports import OutgoingMessage, Services
 
 
 class CliError(Exception):
@@ -45,6 +45,16 @@ class LocalPipeline:
 
     def drop_crm(self, data: bytes, blob_name: str) -> DrainReport:
         self.services.blobs.put(names.CRM_CONTAINER, blob_name, data)  # publishes BlobCreated
+        return self.host.drain()
+
+    def rebuild(self, run_id: str) -> DrainReport:
+        """Ask the transform to build the latest built day: with it, every day decided under
+        other rules than those in force is rebuilt (the transform finds them in the ledger)."""
+        days = sorted(e.key for e in self.services.ledger.query(names.DAYS))
+        if not days:
+            raise CliError("nothing built yet: run or backfill some days first")
+        body = {"kind": "day", "date": days[-1], "run_id": run_id}
+        self.services.bus.send(names.TRANSFORM_QUEUE, [OutgoingMessage(body=body, message_id=run_id)])
         return self.host.drain()
 
     def status(self, day: str | None = None) -> Any:

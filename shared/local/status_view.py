@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from shared.domain.rules import RULED_STATES, RULES_LEGEND, Rules
+
 
 def day_line(view: dict[str, Any]) -> str:
     """One readable line per day from the status view, worded after its state."""
@@ -46,9 +48,15 @@ def day_state(view: dict[str, Any]) -> str:
     return f"fetch {fetch['status']}" if fetch.get("status") else "-"
 
 
-def status_table(views: Sequence[dict[str, Any]]) -> str:
-    """The per-day table of `status`: what is staged, what was built from what, and by which run."""
-    header = ("DATE", "USAGE", "SNAPSHOT", "STATE", "ROWS", "WARN", "ERR", "LAST RUN", "AT (UTC)")
+def day_rules(view: dict[str, Any]) -> Rules | None:
+    """The rules the day was built (or is waiting) under, as its ledger entry recorded them."""
+    return Rules.decode((view.get("days") or {}).get("rules"))
+
+
+def status_table(views: Sequence[dict[str, Any]], in_force: Rules | None = None) -> str:
+    """The per-day table of `status`: what is staged, what was built from what, under which
+    rules, and by which run."""
+    header = ("DATE", "USAGE", "SNAPSHOT", "STATE", "ROWS", "RULES", "WARN", "ERR", "LAST RUN", "AT (UTC)")
     rows = []
     for view in views:
         build, usage, fetch = view.get("days") or {}, view.get("usage") or {}, view.get("fetch") or {}
@@ -62,6 +70,7 @@ def status_table(views: Sequence[dict[str, Any]]) -> str:
                 build.get("snapshot_date") or "-",
                 day_state(view),
                 str(build.get("rows", "-")) if build.get("status") == "built" else "-",
+                _rules_cell(view, in_force),
                 str(len(build.get("warnings") or [])),
                 str(len(build.get("errors") or [])),
                 run,
@@ -81,7 +90,23 @@ def status_table(views: Sequence[dict[str, Any]]) -> str:
             *((view.get("days") or {}).get("warnings") or []),
         ]
     ]
+    if in_force is not None:
+        stale = [v["date"] for v in views if _rules_cell(v, in_force).endswith("*")]
+        notes.append(f"RULES: {RULES_LEGEND}; in force: {in_force.short()} ({in_force.describe()})")
+        if stale:
+            notes.append(
+                f"* {len(stale)} days were decided under other rules; the next build rebuilds them,"
+                " or now: python -m shared.cli rebuild"
+            )
     return "\n".join(lines + (["", *notes] if notes else []))
+
+
+def _rules_cell(view: dict[str, Any], in_force: Rules | None) -> str:
+    if (view.get("days") or {}).get("status") not in RULED_STATES:
+        return "-"
+    rules = day_rules(view)
+    text = rules.short() if rules else "?"
+    return text + ("*" if in_force is not None and rules != in_force else "")
 
 
 def file_line(entry: dict[str, Any] | None) -> str:

@@ -59,5 +59,7 @@ class JsonFormatter(logging.Formatter):
             **{field: getattr(record, field, "") for field in FIELDS},
         }
         if record.exc_info:
-            entry["error"] = self.formatException(record.exc_info).splitlines()[-1]
+            text = record.exc_text or self.formatException(record.exc_info)  # redacted when set
+            entry["error"] = text.splitlines()[-1]
+            entry["traceback"] = text
         return json.dumps(entry, ensure_ascii=False, default=str)

@@ -40,4 +40,6 @@ class RedactingFilter(logging.Filter):
         cleaned = redact(message, self.secrets)
         if cleaned != message:
             record.msg, record.args = cleaned, None
+        if record.exc_info and not record.exc_text:  # formatters use exc_text when it is set
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info), self.secrets)
         return True

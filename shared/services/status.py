@@ -5,10 +5,12 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Mapping
+from dataclasses import asdict
 from datetime import date
 from typing import Any
 
 from shared.domain import names
+from shared.domain.rules import Rules, stale_days
 from shared.ports import Services
 
 DAY_PARTITIONS = (names.FETCH, names.USAGE, names.DAYS)
@@ -40,8 +42,16 @@ def crm_file_status(services: Services, blob_name: str) -> dict[str, Any] | None
     return _decode(entry.data) if entry else None
 
 
+def days_under_other_rules(services: Services) -> list[date]:
+    """Days built (or waiting) under rules other than those in force: the next build redoes them."""
+    return stale_days({e.key: e.data for e in services.ledger.query(names.DAYS)}, services.settings.rules())
+
+
 def _decode(data: Mapping[str, Any]) -> dict[str, Any]:
     out = dict(data)
+    if "rules" in out:
+        rules = Rules.decode(out["rules"])
+        out["rules"] = asdict(rules) if rules else None
     for k in ("errors", "warnings"):  # lists are stored as JSON text: ledger values are flat
         if isinstance(out.get(k), str):
             with contextlib.suppress(json.JSONDecodeError):

@@ -1,0 +1,356 @@
+"""Every mistake a user can make on the command line: one line on stderr, a non-zero exit, and
+nothing half-written (issue 11). Each test names what it checked to be intact."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from shared.local.folder_lock import FolderLock
+from shared.local.host import LocalHost
+from tests.conftest import GOLDEN, REPO, read_alerts, read_table
+from tests.reference import Settings as RuleSettings
+from tests.reference import diff_tables, expected_table
+from tests.test_reference import stage_golden
+
+DAYS = sorted(GOLDEN.records())
+
+
+def _one_line(err: str) -> str:
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def _nothing_written(data_dir: Path) -> None:
+    """No blob, no ledger entry, no table row: the command was refused before it started."""
+    blobs = data_dir / "blobs"
+    assert not blobs.exists() or not [p for p in blobs.rglob("*") if p.is_file()]
+    if (data_dir / "ledger.sqlite3").exists():
+        import sqlite3
+
+        with sqlite3.connect(data_dir / "ledger.sqlite3") as con:
+            assert con.execute("SELECT COUNT(*) FROM entries").fetchone() == (0,)
+    assert _table(data_dir) == []
+
+
+def _table(data_dir: Path) -> list[dict]:
+    """The analytics table; empty when the warehouse was never even opened."""
+    return read_table(data_dir) if (data_dir / "warehouse.duckdb").exists() else []
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# --- only finished days -----------------------------------------------------------------------
+
+
+def test_today_is_refused_like_tomorrow(cli, local_env: Path) -> None:
+    # Before: a run of today was built and marked done with half a day in it, for good.
+    today = datetime.now(UTC).date()
+    for day in (today, today + timedelta(days=1)):
+        code, _out, err = cli("run", "--date", day.isoformat())
+        assert code == 1
+        assert "only finished UTC days can be run" in _one_line(err)
+    code, _out, err = cli(
+        "backfill", "--from", (today - timedelta(days=2)).isoformat(), "--to", today.isoformat()
+    )
+    assert code == 1 and "is today" in _one_line(err)
+    _nothing_written(local_env)
+
+
+# --- settings ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("CHURN_MIN_ROLLING_USERS", "-5"), ("CRM_MAX_SNAPSHOT_AGE_DAYS", "-3"), ("USAGE_API_TIMEOUT_S", "0")],
+)
+def test_a_setting_out_of_range_is_refused_before_anything_starts(
+    cli, local_env: Path, monkeypatch, variable: str, value: str
+) -> None:
+    # Before: -5 and -3 were accepted (eight days flipped to waiting), and a timeout of 0 failed
+    # five deliveries later inside requests while stdout said "built".
+    monkeypatch.setenv(variable, value)
+    code, out, err = cli("run", "--date", DAYS[0])
+    assert code == 2 and out == ""
+    assert _one_line(err).startswith(f"error: setting {variable} must be")
+    assert not local_env.exists()
+
+
+# --- the data folder --------------------------------------------------------------------------
+
+
+def test_an_unusable_data_folder_is_one_line(cli, tmp_path: Path, monkeypatch) -> None:
+    # Before: even `status` died in a traceback, opening pipeline.log.
+    a_file = tmp_path / "not-a-folder"
+    a_file.write_text("x")
+    monkeypatch.setenv("LOCAL_DATA_DIR", str(a_file))
+    code, _out, err = cli("status")
+    assert code == 1 and "is a file, not a folder" in _one_line(err)
+    assert a_file.read_text() == "x"
+
+    monkeypatch.setenv("LOCAL_DATA_DIR", "/proc/self/company-activity")  # not creatable, even by root
+    code, _out, err = cli("status")
+    assert code == 1 and "LOCAL_DATA_DIR /proc/self/company-activity cannot be created" in _one_line(err)
+
+
+def test_a_folder_that_cannot_be_written_is_one_line(cli, monkeypatch) -> None:
+    # /proc/self is a folder no one can create files in, root included (tests run as root here).
+    monkeypatch.setenv("LOCAL_DATA_DIR", "/proc/self")
+    code, _out, err = cli("status")
+    assert code == 1
+    assert _one_line(err).startswith("error: LOCAL_DATA_DIR /proc/self is not writable (")
+
+
+# --- the API ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "cause"),
+    [
+        ("http://127.0.0.1:{closed}", "connection refused"),
+        ("http://no-such-host.invalid", "DNS: the host name does not resolve"),
+        ("https://127.0.0.1:{api}", "TLS failed"),
+    ],
+)
+def test_an_unreachable_api_is_named_with_its_cause_and_fails_once(
+    cli, local_env: Path, monkeypatch, api, url: str, cause: str
+) -> None:
+    # Before: 6 attempts x 5 deliveries (170 s with the default backoff) ending in
+    # "page 1: ... page 1: ConnectionError", never the URL or "connection refused".
+    url = url.format(closed=_free_port(), api=api.base_url.rsplit(":", 1)[1])
+    monkeypatch.setenv("USAGE_API_BASE_URL", url)
+    code, _out, err = cli("run", "--date", DAYS[0])
+    line = _one_line(err)
+    assert code == 1
+    assert f"usage API {url} cannot be reached: {cause}" in line, line
+    assert "replay the day once it answers" in line
+    fetch_alerts = [a for a in read_alerts(local_env) if a["kind"] == "fetch_failed"]
+    assert len(fetch_alerts) == 1, "one delivery, one alert: not five deliveries and a dead letter"
+    assert not [a for a in read_alerts(local_env) if a["kind"] == "dead_letter"]
+    assert _table(local_env) == []
+
+
+# --- the command line itself ------------------------------------------------------------------
+
+
+def test_ctrl_c_in_a_backfill_says_how_to_resume_and_the_rerun_converges(
+    cli, local_env: Path, monkeypatch
+) -> None:
+    for path in GOLDEN.crm_files():
+        assert cli("crm-drop", str(path))[0] == 0
+    deliver = LocalHost._deliver
+    count = [0]
+
+    def interrupted(self, envelope, report) -> None:  # type: ignore[no-untyped-def]
+        count[0] += 1
+        if count[0] == 9:
+            raise KeyboardInterrupt  # what Ctrl-C raises in the middle of a handler
+        deliver(self, envelope, report)
+
+    monkeypatch.setattr(LocalHost, "_deliver", interrupted)
+    code, _out, err = cli("backfill", "--from", DAYS[0], "--to", DAYS[-1])
+    # Before: 95 lines of traceback and no word on what to do.
+    assert code == 130
+    assert (
+        _one_line(err) == "interrupted; run the same command again to resume; nothing staged or built is lost"
+    )
+
+    monkeypatch.setattr(LocalHost, "_deliver", deliver)
+    code, _out, err = cli("backfill", "--from", DAYS[0], "--to", DAYS[-1])
+    assert code == 0, err
+    golden = stage_golden()
+    assert diff_tables(read_table(local_env), expected_table(golden.usage, golden.snapshots)) == []
+
+
+def test_status_json_into_a_closed_pipe_says_nothing(cli, local_env: Path) -> None:
+    assert cli("backfill", "--from", DAYS[0], "--to", DAYS[-1])[0] in (0, 1)  # days wait: no CRM
+    # The reader is gone long before the CLI has started up and writes: `true` reads nothing
+    # and exits at once, as `head` does once it has its lines.
+    shell = f"{sys.executable} -m shared.cli status --json | true"
+    done = subprocess.run(
+        ["bash", "-o", "pipefail", "-c", shell],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env=os.environ,
+        timeout=60,
+    )
+    # Before: BrokenPipeError and "Exception ignored ... BrokenPipeError" tracebacks.
+    assert done.stderr == ""
+    assert done.returncode == 141
+
+
+def test_a_busy_port_is_one_line(cli, local_env: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, _out, err = cli("serve", "--port", str(port))
+    assert code == 1 and _one_line(err) == f"error: port {port} is in use; choose another with --port"
+
+
+def test_an_unexpected_failure_is_one_line_and_the_traceback_goes_to_the_log(
+    cli, local_env: Path, monkeypatch
+) -> None:
+    from shared.local import pipeline
+
+    def broken(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(pipeline.LocalPipeline, "status", broken)
+    code, _out, err = cli("status")
+    assert code == 70
+    assert _one_line(err) == f"error: RuntimeError: disk on fire (details in {local_env / 'pipeline.log'})"
+    assert "Traceback" in (local_env / "pipeline.log").read_text()
+
+
+# --- two commands on one folder ---------------------------------------------------------------
+
+
+def test_a_second_command_waits_for_the_first_and_says_which_holds_the_folder(local_env: Path) -> None:
+    # Before: a 28-line DuckDB lock traceback.
+    local_env.mkdir(parents=True)
+    holder = FolderLock(local_env, "backfill --from 2026-10-01 --to 2026-10-10")
+    holder.acquire()
+    waiting = subprocess.Popen(
+        [sys.executable, "-m", "shared.cli", "run", "--date", DAYS[0]],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=os.environ,
+    )
+    try:
+        assert waiting.stderr is not None
+        line = waiting.stderr.readline()  # printed before it blocks; no timing involved
+        assert line.startswith(
+            f"waiting for `backfill --from 2026-10-01 --to 2026-10-10` (pid {os.getpid()}, since"
+        )
+        assert line.rstrip().endswith(f"to finish with {local_env} (Ctrl-C to give up)")
+        assert waiting.poll() is None
+    finally:
+        holder.release()
+    out, err = waiting.communicate(timeout=120)
+    assert waiting.returncode == 0, err
+    assert "waiting" in out  # the day waits for its CRM snapshot: done, not failed
+    assert "Traceback" not in err
+
+
+def test_status_works_while_another_command_holds_the_folder(cli, local_env: Path) -> None:
+    assert cli("run", "--date", DAYS[0])[0] == 0
+    holder = FolderLock(local_env, "run --date 2026-10-02")
+    holder.acquire()
+    try:
+        code, out, err = cli("status")
+    finally:
+        holder.release()
+    assert code == 0, err
+    assert DAYS[0] in out
+
+
+# --- rules are part of each day's input --------------------------------------------------------
+
+
+def _statuses(cli) -> list[dict]:
+    code, out, err = cli("status", "--json")
+    assert code == 0, err
+    return json.loads(out)["days"]
+
+
+def test_a_change_of_rules_rebuilds_every_day_so_the_table_is_never_mixed(
+    cli, local_env: Path, monkeypatch
+) -> None:
+    golden = stage_golden()
+    for path in GOLDEN.crm_files():
+        assert cli("crm-drop", str(path))[0] == 0
+    assert cli("backfill", "--from", DAYS[0], "--to", DAYS[-1])[0] == 0
+    assert {json.dumps(d["days"]["rules"]) for d in _statuses(cli)} == {
+        json.dumps(
+            {"churn_min_rolling_users": 10, "churn_max_contact_age_days": 30, "crm_max_snapshot_age_days": 7}
+        )
+    }
+
+    # Before: re-running one day rebuilt D..D+7 with 20 and every other day kept 10.
+    monkeypatch.setenv("CHURN_MIN_ROLLING_USERS", "20")
+    code, _out, err = cli("run", "--date", DAYS[-1], "--force")
+    assert code == 0, err
+    twenty = expected_table(golden.usage, golden.snapshots, RuleSettings(churn_min_rolling_users=20))
+    assert diff_tables(read_table(local_env), twenty) == []
+    assert expected_table(golden.usage, golden.snapshots) != twenty  # the rule change shows in the table
+    assert {d["days"]["rules"]["churn_min_rolling_users"] for d in _statuses(cli)} == {20}
+    code, out, _err = cli("status")
+    assert "RULES" in out and "in force: 20/30/7" in out and "*" not in out.split("RULES:")[0]
+
+
+def test_a_lower_snapshot_age_limit_empties_the_days_it_leaves_without_a_snapshot(
+    cli, local_env: Path, monkeypatch
+) -> None:
+    golden = stage_golden()
+    for path in GOLDEN.crm_files():
+        assert cli("crm-drop", str(path))[0] == 0
+    assert cli("backfill", "--from", DAYS[0], "--to", DAYS[-1])[0] == 0
+
+    monkeypatch.setenv("CRM_MAX_SNAPSHOT_AGE_DAYS", "0")
+    code, out, _err = cli("status")
+    assert code == 0 and "rebuild them" not in out and "python -m shared.cli rebuild" in out
+    code, out, err = cli("rebuild")
+    assert code == 0, err
+    same_day_only = RuleSettings(crm_max_snapshot_age_days=0)
+    expected = expected_table(golden.usage, golden.snapshots, same_day_only)
+    assert len(expected) < len(expected_table(golden.usage, golden.snapshots))
+    assert diff_tables(read_table(local_env), expected) == []
+    states = {d["date"]: d["days"]["status"] for d in _statuses(cli)}
+    built = {str(r["activity_date"]) for r in expected}
+    assert {d for d, s in states.items() if s == "built"} == built
+    assert {d for d, s in states.items() if s == "waiting"} == set(DAYS) - built
+
+
+# --- after the demo: an API to try run and backfill against --------------------------------------
+
+
+def test_the_simulator_command_serves_the_demo_world_for_run_and_backfill(
+    local_env: Path, monkeypatch
+) -> None:
+    simulator = subprocess.Popen(
+        [sys.executable, "-m", "shared.cli", "simulator", "--port", "0", "--companies", "12", "--days", "3"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=os.environ,
+    )
+    try:
+        assert simulator.stdout is not None
+        first = simulator.stdout.readline()
+        assert first.startswith("Product Usage API simulator at http://127.0.0.1:"), first
+        url = first.split(" at ", 1)[1].split(":", 2)
+        base_url = ":".join(url[:2]) + ":" + url[2].split(":", 1)[0]
+        yesterday = (datetime.now(UTC) - timedelta(days=1)).date().isoformat()
+        env = {**os.environ, "USAGE_API_BASE_URL": base_url, "USAGE_API_KEY": "demo-key"}
+        run = subprocess.run(
+            [sys.executable, "-m", "shared.cli", "run", "--date", yesterday],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
+        assert run.returncode == 0, run.stderr
+        assert f"{yesterday}  waiting" in run.stdout  # 12 companies' usage staged; no CRM dropped yet
+    finally:
+        simulator.send_signal(2)  # Ctrl-C
+        _out, err = simulator.communicate(timeout=30)
+    assert simulator.returncode == 0 and "Traceback" not in err
