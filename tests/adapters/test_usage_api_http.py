@@ -17,7 +17,7 @@ import requests
 from shared.adapters.usage_api_http import MAX_RETRY_AFTER_S, UsageApiClient, retry_after_seconds
 from shared.adapters.usage_api_pacing import RateLimiter
 from shared.local.simulator import NO_RESPONSE, Fault, UsageApiSimulator
-from shared.ports import TransientApiError, UsageApiError
+from shared.ports import ApiUnreachable, TransientApiError, UsageApiError
 from tests.conftest import API_KEY, DAY, ISO, make_records, page_bytes
 
 PAGE_SIZE = 10
@@ -459,3 +459,66 @@ def test_the_client_takes_a_token_before_every_attempt_and_reports_429s(
     # Lowered once, then one recovery step for the retry's 200.
     assert limiter.rate == pytest.approx(100.0 * limiter.decrease + 100.0 * limiter.recovery)
     assert waits[-1] == 0.0  # the Retry-After wait still applies (here: 0 s)
+
+
+# --- an API that gives no answer at all ------------------------------------------------------
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_no_answer_at_all_is_named_with_the_url_and_cause(make_client) -> None:
+    url = f"http://127.0.0.1:{_closed_port()}"
+    client = make_client(url, max_attempts=3)
+    with pytest.raises(ApiUnreachable) as failed:
+        client.fetch_page(DAY, 1)
+    assert str(failed.value).startswith(
+        f"usage API {url} cannot be reached: connection refused (3 attempts over"
+    )
+    assert failed.value.page == 1
+
+
+def test_no_answer_is_tried_for_the_unreachable_budget_not_every_attempt() -> None:
+    clock = FakeClock()
+    client = UsageApiClient(
+        f"http://127.0.0.1:{_closed_port()}",
+        API_KEY,
+        max_attempts=20,
+        backoff_base_s=8.0,
+        backoff_max_s=60.0,
+        unreachable_s=60.0,
+        sleep=clock.sleep,
+        clock=clock,
+    )
+    with pytest.raises(ApiUnreachable):
+        client.fetch_page(DAY, 1)
+    # Waits grow 8, 16, 32 ... but stop once 60 s are spent: the last wait is cut to what is left.
+    assert sum(clock.slept) == pytest.approx(60.0)
+    assert client.attempts < 20
+
+
+def test_an_api_that_answered_before_going_away_stays_an_ordinary_transient_failure(
+    start_api, make_client, sleeps
+) -> None:
+    # The first attempt gets a 503 (an answer); the rest find the port closed.
+    api = start_api(make_records(5), faults=[Fault("status", status=503, times=1)])
+    client = make_client(api, max_attempts=3)
+    original = client._request_page
+    calls = [0]
+
+    def then_gone(day, number):  # type: ignore[no-untyped-def]
+        calls[0] += 1
+        if calls[0] == 2:
+            api.stop()
+        return original(day, number)
+
+    client._request_page = then_gone  # type: ignore[method-assign]
+    with pytest.raises(TransientApiError) as failed:
+        client.fetch_page(DAY, 1)
+    assert not isinstance(failed.value, ApiUnreachable)
+    assert "still failing" in str(failed.value)

@@ -290,3 +290,42 @@ def test_page_drift_duplicate_is_landed_as_received(
     assert outcome.records == 26  # 25 distinct + the duplicate; staging de-duplicates
     manifest = json.loads(services.blobs.get(names.RAW_CONTAINER, names.manifest_blob(DAY, outcome.run_id)))
     assert [p["records"] for p in manifest["pages"]] == [10, 11, 5]
+
+
+class _GoneAfter:
+    """A client whose API answers `pages` pages and then gives no answer at all."""
+
+    page_size = PAGE_SIZE
+
+    def __init__(self, inner: Any, pages: int) -> None:
+        self.inner, self.pages = inner, pages
+
+    def fetch_page(self, day: Any, number: int) -> Any:
+        from shared.ports import ApiUnreachable
+
+        if number > self.pages:
+            raise ApiUnreachable("usage API http://x cannot be reached: connection refused", page=number)
+        return self.inner.fetch_page(day, number)
+
+
+def test_an_api_unreachable_from_the_first_page_fails_the_run_with_one_alert(
+    start_api: Callable[..., UsageApiSimulator], make_services: Callable[..., Services]
+) -> None:
+    services = make_services(start_api(45, include_total_pages=False))
+    client = _GoneAfter(services.usage_api(services.settings), pages=0)
+    outcome = fetch_day(services, DAY, client=client)  # returns: the message is settled, not redelivered
+    assert outcome.status == "failed"
+    assert "cannot be reached: connection refused; replay the day once it answers" in outcome.message
+    assert fetch_state(services)["status"] == "failed"
+    assert [a["kind"] for a in queued_alerts(services)] == ["fetch_failed"]
+
+
+def test_an_api_that_goes_away_mid_day_is_redelivered_and_resumes(
+    start_api: Callable[..., UsageApiSimulator], make_services: Callable[..., Services]
+) -> None:
+    services = make_services(start_api(45, include_total_pages=False))
+    client = _GoneAfter(services.usage_api(services.settings), pages=2)
+    with pytest.raises(TransientApiError, match="cannot be reached"):
+        fetch_day(services, DAY, client=client)
+    assert fetch_state(services)["status"] == "running"
+    assert fetch_day(services, DAY).status == "fetched"  # the API is back: pages 1-2 are reused
