@@ -141,10 +141,10 @@ class UsageApiClient:
         except _NoAnswer as exc:
             if reached[0]:  # it answered before: an ordinary transient failure
                 raise TransientApiError(f"usage API {day} page {number}: still failing: {exc}") from None
-            tried = self.clock() - started
+            tried, attempts = self.clock() - started, retrying.statistics.get("attempt_number", 1)
             raise ApiUnreachable(
                 f"usage API {self.base_url} cannot be reached: {exc.cause}"
-                f" ({retrying.statistics.get('attempt_number', 1)} attempts over {tried:.0f} s)",
+                f" ({attempts} attempt{'s' if attempts != 1 else ''} over {tried:.0f} s)",
                 page=number,
             ) from None
         except TransientApiError as exc:

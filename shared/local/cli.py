@@ -24,7 +24,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from shared.config import Settings, SettingsError
 from shared.domain import names
@@ -91,8 +91,15 @@ def _whole_number(low: int, high: int) -> Any:
     return parse
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors in one line like every other error (its usage runs to three)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message} (see: {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m shared.cli", description="Company Activity, locally.")
+    parser = _Parser(prog="python -m shared.cli", description="Company Activity, locally.")
     parser.add_argument("-v", "--verbose", action="store_true", help="also print the log on stderr")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="fetch, stage and build one day")
