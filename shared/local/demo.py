@@ -90,15 +90,15 @@ def _summary(pipeline: LocalPipeline, world: DemoWorld, api_requests: int) -> No
     if len(at_risk) > 8:
         print(f"    ... and {len(at_risk) - 8} more")
     by_severity = {s: sum(1 for a in alerts if a.get("severity") == s) for s in ("error", "warning")}
-    print(
-        f"  alerts            {by_severity['error']} errors, {by_severity['warning']} warnings -> {alerts_path}"
-    )
+    where = f" -> {alerts_path}" if alerts_path.exists() else ""  # the file appears with the first alert
+    print(f"  alerts            {by_severity['error']} errors, {by_severity['warning']} warnings{where}")
     print(f"  quarantine        {len(quarantine)} files under {data_dir / 'blobs' / 'quarantine'}")
     print(f"  warehouse         {data_dir / 'warehouse.duckdb'}")
     print("\nLook around:")
     print("  .venv/bin/python -m shared.cli status")
     print("  .venv/bin/python -m shared.cli report      # then open .local/report.html")
     print("  .venv/bin/python -m shared.cli serve       # curl localhost:7071/api/status")
+    print("  .venv/bin/python -m shared.cli simulator   # an API to try run and backfill against")
     print(
         f"  .venv/bin/python -c \"import duckdb; duckdb.connect('{data_dir / 'warehouse.duckdb'}', read_only=True)"  # noqa: S608 - a hint printed, not a query run
         ".sql('SELECT * FROM analytics.company_daily_activity ORDER BY activity_date DESC LIMIT 10').show()\""

@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from shared.domain import names
+from shared.domain.rules import RULES_LEGEND
 from shared.ports import Services
+from shared.services.status import days_under_other_rules
 
 TOP_AT_RISK = 20
 RECENT_ALERTS = 20
@@ -64,9 +66,17 @@ def render_report(services: Services) -> str:
     )
     generated = services.clock().strftime("%Y-%m-%d %H:%M UTC")
 
+    rules, stale = services.settings.rules(), days_under_other_rules(services)
     body = [
         "<h1>Company Activity</h1>",
         f'<p class="sub">analytics.company_daily_activity, generated {_e(generated)}</p>',
+        f'<p class="sub">Rules in force ({_e(RULES_LEGEND)} = {_e(rules.short())}): {_e(rules.describe())}.'
+        + (
+            f" <b>{len(stale)} days were built under other rules</b>; rebuild them with"
+            " <code>python -m shared.cli rebuild</code>.</p>"
+            if stale
+            else " Every day was built under them.</p>"
+        ),
     ]
     if latest is None:
         body.append(

@@ -83,6 +83,9 @@ def test_report_on_the_golden_world(cli, local_env: Path, tmp_path: Path) -> Non
     assert sum(counts) == 16, quarantine
     assert not REMOTE.search(page), REMOTE.search(page)
     assert (tmp_path / "report.html").read_text(encoding="utf-8") == page
+    # The rules in force, and that every day was built under them.
+    assert "= 10/30/7): churn risk: no activity in 7 days, or under 10 user-days" in page
+    assert "Every day was built under them." in page
 
     screenshot(tmp_path / "report.html", tmp_path)
 
