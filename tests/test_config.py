@@ -80,3 +80,16 @@ def test_a_secret_url_is_never_shown_when_refused() -> None:
     with pytest.raises(SettingsError) as refused:
         Settings.from_env({"ALERT_WEBHOOK_URL": "hooks.example/sk-live-secret"})
     assert "sk-live-secret" not in str(refused.value)
+
+
+def test_readme_states_each_range_the_app_enforces() -> None:
+    from tests.conftest import REPO
+
+    def shown(value: float) -> str:
+        return f"{int(value):,}" if value == int(value) else str(value)
+
+    rows = [line for line in (REPO / "README.md").read_text().splitlines() if line.startswith("| `")]
+    for field in NUMERIC:
+        env = field.metadata["env"]
+        row = next(line for line in rows if f"`{env}`" in line.split("|")[1])
+        assert f"{shown(field.metadata['low'])} to {shown(field.metadata['high'])}" in row, (env, row)
