@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,6 +12,7 @@ import azure.functions as func
 from shared.bootstrap import get_services
 from shared.domain.alerts import Alert
 from shared.domain.errors import PermanentError
+from shared.domain.json_input import NotJson, parse_json
 from shared.services.alerts import raise_alert
 
 log = logging.getLogger(__name__)
@@ -26,8 +26,8 @@ class UnreadableMessage(PermanentError, ValueError):
 
 def json_body(msg: func.ServiceBusMessage) -> Any:
     try:
-        return json.loads(msg.get_body())
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return parse_json(msg.get_body())
+    except NotJson as exc:
         raise UnreadableMessage(f"message {msg.message_id} is not JSON: {exc}") from None
 
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from typing import Any
 
 import azure.functions as func
 
 from shared.bootstrap import get_services
 from shared.domain.days import parse_day
+from shared.domain.json_input import NotJson, parse_json
 from shared.domain.replay_request import BadReplayRequest, ReplayRequest
 from shared.observability.context import log_context
 from shared.services.replay import enqueue_fetches
@@ -30,12 +32,17 @@ def _replay(req: func.HttpRequest) -> func.HttpResponse:
     services = get_services()
     try:
         try:
-            body = req.get_json()
-        except ValueError:
-            raise BadReplayRequest("body is not valid JSON") from None
+            body = parse_json(req.get_body())
+        except NotJson as exc:
+            raise BadReplayRequest(
+                f'body is {exc}; send an object such as {{"date": "2026-11-20"}}'
+            ) from None
         request = ReplayRequest.parse(body, services.clock().date())
     except BadReplayRequest as exc:
         return _json(400, {"error": str(exc)})
+    if not services.settings.usage_api_base_url:
+        # Accepting would queue fetches that can only fail, in the background.
+        return _json(503, {"error": "USAGE_API_BASE_URL is not set; nothing was queued"})
     request_id = enqueue_fetches(services, request.days, force=request.force, requested_by="http")
     return _json(
         202,
@@ -51,8 +58,12 @@ def _replay(req: func.HttpRequest) -> func.HttpResponse:
 def status(req: func.HttpRequest) -> func.HttpResponse:
     services = get_services()
     raw = req.params.get("date")
-    if not raw:
-        return _json(200, {"days": all_days_status(services)})
+    if raw is None:
+        return _json(
+            200, {"days": all_days_status(services), "rules_in_force": asdict(services.settings.rules())}
+        )
+    if not raw.strip():
+        return _json(400, {"error": "date is empty; give YYYY-MM-DD, or leave it out for every day"})
     try:
         day = parse_day(raw)
     except ValueError:

@@ -40,8 +40,8 @@ from shared.services.status import crm_file_status, days_under_other_rules
 log = logging.getLogger(__name__)
 
 # Commands that work on LOCAL_DATA_DIR and so take its lock; `status` only reads the ledger,
-# `simulator` touches nothing, `serve` takes the lock while it works.
-LOCKING_COMMANDS = frozenset({"run", "backfill", "crm-drop", "demo", "init-db", "report", "rebuild"})
+# `simulator` touches nothing. `serve` lets go of it whenever its queues are empty.
+LOCKING_COMMANDS = frozenset({"run", "backfill", "crm-drop", "demo", "init-db", "report", "rebuild", "serve"})
 EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 141  # what a shell reports for a reader that went away (128 + SIGPIPE)
 EXIT_INTERNAL = 70
@@ -164,9 +164,9 @@ def _main(args: argparse.Namespace) -> int:
     )
     try:
         if args.command in LOCKING_COMMANDS:
-            with FolderLock(settings.local_data_dir, _command_line(args)):
-                return _run(args, settings)
-        return _run(args, settings)
+            with FolderLock(settings.local_data_dir, _command_line(args)) as lock:
+                return _run(args, settings, lock)
+        return _run(args, settings, None)
     except CliError as exc:
         print(f"error: {redact(str(exc), settings.secrets())}", file=sys.stderr)
         return 1
@@ -179,14 +179,14 @@ def _main(args: argparse.Namespace) -> int:
         return EXIT_INTERNAL
 
 
-def _run(args: argparse.Namespace, settings: Settings) -> int:
+def _run(args: argparse.Namespace, settings: Settings, lock: FolderLock | None) -> int:
     if args.command == "demo":
         from shared.local.demo import run_demo
 
         return run_demo(settings)
     if args.command == "simulator":
         return _simulator(args.port, args.companies, args.days)
-    return _dispatch(args, settings)
+    return _dispatch(args, settings, lock)
 
 
 def _check_data_folder(folder: Path) -> None:
@@ -223,7 +223,7 @@ def _quiet_stdout() -> None:
         pass
 
 
-def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
+def _dispatch(args: argparse.Namespace, settings: Settings, lock: FolderLock | None) -> int:
     if args.command == "init-db":
         return init_db(settings)
     if args.command in ("run", "backfill") and not settings.usage_api_base_url:
@@ -258,7 +258,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             print(f"report written to {path}")
             return 0
         if args.command == "serve":
-            return _serve(pipeline, args.port)
+            return _serve(pipeline, args.port, lock)
         if args.command == "status":
             payload = pipeline.status(args.date.isoformat() if args.date else None)
             if args.json:
@@ -297,11 +297,15 @@ def _retries_shown() -> Iterator[None]:
         source.removeHandler(handler)
 
 
-def _serve(pipeline: LocalPipeline, port: int) -> int:
+def _serve(pipeline: LocalPipeline, port: int, lock: FolderLock | None) -> int:
     from shared.local.server import LocalServer
 
+    if not pipeline.settings.usage_api_base_url:
+        print(
+            "note: USAGE_API_BASE_URL is not set: /api/replay will answer 503 (status works)", file=sys.stderr
+        )
     try:
-        server = LocalServer(pipeline, port=port).start()
+        server = LocalServer(pipeline, port=port, lock=lock).start()
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
             raise CliError(f"port {port} is in use; choose another with --port") from None

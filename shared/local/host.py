@@ -77,7 +77,7 @@ class LocalHost:
     ) -> func.HttpResponse:
         handler = self.routes.get((method.upper(), route))
         if handler is None:
-            return func.HttpResponse(f"no route {method} /api/{route}", status_code=404)
+            return self._no_route(method.upper(), route)
         request = func.HttpRequest(
             method=method.upper(),
             url=f"http://localhost:7071/api/{route}",
@@ -87,6 +87,23 @@ class LocalHost:
         )
         response: func.HttpResponse = handler.call(**{handler.arg_name: request})
         return response
+
+    def _no_route(self, method: str, route: str) -> func.HttpResponse:
+        """What the Functions host answers before any function runs: 405 or 404 (as JSON)."""
+        allowed = sorted(m for m, r in self.routes if r == route)
+        known = ", ".join(f"{m} /api/{r}" for m, r in sorted(self.routes, key=lambda k: k[1]))
+        if allowed:
+            return func.HttpResponse(
+                json.dumps({"error": f"{method} is not allowed on /api/{route}; use {', '.join(allowed)}"}),
+                status_code=405,
+                mimetype="application/json",
+                headers={"Allow": ", ".join(allowed)},
+            )
+        return func.HttpResponse(
+            json.dumps({"error": f"no route /api/{route[:100]}; the routes are {known}"}),
+            status_code=404,
+            mimetype="application/json",
+        )
 
     # --- timer ---
     def fire_timers(self, *, past_due: bool = False) -> None:
