@@ -14,7 +14,7 @@ from shared.domain.json_input import NotJson, parse_json
 from shared.domain.replay_request import BadReplayRequest, ReplayRequest
 from shared.observability.context import log_context
 from shared.services.replay import enqueue_fetches
-from shared.services.status import all_days_status, day_status
+from shared.services.status import all_days_status, all_files_status, day_status
 
 
 def _json(status: int, payload: Any) -> func.HttpResponse:
@@ -60,7 +60,12 @@ def status(req: func.HttpRequest) -> func.HttpResponse:
     raw = req.params.get("date")
     if raw is None:
         return _json(
-            200, {"days": all_days_status(services), "rules_in_force": asdict(services.settings.rules())}
+            200,
+            {
+                "days": all_days_status(services),
+                "crm_files": all_files_status(services),
+                "rules_in_force": asdict(services.settings.rules()),
+            },
         )
     if not raw.strip():
         return _json(400, {"error": "date is empty; give YYYY-MM-DD, or leave it out for every day"})

@@ -38,10 +38,21 @@ class BlobInfo:
     size: int
     created_at: datetime  # UTC; the snapshot-date fallback of a CRM file
     last_modified: datetime  # UTC; orders two drops of the same snapshot date
+    # The blob's metadata (names lower-cased); a CRM drop uploaded with force=true overrides
+    # the loader's size check.
+    metadata: Mapping[str, str] = field(default_factory=dict)
 
 
 class BlobStore(Protocol):
-    def put(self, container: str, name: str, data: bytes, *, overwrite: bool = True) -> None: ...
+    def put(
+        self,
+        container: str,
+        name: str,
+        data: bytes,
+        *,
+        overwrite: bool = True,
+        metadata: Mapping[str, str] | None = None,
+    ) -> None: ...
     def get(self, container: str, name: str) -> bytes: ...
     def info(self, container: str, name: str) -> BlobInfo: ...
     def exists(self, container: str, name: str) -> bool: ...

@@ -6,6 +6,7 @@ name that works locally works on Azure and the other way round.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from contextlib import suppress
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -52,23 +53,32 @@ class AzureBlobStore:
         check_blob_name(container, name)
         return self.service.get_blob_client(check_container_name(container), name)
 
-    def put(self, container: str, name: str, data: bytes, *, overwrite: bool = True) -> None:
+    def put(
+        self,
+        container: str,
+        name: str,
+        data: bytes,
+        *,
+        overwrite: bool = True,
+        metadata: Mapping[str, str] | None = None,
+    ) -> None:
         blob = self._blob(container, name)
+        meta = dict(metadata or {})
         try:
-            self._upload(blob, data, overwrite)
+            self._upload(blob, data, overwrite, meta)
         except ResourceNotFoundError as exc:
             if getattr(exc, "error_code", None) != "ContainerNotFound":
                 raise
             # Bicep creates the containers on Azure; Azurite and dev accounts start empty.
             with suppress(ResourceExistsError):  # created concurrently
                 self.service.create_container(container)
-            self._upload(blob, data, overwrite)
+            self._upload(blob, data, overwrite, meta)
 
     @staticmethod
-    def _upload(blob: Any, data: bytes, overwrite: bool) -> None:
+    def _upload(blob: Any, data: bytes, overwrite: bool, metadata: dict[str, str]) -> None:
         try:
             # overwrite=False sends If-None-Match: *, so the check and the write are one step.
-            blob.upload_blob(data, overwrite=overwrite)
+            blob.upload_blob(data, overwrite=overwrite, metadata=metadata or None)
         except ResourceExistsError:
             if overwrite:
                 raise
@@ -93,6 +103,7 @@ class AzureBlobStore:
             props.size,
             created_at=_utc(props.creation_time, fallback=modified),
             last_modified=modified,
+            metadata={k.lower(): v for k, v in (props.metadata or {}).items()},
         )
 
     def exists(self, container: str, name: str) -> bool:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -14,9 +16,10 @@ from shared.ports import BlobExists, BlobInfo, BlobNotFound
 class FolderBlobStore:
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
-        # Temp files live outside every container (".tmp" is not a valid container name), so no
-        # blob name can be mistaken for one.
+        # Temp files and metadata live outside every container (".tmp" and ".metadata" are not
+        # valid container names), so no blob name can be mistaken for one and no listing shows them.
         self._tmp = self.root / ".tmp"
+        self._meta = self.root / ".metadata"
 
     def _container(self, container: str) -> Path:
         return self.root / check_container_name(container)
@@ -28,10 +31,28 @@ class FolderBlobStore:
             raise UnsafeBlobName(f"unsafe blob name {container}/{name!r}")
         return path
 
-    def put(self, container: str, name: str, data: bytes, *, overwrite: bool = True) -> None:
+    def put(
+        self,
+        container: str,
+        name: str,
+        data: bytes,
+        *,
+        overwrite: bool = True,
+        metadata: Mapping[str, str] | None = None,
+    ) -> None:
         path = self._path(container, name)
         if not overwrite and path.exists():
             raise BlobExists(f"blob {container}/{name} exists")
+        # The metadata first: a blob is announced once its data is in place, and an overwrite
+        # replaces the metadata too (as on Azure, where a new upload is a new blob).
+        meta = self._meta_path(container, name)
+        if metadata:
+            self._write(meta, json.dumps({k.lower(): v for k, v in metadata.items()}).encode())
+        else:
+            meta.unlink(missing_ok=True)
+        self._write(path, data)
+
+    def _write(self, path: Path, data: bytes) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._tmp.mkdir(parents=True, exist_ok=True)
         # Write then rename: a reader never sees half a blob, as with a committed block list.
@@ -43,6 +64,11 @@ class FolderBlobStore:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+    def _meta_path(self, container: str, name: str) -> Path:
+        return self._meta.joinpath(check_container_name(container), *name.split("/")).with_name(
+            name.rsplit("/", 1)[-1] + ".json"
+        )
 
     def _file(self, container: str, name: str) -> Path:
         path = self._path(container, name)
@@ -62,8 +88,12 @@ class FolderBlobStore:
         except (FileNotFoundError, NotADirectoryError):
             raise BlobNotFound(f"{container}/{name}") from None
         modified = datetime.fromtimestamp(stat.st_mtime, UTC)
+        meta = self._meta_path(container, name)
+        metadata = json.loads(meta.read_bytes()) if meta.is_file() else {}
         # A file has no portable creation time; an overwrite is a new blob on Azure too.
-        return BlobInfo(container, name, stat.st_size, created_at=modified, last_modified=modified)
+        return BlobInfo(
+            container, name, stat.st_size, created_at=modified, last_modified=modified, metadata=metadata
+        )
 
     def exists(self, container: str, name: str) -> bool:
         return self._path(container, name).is_file()

@@ -6,7 +6,7 @@ Azurite, which has no Event Grid), so the loaders receive the same BlobCreated e
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from shared.ports import BlobInfo, BlobStore
 
@@ -18,8 +18,16 @@ class PublishingBlobStore:
         self.inner = inner
         self.announce = announce
 
-    def put(self, container: str, name: str, data: bytes, *, overwrite: bool = True) -> None:
-        self.inner.put(container, name, data, overwrite=overwrite)
+    def put(
+        self,
+        container: str,
+        name: str,
+        data: bytes,
+        *,
+        overwrite: bool = True,
+        metadata: Mapping[str, str] | None = None,
+    ) -> None:
+        self.inner.put(container, name, data, overwrite=overwrite, metadata=metadata)
         self.announce(container, name, len(data))  # only after the blob is complete and readable
 
     def get(self, container: str, name: str) -> bytes:

@@ -103,12 +103,9 @@ class CrmFileRejected(ValueError):
 _NAME_DATE = re.compile(r"(?=([0-9]{4})-([0-9]{2})-([0-9]{2}))")
 
 
-def snapshot_date_from_name(blob_name: str, created_at: datetime) -> date:
-    """First real ``YYYY-MM-DD`` in the blob's file name, else the UTC day it was created.
-
-    Only the last path segment counts: a dated folder says when it was filed, not
-    what day the snapshot describes. A naive ``created_at`` is taken to be UTC.
-    """
+def date_in_name(blob_name: str) -> date | None:
+    """First real ``YYYY-MM-DD`` in the blob's file name (the last path segment: a dated
+    folder says when it was filed, not what day the snapshot describes)."""
     file_name = blob_name.rsplit("/", 1)[-1]
     for match in _NAME_DATE.finditer(file_name):
         year, month, day = (int(part) for part in match.groups())
@@ -116,6 +113,17 @@ def snapshot_date_from_name(blob_name: str, created_at: datetime) -> date:
             return date(year, month, day)
         except ValueError:
             continue  # e.g. 2026-13-01: not a calendar date, keep looking
+    return None
+
+
+def snapshot_date_from_name(blob_name: str, created_at: datetime) -> date:
+    """First real ``YYYY-MM-DD`` in the blob's file name, else the UTC day it was created.
+
+    A naive ``created_at`` is taken to be UTC.
+    """
+    named = date_in_name(blob_name)
+    if named is not None:
+        return named
     if created_at.tzinfo is not None:
         created_at = created_at.astimezone(UTC)
     return created_at.date()
@@ -287,11 +295,18 @@ def parse_crm_snapshot(
             rejected=rejected,
         )
 
+    warnings = list(columns.warnings)
+    if date_in_name(blob_name) is None:
+        # The contract's fallback, said out loud: a file named without a date is easy to drop
+        # on the wrong day.
+        warnings.append(
+            f"no date in the file name; staged as the snapshot of {snapshot_date} (the UTC day it was uploaded)"
+        )
     return ParsedSnapshot(
         snapshot_date=snapshot_date,
         rows=rows,
         rejected=rejected,
-        warnings=columns.warnings,
+        warnings=warnings,
         data_rows=data_rows,
     )
 
@@ -362,6 +377,7 @@ def _resolve_header(header: list[str]) -> _Columns:
         found = _show(",".join(header), limit=200)
         raise CrmFileRejected(
             f"missing required column(s): {shown}; header has {len(header)} column(s): {found}"
+            + _delimiter_hint(header)
         )
 
     i_id, i_name, i_country, i_tag, i_contact = (seen[col] for col in REQUIRED_COLUMNS)
@@ -370,6 +386,16 @@ def _resolve_header(header: list[str]) -> _Columns:
     extra = [keys[pos] for pos in range(len(header)) if pos not in used]
     warnings = [f"ignored extra columns: {', '.join(map(_show, extra))}"] if extra else []
     return _Columns(indexes=indexes, keys=keys, warnings=warnings)
+
+
+def _delimiter_hint(header: list[str]) -> str:
+    """A header read as one column that holds `;`, tab or `|`: the export used another delimiter."""
+    if len(header) != 1:
+        return ""
+    for delimiter, shown in ((";", "';'"), ("\t", "tabs"), ("|", "'|'")):
+        if header[0].count(delimiter) >= 2:
+            return f"; it looks delimited by {shown}: the file must be comma-separated"
+    return ""
 
 
 def _raw(keys: list[str], record: list[str]) -> dict[str, str]:

@@ -28,6 +28,23 @@ class GateResult:
         return not self.errors or self.overridden
 
 
+def check_snapshot_size(
+    companies: int, previous: int | None, previous_date: date | None
+) -> tuple[list[str], list[str]]:
+    """(errors, warnings) for a CRM snapshot of `companies` rows against the one before it: a
+    snapshot that lost more than half its companies is more likely a broken export than a
+    business event, so it does not replace the good one unless forced."""
+    if not previous or companies >= previous:
+        return [], []
+    drop = (previous - companies) / previous
+    text = f"{companies} companies, down {drop:.0%} against the {previous} of the snapshot of {previous_date}"
+    if drop > DROP_ERROR:
+        return [text], []
+    if drop > DROP_WARNING:
+        return [], [text]
+    return [], []
+
+
 def check_day(day: date, usage: Mapping[str, Mapping[str, Any]]) -> GateResult:
     """`usage` is the ledger's staged-usage entries by ISO date (staged, quarantined, force)."""
     entry = usage[day.isoformat()]

@@ -2,7 +2,7 @@
 
 python -m shared.cli run --date YYYY-MM-DD [--force]
 python -m shared.cli backfill --from YYYY-MM-DD --to YYYY-MM-DD [--force]
-python -m shared.cli crm-drop FILE [--name BLOB_NAME]
+python -m shared.cli crm-drop FILE [--name BLOB_NAME] [--force]
 python -m shared.cli status [--date YYYY-MM-DD] [--json]
 python -m shared.cli demo
 python -m shared.cli simulator [--port N] [--companies N] [--days N]
@@ -28,6 +28,7 @@ from typing import Any, NoReturn
 
 from shared.config import Settings, SettingsError
 from shared.domain import names
+from shared.domain.blob_names import UnsafeBlobName, check_blob_name
 from shared.domain.days import parse_day
 from shared.local.folder_lock import FolderLock
 from shared.local.host import DrainReport
@@ -112,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     drop = sub.add_parser("crm-drop", help="drop a CRM snapshot CSV into the crm-drop container")
     drop.add_argument("file", type=Path)
     drop.add_argument("--name", help="blob name (default: the file's name)")
+    drop.add_argument(
+        "--force", action="store_true", help="stage it even if its company count fell by more than half"
+    )
     status = sub.add_parser("status", help="what the ledger knows per day")
     status.add_argument("--date", type=_parse_day)
     status.add_argument("--json", action="store_true")
@@ -210,6 +214,17 @@ def _check_data_folder(folder: Path) -> None:
         ) from None
 
 
+def _read_drop(path: Path) -> bytes:
+    if path.is_dir():
+        raise CliError(f"{path} is a folder, not a CSV file")
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise CliError(f"no such file: {path}") from None
+    except OSError as exc:
+        raise CliError(f"cannot read {path}: {exc.strerror}") from None
+
+
 def _command_line(args: argparse.Namespace) -> str:
     """The command as the user typed it, for the line a waiting command prints."""
     return " ".join(sys.argv[1:]) if sys.argv[1:] and sys.argv[1:][0] == args.command else args.command
@@ -244,10 +259,15 @@ def _dispatch(args: argparse.Namespace, settings: Settings, lock: FolderLock | N
             days = [date.fromisoformat(d) for d in _days(args.first, args.last)]
             return _finish(pipeline, report, days)
         if args.command == "crm-drop":
-            if not args.file.is_file():
-                raise CliError(f"no such file: {args.file}")
             name = args.name or args.file.name
-            report = pipeline.drop_crm(args.file.read_bytes(), name)
+            try:
+                check_blob_name(names.CRM_CONTAINER, name)
+            except UnsafeBlobName as exc:
+                raise CliError(
+                    f"{exc}; give --name a plain file name such as companies_2026-11-20.csv"
+                ) from None
+            data = _read_drop(args.file)
+            report = pipeline.drop_crm(data, name, force=args.force)
             file = crm_file_status(pipeline.services, name)
             print(f"dropped {args.file} as {names.CRM_CONTAINER}/{name}: {file_line(file)}")
             return _finish(pipeline, report, [], file)
@@ -265,6 +285,11 @@ def _dispatch(args: argparse.Namespace, settings: Settings, lock: FolderLock | N
                 print(json.dumps(payload, indent=1, default=str))
             else:
                 print(status_table([payload] if args.date else payload["days"], settings.rules()))
+                files = [] if args.date else payload.get("crm_files", [])
+                for file in files:
+                    print(
+                        f"{'CRM files:' if file is files[0] else '':<10} {file.get('blob')}: {file_line(file)}"
+                    )
             return 0
         if args.command == "rebuild":
             stale = days_under_other_rules(pipeline.services)

@@ -43,8 +43,13 @@ class LocalPipeline:
             print(file=sys.stderr)  # end the progress line
         return report
 
-    def drop_crm(self, data: bytes, blob_name: str) -> DrainReport:
-        self.services.blobs.put(names.CRM_CONTAINER, blob_name, data)  # publishes BlobCreated
+    def drop_crm(self, data: bytes, blob_name: str, *, force: bool = False) -> DrainReport:
+        """Upload a CRM file as a user would; `force` sets the blob metadata that lets a snapshot
+        through the size check (on Azure: `az storage blob upload --metadata force=true`)."""
+        metadata = {"force": "true"} if force else None
+        self.services.blobs.put(
+            names.CRM_CONTAINER, blob_name, data, metadata=metadata
+        )  # publishes BlobCreated
         return self.host.drain()
 
     def rebuild(self, run_id: str) -> DrainReport:

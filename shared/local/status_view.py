@@ -113,13 +113,17 @@ def file_line(entry: dict[str, Any] | None) -> str:
     if entry is None:
         return "not loaded"
     if entry.get("status") == "rejected":
-        return f"rejected ({entry.get('reason')}); quarantined, the staged snapshot is unchanged"
-    text = (
-        f"snapshot {entry.get('snapshot_date')} {entry.get('status')}: {entry.get('staged')} rows staged,"
-        f" {entry.get('quarantined')} quarantined"
+        return f"rejected ({entry.get('reason')}); nothing staged, the file is in {entry.get('quarantine') or 'quarantine'}"
+    status = entry.get("status")
+    text = f"snapshot {entry.get('snapshot_date')} {status}: {entry.get('staged')} rows"
+    if status == "unchanged":
+        text += ", the same as already staged: nothing to rebuild"
+    quarantined = int(entry.get("quarantined") or 0)
+    text += f", {quarantined} quarantined" + (
+        f" ({entry['quarantine']})" if quarantined and entry.get("quarantine") else ""
     )
     warnings = entry.get("warnings") or []
-    return text + (f" ({'; '.join(warnings)})" if warnings else "")
+    return text + (f"; warnings: {'; '.join(warnings)}" if warnings else "")
 
 
 def day_problem(view: dict[str, Any]) -> str | None:

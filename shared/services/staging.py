@@ -21,6 +21,7 @@ from shared.domain.alerts import Alert
 from shared.domain.blob_names import check_blob_name
 from shared.domain.crm_csv import CrmFileRejected, RejectedRow, parse_crm_snapshot
 from shared.domain.errors import PermanentError
+from shared.domain.quality import check_snapshot_size
 from shared.domain.transform_plan import InputKind
 from shared.domain.usage_page import parse_page
 from shared.domain.usage_records import ValidatedDay, validate_page
@@ -83,9 +84,13 @@ def _quarantine(
     services: Services, source_container: str, source_blob: str, run_id: str, leaf: str, data: bytes
 ) -> str:
     """Quarantine paths keep the original blob name: quarantine/<container>/<blob>/<run>/<leaf>."""
-    name = f"{source_container}/{source_blob}/{run_id}/{leaf}"
+    name = _quarantine_folder(source_container, source_blob, run_id) + leaf
     services.blobs.put(names.QUARANTINE_CONTAINER, name, data)
     return name
+
+
+def _quarantine_folder(source_container: str, source_blob: str, run_id: str) -> str:
+    return f"{source_container}/{source_blob}/{run_id}/"
 
 
 def _send_transform(
@@ -268,47 +273,42 @@ def load_crm_drop(services: Services, blob_name: str) -> StageOutcome:
         with _gc_paused():
             parsed = parse_crm_snapshot(data, blob_name, info.created_at)
     except CrmFileRejected as exc:
-        reason = str(exc)
-        _quarantine(services, names.CRM_CONTAINER, blob_name, run_id, blob_name.rsplit("/", 1)[-1], data)
-        rejected_rows = [_row_record(r) for r in exc.rejected]
-        _quarantine(
-            services,
-            names.CRM_CONTAINER,
-            blob_name,
-            run_id,
-            "reason.json",
-            json.dumps(
-                {"blob": blob_name, "reason": reason, "rejected_rows": rejected_rows},
-                ensure_ascii=False,
-                indent=1,
-            ).encode(),
+        rejected = [_row_record(r) for r in exc.rejected]
+        return _reject_crm_file(services, blob_name, run_id, data, str(exc), rejected, exc.data_rows or 0)
+
+    forced = str(info.metadata.get("force", "")).lower() == "true"
+    errors, size_warnings = _snapshot_size(services, parsed.snapshot_date, len(parsed.rows))
+    if errors and not forced:
+        reason = (
+            f"{errors[0]}; if that is right, drop it again with --force"
+            " (or upload it with blob metadata force=true)"
         )
-        services.ledger.put(
-            names.FILES,
-            key_of_file,
-            {
-                "blob": blob_name,
-                "status": "rejected",
-                "reason": reason,
-                "run_id": run_id,
-                "data_rows": exc.data_rows or 0,
-                "quarantined": len(rejected_rows),
-                "loaded_at": services.clock().isoformat(),
-            },
-        )
+        return _reject_crm_file(services, blob_name, run_id, data, reason, [], parsed.data_rows)
+    size_warnings += [f"size check overridden by force: {e}" for e in errors]
+    no_date = [w for w in parsed.warnings if w.startswith("no date in the file name")]
+    parsed.warnings.extend(size_warnings)
+    for warning in size_warnings + no_date:
         raise_alert(
             services.bus,
             Alert(
-                "error", "crm-load", "crm_file_rejected", f"CRM file {blob_name} rejected: {reason}", run_id
+                "warning",
+                "crm-load",
+                "crm_file_warning",
+                f"CRM file {blob_name}: {warning}",
+                run_id,
+                parsed.snapshot_date.isoformat(),
             ),
         )
-        return StageOutcome("rejected", "", run_id, message=reason)
 
     key = parsed.snapshot_date.isoformat()
     bind(date=key)
+    quarantined_at = ""
     if parsed.rejected:
         lines = "".join(json.dumps(_row_record(r), ensure_ascii=False) + "\n" for r in parsed.rejected)
-        _quarantine(services, names.CRM_CONTAINER, blob_name, run_id, "rejected-rows.jsonl", lines.encode())
+        leaf = _quarantine(
+            services, names.CRM_CONTAINER, blob_name, run_id, "rejected-rows.jsonl", lines.encode()
+        )
+        quarantined_at = f"{names.QUARANTINE_CONTAINER}/{leaf}"
     for warning in parsed.warnings:
         log.warning("CRM file %s: %s", blob_name, warning)
 
@@ -327,12 +327,14 @@ def load_crm_drop(services: Services, blob_name: str) -> StageOutcome:
         key_of_file,
         {
             "blob": blob_name,
-            "status": "staged" if status != "stale" else "superseded",
+            # unchanged: the same snapshot was already staged, and nothing is rebuilt for it.
+            "status": {"stale": "superseded"}.get(status, status),
             "snapshot_date": key,
             "run_id": run_id,
             "data_rows": parsed.data_rows,
             "staged": len(rows),
             "quarantined": len(parsed.rejected),
+            "quarantine": quarantined_at,
             "warnings": json.dumps(parsed.warnings),
             "loaded_at": services.clock().isoformat(),
         },
@@ -350,6 +352,62 @@ def load_crm_drop(services: Services, blob_name: str) -> StageOutcome:
     }
     _announce_staged(services, "crm", outcome, entry, blob_name, f"{parsed.data_rows} data rows", force=False)
     return outcome
+
+
+def _reject_crm_file(
+    services: Services,
+    blob_name: str,
+    run_id: str,
+    data: bytes,
+    reason: str,
+    rejected_rows: list[dict[str, Any]],
+    data_rows: int,
+) -> StageOutcome:
+    """Nothing from the file is staged: it goes to quarantine with the reason, the ledger says
+    so, and one alert is raised."""
+    _quarantine(services, names.CRM_CONTAINER, blob_name, run_id, blob_name.rsplit("/", 1)[-1], data)
+    _quarantine(
+        services,
+        names.CRM_CONTAINER,
+        blob_name,
+        run_id,
+        "reason.json",
+        json.dumps(
+            {"blob": blob_name, "reason": reason, "rejected_rows": rejected_rows},
+            ensure_ascii=False,
+            indent=1,
+        ).encode(),
+    )
+    services.ledger.put(
+        names.FILES,
+        names.file_key(blob_name),
+        {
+            "blob": blob_name,
+            "status": "rejected",
+            "reason": reason,
+            "run_id": run_id,
+            "data_rows": data_rows,
+            "quarantined": len(rejected_rows),
+            "quarantine": f"{names.QUARANTINE_CONTAINER}/{_quarantine_folder(names.CRM_CONTAINER, blob_name, run_id)}",
+            "loaded_at": services.clock().isoformat(),
+        },
+    )
+    raise_alert(
+        services.bus,
+        Alert("error", "crm-load", "crm_file_rejected", f"CRM file {blob_name} rejected: {reason}", run_id),
+    )
+    return StageOutcome("rejected", "", run_id, message=reason)
+
+
+def _snapshot_size(services: Services, snapshot: date, companies: int) -> tuple[list[str], list[str]]:
+    """The size check against the latest staged snapshot before this one."""
+    earlier = [e for e in services.ledger.query(names.CRM) if e.key < snapshot.isoformat()]
+    if not earlier:
+        return [], []
+    previous = max(earlier, key=lambda e: e.key)
+    return check_snapshot_size(
+        companies, int(previous.data.get("staged", 0)), date.fromisoformat(previous.key)
+    )
 
 
 def _row_record(row: RejectedRow) -> dict[str, Any]:

@@ -42,6 +42,13 @@ def crm_file_status(services: Services, blob_name: str) -> dict[str, Any] | None
     return _decode(entry.data) if entry else None
 
 
+def all_files_status(services: Services) -> list[dict[str, Any]]:
+    """Every dropped CRM file and what became of it (staged, unchanged, superseded, rejected)."""
+    return sorted(
+        (_decode(e.data) for e in services.ledger.query(names.FILES)), key=lambda f: str(f.get("blob"))
+    )
+
+
 def days_under_other_rules(services: Services) -> list[date]:
     """Days built (or waiting) under rules other than those in force: the next build redoes them."""
     return stale_days({e.key: e.data for e in services.ledger.query(names.DAYS)}, services.settings.rules())

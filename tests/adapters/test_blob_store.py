@@ -244,3 +244,11 @@ def test_publishing_store_announces_each_finished_blob(blob_store: BlobStore) ->
     with pytest.raises(BlobExists):
         store.put(RAW, "empty", b"x", overwrite=False)
     assert len(calls) == 4  # failed puts announce nothing
+
+
+def test_blob_metadata_round_trips_and_an_overwrite_replaces_it(blob_store: BlobStore) -> None:
+    blob_store.put("crm-drop", "dir/companies.csv", b"a", metadata={"Force": "true"})
+    assert dict(blob_store.info("crm-drop", "dir/companies.csv").metadata) == {"force": "true"}
+    assert blob_store.list("crm-drop") == ["dir/companies.csv"]  # the metadata is no blob
+    blob_store.put("crm-drop", "dir/companies.csv", b"b")
+    assert dict(blob_store.info("crm-drop", "dir/companies.csv").metadata) == {}

@@ -1,0 +1,157 @@
+"""CRM drops a user gets wrong, through the real CLI (issue 11): each one said in one line,
+nothing from a rejected file staged, the snapshot before it left alone."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from tests.conftest import read_alerts
+
+HEADER = "company_id,name,country,industry_tag,last_contact_at"
+
+
+def companies_csv(count: int, *, delimiter: str = ",", extra_rows: str = "") -> bytes:
+    rows = [HEADER.replace(",", delimiter)]
+    rows += [delimiter.join([f"c-{i:04d}", f"Company {i}", "DE", "saas", "2026-09-01"]) for i in range(count)]
+    return ("\n".join(rows) + "\n" + extra_rows).encode()
+
+
+def drop(cli, tmp_path: Path, name: str, data: bytes, *args: str) -> tuple[int, str, str]:
+    path = tmp_path / name
+    path.write_bytes(data)
+    return cli("crm-drop", str(path), *args)
+
+
+def staged_companies(data_dir: Path, snapshot: str) -> int:
+    with duckdb.connect(str(data_dir / "warehouse.duckdb"), read_only=True) as con:
+        row = con.execute(
+            "SELECT COUNT(*) FROM stg.crm_company_snapshot WHERE snapshot_date = CAST(? AS DATE)", [snapshot]
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def quarantined(data_dir: Path) -> list[str]:
+    base = data_dir / "blobs" / "quarantine"
+    return (
+        sorted(p.relative_to(base).as_posix() for p in base.rglob("*") if p.is_file())
+        if base.exists()
+        else []
+    )
+
+
+def one_line(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+def test_a_file_without_a_date_is_staged_as_the_upload_day_and_says_so(
+    cli, local_env: Path, tmp_path: Path
+) -> None:
+    # Before: it silently became today's snapshot.
+    today = datetime.now(UTC).date().isoformat()
+    code, out, err = drop(cli, tmp_path, "companies.csv", companies_csv(5))
+    assert code == 0, err
+    warning = f"no date in the file name; staged as the snapshot of {today} (the UTC day it was uploaded)"
+    assert warning in out
+    assert staged_companies(local_env, today) == 5
+    alerts = [a for a in read_alerts(local_env) if a["kind"] == "crm_file_warning"]
+    assert [a["severity"] for a in alerts] == ["warning"] and warning in alerts[0]["message"]
+
+
+def test_a_snapshot_that_lost_most_of_its_companies_is_rejected_unless_forced(
+    cli, local_env: Path, tmp_path: Path
+) -> None:
+    assert drop(cli, tmp_path, "companies_2026-10-01.csv", companies_csv(60))[0] == 0
+    # Before: a snapshot of 1 company replaced 60 without a word.
+    code, out, err = drop(cli, tmp_path, "companies_2026-10-03.csv", companies_csv(1))
+    assert code == 1
+    line = one_line(err)
+    assert "1 companies, down 98% against the 60 of the snapshot of 2026-10-01" in line
+    assert "drop it again with --force (or upload it with blob metadata force=true)" in line
+    assert staged_companies(local_env, "2026-10-03") == 0 and staged_companies(local_env, "2026-10-01") == 60
+    assert any(p.startswith("crm-drop/companies_2026-10-03.csv/") for p in quarantined(local_env))
+    assert [a["kind"] for a in read_alerts(local_env) if a["severity"] == "error"] == ["crm_file_rejected"]
+
+    code, out, err = drop(cli, tmp_path, "companies_2026-10-03.csv", companies_csv(1), "--force")
+    assert code == 0, err
+    assert "size check overridden by force: 1 companies, down 98%" in out
+    assert staged_companies(local_env, "2026-10-03") == 1
+
+
+def test_a_snapshot_down_by_more_than_a_tenth_is_staged_with_a_warning(
+    cli, local_env: Path, tmp_path: Path
+) -> None:
+    assert drop(cli, tmp_path, "companies_2026-10-01.csv", companies_csv(60))[0] == 0
+    code, out, err = drop(cli, tmp_path, "companies_2026-10-02.csv", companies_csv(50))
+    assert code == 0, err
+    assert "50 companies, down 17% against the 60 of the snapshot of 2026-10-01" in out
+    assert staged_companies(local_env, "2026-10-02") == 50
+    assert [a["kind"] for a in read_alerts(local_env)] == ["crm_file_warning"]
+    # Within a tenth: no word.
+    assert "against the" not in drop(cli, tmp_path, "companies_2026-10-04.csv", companies_csv(48))[1]
+
+
+@pytest.mark.parametrize(("delimiter", "shown"), [(";", "';'"), ("\t", "tabs")])
+def test_a_file_with_another_delimiter_is_rejected_with_a_hint(
+    cli, local_env: Path, tmp_path: Path, delimiter: str, shown: str
+) -> None:
+    # Before: "missing required column(s) ..." and nothing about the delimiter.
+    code, _out, err = drop(cli, tmp_path, "companies_2026-10-01.csv", companies_csv(3, delimiter=delimiter))
+    assert code == 1
+    assert f"it looks delimited by {shown}: the file must be comma-separated" in one_line(err)
+
+
+def test_spaces_around_values_are_trimmed_quoted_or_not(cli, local_env: Path, tmp_path: Path) -> None:
+    """The documented rule (docs/architecture.md, CRM files): exports pad fields, so values are
+    trimmed of surrounding whitespace whether they are quoted or not; inner spaces stay."""
+    data = (HEADER + '\n"  c-1  ","  Acme   Corp  ", DE ,saas,2026-09-01\n').encode()
+    assert drop(cli, tmp_path, "companies_2026-10-01.csv", data)[0] == 0
+    with duckdb.connect(str(local_env / "warehouse.duckdb"), read_only=True) as con:
+        row = con.execute("SELECT company_id, company_name, country FROM stg.crm_company_snapshot").fetchone()
+    assert row == ("c-1", "Acme   Corp", "DE")
+
+
+def test_a_folder_or_an_unsafe_name_is_one_line_and_writes_nothing(
+    cli, local_env: Path, tmp_path: Path
+) -> None:
+    code, _out, err = cli("crm-drop", str(tmp_path))
+    # Before: "no such file".
+    assert code == 1 and one_line(err) == f"error: {tmp_path} is a folder, not a CSV file"
+    good = tmp_path / "companies_2026-10-01.csv"
+    good.write_bytes(companies_csv(3))
+    # Before: a traceback (UnsafeBlobName).
+    code, _out, err = cli("crm-drop", str(good), "--name", "../evil.csv")
+    assert code == 1
+    assert "give --name a plain file name such as companies_2026-11-20.csv" in one_line(err)
+    assert not (local_env / "blobs").exists() and not (tmp_path / "evil.csv").exists()
+
+
+def test_a_redrop_of_the_same_file_says_it_was_unchanged(cli, local_env: Path, tmp_path: Path) -> None:
+    assert drop(cli, tmp_path, "companies_2026-10-01.csv", companies_csv(3))[0] == 0
+    code, out, err = drop(cli, tmp_path, "companies_2026-10-01.csv", companies_csv(3))
+    # Before: "staged" again.
+    assert code == 0, err
+    assert "snapshot 2026-10-01 unchanged: 3 rows, the same as already staged: nothing to rebuild" in out
+
+
+def test_rows_quarantined_from_a_crm_file_show_in_status(cli, local_env: Path, tmp_path: Path) -> None:
+    data = companies_csv(30, extra_rows=",Blank Id,DE,saas,2026-09-01\n")
+    code, out, _err = drop(cli, tmp_path, "companies_2026-10-01.csv", data)
+    assert code == 0
+    where = "quarantine/crm-drop/companies_2026-10-01.csv/"
+    assert f"1 quarantined ({where}" in out
+    # Before: status said nothing about the CRM side.
+    code, out, _err = cli("status")
+    assert code == 0 and "CRM files:" in out and f"1 quarantined ({where}" in out
+    code, out, _err = cli("status", "--json")
+    files = json.loads(out)["crm_files"]
+    assert [(f["blob"], f["status"], f["quarantined"]) for f in files] == [
+        ("companies_2026-10-01.csv", "staged", 1)
+    ]
+    assert files[0]["quarantine"].startswith(where) and files[0]["quarantine"].endswith("rejected-rows.jsonl")
