@@ -354,3 +354,16 @@ def test_the_simulator_command_serves_the_demo_world_for_run_and_backfill(
         simulator.send_signal(2)  # Ctrl-C
         _out, err = simulator.communicate(timeout=30)
     assert simulator.returncode == 0 and "Traceback" not in err
+
+
+def test_a_terminal_sees_each_retry_of_an_unreachable_api(cli, monkeypatch) -> None:
+    # Before: 170 s of silence.
+    url = f"http://127.0.0.1:{_free_port()}"
+    monkeypatch.setenv("USAGE_API_BASE_URL", url)
+    monkeypatch.setenv("USAGE_API_MAX_ATTEMPTS", "3")
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    code, _out, err = cli("run", "--date", DAYS[0])
+    assert code == 1 and "Traceback" not in err
+    retries = [line.strip() for line in err.splitlines() if line.strip().startswith("retrying:")]
+    assert [r.split("; retry ")[1].split(" in ")[0] for r in retries] == ["1 of 2", "2 of 2"]
+    assert retries[0].startswith(f"retrying: usage API {url}, {DAYS[0]} page 1: connection refused")
