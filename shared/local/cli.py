@@ -96,7 +96,9 @@ class _Parser(argparse.ArgumentParser):
     """argparse, with its errors in one line like every other error (its usage runs to three)."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"error: {message} (see: {self.prog} --help)\n")
+        # Control characters typed into an argument would break the line (or the terminal).
+        shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
+        self.exit(2, f"error: {shown} (see: {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -274,7 +276,11 @@ def _dispatch(args: argparse.Namespace, settings: Settings, lock: FolderLock | N
         if args.command == "report":
             from shared.local.report import write_report
 
-            path = write_report(pipeline.services, args.out or settings.local_data_dir / "report.html")
+            out = args.out or settings.local_data_dir / "report.html"
+            try:
+                path = write_report(pipeline.services, out)
+            except OSError as exc:
+                raise CliError(f"cannot write the report to {out}: {exc.strerror}") from None
             print(f"report written to {path}")
             return 0
         if args.command == "serve":

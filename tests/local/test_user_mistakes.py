@@ -367,3 +367,20 @@ def test_a_terminal_sees_each_retry_of_an_unreachable_api(cli, monkeypatch) -> N
     retries = [line.strip() for line in err.splitlines() if line.strip().startswith("retrying:")]
     assert [r.split("; retry ")[1].split(" in ")[0] for r in retries] == ["1 of 2", "2 of 2"]
     assert retries[0].startswith(f"retrying: usage API {url}, {DAYS[0]} page 1: connection refused")
+
+
+def test_a_report_that_cannot_be_written_is_one_line(cli) -> None:
+    # Found by the CLI fuzz: a traceback-worthy OSError (exit 70) for a user's bad path.
+    code, _out, err = cli("report", "--out", "/proc/self/report.html")
+    assert code == 1
+    assert _one_line(err).startswith("error: cannot write the report to /proc/self/report.html: ")
+
+
+def test_a_control_character_in_an_argument_stays_on_one_line(cli, capsys) -> None:
+    # Found by the CLI fuzz: argparse echoed a raw record separator, which splits the line.
+    with pytest.raises(SystemExit) as refused:
+        cli("run", "--date", "2026-10-01", "\x1e")
+    assert refused.value.code == 2
+    assert _one_line(capsys.readouterr().err) == (
+        "error: unrecognized arguments: \\x1e (see: python -m shared.cli --help)"
+    )
