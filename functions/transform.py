@@ -15,4 +15,4 @@ def on_transform(msg: func.ServiceBusMessage) -> None:
     with log_context(stage="transform"), settle_permanent_errors("transform", msg):
         request = TransformRequest.from_json(json_body(msg))
         with log_context(date=request.day, run_id=request.run_id):
-            run_transform(get_services(), request)
+            run_transform(get_services(), request, holder=msg.message_id or "")

@@ -126,6 +126,11 @@ class BuildParams:
     churn_max_contact_age_days: int
     crm_max_snapshot_age_days: int
     rolling_days: int = ROLLING_DAYS
+    # The run each day's changed rows are attributed to (pipeline_run_id); `run_id` otherwise.
+    day_run_ids: Mapping[date, str] = field(default_factory=dict)
+
+    def run_of(self, day: date) -> str:
+        return self.day_run_ids.get(day, self.run_id)
 
 
 @dataclass(frozen=True)

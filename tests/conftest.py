@@ -268,27 +268,31 @@ def empty_mssql_tables() -> None:
 
 
 def build_concurrently(services: Services) -> list[BaseException]:
-    """Eight transforms of overlapping golden days at once; the errors they raised."""
+    """Transforms of every golden day at once, two per day on eight threads (each marks its day,
+    one of them holds the build lease at a time); the errors they raised."""
     import threading
 
     from shared.domain.transform_plan import TransformRequest
     from shared.services.transform import run_transform
 
     errors: list[BaseException] = []
+    days = [f"2026-10-{n:02d}" for n in range(1, 11)] * 2
+    lock = threading.Lock()
 
-    def build(kind: str, on: str) -> None:
-        try:
-            run_transform(services, TransformRequest.from_json({"kind": kind, "date": on, "run_id": "t"}))
-        except BaseException as exc:
-            errors.append(exc)
+    def build() -> None:
+        while True:
+            with lock:
+                if not days:
+                    return
+                on = days.pop()
+            try:
+                run_transform(
+                    services, TransformRequest.from_json({"kind": "day", "date": on, "run_id": "t"})
+                )
+            except BaseException as exc:
+                errors.append(exc)
 
-    requests = [
-        ("usage", "2026-10-01"),
-        ("usage", "2026-10-04"),
-        ("crm", "2026-10-01"),
-        ("usage", "2026-10-02"),
-    ]
-    threads = [threading.Thread(target=build, args=request) for request in requests * 2]
+    threads = [threading.Thread(target=build) for _ in range(8)]
     for thread in threads:
         thread.start()
     for thread in threads:

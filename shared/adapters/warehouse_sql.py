@@ -25,7 +25,7 @@ CRM_COLUMNS: Sequence[Column] = (
     ("industry_tag", "text"),
     ("last_contact_at", "timestamp"),
 )
-BUILD_DAY_COLUMNS: Sequence[Column] = (("activity_date", "date"),)
+BUILD_DAY_COLUMNS: Sequence[Column] = (("activity_date", "date"), ("run_id", "text"))
 
 
 def compare(state: list[tuple[Any, ...]], checksum: str, version: str) -> StageStatus:
@@ -150,12 +150,12 @@ class SqlWarehouse(ABC):
 
         def work() -> list[tuple[Any, ...]]:
             with self._transaction() as session:
-                self._load(session, "build_day", BUILD_DAY_COLUMNS, [(d,) for d in sorted(set(days))])
+                rows = [(d, params.run_of(d)) for d in sorted(set(days))]
+                self._load(session, "build_day", BUILD_DAY_COLUMNS, rows)
                 return self._run(
                     session,
                     "build_days",
                     {
-                        "run_id": params.run_id,
                         "loaded_at": datetime.now(UTC).replace(tzinfo=None),
                         "churn_min_rolling_users": params.churn_min_rolling_users,
                         "churn_max_contact_age_days": params.churn_max_contact_age_days,

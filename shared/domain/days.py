@@ -37,11 +37,21 @@ def effective_snapshot(day: date, snapshot_dates: Iterable[date], max_age: int) 
     return max(candidates) if candidates else None
 
 
+def days_rebuilt_by_usage(day: date) -> list[date]:
+    """Days whose rows may change when `day`'s usage changes: those whose rolling window holds
+    it (D..D+6)."""
+    return [day + timedelta(days=n) for n in range(ROLLING_DAYS)]
+
+
+def days_rechecked_by_usage(day: date) -> list[date]:
+    """Days whose quality-gate baseline holds `day` but whose rolling window does not (D+7):
+    their gate is checked again; their rows cannot change."""
+    return [day + timedelta(days=n) for n in range(ROLLING_DAYS, BASELINE_DAYS + 1)]
+
+
 def days_affected_by_usage(day: date) -> list[date]:
-    """Days whose rows may change when `day`'s usage changes: the days whose rolling window
-    holds it (D..D+6), and the days whose quality-gate baseline holds it (up to D+7)."""
-    reach = max(ROLLING_DAYS - 1, BASELINE_DAYS)
-    return [day + timedelta(days=n) for n in range(reach + 1)]
+    """Every day a change to `day`'s usage reaches: rows (D..D+6) or gate (up to D+7)."""
+    return days_rebuilt_by_usage(day) + days_rechecked_by_usage(day)
 
 
 def days_affected_by_snapshot(snapshot: date, snapshot_dates: Iterable[date], max_age: int) -> list[date]:

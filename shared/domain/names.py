@@ -26,6 +26,7 @@ CRM = "crm"  # key: snapshot date; the staged snapshot
 FILES = "files"  # key: hash of a CRM blob name; what happened to each dropped file
 DAYS = "days"  # key: activity date; the build state of the analytics day
 ALERTS = "alerts"  # key: fingerprint; de-duplicates repeated alerts
+LOCKS = "locks"  # key: what is locked; the transform's build lease
 
 
 def usage_prefix(day: date, run_id: str) -> str:

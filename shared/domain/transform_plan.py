@@ -1,24 +1,34 @@
-"""The transform's decision, pure: for a changed input, which days wait, which the quality gate
-blocks, and which are built. The service carries it out (ledger, alerts, warehouse)."""
+"""The transform's decisions, pure: which days a changed input marks for the transform (a rebuild,
+or a quality-gate re-check), and, for the days pending, which wait for a snapshot, which the gate
+blocks, which are built and which stand as they are. The services carry them out."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Literal, get_args
 
 from shared.domain.days import (
     days_affected_by_snapshot,
-    days_affected_by_usage,
+    days_rebuilt_by_usage,
+    days_rechecked_by_usage,
     effective_snapshot,
     parse_day,
 )
 from shared.domain.errors import PermanentError
 from shared.domain.quality import GateResult, check_day
 
-InputKind = Literal["usage", "crm", "day"]
+# What a transform message says changed: a usage day, a CRM snapshot, one day to rebuild by
+# hand, or "pending": the rest of the pending days, left by a transform that ran out of time.
+InputKind = Literal["usage", "crm", "day", "pending"]
 INPUT_KINDS: tuple[str, ...] = get_args(InputKind)
+
+# What a pending day needs: its rows rebuilt, or only its quality gate checked again (its rows
+# cannot change). A rebuild includes the check.
+Need = Literal["build", "gate"]
+BUILD: Need = "build"
+GATE: Need = "gate"
 
 
 class BadTransformMessage(PermanentError, ValueError):
@@ -29,7 +39,7 @@ class BadTransformMessage(PermanentError, ValueError):
 
 @dataclass(frozen=True)
 class TransformRequest:
-    kind: InputKind  # which staged input changed: a usage day, a CRM snapshot, or one day by hand
+    kind: InputKind
     day: date
     run_id: str
     force: bool = False
@@ -45,44 +55,82 @@ class TransformRequest:
         return cls(body["kind"], day, str(body.get("run_id") or "manual"), bool(body.get("force")))
 
 
+def merge_needs(*needs: Need | None) -> Need:
+    """A rebuild covers a re-check: "build" wins."""
+    return BUILD if BUILD in needs else GATE
+
+
+def days_to_mark(
+    kind: InputKind,
+    day: date,
+    snapshot_dates: Iterable[date],
+    max_age: int,
+    staged_usage: Collection[str],
+) -> dict[date, Need]:
+    """The days a changed input asks the transform to look at, among the days with usage staged
+    (a day without usage has nothing to build; its own usage marks it when it arrives).
+
+    A usage day D: D..D+6 are rebuilt (their rolling window holds D), D+7 is re-checked (its
+    gate baseline holds D). A snapshot: every day it is now the effective snapshot of."""
+    marks: dict[date, Need]
+    if kind == "usage":
+        marks = {d: GATE for d in days_rechecked_by_usage(day)}
+        marks.update({d: BUILD for d in days_rebuilt_by_usage(day)})
+    elif kind == "crm":
+        marks = {d: BUILD for d in days_affected_by_snapshot(day, snapshot_dates, max_age)}
+    else:
+        marks = {day: BUILD}
+    return {d: need for d, need in marks.items() if d.isoformat() in staged_usage}
+
+
 @dataclass(frozen=True)
 class TransformPlan:
     waiting: list[date] = field(default_factory=list)  # usage staged, no effective snapshot yet
     blocked: list[date] = field(default_factory=list)  # the quality gate said no
     to_build: list[date] = field(default_factory=list)
-    gates: dict[date, GateResult] = field(default_factory=dict)  # every blocked or built day's gate
-    # Days planned again only because they were decided under other rules: their input did
-    # not change, so their gate's warnings were raised when they were first built.
+    standing: list[date] = field(default_factory=list)  # re-checked, passed, rows stand as built
+    skipped: list[date] = field(default_factory=list)  # no usage staged: nothing to build
+    deferred: list[date] = field(default_factory=list)  # past this round's limit: the next round
+    gates: dict[date, GateResult] = field(default_factory=dict)  # every checked day's gate
+    # Days planned only because they were decided under other rules: their input did not
+    # change, so their gate's warnings were raised when they were first built.
     rules_only: set[date] = field(default_factory=set)
 
 
-def affected_days(request: TransformRequest, snapshot_dates: list[date], max_age: int) -> list[date]:
-    """Days whose rows or gate may change when the named input changes."""
-    if request.kind == "usage":
-        return days_affected_by_usage(request.day)
-    if request.kind == "crm":
-        return days_affected_by_snapshot(request.day, snapshot_dates, max_age)
-    return [request.day]
-
-
 def plan_transform(
-    request: TransformRequest,
+    pending: Mapping[date, Need],
     usage: Mapping[str, Mapping[str, Any]],
     snapshot_dates: list[date],
     max_age: int,
+    *,
     stale: Iterable[date] = (),
+    built: Collection[date] = (),
+    limit: int | None = None,
 ) -> TransformPlan:
-    """`usage` is the ledger's staged-usage entries by ISO date; `snapshot_dates` the staged
-    snapshots; `stale` the days decided under other rules, planned again with the affected ones."""
-    affected = affected_days(request, snapshot_dates, max_age)
-    plan = TransformPlan(rules_only=set(stale) - set(affected))
-    for day in sorted({*affected, *plan.rules_only}):
+    """`pending` is what the marks ask for each day; `usage` the ledger's staged-usage entries by
+    ISO date; `stale` the days decided under other rules (rebuilt with the pending ones); `built`
+    the days whose rows are built. The first `limit` days are planned, in date order; the rest
+    are deferred to the next round."""
+    stale = set(stale)
+    wanted = {d: BUILD for d in stale}
+    for d, need in pending.items():
+        wanted[d] = merge_needs(need, wanted.get(d))
+    ordered = sorted(wanted)
+    planned = ordered if limit is None else ordered[:limit]
+    plan = TransformPlan(rules_only=stale - set(pending), deferred=ordered[len(planned) :])
+    for day in planned:
         if day.isoformat() not in usage:
-            continue  # nothing staged for that day yet: its own usage will trigger it
+            plan.skipped.append(day)
+            continue
         if effective_snapshot(day, snapshot_dates, max_age) is None:
             plan.waiting.append(day)
             continue
         gate = check_day(day, usage)
         plan.gates[day] = gate
-        (plan.to_build if gate.passed else plan.blocked).append(day)
+        if not gate.passed:
+            plan.blocked.append(day)
+        elif wanted[day] == GATE and day in built:
+            plan.standing.append(day)
+        else:
+            plan.to_build.append(day)
     return plan

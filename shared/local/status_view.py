@@ -19,6 +19,8 @@ def day_line(view: dict[str, Any]) -> str:
             f"  last build: {build.get('inserted', 0)} new, {build.get('updated', 0)} updated,"
             f" {build.get('deleted', 0)} removed"
         )
+        if build.get("pending"):
+            text += f"  ({'rebuild' if build['pending'] == 'build' else 'gate check'} pending)"
         return text + (f"  warnings: {'; '.join(warnings)}" if warnings else "")
     if state == "waiting":
         return f"{day}  waiting    usage staged ({usage.get('staged', 0)} records); {build.get('reason')}"

@@ -22,13 +22,14 @@ from shared.domain.blob_names import check_blob_name
 from shared.domain.crm_csv import CrmFileRejected, RejectedRow, parse_crm_snapshot
 from shared.domain.errors import PermanentError
 from shared.domain.quality import check_snapshot_size
-from shared.domain.transform_plan import InputKind
+from shared.domain.transform_plan import InputKind, days_to_mark
 from shared.domain.usage_page import parse_page
 from shared.domain.usage_records import ValidatedDay, validate_page
 from shared.observability.context import bind
 from shared.ports import BlobNotFound, Lineage, OutgoingMessage, Services, StageStatus
 from shared.services.alerts import raise_alert
 from shared.services.ledger import update_entry
+from shared.services.pending import mark_days
 
 log = logging.getLogger(__name__)
 
@@ -124,11 +125,35 @@ def _announce_staged(
     force: bool,
 ) -> None:
     """After a load: unless it was stale, record the staged input in the ledger (never moving it
-    back to an older version) and ask the transform to build what it affects."""
+    back to an older version), mark the days it affects for the transform, and wake the transform.
+
+    The marks come after the record (a transform that sees a mark sees the input) and are
+    themselves recorded (`days_marked`), so a redelivered load marks again only if the first one
+    died before it had marked: a re-run of what is staged already rebuilds nothing."""
     if outcome.status == "stale":
         log.info("%s %s: %s is older than what is staged; nothing to do", kind, outcome.key, source)
         return
-    _record_latest(services, names.USAGE if kind == "usage" else names.CRM, outcome.key, entry)
+    partition = names.USAGE if kind == "usage" else names.CRM
+    before = services.ledger.get(partition, outcome.key)
+    marked = (
+        before is not None
+        and before.data.get("checksum") == entry["checksum"]
+        and bool(before.data.get("force")) == force
+        and bool(before.data.get("days_marked"))
+    )
+    _record_latest(services, partition, outcome.key, {**entry, "days_marked": marked})
+    if not marked:
+        _mark_affected_days(services, kind, date.fromisoformat(outcome.key), outcome.run_id)
+        update_entry(
+            services.ledger,
+            partition,
+            outcome.key,
+            lambda current: (
+                {**current, "days_marked": True}
+                if current and current.get("checksum") == entry["checksum"]
+                else None
+            ),
+        )
     log.info(
         "%s %s %s from %s: %d staged, %d quarantined, %s (run %s)",
         kind,
@@ -141,6 +166,14 @@ def _announce_staged(
         outcome.run_id,
     )
     _send_transform(services, kind, outcome.key, outcome.run_id, str(entry["checksum"]), force)
+
+
+def _mark_affected_days(services: Services, kind: InputKind, day: date, run_id: str) -> None:
+    """The days the staged input affects, among those with usage staged, marked for the transform."""
+    staged = {e.key for e in services.ledger.query(names.USAGE)}
+    snapshots = [date.fromisoformat(e.key) for e in services.ledger.query(names.CRM)]
+    max_age = services.settings.crm_max_snapshot_age_days
+    mark_days(services, days_to_mark(kind, day, snapshots, max_age, staged), run_id)
 
 
 def handle_blob_created(services: Services, event: Any, message_id: str = "") -> StageOutcome | None:

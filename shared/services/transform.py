@@ -1,13 +1,16 @@
-"""Fan-in and transform: from "an input changed" to rebuilt analytics days.
+"""Fan-in and transform: from "inputs changed" to rebuilt analytics days, each day built once.
 
-A message names one staged input (a usage day or a CRM snapshot). The ledger says which
-inputs are staged; `plan_transform` (domain) decides which affected days wait, which the
-quality gate blocks and which are built; this service raises the alerts, records each day's
-state and has the warehouse rebuild the days from staging with one set-based MERGE. Each day
-records the rules it was decided under; days decided under other rules are planned again with
-the next build, so a change of CHURN_* or CRM_MAX_SNAPSHOT_AGE_DAYS never leaves a mixed table.
-Because
-every build recomputes from what is staged at that moment, duplicates, reordering and replays
+Loaders mark the days an input affects in the ledger (`shared.services.pending`) and send one
+transform message each. A transform message is a wake-up, not a work order: the transform takes
+every pending mark, plans them together (`plan_transform`: which days wait for a snapshot, which
+the quality gate blocks, which are built, which only needed their gate checked again), raises the
+alerts, has the warehouse rebuild the days in one set-based MERGE per round, and clears the marks
+it acted on. A transform whose marks another transform already built finds nothing to do. One
+transform builds at a time (`build_lease`), so a burst of messages does the work once.
+
+Each day records the rules it was decided under; days decided under other rules are rebuilt with
+the next round, so a change of CHURN_* or CRM_MAX_SNAPSHOT_AGE_DAYS never leaves a mixed table.
+Every build recomputes from what is staged at that moment, so duplicates, reordering and replays
 of these messages cannot change the outcome: the table converges.
 """
 
@@ -15,24 +18,29 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+import uuid
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any, Literal
+from typing import Any
 
 from shared.domain import names
 from shared.domain.alerts import Alert
 from shared.domain.days import ROLLING_DAYS
 from shared.domain.rules import Rules, stale_days
-from shared.domain.transform_plan import TransformPlan, TransformRequest, plan_transform
-from shared.ports import BuildParams, BuildResult, Services
+from shared.domain.transform_plan import BUILD, TransformPlan, TransformRequest, days_to_mark, plan_transform
+from shared.ports import BuildParams, OutgoingMessage, Services
+from shared.services import build_lease
 from shared.services.alerts import raise_alert
-from shared.services.ledger import update_entry
+from shared.services.pending import PendingDay, mark_days, pending_days, settle_day
 
 log = logging.getLogger(__name__)
 
-# A day's build state in the ledger's `days` partition.
-DayStatus = Literal["waiting", "gate_failed", "built"]
+# One build (one warehouse transaction) takes at most this many days: a long backfill is built in
+# rounds, so no transaction and no function invocation grows without bound.
+MAX_DAYS_PER_BUILD = 31
+# After this long, what is still pending goes to a new transform message instead: the function
+# timeout (host.json, 10 minutes) must never cut a round off.
+WORK_BUDGET_S = 300.0
 
 
 @dataclass
@@ -40,82 +48,123 @@ class TransformOutcome:
     built: list[str] = field(default_factory=list)
     waiting: list[str] = field(default_factory=list)
     blocked: list[str] = field(default_factory=list)
+    rechecked: list[str] = field(default_factory=list)  # gate checked again, rows stand
     rows_changed: int = 0
+    deferred: bool = False  # the rest was left to another transform (the lease, or the budget)
 
 
-def run_transform(services: Services, request: TransformRequest) -> TransformOutcome:
-    rules = services.settings.rules()
-    usage = {e.key: e.data for e in services.ledger.query(names.USAGE)}
-    snapshots = sorted(date.fromisoformat(e.key) for e in services.ledger.query(names.CRM))
-    stale = stale_days({e.key: e.data for e in services.ledger.query(names.DAYS)}, rules)
-    plan = plan_transform(request, usage, snapshots, rules.crm_max_snapshot_age_days, stale)
-    if plan.rules_only:
-        log.warning(
-            "%d days were decided under other rules; rebuilding them under %s",
-            len(plan.rules_only),
-            rules.short(),
-        )
+@dataclass
+class _Round:
+    """One plan over the ledger, carried out."""
 
-    _record_waiting(services, request, plan, rules)
-    _record_gates(services, request, plan, rules)
-    # Waiting days go to the warehouse too: one that lost its snapshot (a lower snapshot age
-    # limit) must lose the rows it was built with.
-    result = services.warehouse.build_days(
-        plan.to_build + plan.waiting,
-        BuildParams(
-            run_id=request.run_id,
-            churn_min_rolling_users=rules.churn_min_rolling_users,
-            churn_max_contact_age_days=rules.churn_max_contact_age_days,
-            crm_max_snapshot_age_days=rules.crm_max_snapshot_age_days,
-            rolling_days=ROLLING_DAYS,
-        ),
-    )
-    _record_built(services, request, plan, result, rules)
+    services: Services
+    request: TransformRequest
+    rules: Rules
+    outcome: TransformOutcome
+    tried: dict[date, str] = field(default_factory=dict)  # day -> the mark's token ("" for stale)
 
-    outcome = TransformOutcome(
-        built=[d.activity_date.isoformat() for d in result.days],
-        waiting=[d.isoformat() for d in plan.waiting],
-        blocked=[d.isoformat() for d in plan.blocked],
-        rows_changed=result.changed,
-    )
+
+def run_transform(services: Services, request: TransformRequest, holder: str = "") -> TransformOutcome:
+    """Build everything pending. `holder` names this attempt for the build lease: the message id,
+    so that a redelivery of the same message takes over a lease its dead attempt left behind."""
+    holder = holder or f"{request.run_id}/{uuid.uuid4().hex[:8]}"
+    if request.kind == "day":
+        _mark_requested_day(services, request)
+    work = _Round(services, request, services.settings.rules(), TransformOutcome())
+    started = services.clock()
+    while True:
+        if not build_lease.acquire(services, holder):
+            # The holder looks for pending days after it lets go: it builds ours too.
+            log.info(
+                "another transform is building (%s); it takes this change too",
+                build_lease.holder_of(services),
+            )
+            work.outcome.deferred = True
+            break
+        try:
+            while _one_round(work):
+                if (services.clock() - started).total_seconds() > WORK_BUDGET_S:
+                    break
+                build_lease.acquire(services, holder)  # extend it for the next round
+        finally:
+            build_lease.release(services, holder)
+        if not _work_left(work):
+            break
+        if (services.clock() - started).total_seconds() > WORK_BUDGET_S:
+            _continue_later(services, request)
+            work.outcome.deferred = True
+            break
+    outcome = work.outcome
     log.info(
-        "transform %s %s (run %s): built %s, waiting %s, blocked %s, %d rows changed",
+        "transform %s %s (run %s): built %s, waiting %s, blocked %s, rechecked %s, %d rows changed",
         request.kind,
         request.day,
         request.run_id,
         outcome.built or "-",
         outcome.waiting or "-",
         outcome.blocked or "-",
+        outcome.rechecked or "-",
         outcome.rows_changed,
     )
     return outcome
 
 
-def _record_waiting(services: Services, request: TransformRequest, plan: TransformPlan, rules: Rules) -> None:
-    for day in plan.waiting:
-        _set_day(
-            services,
-            day,
-            "waiting",
-            {
-                "reason": f"no CRM snapshot within {rules.crm_max_snapshot_age_days} days",
-                "run_id": request.run_id,
-                "rules": rules.encode(),
-            },
+def _mark_requested_day(services: Services, request: TransformRequest) -> None:
+    """A day rebuilt by hand is marked like any other, if it has usage to build from."""
+    staged = {e.key for e in services.ledger.query(names.USAGE)}
+    mark_days(services, days_to_mark("day", request.day, [], 0, staged), request.run_id)
+
+
+def _one_round(work: _Round) -> bool:
+    """Plan the pending days (and the days decided under other rules) up to one build's worth,
+    and carry the plan out. False when there was nothing left to do."""
+    services, rules = work.services, work.rules
+    usage = {e.key: e.data for e in services.ledger.query(names.USAGE)}
+    snapshots = sorted(date.fromisoformat(e.key) for e in services.ledger.query(names.CRM))
+    day_entries = services.ledger.query(names.DAYS)
+    states = {e.key: e.data for e in day_entries}
+    pending = {d: p for d, p in pending_days(day_entries).items() if work.tried.get(d) != p.token}
+    stale = [d for d in stale_days(states, rules) if d not in work.tried]
+    if not pending and not stale:
+        return False
+    built = {date.fromisoformat(k) for k, s in states.items() if s.get("status") == "built"}
+    plan = plan_transform(
+        {d: p.need for d, p in pending.items()},
+        usage,
+        snapshots,
+        rules.crm_max_snapshot_age_days,
+        stale=stale,
+        built=built,
+        limit=MAX_DAYS_PER_BUILD,
+    )
+    if plan.rules_only:
+        log.warning(
+            "%d days were decided under other rules; rebuilding them under %s",
+            len(plan.rules_only),
+            rules.short(),
         )
+    planned = [*plan.skipped, *plan.waiting, *plan.blocked, *plan.standing, *plan.to_build]
+    work.tried.update({d: pending[d].token if d in pending else "" for d in planned})
+    _carry_out(work, plan, pending)
+    return True
 
 
-def _record_gates(services: Services, request: TransformRequest, plan: TransformPlan, rules: Rules) -> None:
-    """Warnings of every checked day, and the errors of the days the gate blocked."""
-    for day, gate in plan.gates.items():
-        if day in plan.rules_only:
-            continue  # raised when the day was first checked; its input has not changed
-        key = day.isoformat()
-        for warning in gate.warnings:
-            raise_alert(
-                services.bus,
-                Alert("warning", "quality-gate", "quality_warning", warning, request.run_id, key),
-            )
+def _carry_out(work: _Round, plan: TransformPlan, pending: dict[date, PendingDay]) -> None:
+    services, request, rules, outcome = work.services, work.request, work.rules, work.outcome
+    encoded = rules.encode()
+    for day in plan.skipped:
+        settle_day(services, day, pending.get(day))
+    for day in plan.waiting:
+        reason = f"no CRM snapshot within {rules.crm_max_snapshot_age_days} days"
+        state: dict[str, Any] = {
+            "status": "waiting",
+            "reason": reason,
+            "run_id": _run_of(day, pending, request),
+            "rules": encoded,
+        }
+        settle_day(services, day, pending.get(day), state)
+        outcome.waiting.append(day.isoformat())
+    _raise_warnings(work, plan)
     for day in plan.blocked:
         gate, key = plan.gates[day], day.isoformat()
         raise_alert(
@@ -125,53 +174,103 @@ def _record_gates(services: Services, request: TransformRequest, plan: Transform
                 "quality-gate",
                 "quality_error",
                 f"{key} not built: " + "; ".join(gate.errors),
-                request.run_id,
+                _run_of(day, pending, request),
                 key,
                 detail="replay the day with force to override",
             ),
         )
-        _set_day(
-            services,
-            day,
-            "gate_failed",
-            {
-                "errors": json.dumps(gate.errors),
-                "warnings": json.dumps(gate.warnings),
-                "run_id": request.run_id,
-                "rules": rules.encode(),
-            },
-        )
+        state = {
+            "status": "gate_failed",
+            "errors": json.dumps(gate.errors),
+            "warnings": json.dumps(gate.warnings),
+            "run_id": _run_of(day, pending, request),
+            "rules": encoded,
+        }
+        settle_day(services, day, pending.get(day), state)
+        outcome.blocked.append(key)
+    for day in plan.standing:
+        settle_day(services, day, pending.get(day))
+        outcome.rechecked.append(day.isoformat())
 
-
-def _record_built(
-    services: Services, request: TransformRequest, plan: TransformPlan, result: BuildResult, rules: Rules
-) -> None:
+    # Waiting days go to the warehouse too: one that lost its snapshot (a lower snapshot age
+    # limit) must lose the rows it was built with.
+    run_ids = {d: _run_of(d, pending, request) for d in plan.to_build + plan.waiting}
+    result = services.warehouse.build_days(
+        plan.to_build + plan.waiting,
+        BuildParams(
+            run_id=request.run_id,
+            churn_min_rolling_users=rules.churn_min_rolling_users,
+            churn_max_contact_age_days=rules.churn_max_contact_age_days,
+            crm_max_snapshot_age_days=rules.crm_max_snapshot_age_days,
+            rolling_days=ROLLING_DAYS,
+            day_run_ids=run_ids,
+        ),
+    )
     built_at = services.clock().isoformat()
     for built in result.days:
         gate = plan.gates[built.activity_date]
         notes = gate.warnings + (
             [f"errors overridden by a forced replay: {'; '.join(gate.errors)}"] if gate.overridden else []
         )
-        _set_day(
-            services,
-            built.activity_date,
-            "built",
-            {
-                "snapshot_date": built.snapshot_date.isoformat(),
-                "rows": built.rows,
-                "inserted": built.inserted,
-                "updated": built.updated,
-                "deleted": built.deleted,
-                "warnings": json.dumps(notes),
-                "errors": "[]",
-                "run_id": request.run_id,
-                "built_at": built_at,
-                "rules": rules.encode(),
-            },
-        )
+        state = {
+            "status": "built",
+            "snapshot_date": built.snapshot_date.isoformat(),
+            "rows": built.rows,
+            "inserted": built.inserted,
+            "updated": built.updated,
+            "deleted": built.deleted,
+            "warnings": json.dumps(notes),
+            "errors": "[]",
+            "run_id": run_ids[built.activity_date],
+            "built_at": built_at,
+            "rules": encoded,
+        }
+        settle_day(services, built.activity_date, pending.get(built.activity_date), state)
+        outcome.built.append(built.activity_date.isoformat())
+    outcome.rows_changed += result.changed
 
 
-def _set_day(services: Services, day: date, status: DayStatus, data: Mapping[str, Any]) -> None:
-    """Record a day's build state over what the ledger holds for it."""
-    new = {**data, "status": status, "updated_at": services.clock().isoformat()}
-    update_entry(services.ledger, names.DAYS, day.isoformat(), lambda current: {**(current or {}), **new})
+def _raise_warnings(work: _Round, plan: TransformPlan) -> None:
+    """Warnings of every checked day, but of the days rebuilt only for a change of rules: their
+    input did not change, so their warnings were raised when they were first checked."""
+    for day, gate in plan.gates.items():
+        if day in plan.rules_only:
+            continue
+        for warning in gate.warnings:
+            raise_alert(
+                work.services.bus,
+                Alert(
+                    "warning",
+                    "quality-gate",
+                    "quality_warning",
+                    warning,
+                    work.request.run_id,
+                    day.isoformat(),
+                ),
+            )
+
+
+def _run_of(day: date, pending: dict[date, PendingDay], request: TransformRequest) -> str:
+    """The run whose input asked for the day's rebuild: the lineage its rows carry."""
+    mark = pending.get(day)
+    return mark.run_id if mark is not None and mark.need == BUILD and mark.run_id else request.run_id
+
+
+def _work_left(work: _Round) -> bool:
+    """Anything pending that this transform has not acted on yet: marked while it held the lease."""
+    services = work.services
+    day_entries = services.ledger.query(names.DAYS)
+    if any(work.tried.get(d) != p.token for d, p in pending_days(day_entries).items()):
+        return True
+    states = {e.key: e.data for e in day_entries}
+    return any(d not in work.tried for d in stale_days(states, work.rules))
+
+
+def _continue_later(services: Services, request: TransformRequest) -> None:
+    """Hand what is still pending to a new transform message: this one has used its time."""
+    body = {"kind": "pending", "date": request.day.isoformat(), "run_id": request.run_id}
+    message_id = f"transform-pending-{uuid.uuid4().hex}"
+    services.bus.send(names.TRANSFORM_QUEUE, [OutgoingMessage(body=body, message_id=message_id)])
+    log.info(
+        "transform %s: more pending after %.0f s; continued in %s", request.run_id, WORK_BUDGET_S, message_id
+    )

@@ -1,4 +1,4 @@
--- Rebuild the days listed in the temp table build_day (activity_date) from staging
+-- Rebuild the days listed in the temp table build_day (activity_date, run_id) from staging
 -- and MERGE them into analytics.company_daily_activity. The adapter runs this file in one
 -- transaction. Only the built days and the $rolling_days - 1 days before them are read, so the
 -- cost follows the days being rebuilt, not the history the table holds. Rows whose values did not change
@@ -7,7 +7,7 @@
 -- 0. Which of the requested days can be built, and from which snapshot. Decided here, inside
 --    the build's transaction, from what is staged now: a plan made earlier may be out of date.
 CREATE OR REPLACE TEMP TABLE build_plan AS
-SELECT d.activity_date,
+SELECT d.activity_date, d.run_id,
        (SELECT MAX(s.snapshot_date)
           FROM stg.crm_snapshot AS s
          WHERE s.snapshot_date <= d.activity_date
@@ -73,7 +73,8 @@ joined AS (
            d.snapshot_date AS crm_snapshot_date,
            r.active_users, r.events, r.rolling_7d_active_users, r.rolling_7d_events,
            o.usage_days_observed_7d,
-           datediff('day', CAST(s.last_contact_at AS DATE), r.activity_date) AS days_since_last_contact
+           datediff('day', CAST(s.last_contact_at AS DATE), r.activity_date) AS days_since_last_contact,
+           d.run_id
     FROM rolling AS r
     JOIN build_plan AS d ON d.activity_date = r.activity_date
     JOIN observed AS o ON o.activity_date = r.activity_date
@@ -97,7 +98,9 @@ SELECT company_id, activity_date, company_name, country, industry_tag, last_cont
        (rolling_7d_active_users = 0
         OR (rolling_7d_active_users < $churn_min_rolling_users
             AND (days_since_last_contact IS NULL OR days_since_last_contact > $churn_max_contact_age_days))
-       ) AS is_churn_risk
+       ) AS is_churn_risk,
+       -- The run whose input asked for the day's rebuild: written only with a changed row.
+       run_id AS build_run_id
 FROM joined;
 
 -- 2. New rows and rows whose values changed.
@@ -157,7 +160,7 @@ WHEN MATCHED THEN UPDATE SET
     usage_days_observed_7d = s.usage_days_observed_7d,
     days_since_last_contact = s.days_since_last_contact,
     is_churn_risk = s.is_churn_risk,
-    pipeline_run_id = $run_id,
+    pipeline_run_id = s.build_run_id,
     loaded_at = $loaded_at
 WHEN NOT MATCHED THEN INSERT (
     company_id, activity_date, company_name, country, industry_tag, last_contact_at,
@@ -168,7 +171,7 @@ WHEN NOT MATCHED THEN INSERT (
     s.company_id, s.activity_date, s.company_name, s.country, s.industry_tag, s.last_contact_at,
     s.crm_snapshot_date, s.active_users, s.events, s.events_per_user, s.rolling_7d_active_users,
     s.rolling_7d_events, s.usage_days_observed_7d, s.days_since_last_contact, s.is_churn_risk,
-    $run_id, $loaded_at
+    s.build_run_id, $loaded_at
 );
 
 -- 5. What happened, per day (the adapter returns the last statement's rows).

@@ -1,11 +1,10 @@
 SET NOCOUNT ON;
-DECLARE @run_id NVARCHAR(64) = ?;
 DECLARE @loaded_at DATETIME2(6) = ?;
 DECLARE @churn_min_rolling_users INT = ?;
 DECLARE @churn_max_contact_age_days INT = ?;
 DECLARE @crm_max_snapshot_age_days INT = ?;
 DECLARE @rolling_days INT = ?;
--- Rebuild the days listed in the session temp table #build_day (activity_date) from staging
+-- Rebuild the days listed in the session temp table #build_day (activity_date, run_id) from staging
 -- and MERGE them into analytics.company_daily_activity. The adapter runs this batch inside one
 -- transaction. Only the built days and the @rolling_days - 1 days before them are read, so the cost follows
 -- the days being rebuilt, not the history the table holds. Rows whose values did not change
@@ -43,7 +42,7 @@ DROP TABLE IF EXISTS #build_removed;
 --    the build's transaction, from what is staged now: a plan made earlier may be out of date.
 --    The effective snapshot is the latest one on or before the day, at most
 --    @crm_max_snapshot_age_days old; a day also needs a staged usage dataset.
-SELECT d.activity_date,
+SELECT d.activity_date, d.run_id,
        (SELECT MAX(s.snapshot_date)
           FROM stg.crm_snapshot AS s
          WHERE s.snapshot_date <= d.activity_date
@@ -113,7 +112,8 @@ joined AS (
            d.snapshot_date AS crm_snapshot_date,
            r.active_users, r.events, r.rolling_7d_active_users, r.rolling_7d_events,
            o.usage_days_observed_7d,
-           DATEDIFF(day, CAST(s.last_contact_at AS DATE), r.activity_date) AS days_since_last_contact
+           DATEDIFF(day, CAST(s.last_contact_at AS DATE), r.activity_date) AS days_since_last_contact,
+           d.run_id
     FROM rolling AS r
     JOIN #build_plan AS d ON d.activity_date = r.activity_date
     JOIN observed AS o ON o.activity_date = r.activity_date
@@ -136,7 +136,9 @@ SELECT company_id, activity_date, company_name, country, industry_tag, last_cont
                    OR (rolling_7d_active_users < @churn_min_rolling_users
                        AND (days_since_last_contact IS NULL
                             OR days_since_last_contact > @churn_max_contact_age_days))
-                 THEN 1 ELSE 0 END AS BIT) AS is_churn_risk
+                 THEN 1 ELSE 0 END AS BIT) AS is_churn_risk,
+       -- The run whose input asked for the day's rebuild: written only with a changed row.
+       CAST(run_id AS NVARCHAR(64)) AS build_run_id
 INTO #build_source
 FROM joined;
 
@@ -196,7 +198,7 @@ WHEN MATCHED THEN UPDATE SET
     usage_days_observed_7d = s.usage_days_observed_7d,
     days_since_last_contact = s.days_since_last_contact,
     is_churn_risk = s.is_churn_risk,
-    pipeline_run_id = @run_id,
+    pipeline_run_id = s.build_run_id,
     loaded_at = @loaded_at
 WHEN NOT MATCHED BY TARGET THEN INSERT (
     company_id, activity_date, company_name, country, industry_tag, last_contact_at,
@@ -207,7 +209,7 @@ WHEN NOT MATCHED BY TARGET THEN INSERT (
     s.company_id, s.activity_date, s.company_name, s.country, s.industry_tag, s.last_contact_at,
     s.crm_snapshot_date, s.active_users, s.events, s.events_per_user, s.rolling_7d_active_users,
     s.rolling_7d_events, s.usage_days_observed_7d, s.days_since_last_contact, s.is_churn_risk,
-    @run_id, @loaded_at
+    s.build_run_id, @loaded_at
 );
 
 -- 5. What happened, per day: the batch's only result set (the adapter keeps the last one).

@@ -124,6 +124,7 @@ def test_a_failure_that_may_pass_later_is_still_retried_until_it_dead_letters(
     def broken(*args: object, **kwargs: object) -> None:
         raise OSError("disk full")
 
+    pipeline.replay({"date": "2026-10-01"})  # staged, and waiting for its snapshot
     monkeypatch.setattr(pipeline.services.warehouse, "build_days", broken)
     pipeline.services.bus.send(
         names.TRANSFORM_QUEUE,

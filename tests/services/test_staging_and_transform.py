@@ -55,14 +55,16 @@ def test_a_day_waits_for_its_snapshot_then_builds(
     assert services.ledger.get(names.DAYS, ISO).data["status"] == "waiting"  # type: ignore[union-attr]
 
     services.blobs.put(names.CRM_CONTAINER, f"companies_{ISO}.csv", CRM.encode())
-    assert load_crm_drop(services, f"companies_{ISO}.csv").status == "staged"
+    loaded = load_crm_drop(services, f"companies_{ISO}.csv")
+    assert loaded.status == "staged"
     built = run_transform(services, TransformRequest("crm", DAY, "run-2"))
     assert built.built == [ISO] and built.rows_changed == 12
     day = services.ledger.get(names.DAYS, ISO)
+    # The rows carry the run whose input asked for the build: the snapshot's.
     assert day is not None and (day.data["status"], day.data["rows"], day.data["run_id"]) == (
         "built",
         12,
-        "run-2",
+        loaded.run_id,
     )
     assert run_transform(services, TransformRequest("day", DAY, "run-3")).rows_changed == 0  # nothing changed
 
