@@ -10,6 +10,7 @@ the one rule in `shared.domain.http_status`, and the fetch service walks the pag
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -79,7 +80,12 @@ class UsageApiClient:
         self.max_attempts = max_attempts
         self.unreachable_s = unreachable_s
         self.clock = clock
-        self.session = session or _pooled_session(pool_size)
+        self.session = session or _pooled_session(pool_size, self.base_url)
+        self._headers = {
+            **self.session.headers,
+            "Authorization": f"Bearer {api_key}",
+            "Accept": "application/json",
+        }
         self.sleep = sleep
         self.limiter = limiter
         self._lock = threading.Lock()  # fetch workers share one client
@@ -156,13 +162,17 @@ class UsageApiClient:
         ticket = self.limiter.acquire() if self.limiter else 0  # every attempt, retries included
         with self._lock:
             self.attempts += 1
+        request = requests.PreparedRequest()
+        request.prepare(
+            method="GET",
+            url=f"{self.base_url}/v2/usage",
+            params={"date": day.isoformat(), "page": str(number), "page_size": str(self.page_size)},
+            headers=self._headers,
+        )
         try:
-            response = self.session.get(
-                f"{self.base_url}/v2/usage",
-                params={"date": day.isoformat(), "page": str(number), "page_size": str(self.page_size)},
-                headers={"Authorization": f"Bearer {self._api_key}", "Accept": "application/json"},
-                timeout=(min(10.0, self.timeout_s), self.timeout_s),
-            )
+            # send() rather than get(): get() merges the session and the environment into every
+            # request, which cost more than parsing the page; both are merged once, here.
+            response = self.session.send(request, timeout=(min(10.0, self.timeout_s), self.timeout_s))
             body = response.content  # reading the body can time out or be cut off too
         except requests.RequestException as exc:
             cause = _no_answer_cause(exc, min(10.0, self.timeout_s))
@@ -224,13 +234,21 @@ def _innermost(exc: BaseException) -> str:
     return text.rsplit(": ", 1)[-1].rstrip(")\"'") or exc.__class__.__name__
 
 
-def _pooled_session(pool_size: int) -> requests.Session:
+def _pooled_session(pool_size: int, base_url: str) -> requests.Session:
     """A session whose pool keeps a connection per worker thread (requests' default keeps 10 and
-    drops the rest after use). urllib3's pool is thread-safe; we set no per-request session state."""
+    drops the rest after use). urllib3's pool is thread-safe; we set no per-request session state.
+
+    The environment (HTTP(S)_PROXY and NO_PROXY for the API's host, REQUESTS_CA_BUNDLE) is read
+    once here instead of on every request, as requests does while trust_env is on."""
     session = requests.Session()
     adapter = HTTPAdapter(pool_maxsize=max(10, pool_size))
     session.mount("https://", adapter)
     session.mount("http://", adapter)
+    session.proxies = requests.utils.get_environ_proxies(base_url)
+    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    if bundle:
+        session.verify = bundle
+    session.trust_env = False
     return session
 
 

@@ -43,8 +43,9 @@ from types import TracebackType
 from typing import Any, Literal, NamedTuple, get_args
 from urllib.parse import parse_qs, urlsplit
 
-RecordSource = Callable[[date], list[dict[str, Any]]]
-"""All records the API returns for a date, in the order it returns them."""
+RecordSource = Callable[[date], Sequence[dict[str, Any]]]
+"""All records the API returns for a date, in the order it returns them. The simulator reads
+them as they are, page by page, and never changes them."""
 
 USAGE_PATH = "/v2/usage"
 DEFAULT_PAGE_SIZE = 500
@@ -406,7 +407,10 @@ class _Handler(BaseHTTPRequestHandler):
             return
 
         try:
-            records = list(sim._records(day))
+            # Served as the source holds it: a page is a slice, the day is never copied (a copy
+            # of 500,000 records per request made the simulator, not the client, the bottleneck).
+            answer = sim._records(day)
+            records = answer if isinstance(answer, Sequence) else list(answer)
         except Exception as exc:
             sim._record(RequestRecord(raw_date, page, page_size, 500, None))
             self._send_json(500, {"error": f"record source failed: {type(exc).__name__}"})
@@ -451,12 +455,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     @staticmethod
     def _page_body(
-        records: list[dict[str, Any]], page: int, page_size: int, include_total_pages: bool
+        records: Sequence[dict[str, Any]], page: int, page_size: int, include_total_pages: bool
     ) -> dict[str, Any]:
         total_pages = math.ceil(len(records) / page_size)
         start = (page - 1) * page_size
         body: dict[str, Any] = {
-            "data": records[start : start + page_size],
+            "data": list(records[start : start + page_size]),
             "page": page,
             "page_size": page_size,
             "has_next_page": page < total_pages,

@@ -105,7 +105,8 @@ def fetch_day(
             state.get("records", 0),
             message=f"{key} already fetched by {state['run_id']}; re-announced its manifest",
         )
-    if state.get("status") == "running" or (complete and not force):
+    resuming = state.get("status") == "running" or (complete and not force)
+    if resuming:
         run_id, force = state["run_id"], bool(state.get("force")) or force  # resume the cut-off run
     else:
         run_id = new_run_id("fetch", services.clock())
@@ -121,7 +122,7 @@ def fetch_day(
     try:
         client = client or services.usage_api(services.settings)
         try:
-            pages = _land_pages(services, client, day, run_id)
+            pages = _land_pages(services, client, day, run_id, resuming=resuming)
         except ApiUnreachable as exc:
             if exc.page != 1:
                 raise
@@ -179,7 +180,9 @@ def fetch_day(
     return FetchOutcome("fetched", run_id, len(pages), manifest["record_count"], reused)
 
 
-def _land_pages(services: Services, client: UsageApi, day: date, run_id: str) -> list[LandedPage]:
+def _land_pages(
+    services: Services, client: UsageApi, day: date, run_id: str, *, resuming: bool
+) -> list[LandedPage]:
     """Every page of the day, landed, in page order.
 
     `has_next_page` decides where the day ends, never a short page; `total_pages` only lets the
@@ -196,7 +199,7 @@ def _land_pages(services: Services, client: UsageApi, day: date, run_id: str) ->
                 f"has_next_page still true after {max_pages} pages for {day}; stopped at the page cap"
                 " (USAGE_API_MAX_PAGES)"
             )
-        return _land_page(services, client, day, run_id, number)
+        return _land_page(services, client, day, run_id, number, resuming=resuming)
 
     pages = [land(1)]
     total = pages[0].total_pages
@@ -256,10 +259,12 @@ def _land_concurrently(numbers: range, land: Callable[[int], LandedPage], worker
     return landed
 
 
-def _land_page(services: Services, client: UsageApi, day: date, run_id: str, number: int) -> LandedPage:
-    """Land page `number` (or read it back when an earlier attempt of this run landed it)."""
+def _land_page(
+    services: Services, client: UsageApi, day: date, run_id: str, number: int, *, resuming: bool
+) -> LandedPage:
+    """Land page `number` (or, resuming a run, read it back when an earlier attempt landed it)."""
     blob = names.page_blob(day, run_id, number)
-    page = _landed_page(services, blob, number)
+    page = _landed_page(services, blob, number) if resuming else None
     if page is not None:
         return LandedPage.of(blob, page, reused=True)
     page = client.fetch_page(day, number)

@@ -522,3 +522,17 @@ def test_an_api_that_answered_before_going_away_stays_an_ordinary_transient_fail
         client.fetch_page(DAY, 1)
     assert not isinstance(failed.value, ApiUnreachable)
     assert "still failing" in str(failed.value)
+
+
+def test_the_environment_is_read_once_when_the_client_is_made(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Proxies and the CA bundle come from the environment, for the API's host, as requests
+    would read them on every request; NO_PROXY is honoured."""
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/company-ca.pem")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    client = UsageApiClient("https://api.example.com", "k")
+    assert client.session.proxies.get("https") == "http://proxy.example:3128"
+    assert client.session.verify == "/etc/ssl/company-ca.pem" and client.session.trust_env is False
+    monkeypatch.setenv("NO_PROXY", "api.example.com")
+    assert not UsageApiClient("https://api.example.com", "k").session.proxies

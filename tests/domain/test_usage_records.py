@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from shared.domain.usage_records import ValidatedDay, record_problem, validate_page
+from shared.domain.usage_records import ValidatedDay, record_problem, valid_row, validate_page
 
 DAY = "2026-11-20"
 EMOJI = "\U0001f600"  # one character, two UTF-16 code units
@@ -46,3 +48,43 @@ def test_page_drift_is_staged_once_and_a_conflicting_repeat_is_quarantined() -> 
     assert day.staged_rows() == [("c-1", 3, 9), ("c-2", 3, 9)]
     assert (day.received, day.duplicates, day.conflicts) == (4, 1, 1)
     assert [r.reason for r in day.rejected] == ["conflicting duplicate of company_id c-2"]
+
+
+_values = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-5, max_value=2**31 + 5) | st.sampled_from([2**31 - 1, 2**31, -(2**63), 2**64]),
+    st.floats(allow_nan=True),
+    st.text(max_size=70),
+    st.sampled_from(["", "  ", " c-1 ", "x" * 32, "x" * 33, EMOJI * 32, EMOJI * 33, "\u3000c-1\u3000", DAY]),
+    st.lists(st.integers(), max_size=2),
+)
+_records = st.one_of(
+    st.dictionaries(st.sampled_from(["company_id", "date", "active_users", "events", "extra"]), _values),
+    st.builds(
+        lambda cid, users, events, date: {
+            "company_id": cid,
+            "date": date,
+            "active_users": users,
+            "events": events,
+        },
+        _values,
+        _values,
+        _values,
+        st.sampled_from([DAY, "2026-11-21", None]),
+    ),
+    _values,
+)
+
+
+@settings(max_examples=600)
+@given(_records)
+def test_the_fast_path_accepts_exactly_what_the_rule_accepts_and_stages_the_same_row(record: Any) -> None:
+    fast = valid_row(record, DAY)
+    if record_problem(record, DAY) is not None:
+        assert fast is None
+    elif fast is not None:
+        assert fast == (record["company_id"].strip(), record["active_users"], record["events"])
+    day = ValidatedDay()
+    validate_page(day, DAY, "page-1", [record])
+    assert day.received == 1 and len(day.rows) + len(day.rejected) == 1

@@ -596,3 +596,30 @@ def test_simulator_serves_the_demo_world(world: DemoWorld, session: requests.Ses
             page += 1
     assert served == world.usage_records(day)
     assert page == body["total_pages"] > 1
+
+
+def test_a_page_is_served_from_the_source_without_copying_the_day() -> None:
+    """A request reads its page's slice of what the source holds; nothing walks the whole day."""
+    from collections.abc import Sequence
+
+    class Day(Sequence[dict[str, Any]]):
+        def __init__(self, n: int) -> None:
+            self.n, self.read = n, 0
+
+        def __len__(self) -> int:
+            return self.n
+
+        def __getitem__(self, index: Any) -> Any:
+            if not isinstance(index, slice):
+                self.read += 1
+                return {"company_id": f"c-{index}", "date": "2026-10-01", "active_users": 1, "events": 2}
+            return [self[i] for i in range(*index.indices(self.n))]
+
+        def __iter__(self) -> Any:
+            raise AssertionError("the whole day was copied")
+
+    day = Day(100_000)
+    with UsageApiSimulator(lambda d: day, api_key=None) as api:
+        body = requests.get(f"{api.base_url}/v2/usage?date=2026-10-01&page=3&page_size=10", timeout=5).json()
+    assert [r["company_id"] for r in body["data"]] == [f"c-{i}" for i in range(20, 30)]
+    assert body["total_pages"] == 10_000 and day.read == 10
