@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 from typing import Any
 
 import azure.functions as func
@@ -14,7 +13,7 @@ from shared.domain.json_input import NotJson, parse_json
 from shared.domain.replay_request import BadReplayRequest, ReplayRequest
 from shared.observability.context import log_context
 from shared.services.replay import enqueue_fetches
-from shared.services.status import all_days_status, all_files_status, day_status
+from shared.services.status import status_payload
 
 
 def _json(status: int, payload: Any) -> func.HttpResponse:
@@ -59,18 +58,11 @@ def status(req: func.HttpRequest) -> func.HttpResponse:
     services = get_services()
     raw = req.params.get("date")
     if raw is None:
-        return _json(
-            200,
-            {
-                "days": all_days_status(services),
-                "crm_files": all_files_status(services),
-                "rules_in_force": asdict(services.settings.rules()),
-            },
-        )
+        return _json(200, status_payload(services.ledger, services.settings.rules()))
     if not raw.strip():
         return _json(400, {"error": "date is empty; give YYYY-MM-DD, or leave it out for every day"})
     try:
         day = parse_day(raw)
     except ValueError:
         return _json(400, {"error": f"date must be YYYY-MM-DD, got {raw[:40]!r}"})
-    return _json(200, day_status(services, day))
+    return _json(200, status_payload(services.ledger, services.settings.rules(), day))

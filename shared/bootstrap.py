@@ -63,7 +63,7 @@ def build_services(settings: Settings, *, local_bus: bool = False, durable_bus: 
     return Services(
         settings=settings,
         blobs=blobs,
-        ledger=_ledger(settings),
+        ledger=make_ledger(settings),
         bus=bus,
         warehouse=make_warehouse(settings),
         usage_api=usage_api_client,
@@ -115,7 +115,7 @@ def _blob_store(settings: Settings) -> BlobStore:
     return FolderBlobStore(settings.local_data_dir / "blobs")
 
 
-def _ledger(settings: Settings) -> RunLedger:
+def make_ledger(settings: Settings) -> RunLedger:
     if _uses_azure_storage(settings):
         from shared.adapters.ledger_table import TableLedger
 
@@ -133,7 +133,9 @@ def make_warehouse(settings: Settings) -> Warehouse:
         return MssqlWarehouse.from_settings(settings)
     from shared.adapters.warehouse_duckdb import DuckDbWarehouse
 
-    return DuckDbWarehouse(settings.local_data_dir / "warehouse.duckdb")  # schema applied on first use
+    return DuckDbWarehouse(  # schema applied on first use
+        settings.local_data_dir / "warehouse.duckdb", memory_mb=settings.local_warehouse_memory_mb
+    )
 
 
 def usage_api_client(settings: Settings) -> UsageApi:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import functools
 import json
 import logging
 import os
@@ -24,19 +25,21 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, BinaryIO, NoReturn
 
 from shared.config import Settings, SettingsError
 from shared.domain import names
 from shared.domain.blob_names import UnsafeBlobName, check_blob_name
 from shared.domain.days import parse_day
+from shared.local.errors import CliError
 from shared.local.folder_lock import FolderLock
-from shared.local.host import DrainReport
-from shared.local.pipeline import CliError, LocalPipeline
 from shared.local.status_view import day_line, day_problem, file_line, status_table
 from shared.observability.logs import configure_logging
 from shared.observability.redact import redact
-from shared.services.status import crm_file_status, days_under_other_rules
+
+if TYPE_CHECKING:  # the function host (azure.functions, DuckDB) is loaded by the commands that run it
+    from shared.local.host import DrainReport
+    from shared.local.pipeline import LocalPipeline
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +64,8 @@ def _finish(
     # The state says it best; alerts and dead letters only when the state shows no failure
     # (they also cover work the command triggered on other days).
     problems = problems or report.error_alerts() + report.dead_lettered
+    from shared.services.status import days_under_other_rules
+
     if stale := days_under_other_rules(pipeline.services):  # this command built nothing that found them
         print(
             f"note: {len(stale)} days were decided under other rules than those in force"
@@ -216,11 +221,12 @@ def _check_data_folder(folder: Path) -> None:
         ) from None
 
 
-def _read_drop(path: Path) -> bytes:
+def _open_drop(path: Path) -> BinaryIO:
+    """The file to drop, opened for reading: it is streamed into the store, never held whole."""
     if path.is_dir():
         raise CliError(f"{path} is a folder, not a CSV file")
     try:
-        return path.read_bytes()
+        return path.open("rb")
     except FileNotFoundError:
         raise CliError(f"no such file: {path}") from None
     except OSError as exc:
@@ -248,6 +254,11 @@ def _dispatch(args: argparse.Namespace, settings: Settings, lock: FolderLock | N
             "USAGE_API_BASE_URL is not set; start the built-in API with `python -m shared.cli simulator`"
             " and set the URL it prints"
         )
+    if args.command == "status":
+        return _status(settings, args.date, as_json=args.json)
+    from shared.local.pipeline import LocalPipeline
+    from shared.services.status import crm_file_status, days_under_other_rules
+
     pipeline = LocalPipeline(settings)
     try:
         if args.command == "run":
@@ -268,8 +279,11 @@ def _dispatch(args: argparse.Namespace, settings: Settings, lock: FolderLock | N
                 raise CliError(
                     f"{exc}; give --name a plain file name such as companies_2026-11-20.csv"
                 ) from None
-            data = _read_drop(args.file)
-            report = pipeline.drop_crm(data, name, force=args.force)
+            with _open_drop(args.file) as data:
+                try:
+                    report = pipeline.drop_crm(data, name, force=args.force)
+                except UnsafeBlobName as exc:  # a name this store cannot hold (a segment too long)
+                    raise CliError(f"{exc}; give --name a shorter plain file name") from None
             file = crm_file_status(pipeline.services, name)
             print(f"dropped {args.file} as {names.CRM_CONTAINER}/{name}: {file_line(file)}")
             return _finish(pipeline, report, [], file)
@@ -285,18 +299,6 @@ def _dispatch(args: argparse.Namespace, settings: Settings, lock: FolderLock | N
             return 0
         if args.command == "serve":
             return _serve(pipeline, args.port, lock)
-        if args.command == "status":
-            payload = pipeline.status(args.date.isoformat() if args.date else None)
-            if args.json:
-                print(json.dumps(payload, indent=1, default=str))
-            else:
-                print(status_table([payload] if args.date else payload["days"], settings.rules()))
-                files = [] if args.date else payload.get("crm_files", [])
-                for file in files:
-                    print(
-                        f"{'CRM files:' if file is files[0] else '':<10} {file.get('blob')}: {file_line(file)}"
-                    )
-            return 0
         if args.command == "rebuild":
             stale = days_under_other_rules(pipeline.services)
             report = pipeline.rebuild(f"rebuild-{datetime.now(UTC):%Y%m%dT%H%M%S}")
@@ -307,6 +309,23 @@ def _dispatch(args: argparse.Namespace, settings: Settings, lock: FolderLock | N
     finally:
         pipeline.close()
     raise CliError(f"unknown command {args.command}")
+
+
+def _status(settings: Settings, day: date | None, *, as_json: bool) -> int:
+    """The ledger's view, from the status service that GET /api/status answers with. Only the
+    ledger is opened: no function host, no warehouse, no lock, so it runs beside any command."""
+    from shared.bootstrap import make_ledger
+    from shared.services.status import status_payload
+
+    payload = status_payload(make_ledger(settings), settings.rules(), day)
+    if as_json:
+        print(json.dumps(payload, indent=1, default=str))
+        return 0
+    print(status_table([payload] if day else payload["days"], settings.rules()))
+    files = [] if day else payload.get("crm_files", [])
+    for file in files:
+        print(f"{'CRM files:' if file is files[0] else '':<10} {file.get('blob')}: {file_line(file)}")
+    return 0
 
 
 class _RetryLines(logging.Handler):
@@ -359,8 +378,10 @@ def _simulator(port: int, companies: int, days: int) -> int:
 
     today = datetime.now(UTC).date()
     world = DemoWorld(first_day=today - timedelta(days=days), days=days, companies=companies)
+    # Each day is made once and served from memory, not made again for every page.
+    records = functools.lru_cache(maxsize=4)(world.usage_records)
     try:
-        api = UsageApiSimulator(world.usage_records, api_key=DEMO_KEY, port=port).start()
+        api = UsageApiSimulator(records, api_key=DEMO_KEY, port=port).start()
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
             raise CliError(f"port {port} is in use; choose another with --port (0: any free port)") from None

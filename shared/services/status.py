@@ -11,24 +11,41 @@ from typing import Any
 
 from shared.domain import names
 from shared.domain.rules import Rules, stale_days
-from shared.ports import Services
+from shared.ports import RunLedger, Services
 
 DAY_PARTITIONS = (names.FETCH, names.USAGE, names.DAYS)
 
 
+def status_payload(ledger: RunLedger, rules: Rules, day: date | None = None) -> dict[str, Any]:
+    """What `GET /api/status` and `python -m shared.cli status` answer: one day, or every day with
+    the dropped CRM files and the rules in force. It needs the ledger alone, so `status` runs
+    without loading the function host or opening the warehouse."""
+    if day is not None:
+        return _day_status(ledger, day)
+    return {"days": _all_days(ledger), "crm_files": _all_files(ledger), "rules_in_force": asdict(rules)}
+
+
 def day_status(services: Services, day: date) -> dict[str, Any]:
     """Everything the ledger knows about one day."""
+    return _day_status(services.ledger, day)
+
+
+def _day_status(ledger: RunLedger, day: date) -> dict[str, Any]:
     key = day.isoformat()
     view: dict[str, Any] = {"date": key}
     for partition in DAY_PARTITIONS:
-        entry = services.ledger.get(partition, key)
+        entry = ledger.get(partition, key)
         view[partition] = _decode(entry.data) if entry else None
     return view
 
 
 def all_days_status(services: Services) -> list[dict[str, Any]]:
     """Every day the ledger knows, from one query per partition (not three reads per day)."""
-    by_partition = {p: {e.key: e for e in services.ledger.query(p)} for p in DAY_PARTITIONS}
+    return _all_days(services.ledger)
+
+
+def _all_days(ledger: RunLedger) -> list[dict[str, Any]]:
+    by_partition = {p: {e.key: e for e in ledger.query(p)} for p in DAY_PARTITIONS}
     keys = sorted(set().union(*by_partition.values()))
     return [
         {"date": k, **{p: _decode(e.data) if (e := by_partition[p].get(k)) else None for p in DAY_PARTITIONS}}
@@ -44,9 +61,11 @@ def crm_file_status(services: Services, blob_name: str) -> dict[str, Any] | None
 
 def all_files_status(services: Services) -> list[dict[str, Any]]:
     """Every dropped CRM file and what became of it (staged, unchanged, superseded, rejected)."""
-    return sorted(
-        (_decode(e.data) for e in services.ledger.query(names.FILES)), key=lambda f: str(f.get("blob"))
-    )
+    return _all_files(services.ledger)
+
+
+def _all_files(ledger: RunLedger) -> list[dict[str, Any]]:
+    return sorted((_decode(e.data) for e in ledger.query(names.FILES)), key=lambda f: str(f.get("blob")))
 
 
 def days_under_other_rules(services: Services) -> list[date]:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
-from tests.conftest import GOLDEN, read_alerts, read_table
+from tests.conftest import GOLDEN, REPO, read_alerts, read_table
 
 
 def test_run_without_api_url_fails_with_one_line(cli, monkeypatch) -> None:
@@ -132,3 +133,23 @@ def test_the_log_is_json_lines_that_follow_a_day_through_every_function(cli, loc
     assert len(fetch_runs) == 1 and next(iter(fetch_runs)).startswith("fetch-")
     # The same run id follows the day into staging and the build.
     assert fetch_runs <= {e["run_id"] for e in day if e["stage"] in ("ingest", "transform")}
+
+
+def test_status_loads_neither_the_function_host_nor_the_warehouse(tmp_path: Path) -> None:
+    """`status` reads the ledger only: azure.functions and DuckDB are what made it slow to start
+    (benchmarks/bench_startup.py measures the time)."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys\n"
+        "from shared.local.cli import main\n"
+        "code = main(['status', '--json'])\n"
+        "loaded = sorted(m for m in ('duckdb', 'azure.functions', 'function_app', 'requests') if m in sys.modules)\n"
+        "print('LOADED', loaded, code, file=sys.stderr)\n"
+    )
+    env = {**os.environ, "LOCAL_DATA_DIR": str(tmp_path / "local"), "PYTHONPATH": str(REPO)}
+    done = subprocess.run(
+        [sys.executable, "-c", probe], env=env, cwd=REPO, capture_output=True, text=True, timeout=60
+    )
+    assert "LOADED [] 0" in done.stderr, done.stderr

@@ -205,12 +205,12 @@ def test_a_busy_port_is_one_line(cli, local_env: Path) -> None:
 def test_an_unexpected_failure_is_one_line_and_the_traceback_goes_to_the_log(
     cli, local_env: Path, monkeypatch
 ) -> None:
-    from shared.local import pipeline
+    from shared.services import status
 
-    def broken(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def broken(*args, **kwargs):  # type: ignore[no-untyped-def]
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(pipeline.LocalPipeline, "status", broken)
+    monkeypatch.setattr(status, "status_payload", broken)
     code, _out, err = cli("status")
     assert code == 70
     assert _one_line(err) == f"error: RuntimeError: disk on fire (details in {local_env / 'pipeline.log'})"
