@@ -58,6 +58,9 @@ class Settings:
     # Client-side request rate cap; 0: none until the API says 429.
     usage_api_max_rps: float = _setting("USAGE_API_MAX_RPS", 0.0, low=0, high=10_000)
     local_data_dir: Path = _setting("LOCAL_DATA_DIR", Path(".local"))  # noqa: RUF009 - a field()
+    # DuckDB's memory for the local warehouse; past it, DuckDB spills to disk. Its own default
+    # (80% of the machine) would let a large CRM drop look like it needs gigabytes.
+    local_warehouse_memory_mb: int = _setting("LOCAL_WAREHOUSE_MEMORY_MB", 256, low=64, high=1_048_576)
     # The rule settings (contract section 3): recorded with every built day.
     churn_min_rolling_users: int = _setting("CHURN_MIN_ROLLING_USERS", 10, low=0, high=1_000_000_000)
     churn_max_contact_age_days: int = _setting("CHURN_MAX_CONTACT_AGE_DAYS", 30, low=0, high=36_500)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any, Literal, Protocol
+from typing import Any, BinaryIO, Literal, Protocol
 
 from shared.config import Settings
 from shared.domain.alerts import Alert
@@ -48,12 +48,20 @@ class BlobStore(Protocol):
         self,
         container: str,
         name: str,
-        data: bytes,
+        data: bytes | BinaryIO,
         *,
         overwrite: bool = True,
         metadata: Mapping[str, str] | None = None,
-    ) -> None: ...
+    ) -> None:
+        """Write the blob whole: bytes, or an open binary file read to its end (a large upload
+        is never held in memory)."""
+        ...
+
     def get(self, container: str, name: str) -> bytes: ...
+    def chunks(self, container: str, name: str) -> Iterator[bytes]:
+        """The blob's bytes in pieces of a few MiB, so a large file is read without holding it."""
+        ...
+
     def info(self, container: str, name: str) -> BlobInfo: ...
     def exists(self, container: str, name: str) -> bool: ...
     def list(self, container: str, prefix: str = "") -> list[str]: ...
@@ -186,7 +194,10 @@ class Warehouse(Protocol):
         *,
         checksum: str,
         version: str,
-    ) -> StageStatus: ...
+    ) -> StageStatus:
+        """The same for a CRM snapshot. `rows` may be a file's worth: they are streamed into
+        staging, never held, and iterated again (from the start) if the transaction is retried."""
+        ...
 
     def build_days(self, days: list[date], params: BuildParams) -> BuildResult:
         """Recompute the given days from staging and MERGE them into the analytics table.

@@ -6,10 +6,10 @@ name that works locally works on Azure and the other way round.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import suppress
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.storage.blob import BlobServiceClient
@@ -57,7 +57,7 @@ class AzureBlobStore:
         self,
         container: str,
         name: str,
-        data: bytes,
+        data: bytes | BinaryIO,
         *,
         overwrite: bool = True,
         metadata: Mapping[str, str] | None = None,
@@ -72,10 +72,12 @@ class AzureBlobStore:
             # Bicep creates the containers on Azure; Azurite and dev accounts start empty.
             with suppress(ResourceExistsError):  # created concurrently
                 self.service.create_container(container)
+            if not isinstance(data, bytes):
+                data.seek(0)  # the first attempt may have read some of it
             self._upload(blob, data, overwrite, meta)
 
     @staticmethod
-    def _upload(blob: Any, data: bytes, overwrite: bool, metadata: dict[str, str]) -> None:
+    def _upload(blob: Any, data: bytes | BinaryIO, overwrite: bool, metadata: dict[str, str]) -> None:
         try:
             # overwrite=False sends If-None-Match: *, so the check and the write are one step.
             blob.upload_blob(data, overwrite=overwrite, metadata=metadata or None)
@@ -90,6 +92,15 @@ class AzureBlobStore:
             return data
         except ResourceNotFoundError:
             raise BlobNotFound(f"{container}/{name}") from None
+
+    def chunks(self, container: str, name: str) -> Iterator[bytes]:
+        try:
+            download = self._blob(container, name).download_blob()
+        except ResourceNotFoundError:
+            raise BlobNotFound(f"{container}/{name}") from None
+        # The download is pinned to the blob's ETag: a blob replaced mid-read fails the read
+        # instead of mixing two versions.
+        yield from download.chunks()
 
     def info(self, container: str, name: str) -> BlobInfo:
         try:

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import BinaryIO
 
 from shared.domain.blob_names import UnsafeBlobName, check_blob_name, check_container_name
 from shared.ports import BlobExists, BlobInfo, BlobNotFound
+
+CHUNK_BYTES = 4 * 1024 * 1024
 
 
 class FolderBlobStore:
@@ -20,22 +24,34 @@ class FolderBlobStore:
         # valid container names), so no blob name can be mistaken for one and no listing shows them.
         self._tmp = self.root / ".tmp"
         self._meta = self.root / ".metadata"
+        # Folders already checked to lie inside the root (symlinks resolved) and folders known to
+        # exist: a day's pages share one folder, so each is checked and made once, not per blob.
+        self._inside: set[str] = set()
+        self._made: set[str] = set()
 
     def _container(self, container: str) -> Path:
         return self.root / check_container_name(container)
 
     def _path(self, container: str, name: str) -> Path:
+        """The blob's file. The name is a plain relative path (checked), so only a symlink inside
+        the store could lead out of it: the folder is resolved once, the file itself may not be
+        a link."""
         check_blob_name(container, name)
         path = self._container(container).joinpath(*name.split("/"))
-        if not path.resolve().is_relative_to(self.root):
-            raise UnsafeBlobName(f"unsafe blob name {container}/{name!r}")
+        folder = str(path.parent)
+        if folder not in self._inside:
+            if not path.parent.resolve().is_relative_to(self.root):
+                raise UnsafeBlobName(f"unsafe blob name {container}/{name!r}")
+            self._inside.add(folder)
+        if os.path.islink(path):
+            raise UnsafeBlobName(f"unsafe blob name {container}/{name!r}: a link")
         return path
 
     def put(
         self,
         container: str,
         name: str,
-        data: bytes,
+        data: bytes | BinaryIO,
         *,
         overwrite: bool = True,
         metadata: Mapping[str, str] | None = None,
@@ -52,14 +68,26 @@ class FolderBlobStore:
             meta.unlink(missing_ok=True)
         self._write(path, data)
 
-    def _write(self, path: Path, data: bytes) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._tmp.mkdir(parents=True, exist_ok=True)
+    def _write(self, path: Path, data: bytes | BinaryIO) -> None:
+        try:
+            self._write_once(path, data)
+        except FileNotFoundError:  # a folder removed behind our back: make it again
+            self._made.clear()
+            self._write_once(path, data)
+
+    def _write_once(self, path: Path, data: bytes | BinaryIO) -> None:
+        for folder in (path.parent, self._tmp):
+            if str(folder) not in self._made:
+                folder.mkdir(parents=True, exist_ok=True)
+                self._made.add(str(folder))
         # Write then rename: a reader never sees half a blob, as with a committed block list.
         fd, tmp = tempfile.mkstemp(dir=self._tmp)
         try:
             with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
+                if isinstance(data, bytes):
+                    handle.write(data)
+                else:
+                    shutil.copyfileobj(data, handle, CHUNK_BYTES)
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
@@ -81,6 +109,15 @@ class FolderBlobStore:
             return self._file(container, name).read_bytes()
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             raise BlobNotFound(f"{container}/{name}") from None
+
+    def chunks(self, container: str, name: str) -> Iterator[bytes]:
+        try:
+            handle = self._file(container, name).open("rb")
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise BlobNotFound(f"{container}/{name}") from None
+        with handle:
+            while chunk := handle.read(CHUNK_BYTES):
+                yield chunk
 
     def info(self, container: str, name: str) -> BlobInfo:
         try:

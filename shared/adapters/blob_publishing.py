@@ -6,7 +6,8 @@ Azurite, which has no Event Grid), so the loaders receive the same BlobCreated e
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from typing import BinaryIO
 
 from shared.ports import BlobInfo, BlobStore
 
@@ -22,16 +23,20 @@ class PublishingBlobStore:
         self,
         container: str,
         name: str,
-        data: bytes,
+        data: bytes | BinaryIO,
         *,
         overwrite: bool = True,
         metadata: Mapping[str, str] | None = None,
     ) -> None:
         self.inner.put(container, name, data, overwrite=overwrite, metadata=metadata)
-        self.announce(container, name, len(data))  # only after the blob is complete and readable
+        size = len(data) if isinstance(data, bytes) else self.inner.info(container, name).size
+        self.announce(container, name, size)  # only after the blob is complete and readable
 
     def get(self, container: str, name: str) -> bytes:
         return self.inner.get(container, name)
+
+    def chunks(self, container: str, name: str) -> Iterator[bytes]:
+        return self.inner.chunks(container, name)
 
     def info(self, container: str, name: str) -> BlobInfo:
         return self.inner.info(container, name)

@@ -9,25 +9,30 @@ import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
-
-import duckdb
+from typing import TYPE_CHECKING, Any
 
 from shared.adapters.sql_files import statements
 from shared.adapters.warehouse_sql import Column, SqlWarehouse
 
+if TYPE_CHECKING:  # imported on first use: a command that never opens the warehouse never loads it
+    import duckdb
+
 _PARAM = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
 _TYPES = {"text": "VARCHAR", "int": "INTEGER", "date": "DATE", "timestamp": "TIMESTAMP"}
-_MAX_LINE_BYTES = 256 * 1024 * 1024  # a row of several 16 Mi-character fields, 4 bytes each at worst
+# Every row reaching the warehouse is checked first (shared/domain/text_limits.py): an id of at
+# most 64 and three texts of at most 400 UTF-16 code units, a few KB at most. DuckDB sizes its CSV
+# buffers after this limit, so a generous one costs memory on every load.
+_MAX_LINE_BYTES = 1024 * 1024
 
 
 class DuckDbWarehouse(SqlWarehouse):
     dialect = "duckdb"
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, *, memory_mb: int | None = None) -> None:
         if isinstance(path, Path):
             path.parent.mkdir(parents=True, exist_ok=True)
         self.path = str(path)
+        self.memory_mb = memory_mb  # None: DuckDB's own default
         # Opened on first use and closed by close(): DuckDB lets one process hold a file, so a
         # process holds it only while it works (`serve` between requests, `status` never).
         self._connection: duckdb.DuckDBPyConnection | None = None
@@ -35,12 +40,16 @@ class DuckDbWarehouse(SqlWarehouse):
         # DuckDB's optimistic concurrency would otherwise abort one of them.
         self._write_lock = threading.RLock()
         self._schema_ready = False
+        self._spool = Path(tempfile.gettempdir())
 
     @property
     def _con(self) -> duckdb.DuckDBPyConnection:
         with self._write_lock:
             if self._connection is None:
-                self._connection = duckdb.connect(self.path)
+                import duckdb
+
+                config: dict[str, Any] = {"memory_limit": f"{self.memory_mb}MB"} if self.memory_mb else {}
+                self._connection = duckdb.connect(self.path, config=config)
             return self._connection
 
     def close(self) -> None:
@@ -59,8 +68,9 @@ class DuckDbWarehouse(SqlWarehouse):
 
     @contextmanager
     def _transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        with self._write_lock:
+        with self._write_lock, tempfile.TemporaryDirectory(prefix="warehouse-load-") as spool:
             self.apply_schema()
+            self._spool = Path(spool)  # the CSV files `_load` writes live as long as the transaction
             con = self._con.cursor()  # a cursor is a session: its temp tables are its own
             try:
                 con.execute("BEGIN TRANSACTION")
@@ -91,20 +101,21 @@ class DuckDbWarehouse(SqlWarehouse):
         columns: Sequence[Column],
         rows: Iterable[Sequence[Any]],
     ) -> None:
-        # DuckDB's bulk path without extra packages: a temporary CSV read by read_csv. Texts are
-        # quoted (CR, LF, commas, quotes and "\\N" survive); NULL is written and read as the
-        # empty field, so an empty text is stored as NULL, which is what every column wants.
-        # The line limit covers the parser's 16 Mi-character fields.
-        spec = {name: _TYPES[kind] for name, kind in columns}
-        with tempfile.NamedTemporaryFile("w", suffix=".csv", newline="", encoding="utf-8") as handle:
+        # DuckDB's bulk path without extra packages: the rows are streamed into a CSV file, and
+        # `table` is a view that reads it, so a two-million-row snapshot is never held in memory,
+        # neither here nor in a temp table. Texts are quoted (CR, LF, commas, quotes and "\\N"
+        # survive); NULL is written and read as the empty field, so an empty text is stored as
+        # NULL, which is what every column wants.
+        path = self._spool / f"{table}.csv"
+        with path.open("w", newline="", encoding="utf-8") as handle:
             csv.writer(handle, quoting=csv.QUOTE_NONNUMERIC, lineterminator="\n").writerows(rows)
-            handle.flush()
-            session.execute(
-                f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT * FROM read_csv($path, header = false,"  # noqa: S608 - fixed table names
-                " auto_detect = false, quote = '\"', escape = '\"', new_line = '\\n',"
-                " max_line_size = $max_line, columns = $columns)",
-                {"path": handle.name, "columns": spec, "max_line": _MAX_LINE_BYTES},
-            )
+        spec = ", ".join(f"'{name}': '{_TYPES[kind]}'" for name, kind in columns)
+        literal = str(path).replace("'", "''")
+        session.execute(
+            f"CREATE OR REPLACE TEMP VIEW {table} AS SELECT * FROM read_csv('{literal}', header = false,"  # noqa: S608 - fixed names, our own temp path
+            " auto_detect = false, quote = '\"', escape = '\"', new_line = '\\n',"
+            f" max_line_size = {_MAX_LINE_BYTES}, columns = {{{spec}}})"
+        )
 
     def _read(self, name: str, params: Mapping[str, Any]) -> tuple[list[str], list[tuple[Any, ...]]]:
         self.apply_schema()

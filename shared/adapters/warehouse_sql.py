@@ -122,9 +122,10 @@ class SqlWarehouse(ABC):
         checksum: str,
         version: str,
     ) -> StageStatus:
-        """Replace a staged input as a whole unless it is a repeat or older than what is staged."""
+        """Replace a staged input as a whole unless it is a repeat or older than what is staged.
+        `rows` are iterated once per attempt (a retried transaction reads them again), so they
+        must start over when iterated again: a list, or a reader of the file."""
         state_file, incoming, columns, stage_file = files
-        rows = list(rows)  # a retried transaction reads them again
         params = {
             **keys,
             "run_id": lineage.run_id,

@@ -7,23 +7,26 @@ Nothing here does I/O, so the rules can be tested exhaustively and cheaply.
 
 from __future__ import annotations
 
-import codecs
 import csv
 import io
+import itertools
 import re
 from array import array
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from shared.domain.text_limits import MAX_COMPANY_ID, MAX_TEXT, length_problem, too_long
 
 __all__ = [
     "FIELD_SIZE_LIMIT",
     "MAX_REJECTED_SHARE",
+    "NUL_REASON",
     "REQUIRED_COLUMNS",
+    "Chunks",
     "CrmFileRejected",
+    "CrmReader",
     "CrmRow",
     "ParsedSnapshot",
     "RejectedRow",
@@ -164,6 +167,186 @@ def parse_timestamp_utc(text: str) -> datetime | None:
 
 # --------------------------------------------------------------------------- parsing
 
+Chunks = Callable[[], Iterable[bytes]]
+"""The file's bytes in pieces, from the start, each time it is called: a large file is read in
+passes without ever being held whole."""
+
+NUL_REASON = "file contains NUL bytes; not a CSV text file (UTF-16 or binary?)"
+
+
+class CrmReader:
+    """One CRM snapshot file, read in passes over its chunks.
+
+    `valid_rows()` is one pass: the valid rows with their lines, in file order, while row-level
+    problems collect in `rejected` and file-level ones (encoding, CSV syntax, header, no data)
+    raise ``CrmFileRejected``. `duplicate_losers` finds the rows a later one replaces, from one
+    fingerprint per row and a second look at the few candidates; `finish` applies the whole-file
+    rules. `parse_crm_snapshot` composes them for a file in memory; the loader composes them over
+    a blob, so a two-million-row drop is checked and staged in bounded memory.
+    """
+
+    def __init__(self, chunks: Chunks, blob_name: str, created_at: datetime) -> None:
+        self.chunks = chunks
+        self.blob_name = blob_name
+        self.snapshot_date = snapshot_date_from_name(blob_name, created_at)
+        self.data_rows = 0
+        self.rejected: list[RejectedRow] = []
+        self.columns: _Columns | None = None
+
+    def valid_rows(self) -> Iterator[tuple[int, CrmRow]]:
+        """(start line, row) of every valid data row, in file order. Each call is a new pass."""
+        self.data_rows, self.rejected = 0, []
+        # Set on every pass: the limit is process-global and other code may have changed it.
+        csv.field_size_limit(FIELD_SIZE_LIMIT)
+        reader = csv.reader(_text_stream(self.chunks()), strict=True)
+        header_fields: list[str] | None = None
+        prev_end = 0  # physical line the previous record ended on
+        try:
+            for record in reader:
+                prev_end = reader.line_num
+                if not _is_blank(record):
+                    header_fields = record
+                    break
+        except csv.Error as exc:
+            raise CrmFileRejected(_csv_error_reason(exc, prev_end + 1), data_rows=0) from exc
+        except UnicodeDecodeError:
+            raise _not_utf8(self.chunks) from None
+        if header_fields is None:
+            raise CrmFileRejected("empty file", data_rows=0)
+        self.columns = columns = _resolve_header(header_fields)
+
+        i_id, i_name, i_country, i_tag, i_ts = columns.indexes
+        width = len(header_fields)
+        keys = columns.keys
+        rejected = self.rejected
+        # Building rows through tuple.__new__ skips the generated NamedTuple.__new__, which
+        # is the single most expensive call in the loop.
+        new_row = tuple.__new__
+        row_type = CrmRow
+        parse_ts = parse_timestamp_utc
+        # country and industry_tag take a handful of values: one string object per value
+        # instead of one per row saves ~100 MB on a million rows.
+        pool: dict[str, str] = {}
+        shared = pool.setdefault
+        data_rows = 0
+        try:
+            for record in reader:
+                start = prev_end + 1
+                prev_end = reader.line_num
+                if len(record) != width:
+                    if _is_blank(record):
+                        continue  # blank lines are not data rows
+                    data_rows += 1
+                    rejected.append(
+                        RejectedRow(start, f"expected {width} fields, got {len(record)}", _raw(keys, record))
+                    )
+                    continue
+                data_rows += 1
+                company_id = record[i_id].strip()
+                if not company_id:
+                    rejected.append(RejectedRow(start, "blank company_id", _raw(keys, record)))
+                    continue
+                if len(company_id) > MAX_COMPANY_ID // 2 and too_long(company_id, MAX_COMPANY_ID):
+                    reason = length_problem("company_id", company_id, MAX_COMPANY_ID)
+                    rejected.append(RejectedRow(start, str(reason), _raw(keys, record)))
+                    continue
+                raw_ts = record[i_ts]
+                try:
+                    last_contact_at = parse_ts(raw_ts)
+                except ValueError:
+                    reason = f"unparseable last_contact_at {_quote(raw_ts.strip())}"
+                    rejected.append(RejectedRow(start, reason, _raw(keys, record)))
+                    continue
+                name = record[i_name].strip()
+                country = record[i_country].strip()
+                industry_tag = record[i_tag].strip()
+                if (
+                    len(name) > MAX_TEXT // 2
+                    or len(country) > MAX_TEXT // 2
+                    or len(industry_tag) > MAX_TEXT // 2
+                ):
+                    problem = (
+                        length_problem("name", name, MAX_TEXT)
+                        or length_problem("country", country, MAX_TEXT)
+                        or length_problem("industry_tag", industry_tag, MAX_TEXT)
+                    )
+                    if problem:
+                        rejected.append(RejectedRow(start, problem, _raw(keys, record)))
+                        continue
+                self.data_rows = data_rows
+                yield (
+                    start,
+                    new_row(
+                        row_type,
+                        (
+                            company_id,
+                            name or None,
+                            shared(country, country) if country else None,
+                            shared(industry_tag, industry_tag) if industry_tag else None,
+                            last_contact_at,
+                        ),
+                    ),
+                )
+        except csv.Error as exc:
+            raise CrmFileRejected(_csv_error_reason(exc, prev_end + 1), data_rows=data_rows) from exc
+        except UnicodeDecodeError:
+            raise _not_utf8(self.chunks) from None
+        self.data_rows = data_rows
+        if data_rows == 0:
+            raise CrmFileRejected("no data rows", data_rows=0)
+
+    def duplicate_losers(self, fingerprints: Sequence[int], lines: Sequence[int]) -> list[RejectedRow]:
+        """The rows a later row of the same company_id replaces (the last one wins), quarantined
+        as duplicates. `fingerprints` are hash(company_id) of the valid rows and `lines` their
+        lines, in file order: rows with a repeated fingerprint are read again to compare their
+        real ids (a fingerprint shared by two ids is no duplicate)."""
+        ordered = sorted(fingerprints)
+        candidates = {a for a, b in itertools.pairwise(ordered) if a == b}
+        del ordered
+        if not candidates or self.columns is None:
+            return []
+        candidate_lines = [line for fp, line in zip(fingerprints, lines, strict=True) if fp in candidates]
+        raw = _raw_records_at(self.chunks, set(candidate_lines), self.columns.keys)
+        id_key = self.columns.keys[self.columns.indexes[0]]
+        by_id: dict[str, list[int]] = {}
+        for line in candidate_lines:  # in file order
+            by_id.setdefault(raw[line][id_key].strip(), []).append(line)
+        losers = [
+            RejectedRow(
+                line,
+                f"duplicate company_id {_show(company_id)} (the later row on line {found[-1]} wins)",
+                raw[line],
+            )
+            for company_id, found in by_id.items()
+            for line in found[:-1]
+        ]
+        return sorted(losers, key=lambda r: r.line)
+
+    def finish(
+        self, losers: Sequence[RejectedRow], max_rejected_share: float = MAX_REJECTED_SHARE
+    ) -> tuple[list[RejectedRow], list[str]]:
+        """The whole-file rules after a pass: every quarantined row (in line order) and the
+        warnings, or ``CrmFileRejected`` when more than `max_rejected_share` were quarantined."""
+        rejected = sorted([*self.rejected, *losers], key=lambda r: r.line)
+        if rejected and _over_limit(len(rejected), self.data_rows, max_rejected_share):
+            share = len(rejected) / self.data_rows
+            first = rejected[0]
+            raise CrmFileRejected(
+                f"{len(rejected)} of {self.data_rows} data rows quarantined ({share:.1%}), "
+                f"above the {max_rejected_share * 100:g}% limit; first: line {first.line}: {first.reason}",
+                data_rows=self.data_rows,
+                rejected=rejected,
+            )
+        warnings = list(self.columns.warnings) if self.columns else []
+        if date_in_name(self.blob_name) is None:
+            # The contract's fallback, said out loud: a file named without a date is easy to drop
+            # on the wrong day.
+            warnings.append(
+                f"no date in the file name; staged as the snapshot of {self.snapshot_date}"
+                " (the UTC day it was uploaded)"
+            )
+        return rejected, warnings
+
 
 def parse_crm_snapshot(
     data: bytes,
@@ -171,171 +354,88 @@ def parse_crm_snapshot(
     created_at: datetime,
     max_rejected_share: float = MAX_REJECTED_SHARE,
 ) -> ParsedSnapshot:
-    """Parse a whole CRM snapshot file, or raise ``CrmFileRejected``.
+    """Parse a whole CRM snapshot file held in memory, or raise ``CrmFileRejected``.
 
     Row-level problems are quarantined into ``rejected``; file-level problems (encoding,
     CSV syntax, header, no data, too many quarantined rows) reject the whole file so
     that a half-broken export never replaces a good snapshot.
     """
-    snapshot_date = snapshot_date_from_name(blob_name, created_at)
     if b"\x00" in data:
         # UTF-16 and binary uploads are often "valid" UTF-8, and csv would choke on NUL anyway.
-        raise CrmFileRejected("file contains NUL bytes; not a CSV text file (UTF-16 or binary?)")
-    # Set on every call: the limit is process-global and other code may have changed it.
-    csv.field_size_limit(FIELD_SIZE_LIMIT)
-
-    reader = csv.reader(_text_stream(data), strict=True)
-    header_fields: list[str] | None = None
-    prev_end = 0  # physical line the previous record ended on
-    try:
-        for record in reader:
-            prev_end = reader.line_num
-            if not _is_blank(record):
-                header_fields = record
-                break
-    except csv.Error as exc:
-        raise CrmFileRejected(_csv_error_reason(exc, prev_end + 1), data_rows=0) from exc
-    except UnicodeDecodeError as exc:
-        raise _not_utf8(data, exc) from exc
-    if header_fields is None:
-        raise CrmFileRejected("empty file", data_rows=0)
-    columns = _resolve_header(header_fields)
-
-    i_id, i_name, i_country, i_tag, i_ts = columns.indexes
-    width = len(header_fields)
-    keys = columns.keys
-    # Building rows through tuple.__new__ skips the generated NamedTuple.__new__, which
-    # is the single most expensive call in the loop.
-    new_row = tuple.__new__
-    row_type = CrmRow
-    parse_ts = parse_timestamp_utc
-    # country and industry_tag take a handful of values: one string object per value
-    # instead of one per row saves ~100 MB on a million rows.
-    pool: dict[str, str] = {}
-    shared = pool.setdefault
+        raise CrmFileRejected(NUL_REASON)
+    reader = CrmReader(lambda: (data,), blob_name, created_at)
     rows: list[CrmRow] = []
-    row_lines = array("q")  # start line of each valid row, only needed for duplicates
-    rejected: list[RejectedRow] = []
-    data_rows = 0
-
-    try:
-        for record in reader:
-            start = prev_end + 1
-            prev_end = reader.line_num
-            if len(record) != width:
-                if _is_blank(record):
-                    continue  # blank lines are not data rows
-                data_rows += 1
-                rejected.append(
-                    RejectedRow(start, f"expected {width} fields, got {len(record)}", _raw(keys, record))
-                )
-                continue
-            data_rows += 1
-            company_id = record[i_id].strip()
-            if not company_id:
-                rejected.append(RejectedRow(start, "blank company_id", _raw(keys, record)))
-                continue
-            if len(company_id) > MAX_COMPANY_ID // 2 and too_long(company_id, MAX_COMPANY_ID):
-                reason = length_problem("company_id", company_id, MAX_COMPANY_ID)
-                rejected.append(RejectedRow(start, str(reason), _raw(keys, record)))
-                continue
-            raw_ts = record[i_ts]
-            try:
-                last_contact_at = parse_ts(raw_ts)
-            except ValueError:
-                reason = f"unparseable last_contact_at {_quote(raw_ts.strip())}"
-                rejected.append(RejectedRow(start, reason, _raw(keys, record)))
-                continue
-            name = record[i_name].strip()
-            country = record[i_country].strip()
-            industry_tag = record[i_tag].strip()
-            if len(name) > MAX_TEXT // 2 or len(country) > MAX_TEXT // 2 or len(industry_tag) > MAX_TEXT // 2:
-                problem = (
-                    length_problem("name", name, MAX_TEXT)
-                    or length_problem("country", country, MAX_TEXT)
-                    or length_problem("industry_tag", industry_tag, MAX_TEXT)
-                )
-                if problem:
-                    rejected.append(RejectedRow(start, problem, _raw(keys, record)))
-                    continue
-            rows.append(
-                new_row(
-                    row_type,
-                    (
-                        company_id,
-                        name or None,
-                        shared(country, country) if country else None,
-                        shared(industry_tag, industry_tag) if industry_tag else None,
-                        last_contact_at,
-                    ),
-                )
-            )
-            row_lines.append(start)
-    except csv.Error as exc:
-        raise CrmFileRejected(_csv_error_reason(exc, prev_end + 1), data_rows=data_rows) from exc
-    except UnicodeDecodeError as exc:
-        raise _not_utf8(data, exc) from exc
-
-    if data_rows == 0:
-        raise CrmFileRejected("no data rows", data_rows=0)
-
-    rows, duplicates = _drop_duplicates(rows, row_lines)
-    if duplicates:
-        raw_by_line = _raw_records_at(data, {line for line, _ in duplicates}, keys)
-        rejected.extend(RejectedRow(line, reason, raw_by_line[line]) for line, reason in duplicates)
-        rejected.sort(key=lambda r: r.line)
-
-    if _over_limit(len(rejected), data_rows, max_rejected_share):
-        share = len(rejected) / data_rows
-        first = rejected[0]
-        raise CrmFileRejected(
-            f"{len(rejected)} of {data_rows} data rows quarantined ({share:.1%}), "
-            f"above the {max_rejected_share * 100:g}% limit; first: line {first.line}: {first.reason}",
-            data_rows=data_rows,
-            rejected=rejected,
-        )
-
-    warnings = list(columns.warnings)
-    if date_in_name(blob_name) is None:
-        # The contract's fallback, said out loud: a file named without a date is easy to drop
-        # on the wrong day.
-        warnings.append(
-            f"no date in the file name; staged as the snapshot of {snapshot_date} (the UTC day it was uploaded)"
-        )
-    return ParsedSnapshot(
-        snapshot_date=snapshot_date,
-        rows=rows,
-        rejected=rejected,
-        warnings=warnings,
-        data_rows=data_rows,
-    )
+    fingerprints, lines = array("q"), array("q")
+    for line, row in reader.valid_rows():
+        rows.append(row)
+        fingerprints.append(hash(row[0]))
+        lines.append(line)
+    losers = reader.duplicate_losers(fingerprints, lines)
+    rejected, warnings = reader.finish(losers, max_rejected_share)
+    if losers:
+        lost = {r.line for r in losers}
+        rows = [row for row, line in zip(rows, lines, strict=True) if line not in lost]
+    return ParsedSnapshot(reader.snapshot_date, rows, rejected, warnings, reader.data_rows)
 
 
 # --------------------------------------------------------------------------- helpers
 
 
-def _text_stream(data: bytes) -> io.TextIOWrapper:
+class _ChunkReader(io.RawIOBase):
+    """A readable binary stream over the chunks of a file."""
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self._chunks = iter(chunks)
+        self._pending = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._pending:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                return 0
+            self._pending = memoryview(chunk)
+        size = min(len(buffer), len(self._pending))
+        buffer[:size] = self._pending[:size]
+        self._pending = self._pending[size:]
+        return size
+
+
+def _text_stream(chunks: Iterable[bytes]) -> io.TextIOWrapper:
     """Strict UTF-8 text (BOM dropped), decoded lazily as csv reads it.
 
-    newline="" hands csv the line endings untouched, as RFC 4180 quoting needs. A
-    streaming decoder rather than StringIO(data.decode()): StringIO keeps 4 bytes per
-    character, which for a 75 MB file is ~300 MB of peak memory for nothing.
+    newline="" hands csv the line endings untouched, as RFC 4180 quoting needs. A streaming
+    decoder rather than StringIO(data.decode()): StringIO keeps 4 bytes per character, which
+    for a 75 MB file is ~300 MB of peak memory for nothing.
     """
-    return io.TextIOWrapper(io.BytesIO(data), encoding="utf-8-sig", errors="strict", newline="")
+    raw = io.BufferedReader(_ChunkReader(chunks), buffer_size=1024 * 1024)
+    return io.TextIOWrapper(raw, encoding="utf-8-sig", errors="strict", newline="")
 
 
-def _not_utf8(data: bytes, exc: UnicodeDecodeError) -> CrmFileRejected:
-    """One-line rejection naming the first bad byte's offset and line in the file."""
-    # The streaming decoder's positions are relative to its chunk; decode again (this
-    # is the failure path only) to get them relative to the file.
-    try:
-        data.decode("utf-8-sig")
-    except UnicodeDecodeError as whole:
-        exc = whole
-    # utf-8-sig counts positions after the BOM.
-    offset = exc.start + (len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0)
-    line = data.count(b"\n", 0, offset) + 1
-    return CrmFileRejected(f"not valid UTF-8: {exc.reason} at byte offset {offset} (line {line})")
+def _not_utf8(chunks: Chunks) -> CrmFileRejected:
+    """One-line rejection naming the first bad byte's offset and line in the file (the failure
+    path only: the file is read once more, chunk by chunk, counting bytes and line breaks)."""
+    offset, line, carry = 0, 1, b""  # carry: the start of a character cut by a chunk's end
+    for chunk in [*chunks(), None]:
+        data = carry + (chunk or b"")
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            cut = chunk is not None and exc.reason == "unexpected end of data" and exc.start >= len(data) - 3
+            if not cut:
+                line += data.count(b"\n", 0, exc.start)
+                return CrmFileRejected(
+                    f"not valid UTF-8: {exc.reason} at byte offset {offset + exc.start} (line {line})"
+                )
+            carry = data[exc.start :]
+            data = data[: exc.start]
+        else:
+            carry = b""
+        offset += len(data)
+        line += data.count(b"\n")
+    return CrmFileRejected("not valid UTF-8")
 
 
 def _is_blank(record: list[str]) -> bool:
@@ -406,31 +506,14 @@ def _raw(keys: list[str], record: list[str]) -> dict[str, str]:
     return fields
 
 
-def _drop_duplicates(rows: list[CrmRow], row_lines: array[int]) -> tuple[list[CrmRow], list[tuple[int, str]]]:
-    """Keep the last row per company_id; return (winners in file order, [(line, reason)])."""
-    last = {row[0]: pos for pos, row in enumerate(rows)}  # later positions overwrite earlier
-    if len(last) == len(rows):
-        return rows, []  # the common case: no extra pass, no copy
-    winners: list[CrmRow] = []
-    losers: list[tuple[int, str]] = []
-    for pos, row in enumerate(rows):
-        win = last[row[0]]
-        if win == pos:
-            winners.append(row)
-        else:
-            reason = f"duplicate company_id {_show(row[0])} (the later row on line {row_lines[win]} wins)"
-            losers.append((row_lines[pos], reason))
-    return winners, losers
-
-
-def _raw_records_at(data: bytes, lines: set[int], keys: list[str]) -> dict[int, dict[str, str]]:
+def _raw_records_at(chunks: Chunks, lines: set[int], keys: list[str]) -> dict[int, dict[str, str]]:
     """Re-read the raw records starting on ``lines``.
 
     Only needed for duplicates, which are rare; re-reading beats holding on to every
     raw record of a million-row file just in case.
     """
     found: dict[int, dict[str, str]] = {}
-    reader = csv.reader(_text_stream(data), strict=True)
+    reader = csv.reader(_text_stream(chunks()), strict=True)
     prev_end = 0
     for record in reader:
         start = prev_end + 1

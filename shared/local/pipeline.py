@@ -6,17 +6,14 @@ import json
 import random
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, BinaryIO
 
 from shared.bootstrap import build_local, use_services
 from shared.config import Settings
 from shared.domain import names
+from shared.local.errors import CliError
 from shared.local.host import DrainReport, LocalHost
 from shared.ports import OutgoingMessage, Services
-
-
-class CliError(Exception):
-    """A failure reported as one line on stderr with a non-zero exit status."""
 
 
 class LocalPipeline:
@@ -43,7 +40,7 @@ class LocalPipeline:
             print(file=sys.stderr)  # end the progress line
         return report
 
-    def drop_crm(self, data: bytes, blob_name: str, *, force: bool = False) -> DrainReport:
+    def drop_crm(self, data: bytes | BinaryIO, blob_name: str, *, force: bool = False) -> DrainReport:
         """Upload a CRM file as a user would; `force` sets the blob metadata that lets a snapshot
         through the size check (on Azure: `az storage blob upload --metadata force=true`)."""
         metadata = {"force": "true"} if force else None

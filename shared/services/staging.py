@@ -10,7 +10,8 @@ import gc
 import hashlib
 import json
 import logging
-from collections.abc import Iterator
+from array import array
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
@@ -19,7 +20,7 @@ from typing import Any, Literal
 from shared.domain import blob_events, names
 from shared.domain.alerts import Alert
 from shared.domain.blob_names import check_blob_name
-from shared.domain.crm_csv import CrmFileRejected, RejectedRow, parse_crm_snapshot
+from shared.domain.crm_csv import NUL_REASON, CrmFileRejected, CrmReader, CrmRow, RejectedRow
 from shared.domain.errors import PermanentError
 from shared.domain.quality import check_snapshot_size
 from shared.domain.transform_plan import InputKind, days_to_mark
@@ -57,14 +58,20 @@ class StageOutcome:
     message: str = ""
 
 
-def _checksum(rows: list[tuple[Any, ...]], extra: str = "") -> str:
-    """A fingerprint of the rows in key order: the same content gives the same checksum,
-    whatever order the API or the file listed it in. repr() of a tuple of str, int, None and
-    datetime is exact and unambiguous, and much cheaper than JSON for a million rows."""
-    digest = hashlib.sha256(extra.encode())
-    ordered = sorted(rows)  # the first field, the company id, is unique
-    for start in range(0, len(ordered), 10_000):
-        digest.update(repr(ordered[start : start + 10_000]).encode())
+# Part of every usage checksum: change it when the record rules change, so that pages staged
+# under the old rules are staged again under the new ones instead of being "unchanged".
+USAGE_RULES_VERSION = "usage-records/2"
+
+
+def _usage_checksum(pages: list[dict[str, Any]]) -> str:
+    """What a staged usage day was made from: its pages' SHA-256s in page order (already in the
+    manifest) and the record rules. The same pages give the same rows, so a re-announced
+    manifest, or a re-fetch that returned the same bytes, is "unchanged" without touching a
+    record; a re-fetch that listed the same records in another order is staged again, which
+    changes no row."""
+    digest = hashlib.sha256(USAGE_RULES_VERSION.encode())
+    for page in pages:
+        digest.update(f"\n{page['sha256']}".encode())
     return digest.hexdigest()
 
 
@@ -242,8 +249,9 @@ def load_usage_manifest(services: Services, manifest_name: str) -> StageOutcome:
     force = bool(manifest.get("force"))
 
     validated = ValidatedDay()
-    for entry in manifest["pages"]:
-        validate_page(validated, key, entry["blob"], _read_page(services, entry))
+    with _gc_paused():
+        for entry in manifest["pages"]:
+            validate_page(validated, key, entry["blob"], _read_page(services, entry))
 
     by_page: dict[str, list[dict[str, Any]]] = {}
     for rejected in validated.rejected:
@@ -258,7 +266,7 @@ def load_usage_manifest(services: Services, manifest_name: str) -> StageOutcome:
 
     rows = validated.staged_rows()
     quarantined = len(validated.rejected)
-    checksum = _checksum(rows, extra=f"quarantined={quarantined}")
+    checksum = _usage_checksum(manifest["pages"])
     version = str(manifest["fetched_at"])
     status = services.warehouse.replace_usage_day(
         day,
@@ -290,36 +298,62 @@ def load_usage_manifest(services: Services, manifest_name: str) -> StageOutcome:
 # --- CRM --------------------------------------------------------------------------------------
 
 
+class DropChanged(RuntimeError):
+    """The CRM drop was replaced while it was being read. Not permanent: a redelivery reads the
+    new version whole (and its own event loads it too)."""
+
+
 def load_crm_drop(services: Services, blob_name: str) -> StageOutcome:
+    """Check a CRM drop and stage it, holding no more of it than a chunk at a time: one pass
+    hashes it, one checks every row (keeping one fingerprint per row for the duplicate rule),
+    and the warehouse reads it once more as it stages it."""
     try:
-        data = services.blobs.get(names.CRM_CONTAINER, blob_name)
         info = services.blobs.info(names.CRM_CONTAINER, blob_name)
+        content_hash, has_nul = _scan(services.blobs.chunks(names.CRM_CONTAINER, blob_name))
     except BlobNotFound:
         raise DropMissing(f"CRM drop {blob_name} no longer exists") from None
-    content_hash = hashlib.sha256(data).hexdigest()
     run_id = f"crm-{content_hash[:12]}"  # deterministic: a redelivered event is the same run
     bind(run_id=run_id)
     version = f"{info.last_modified.isoformat(timespec='microseconds')}|{blob_name}"  # later drop wins
     key_of_file = names.file_key(blob_name)
 
+    def chunks() -> Iterator[bytes]:
+        """The drop once more, checked to be the bytes that were hashed."""
+        digest = hashlib.sha256()
+        for chunk in services.blobs.chunks(names.CRM_CONTAINER, blob_name):
+            digest.update(chunk)
+            yield chunk
+        if digest.hexdigest() != content_hash:
+            raise DropChanged(f"CRM drop {blob_name} changed while it was read; it is read again")
+
+    reader = CrmReader(chunks, blob_name, info.created_at)
     try:
+        if has_nul:
+            raise CrmFileRejected(NUL_REASON)
         with _gc_paused():
-            parsed = parse_crm_snapshot(data, blob_name, info.created_at)
+            fingerprints, lines = array("q"), array("q")
+            for line, row in reader.valid_rows():
+                fingerprints.append(hash(row[0]))
+                lines.append(line)
+            losers = reader.duplicate_losers(fingerprints, lines)
+            rejected, warnings = reader.finish(losers)
     except CrmFileRejected as exc:
-        rejected = [_row_record(r) for r in exc.rejected]
-        return _reject_crm_file(services, blob_name, run_id, data, str(exc), rejected, exc.data_rows or 0)
+        rows = [_row_record(r) for r in exc.rejected]
+        return _reject_crm_file(services, blob_name, run_id, str(exc), rows, exc.data_rows or 0)
+    companies = len(lines) - len(losers)
+    del fingerprints, lines
 
     forced = str(info.metadata.get("force", "")).lower() == "true"
-    errors, size_warnings = _snapshot_size(services, parsed.snapshot_date, len(parsed.rows))
+    errors, size_warnings = _snapshot_size(services, reader.snapshot_date, companies)
     if errors and not forced:
         reason = (
             f"{errors[0]}; if that is right, drop it again with --force"
             " (or upload it with blob metadata force=true)"
         )
-        return _reject_crm_file(services, blob_name, run_id, data, reason, [], parsed.data_rows)
+        return _reject_crm_file(services, blob_name, run_id, reason, [], reader.data_rows)
     size_warnings += [f"size check overridden by force: {e}" for e in errors]
-    no_date = [w for w in parsed.warnings if w.startswith("no date in the file name")]
-    parsed.warnings.extend(size_warnings)
+    no_date = [w for w in warnings if w.startswith("no date in the file name")]
+    warnings.extend(size_warnings)
     for warning in size_warnings + no_date:
         raise_alert(
             services.bus,
@@ -329,32 +363,32 @@ def load_crm_drop(services: Services, blob_name: str) -> StageOutcome:
                 "crm_file_warning",
                 f"CRM file {blob_name}: {warning}",
                 run_id,
-                parsed.snapshot_date.isoformat(),
+                reader.snapshot_date.isoformat(),
             ),
         )
 
-    key = parsed.snapshot_date.isoformat()
+    key = reader.snapshot_date.isoformat()
     bind(date=key)
     quarantined_at = ""
-    if parsed.rejected:
-        lines = "".join(json.dumps(_row_record(r), ensure_ascii=False) + "\n" for r in parsed.rejected)
+    if rejected:
+        text = "".join(json.dumps(_row_record(r), ensure_ascii=False) + "\n" for r in rejected)
         leaf = _quarantine(
-            services, names.CRM_CONTAINER, blob_name, run_id, "rejected-rows.jsonl", lines.encode()
+            services, names.CRM_CONTAINER, blob_name, run_id, "rejected-rows.jsonl", text.encode()
         )
         quarantined_at = f"{names.QUARANTINE_CONTAINER}/{leaf}"
-    for warning in parsed.warnings:
+    for warning in warnings:
         log.warning("CRM file %s: %s", blob_name, warning)
 
-    rows = parsed.rows
-    # The file's own hash: the same drop again is "unchanged" without hashing a million rows.
+    # The file's own hash: the same drop again is "unchanged" without staging a row.
     checksum = content_hash
-    status = services.warehouse.replace_crm_snapshot(
-        parsed.snapshot_date,
-        rows,
-        Lineage(run_id, blob_name, services.clock()),
-        checksum=checksum,
-        version=version,
-    )
+    with _gc_paused():
+        status = services.warehouse.replace_crm_snapshot(
+            reader.snapshot_date,
+            _StagedRows(reader, {r.line for r in losers}),
+            Lineage(run_id, blob_name, services.clock()),
+            checksum=checksum,
+            version=version,
+        )
     services.ledger.put(
         names.FILES,
         key_of_file,
@@ -364,40 +398,65 @@ def load_crm_drop(services: Services, blob_name: str) -> StageOutcome:
             "status": {"stale": "superseded"}.get(status, status),
             "snapshot_date": key,
             "run_id": run_id,
-            "data_rows": parsed.data_rows,
-            "staged": len(rows),
-            "quarantined": len(parsed.rejected),
+            "data_rows": reader.data_rows,
+            "staged": companies,
+            "quarantined": len(rejected),
             "quarantine": quarantined_at,
-            "warnings": json.dumps(parsed.warnings),
+            "warnings": json.dumps(warnings),
             "loaded_at": services.clock().isoformat(),
         },
     )
-    outcome = StageOutcome(status, key, run_id, len(rows), len(parsed.rejected))
+    outcome = StageOutcome(status, key, run_id, companies, len(rejected))
     entry = {
         "version": version,
         "run_id": run_id,
         "blob": blob_name,
         "checksum": checksum,
-        "data_rows": parsed.data_rows,
-        "staged": len(rows),
-        "quarantined": len(parsed.rejected),
+        "data_rows": reader.data_rows,
+        "staged": companies,
+        "quarantined": len(rejected),
         "loaded_at": services.clock().isoformat(),
     }
-    _announce_staged(services, "crm", outcome, entry, blob_name, f"{parsed.data_rows} data rows", force=False)
+    _announce_staged(services, "crm", outcome, entry, blob_name, f"{reader.data_rows} data rows", force=False)
     return outcome
+
+
+def _scan(chunks: Iterable[bytes]) -> tuple[str, bool]:
+    """The file's SHA-256 (its run id and checksum) and whether it holds a NUL byte (UTF-16 and
+    binary uploads are often "valid" UTF-8, and csv would choke on NUL anyway)."""
+    digest, has_nul = hashlib.sha256(), False
+    for chunk in chunks:
+        digest.update(chunk)
+        has_nul = has_nul or b"\x00" in chunk
+    return digest.hexdigest(), has_nul
+
+
+class _StagedRows:
+    """The rows to stage, read from the file again each time they are iterated (a warehouse may
+    retry its transaction): the valid rows less the duplicates a later row replaced."""
+
+    def __init__(self, reader: CrmReader, lost: set[int]) -> None:
+        self.reader, self.lost = reader, lost
+
+    def __iter__(self) -> Iterator[CrmRow]:
+        lost = self.lost
+        return (row for line, row in self.reader.valid_rows() if line not in lost)
 
 
 def _reject_crm_file(
     services: Services,
     blob_name: str,
     run_id: str,
-    data: bytes,
     reason: str,
     rejected_rows: list[dict[str, Any]],
     data_rows: int,
 ) -> StageOutcome:
     """Nothing from the file is staged: it goes to quarantine with the reason, the ledger says
     so, and one alert is raised."""
+    try:
+        data = services.blobs.get(names.CRM_CONTAINER, blob_name)  # the failure path: held once, to copy it
+    except BlobNotFound:
+        raise DropMissing(f"CRM drop {blob_name} no longer exists") from None
     _quarantine(services, names.CRM_CONTAINER, blob_name, run_id, blob_name.rsplit("/", 1)[-1], data)
     _quarantine(
         services,

@@ -13,4 +13,5 @@ DELETE FROM stg.crm_snapshot WHERE snapshot_date = $snapshot_date;
 
 INSERT INTO stg.crm_snapshot (snapshot_date, row_count, checksum, source_version, run_id, source_blob, loaded_at)
 SELECT $snapshot_date, COUNT(*), $checksum, $source_version, $run_id, $source_blob, $loaded_at
-FROM incoming_crm;
+FROM stg.crm_company_snapshot
+WHERE snapshot_date = $snapshot_date;

@@ -12,4 +12,5 @@ DELETE FROM stg.usage_dataset WHERE activity_date = $activity_date;
 INSERT INTO stg.usage_dataset
     (activity_date, record_count, quarantined_count, checksum, source_version, run_id, source_blob, loaded_at)
 SELECT $activity_date, COUNT(*), $quarantined_count, $checksum, $source_version, $run_id, $source_blob, $loaded_at
-FROM incoming_usage;
+FROM stg.product_usage_daily
+WHERE activity_date = $activity_date;

@@ -38,6 +38,18 @@ def test_blob_round_trip(blob_store: BlobStore, data: bytes) -> None:
     assert blob_store.info(RAW, "round/trip.bin").size == len(data)
 
 
+def test_blob_chunks_are_the_blob_in_order(blob_store: BlobStore) -> None:
+    data = random.Random(3).randbytes(9 * 1024 * 1024 + 17)  # more than one chunk on every store
+    blob_store.put(RAW, "big/file.csv", data)
+    pieces = list(blob_store.chunks(RAW, "big/file.csv"))
+    assert b"".join(pieces) == data and len(pieces) > 1
+    assert list(blob_store.chunks(RAW, "big/file.csv")) == pieces  # each call starts over
+    blob_store.put(RAW, "empty.csv", b"")
+    assert b"".join(blob_store.chunks(RAW, "empty.csv")) == b""
+    with pytest.raises(BlobNotFound):
+        list(blob_store.chunks(RAW, "missing.csv"))
+
+
 def test_blob_overwrite_replaces(blob_store: BlobStore) -> None:
     blob_store.put(RAW, "x.json", b"a much longer first version")
     blob_store.put(RAW, "x.json", b"2")
@@ -252,3 +264,24 @@ def test_blob_metadata_round_trips_and_an_overwrite_replaces_it(blob_store: Blob
     assert blob_store.list("crm-drop") == ["dir/companies.csv"]  # the metadata is no blob
     blob_store.put("crm-drop", "dir/companies.csv", b"b")
     assert dict(blob_store.info("crm-drop", "dir/companies.csv").metadata) == {}
+
+
+def test_folder_store_refuses_a_link_out_of_its_folder(tmp_path: Path) -> None:
+    """Names cannot leave the folder (checked above); a symlink planted inside it cannot either,
+    as a folder on the way or as the blob's own file, however often the folder was used before."""
+    from shared.adapters.blob_folder import FolderBlobStore
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.json").write_text("secret")
+    store = FolderBlobStore(tmp_path / "store")
+    store.put(RAW, "day/page-1.json", b"{}")
+    (tmp_path / "store" / RAW / "linked").symlink_to(outside, target_is_directory=True)
+    (tmp_path / "store" / RAW / "day" / "page-2.json").symlink_to(outside / "secret.json")
+    for name in ("linked/secret.json", "day/page-2.json"):
+        with pytest.raises(UnsafeBlobName):
+            store.get(RAW, name)
+        with pytest.raises(UnsafeBlobName):
+            store.put(RAW, name, b"overwrite")
+    assert (outside / "secret.json").read_text() == "secret"
+    assert store.get(RAW, "day/page-1.json") == b"{}"

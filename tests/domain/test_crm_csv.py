@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -14,6 +17,7 @@ from shared.domain.crm_csv import (
     FIELD_SIZE_LIMIT,
     MAX_REJECTED_SHARE,
     CrmFileRejected,
+    CrmReader,
     CrmRow,
     ParsedSnapshot,
     RejectedRow,
@@ -850,3 +854,68 @@ def test_a_company_id_too_long_for_the_warehouse_is_quarantined() -> None:
     parsed = parse_crm_snapshot(data, "companies_2026-10-01.csv", datetime(2026, 10, 1, tzinfo=UTC))
     assert [r.reason for r in parsed.rejected] == ["company_id longer than 64 characters"]
     assert len(parsed.rows) == 30
+
+
+# --------------------------------------------------------------------------- read in chunks
+
+
+def _split(data: bytes, cuts: list[int]) -> Callable[[], Iterator[bytes]]:
+    """The file as a blob store hands it over: pieces cut anywhere (inside a character, between
+    \\r and \\n, inside a quoted field)."""
+    points = sorted({min(c, len(data)) for c in cuts})
+    edges = [0, *points, len(data)]
+    pieces = [data[a:b] for a, b in itertools.pairwise(edges) if b > a]
+    return lambda: iter(pieces)
+
+
+def _read(chunks: Callable[[], Iterator[bytes]]) -> tuple[Any, ...]:
+    """What the loader takes from a reader: rows, losers, quarantine, warnings (or the rejection)."""
+    reader = CrmReader(chunks, NAME, CREATED)
+    try:
+        found = list(reader.valid_rows())
+        fingerprints = [hash(row[0]) for _, row in found]
+        losers = reader.duplicate_losers(fingerprints, [line for line, _ in found])
+        rejected, warnings = reader.finish(losers)
+    except CrmFileRejected as exc:
+        return ("rejected", exc.reason)
+    lost = {r.line for r in losers}
+    return ([row for line, row in found if line not in lost], rejected, warnings, reader.data_rows)
+
+
+_CHUNKED_FILES = [
+    csv_bytes(HEADER, *good_rows(40), "c-3,Again,FR,saas,2026-01-01", newline="\r\n", bom=True),
+    csv_bytes(
+        HEADER, 'c-1,"Zoë ""Q"", Ltd.\nsecond line",DE,saas,2026-09-01T10:00:00+02:00', *good_rows(30, 2)
+    ),
+    csv_bytes(HEADER, *good_rows(30), "c-9,bad date,US,saas,yesterday", "c-10,Ünïcødé 😀,JP,edu,"),
+    csv_bytes(HEADER, *good_rows(30)) + b"c-99,\xc3\x28broken,US,saas,\n",  # invalid UTF-8 late
+    csv_bytes(HEADER, *good_rows(30)) + b'c-77,"never closed,US,saas,\n',
+]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    which=st.integers(min_value=0, max_value=len(_CHUNKED_FILES) - 1),
+    cuts=st.lists(st.integers(min_value=0, max_value=2000), max_size=12),
+)
+def test_a_file_read_in_any_pieces_reads_as_the_whole_file(which: int, cuts: list[int]) -> None:
+    data = _CHUNKED_FILES[which]
+    assert _read(_split(data, cuts)) == _read(lambda: iter([data]))
+
+
+def test_the_whole_file_result_is_what_parse_crm_snapshot_gives() -> None:
+    for data in _CHUNKED_FILES:
+        whole = _read(lambda data=data: iter([data]))
+        try:
+            parsed = parse(data)
+        except CrmFileRejected as exc:
+            assert whole == ("rejected", exc.reason)
+        else:
+            assert whole == (parsed.rows, parsed.rejected, parsed.warnings, parsed.data_rows)
+
+
+def test_a_fingerprint_shared_by_two_ids_is_no_duplicate() -> None:
+    data = csv_bytes(HEADER, *good_rows(4))
+    reader = CrmReader(lambda: iter([data]), NAME, CREATED)
+    found = list(reader.valid_rows())
+    assert reader.duplicate_losers([7, 7, 7, 8], [line for line, _ in found]) == []
