@@ -1,0 +1,86 @@
+"""Benchmark 7: peak memory of a large CRM drop, `python -m shared.cli crm-drop` in its own process.
+
+A 2,000,000-row snapshot (with a duplicate and a bad row, so the whole-file rules run) is
+dropped into an empty data folder; peak RSS comes from wait4() of exactly that child. Baseline:
+the same command for a 20,000-row file, in the same run (what the process needs anyway).
+
+    .venv/bin/python benchmarks/bench_crm_memory.py [--rows 2000000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from benchmarks._common import line, save  # noqa: E402
+
+
+def write_snapshot(path: Path, n: int) -> None:
+    rng = random.Random(11)
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["company_id", "name", "country", "industry_tag", "last_contact_at"])
+        for i in range(n):
+            contact = (
+                "" if i % 13 == 0 else f"2026-{rng.randrange(1, 10):02d}-{rng.randrange(1, 28):02d}T10:00:00Z"
+            )
+            writer.writerow([f"c-{i:07d}", f"Company, {i}", rng.choice(["DE", "FR", "US"]), "saas", contact])
+        writer.writerow(["c-0000007", "Company 7, renamed", "DE", "saas", ""])  # a duplicate: the last wins
+        writer.writerow(["c-x", "Bad date", "DE", "saas", "yesterday"])  # quarantined
+
+
+def drop(n: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="bench-crm-") as tmp:
+        path = Path(tmp) / "companies_2026-10-01.csv"
+        write_snapshot(path, n)
+        env = {**os.environ, "PYTHONPATH": str(REPO), "LOCAL_DATA_DIR": str(Path(tmp) / "local")}
+        start = time.perf_counter()
+        child = subprocess.Popen(
+            [sys.executable, "-m", "shared.cli", "crm-drop", str(path)],
+            env=env,
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        _, status, usage = os.wait4(child.pid, 0)
+        wall = time.perf_counter() - start
+        out = (child.stdout.read() if child.stdout else b"").decode()
+        err = (child.stderr.read() if child.stderr else b"").decode()
+        if os.waitstatus_to_exitcode(status) != 0 or f"{n} rows, 2 quarantined" not in out:
+            raise SystemExit(f"crm-drop failed: {out}{err}")
+        return {
+            "rows": n,
+            "file_mb": path.stat().st_size / 2**20,
+            "wall_s": wall,
+            "peak_rss_mb": usage.ru_maxrss / 1024,
+        }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", type=int, default=2_000_000)
+    args = parser.parse_args()
+    print(f"Benchmark 7: peak memory of a {args.rows:,}-row CRM drop")
+    baseline = drop(20_000)
+    line("20,000 rows (baseline)", f"{baseline['peak_rss_mb']:.0f} MB, {baseline['wall_s']:.1f} s")
+    big = drop(args.rows)
+    line(
+        f"{args.rows:,} rows ({big['file_mb']:.0f} MB file): peak RSS (target <= 500 MB)",
+        f"{big['peak_rss_mb']:.0f} MB, {big['wall_s']:.1f} s",
+    )
+    save("crm_memory", {"baseline": baseline, "large": big})
+
+
+if __name__ == "__main__":
+    main()
