@@ -93,10 +93,6 @@ def _bus(settings: Settings, local_bus: bool, durable: bool) -> MessageBus:
     return InProcessBus(max_delivery_count=settings.max_delivery_count, journal=journal)
 
 
-def _uses_azure_storage(settings: Settings) -> bool:
-    return bool(settings.data_storage_connection or settings.data_storage_account_name)
-
-
 def _on_azure_storage(settings: Settings, adapter: Any) -> Any:
     """Blob and Table storage share one account: a connection string, or identity by name."""
     if settings.data_storage_connection:
@@ -105,7 +101,7 @@ def _on_azure_storage(settings: Settings, adapter: Any) -> Any:
 
 
 def _blob_store(settings: Settings) -> BlobStore:
-    if _uses_azure_storage(settings):
+    if settings.uses_azure_storage():
         from shared.adapters.blob_azure import AzureBlobStore
 
         store: BlobStore = _on_azure_storage(settings, AzureBlobStore)
@@ -115,15 +111,16 @@ def _blob_store(settings: Settings) -> BlobStore:
     return FolderBlobStore(settings.local_data_dir / "blobs")
 
 
-def make_ledger(settings: Settings) -> RunLedger:
-    if _uses_azure_storage(settings):
+def make_ledger(settings: Settings, *, read_only: bool = False) -> RunLedger:
+    """The run ledger; `read_only` opens the local one without creating or changing anything."""
+    if settings.uses_azure_storage():
         from shared.adapters.ledger_table import TableLedger
 
         ledger: RunLedger = _on_azure_storage(settings, TableLedger)
         return ledger
     from shared.adapters.ledger_sqlite import SqliteLedger
 
-    return SqliteLedger(settings.local_data_dir / "ledger.sqlite3")
+    return SqliteLedger(settings.local_data_dir / "ledger.sqlite3", read_only=read_only)
 
 
 def make_warehouse(settings: Settings) -> Warehouse:

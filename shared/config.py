@@ -12,10 +12,12 @@ import dataclasses
 import logging
 import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from shared.domain.rules import Rules
 
@@ -94,6 +96,7 @@ class Settings:
                 raw = ""
             if raw:
                 values[f.name] = _parse(f, raw)
+                _check_range(f, values[f.name], shown=raw)  # named as the user wrote it
         if "usage_api_base_url" in values:
             values["usage_api_base_url"] = values["usage_api_base_url"].rstrip("/")
         return cls(**values)
@@ -104,10 +107,12 @@ class Settings:
             _check_range(f, getattr(self, f.name))
         for f in (_field("usage_api_base_url"), _field("alert_webhook_url")):
             url = getattr(self, f.name)
-            if url and not url.lower().startswith(("http://", "https://")):
+            problem = _url_problem(url) if url else None
+            if problem:
                 shown = "(not shown: a secret)" if f.metadata["secret"] else repr(url)
                 raise SettingsError(
-                    f"setting {f.metadata['env']} must be an http:// or https:// URL, got {shown}"
+                    f"setting {f.metadata['env']} must be an http:// or https:// URL with a host, got {shown}"
+                    f" ({problem})"
                 )
 
     @classmethod
@@ -121,6 +126,10 @@ class Settings:
             self.churn_min_rolling_users, self.churn_max_contact_age_days, self.crm_max_snapshot_age_days
         )
 
+    def uses_azure_storage(self) -> bool:
+        """Blob and Table storage are Azure's (or Azurite's), not the local folder and SQLite."""
+        return bool(self.data_storage_connection or self.data_storage_account_name)
+
     def secrets(self) -> list[str]:
         """Values that must never appear in logs, alerts or errors."""
         return [
@@ -130,32 +139,64 @@ class Settings:
         ]
 
 
+_URL_SETTINGS = ("USAGE_API_BASE_URL", "ALERT_WEBHOOK_URL")
+
+
+def _url_problem(url: str) -> str | None:
+    """What makes `url` unusable as an API or webhook root, or None: caught here, a malformed
+    URL is one line at start-up rather than minutes of retries ending in "InvalidURL"."""
+    if not url.isascii() or any(c.isspace() or not c.isprintable() for c in url):
+        return "spaces, control or non-ASCII characters"
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # raises for a port out of range or not a number
+    except ValueError as exc:
+        return str(exc)
+    if parts.scheme.lower() not in ("http", "https"):
+        return "the scheme must be http or https"
+    if not parts.hostname:
+        return "no host"
+    if port == 0:
+        return "port 0"
+    return None
+
+
 def _field(name: str) -> dataclasses.Field[Any]:
     return next(f for f in dataclasses.fields(Settings) if f.name == name)
+
+
+# Numbers as people write them in a settings file, ASCII only: not 1_000, not "٣" (an Arabic-Indic
+# three), not "nan" or "inf", which int() and float() would take.
+_WHOLE = re.compile(r"-?[0-9]+")
+_DECIMAL = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
 
 
 def _parse(f: dataclasses.Field[Any], raw: str) -> Any:
     default: Any = f.default  # every setting has one
     name, kind = f.metadata["env"], type(default)
     if kind is str:
+        if f.metadata["env"] in _URL_SETTINGS and (problem := _url_problem(raw)):
+            shown = "(not shown: a secret)" if f.metadata["secret"] else repr(raw)
+            raise SettingsError(
+                f"setting {name} must be an http:// or https:// URL with a host, got {shown} ({problem})"
+            )
         return raw
     if issubclass(kind, Path):
-        return Path(raw)
-    try:
-        value = kind(raw)
-    except ValueError:
-        raise SettingsError(f"setting {name} must be {_kind(kind)}{_range(f)}, got {raw!r}") from None
-    return value
+        return Path(raw).expanduser()  # "~/data" means what a shell would make of it
+    if not (_WHOLE if kind is int else _DECIMAL).fullmatch(raw):
+        raise SettingsError(f"setting {name} must be {_kind(kind)}{_range(f)}, got {raw!r}")
+    return kind(raw)
 
 
-def _check_range(f: dataclasses.Field[Any], value: Any) -> None:
+def _check_range(f: dataclasses.Field[Any], value: Any, shown: str | None = None) -> None:
     low, high = f.metadata["low"], f.metadata["high"]
     if low is None and high is None:
         return
     finite = not isinstance(value, float) or math.isfinite(value)
     if not finite or (low is not None and value < low) or (high is not None and value > high):
         kind = type(f.default)
-        raise SettingsError(f"setting {f.metadata['env']} must be {_kind(kind)}{_range(f)}, got {value!r}")
+        got = repr(shown) if shown is not None else repr(value)
+        raise SettingsError(f"setting {f.metadata['env']} must be {_kind(kind)}{_range(f)}, got {got}")
 
 
 def _kind(kind: type) -> str:

@@ -31,7 +31,23 @@ def test_the_settings_are_read_from_the_environment() -> None:
             "-3",
             "setting CRM_MAX_SNAPSHOT_AGE_DAYS must be a whole number from 0 to 366",
         ),
-        ("USAGE_API_TIMEOUT_S", "0", "setting USAGE_API_TIMEOUT_S must be a number from 0.1 to 600, got 0.0"),
+        ("USAGE_API_TIMEOUT_S", "0", "setting USAGE_API_TIMEOUT_S must be a number from 0.1 to 600, got '0'"),
+        (
+            "USAGE_API_BACKOFF_MAX_S",
+            "-1",
+            "setting USAGE_API_BACKOFF_MAX_S must be a number from 0 to 3,600, got '-1'",
+        ),
+        (
+            "CHURN_MIN_ROLLING_USERS",
+            "1_000",
+            "setting CHURN_MIN_ROLLING_USERS must be a whole number from 0 to",
+        ),
+        (
+            "CHURN_MIN_ROLLING_USERS",
+            "\u0663",
+            "setting CHURN_MIN_ROLLING_USERS must be a whole number",
+        ),  # Arabic-Indic 3
+        ("USAGE_API_TIMEOUT_S", "inf", "setting USAGE_API_TIMEOUT_S must be a number"),
         ("USAGE_API_TIMEOUT_S", "nan", "setting USAGE_API_TIMEOUT_S must be a number"),
         ("USAGE_API_CONCURRENCY", "0", "setting USAGE_API_CONCURRENCY must be a whole number from 1 to 64"),
         ("USAGE_API_PAGE_SIZE", "5000", "setting USAGE_API_PAGE_SIZE must be a whole number from 1 to 1,000"),
@@ -44,6 +60,22 @@ def test_the_settings_are_read_from_the_environment() -> None:
             "USAGE_API_BASE_URL",
             "localhost:8000",
             "setting USAGE_API_BASE_URL must be an http:// or https:// URL",
+        ),
+        (
+            "USAGE_API_BASE_URL",
+            "http://127.0.0.1:99999",
+            "setting USAGE_API_BASE_URL must be an http:// or https:// URL",
+        ),
+        ("USAGE_API_BASE_URL", "http:// /x", "setting USAGE_API_BASE_URL must be an http:// or https:// URL"),
+        (
+            "USAGE_API_BASE_URL",
+            "http://",
+            "setting USAGE_API_BASE_URL must be an http:// or https:// URL with a host, got 'http://' (no host)",
+        ),
+        (
+            "ALERT_WEBHOOK_URL",
+            "https://hooks.example.com:abc/secret",
+            "setting ALERT_WEBHOOK_URL must be an http:// or https:// URL with a host, got (not shown: a secret)",
         ),
     ],
 )
@@ -93,3 +125,11 @@ def test_readme_states_each_range_the_app_enforces() -> None:
         env = field.metadata["env"]
         row = next(line for line in rows if f"`{env}`" in line.split("|")[1])
         assert f"{shown(field.metadata['low'])} to {shown(field.metadata['high'])}" in row, (env, row)
+
+
+def test_a_data_folder_under_home_is_expanded(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert (
+        Settings.from_env({"LOCAL_DATA_DIR": "~/company-activity"}).local_data_dir
+        == tmp_path / "company-activity"
+    )

@@ -15,6 +15,8 @@ from shared.domain.blob_names import UnsafeBlobName, check_blob_name, check_cont
 from shared.ports import BlobExists, BlobInfo, BlobNotFound
 
 CHUNK_BYTES = 4 * 1024 * 1024
+# File systems hold 255 bytes per name; a blob's metadata file adds ".json" to its name.
+MAX_SEGMENT_BYTES = 250
 
 
 class FolderBlobStore:
@@ -37,7 +39,13 @@ class FolderBlobStore:
         the store could lead out of it: the folder is resolved once, the file itself may not be
         a link."""
         check_blob_name(container, name)
-        path = self._container(container).joinpath(*name.split("/"))
+        segments = name.split("/")
+        if any(len(segment.encode()) > MAX_SEGMENT_BYTES for segment in segments):
+            raise UnsafeBlobName(
+                f"blob name {container}/{name[:60]!r}... has a part longer than {MAX_SEGMENT_BYTES} bytes,"
+                " more than a local file name can hold"
+            )
+        path = self._container(container).joinpath(*segments)
         folder = str(path.parent)
         if folder not in self._inside:
             if not path.parent.resolve().is_relative_to(self.root):

@@ -15,10 +15,14 @@ from shared.ports import ConcurrencyConflict, LedgerEntry
 
 
 class SqliteLedger:
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    def __init__(self, path: Path, *, read_only: bool = False) -> None:
+        """`read_only`: open an existing ledger to read (`status` on a folder it may not write)."""
         self.path = path
+        self.read_only = read_only
         self._lock = threading.Lock()
+        if read_only:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as con:
             con.execute("PRAGMA journal_mode=WAL")
             con.execute(
@@ -29,7 +33,12 @@ class SqliteLedger:
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        con = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        if self.read_only:
+            con = sqlite3.connect(
+                f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=30, isolation_level=None
+            )
+        else:
+            con = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         try:
             yield con
         finally:

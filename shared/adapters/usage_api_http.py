@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -146,7 +147,9 @@ class UsageApiClient:
             return retrying(attempt)
         except _NoAnswer as exc:
             if reached[0]:  # it answered before: an ordinary transient failure
-                raise TransientApiError(f"usage API {day} page {number}: still failing: {exc}") from None
+                raise TransientApiError(
+                    f"usage API {self.base_url} {day} page {number}: still failing: {exc}"
+                ) from None
             tried, attempts = self.clock() - started, retrying.statistics.get("attempt_number", 1)
             raise ApiUnreachable(
                 f"usage API {self.base_url} cannot be reached: {exc.cause}"
@@ -155,7 +158,8 @@ class UsageApiClient:
             ) from None
         except TransientApiError as exc:
             raise TransientApiError(
-                f"usage API {day} page {number}: still failing after {self.max_attempts} attempts: {exc}"
+                f"usage API {self.base_url} {day} page {number}: still failing after"
+                f" {self.max_attempts} attempts: {exc}"
             ) from None
 
     def _request_page(self, day: date, number: int) -> Page:
@@ -175,7 +179,7 @@ class UsageApiClient:
             response = self.session.send(request, timeout=(min(10.0, self.timeout_s), self.timeout_s))
             body = response.content  # reading the body can time out or be cut off too
         except requests.RequestException as exc:
-            cause = _no_answer_cause(exc, min(10.0, self.timeout_s))
+            cause = _no_answer_cause(exc, min(10.0, self.timeout_s), self.timeout_s)
             if cause is not None:
                 raise _NoAnswer(number, cause) from None
             if isinstance(exc, requests.Timeout):
@@ -200,7 +204,9 @@ class UsageApiClient:
                 f"page {number}: HTTP {status} {reason}",
                 retry_after_s=retry_after_seconds(response.headers.get("Retry-After")),
             )
-        raise UsageApiError(f"usage API answered HTTP {status} {reason} for date {day} page {number}")
+        raise UsageApiError(
+            f"usage API {self.base_url} answered HTTP {status} {reason} for date {day} page {number}"
+        )
 
 
 class _NoAnswer(TransientApiError):
@@ -211,12 +217,18 @@ class _NoAnswer(TransientApiError):
         self.cause = cause
 
 
-def _no_answer_cause(exc: requests.RequestException, connect_timeout_s: float) -> str | None:
-    """Why no API answered (refused, DNS, TLS, connect timeout), or None if one did."""
+def _no_answer_cause(
+    exc: requests.RequestException, connect_timeout_s: float, timeout_s: float
+) -> str | None:
+    """Why no API answered (refused, DNS, TLS, no connection or no answer in time), or None if
+    one did. A read timeout before the status line is no answer either: an API that takes the
+    connection and never answers is as unreachable as one that refuses it."""
     if isinstance(exc, requests.exceptions.SSLError):
-        return f"TLS failed ({_innermost(exc)})"
+        return f"TLS failed ({_tls_reason(exc)})"
     if isinstance(exc, requests.ConnectTimeout):
         return f"no connection within {connect_timeout_s:g} s"
+    if isinstance(exc, requests.ReadTimeout):
+        return f"connected, but no answer within {timeout_s:g} s"
     if not isinstance(exc, requests.ConnectionError):
         return None
     reason = getattr(exc.args[0], "reason", None) if exc.args else None
@@ -228,10 +240,17 @@ def _no_answer_cause(exc: requests.RequestException, connect_timeout_s: float) -
     return None
 
 
-def _innermost(exc: BaseException) -> str:
-    """The last words of a chain of wrapped errors (urllib3 wraps ssl's in two layers)."""
+_SSL_REASON = re.compile(r"\[SSL: [A-Z0-9_]+\] ([^(\]\[]+?)\s*(?:\(_ssl|$)")
+
+
+def _tls_reason(exc: BaseException) -> str:
+    """The words of an ssl error, without the layers urllib3 and requests wrap around them:
+    "[SSL: WRONG_VERSION_NUMBER] wrong version number (_ssl.c:1006)" -> "wrong version number"."""
     text = str(exc)
-    return text.rsplit(": ", 1)[-1].rstrip(")\"'") or exc.__class__.__name__
+    found = _SSL_REASON.search(text)
+    if found:
+        return found.group(1).strip()
+    return text.rsplit(": ", 1)[-1].strip(" )\"'[]") or exc.__class__.__name__
 
 
 def _pooled_session(pool_size: int, base_url: str) -> requests.Session:

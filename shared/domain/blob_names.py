@@ -29,4 +29,9 @@ def check_blob_name(container: str, name: str) -> str:
     segments = name.split("/")
     if any(seg in ("", ".", "..") for seg in segments) or "\\" in name or "\x00" in name:
         raise UnsafeBlobName(f"unsafe blob name {container}/{name!r}")
+    if len(name) > MAX_BLOB_NAME:
+        raise UnsafeBlobName(f"blob name of {len(name)} characters: Azure takes at most {MAX_BLOB_NAME}")
     return name
+
+
+MAX_BLOB_NAME = 1024  # Azure Blob Storage's limit

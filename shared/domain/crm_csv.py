@@ -104,6 +104,7 @@ class CrmFileRejected(ValueError):
 # Overlapping search (lookahead) so "2026-13-2026-10-01" still finds the real date;
 # [0-9] rather than \d because \d also matches non-ASCII digits.
 _NAME_DATE = re.compile(r"(?=([0-9]{4})-([0-9]{2})-([0-9]{2}))")
+_NAME_DATE_LIKE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 def date_in_name(blob_name: str) -> date | None:
@@ -341,9 +342,14 @@ class CrmReader:
         if date_in_name(self.blob_name) is None:
             # The contract's fallback, said out loud: a file named without a date is easy to drop
             # on the wrong day.
+            almost = _NAME_DATE_LIKE.search(self.blob_name.rsplit("/", 1)[-1])
+            which = (
+                f"no calendar date in the file name ({almost.group(0)} is not one)"
+                if almost
+                else "no date in the file name"
+            )
             warnings.append(
-                f"no date in the file name; staged as the snapshot of {self.snapshot_date}"
-                " (the UTC day it was uploaded)"
+                f"{which}; staged as the snapshot of {self.snapshot_date} (the UTC day it was uploaded)"
             )
         return rejected, warnings
 

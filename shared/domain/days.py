@@ -62,6 +62,28 @@ def days_affected_by_snapshot(snapshot: date, snapshot_dates: Iterable[date], ma
     return [d for d in candidates if effective_snapshot(d, known, max_age) == snapshot]
 
 
+# The earliest day the pipeline works with. Earlier dates are typing mistakes (0001-01-01), and
+# the rolling window and the snapshot age reach days before the ones asked for.
+EARLIEST_DAY = date(1970, 1, 1)
+
+
+def too_early(day: date) -> str | None:
+    """Why `day` is out of the supported range, or None."""
+    if day < EARLIEST_DAY:
+        return f"{day} is before {EARLIEST_DAY}, the earliest day the pipeline works with"
+    return None
+
+
+def snapshot_day_problem(snapshot: date, today: date) -> str | None:
+    """Why a CRM snapshot cannot be dated `snapshot` (from its file name), or None. Tomorrow is
+    allowed: an export made late in the evening west of UTC carries its local date."""
+    if problem := too_early(snapshot):
+        return f"snapshot date {problem}"
+    if snapshot > today + timedelta(days=1):
+        return f"snapshot date {snapshot} (from the file name) is in the future; name the file after the day it describes"
+    return None
+
+
 def unfinished_day(day: date, today: date) -> str | None:
     """Why `day` cannot be run yet, or None. Only finished UTC days are fetched (contract
     section 3): a build of today would be marked done with half a day in it, and nothing

@@ -27,6 +27,7 @@ FILES = "files"  # key: hash of a CRM blob name; what happened to each dropped f
 DAYS = "days"  # key: activity date; the build state of the analytics day
 ALERTS = "alerts"  # key: fingerprint; de-duplicates repeated alerts
 LOCKS = "locks"  # key: what is locked; the transform's build lease
+API = "api"  # key: "unreachable"; the last time the Product Usage API did not answer at all
 
 
 def usage_prefix(day: date, run_id: str) -> str:

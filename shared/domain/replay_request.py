@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
-from shared.domain.days import parse_day, unfinished_day
+from shared.domain.days import parse_day, too_early, unfinished_day
 from shared.domain.errors import PermanentError
 
 MAX_REPLAY_DAYS = 93
@@ -44,7 +44,7 @@ class ReplayRequest:
             raise BadReplayRequest("give date, or from and to (YYYY-MM-DD)")
         if last < first:
             raise BadReplayRequest(f"to ({last}) is before from ({first})")
-        if refusal := unfinished_day(last, today):
+        if refusal := unfinished_day(last, today) or too_early(first):
             raise BadReplayRequest(refusal)
         count = (last - first).days + 1
         if count > MAX_REPLAY_DAYS:
@@ -72,7 +72,7 @@ class FetchRequest:
             day = parse_day(body.get("date"))
         except ValueError:
             raise BadFetchRequest(f"fetch request with a bad date {str(body.get('date'))[:40]!r}") from None
-        if refusal := unfinished_day(day, today):
+        if refusal := unfinished_day(day, today) or too_early(day):
             raise BadFetchRequest(refusal)
         return cls(day, bool(body.get("force")))
 

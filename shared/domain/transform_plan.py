@@ -15,6 +15,7 @@ from shared.domain.days import (
     days_rechecked_by_usage,
     effective_snapshot,
     parse_day,
+    too_early,
 )
 from shared.domain.errors import PermanentError
 from shared.domain.quality import GateResult, check_day
@@ -52,6 +53,8 @@ class TransformRequest:
             day = parse_day(body.get("date"))
         except ValueError:
             raise BadTransformMessage(f"transform request with a bad date {body.get('date')!r}") from None
+        if problem := too_early(day):
+            raise BadTransformMessage(f"transform request: {problem}")
         return cls(body["kind"], day, str(body.get("run_id") or "manual"), bool(body.get("force")))
 
 

@@ -103,6 +103,8 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         # Control characters typed into an argument would break the line (or the terminal).
         shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
+        if "unrecognized arguments:" in message and any(v in message.split() for v in ("-v", "--verbose")):
+            shown += "; -v goes before the command: python -m shared.cli -v <command>"
         self.exit(2, f"error: {shown} (see: {self.prog} --help)\n")
 
 
@@ -140,15 +142,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Set once the command has the folder and starts working: Ctrl-C while it waits for another
+# command has nothing to resume.
+_working = threading.Event()
+_log_file: Path | None = None  # where this command logs (None: a folder it may only read)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    _working.clear()
     args = build_parser().parse_args(argv)
     try:
         return _main(args)
     except KeyboardInterrupt:
+        # A terminal may be in the middle of a progress line; a log file is not.
+        start = "\n" if sys.stderr.isatty() else ""
+        if not _working.is_set():
+            print(f"{start}interrupted before anything was done", file=sys.stderr)
+            return EXIT_INTERRUPTED
         resume = (
             " run the same command again to resume;" if args.command in ("run", "backfill", "demo") else ""
         )
-        print(f"\ninterrupted;{resume} nothing staged or built is lost", file=sys.stderr)
+        print(f"{start}interrupted;{resume} nothing staged or built is lost", file=sys.stderr)
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         _quiet_stdout()  # `status --json | head`: the reader left, so say nothing more
@@ -161,33 +175,47 @@ def _main(args: argparse.Namespace) -> int:
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    # `status` only reads: it works on a folder it may not write (a copy to inspect) and never
+    # creates one (a mistyped LOCAL_DATA_DIR is said, not made).
+    reads_only = args.command == "status"
     try:
-        _check_data_folder(settings.local_data_dir)
+        writable = _check_data_folder(settings.local_data_dir, create=not reads_only)
     except CliError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     # The log goes to LOCAL_DATA_DIR/pipeline.log; stderr stays for the one-line reason (or -v).
-    configure_logging(
-        settings,
-        level=logging.INFO,
-        log_file=settings.local_data_dir / "pipeline.log",
-        to_stderr=args.verbose,
-    )
+    global _log_file
+    _log_file = settings.local_data_dir / "pipeline.log" if writable else None
+    configure_logging(settings, level=logging.INFO, log_file=_log_file, to_stderr=args.verbose)
     try:
         if args.command in LOCKING_COMMANDS:
             with FolderLock(settings.local_data_dir, _command_line(args)) as lock:
+                _working.set()
                 return _run(args, settings, lock)
+        _working.set()
         return _run(args, settings, None)
     except CliError as exc:
         print(f"error: {redact(str(exc), settings.secrets())}", file=sys.stderr)
         return 1
     except (KeyboardInterrupt, BrokenPipeError):
         raise
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):  # the disk (or /dev/full) took no more output
+            _quiet_stdout()
+            print(f"error: cannot write: {exc.strerror}", file=sys.stderr)
+            return 1
+        return _unforeseen(args, settings, exc)
     except Exception as exc:  # a failure we did not foresee: one line here, the traceback in the log
-        log.exception("%s failed", args.command)
-        line = redact(f"{exc.__class__.__name__}: {exc}".splitlines()[0][:300], settings.secrets())
-        print(f"error: {line} (details in {settings.local_data_dir / 'pipeline.log'})", file=sys.stderr)
-        return EXIT_INTERNAL
+        return _unforeseen(args, settings, exc)
+
+
+def _unforeseen(args: argparse.Namespace, settings: Settings, exc: Exception) -> int:
+    """One line and exit 70; the redacted traceback goes to the log."""
+    log.exception("%s failed", args.command)
+    line = redact(f"{exc.__class__.__name__}: {exc}".splitlines()[0][:300], settings.secrets())
+    details = f"details in {_log_file}" if _log_file else "run with -v for details"
+    print(f"error: {line} ({details})", file=sys.stderr)
+    return EXIT_INTERNAL
 
 
 def _run(args: argparse.Namespace, settings: Settings, lock: FolderLock | None) -> int:
@@ -200,9 +228,12 @@ def _run(args: argparse.Namespace, settings: Settings, lock: FolderLock | None) 
     return _dispatch(args, settings, lock)
 
 
-def _check_data_folder(folder: Path) -> None:
+def _check_data_folder(folder: Path, *, create: bool = True) -> bool:
     """LOCAL_DATA_DIR must be a folder this user can write: say so now, in one line, rather than
-    as a traceback from whichever file is opened first."""
+    as a traceback from whichever file is opened first. Without `create` (a command that only
+    reads) a missing or read-only folder is fine. Returns whether it is writable."""
+    if not create and not folder.exists():
+        return False
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except FileExistsError:
@@ -216,9 +247,12 @@ def _check_data_folder(folder: Path) -> None:
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as exc:
+        if not create:
+            return False
         raise CliError(
             f"LOCAL_DATA_DIR {folder} is not writable ({exc.strerror}); point it at a folder you can write"
         ) from None
+    return True
 
 
 def _open_drop(path: Path) -> BinaryIO:
@@ -301,10 +335,13 @@ def _dispatch(args: argparse.Namespace, settings: Settings, lock: FolderLock | N
             return _serve(pipeline, args.port, lock)
         if args.command == "rebuild":
             stale = days_under_other_rules(pipeline.services)
+            if not stale:
+                print(
+                    f"nothing to rebuild: every day was decided under the rules in force ({settings.rules().short()})"
+                )
+                return 0
             report = pipeline.rebuild(f"rebuild-{datetime.now(UTC):%Y%m%dT%H%M%S}")
-            print(
-                f"rebuilt under {settings.rules().short()}: {len(stale)} days were decided under other rules"
-            )
+            print(f"rebuilt {len(stale)} days decided under other rules, under {settings.rules().short()}")
             return _finish(pipeline, report, [])
     finally:
         pipeline.close()
@@ -317,7 +354,17 @@ def _status(settings: Settings, day: date | None, *, as_json: bool) -> int:
     from shared.bootstrap import make_ledger
     from shared.services.status import status_payload
 
-    payload = status_payload(make_ledger(settings), settings.rules(), day)
+    ledger: Any = _NoLedger()
+    if settings.uses_azure_storage() or (settings.local_data_dir / "ledger.sqlite3").exists():
+        ledger = make_ledger(settings, read_only=True)
+    payload = status_payload(ledger, settings.rules(), day)
+    if isinstance(ledger, _NoLedger) and not as_json:
+        print(
+            f"nothing here yet: {settings.local_data_dir} holds no pipeline data. Start with `make demo`"
+            " (a simulated API, 21 days built), or `python -m shared.cli simulator` and, in another"
+            " terminal, `run --date` against the URL it prints."
+        )
+        return 0
     if as_json:
         print(json.dumps(payload, indent=1, default=str))
         return 0
@@ -326,6 +373,16 @@ def _status(settings: Settings, day: date | None, *, as_json: bool) -> int:
     for file in files:
         print(f"{'CRM files:' if file is files[0] else '':<10} {file.get('blob')}: {file_line(file)}")
     return 0
+
+
+class _NoLedger:
+    """The ledger of a data folder that has none yet: `status` reads it without creating one."""
+
+    def get(self, partition: str, key: str) -> None:
+        return None
+
+    def query(self, partition: str) -> list[Any]:
+        return []
 
 
 class _RetryLines(logging.Handler):
@@ -366,7 +423,14 @@ def _serve(pipeline: LocalPipeline, port: int, lock: FolderLock | None) -> int:
     except KeyboardInterrupt:
         print()
     finally:
+        bus = pipeline.services.bus
+        queued = sum(bus.depth(q) for q in names.QUEUES) if hasattr(bus, "depth") else 0
         server.stop()
+    if queued:
+        print(
+            f"stopped with {queued} messages still queued; they are kept in {pipeline.settings.local_data_dir}"
+            " and delivered by the next command (or serve)"
+        )
     return 0
 
 

@@ -96,7 +96,7 @@ def _summary(pipeline: LocalPipeline, world: DemoWorld, api_requests: int) -> No
     print(f"  warehouse         {data_dir / 'warehouse.duckdb'}")
     print("\nLook around:")
     print("  .venv/bin/python -m shared.cli status")
-    print("  .venv/bin/python -m shared.cli report      # then open .local/report.html")
+    print(f"  .venv/bin/python -m shared.cli report      # then open {data_dir / 'report.html'}")
     print("  .venv/bin/python -m shared.cli serve       # curl localhost:7071/api/status")
     print("  .venv/bin/python -m shared.cli simulator   # an API to try run and backfill against")
     print(

@@ -21,6 +21,7 @@ from shared.domain import blob_events, names
 from shared.domain.alerts import Alert
 from shared.domain.blob_names import check_blob_name
 from shared.domain.crm_csv import NUL_REASON, CrmFileRejected, CrmReader, CrmRow, RejectedRow
+from shared.domain.days import snapshot_day_problem
 from shared.domain.errors import PermanentError
 from shared.domain.quality import check_snapshot_size
 from shared.domain.transform_plan import InputKind, days_to_mark
@@ -327,6 +328,8 @@ def load_crm_drop(services: Services, blob_name: str) -> StageOutcome:
             raise DropChanged(f"CRM drop {blob_name} changed while it was read; it is read again")
 
     reader = CrmReader(chunks, blob_name, info.created_at)
+    if problem := snapshot_day_problem(reader.snapshot_date, services.clock().date()):
+        return _reject_crm_file(services, blob_name, run_id, problem, [], 0)
     try:
         if has_nul:
             raise CrmFileRejected(NUL_REASON)
@@ -352,7 +355,7 @@ def load_crm_drop(services: Services, blob_name: str) -> StageOutcome:
         )
         return _reject_crm_file(services, blob_name, run_id, reason, [], reader.data_rows)
     size_warnings += [f"size check overridden by force: {e}" for e in errors]
-    no_date = [w for w in warnings if w.startswith("no date in the file name")]
+    no_date = [w for w in warnings if w.startswith(("no date in the file name", "no calendar date"))]
     warnings.extend(size_warnings)
     for warning in size_warnings + no_date:
         raise_alert(

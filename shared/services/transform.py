@@ -161,6 +161,11 @@ def _carry_out(work: _Round, plan: TransformPlan, pending: dict[date, PendingDay
             "reason": reason,
             "run_id": _run_of(day, pending, request),
             "rules": encoded,
+            # A day waiting holds no rows (one that lost its snapshot had them removed): nothing
+            # of an earlier build may show as if it were current.
+            "snapshot_date": "",
+            "rows": 0,
+            "built_at": "",
         }
         settle_day(services, day, pending.get(day), state)
         outcome.waiting.append(day.isoformat())

@@ -285,3 +285,16 @@ def test_folder_store_refuses_a_link_out_of_its_folder(tmp_path: Path) -> None:
             store.put(RAW, name, b"overwrite")
     assert (outside / "secret.json").read_text() == "secret"
     assert store.get(RAW, "day/page-1.json") == b"{}"
+
+
+def test_a_name_too_long_for_a_store_is_refused_before_anything_is_written(
+    blob_store: BlobStore, tmp_path: Path
+) -> None:
+    """Azure takes 1,024 characters; a local file name 255 bytes: refused as unsafe, not an OSError."""
+    before = sorted(tmp_path.rglob("*"))
+    with pytest.raises(UnsafeBlobName, match="at most 1024"):
+        blob_store.put(RAW, "a/" * 600 + "x.csv", b"data")
+    if isinstance(blob_store, PublishingBlobStore) or type(blob_store).__name__ == "FolderBlobStore":
+        with pytest.raises(UnsafeBlobName, match="longer than 250 bytes"):
+            blob_store.put(RAW, "a" * 300 + ".csv", b"data")
+    assert sorted(tmp_path.rglob("*")) == before

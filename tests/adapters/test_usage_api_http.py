@@ -536,3 +536,51 @@ def test_the_environment_is_read_once_when_the_client_is_made(monkeypatch: pytes
     assert client.session.verify == "/etc/ssl/company-ca.pem" and client.session.trust_env is False
     monkeypatch.setenv("NO_PROXY", "api.example.com")
     assert not UsageApiClient("https://api.example.com", "k").session.proxies
+
+
+def test_an_api_that_takes_the_connection_and_never_answers_is_unreachable() -> None:
+    """Connected, then silence: the same budget as a refused connection, named for what it is."""
+    import socket
+
+    clock = FakeClock()
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(16)  # the kernel accepts the connections; nobody ever answers them
+        url = f"http://127.0.0.1:{server.getsockname()[1]}"
+        client = UsageApiClient(
+            url, API_KEY, timeout_s=0.2, max_attempts=20, unreachable_s=1.0, sleep=clock.sleep, clock=clock
+        )
+        with pytest.raises(ApiUnreachable) as failed:
+            client.fetch_page(DAY, 1)
+    assert str(failed.value).startswith(
+        f"usage API {url} cannot be reached: connected, but no answer within 0.2 s"
+    )
+    assert client.attempts < 20
+
+
+def test_a_permanent_status_names_the_api(start_api, make_client) -> None:
+    api = start_api(5, faults=[Fault("status", status=404, times=-1)])
+    with pytest.raises(UsageApiError) as failed:
+        make_client(api).fetch_page(DAY, 1)
+    assert str(failed.value) == f"usage API {api.base_url} answered HTTP 404 Not Found for date {ISO} page 1"
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        (
+            "HTTPSConnectionPool(host='x', port=443): Max retries exceeded (Caused by SSLError(SSLError(1,"
+            " '[SSL: WRONG_VERSION_NUMBER] wrong version number (_ssl.c:1006)')))",
+            "wrong version number",
+        ),
+        (
+            "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: self-signed certificate (_ssl.c:1006)",
+            "certificate verify failed: self-signed certificate",
+        ),
+        ("something else: handshake failure", "handshake failure"),
+    ],
+)
+def test_a_tls_failure_is_named_in_the_words_of_ssl(text: str, reason: str) -> None:
+    from shared.adapters.usage_api_http import _tls_reason
+
+    assert _tls_reason(requests.exceptions.SSLError(text)) == reason

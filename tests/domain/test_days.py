@@ -102,3 +102,18 @@ def test_a_day_is_written_yyyy_mm_dd(text: str) -> None:
 def test_anything_else_is_refused_in_one_line(text: object) -> None:
     with pytest.raises(ValueError, match="not a date YYYY-MM-DD"):
         parse_day(text)
+
+
+def test_days_before_1970_are_out_of_range_everywhere() -> None:
+    from shared.domain.days import snapshot_day_problem, too_early
+    from shared.domain.replay_request import BadReplayRequest, ReplayRequest
+    from shared.domain.transform_plan import BadTransformMessage, TransformRequest
+
+    today = date(2026, 12, 4)
+    assert too_early(date(1970, 1, 1)) is None and too_early(date(1969, 12, 31))
+    with pytest.raises(BadReplayRequest, match="before 1970-01-01"):
+        ReplayRequest.parse({"date": "0001-01-01"}, today)
+    with pytest.raises(BadTransformMessage, match="before 1970-01-01"):
+        TransformRequest.from_json({"kind": "crm", "date": "0001-01-01"})
+    assert snapshot_day_problem(today + timedelta(days=1), today) is None  # late evening west of UTC
+    assert "in the future" in str(snapshot_day_problem(today + timedelta(days=2), today))

@@ -64,6 +64,35 @@ def test_a_file_without_a_date_is_staged_as_the_upload_day_and_says_so(
     assert [a["severity"] for a in alerts] == ["warning"] and warning in alerts[0]["message"]
 
 
+def test_a_date_that_is_no_calendar_date_is_named_in_the_warning(
+    cli, local_env: Path, tmp_path: Path
+) -> None:
+    today = datetime.now(UTC).date().isoformat()
+    code, out, err = drop(cli, tmp_path, "companies_2026-13-45.csv", companies_csv(5))
+    assert code == 0, err
+    assert (
+        f"no calendar date in the file name (2026-13-45 is not one); staged as the snapshot of {today}" in out
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "phrase"),
+    [
+        ("companies_0001-01-01.csv", "snapshot date 0001-01-01 is before 1970-01-01"),
+        ("companies_9999-12-30.csv", "snapshot date 9999-12-30 (from the file name) is in the future"),
+    ],
+)
+def test_a_snapshot_dated_out_of_range_is_rejected_in_one_line(
+    cli, local_env: Path, tmp_path: Path, name: str, phrase: str
+) -> None:
+    # Before: staged, then every transform died on "OverflowError: date value out of range".
+    code, _out, err = drop(cli, tmp_path, name, companies_csv(5))
+    assert code == 1 and phrase in one_line(err)
+    assert not [a for a in read_alerts(local_env) if a["kind"] == "dead_letter"]
+    warehouse = local_env / "warehouse.duckdb"
+    assert not warehouse.exists() or staged_companies(local_env, name.split("_")[1][:10]) == 0
+
+
 def test_a_snapshot_that_lost_most_of_its_companies_is_rejected_unless_forced(
     cli, local_env: Path, tmp_path: Path
 ) -> None:

@@ -153,3 +153,51 @@ def test_status_loads_neither_the_function_host_nor_the_warehouse(tmp_path: Path
         [sys.executable, "-c", probe], env=env, cwd=REPO, capture_output=True, text=True, timeout=60
     )
     assert "LOADED [] 0" in done.stderr, done.stderr
+
+
+def test_status_of_a_folder_with_nothing_yet_says_what_to_run_and_creates_nothing(
+    cli, local_env: Path, monkeypatch
+) -> None:
+    missing = local_env.parent / "typo"
+    monkeypatch.setenv("LOCAL_DATA_DIR", str(missing))
+    code, out, err = cli("status")
+    assert code == 0 and not err
+    assert out.startswith(f"nothing here yet: {missing} holds no pipeline data. Start with `make demo`")
+    assert not missing.exists()  # a mistyped folder is said, not made
+    code, out, _ = cli("status", "--json")
+    assert code == 0 and json.loads(out)["days"] == []
+
+
+def test_a_read_only_ledger_is_read_and_never_written(tmp_path: Path) -> None:
+    import sqlite3
+
+    import pytest
+
+    from shared.adapters.ledger_sqlite import SqliteLedger
+
+    SqliteLedger(tmp_path / "ledger.sqlite3").put("days", "2026-10-01", {"status": "built"})
+    reader = SqliteLedger(tmp_path / "ledger.sqlite3", read_only=True)
+    assert reader.get("days", "2026-10-01").data == {"status": "built"}  # type: ignore[union-attr]
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):
+        reader.put("days", "2026-10-02", {"status": "built"})
+
+
+def test_output_to_a_full_disk_is_one_line(local_env: Path, cli) -> None:
+    import subprocess
+    import sys
+
+    cli("crm-drop", str(GOLDEN.crm_files()[0]))
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(
+            [sys.executable, "-m", "shared.cli", "status"],
+            env=env,
+            cwd=REPO,
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 1 and done.stderr.strip().splitlines() == [
+        "error: cannot write: No space left on device"
+    ]

@@ -102,14 +102,16 @@ def test_an_unusable_data_folder_is_one_line(cli, tmp_path: Path, monkeypatch) -
     assert a_file.read_text() == "x"
 
     monkeypatch.setenv("LOCAL_DATA_DIR", "/proc/self/company-activity")  # not creatable, even by root
-    code, _out, err = cli("status")
+    code, _out, err = cli("rebuild")
     assert code == 1 and "LOCAL_DATA_DIR /proc/self/company-activity cannot be created" in _one_line(err)
+    code, out, err = cli("status")  # status only reads: it says there is nothing, and makes nothing
+    assert code == 0 and out.startswith("nothing here yet") and not err
 
 
 def test_a_folder_that_cannot_be_written_is_one_line(cli, monkeypatch) -> None:
     # /proc/self is a folder no one can create files in, root included (tests run as root here).
     monkeypatch.setenv("LOCAL_DATA_DIR", "/proc/self")
-    code, _out, err = cli("status")
+    code, _out, err = cli("rebuild")
     assert code == 1
     assert _one_line(err).startswith("error: LOCAL_DATA_DIR /proc/self is not writable (")
 
@@ -141,6 +143,30 @@ def test_an_unreachable_api_is_named_with_its_cause_and_fails_once(
     assert len(fetch_alerts) == 1, "one delivery, one alert: not five deliveries and a dead letter"
     assert not [a for a in read_alerts(local_env) if a["kind"] == "dead_letter"]
     assert _table(local_env) == []
+
+
+def test_an_api_that_never_answers_fails_within_the_unreachable_budget(
+    cli, local_env: Path, monkeypatch
+) -> None:
+    """Before: connected but silent was an ordinary timeout, 6 attempts x 5 deliveries x 30 s
+    (18 minutes), ending in a line without the URL."""
+    import socket
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        monkeypatch.setenv("USAGE_API_BASE_URL", url)
+        monkeypatch.setenv("USAGE_API_TIMEOUT_S", "0.2")
+        monkeypatch.setenv("USAGE_API_UNREACHABLE_S", "1")
+        code, _out, err = cli("backfill", "--from", DAYS[0], "--to", DAYS[2])
+    line = _one_line(err)
+    assert code == 1
+    assert f"usage API {url} cannot be reached: connected, but no answer within 0.2 s" in line, line
+    alerts = [a for a in read_alerts(local_env) if a["kind"] == "fetch_failed"]
+    assert len(alerts) == 3  # one per day; the second and third without trying again
+    assert all(f"found while fetching {DAYS[0]}" in a["message"] for a in alerts[1:])
+    assert not [a for a in read_alerts(local_env) if a["kind"] == "dead_letter"]
 
 
 # --- the command line itself ------------------------------------------------------------------
@@ -211,6 +237,7 @@ def test_an_unexpected_failure_is_one_line_and_the_traceback_goes_to_the_log(
         raise RuntimeError("disk on fire")
 
     monkeypatch.setattr(status, "status_payload", broken)
+    local_env.mkdir(parents=True, exist_ok=True)
     code, _out, err = cli("status")
     assert code == 70
     assert _one_line(err) == f"error: RuntimeError: disk on fire (details in {local_env / 'pipeline.log'})"

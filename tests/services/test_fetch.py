@@ -329,3 +329,26 @@ def test_an_api_that_goes_away_mid_day_is_redelivered_and_resumes(
         fetch_day(services, DAY, client=client)
     assert fetch_state(services)["status"] == "running"
     assert fetch_day(services, DAY).status == "fetched"  # the API is back: pages 1-2 are reused
+
+
+def test_after_one_day_finds_the_api_unreachable_the_next_days_fail_at_once(
+    start_api: Callable[..., UsageApiSimulator], make_services: Callable[..., Services]
+) -> None:
+    """A backfill against a dead API spends the unreachable budget once, not once per day."""
+    from datetime import timedelta
+
+    services = make_services(start_api(45, include_total_pages=False), usage_api_unreachable_s=60.0)
+    client = _GoneAfter(services.usage_api(services.settings), pages=0)
+    asked: list[int] = []
+    real = client.fetch_page
+    client.fetch_page = lambda day, number: (asked.append(number), real(day, number))[1]  # type: ignore[method-assign]
+
+    assert fetch_day(services, DAY, client=client).status == "failed"
+    second = fetch_day(services, DAY + timedelta(days=1), client=client)
+    assert second.status == "failed" and len(asked) == 1  # not asked again
+    assert f"found while fetching {DAY}" in second.message and "connection refused" in second.message
+
+    later = services.clock() + timedelta(seconds=61)
+    services.clock = lambda: later
+    assert fetch_day(services, DAY + timedelta(days=2), client=client).status == "failed"
+    assert len(asked) == 2  # the verdict expired: the API is tried again
