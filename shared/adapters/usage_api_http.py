@@ -17,8 +17,10 @@ import time
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 from email.utils import parsedate_to_datetime
+from typing import Any
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exponential_jitter
 from urllib3.exceptions import NameResolutionError, NewConnectionError
@@ -176,8 +178,9 @@ class UsageApiClient:
         try:
             # send() rather than get(): get() merges the session and the environment into every
             # request, which cost more than parsing the page; both are merged once, here.
-            response = self.session.send(request, timeout=(min(10.0, self.timeout_s), self.timeout_s))
-            body = response.content  # reading the body can time out or be cut off too
+            response = self.session.send(
+                request, timeout=(min(10.0, self.timeout_s), self.timeout_s), stream=True
+            )
         except requests.RequestException as exc:
             cause = _no_answer_cause(exc, min(10.0, self.timeout_s), self.timeout_s)
             if cause is not None:
@@ -186,12 +189,20 @@ class UsageApiClient:
                 raise TransientApiError(f"page {number}: timed out after {self.timeout_s:g} s") from None
             # Reset mid-answer, chunked body cut off: the API was there.
             raise TransientApiError(f"page {number}: connection broken ({exc.__class__.__name__})") from None
+        body = self._read_body(response, number)
         status = response.status_code
         if self.limiter and status == 429:
             self.limiter.on_throttled(ticket)  # slow down; the Retry-After wait still comes on top
         elif self.limiter and status == 200:
             self.limiter.on_success()
         if status == 200:
+            if not _looks_like_json(body, response.headers.get("Content-Type", "")):
+                # A portal, a proxy or a wrong URL answering a web page: asking again gets the same.
+                raise UsageApiError(
+                    f"usage API {self.base_url} answered 200 with a page that is not JSON"
+                    f" ({response.headers.get('Content-Type') or 'no content type'}: {_first_words(body)});"
+                    " check USAGE_API_BASE_URL"
+                )
             try:
                 return parse_page(number, body)
             except TruncatedPage as exc:  # a cut-off answer: ask again
@@ -207,6 +218,51 @@ class UsageApiClient:
         raise UsageApiError(
             f"usage API {self.base_url} answered HTTP {status} {reason} for date {day} page {number}"
         )
+
+    def _read_body(self, response: requests.Response, number: int) -> bytes:
+        """The whole body within USAGE_API_TIMEOUT_S. The read timeout bounds each wait for the
+        next bytes, so a server that trickles a byte every few seconds would never trip it:
+        the answer as a whole gets the same time."""
+        deadline = self.clock() + self.timeout_s
+        read = getattr(response.raw, "read1", None)  # urllib3 2: returns what has arrived
+        parts: list[bytes] = []
+        try:
+            if read is None:
+                chunks: Any = response.iter_content(65_536)
+            else:
+                chunks = iter(lambda: read(65_536, decode_content=True), b"")
+            for chunk in chunks:
+                parts.append(chunk)
+                if self.clock() > deadline:
+                    raise TransientApiError(
+                        f"page {number}: the answer took longer than {self.timeout_s:g} s"
+                    )
+        except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
+            response.close()
+            if isinstance(exc, (requests.Timeout, urllib3.exceptions.TimeoutError)):
+                raise TransientApiError(f"page {number}: timed out after {self.timeout_s:g} s") from None
+            raise TransientApiError(f"page {number}: connection broken ({exc.__class__.__name__})") from None
+        except BaseException:
+            response.close()
+            raise
+        release = getattr(response.raw, "release_conn", None)
+        if release is not None:
+            release()  # read to the end: the connection goes back to the pool
+        return b"".join(parts)
+
+
+def _looks_like_json(body: bytes, content_type: str) -> bool:
+    """A page is JSON or a JSON cut off; a body that is markup from its first byte, or says it is
+    HTML, is not the API answering (a cut-off page is retried, this is not)."""
+    if "html" in content_type.lower():
+        return False
+    start = body.lstrip()[:1]
+    return start in (b"{", b"[", b"")
+
+
+def _first_words(body: bytes) -> str:
+    text = body[:80].decode("utf-8", "replace")
+    return repr(" ".join(text.split()))
 
 
 class _NoAnswer(TransientApiError):

@@ -76,7 +76,8 @@ def too_early(day: date) -> str | None:
 
 def snapshot_day_problem(snapshot: date, today: date) -> str | None:
     """Why a CRM snapshot cannot be dated `snapshot` (from its file name), or None. Tomorrow is
-    allowed: an export made late in the evening west of UTC carries its local date."""
+    allowed: an export made early in the morning east of UTC (Asia, Oceania) carries its local
+    date, which is tomorrow in UTC."""
     if problem := too_early(snapshot):
         return f"snapshot date {problem}"
     if snapshot > today + timedelta(days=1):

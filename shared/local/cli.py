@@ -19,7 +19,9 @@ import functools
 import json
 import logging
 import os
+import shutil
 import sys
+import tempfile
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -52,12 +54,16 @@ EXIT_INTERNAL = 70
 
 
 def _finish(
-    pipeline: LocalPipeline, report: DrainReport, days: Sequence[date], file: dict[str, Any] | None = None
+    pipeline: LocalPipeline,
+    report: DrainReport,
+    days: Sequence[date],
+    file: dict[str, Any] | None = None,
+    since: str | None = None,
 ) -> int:
     problems = []
     for day in days:
         view = pipeline.status(day.isoformat())
-        print(day_line(view))
+        print(day_line(view, since))
         problems += [p for p in [day_problem(view)] if p]
     if file and file.get("status") == "rejected":
         problems.append(f"CRM file {file.get('blob')} rejected: {file.get('reason')}")
@@ -150,7 +156,10 @@ _log_file: Path | None = None  # where this command logs (None: a folder it may 
 
 def main(argv: Sequence[str] | None = None) -> int:
     _working.clear()
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "backfill" and args.last < args.first:
+        parser.error(f"--to {args.last} is before --from {args.first}")  # an argument mistake: exit 2
     try:
         return _main(args)
     except KeyboardInterrupt:
@@ -178,6 +187,12 @@ def _main(args: argparse.Namespace) -> int:
     # `status` only reads: it works on a folder it may not write (a copy to inspect) and never
     # creates one (a mistyped LOCAL_DATA_DIR is said, not made).
     reads_only = args.command == "status"
+    if args.command == "rebuild" and not _has_ledger(settings):  # nothing built: make nothing
+        print(f"nothing built yet in {settings.local_data_dir}. {_FIRST_STEPS}")
+        return 0
+    if args.command == "report" and not _has_warehouse(settings):  # nothing to report: make nothing
+        print(f"nothing to report yet: {settings.local_data_dir} holds no warehouse. {_FIRST_STEPS}")
+        return 0
     try:
         writable = _check_data_folder(settings.local_data_dir, create=not reads_only)
     except CliError as exc:
@@ -255,6 +270,22 @@ def _check_data_folder(folder: Path, *, create: bool = True) -> bool:
     return True
 
 
+def _check_days(args: argparse.Namespace) -> None:
+    """The replay's own rules (only finished days, not before 1970, at most 93), said before
+    anything else is asked for."""
+    from shared.domain.replay_request import BadReplayRequest, ReplayRequest
+
+    body = (
+        {"date": args.date.isoformat()}
+        if args.command == "run"
+        else {"from": args.first.isoformat(), "to": args.last.isoformat()}
+    )
+    try:
+        ReplayRequest.parse(body, datetime.now(UTC).date())
+    except BadReplayRequest as exc:
+        raise CliError(str(exc)) from None
+
+
 def _open_drop(path: Path) -> BinaryIO:
     """The file to drop, opened for reading: it is streamed into the store, never held whole."""
     if path.is_dir():
@@ -283,6 +314,8 @@ def _quiet_stdout() -> None:
 def _dispatch(args: argparse.Namespace, settings: Settings, lock: FolderLock | None) -> int:
     if args.command == "init-db":
         return init_db(settings)
+    if args.command in ("run", "backfill"):
+        _check_days(args)  # what is wrong with the days comes before what is missing to fetch them
     if args.command in ("run", "backfill") and not settings.usage_api_base_url:
         raise CliError(
             "USAGE_API_BASE_URL is not set; start the built-in API with `python -m shared.cli simulator`"
@@ -290,21 +323,23 @@ def _dispatch(args: argparse.Namespace, settings: Settings, lock: FolderLock | N
         )
     if args.command == "status":
         return _status(settings, args.date, as_json=args.json)
+
     from shared.local.pipeline import LocalPipeline
     from shared.services.status import crm_file_status, days_under_other_rules
 
     pipeline = LocalPipeline(settings)
     try:
+        started = datetime.now(UTC).isoformat()
         if args.command == "run":
             with _retries_shown():
                 report = pipeline.replay({"date": args.date.isoformat(), "force": args.force})
-            return _finish(pipeline, report, [args.date])
+            return _finish(pipeline, report, [args.date], since=started)
         if args.command == "backfill":
             body = {"from": args.first.isoformat(), "to": args.last.isoformat(), "force": args.force}
             with _retries_shown():
                 report = pipeline.replay(body, progress=True)
             days = [date.fromisoformat(d) for d in _days(args.first, args.last)]
-            return _finish(pipeline, report, days)
+            return _finish(pipeline, report, days, since=started)
         if args.command == "crm-drop":
             name = args.name or args.file.name
             try:
@@ -327,6 +362,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings, lock: FolderLock | N
             out = args.out or settings.local_data_dir / "report.html"
             try:
                 path = write_report(pipeline.services, out)
+            except FileNotFoundError:
+                raise CliError(f"cannot write the report to {out}: no folder {out.parent}") from None
             except OSError as exc:
                 raise CliError(f"cannot write the report to {out}: {exc.strerror}") from None
             print(f"report written to {path}")
@@ -334,6 +371,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings, lock: FolderLock | N
         if args.command == "serve":
             return _serve(pipeline, args.port, lock)
         if args.command == "rebuild":
+            if not pipeline.services.ledger.query(names.DAYS):
+                raise CliError("nothing built yet: run or backfill some days first")
             stale = days_under_other_rules(pipeline.services)
             if not stale:
                 print(
@@ -355,15 +394,11 @@ def _status(settings: Settings, day: date | None, *, as_json: bool) -> int:
     from shared.services.status import status_payload
 
     ledger: Any = _NoLedger()
-    if settings.uses_azure_storage() or (settings.local_data_dir / "ledger.sqlite3").exists():
+    if _has_ledger(settings):
         ledger = make_ledger(settings, read_only=True)
     payload = status_payload(ledger, settings.rules(), day)
     if isinstance(ledger, _NoLedger) and not as_json:
-        print(
-            f"nothing here yet: {settings.local_data_dir} holds no pipeline data. Start with `make demo`"
-            " (a simulated API, 21 days built), or `python -m shared.cli simulator` and, in another"
-            " terminal, `run --date` against the URL it prints."
-        )
+        print(f"nothing here yet: {settings.local_data_dir} holds no pipeline data. {_FIRST_STEPS}")
         return 0
     if as_json:
         print(json.dumps(payload, indent=1, default=str))
@@ -373,6 +408,23 @@ def _status(settings: Settings, day: date | None, *, as_json: bool) -> int:
     for file in files:
         print(f"{'CRM files:' if file is files[0] else '':<10} {file.get('blob')}: {file_line(file)}")
     return 0
+
+
+def _has_ledger(settings: Settings) -> bool:
+    return settings.uses_azure_storage() or (settings.local_data_dir / "ledger.sqlite3").exists()
+
+
+def _has_warehouse(settings: Settings) -> bool:
+    return (
+        bool(settings.sql_connection_string or settings.sql_server)
+        or (settings.local_data_dir / "warehouse.duckdb").exists()
+    )
+
+
+_FIRST_STEPS = (
+    "Start with `make demo` (a simulated API, 21 days built), or `python -m shared.cli simulator`"
+    " and, in another terminal, the `crm-drop` and `run` commands it prints."
+)
 
 
 class _NoLedger:
@@ -450,11 +502,17 @@ def _simulator(port: int, companies: int, days: int) -> int:
         if exc.errno == errno.EADDRINUSE:
             raise CliError(f"port {port} is in use; choose another with --port (0: any free port)") from None
         raise CliError(f"cannot listen on port {port}: {exc.strerror}") from None
+    # The world's CRM snapshots too: without one, every day fetched would wait for its snapshot.
+    crm = Path(tempfile.mkdtemp(prefix="company-activity-crm-"))
+    for day in world.snapshot_days():
+        (crm / world.crm_file_name(day)).write_bytes(world.crm_snapshot_csv(day))
     print(
         f"Product Usage API simulator at {api.base_url}: {world.companies} companies,"
         f" {world.first_day} to {world.last_day} (the demo's world); Ctrl-C stops\n"
+        f"Its CRM snapshots are in {crm}/\n"
         f"In another terminal:\n"
         f"  export USAGE_API_BASE_URL={api.base_url} USAGE_API_KEY={DEMO_KEY}\n"
+        f'  for f in {crm}/*.csv; do .venv/bin/python -m shared.cli crm-drop "$f"; done\n'
         f"  .venv/bin/python -m shared.cli run --date {world.last_day}\n"
         f"  .venv/bin/python -m shared.cli backfill --from {world.first_day} --to {world.last_day}",
         flush=True,
@@ -465,6 +523,7 @@ def _simulator(port: int, companies: int, days: int) -> int:
         print()
     finally:
         api.stop()
+        shutil.rmtree(crm, ignore_errors=True)
     return 0
 
 

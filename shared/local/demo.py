@@ -92,7 +92,7 @@ def _summary(pipeline: LocalPipeline, world: DemoWorld, api_requests: int) -> No
     by_severity = {s: sum(1 for a in alerts if a.get("severity") == s) for s in ("error", "warning")}
     where = f" -> {alerts_path}" if alerts_path.exists() else ""  # the file appears with the first alert
     print(f"  alerts            {by_severity['error']} errors, {by_severity['warning']} warnings{where}")
-    print(f"  quarantine        {len(quarantine)} files under {data_dir / 'blobs' / 'quarantine'}")
+    print(f"  quarantine        {_count(len(quarantine), 'file')} under {data_dir / 'blobs' / 'quarantine'}")
     print(f"  warehouse         {data_dir / 'warehouse.duckdb'}")
     print("\nLook around:")
     print("  .venv/bin/python -m shared.cli status")
@@ -103,3 +103,7 @@ def _summary(pipeline: LocalPipeline, world: DemoWorld, api_requests: int) -> No
         f"  .venv/bin/python -c \"import duckdb; duckdb.connect('{data_dir / 'warehouse.duckdb'}', read_only=True)"  # noqa: S608 - a hint printed, not a query run
         ".sql('SELECT * FROM analytics.company_daily_activity ORDER BY activity_date DESC LIMIT 10').show()\""
     )
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"

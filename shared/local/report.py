@@ -126,7 +126,9 @@ def render_report(services: Services) -> str:
 
 
 def write_report(services: Services, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write the page to `path`; its folder must exist (a mistyped --out is said, not made)."""
+    if not path.parent.is_dir():
+        raise FileNotFoundError(2, "No such folder", str(path.parent))
     path.write_text(render_report(services), encoding="utf-8")
     return path
 

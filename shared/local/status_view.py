@@ -8,22 +8,31 @@ from typing import Any
 from shared.domain.rules import RULED_STATES, RULES_LEGEND, Rules
 
 
-def day_line(view: dict[str, Any]) -> str:
-    """One readable line per day from the status view, worded after its state."""
+def day_line(view: dict[str, Any], since: str | None = None) -> str:
+    """One readable line per day from the status view, worded after its state. `since`: when the
+    command began (ISO, UTC), so a day it did not rebuild says so instead of repeating the counts
+    of an earlier build."""
     day, state = view["date"], day_state(view)
     build, usage, fetch = view.get("days") or {}, view.get("usage") or {}, view.get("fetch") or {}
     if state == "built":
         warnings = build.get("warnings") or []
         text = f"{day}  built      {build.get('rows', 0):>6} rows  snapshot {build.get('snapshot_date')}"
-        text += (
-            f"  last build: {build.get('inserted', 0)} new, {build.get('updated', 0)} updated,"
-            f" {build.get('deleted', 0)} removed"
-        )
+        built_at = str(build.get("built_at") or "")
+        if since is not None and built_at < since:
+            text += f"  unchanged: nothing to rebuild (last built {built_at[:16].replace('T', ' ')} UTC)"
+        else:
+            text += (
+                f"  last build: {build.get('inserted', 0)} new, {build.get('updated', 0)} updated,"
+                f" {build.get('deleted', 0)} removed"
+            )
         if build.get("pending"):
             text += f"  ({'rebuild' if build['pending'] == 'build' else 'gate check'} pending)"
         return text + (f"  warnings: {'; '.join(warnings)}" if warnings else "")
     if state == "waiting":
-        return f"{day}  waiting    usage staged ({usage.get('staged', 0)} records); {build.get('reason')}"
+        return (
+            f"{day}  waiting    usage staged ({usage.get('staged', 0)} records); {build.get('reason')}"
+            " (drop one: python -m shared.cli crm-drop FILE)"
+        )
     if state == "blocked":
         return f"{day}  blocked    quality gate: {'; '.join(build.get('errors') or [])}"
     if state == "staged":

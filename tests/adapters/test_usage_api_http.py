@@ -6,6 +6,7 @@ Waits are recorded by a `sleep` stub instead of slept; timeouts are small, so th
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -584,3 +585,81 @@ def test_a_tls_failure_is_named_in_the_words_of_ssl(text: str, reason: str) -> N
     from shared.adapters.usage_api_http import _tls_reason
 
     assert _tls_reason(requests.exceptions.SSLError(text)) == reason
+
+
+def _serve_once_per_connection(answer: Callable[[Any], None]) -> tuple[str, Callable[[], None]]:
+    """A bare HTTP server on a thread: `answer(connection)` writes whatever it likes."""
+    import socket
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    stop = threading.Event()
+
+    def serve() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.recv(65_536)
+                with contextlib.suppress(OSError):
+                    answer(conn)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+
+    def close() -> None:
+        stop.set()
+        thread.join(timeout=5)
+        server.close()
+
+    return f"http://127.0.0.1:{server.getsockname()[1]}", close
+
+
+def test_a_server_that_trickles_its_answer_is_cut_off_at_the_timeout() -> None:
+    """Each byte comes within the read timeout, the answer never does: the page as a whole gets
+    USAGE_API_TIMEOUT_S (found by the fresh-clone review: it hung for good)."""
+    import time as clock
+
+    def trickle(conn: Any) -> None:
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{")
+        for _ in range(40):
+            clock.sleep(0.05)
+            conn.sendall(b" ")
+
+    url, close = _serve_once_per_connection(trickle)
+    try:
+        client = UsageApiClient(
+            url, API_KEY, timeout_s=0.5, max_attempts=2, backoff_base_s=0.001, backoff_max_s=0.001
+        )
+        with pytest.raises(TransientApiError, match=r"the answer took longer than 0\.5 s"):
+            client.fetch_page(DAY, 1)
+    finally:
+        close()
+
+
+def test_a_web_page_instead_of_json_fails_at_once_naming_what_came() -> None:
+    """A portal or a wrong URL answering 200 with HTML is not a cut-off page: asking 30 times
+    (6 attempts x 5 deliveries) cannot help (found by the fresh-clone review)."""
+    calls = []
+
+    def html(conn: Any) -> None:
+        calls.append(1)
+        body = b"<!DOCTYPE html><html><body>Sign in to the guest network</body></html>"
+        conn.sendall(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
+
+    url, close = _serve_once_per_connection(html)
+    try:
+        with pytest.raises(UsageApiError) as failed:
+            UsageApiClient(url, API_KEY, max_attempts=5).fetch_page(DAY, 1)
+    finally:
+        close()
+    assert str(failed.value).startswith(
+        f"usage API {url} answered 200 with a page that is not JSON (text/html: '<!DOCTYPE html>"
+    )
+    assert str(failed.value).endswith("check USAGE_API_BASE_URL") and len(calls) == 1

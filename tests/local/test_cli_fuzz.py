@@ -34,7 +34,7 @@ SETTING_VALUES = st.one_of(
     st.integers(-(10**12), 10**12).map(str),
     st.floats(allow_nan=True, allow_infinity=True).map(str),
     st.sampled_from(["", " ", "0", "-1", "1e400", "nan", "ten", "0x10", "1_000"]),
-    st.text(max_size=8),
+    st.text(max_size=8).filter(lambda text: "\x00" not in text),  # no environment holds a NUL
 )
 
 
@@ -59,7 +59,10 @@ def argv(draw: st.DrawFn, crm_file: Path) -> list[str]:
             ],
         ],
         "status": [["--date", draw(DATES)], ["--json"]],
-        "report": [["--out", draw(st.sampled_from(["/proc/self/report.html", "", "report.html"]))]],
+        # A relative --out lands in the working folder: the repository, so never a bare name.
+        "report": [
+            ["--out", draw(st.sampled_from(["/proc/self/report.html", "", str(crm_file.parent / "r.html")]))]
+        ],
     }.get(command, [])
     for option in options:
         if draw(st.booleans()):

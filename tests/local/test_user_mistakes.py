@@ -102,7 +102,7 @@ def test_an_unusable_data_folder_is_one_line(cli, tmp_path: Path, monkeypatch) -
     assert a_file.read_text() == "x"
 
     monkeypatch.setenv("LOCAL_DATA_DIR", "/proc/self/company-activity")  # not creatable, even by root
-    code, _out, err = cli("rebuild")
+    code, _out, err = cli("crm-drop", str(GOLDEN.crm_files()[0]))
     assert code == 1 and "LOCAL_DATA_DIR /proc/self/company-activity cannot be created" in _one_line(err)
     code, out, err = cli("status")  # status only reads: it says there is nothing, and makes nothing
     assert code == 0 and out.startswith("nothing here yet") and not err
@@ -111,7 +111,7 @@ def test_an_unusable_data_folder_is_one_line(cli, tmp_path: Path, monkeypatch) -
 def test_a_folder_that_cannot_be_written_is_one_line(cli, monkeypatch) -> None:
     # /proc/self is a folder no one can create files in, root included (tests run as root here).
     monkeypatch.setenv("LOCAL_DATA_DIR", "/proc/self")
-    code, _out, err = cli("rebuild")
+    code, _out, err = cli("crm-drop", str(GOLDEN.crm_files()[0]))
     assert code == 1
     assert _one_line(err).startswith("error: LOCAL_DATA_DIR /proc/self is not writable (")
 
@@ -377,6 +377,30 @@ def test_the_simulator_command_serves_the_demo_world_for_run_and_backfill(
         )
         assert run.returncode == 0, run.stderr
         assert f"{yesterday}  waiting" in run.stdout  # 12 companies' usage staged; no CRM dropped yet
+        assert "(drop one: python -m shared.cli crm-drop FILE)" in run.stdout
+        # The simulator wrote its world's snapshots and printed where: dropping them builds the day.
+        crm = simulator.stdout.readline()
+        assert crm.startswith("Its CRM snapshots are in "), crm
+        folder = Path(crm.removeprefix("Its CRM snapshots are in ").strip())
+        for snapshot in sorted(folder.glob("*.csv")):
+            drop = subprocess.run(
+                [sys.executable, "-m", "shared.cli", "crm-drop", str(snapshot)],
+                cwd=REPO,
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=120,
+            )
+            assert drop.returncode == 0, drop.stderr
+        status = subprocess.run(
+            [sys.executable, "-m", "shared.cli", "status", "--date", yesterday, "--json"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+        )
+        assert json.loads(status.stdout)["days"]["status"] == "built"
     finally:
         simulator.send_signal(2)  # Ctrl-C
         _out, err = simulator.communicate(timeout=30)
@@ -398,6 +422,7 @@ def test_a_terminal_sees_each_retry_of_an_unreachable_api(cli, monkeypatch) -> N
 
 def test_a_report_that_cannot_be_written_is_one_line(cli) -> None:
     # Found by the CLI fuzz: a traceback-worthy OSError (exit 70) for a user's bad path.
+    assert cli("crm-drop", str(GOLDEN.crm_files()[0]))[0] == 0  # something to report
     code, _out, err = cli("report", "--out", "/proc/self/report.html")
     assert code == 1
     assert _one_line(err).startswith("error: cannot write the report to /proc/self/report.html: ")
