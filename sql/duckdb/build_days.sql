@@ -48,17 +48,34 @@ day_companies AS (
     FROM build_plan AS d
     JOIN window_usage AS u ON u.activity_date = d.activity_date
 ),
+-- The rolling sums as a window over each company's timeline, in date order: its usage rows and
+-- a zero row for every day it is built on. A RANGE frame of the $rolling_days calendar days
+-- ending on the row's day sums what the window holds (missing days add nothing), in one pass:
+-- joining every built day to every usage row of its window grew with days x window instead.
+timeline AS (
+    SELECT company_id, activity_date, active_users, events FROM window_usage
+    UNION ALL
+    SELECT company_id, activity_date, 0, 0 FROM day_companies
+),
+summed AS (
+    SELECT company_id, activity_date, active_users, events,
+           SUM(active_users) OVER last_days AS rolling_users,
+           SUM(events) OVER last_days AS rolling_events
+    FROM timeline
+    WINDOW last_days AS (PARTITION BY company_id ORDER BY activity_date
+                         RANGE BETWEEN INTERVAL (getvariable('window_back')) DAY PRECEDING AND CURRENT ROW)
+),
+-- A day's rows of one company (its usage row, if any, and its zero row) share a frame: the
+-- day's usage is their sum, and the rolling sums are those of any of them.
 rolling AS (
-    SELECT c.activity_date, c.company_id,
-           COALESCE(SUM(CASE WHEN u.activity_date = c.activity_date THEN u.active_users END), 0) AS active_users,
-           COALESCE(SUM(CASE WHEN u.activity_date = c.activity_date THEN u.events END), 0) AS events,
-           COALESCE(SUM(u.active_users), 0) AS rolling_7d_active_users,
-           COALESCE(SUM(u.events), 0) AS rolling_7d_events
-    FROM day_companies AS c
-    LEFT JOIN window_usage AS u
-           ON u.company_id = c.company_id
-          AND u.activity_date BETWEEN c.activity_date - getvariable('window_back') AND c.activity_date
-    GROUP BY c.activity_date, c.company_id
+    SELECT s.activity_date, s.company_id,
+           SUM(s.active_users) AS active_users,
+           SUM(s.events) AS events,
+           MAX(s.rolling_users) AS rolling_7d_active_users,
+           MAX(s.rolling_events) AS rolling_7d_events
+    FROM summed AS s
+    WHERE s.activity_date IN (SELECT activity_date FROM build_plan)
+    GROUP BY s.activity_date, s.company_id
 ),
 observed AS (
     SELECT d.activity_date, COUNT(ds.activity_date) AS usage_days_observed_7d
