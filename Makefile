@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 AZURITE := node_modules/.bin/azurite
 NODE_STAMP := node_modules/.installed
 
-.PHONY: setup demo test test-fast lint bench clean azurite system-packages worker-venv FORCE
+.PHONY: setup demo test test-fast lint bench bench-venv clean azurite system-packages worker-venv FORCE
 
 setup: $(STAMP)
 
@@ -84,11 +84,26 @@ test-fast: setup azurite system-packages worker-venv
 
 # Speed lives here, not in `make test`: each script compares against a baseline in the same
 # run and writes benchmarks/results/<name>.json (see docs/performance.md).
-bench: setup
+bench: setup bench-venv
 	$(PY) benchmarks/bench_fetch.py
 	$(PY) benchmarks/bench_staging.py
 	$(PY) benchmarks/bench_run.py
 	$(PY) benchmarks/bench_build.py
+	$(PY) benchmarks/bench_crm_memory.py
+	$(PY) benchmarks/bench_startup.py
+	$(PY) benchmarks/bench_peer_dlt.py
+
+# The peer benchmark's own venv: dlt (benchmarks/peer/requirements.txt), never in .venv.
+BENCH_VENV := .venv-bench
+BENCH_STAMP := $(BENCH_VENV)/.installed
+
+bench-venv: $(BENCH_STAMP)
+
+$(BENCH_STAMP): benchmarks/peer/requirements.txt
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(BENCH_VENV)/bin/python -m pip install --quiet -r benchmarks/peer/requirements.txt
+	touch $@
 
 clean:
 	rm -rf .local .pytest_cache .ruff_cache .hypothesis .mypy_cache

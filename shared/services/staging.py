@@ -266,6 +266,7 @@ def load_usage_manifest(services: Services, manifest_name: str) -> StageOutcome:
         )
 
     rows = validated.staged_rows()
+    validated.rows.clear()  # the list holds the rows now; the index by company is not needed
     quarantined = len(validated.rejected)
     checksum = _usage_checksum(manifest["pages"])
     version = str(manifest["fetched_at"])
