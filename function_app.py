@@ -48,3 +48,8 @@ def replay(req: func.HttpRequest) -> func.HttpResponse:
 @app.route(route="status", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 def status(req: func.HttpRequest) -> func.HttpResponse:
     return http_api.status(req)
+
+
+@app.route(route="reconcile", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+def reconcile(req: func.HttpRequest) -> func.HttpResponse:
+    return http_api.reconcile(req)

@@ -40,7 +40,10 @@ def main() -> None:
     status_s, bare_s = statistics.median(status), statistics.median(bare)
     print(f"Benchmark 8: start-up, median of {args.repeats}")
     line("python -c pass (baseline)", f"{bare_s:.3f} s")
-    line("status on an empty folder (target < 0.3 s)", f"{status_s:.3f} s ({status_s - bare_s:.3f} s over the baseline)")
+    line(
+        "status on an empty folder (target < 0.3 s)",
+        f"{status_s:.3f} s ({status_s - bare_s:.3f} s over the baseline)",
+    )
     save("startup", {"repeats": args.repeats, "status_s": status_s, "interpreter_s": bare_s})
 
 

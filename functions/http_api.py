@@ -12,6 +12,8 @@ from shared.domain.days import parse_day
 from shared.domain.json_input import NotJson, parse_json
 from shared.domain.replay_request import BadReplayRequest, ReplayRequest
 from shared.observability.context import log_context
+from shared.services.reconcile import as_json as reconcile_json
+from shared.services.reconcile import reconcile as run_reconcile
 from shared.services.replay import enqueue_fetches
 from shared.services.status import status_payload
 
@@ -66,3 +68,20 @@ def status(req: func.HttpRequest) -> func.HttpResponse:
     except ValueError:
         return _json(400, {"error": f"date must be YYYY-MM-DD, got {raw[:40]!r}"})
     return _json(200, status_payload(services.ledger, services.settings.rules(), day))
+
+
+def reconcile(req: func.HttpRequest) -> func.HttpResponse:
+    """GET /api/reconcile?date=YYYY-MM-DD[&company_id=C][&api=false]: the day (or one company) across
+    the API, the landed pages, staging and the table, each difference explained. Read-only."""
+    with log_context(stage="http-reconcile"):
+        raw = req.params.get("date") or ""
+        try:
+            day = parse_day(raw)
+        except ValueError:
+            return _json(400, {"error": f"date must be YYYY-MM-DD, got {raw[:40]!r}"})
+        company = req.params.get("company_id") or None
+        if company is not None and (not company.strip() or len(company) > 64):
+            return _json(400, {"error": "company_id must be a company's id (1 to 64 characters)"})
+        ask_api = (req.params.get("api") or "true").lower() != "false"
+        result = run_reconcile(get_services(), day, company, ask_api=ask_api)
+        return _json(200, reconcile_json(result))

@@ -41,7 +41,9 @@ class SqliteLedger:
         if con is None:
             if self.read_only:
                 uri = f"{self.path.resolve().as_uri()}?mode=ro"
-                con = sqlite3.connect(uri, uri=True, timeout=30, isolation_level=None, check_same_thread=False)
+                con = sqlite3.connect(
+                    uri, uri=True, timeout=30, isolation_level=None, check_same_thread=False
+                )
             else:
                 con = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
                 con.execute("PRAGMA synchronous=NORMAL")

@@ -6,6 +6,7 @@ python -m shared.cli crm-drop FILE [--name BLOB_NAME] [--force]
 python -m shared.cli status [--date YYYY-MM-DD] [--json]
 python -m shared.cli demo
 python -m shared.cli simulator [--port N] [--companies N] [--days N]
+python -m shared.cli reconcile --date YYYY-MM-DD [--company ID] [--json] [--skip-api]
 
 Every mistake a user can make ends in one line on stderr and a non-zero exit, never a
 traceback: the details of an unexpected failure go to LOCAL_DATA_DIR/pipeline.log.
@@ -47,7 +48,9 @@ log = logging.getLogger(__name__)
 
 # Commands that work on LOCAL_DATA_DIR and so take its lock; `status` only reads the ledger,
 # `simulator` touches nothing. `serve` lets go of it whenever its queues are empty.
-LOCKING_COMMANDS = frozenset({"run", "backfill", "crm-drop", "demo", "init-db", "report", "rebuild", "serve"})
+LOCKING_COMMANDS = frozenset(
+    {"run", "backfill", "crm-drop", "demo", "init-db", "report", "rebuild", "serve", "reconcile"}
+)
 EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 141  # what a shell reports for a reader that went away (128 + SIGPIPE)
 EXIT_INTERNAL = 70
@@ -139,7 +142,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("init-db", help="apply sql/<dialect>/schema.sql to the configured warehouse")
     report = sub.add_parser("report", help="write one self-contained HTML report of the table")
     report.add_argument("--out", type=Path, help="where (default: LOCAL_DATA_DIR/report.html)")
-    serve = sub.add_parser("serve", help="the replay and status routes on http://127.0.0.1:PORT/api/")
+    reconcile = sub.add_parser(
+        "reconcile", help="a day (or one company) across the API, the landed pages, staging and the table"
+    )
+    reconcile.add_argument("--date", type=_parse_day, required=True)
+    reconcile.add_argument("--company", help="one company_id: every number of its row explained")
+    reconcile.add_argument("--json", action="store_true")
+    reconcile.add_argument(
+        "--skip-api", action="store_true", help="compare only what is stored (the API is not asked)"
+    )
+    serve = sub.add_parser(
+        "serve", help="the replay, status and reconcile routes on http://127.0.0.1:PORT/api/"
+    )
     serve.add_argument("--port", type=_whole_number(1, 65535), default=7071)
     simulator = sub.add_parser("simulator", help="start the built-in Product Usage API on its own")
     simulator.add_argument("--port", type=_whole_number(0, 65535), default=8000, help="0: any free port")
@@ -370,6 +384,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings, lock: FolderLock | N
             return 0
         if args.command == "serve":
             return _serve(pipeline, args.port, lock)
+        if args.command == "reconcile":
+            return _reconcile(pipeline, args)
         if args.command == "rebuild":
             if not pipeline.services.ledger.query(names.DAYS):
                 raise CliError("nothing built yet: run or backfill some days first")
@@ -435,6 +451,21 @@ class _NoLedger:
 
     def query(self, partition: str) -> list[Any]:
         return []
+
+
+def _reconcile(pipeline: LocalPipeline, args: argparse.Namespace) -> int:
+    """Through the real GET /api/reconcile handler; exit 0 when everything agrees, 1 when not."""
+    from shared.local.reconcile_view import reconcile_text
+
+    params = {"date": args.date.isoformat(), "api": "false" if args.skip_api else "true"}
+    if args.company:
+        params["company_id"] = args.company
+    response = pipeline.host.http("GET", "reconcile", params=params)
+    payload = json.loads(response.get_body())
+    if response.status_code != 200:
+        raise CliError(payload.get("error", f"reconcile answered {response.status_code}"))
+    print(json.dumps(payload, indent=1, default=str) if args.json else reconcile_text(payload))
+    return 0 if payload["verdict"] == "agree" else 1
 
 
 class _RetryLines(logging.Handler):

@@ -71,3 +71,82 @@ CREATE TABLE IF NOT EXISTS analytics.company_daily_activity (
     loaded_at               TIMESTAMP      NOT NULL,
     PRIMARY KEY (activity_date, company_id)
 );
+
+-- Rollups for trends (docs/data-dictionary.md): one row per company and ISO week (Monday to
+-- Sunday), and per company and calendar month, over the days built for it. Sums are of daily
+-- counts (active_user_days: one user active on 3 days counts 3). Averages are over the days
+-- the company has a row in the period, rounded half away from zero to 4 places in whole
+-- numbers (DuckDB divides DECIMALs in DOUBLE). The CRM attributes and the churn-risk state are
+-- those of the period's last built day. The query behind both is the same, with the period's
+-- first day as its key: views, so they are never out of date.
+CREATE OR REPLACE VIEW analytics.company_weekly_activity AS
+WITH periods AS (
+    SELECT company_id,
+           CAST(date_trunc('week', activity_date) AS DATE) AS week_start,
+           COUNT(*) AS days_built,
+           SUM(CASE WHEN active_users > 0 THEN 1 ELSE 0 END) AS active_days,
+           SUM(CAST(active_users AS BIGINT)) AS active_user_days,
+           SUM(CAST(events AS BIGINT)) AS total_events,
+           MAX(activity_date) AS last_activity_date
+    FROM analytics.company_daily_activity
+    GROUP BY company_id, CAST(date_trunc('week', activity_date) AS DATE)
+)
+SELECT p.company_id,
+       CAST(isoyear(p.week_start) AS INTEGER) AS iso_year,
+       CAST(week(p.week_start) AS INTEGER) AS iso_week,
+       p.week_start,
+       CAST(p.week_start + 6 AS DATE) AS week_end,
+       CAST(p.days_built AS INTEGER) AS days_built,
+       CAST(p.active_days AS INTEGER) AS active_days,
+       CAST(p.active_user_days AS BIGINT) AS active_user_days,
+       CAST(CAST((p.active_user_days * 20000 + p.days_built) // (2 * p.days_built) AS DECIMAL(18, 0))
+            * CAST(0.0001 AS DECIMAL(5, 4)) AS DECIMAL(18, 4)) AS avg_daily_active_users,
+       CAST(p.total_events AS BIGINT) AS total_events,
+       CAST(CAST((p.total_events * 20000 + p.days_built) // (2 * p.days_built) AS DECIMAL(18, 0))
+            * CAST(0.0001 AS DECIMAL(5, 4)) AS DECIMAL(18, 4)) AS avg_daily_events,
+       p.last_activity_date,
+       d.is_churn_risk,
+       d.company_name,
+       d.country,
+       d.industry_tag,
+       d.last_contact_at,
+       d.crm_snapshot_date
+FROM periods AS p
+JOIN analytics.company_daily_activity AS d
+  ON d.company_id = p.company_id AND d.activity_date = p.last_activity_date;
+
+CREATE OR REPLACE VIEW analytics.company_monthly_activity AS
+WITH periods AS (
+    SELECT company_id,
+           CAST(date_trunc('month', activity_date) AS DATE) AS month_start,
+           COUNT(*) AS days_built,
+           SUM(CASE WHEN active_users > 0 THEN 1 ELSE 0 END) AS active_days,
+           SUM(CAST(active_users AS BIGINT)) AS active_user_days,
+           SUM(CAST(events AS BIGINT)) AS total_events,
+           MAX(activity_date) AS last_activity_date
+    FROM analytics.company_daily_activity
+    GROUP BY company_id, CAST(date_trunc('month', activity_date) AS DATE)
+)
+SELECT p.company_id,
+       CAST(year(p.month_start) AS INTEGER) AS year,
+       CAST(month(p.month_start) AS INTEGER) AS month,
+       p.month_start,
+       CAST(last_day(p.month_start) AS DATE) AS month_end,
+       CAST(p.days_built AS INTEGER) AS days_built,
+       CAST(p.active_days AS INTEGER) AS active_days,
+       CAST(p.active_user_days AS BIGINT) AS active_user_days,
+       CAST(CAST((p.active_user_days * 20000 + p.days_built) // (2 * p.days_built) AS DECIMAL(18, 0))
+            * CAST(0.0001 AS DECIMAL(5, 4)) AS DECIMAL(18, 4)) AS avg_daily_active_users,
+       CAST(p.total_events AS BIGINT) AS total_events,
+       CAST(CAST((p.total_events * 20000 + p.days_built) // (2 * p.days_built) AS DECIMAL(18, 0))
+            * CAST(0.0001 AS DECIMAL(5, 4)) AS DECIMAL(18, 4)) AS avg_daily_events,
+       p.last_activity_date,
+       d.is_churn_risk,
+       d.company_name,
+       d.country,
+       d.industry_tag,
+       d.last_contact_at,
+       d.crm_snapshot_date
+FROM periods AS p
+JOIN analytics.company_daily_activity AS d
+  ON d.company_id = p.company_id AND d.activity_date = p.last_activity_date;

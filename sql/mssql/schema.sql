@@ -107,3 +107,84 @@ IF NOT EXISTS (
 )
 CREATE NONCLUSTERED INDEX ix_company_daily_activity_company
     ON analytics.company_daily_activity (company_id, activity_date);
+
+-- Rollups for trends (docs/data-dictionary.md), the same as sql/duckdb/schema.sql's: one row per
+-- company and ISO week (Monday to Sunday), and per company and calendar month, over the days
+-- built for it. Sums are of daily counts; averages are over the days the company has a row in
+-- the period, DECIMAL(18,4) / INT is exact to 15 places, then rounded half away from zero; the
+-- CRM attributes and the churn-risk state are those of the period's last built day.
+-- CREATE VIEW must be the only statement of its batch, hence sp_executesql (no quotes inside:
+-- the Monday of 1900-01-01 comes from DATEFROMPARTS).
+EXEC sp_executesql @stmt = N'CREATE OR ALTER VIEW analytics.company_weekly_activity AS
+WITH days AS (
+    SELECT d.*, DATEADD(day, -(DATEDIFF(day, DATEFROMPARTS(1900, 1, 1), d.activity_date) % 7), d.activity_date) AS week_start
+    FROM analytics.company_daily_activity AS d
+),
+periods AS (
+    SELECT company_id, week_start,
+           COUNT(*) AS days_built,
+           SUM(CASE WHEN active_users > 0 THEN 1 ELSE 0 END) AS active_days,
+           SUM(CAST(active_users AS BIGINT)) AS active_user_days,
+           SUM(CAST(events AS BIGINT)) AS total_events,
+           MAX(activity_date) AS last_activity_date
+    FROM days
+    GROUP BY company_id, week_start
+)
+SELECT p.company_id,
+       YEAR(DATEADD(day, 3, p.week_start)) AS iso_year,
+       DATEPART(ISO_WEEK, p.week_start) AS iso_week,
+       p.week_start,
+       DATEADD(day, 6, p.week_start) AS week_end,
+       p.days_built,
+       p.active_days,
+       p.active_user_days,
+       CAST(CAST(p.active_user_days AS DECIMAL(18, 4)) / p.days_built AS DECIMAL(18, 4)) AS avg_daily_active_users,
+       p.total_events,
+       CAST(CAST(p.total_events AS DECIMAL(18, 4)) / p.days_built AS DECIMAL(18, 4)) AS avg_daily_events,
+       p.last_activity_date,
+       d.is_churn_risk,
+       d.company_name,
+       d.country,
+       d.industry_tag,
+       d.last_contact_at,
+       d.crm_snapshot_date
+FROM periods AS p
+JOIN analytics.company_daily_activity AS d
+  ON d.company_id = p.company_id AND d.activity_date = p.last_activity_date';
+
+EXEC sp_executesql @stmt = N'CREATE OR ALTER VIEW analytics.company_monthly_activity AS
+WITH days AS (
+    SELECT d.*, DATEFROMPARTS(YEAR(d.activity_date), MONTH(d.activity_date), 1) AS month_start
+    FROM analytics.company_daily_activity AS d
+),
+periods AS (
+    SELECT company_id, month_start,
+           COUNT(*) AS days_built,
+           SUM(CASE WHEN active_users > 0 THEN 1 ELSE 0 END) AS active_days,
+           SUM(CAST(active_users AS BIGINT)) AS active_user_days,
+           SUM(CAST(events AS BIGINT)) AS total_events,
+           MAX(activity_date) AS last_activity_date
+    FROM days
+    GROUP BY company_id, month_start
+)
+SELECT p.company_id,
+       YEAR(p.month_start) AS [year],
+       MONTH(p.month_start) AS [month],
+       p.month_start,
+       EOMONTH(p.month_start) AS month_end,
+       p.days_built,
+       p.active_days,
+       p.active_user_days,
+       CAST(CAST(p.active_user_days AS DECIMAL(18, 4)) / p.days_built AS DECIMAL(18, 4)) AS avg_daily_active_users,
+       p.total_events,
+       CAST(CAST(p.total_events AS DECIMAL(18, 4)) / p.days_built AS DECIMAL(18, 4)) AS avg_daily_events,
+       p.last_activity_date,
+       d.is_churn_risk,
+       d.company_name,
+       d.country,
+       d.industry_tag,
+       d.last_contact_at,
+       d.crm_snapshot_date
+FROM periods AS p
+JOIN analytics.company_daily_activity AS d
+  ON d.company_id = p.company_id AND d.activity_date = p.last_activity_date';

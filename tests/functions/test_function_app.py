@@ -27,6 +27,7 @@ def test_every_trigger_the_pipeline_needs_is_registered() -> None:
             ("serviceBusTrigger", names.ALERTS_QUEUE),
             ("httpTrigger", "replay"),
             ("httpTrigger", "status"),
+            ("httpTrigger", "reconcile"),
         ],
         key=str,
     )
@@ -46,5 +47,5 @@ def test_timer_is_monitored_and_scheduled_from_a_setting() -> None:
 
 
 def test_http_routes_need_a_function_key() -> None:
-    for name in ("replay", "status"):
+    for name in ("replay", "status", "reconcile"):
         assert str(triggers()[name].get_trigger().auth_level.value) == "function"

@@ -85,6 +85,7 @@ def test_the_worker_indexes_every_function(indexed: dict) -> None:
         "fetch_requests",
         "fetch_timer",
         "ingest_events",
+        "reconcile",
         "replay",
         "status",
         "transform_days",

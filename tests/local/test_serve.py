@@ -101,7 +101,12 @@ def test_the_function_itself_refuses_a_deeply_nested_body(pipeline_only: LocalPi
         ("DELETE /api/status", 405, "GET", "DELETE is not allowed on /api/status; use GET"),
         ("BREW /api/status", 405, None, "method 'BREW' is not supported"),
         ("GET /api/nope", 404, None, "no route /api/nope; the routes are"),
-        ("GET /elsewhere", 404, None, "the routes are POST /api/replay and GET /api/status"),
+        (
+            "GET /elsewhere",
+            404,
+            None,
+            "the routes are POST /api/replay, GET /api/status and GET /api/reconcile",
+        ),
     ],
 )
 def test_wrong_methods_and_routes_get_a_json_error(

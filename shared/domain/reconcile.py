@@ -1,0 +1,464 @@
+"""Why a dashboard and the API disagree: one day (or one company on it) compared across the four
+places its numbers pass through, each difference explained in words.
+
+The sources, in the order the data flows: what the API answers now, the pages the day's last
+fetch landed, the rows staged from them, and the analytics rows built from staging. Pure: the
+service (`shared/services/reconcile.py`) gathers them and changes nothing anywhere.
+
+A *difference* is a company whose numbers are not the same in two sources (the API corrected
+the day after our fetch, a record was quarantined, staging is ahead of the table); it makes the
+verdict "differ". A *note* explains a number that agrees but might surprise (a page-drift
+duplicate removed, a company that is not in the CRM snapshot, a CRM company without usage).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any, Literal
+
+from shared.domain.days import ROLLING_DAYS
+from shared.domain.rules import Rules
+from shared.domain.usage_records import record_problem, valid_row
+
+Verdict = Literal["agree", "differ"]
+Counts = tuple[int, int]  # active_users, events
+
+
+@dataclass(frozen=True)
+class LandedRecord:
+    """One record of a landed page, where it was."""
+
+    page: int
+    index: int
+    record: Any
+
+
+@dataclass(frozen=True)
+class Quarantined:
+    reason: str
+    path: str  # quarantine/raw/<page blob>/<run>/rejected-records.jsonl
+
+
+@dataclass(frozen=True)
+class Fetch:
+    """The day's last fetch, as its manifest and the ledger say."""
+
+    run_id: str
+    fetched_at: str
+    manifest: str
+    status: str  # running, complete, failed
+
+
+@dataclass
+class DaySources:
+    day: date
+    # What the API answers now; None when it was not asked or could not be (`api_error` says why).
+    api: list[Any] | None
+    api_error: str | None
+    fetch: Fetch | None
+    landed: list[LandedRecord]
+    quarantine: Mapping[tuple[int, int], Quarantined]  # (page, index) -> why and where
+    staged: Mapping[str, Counts]
+    staged_run: str | None  # the run whose pages are staged
+    analytics: Mapping[str, Mapping[str, Any]]  # company_id -> the analytics row
+    day_state: Mapping[str, Any] | None  # the ledger's days/<day> entry
+    snapshot_companies: frozenset[str] = frozenset()  # companies of the effective snapshot
+
+
+@dataclass(frozen=True)
+class Finding:
+    company_id: str | None  # None: about the whole day
+    kind: str
+    text: str
+    difference: bool
+
+
+@dataclass
+class CompanyView:
+    """One company's numbers in each source (None: no record or row there)."""
+
+    company_id: str
+    api: Counts | None = None
+    landed: Counts | None = None
+    staged: Counts | None = None
+    analytics: Counts | None = None
+
+
+@dataclass
+class Reconciliation:
+    day: date
+    company: str | None
+    verdict: Verdict
+    summary: dict[str, Any]
+    companies: list[CompanyView] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+    explanation: list[str] = field(default_factory=list)  # one company's numbers, in words
+
+    @property
+    def differences(self) -> list[Finding]:
+        return [f for f in self.findings if f.difference]
+
+
+def reconcile_day(sources: DaySources, company: str | None = None) -> Reconciliation:
+    """Compare the sources company by company (or for `company` alone) and explain."""
+    iso = sources.day.isoformat()
+    findings: list[Finding] = _day_findings(sources)
+    api = _first_valid(((r, None) for r in sources.api or []), iso) if sources.api is not None else None
+    landed = _first_valid(((r.record, r) for r in sources.landed), iso)
+    ids = set(sources.staged) | set(sources.analytics) | set(landed.values) | set(landed.problems)
+    if api is not None:
+        ids |= set(api.values)
+    if company is not None:
+        ids = {company}
+    views = []
+    for company_id in sorted(ids):
+        view = CompanyView(
+            company_id,
+            api=api.values.get(company_id) if api is not None else None,
+            landed=landed.values.get(company_id),
+            staged=sources.staged.get(company_id),
+            analytics=_counts(sources.analytics.get(company_id)),
+        )
+        views.append(view)
+        findings += _company_findings(view, sources, api is not None, landed)
+    differ = any(f.difference for f in findings)
+    summary = {
+        "api_records": len(sources.api) if sources.api is not None else None,
+        "api_error": sources.api_error,
+        "landed_records": len(sources.landed),
+        "landed_by": sources.fetch.run_id if sources.fetch else None,
+        "fetched_at": sources.fetch.fetched_at if sources.fetch else None,
+        "staged_rows": len(sources.staged),
+        "quarantined": len(sources.quarantine),
+        "analytics_rows": len(sources.analytics),
+        "companies_compared": len(views),
+        "companies_differing": len({f.company_id for f in findings if f.difference and f.company_id}),
+        "day_state": (sources.day_state or {}).get("status") or "not built",
+    }
+    return Reconciliation(sources.day, company, "differ" if differ else "agree", summary, views, findings)
+
+
+# --- the day as a whole ----------------------------------------------------------------------
+
+
+def _day_findings(sources: DaySources) -> list[Finding]:
+    iso = sources.day.isoformat()
+    found = []
+    if sources.api_error:
+        found.append(Finding(None, "api_not_asked", f"the API could not be asked: {sources.api_error}", True))
+    if sources.fetch is None:
+        found.append(
+            Finding(
+                None,
+                "not_fetched",
+                f"{iso} was never fetched: run it (python -m shared.cli run --date {iso})",
+                True,
+            )
+        )
+    elif sources.fetch.status != "complete":
+        found.append(
+            Finding(
+                None, "fetch_unfinished", f"the fetch {sources.fetch.run_id} is {sources.fetch.status}", True
+            )
+        )
+    if sources.fetch is not None and not sources.staged and sources.staged_run is None:
+        found.append(Finding(None, "no_usage_staged", "no usage staged yet for this day", True))
+    if sources.staged_run and sources.fetch and sources.staged_run != sources.fetch.run_id:
+        found.append(
+            Finding(
+                None,
+                "staging_behind",
+                f"staging holds {sources.staged_run}'s records; the last fetch {sources.fetch.run_id} is not staged",
+                True,
+            )
+        )
+    state = sources.day_state or {}
+    status = state.get("status")
+    if status == "waiting":
+        found.append(
+            Finding(None, "waiting", f"the day is not built: {state.get('reason')}", bool(sources.staged))
+        )
+    elif status == "gate_failed":
+        errors = "; ".join(_as_list(state.get("errors")))
+        found.append(
+            Finding(
+                None,
+                "blocked",
+                f"the quality gate blocked the day ({errors}); its rows, if any, are from an earlier build",
+                True,
+            )
+        )
+    if state.get("pending") == "build":
+        found.append(
+            Finding(
+                None, "rebuild_pending", "a rebuild of the day is pending: the table is behind staging", True
+            )
+        )
+    return found
+
+
+# --- company by company ----------------------------------------------------------------------
+
+
+@dataclass
+class _Valid:
+    values: dict[str, Counts]  # the first valid record per company, as staging keeps it
+    problems: dict[str, list[tuple[LandedRecord | None, str]]]  # records staging set aside, and why
+    repeats: dict[str, list[LandedRecord | None]]  # identical later copies (page drift)
+
+
+def _first_valid(records: Iterable[tuple[Any, LandedRecord | None]], iso: str) -> _Valid:
+    """Staging's own choice, applied again: the first valid record of a company wins, an
+    identical repeat is page drift, a different one is quarantined."""
+    found = _Valid({}, {}, {})
+    for record, where in records:
+        row = valid_row(record, iso)
+        if row is None:
+            problem = record_problem(record, iso)
+            if problem is not None:
+                key = _loose_id(record)
+                found.problems.setdefault(key, []).append((where, problem))
+                continue
+            row = (record["company_id"].strip(), record["active_users"], record["events"])
+        company_id, counts = row[0], (row[1], row[2])
+        seen = found.values.get(company_id)
+        if seen is None:
+            found.values[company_id] = counts
+        elif seen == counts:
+            found.repeats.setdefault(company_id, []).append(where)
+        else:
+            found.problems.setdefault(company_id, []).append(
+                (where, f"conflicting duplicate of company_id {company_id}")
+            )
+    return found
+
+
+def _company_findings(
+    view: CompanyView, sources: DaySources, api_asked: bool, landed: _Valid
+) -> list[Finding]:
+    company_id, found = view.company_id, []
+    when = sources.fetch.fetched_at if sources.fetch else "?"
+    iso = sources.day.isoformat()
+    # The API now against what our fetch landed.
+    if api_asked and view.api != view.landed:
+        if view.landed is None and view.api is not None:
+            text = f"the API now answers {_show(view.api)}, which our fetch at {when} did not land"
+        elif view.api is None:
+            text = f"the API no longer answers a record our fetch at {when} landed ({_show(view.landed)})"
+        else:
+            text = (
+                f"the API now answers {_show(view.api)} where our fetch at {when} landed {_show(view.landed)}"
+            )
+        found.append(
+            Finding(
+                company_id,
+                "api_changed",
+                f"{text}: the API corrected this day after our fetch; replay it with force"
+                f" (python -m shared.cli run --date {iso} --force)",
+                True,
+            )
+        )
+    # What the landed pages held against what was staged from them.
+    for where, problem in landed.problems.get(company_id, []):
+        path = sources.quarantine.get((where.page, where.index)) if where else None
+        place = f"page {where.page}, record {where.index}" if where else "a record"
+        found.append(
+            Finding(
+                company_id,
+                "quarantined",
+                f"record quarantined ({place}): {problem}" + (f" ({path.path})" if path else ""),
+                view.staged is None,  # a quarantined repeat beside a staged record changes nothing
+            )
+        )
+    for where in landed.repeats.get(company_id, []):
+        place = f"page {where.page}, record {where.index}" if where else "a record"
+        found.append(
+            Finding(
+                company_id,
+                "drift_duplicate",
+                f"a page-drift duplicate was removed ({place} repeated it)",
+                False,
+            )
+        )
+    if view.landed != view.staged and view.landed is not None and view.staged is not None:
+        found.append(
+            Finding(
+                company_id,
+                "staging_differs",
+                f"staged {_show(view.staged)} but the last fetch landed {_show(view.landed)}",
+                True,
+            )
+        )
+    # What was staged against the analytics row.
+    row = sources.analytics.get(company_id)
+    if row is not None:
+        found += _row_notes(company_id, row, view, sources)
+    elif view.staged is not None and (sources.day_state or {}).get("status") == "built":
+        found.append(
+            Finding(
+                company_id, "row_missing", f"staged {_show(view.staged)} but the day's table has no row", True
+            )
+        )
+    return found
+
+
+def _row_notes(
+    company_id: str, row: Mapping[str, Any], view: CompanyView, sources: DaySources
+) -> list[Finding]:
+    found = []
+    snapshot = row.get("crm_snapshot_date")
+    expected = view.staged or (0, 0)
+    if view.analytics != expected:
+        found.append(
+            Finding(
+                company_id,
+                "table_behind",
+                f"the table says {_show(view.analytics)} but staging holds {_show(expected)}:"
+                " the day was built before the latest staging",
+                True,
+            )
+        )
+    if (
+        row.get("company_name") is None
+        and row.get("country") is None
+        and company_id not in sources.snapshot_companies
+    ):
+        found.append(
+            Finding(
+                company_id,
+                "not_in_crm",
+                f"not in the CRM snapshot of {snapshot}: name, country and industry tag are empty",
+                False,
+            )
+        )
+    if view.staged is None:
+        found.append(
+            Finding(
+                company_id,
+                "crm_only",
+                f"row built from the CRM snapshot of {snapshot}: no usage this day, so 0 users and 0 events",
+                False,
+            )
+        )
+    return found
+
+
+# --- one company's row, every number explained ------------------------------------------------
+
+
+def explain_row(
+    row: Mapping[str, Any],
+    window: Sequence[tuple[date, int, int]],
+    observed_days: Sequence[date],
+    rules: Rules | None,
+) -> list[str]:
+    """Each number of an analytics row in words, from what it was computed from: `window` is the
+    company's staged usage over the rolling window, `observed_days` the days in it with a staged
+    dataset, `rules` the rules the day was built under."""
+    day: date = row["activity_date"]
+    first = day - timedelta(days=ROLLING_DAYS - 1)
+    by_day = {d: (users, events) for d, users, events in window}
+    days = [first + timedelta(days=n) for n in range(ROLLING_DAYS)]
+    users = [by_day.get(d, (0, 0))[0] for d in days]
+    events = [by_day.get(d, (0, 0))[1] for d in days]
+    lines = []
+    snapshot = row.get("crm_snapshot_date")
+    if row.get("company_name") is None and row.get("country") is None:
+        lines.append(f"CRM columns: empty: the company is not in the snapshot of {snapshot}")
+    else:
+        lines.append(
+            f"CRM columns: from the snapshot of {snapshot} (the latest on or before {day}"
+            + (f", at most {rules.crm_max_snapshot_age_days} days old" if rules else "")
+            + f"): {row.get('company_name')}, {row.get('country')}, {row.get('industry_tag')}"
+        )
+    lines.append(
+        f"active_users {row['active_users']}, events {row['events']}: the staged usage of {day}"
+        + ("" if day in by_day else " (no record: 0)")
+    )
+    if row.get("events_per_user") is None:
+        lines.append("events_per_user: empty, as active_users is 0")
+    else:
+        lines.append(
+            f"events_per_user {row['events_per_user']}: {row['events']} / {row['active_users']},"
+            " rounded half away from zero to 4 places"
+        )
+    terms = " + ".join(str(u) for u in users)
+    lines.append(
+        f"rolling_7d_active_users {row['rolling_7d_active_users']} (user-days): {terms} over {first} .. {day}"
+        + _missing(days, by_day)
+    )
+    lines.append(f"rolling_7d_events {row['rolling_7d_events']}: {' + '.join(str(e) for e in events)}")
+    observed = sorted(set(observed_days))
+    lines.append(
+        f"usage_days_observed_7d {row['usage_days_observed_7d']}: days with a staged usage dataset:"
+        f" {', '.join(d.isoformat() for d in observed) or 'none'}"
+        + (
+            " (fewer than 7: the rolling sums cover fewer days than their name says)"
+            if len(observed) < ROLLING_DAYS
+            else ""
+        )
+    )
+    contact = row.get("last_contact_at")
+    if contact is None:
+        lines.append("days_since_last_contact: empty: never contacted (or not in the CRM)")
+    else:
+        contact_day = contact.date() if hasattr(contact, "date") else contact
+        lines.append(f"days_since_last_contact {row['days_since_last_contact']}: {day} - {contact_day}")
+    lines.append(_churn(row, rules))
+    lines.append(
+        f"written by run {row.get('pipeline_run_id')} at {row.get('loaded_at')} UTC (the row's last change)"
+    )
+    return lines
+
+
+def _churn(row: Mapping[str, Any], rules: Rules | None) -> str:
+    rolling, since = row["rolling_7d_active_users"], row.get("days_since_last_contact")
+    flag = "at churn risk" if row["is_churn_risk"] else "not at churn risk"
+    if rules is None:
+        return f"is_churn_risk {row['is_churn_risk']}: {flag} (the rules it was built under are not recorded)"
+    if rolling == 0:
+        why = "no activity in 7 days"
+    elif rolling >= rules.churn_min_rolling_users:
+        why = f"{rolling} user-days in 7 days, at least {rules.churn_min_rolling_users}"
+    elif since is None or since > rules.churn_max_contact_age_days:
+        contact = "never contacted" if since is None else f"last contact {since} days ago"
+        why = (
+            f"{rolling} user-days, under {rules.churn_min_rolling_users}, and {contact}"
+            f" (more than {rules.churn_max_contact_age_days})"
+        )
+    else:
+        why = (
+            f"{rolling} user-days, under {rules.churn_min_rolling_users}, but contacted {since} days ago"
+            f" (within {rules.churn_max_contact_age_days})"
+        )
+    return f"is_churn_risk {row['is_churn_risk']}: {flag}: {why} (rules {rules.short()})"
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+
+def _counts(row: Mapping[str, Any] | None) -> Counts | None:
+    return None if row is None else (int(row["active_users"]), int(row["events"]))
+
+
+def _show(counts: Counts | None) -> str:
+    return "no record" if counts is None else f"{counts[0]} users / {counts[1]} events"
+
+
+def _loose_id(record: Any) -> str:
+    """The company a rejected record names, as well as it can be read."""
+    value = record.get("company_id") if isinstance(record, dict) else None
+    return value.strip() if isinstance(value, str) and value.strip() else "(no company_id)"
+
+
+def _missing(days: list[date], by_day: Mapping[date, Counts]) -> str:
+    gaps = [d.isoformat() for d in days if d not in by_day]
+    return f" (no record on {', '.join(gaps)}: 0)" if gaps else ""
+
+
+def _as_list(value: Any) -> list[str]:
+    if isinstance(value, list):
+        return [str(v) for v in value]
+    return [str(value)] if value else []

@@ -1,0 +1,55 @@
+"""How `reconcile` reads on a terminal: the verdict, the sources, each difference and note."""
+
+from __future__ import annotations
+
+from typing import Any
+
+MAX_SHOWN = 40  # differences listed; the rest are counted (--json has them all)
+
+
+def reconcile_text(result: dict[str, Any]) -> str:
+    """The JSON answer of GET /api/reconcile, as lines for a person."""
+    s = result["summary"]
+    who = f" {result['company_id']}" if result.get("company_id") else ""
+    head = f"reconcile {result['date']}{who}: {'everything agrees' if result['verdict'] == 'agree' else 'differs'}"
+    if result["verdict"] == "differ" and not who:
+        head += f" ({s['companies_differing']} of {s['companies_compared']} companies)"
+    api = (
+        f"API now: {s['api_records']} records"
+        if s["api_records"] is not None
+        else f"API not asked ({s['api_error'] or 'skipped'})"
+    )
+    landed = (
+        f"landed by {s['landed_by']} at {s['fetched_at']}: {s['landed_records']} records"
+        if s["landed_by"]
+        else "nothing landed"
+    )
+    lines = [
+        head,
+        f"  sources: {api}; {landed}; staged {s['staged_rows']} rows ({s['quarantined']} quarantined);"
+        f" table {s['analytics_rows']} rows (day {s['day_state']})",
+    ]
+    differences, notes = result["differences"], result["notes"]
+    for finding in differences[:MAX_SHOWN]:
+        lines.append(f"  {finding['company_id'] or 'day':<10} {finding['text']}")
+    if len(differences) > MAX_SHOWN:
+        lines.append(f"  ... and {len(differences) - MAX_SHOWN} more differences (--json lists them all)")
+    if notes:
+        lines.append("  notes (numbers that agree, explained):")
+        for finding in notes[:MAX_SHOWN]:
+            lines.append(f"  {finding['company_id'] or 'day':<10} {finding['text']}")
+        if len(notes) > MAX_SHOWN:
+            lines.append(f"  ... and {len(notes) - MAX_SHOWN} more notes")
+    for company in result.get("companies") or []:
+        lines.append(
+            f"  {company['company_id']}: API {_counts(company['api'])} | landed {_counts(company['landed'])}"
+            f" | staged {_counts(company['staged'])} | table {_counts(company['analytics'])}"
+        )
+    if result.get("explanation"):
+        lines.append("  every number of the row:")
+        lines += [f"    {line}" for line in result["explanation"]]
+    return "\n".join(lines)
+
+
+def _counts(value: Any) -> str:
+    return "-" if value is None else f"{value[0]} users/{value[1]} events"

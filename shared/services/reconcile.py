@@ -1,0 +1,189 @@
+"""Reconcile a day (or one company on it) across the API, the landed pages, staging and the table.
+
+It gathers the four sources through the ports and lets `shared.domain.reconcile` compare them.
+Read-only by design: the API is asked with a client of its own (no page is landed, no ledger
+entry written, no unreachable verdict recorded), and the blobs, the ledger and the warehouse
+are only read. `python -m shared.cli reconcile` and `GET /api/reconcile` both call it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from datetime import date, timedelta
+from typing import Any
+
+from shared.domain import names
+from shared.domain.days import ROLLING_DAYS
+from shared.domain.errors import PermanentError
+from shared.domain.reconcile import (
+    DaySources,
+    Fetch,
+    LandedRecord,
+    Quarantined,
+    Reconciliation,
+    explain_row,
+    reconcile_day,
+)
+from shared.domain.rules import Rules
+from shared.domain.usage_page import parse_page
+from shared.ports import BlobNotFound, Services, TransientApiError, UsageApiError
+from shared.services.status import day_status
+
+log = logging.getLogger(__name__)
+
+# Asking the API is part of an interactive question: a dead API is said in seconds, not a minute.
+ASK_ATTEMPTS = 2
+ASK_UNREACHABLE_S = 10.0
+
+
+def reconcile(
+    services: Services, day: date, company: str | None = None, *, ask_api: bool = True
+) -> Reconciliation:
+    """Compare `day` (or `company` on it) across the four sources and explain every difference."""
+    view = day_status(services, day)
+    fetch_entry, usage_entry, day_state = view.get("fetch") or {}, view.get("usage") or {}, view.get("days")
+    api, api_error = _ask_api(services, day) if ask_api else (None, None)
+    fetch, landed, quarantine = _landed(services, fetch_entry)
+    staged = {
+        r["company_id"]: (int(r["active_users"]), int(r["events"]))
+        for r in services.warehouse.fetch_rows("reconcile_staged_usage", {"activity_date": day})
+    }
+    analytics = {
+        r["company_id"]: r
+        for r in services.warehouse.fetch_rows("reconcile_daily_rows", {"activity_date": day})
+    }
+    snapshot = _snapshot_of(analytics, day_state)
+    snapshot_companies = (
+        frozenset(
+            r["company_id"]
+            for r in services.warehouse.fetch_rows(
+                "reconcile_snapshot_companies", {"snapshot_date": snapshot}
+            )
+        )
+        if snapshot
+        else frozenset()
+    )
+    sources = DaySources(
+        day=day,
+        api=api,
+        api_error=api_error,
+        fetch=fetch,
+        landed=landed,
+        quarantine=quarantine,
+        staged=staged,
+        staged_run=str(usage_entry["run_id"]) if usage_entry.get("run_id") else None,
+        analytics=analytics,
+        day_state=day_state,
+        snapshot_companies=snapshot_companies,
+    )
+    result = reconcile_day(sources, company)
+    if company is not None and company in analytics:
+        first = day - timedelta(days=ROLLING_DAYS - 1)
+        window = [
+            (_day(r["activity_date"]), int(r["active_users"]), int(r["events"]))
+            for r in services.warehouse.fetch_rows(
+                "reconcile_company_window", {"company_id": company, "first_day": first, "activity_date": day}
+            )
+        ]
+        observed = [
+            _day(r["activity_date"])
+            for r in services.warehouse.fetch_rows(
+                "reconcile_observed_days", {"first_day": first, "activity_date": day}
+            )
+        ]
+        rules = (
+            Rules(**day_state["rules"]) if day_state and isinstance(day_state.get("rules"), dict) else None
+        )
+        result.explanation = explain_row(analytics[company], window, observed, rules)
+    return result
+
+
+def _ask_api(services: Services, day: date) -> tuple[list[Any] | None, str | None]:
+    """Every record the API answers for the day now: nothing is landed, nothing recorded."""
+    settings = services.settings
+    if not settings.usage_api_base_url:
+        return None, "USAGE_API_BASE_URL is not set"
+    asking = dataclasses.replace(
+        settings,
+        usage_api_max_attempts=min(settings.usage_api_max_attempts, ASK_ATTEMPTS),
+        usage_api_unreachable_s=min(settings.usage_api_unreachable_s, ASK_UNREACHABLE_S),
+    )
+    client = services.usage_api(asking)
+    records: list[Any] = []
+    number = 0
+    try:
+        while True:
+            number += 1
+            if number > settings.usage_api_max_pages:
+                return None, f"has_next_page still true after {settings.usage_api_max_pages} pages"
+            page = client.fetch_page(day, number)
+            records += page.records
+            if not page.has_next_page:
+                return records, None
+    except (UsageApiError, TransientApiError, PermanentError) as exc:
+        return None, str(exc)
+
+
+def _landed(
+    services: Services, fetch_entry: dict[str, Any]
+) -> tuple[Fetch | None, list[LandedRecord], dict[tuple[int, int], Quarantined]]:
+    """The pages of the day's last complete fetch, record by record, and what staging quarantined."""
+    if not fetch_entry:
+        return None, [], {}
+    status = str(fetch_entry.get("status"))
+    manifest_name = fetch_entry.get("manifest")
+    if status != "complete" or not manifest_name:
+        return Fetch(str(fetch_entry.get("run_id")), "?", "", status), [], {}
+    try:
+        manifest = json.loads(services.blobs.get(names.RAW_CONTAINER, str(manifest_name)))
+    except (BlobNotFound, ValueError):
+        return Fetch(str(fetch_entry.get("run_id")), "?", str(manifest_name), "manifest missing"), [], {}
+    run_id = str(manifest.get("run_id"))
+    fetch = Fetch(run_id, str(manifest.get("fetched_at")), str(manifest_name), status)
+    landed: list[LandedRecord] = []
+    quarantine: dict[tuple[int, int], Quarantined] = {}
+    for entry in manifest.get("pages", []):
+        number, blob = int(entry["page"]), str(entry["blob"])
+        try:
+            page = parse_page(number, services.blobs.get(names.RAW_CONTAINER, blob))
+        except (BlobNotFound, ValueError):
+            continue  # staging refused this manifest; the ledger and the day's state say so
+        landed += [LandedRecord(number, index, record) for index, record in enumerate(page.records)]
+        leaf = f"{names.RAW_CONTAINER}/{blob}/{run_id}/rejected-records.jsonl"
+        try:
+            lines = services.blobs.get(names.QUARANTINE_CONTAINER, leaf).decode("utf-8").splitlines()
+        except BlobNotFound:
+            continue
+        for line in lines:
+            item = json.loads(line)
+            quarantine[(number, int(item["index"]))] = Quarantined(
+                str(item["reason"]), f"{names.QUARANTINE_CONTAINER}/{leaf}"
+            )
+    return fetch, landed, quarantine
+
+
+def _snapshot_of(analytics: dict[str, Any], day_state: dict[str, Any] | None) -> date | None:
+    for row in analytics.values():
+        return _day(row["crm_snapshot_date"])
+    text = (day_state or {}).get("snapshot_date")
+    return date.fromisoformat(text) if text else None
+
+
+def _day(value: Any) -> date:
+    return value if isinstance(value, date) and not hasattr(value, "hour") else value.date()
+
+
+def as_json(result: Reconciliation) -> dict[str, Any]:
+    """The reconciliation for scripts and GET /api/reconcile."""
+    return {
+        "date": result.day.isoformat(),
+        "company_id": result.company,
+        "verdict": result.verdict,
+        "summary": result.summary,
+        "differences": [dataclasses.asdict(f) for f in result.findings if f.difference],
+        "notes": [dataclasses.asdict(f) for f in result.findings if not f.difference],
+        "companies": [dataclasses.asdict(c) for c in result.companies] if result.company else None,
+        "explanation": result.explanation or None,
+    }

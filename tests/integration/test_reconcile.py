@@ -1,0 +1,159 @@
+"""`reconcile` on a world where the API corrects a day after it was built, a record was
+quarantined, a page drifted and a company is not in the CRM: each case explained, and nothing
+written anywhere by it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+
+from shared.local.simulator import Fault, UsageApiSimulator
+from tests.conftest import GOLDEN
+
+DAY = "2026-10-03"  # the golden day with c-bad-neg's negative count among 39 records
+NOT_IN_CRM = "c-usage-only"
+
+
+@pytest.fixture
+def world(api_records: dict[str, list[dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
+    """The golden world, plus a company with usage on DAY that no CRM snapshot knows."""
+    api_records[DAY] = [
+        *api_records[DAY],
+        {"company_id": NOT_IN_CRM, "date": DAY, "active_users": 4, "events": 20},
+    ]
+    return api_records
+
+
+@pytest.fixture
+def api(world: dict[str, list[dict[str, Any]]], start_api: Any) -> UsageApiSimulator:
+    """Page 2 of DAY repeats the last record of page 1 (page drift), once."""
+    return start_api(
+        lambda d: list(world.get(d.isoformat(), [])), faults=[Fault("drift_duplicate", date=DAY, page=2)]
+    )
+
+
+def built(cli: Any) -> None:
+    for path in GOLDEN.crm_files():
+        assert cli("crm-drop", str(path))[0] == 0
+    code, _out, err = cli("backfill", "--from", "2026-10-01", "--to", DAY)
+    assert code == 0, err
+
+
+def everything(data_dir: Path) -> dict[str, Any]:
+    """What reconcile must not change: every blob, every ledger entry, every warehouse row."""
+    blobs = {
+        str(p.relative_to(data_dir)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted((data_dir / "blobs").rglob("*"))
+        if p.is_file()
+    }
+    import sqlite3
+
+    with sqlite3.connect(data_dir / "ledger.sqlite3") as ledger:
+        entries = sorted(ledger.execute("SELECT partition, key, data FROM entries").fetchall())
+    with duckdb.connect(str(data_dir / "warehouse.duckdb"), read_only=True) as con:
+        tables = {
+            t: con.execute(f"SELECT * FROM {t} ORDER BY ALL").fetchall()  # noqa: S608 - fixed names
+            for t in (
+                "stg.product_usage_daily",
+                "stg.usage_dataset",
+                "stg.crm_company_snapshot",
+                "stg.crm_snapshot",
+                "analytics.company_daily_activity",
+            )
+        }
+    return {"blobs": blobs, "ledger": entries, "tables": tables}
+
+
+def reconcile(cli: Any, *args: str) -> tuple[int, dict[str, Any]]:
+    code, out, err = cli("reconcile", "--date", DAY, "--json", *args)
+    assert not err, err
+    return code, json.loads(out)
+
+
+def texts(result: dict[str, Any], kind: str) -> dict[str | None, str]:
+    return {f["company_id"]: f["text"] for f in result["differences"] + result["notes"] if f["kind"] == kind}
+
+
+def test_a_day_that_agrees_says_so_and_explains_what_might_surprise(cli, local_env: Path) -> None:
+    built(cli)
+    before = everything(local_env)
+    code, result = reconcile(cli)
+    # c-bad-neg's record was quarantined: the API says -4 users, the table has no row for it.
+    assert code == 1 and result["verdict"] == "differ"
+    quarantined = texts(result, "quarantined")
+    assert quarantined["c-bad-neg"].startswith(
+        "record quarantined (page 1, record 5): active_users is negative: -4 (quarantine/raw/usage/2026-10-03/"
+    )
+    assert [f["company_id"] for f in result["differences"]] == ["c-bad-neg"]  # nothing else differs
+    assert "a page-drift duplicate was removed" in next(iter(texts(result, "drift_duplicate").values()))
+    assert texts(result, "not_in_crm")[NOT_IN_CRM].startswith("not in the CRM snapshot of 2026-10-03")
+    assert any(
+        t.startswith("row built from the CRM snapshot of 2026-10-03")
+        for t in texts(result, "crm_only").values()
+    )
+    assert result["summary"]["landed_records"] == 40 + 1  # 40 records and the drifted repeat
+    assert everything(local_env) == before
+
+
+def test_an_api_that_corrected_the_day_after_the_build_is_named_with_the_fix(
+    cli, local_env: Path, world: dict[str, list[dict[str, Any]]]
+) -> None:
+    built(cli)
+    corrected = world[DAY][0]["company_id"]
+    world[DAY][0] = {**world[DAY][0], "events": world[DAY][0]["events"] + 7}  # the API changes its mind
+    before = everything(local_env)
+
+    code, result = reconcile(cli, "--company", corrected)
+
+    assert code == 1
+    [text] = texts(result, "api_changed").values()
+    assert "the API corrected this day after our fetch; replay it with force" in text
+    assert f"python -m shared.cli run --date {DAY} --force" in text
+    [view] = result["companies"]
+    assert view["api"][1] == view["landed"][1] + 7 and view["landed"] == view["staged"] == view["analytics"]
+    assert everything(local_env) == before
+
+    # Replayed with force, the day agrees with the API again (the quarantined record aside).
+    assert cli("run", "--date", DAY, "--force")[0] in (0, 1)
+    _code, again = reconcile(cli, "--company", corrected)
+    assert again["verdict"] == "agree"
+
+
+def test_one_company_has_every_number_of_its_row_explained(cli, local_env: Path) -> None:
+    built(cli)
+    code, out, _err = cli("reconcile", "--date", DAY, "--company", "c-010001", "--skip-api")
+    assert code == 0, out
+    assert out.startswith(f"reconcile {DAY} c-010001: everything agrees")
+    lines = out.splitlines()
+    rolling = next(line for line in lines if "rolling_7d_active_users" in line)
+    assert "(user-days)" in rolling and "over 2026-09-27 .. 2026-10-03" in rolling
+    assert "no record on 2026-09-27, 2026-09-28, 2026-09-29, 2026-09-30: 0" in rolling
+    assert any(
+        "usage_days_observed_7d 3: days with a staged usage dataset: 2026-10-01, 2026-10-02, 2026-10-03"
+        in line
+        for line in lines
+    )
+    assert any(line.strip().startswith("is_churn_risk") and "(rules 10/30/7)" in line for line in lines)
+    assert any("events_per_user" in line for line in lines)
+
+
+def test_a_day_never_fetched_and_an_unknown_company_are_said(cli, local_env: Path) -> None:
+    built(cli)
+    code, out, _err = cli("reconcile", "--date", "2026-10-20", "--skip-api")
+    assert code == 1 and "2026-10-20 was never fetched: run it" in out
+    code, result = reconcile(cli, "--company", "c-nobody", "--skip-api")
+    assert code == 0 and result["companies"] == [
+        {"company_id": "c-nobody", "api": None, "landed": None, "staged": None, "analytics": None}
+    ]
+
+
+def test_the_http_route_answers_the_same_and_refuses_bad_input(pipeline) -> None:  # type: ignore[no-untyped-def]
+    bad = pipeline.host.http("GET", "reconcile", params={"date": "20261003"})
+    assert bad.status_code == 400 and "YYYY-MM-DD" in json.loads(bad.get_body())["error"]
+    fine = pipeline.host.http("GET", "reconcile", params={"date": DAY, "api": "false"})
+    assert fine.status_code == 200 and json.loads(fine.get_body())["verdict"] == "differ"  # never fetched
