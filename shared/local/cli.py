@@ -36,7 +36,7 @@ from shared.domain.blob_names import UnsafeBlobName, check_blob_name
 from shared.domain.days import parse_day
 from shared.local.errors import CliError
 from shared.local.folder_lock import FolderLock
-from shared.local.status_view import day_line, day_problem, file_line, status_table
+from shared.local.status_view import crm_table, day_line, day_problem, file_line, status_table
 from shared.observability.logs import configure_logging
 from shared.observability.redact import redact
 
@@ -420,9 +420,8 @@ def _status(settings: Settings, day: date | None, *, as_json: bool) -> int:
         print(json.dumps(payload, indent=1, default=str))
         return 0
     print(status_table([payload] if day else payload["days"], settings.rules()))
-    files = [] if day else payload.get("crm_files", [])
-    for file in files:
-        print(f"{'CRM files:' if file is files[0] else '':<10} {file.get('blob')}: {file_line(file)}")
+    if not day:
+        print(crm_table(payload.get("crm_snapshots", []), payload.get("crm_files", [])))
     return 0
 
 

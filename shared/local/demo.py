@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from datetime import UTC, datetime, timedelta
 
 from shared.config import Settings
@@ -20,6 +19,7 @@ DEMO_KEY = "demo-key"
 def run_demo(settings: Settings, *, days: int = DEMO_DAYS, out: object = None) -> int:
     today = datetime.now(UTC).date()
     world = DemoWorld(first_day=today - timedelta(days=days), days=days)
+    started = datetime.now(UTC).replace(tzinfo=None)  # the warehouse holds UTC without a zone
     print(
         f"Company Activity demo: {world.companies} companies, {days} days "
         f"({world.first_day} to {world.last_day}), data in {settings.local_data_dir}/"
@@ -33,44 +33,53 @@ def run_demo(settings: Settings, *, days: int = DEMO_DAYS, out: object = None) -
             usage_api_page_size=25,
         )
         pipeline = LocalPipeline(demo_settings)
-        problems: list[str] = []
+        reports: list[DrainReport] = []
         try:
             drops = set(world.snapshot_days())
             for offset in range(days):
                 day = world.first_day + timedelta(days=offset)
                 if day in drops:
-                    report = pipeline.drop_crm(world.crm_snapshot_csv(day), world.crm_file_name(day))
-                    problems += _problems(report)
-                problems += _problems(pipeline.replay({"date": day.isoformat()}))
-                print(day_line(pipeline.status(day.isoformat())))
-            _summary(pipeline, world, api.count())
+                    reports.append(pipeline.drop_crm(world.crm_snapshot_csv(day), world.crm_file_name(day)))
+                reports.append(pipeline.replay({"date": day.isoformat()}))
+                print(day_line(pipeline.status(day.isoformat()), started.isoformat()))
+            _summary(pipeline, world, api.count(), reports, started)
         finally:
             pipeline.close()
+    problems = [p for report in reports for p in report.error_alerts() + report.dead_lettered]
     if problems:
         raise CliError(problems[0])
     return 0
 
 
-def _problems(report: DrainReport) -> list[str]:
-    return report.error_alerts() + report.dead_lettered
-
-
-def _summary(pipeline: LocalPipeline, world: DemoWorld, api_requests: int) -> None:
+def _summary(
+    pipeline: LocalPipeline,
+    world: DemoWorld,
+    api_requests: int,
+    reports: list[DrainReport],
+    started: datetime,
+) -> None:
     warehouse = pipeline.services.warehouse
     days = list(warehouse.fetch_rows("summary_days"))
     latest = days[-1]["activity_date"] if days else None
     at_risk = list(warehouse.fetch_rows("churn_risk_on_day", {"activity_date": latest})) if latest else []
+    unknown = list(warehouse.fetch_rows("summary_not_in_crm", {"activity_date": latest})) if latest else []
+    [written] = warehouse.fetch_rows("summary_rows_since", {"since": started})
     data_dir = pipeline.settings.local_data_dir
-    alerts_path = data_dir / "alerts.jsonl"
-    alerts = (
-        [json.loads(line) for line in alerts_path.read_text().splitlines()] if alerts_path.exists() else []
-    )
+    # This run's alerts: the ones its own commands raised, not whatever alerts.jsonl held before.
+    alerts = [a for report in reports for a in report.alerts]
     quarantine = [p for p in (data_dir / "blobs" / "quarantine").rglob("*") if p.is_file()]
 
+    rows = sum(d["row_count"] for d in days)
+    changed = written["rows_written"]
     print("\nSummary")
     print(
-        f"  days built        {len(days)} of {world.days}, {sum(d['row_count'] for d in days)} rows,"
-        f" {api_requests} API requests"
+        f"  days built        {len(days)} of {world.days}, {rows} rows;"
+        + (
+            f" {changed} written by this run (new or changed)"
+            if changed
+            else " this run changed none (it was all built already)"
+        )
+        + f"; {api_requests} API requests"
     )
     if latest:
         print(
@@ -85,25 +94,40 @@ def _summary(pipeline: LocalPipeline, world: DemoWorld, api_requests: int) -> No
         )
         print(
             f"    {row['company_id']:<8} {str(row['company_name'] or '(not in CRM)')[:28]:<28}"
-            f" {row['rolling_7d_active_users']:>4} users in 7 days, {contact}"
+            f" {row['rolling_7d_active_users']:>4} user-days in 7 days, {contact}"
         )
     if len(at_risk) > 8:
         print(f"    ... and {len(at_risk) - 8} more")
-    by_severity = {s: sum(1 for a in alerts if a.get("severity") == s) for s in ("error", "warning")}
-    where = f" -> {alerts_path}" if alerts_path.exists() else ""  # the file appears with the first alert
-    print(f"  alerts            {by_severity['error']} errors, {by_severity['warning']} warnings{where}")
+    if unknown:
+        ids = ", ".join(r["company_id"] for r in unknown[:5]) + (" ..." if len(unknown) > 5 else "")
+        print(
+            f"  not in the CRM    {_count(len(unknown), 'company', 'companies')} with usage the CRM snapshot does not"
+            f" know ({ids}): their rows have no name, country or industry tag. The API reports them; the CRM"
+            " export does not (yet) list them."
+        )
+    by_severity = {s: sum(1 for a in alerts if a.get("severity", "error") == s) for s in ("error", "warning")}
+    alerts_path = data_dir / "alerts.jsonl"
+    where = f" -> {alerts_path}" if alerts and alerts_path.exists() else ""
+    print(
+        f"  alerts            {_count(by_severity['error'], 'error')}, {_count(by_severity['warning'], 'warning')}"
+        f" raised by this run{where}"
+    )
     print(f"  quarantine        {_count(len(quarantine), 'file')} under {data_dir / 'blobs' / 'quarantine'}")
     print(f"  warehouse         {data_dir / 'warehouse.duckdb'}")
-    print("\nLook around:")
-    print("  .venv/bin/python -m shared.cli status")
-    print(f"  .venv/bin/python -m shared.cli report      # then open {data_dir / 'report.html'}")
-    print("  .venv/bin/python -m shared.cli serve       # curl localhost:7071/api/status")
-    print("  .venv/bin/python -m shared.cli simulator   # an API to try run and backfill against")
+    example = at_risk[0]["company_id"] if at_risk else (unknown[0]["company_id"] if unknown else None)
+    print("\nTry next:")
     print(
-        f"  .venv/bin/python -c \"import duckdb; duckdb.connect('{data_dir / 'warehouse.duckdb'}', read_only=True)"  # noqa: S608 - a hint printed, not a query run
-        ".sql('SELECT * FROM analytics.company_daily_activity ORDER BY activity_date DESC LIMIT 10').show()\""
+        "  .venv/bin/python -m shared.cli status       # every day, every CRM snapshot, what each was built from"
     )
+    print(f"  .venv/bin/python -m shared.cli report       # then open {data_dir / 'report.html'}")
+    if latest:
+        company = f" --company {example}" if example else ""
+        print(
+            f"  .venv/bin/python -m shared.cli reconcile --date {latest}{company} --skip-api"
+            "   # every number of a row explained"
+        )
+    print("More in README.md: the simulator to run and backfill against, serve, queries on the warehouse.")
 
 
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}{'' if n == 1 else 's'}"
+def _count(n: int, noun: str, plural: str | None = None) -> str:
+    return f"{n} {noun if n == 1 else (plural or noun + 's')}"

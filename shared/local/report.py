@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.domain import names
+from shared.domain.days import ROLLING_DAYS
 from shared.domain.rules import RULES_LEGEND
 from shared.ports import Services
 from shared.services.status import days_under_other_rules
@@ -25,6 +26,8 @@ RECENT_ALERTS = 20
 DAILY_COLOUR = "#2563eb"
 ROLLING_COLOUR = "#f59e0b"
 RISK_COLOUR = "#dc2626"
+SHORT_COLOUR = "#fca5a5"  # churn flags on days whose window observed fewer than 7 days
+WEEK_COLOUR = "#0d9488"
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;
@@ -53,6 +56,8 @@ def render_report(services: Services) -> str:
     """The whole report as one HTML document."""
     warehouse = services.warehouse
     days = list(warehouse.fetch_rows("report_daily_trend"))
+    weeks = list(warehouse.fetch_rows("report_weekly_trend"))
+    snapshots = list(warehouse.fetch_rows("report_crm_snapshots"))
     freshness = next(iter(warehouse.fetch_rows("report_freshness")), {})
     latest = days[-1] if days else None
     at_risk = (
@@ -84,25 +89,78 @@ def render_report(services: Services) -> str:
             "run or backfill a day, then render the report again.</p></section>"
         )
     else:
+        dates = [d["activity_date"] for d in days]
+        short = [_int(d["days_observed"]) < ROLLING_DAYS for d in days]
+        note = _short_window_note(days, short)
         body += [
             _cards(latest),
             _section(
-                "Active users per day",
-                _legend(
-                    [("daily active users", DAILY_COLOUR), ("rolling 7-day active users", ROLLING_COLOUR)]
-                )
-                + _line_chart(
-                    [d["activity_date"] for d in days],
-                    [
-                        [_int(d["active_users"]) for d in days],
-                        [_int(d["rolling_7d_active_users"]) for d in days],
-                    ],
-                    [DAILY_COLOUR, ROLLING_COLOUR],
+                "Daily active users",
+                _line_chart(
+                    dates,
+                    [_int(d["active_users"]) for d in days],
+                    DAILY_COLOUR,
+                    "active users",
+                    "Daily active users",
                 ),
             ),
             _section(
+                "Rolling 7-day active user-days",
+                '<p class="muted">The sum of the 7 days\' daily active users (a user active on 3 days counts 3),'
+                " over all companies.</p>"
+                + _legend_marks(
+                    [
+                        ("7 days of usage observed", ROLLING_COLOUR, False),
+                        (f"fewer than {ROLLING_DAYS}: the window is short", ROLLING_COLOUR, True),
+                    ]
+                )
+                + _line_chart(
+                    dates,
+                    [_int(d["rolling_7d_active_users"]) for d in days],
+                    ROLLING_COLOUR,
+                    "user-days",
+                    "Rolling 7-day active user-days per day",
+                    hollow=short,
+                )
+                + note,
+            ),
+            _section(
                 "Churn-risk companies per day",
-                _bar_chart([d["activity_date"] for d in days], [_int(d["churn_risk"]) for d in days]),
+                _legend_marks(
+                    [
+                        ("7 days observed", RISK_COLOUR, False),
+                        (
+                            f"fewer than {ROLLING_DAYS} days observed: partly a short window",
+                            SHORT_COLOUR,
+                            False,
+                        ),
+                    ]
+                )
+                + _bar_chart(
+                    dates,
+                    [_int(d["churn_risk"]) for d in days],
+                    [SHORT_COLOUR if s else RISK_COLOUR for s in short],
+                    "companies",
+                    "Churn-risk companies per day",
+                )
+                + _churn_note(days, short),
+            ),
+            _section(
+                "Weekly trend (ISO weeks)",
+                '<p class="muted">Active user-days per week, from analytics.company_weekly_activity;'
+                " a week with fewer than 7 days built is marked partial.</p>"
+                + _bar_chart(
+                    [
+                        f"W{_int(w['iso_week']):02d}" + ("*" if _int(w["days_built"]) < 7 else "")
+                        for w in weeks
+                    ],
+                    [_int(w["active_user_days"]) for w in weeks],
+                    [WEEK_COLOUR] * len(weeks),
+                    "user-days",
+                    "Active user-days per ISO week",
+                    labels_as_text=True,
+                    x_title="ISO week (* partial)",
+                ),
             ),
             _section(
                 f"Most at risk on {_text(latest['activity_date'])}"
@@ -113,15 +171,38 @@ def render_report(services: Services) -> str:
     body.append(
         '<div class="grid">'
         + _section("Data freshness", _freshness_table(freshness))
-        + _section("Quarantine", _quarantine(services))
+        + _section("CRM snapshots", _snapshots_table(snapshots))
         + "</div>"
     )
+    body.append(_section("Quarantine", _quarantine(services)))
     body.append(_section(f"Recent alerts (last {RECENT_ALERTS})", _alerts(services)))
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width,initial-scale=1">'
         f"<title>Company Activity report</title><style>{CSS}</style></head>"
         f"<body><main>{''.join(body)}</main></body></html>\n"
+    )
+
+
+def _short_window_note(days: Sequence[Mapping[str, Any]], short: Sequence[bool]) -> str:
+    if not any(short):
+        return ""
+    which = [_text(d["activity_date"]) for d, s in zip(days, short, strict=True) if s]
+    shown = ", ".join(which[:6]) + (f" and {len(which) - 6} more" if len(which) > 6 else "")
+    return (
+        f'<p class="muted">Hollow points: days whose 7-day window observed fewer than {ROLLING_DAYS} days of'
+        f" usage ({_e(shown)}). Their rolling sums cover only the days observed.</p>"
+    )
+
+
+def _churn_note(days: Sequence[Mapping[str, Any]], short: Sequence[bool]) -> str:
+    flagged = sum(_int(d["churn_risk"]) for d, s in zip(days, short, strict=True) if s)
+    if not flagged:
+        return ""
+    return (
+        f'<p class="muted">{_num(flagged)} of the flags counted here fall on days with fewer than'
+        f" {ROLLING_DAYS} days of usage observed: there, a company can look quiet only because its"
+        " window is short.</p>"
     )
 
 
@@ -141,7 +222,7 @@ def _cards(latest: Mapping[str, Any]) -> str:
         ("latest built day", _text(latest["activity_date"]), ""),
         ("companies", _num(latest["companies"]), ""),
         ("active users", _num(latest["active_users"]), ""),
-        ("rolling 7-day active users", _num(latest["rolling_7d_active_users"]), ""),
+        ("rolling 7-day active user-days", _num(latest["rolling_7d_active_users"]), ""),
         ("at churn risk", _num(latest["churn_risk"]), " risk"),
     ]
     return (
@@ -176,7 +257,7 @@ def _risk_table(rows: Sequence[Mapping[str, Any]]) -> str:
             ("id", ""),
             ("country", ""),
             ("industry", ""),
-            ("7-day users", "n"),
+            ("7-day user-days", "n"),
             ("last contact", ""),
             ("days since", "n"),
         ],
@@ -193,6 +274,18 @@ def _freshness_table(row: Mapping[str, Any]) -> str:
     return _table(
         [("", ""), ("day", ""), ("last loaded (UTC)", "")],
         [_row([(k, ""), (_text(d) if d else "none", ""), (_text(t) if t else "", "")]) for k, d, t in items],
+    )
+
+
+def _snapshots_table(rows: Sequence[Mapping[str, Any]]) -> str:
+    if not rows:
+        return '<p class="muted">No CRM snapshot staged yet.</p>'
+    return _table(
+        [("snapshot", ""), ("companies", "n"), ("file", "")],
+        [
+            _row([(_text(r["snapshot_date"]), ""), (_num(r["companies"]), "n"), (r["source_blob"], "")])
+            for r in rows
+        ],
     )
 
 
@@ -262,42 +355,77 @@ def _alerts(services: Services) -> str:
 
 # --- charts: plain SVG, scaled into a fixed viewBox that CSS stretches to the page width -----------
 
-WIDTH, HEIGHT = 1040, 280
-LEFT, RIGHT, TOP, BOTTOM = 64, 16, 16, 40
+WIDTH, HEIGHT = 1040, 300
+LEFT, RIGHT, TOP, BOTTOM = 80, 16, 16, 56
 
 
-def _line_chart(days: Sequence[Any], series: Sequence[Sequence[int]], colours: Sequence[str]) -> str:
-    top, ticks = _scale(max((v for s in series for v in s), default=0))
-    parts = [_axes(days, top, ticks, centred=False)]
-    for values, colour in zip(series, colours, strict=True):
-        points = [(_x(i, len(days), centred=False), _y(v, top)) for i, v in enumerate(values)]
-        parts.append(
-            f'<polyline fill="none" stroke="{colour}" stroke-width="2.5" stroke-linejoin="round" '
-            f'points="{" ".join(f"{x:.1f},{y:.1f}" for x, y in points)}"/>'
-        )
-        parts += [f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3.5" fill="{colour}"/>' for x, y in points]
-    return _svg("".join(parts), "Daily and rolling 7-day active users per day")
-
-
-def _bar_chart(days: Sequence[Any], values: Sequence[int]) -> str:
+def _line_chart(
+    days: Sequence[Any],
+    values: Sequence[int],
+    colour: str,
+    y_title: str,
+    title: str,
+    *,
+    hollow: Sequence[bool] = (),
+) -> str:
+    """One series; `hollow` marks points that count fewer days than the others (dashed into)."""
     top, ticks = _scale(max(values, default=0))
-    slot = (WIDTH - LEFT - RIGHT) / max(len(days), 1)
+    parts = [_axes(days, top, ticks, centred=False, y_title=y_title)]
+    points = [(_x(i, len(days), centred=False), _y(v, top)) for i, v in enumerate(values)]
+    short = list(hollow) or [False] * len(points)
+    for i in range(1, len(points)):
+        (x0, y0), (x1, y1) = points[i - 1], points[i]
+        dash = ' stroke-dasharray="5 4"' if short[i] or short[i - 1] else ""
+        parts.append(
+            f'<line x1="{x0:.1f}" y1="{y0:.1f}" x2="{x1:.1f}" y2="{y1:.1f}" stroke="{colour}" stroke-width="2.5"{dash}/>'
+        )
+    for (x, y), empty in zip(points, short, strict=True):
+        fill = "#fff" if empty else colour
+        parts.append(
+            f'<circle cx="{x:.1f}" cy="{y:.1f}" r="4" fill="{fill}" stroke="{colour}" stroke-width="2"/>'
+        )
+    return _svg("".join(parts), title)
+
+
+def _bar_chart(
+    labels: Sequence[Any],
+    values: Sequence[int],
+    colours: Sequence[str],
+    y_title: str,
+    title: str,
+    *,
+    labels_as_text: bool = False,
+    x_title: str = "day (UTC)",
+) -> str:
+    top, ticks = _scale(max(values, default=0))
+    slot = (WIDTH - LEFT - RIGHT) / max(len(labels), 1)
     bar = min(slot * 0.7, 48)
-    parts = [_axes(days, top, ticks, centred=True)]
-    for i, v in enumerate(values):
-        x, y = _x(i, len(days), centred=True), _y(v, top)
+    parts = [
+        _axes(labels, top, ticks, centred=True, y_title=y_title, x_title=x_title, as_text=labels_as_text)
+    ]
+    for i, (v, colour) in enumerate(zip(values, colours, strict=True)):
+        x, y = _x(i, len(labels), centred=True), _y(v, top)
         parts.append(
             f'<rect x="{x - bar / 2:.1f}" y="{y:.1f}" width="{bar:.1f}" height="{HEIGHT - BOTTOM - y:.1f}" '
-            f'fill="{RISK_COLOUR}" rx="2"/>'
+            f'fill="{colour}" rx="2"/>'
         )
-        if len(days) <= 40:  # value labels only while they fit over the bars
+        if len(labels) <= 40:  # value labels only while they fit over the bars
             parts.append(
-                f'<text x="{x:.1f}" y="{y - 5:.1f}" text-anchor="middle" font-size="12" fill="#374151">{v}</text>'
+                f'<text x="{x:.1f}" y="{y - 5:.1f}" text-anchor="middle" font-size="12" fill="#374151">{_e(_num(v))}</text>'
             )
-    return _svg("".join(parts), "Churn-risk companies per day")
+    return _svg("".join(parts), title)
 
 
-def _axes(days: Sequence[Any], top: int, ticks: Sequence[int], *, centred: bool) -> str:
+def _axes(
+    days: Sequence[Any],
+    top: int,
+    ticks: Sequence[int],
+    *,
+    centred: bool,
+    y_title: str,
+    x_title: str = "day (UTC)",
+    as_text: bool = False,
+) -> str:
     parts = []
     for t in ticks:
         y = _y(t, top)
@@ -306,15 +434,19 @@ def _axes(days: Sequence[Any], top: int, ticks: Sequence[int], *, centred: bool)
             f'<text x="{LEFT - 8}" y="{y + 4:.1f}" text-anchor="end" font-size="12" fill="#6b7280">'
             f"{_e(_num(t))}</text>"
         )
-    step = max(1, math.ceil(len(days) / 14))  # at most ~14 date labels, so they never overlap
+    step = max(1, math.ceil(len(days) / 14))  # at most ~14 labels, so they never overlap
     for i in range(0, len(days), step):
-        label = _text(days[i])[5:]  # MM-DD; the year is in the cards and tables
+        label = str(days[i]) if as_text else _text(days[i])[5:]  # MM-DD; the year is in the cards
         parts.append(
             f'<text x="{_x(i, len(days), centred=centred):.1f}" y="{HEIGHT - BOTTOM + 20}" '
             f'text-anchor="middle" font-size="12" fill="#6b7280">{_e(label)}</text>'
         )
     parts.append(
         f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{HEIGHT - BOTTOM}" y2="{HEIGHT - BOTTOM}" stroke="#9ca3af"/>'
+        f'<text x="{(LEFT + WIDTH - RIGHT) / 2:.1f}" y="{HEIGHT - 4}" text-anchor="middle" font-size="12" '
+        f'fill="#374151">{_e(x_title)}</text>'
+        f'<text transform="translate(14 {(TOP + HEIGHT - BOTTOM) / 2:.1f}) rotate(-90)" text-anchor="middle" '
+        f'font-size="12" fill="#374151">{_e(y_title)}</text>'
     )
     return "".join(parts)
 
@@ -349,12 +481,16 @@ def _svg(content: str, title: str) -> str:
     )
 
 
-def _legend(items: Iterable[tuple[str, str]]) -> str:
-    return (
-        '<div class="legend">'
-        + "".join(f'<span><i style="background:{c}"></i>{_e(label)}</span>' for label, c in items)
-        + "</div>"
-    )
+def _legend_marks(items: Iterable[tuple[str, str, bool]]) -> str:
+    """Legend entries: a filled (or hollow) mark in the series' colour, and its words."""
+    marks = []
+    for label, colour, hollow in items:
+        fill = "#fff" if hollow else colour
+        marks.append(
+            f'<span><i style="background:{fill};border:2px solid {colour};width:8px;height:8px;'
+            f'border-radius:5px"></i>{_e(label)}</span>'
+        )
+    return '<div class="legend">' + "".join(marks) + "</div>"
 
 
 # --- small helpers -------------------------------------------------------------------------------

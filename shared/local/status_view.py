@@ -147,3 +147,41 @@ def day_problem(view: dict[str, Any]) -> str | None:
     if build.get("status") == "gate_failed":
         return f"{view['date']} not built: {'; '.join(build.get('errors') or [])}"
     return None
+
+
+def crm_table(snapshots: Sequence[dict[str, Any]], files: Sequence[dict[str, Any]]) -> str:
+    """The CRM side of `status`: every staged snapshot and the days it serves, then every
+    dropped file that was not staged (rejected, superseded) with its reason."""
+    if not snapshots and not files:
+        return "\nCRM: no snapshot dropped yet (python -m shared.cli crm-drop FILE)"
+    header = ("CRM SNAPSHOT", "FILE", "COMPANIES", "QUARANTINED", "EFFECTIVE FOR")
+    rows = [
+        (
+            s["snapshot_date"],
+            str(s.get("file") or "-"),
+            str(s.get("companies", "-")),
+            str(s.get("quarantined") or 0),
+            f"{s['effective_from']} .. {s['effective_to']}"
+            if s.get("effective_from")
+            else "no day (a later one serves them)",
+        )
+        for s in snapshots
+    ]
+    lines = [""]
+    if rows:
+        widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+        lines += [
+            "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+            for row in [header, *rows]
+        ]
+    others = [f for f in files if f.get("status") not in ("staged", "unchanged")]
+    for file in others:
+        lines.append(f"{file.get('blob')}: {file_line(file)}")
+    quarantined = [
+        f for f in files if f.get("status") in ("staged", "unchanged") and int(f.get("quarantined") or 0)
+    ]
+    for file in quarantined:
+        lines.append(
+            f"{file.get('blob')}: {int(file['quarantined'])} rows quarantined ({file.get('quarantine')})"
+        )
+    return "\n".join(lines)

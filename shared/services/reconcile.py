@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from shared.domain import names
@@ -141,7 +141,7 @@ def _landed(
     except (BlobNotFound, ValueError):
         return Fetch(str(fetch_entry.get("run_id")), "?", str(manifest_name), "manifest missing"), [], {}
     run_id = str(manifest.get("run_id"))
-    fetch = Fetch(run_id, str(manifest.get("fetched_at")), str(manifest_name), status)
+    fetch = Fetch(run_id, _when(manifest.get("fetched_at")), str(manifest_name), status)
     landed: list[LandedRecord] = []
     quarantine: dict[tuple[int, int], Quarantined] = {}
     for entry in manifest.get("pages", []):
@@ -162,6 +162,14 @@ def _landed(
                 str(item["reason"]), f"{names.QUARANTINE_CONTAINER}/{leaf}"
             )
     return fetch, landed, quarantine
+
+
+def _when(value: Any) -> str:
+    """An ISO time as a person reads it: 2026-12-04 17:31:24 UTC."""
+    try:
+        return datetime.fromisoformat(str(value)).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    except ValueError:
+        return str(value)
 
 
 def _snapshot_of(analytics: dict[str, Any], day_state: dict[str, Any] | None) -> date | None:

@@ -10,6 +10,7 @@ from datetime import date
 from typing import Any
 
 from shared.domain import names
+from shared.domain.days import days_affected_by_snapshot
 from shared.domain.rules import Rules, stale_days
 from shared.ports import RunLedger, Services
 
@@ -22,7 +23,34 @@ def status_payload(ledger: RunLedger, rules: Rules, day: date | None = None) -> 
     without loading the function host or opening the warehouse."""
     if day is not None:
         return _day_status(ledger, day)
-    return {"days": _all_days(ledger), "crm_files": _all_files(ledger), "rules_in_force": asdict(rules)}
+    return {
+        "days": _all_days(ledger),
+        "crm_snapshots": _snapshots(ledger, rules),
+        "crm_files": _all_files(ledger),
+        "rules_in_force": asdict(rules),
+    }
+
+
+def _snapshots(ledger: RunLedger, rules: Rules) -> list[dict[str, Any]]:
+    """Every staged CRM snapshot: its file, companies, rows quarantined, and the days it is the
+    effective snapshot of under the rules in force (up to the next snapshot, at most
+    CRM_MAX_SNAPSHOT_AGE_DAYS after it)."""
+    entries = ledger.query(names.CRM)
+    dates = [date.fromisoformat(e.key) for e in entries]
+    found = []
+    for entry, snapshot in zip(entries, dates, strict=True):
+        effective = days_affected_by_snapshot(snapshot, dates, rules.crm_max_snapshot_age_days)
+        found.append(
+            {
+                "snapshot_date": entry.key,
+                "file": entry.data.get("blob"),
+                "companies": entry.data.get("staged"),
+                "quarantined": entry.data.get("quarantined", 0),
+                "effective_from": effective[0].isoformat() if effective else None,
+                "effective_to": effective[-1].isoformat() if effective else None,
+            }
+        )
+    return found
 
 
 def day_status(services: Services, day: date) -> dict[str, Any]:

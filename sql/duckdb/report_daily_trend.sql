@@ -1,9 +1,12 @@
--- Per built day for the HTML report: companies, active users, rolling 7-day active users, churn risk.
+-- Per built day for the HTML report: companies, active users, rolling 7-day active user-days,
+-- churn risk, and how many days of usage the day's window observed (the same for every row of a
+-- day: fewer than 7 means its rolling sums, and so its churn flags, cover fewer days).
 SELECT activity_date,
        COUNT(*) AS companies,
        SUM(active_users) AS active_users,
        SUM(rolling_7d_active_users) AS rolling_7d_active_users,
-       SUM(CASE WHEN is_churn_risk THEN 1 ELSE 0 END) AS churn_risk
+       SUM(CASE WHEN is_churn_risk THEN 1 ELSE 0 END) AS churn_risk,
+       MIN(usage_days_observed_7d) AS days_observed
 FROM analytics.company_daily_activity
 GROUP BY activity_date
 ORDER BY activity_date;

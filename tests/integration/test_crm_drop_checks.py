@@ -177,10 +177,57 @@ def test_rows_quarantined_from_a_crm_file_show_in_status(cli, local_env: Path, t
     assert f"1 quarantined ({where}" in out
     # Before: status said nothing about the CRM side.
     code, out, _err = cli("status")
-    assert code == 0 and "CRM files:" in out and f"1 quarantined ({where}" in out
+    assert code == 0 and f"companies_2026-10-01.csv: 1 rows quarantined ({where}" in out
     code, out, _err = cli("status", "--json")
     files = json.loads(out)["crm_files"]
     assert [(f["blob"], f["status"], f["quarantined"]) for f in files] == [
         ("companies_2026-10-01.csv", "staged", 1)
     ]
     assert files[0]["quarantine"].startswith(where) and files[0]["quarantine"].endswith("rejected-rows.jsonl")
+
+
+def test_status_shows_each_snapshot_the_days_it_serves_and_each_rejected_file(
+    cli, local_env: Path, tmp_path: Path
+) -> None:
+    assert drop(cli, tmp_path, "companies_2026-10-01.csv", companies_csv(60))[0] == 0
+    assert drop(cli, tmp_path, "companies_2026-10-04.csv", companies_csv(58))[0] == 0
+    assert drop(cli, tmp_path, "companies_2026-10-06.csv", companies_csv(1))[0] == 1  # lost 98%: rejected
+    code, out, _err = cli("status")
+    assert code == 0
+    lines = out.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("CRM SNAPSHOT"))
+    assert lines[header].split() == [
+        "CRM",
+        "SNAPSHOT",
+        "FILE",
+        "COMPANIES",
+        "QUARANTINED",
+        "EFFECTIVE",
+        "FOR",
+    ]
+    assert lines[header + 1].split() == [
+        "2026-10-01",
+        "companies_2026-10-01.csv",
+        "60",
+        "0",
+        "2026-10-01",
+        "..",
+        "2026-10-03",
+    ]
+    assert lines[header + 2].split() == [
+        "2026-10-04",
+        "companies_2026-10-04.csv",
+        "58",
+        "0",
+        "2026-10-04",
+        "..",
+        "2026-10-11",
+    ]
+    assert any(line.startswith("companies_2026-10-06.csv: rejected (1 companies, down 98%") for line in lines)
+    snapshots = json.loads(cli("status", "--json")[1])["crm_snapshots"]
+    assert [
+        (s["snapshot_date"], s["companies"], s["effective_from"], s["effective_to"]) for s in snapshots
+    ] == [
+        ("2026-10-01", 60, "2026-10-01", "2026-10-03"),
+        ("2026-10-04", 58, "2026-10-04", "2026-10-11"),
+    ]

@@ -14,10 +14,26 @@ def test_the_demo_builds_every_day_and_each_suggested_command_works(cli, local_e
     alerts = next(line for line in out.splitlines() if line.strip().startswith("alerts"))
     # Before: the summary pointed at alerts.jsonl, which a run without alerts never writes.
     assert ("alerts.jsonl" in alerts) == (local_env / "alerts.jsonl").exists(), alerts
-    assert "shared.cli simulator" in out
+    assert "raised by this run" in alerts
+    assert "1302 written by this run (new or changed)" in out
+    unknown = next(line for line in out.splitlines() if line.strip().startswith("not in the CRM"))
+    assert "2 companies with usage the CRM snapshot does not know (c-0061, c-0062)" in unknown
+    # It ends with the three commands to try next; the third is a reconcile of a company at risk.
+    tried = [
+        line.split("#")[0].split()
+        for line in out.splitlines()
+        if line.startswith("  .venv/bin/python -m shared.cli")
+    ]
+    assert [command[3] for command in tried] == ["status", "report", "reconcile"]
+    code, explained, err = cli(*tried[2][3:])
+    assert code == 0 and "every number of the row:" in explained, err
 
     code, out, err = cli("status")
     assert code == 0 and out.count("  built  ") == 21, err
+    code, again, err = cli("demo")  # a second run changes nothing, and says so
+    assert (
+        code == 0 and "this run changed none" in again and "0 errors, 0 warnings raised by this run" in again
+    )
     code, out, err = cli("report")
     assert code == 0 and (local_env / "report.html").is_file(), err
     # README's read-only query: nothing holds the warehouse once a command has finished.

@@ -69,9 +69,25 @@ def test_report_on_the_golden_world(cli, local_env: Path, tmp_path: Path) -> Non
     assert f"Most at risk on {LATEST} (top {min(20, risk)} of {risk})" in page
     assert f"<b>{risk:,}</b><span>at churn risk</span>" in page
     assert f"<b>{latest['users']:,}</b><span>active users</span>" in page
-    assert f"<b>{latest['rolling']:,}</b><span>rolling 7-day active users</span>" in page
+    assert f"<b>{latest['rolling']:,}</b><span>rolling 7-day active user-days</span>" in page
     assert f"<b>{latest['companies']:,}</b><span>companies</span>" in page
-    assert page.count("<svg") == 2 and page.count("<rect") == 10  # a bar per built day
+    # Four charts, each with its axis titles: daily users, rolling user-days, churn, weeks.
+    assert page.count("<svg") == 4 and page.count("<rect") == 10 + 2  # a bar per built day, per ISO week
+    for title in ("active users", "user-days", "companies", "day (UTC)", "ISO week (* partial)"):
+        assert f">{title}</text>" in page, title
+    # The golden days 2026-10-01..06 observed fewer than 7 days of usage: hollow points on the
+    # rolling chart, light bars and a note on the churn chart.
+    short = ", ".join(f"2026-10-0{d}" for d in range(1, 7))
+    assert f"observed fewer than 7 days of usage ({short})" in page
+    rolling = page[page.index("<h2>Rolling 7-day active user-days") : page.index("<h2>Churn-risk")]
+    assert rolling.count('fill="#fff" stroke="#f59e0b"') == 6
+    churn = page[page.index("<h2>Churn-risk") : page.index("<h2>Weekly trend")]
+    assert churn.count('fill="#fca5a5"') == 6 and churn.count('fill="#dc2626"') == 4
+    assert "of the flags counted here fall on days with fewer than 7 days of usage observed" in churn
+    weeks = page[page.index("<h2>Weekly trend") : page.index("<h2>Most at risk")]
+    assert ">W40*</text>" in weeks and ">W41*</text>" in weeks  # both partial in the golden world
+    snapshots = page[page.index("<h2>CRM snapshots") : page.index("<h2>Quarantine")]
+    assert snapshots.count("<tr>") == 1 + 8 and "companies_2026-10-01.csv" in snapshots
     assert page.count("<tr>", page.index("Most at risk"), page.index("Data freshness")) == min(20, risk) + 1
     # Names are escaped: `The "Best" Co` appears only as &quot;.
     name = quoted[0]["company_name"]
@@ -119,7 +135,7 @@ def screenshot(html_file: Path, tmp_path: Path) -> Path:
             "--hide-scrollbars",
             f"--user-data-dir={tmp_path / 'chromium-profile'}",
             f"--screenshot={png}",
-            "--window-size=1280,2000",
+            "--window-size=1280,3200",
             f"file://{html_file}",
         ],
         check=True,
@@ -128,13 +144,15 @@ def screenshot(html_file: Path, tmp_path: Path) -> Path:
     )
     assert png.is_file() and png.stat().st_size > 20_000
     width, height, pixels = read_png(png)
-    assert (width, height) == (1280, 2000)
+    assert (width, height) == (1280, 3200)
     colours = {pixels(x, y) for x in range(0, width, 40) for y in range(0, height, 40)}
     assert len(colours) > 5, colours  # not a blank page
     # The charts were drawn: some sampled pixel has the bar colour, some the line colour.
-    every = {pixels(x, y) for x in range(0, width, 2) for y in range(0, 1200, 2)}
+    every = {pixels(x, y) for x in range(0, width, 2) for y in range(0, 2400, 2)}
     assert (220, 38, 38) in every, "no churn-risk bar in the screenshot"
     assert (37, 99, 235) in every, "no active-users line in the screenshot"
+    assert (245, 158, 11) in every, "no rolling line in the screenshot"
+    assert (13, 148, 136) in every, "no weekly bar in the screenshot"
     if keep := os.environ.get("REPORT_SCREENSHOT"):  # docs/report.png is made this way
         shutil.copyfile(png, keep)
     return png
