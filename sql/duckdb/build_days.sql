@@ -32,6 +32,12 @@ SET VARIABLE build_first_day = (SELECT MIN(activity_date) - getvariable('window_
 
 SET VARIABLE build_last_day = (SELECT MAX(activity_date) FROM build_plan);
 
+-- The same for the CRM snapshots the built days use: the snapshot table holds every snapshot
+-- ever dropped, and its rows are ordered by date, so constant bounds skip the others.
+SET VARIABLE build_first_snapshot = (SELECT MIN(snapshot_date) FROM build_plan);
+
+SET VARIABLE build_last_snapshot = (SELECT MAX(snapshot_date) FROM build_plan);
+
 -- 1. What the days should hold, computed from the staged inputs alone.
 CREATE OR REPLACE TEMP TABLE build_source AS
 WITH window_usage AS (
@@ -39,10 +45,15 @@ WITH window_usage AS (
     FROM stg.product_usage_daily AS u
     WHERE u.activity_date BETWEEN getvariable('build_first_day') AND getvariable('build_last_day')
 ),
+window_snapshots AS (
+    SELECT s.*
+    FROM stg.crm_company_snapshot AS s
+    WHERE s.snapshot_date BETWEEN getvariable('build_first_snapshot') AND getvariable('build_last_snapshot')
+),
 day_companies AS (
     SELECT d.activity_date, s.company_id
     FROM build_plan AS d
-    JOIN stg.crm_company_snapshot AS s ON s.snapshot_date = d.snapshot_date
+    JOIN window_snapshots AS s ON s.snapshot_date = d.snapshot_date
     UNION
     SELECT d.activity_date, u.company_id
     FROM build_plan AS d
@@ -95,7 +106,7 @@ joined AS (
     FROM rolling AS r
     JOIN build_plan AS d ON d.activity_date = r.activity_date
     JOIN observed AS o ON o.activity_date = r.activity_date
-    LEFT JOIN stg.crm_company_snapshot AS s
+    LEFT JOIN window_snapshots AS s
            ON s.snapshot_date = d.snapshot_date AND s.company_id = r.company_id
 )
 SELECT company_id, activity_date, company_name, country, industry_tag, last_contact_at,

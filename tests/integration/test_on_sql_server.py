@@ -84,3 +84,43 @@ def test_concurrent_builds_serialize_under_the_application_lock(cli, sql_server)
     assert not errors, errors
     differences = diff_tables(sql_server(), load_expected_csv(GOLDEN.expected_csv))
     assert differences == [], "\n".join(differences[:20])
+
+
+@pytest.mark.parametrize(
+    ("view", "key_columns"),
+    [
+        ("company_weekly_activity", ("iso_year", "iso_week", "week_start", "week_end")),
+        ("company_monthly_activity", ("year", "month", "month_start", "month_end")),
+    ],
+)
+def test_the_rollup_views_on_sql_server_add_up_the_golden_days(
+    cli, sql_server, view: str, key_columns: tuple[str, ...]
+) -> None:
+    """The same independent computation as tests/integration/test_rollups.py, on T-SQL's views."""
+    import pyodbc
+
+    from tests.integration.test_rollups import expected_rollup, iso_week, month
+
+    load_golden(cli)
+    expected = expected_rollup(load_expected_csv(GOLDEN.expected_csv), iso_week if "week" in view else month)
+    with pyodbc.connect(MSSQL, autocommit=True) as connection:
+        cursor = connection.execute(f"SELECT * FROM analytics.{view}")  # noqa: S608 - fixed names
+        columns = [d[0] for d in cursor.description]
+        actual = [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+    assert len(actual) == len(expected) > 0
+    for row in actual:
+        want = expected[(row["company_id"], row[key_columns[2]])]
+        assert tuple(row[c] for c in key_columns) == want["key"]
+        for column, value in want.items():
+            if column != "key":
+                assert row[column] == value, (view, row["company_id"], column)
+
+
+def test_reconcile_reads_sql_server_and_changes_nothing(cli, sql_server) -> None:
+    load_golden(cli)
+    before = sql_server()
+    code, out, _err = cli("reconcile", "--date", "2026-10-03", "--skip-api")
+    assert code == 1 and "record quarantined (page 1, record 5): active_users is negative: -4" in out
+    code, out, _err = cli("reconcile", "--date", "2026-10-03", "--company", "c-010001", "--skip-api")
+    assert code == 0 and "rolling_7d_active_users 249 (user-days): 0 + 0 + 0 + 0 + 76 + 87 + 86" in out
+    assert sql_server() == before
