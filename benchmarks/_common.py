@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import resource
+import subprocess
+import tempfile
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -42,3 +45,20 @@ def save(name: str, payload: dict[str, Any]) -> None:
 
 def line(label: str, value: str) -> None:
     print(f"  {label:<52} {value}")
+
+
+def run_child(command: list[str], env: dict[str, str], cwd: Path) -> tuple[float, float, str]:
+    """Run `command` in its own process: wall time, its peak RSS in MB (wait4() of exactly that
+    child) and what it printed (through a file: a full pipe would stall it). A non-zero exit
+    stops the benchmark with that output."""
+    with tempfile.TemporaryFile() as printed:
+        start = time.perf_counter()
+        child = subprocess.Popen(command, env=env, cwd=cwd, stdout=printed, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(child.pid, 0)
+        wall = time.perf_counter() - start
+        child.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
+        printed.seek(0)
+        out = printed.read().decode(errors="replace")
+    if child.returncode != 0:
+        raise SystemExit(f"{' '.join(command[:5])} failed:\n{out[-3000:]}")
+    return wall, usage.ru_maxrss / 1024, out

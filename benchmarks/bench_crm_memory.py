@@ -12,30 +12,23 @@ from __future__ import annotations
 import argparse
 import csv
 import os
-import random
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks._common import line, save  # noqa: E402
+from benchmarks._common import line, run_child, save  # noqa: E402
+from benchmarks.bench_staging import crm_file  # noqa: E402
 
 
 def write_snapshot(path: Path, n: int) -> None:
-    rng = random.Random(11)
-    with path.open("w", newline="", encoding="utf-8") as handle:
+    """Benchmark 3's CRM file, and two rows the whole-file rules act on."""
+    crm_file(path, n)
+    with path.open("a", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["company_id", "name", "country", "industry_tag", "last_contact_at"])
-        for i in range(n):
-            contact = (
-                "" if i % 13 == 0 else f"2026-{rng.randrange(1, 10):02d}-{rng.randrange(1, 28):02d}T10:00:00Z"
-            )
-            writer.writerow([f"c-{i:07d}", f"Company, {i}", rng.choice(["DE", "FR", "US"]), "saas", contact])
         writer.writerow(["c-0000007", "Company 7, renamed", "DE", "saas", ""])  # a duplicate: the last wins
         writer.writerow(["c-x", "Bad date", "DE", "saas", "yesterday"])  # quarantined
 
@@ -45,25 +38,14 @@ def drop(n: int) -> dict[str, Any]:
         path = Path(tmp) / "companies_2026-10-01.csv"
         write_snapshot(path, n)
         env = {**os.environ, "PYTHONPATH": str(REPO), "LOCAL_DATA_DIR": str(Path(tmp) / "local")}
-        start = time.perf_counter()
-        child = subprocess.Popen(
-            [sys.executable, "-m", "shared.cli", "crm-drop", str(path)],
-            env=env,
-            cwd=REPO,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        _, status, usage = os.wait4(child.pid, 0)
-        wall = time.perf_counter() - start
-        out = (child.stdout.read() if child.stdout else b"").decode()
-        err = (child.stderr.read() if child.stderr else b"").decode()
-        if os.waitstatus_to_exitcode(status) != 0 or f"{n} rows, 2 quarantined" not in out:
-            raise SystemExit(f"crm-drop failed: {out}{err}")
+        wall, peak, out = run_child([sys.executable, "-m", "shared.cli", "crm-drop", str(path)], env, REPO)
+        if f"{n} rows, 2 quarantined" not in out:
+            raise SystemExit(f"crm-drop did not stage what it should: {out}")
         return {
             "rows": n,
             "file_mb": path.stat().st_size / 2**20,
             "wall_s": wall,
-            "peak_rss_mb": usage.ru_maxrss / 1024,
+            "peak_rss_mb": peak,
         }
 
 

@@ -29,7 +29,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -38,7 +37,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks._common import line, save  # noqa: E402
+from benchmarks._common import line, run_child, save  # noqa: E402
 
 PEER_PYTHON = REPO / ".venv-bench" / "bin" / "python"
 PEER_SCRIPT = REPO / "benchmarks" / "peer" / "dlt_pipeline.py"
@@ -156,16 +155,8 @@ class Simulator:
 
 
 def _measure(command: list[str], env: dict[str, str]) -> tuple[float, float]:
-    start = time.perf_counter()
-    child = subprocess.Popen(command, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(child.pid, 0)
-    wall = time.perf_counter() - start
-    out = (child.stdout.read() if child.stdout else b"").decode() + (
-        child.stderr.read() if child.stderr else b""
-    ).decode()
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{' '.join(command[:4])} failed:\n{out[-3000:]}")
-    return wall, usage.ru_maxrss / 1024
+    wall, peak, _out = run_child(command, env, REPO)
+    return wall, peak
 
 
 def run_ours(case: Case, api: str, snapshots: list[Path], work: Path) -> dict[str, Any]:

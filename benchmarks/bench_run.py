@@ -15,7 +15,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks._common import line, save  # noqa: E402
+from benchmarks._common import line, run_child, save  # noqa: E402
 from shared.local.simulator import UsageApiSimulator  # noqa: E402
 
 DAY = date(2026, 10, 1)
@@ -66,22 +65,12 @@ def run_day(n: int) -> dict[str, float]:
             check=True,
             capture_output=True,
         )
-        # wait4() gives the peak RSS of exactly this child.
-        start = time.perf_counter()
-        child = subprocess.Popen(
-            [sys.executable, "-m", "shared.cli", "run", "--date", DAY.isoformat()],
-            env=env,
-            cwd=REPO,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+        wall, peak, out = run_child(
+            [sys.executable, "-m", "shared.cli", "run", "--date", DAY.isoformat()], env, REPO
         )
-        _, status, usage = os.wait4(child.pid, 0)
-        wall = time.perf_counter() - start
-        out = child.stdout.read().decode() if child.stdout else ""
-        err = child.stderr.read().decode() if child.stderr else ""
-        if os.waitstatus_to_exitcode(status) != 0 or " built " not in out:
-            raise SystemExit(f"run failed: {out}{err}")
-        return {"records": n, "wall_s": wall, "peak_rss_mb": usage.ru_maxrss / 1024, "pages": api.count()}
+        if " built " not in out:
+            raise SystemExit(f"run did not build the day: {out}")
+        return {"records": n, "wall_s": wall, "peak_rss_mb": peak, "pages": api.count()}
 
 
 def main() -> None:

@@ -99,7 +99,7 @@ def test_the_rollup_views_on_sql_server_add_up_the_golden_days(
     """The same independent computation as tests/integration/test_rollups.py, on T-SQL's views."""
     import pyodbc
 
-    from tests.integration.test_rollups import expected_rollup, iso_week, month
+    from tests.integration.test_rollups import assert_rollup, expected_rollup, iso_week, month
 
     load_golden(cli)
     expected = expected_rollup(load_expected_csv(GOLDEN.expected_csv), iso_week if "week" in view else month)
@@ -107,13 +107,7 @@ def test_the_rollup_views_on_sql_server_add_up_the_golden_days(
         cursor = connection.execute(f"SELECT * FROM analytics.{view}")  # noqa: S608 - fixed names
         columns = [d[0] for d in cursor.description]
         actual = [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
-    assert len(actual) == len(expected) > 0
-    for row in actual:
-        want = expected[(row["company_id"], row[key_columns[2]])]
-        assert tuple(row[c] for c in key_columns) == want["key"]
-        for column, value in want.items():
-            if column != "key":
-                assert row[column] == value, (view, row["company_id"], column)
+    assert_rollup(view, actual, expected, key_columns)
 
 
 def test_reconcile_reads_sql_server_and_changes_nothing(cli, sql_server) -> None:

@@ -95,6 +95,16 @@ def test_the_views_hold_what_the_daily_rows_add_up_to(
     columns = [d[0] for d in result.description]
     actual = [dict(zip(columns, row, strict=True)) for row in result.fetchall()]
 
+    assert_rollup(view, actual, expected, key_columns)
+
+
+def assert_rollup(
+    view: str,
+    actual: list[dict[str, Any]],
+    expected: dict[tuple[str, date], dict[str, Any]],
+    key_columns: tuple[str, ...],
+) -> None:
+    """Every row of the view is the expected period, column by column (the SQL Server suite too)."""
     assert len(actual) == len(expected) > 0
     for row in actual:
         want = expected[(row["company_id"], row[key_columns[2]])]
