@@ -10,6 +10,7 @@ import azure.functions as func
 from shared.bootstrap import get_services
 from shared.domain.days import parse_day
 from shared.domain.json_input import NotJson, parse_json
+from shared.domain.reconcile_request import BadReconcileRequest, ReconcileRequest
 from shared.domain.replay_request import BadReplayRequest, ReplayRequest
 from shared.observability.context import log_context
 from shared.services.reconcile import as_json as reconcile_json
@@ -74,14 +75,10 @@ def reconcile(req: func.HttpRequest) -> func.HttpResponse:
     """GET /api/reconcile?date=YYYY-MM-DD[&company_id=C][&api=false]: the day (or one company) across
     the API, the landed pages, staging and the table, each difference explained. Read-only."""
     with log_context(stage="http-reconcile"):
-        raw = req.params.get("date") or ""
+        services = get_services()
         try:
-            day = parse_day(raw)
-        except ValueError:
-            return _json(400, {"error": f"date must be YYYY-MM-DD, got {raw[:40]!r}"})
-        company = req.params.get("company_id") or None
-        if company is not None and (not company.strip() or len(company) > 64):
-            return _json(400, {"error": "company_id must be a company's id (1 to 64 characters)"})
-        ask_api = (req.params.get("api") or "true").lower() != "false"
-        result = run_reconcile(get_services(), day, company, ask_api=ask_api)
+            request = ReconcileRequest.parse(dict(req.params), services.clock().date())
+        except BadReconcileRequest as exc:
+            return _json(400, {"error": str(exc)})
+        result = run_reconcile(services, request.day, request.company, ask_api=request.ask_api)
         return _json(200, reconcile_json(result))

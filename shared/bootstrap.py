@@ -46,12 +46,15 @@ def use_services(services: Services | None) -> None:
         _current = services
 
 
-def build_services(settings: Settings, *, local_bus: bool = False, durable_bus: bool = False) -> Services:
+def build_services(
+    settings: Settings, *, local_bus: bool = False, durable_bus: bool = False, read_only: bool = False
+) -> Services:
     """Each port gets its Azure adapter when its settings are present, else the embedded one.
 
     `local_bus` forces the in-process bus: the local host delivers the messages itself, also
     when blob and table storage are Azure (Azurite). `durable_bus` journals it under
-    LOCAL_DATA_DIR, so messages outlive a killed process.
+    LOCAL_DATA_DIR, so messages outlive a killed process. `read_only` opens the local ledger
+    and warehouse only to read (a command that must change nothing: `reconcile`).
     """
     bus = _bus(settings, local_bus, durable_bus)
     blobs = _blob_store(settings)
@@ -63,18 +66,19 @@ def build_services(settings: Settings, *, local_bus: bool = False, durable_bus: 
     return Services(
         settings=settings,
         blobs=blobs,
-        ledger=make_ledger(settings),
+        ledger=make_ledger(settings, read_only=read_only),
         bus=bus,
-        warehouse=make_warehouse(settings),
+        warehouse=make_warehouse(settings, read_only=read_only),
         usage_api=usage_api_client,
         alert_sink=alert_sink,
     )
 
 
-def build_local(settings: Settings) -> Services:
+def build_local(settings: Settings, *, read_only: bool = False) -> Services:
     """What the local host runs on: the in-process bus, journaled under LOCAL_DATA_DIR so
-    messages outlive a crash, and local or Azurite storage."""
-    return build_services(settings, local_bus=True, durable_bus=True)
+    messages outlive a crash, and local or Azurite storage. `read_only`: nothing is opened for
+    writing (the bus is not journaled: a command that only reads sends nothing)."""
+    return build_services(settings, local_bus=True, durable_bus=not read_only, read_only=read_only)
 
 
 def _uses_service_bus(settings: Settings) -> bool:
@@ -123,15 +127,18 @@ def make_ledger(settings: Settings, *, read_only: bool = False) -> RunLedger:
     return SqliteLedger(settings.local_data_dir / "ledger.sqlite3", read_only=read_only)
 
 
-def make_warehouse(settings: Settings) -> Warehouse:
+def make_warehouse(settings: Settings, *, read_only: bool = False) -> Warehouse:
+    """The warehouse; `read_only` opens the local one to read, as it is (Azure SQL: as usual)."""
     if settings.sql_connection_string or settings.sql_server:
         from shared.adapters.warehouse_mssql import MssqlWarehouse
 
         return MssqlWarehouse.from_settings(settings)
     from shared.adapters.warehouse_duckdb import DuckDbWarehouse
 
-    return DuckDbWarehouse(  # schema applied on first use
-        settings.local_data_dir / "warehouse.duckdb", memory_mb=settings.local_warehouse_memory_mb
+    return DuckDbWarehouse(  # schema applied on first use (unless read-only)
+        settings.local_data_dir / "warehouse.duckdb",
+        memory_mb=settings.local_warehouse_memory_mb,
+        read_only=read_only,
     )
 
 

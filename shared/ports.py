@@ -111,6 +111,8 @@ class OutgoingMessage:
 class MessageBus(Protocol):
     def send(self, queue: str, messages: Iterable[OutgoingMessage]) -> None: ...
 
+    def close(self) -> None: ...
+
 
 # --- Warehouse ----------------------------------------------------------------------------
 

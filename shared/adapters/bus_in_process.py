@@ -64,6 +64,12 @@ class InProcessBus:
     def __post_init__(self) -> None:
         self._load_journal()
 
+    def close(self) -> None:
+        """Let go of the journal's file (the messages in it stay)."""
+        with self._lock:
+            if self.journal is not None:
+                self.journal.close()
+
     def resync(self) -> None:
         """Take up the journal again, as a new process would: what other processes left
         undelivered, the ids they sent, the sequence they reached. Only while idle (`serve`

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import re
 import tempfile
 import threading
@@ -25,14 +26,21 @@ _TYPES = {"text": "VARCHAR", "int": "INTEGER", "date": "DATE", "timestamp": "TIM
 _MAX_LINE_BYTES = 1024 * 1024
 
 
+def _schema_fingerprint() -> str:
+    digest = hashlib.sha256("\n;\n".join(statements("duckdb", "schema")).encode()).hexdigest()
+    return f"Company Activity schema {digest[:16]}"
+
+
 class DuckDbWarehouse(SqlWarehouse):
     dialect = "duckdb"
 
-    def __init__(self, path: Path | str, *, memory_mb: int | None = None) -> None:
-        if isinstance(path, Path):
+    def __init__(self, path: Path | str, *, memory_mb: int | None = None, read_only: bool = False) -> None:
+        """`read_only`: open an existing file only to read, schema as it is (`reconcile`)."""
+        if isinstance(path, Path) and not read_only:
             path.parent.mkdir(parents=True, exist_ok=True)
         self.path = str(path)
         self.memory_mb = memory_mb  # None: DuckDB's own default
+        self.read_only = read_only
         # Opened on first use and closed by close(): DuckDB lets one process hold a file, so a
         # process holds it only while it works (`serve` between requests, `status` never).
         self._connection: duckdb.DuckDBPyConnection | None = None
@@ -49,7 +57,7 @@ class DuckDbWarehouse(SqlWarehouse):
                 import duckdb
 
                 config: dict[str, Any] = {"memory_limit": f"{self.memory_mb}MB"} if self.memory_mb else {}
-                self._connection = duckdb.connect(self.path, config=config)
+                self._connection = duckdb.connect(self.path, read_only=self.read_only, config=config)
             return self._connection
 
     def close(self) -> None:
@@ -61,10 +69,22 @@ class DuckDbWarehouse(SqlWarehouse):
                 self._schema_ready = False
 
     def apply_schema(self) -> None:
+        """Bring the file to sql/duckdb/schema.sql. A file already there is not written: its
+        tables are created IF NOT EXISTS, but its views are replaced, which rewrites the file,
+        so the schema's fingerprint is kept as the table's comment and the views are replaced
+        only when it differs: a command that only reads (`report`) leaves the file as it was."""
         with self._write_lock:
-            if not self._schema_ready:
+            if self._schema_ready or self.read_only:
+                return
+            wanted = _schema_fingerprint()
+            applied = self._con.execute(
+                "SELECT comment FROM duckdb_tables() WHERE schema_name = 'analytics'"
+                " AND table_name = 'company_daily_activity'"
+            ).fetchall()
+            if applied != [(wanted,)]:
                 self._run(self._con, "schema", {})
-                self._schema_ready = True
+                self._con.execute(f"COMMENT ON TABLE analytics.company_daily_activity IS '{wanted}'")
+            self._schema_ready = True
 
     @contextmanager
     def _transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:

@@ -7,7 +7,8 @@ service (`shared/services/reconcile.py`) gathers them and changes nothing anywhe
 
 A *difference* is a company whose numbers are not the same in two sources (the API corrected
 the day after our fetch, a record was quarantined, staging is ahead of the table); it makes the
-verdict "differ". A *note* explains a number that agrees but might surprise (a page-drift
+verdict "differ". When nothing differs but the API could not be asked, the verdict is
+"incomplete": the stored sources agree, and nobody can say they match the API. A *note* explains a number that agrees but might surprise (a page-drift
 duplicate removed, a company that is not in the CRM snapshot, a CRM company without usage).
 """
 
@@ -22,7 +23,7 @@ from shared.domain.days import ROLLING_DAYS
 from shared.domain.rules import Rules
 from shared.domain.usage_records import record_problem, valid_row
 
-Verdict = Literal["agree", "differ"]
+Verdict = Literal["agree", "differ", "incomplete"]
 Counts = tuple[int, int]  # active_users, events
 
 
@@ -123,7 +124,11 @@ def reconcile_day(sources: DaySources, company: str | None = None) -> Reconcilia
         )
         views.append(view)
         findings += _company_findings(view, sources, api is not None, landed)
-    differ = any(f.difference for f in findings)
+    if company is not None and _nowhere(views[0], landed):
+        findings.append(_unknown_company(company, iso, api is not None))
+    verdict: Verdict = (
+        "differ" if any(f.difference for f in findings) else "incomplete" if sources.api_error else "agree"
+    )
     summary = {
         "api_records": len(sources.api) if sources.api is not None else None,
         "api_error": sources.api_error,
@@ -137,7 +142,7 @@ def reconcile_day(sources: DaySources, company: str | None = None) -> Reconcilia
         "companies_differing": len({f.company_id for f in findings if f.difference and f.company_id}),
         "day_state": (sources.day_state or {}).get("status") or "not built",
     }
-    return Reconciliation(sources.day, company, "differ" if differ else "agree", summary, views, findings)
+    return Reconciliation(sources.day, company, verdict, summary, views, findings)
 
 
 # --- the day as a whole ----------------------------------------------------------------------
@@ -147,7 +152,14 @@ def _day_findings(sources: DaySources) -> list[Finding]:
     iso = sources.day.isoformat()
     found = []
     if sources.api_error:
-        found.append(Finding(None, "api_not_asked", f"the API could not be asked: {sources.api_error}", True))
+        found.append(
+            Finding(
+                None,
+                "api_not_asked",
+                f"the API could not be asked ({sources.api_error}): only the stored sources were compared",
+                False,
+            )
+        )
     if sources.fetch is None:
         found.append(
             Finding(
@@ -200,6 +212,26 @@ def _day_findings(sources: DaySources) -> list[Finding]:
 
 
 # --- company by company ----------------------------------------------------------------------
+
+
+def _nowhere(view: CompanyView, landed: _Valid) -> bool:
+    """No source has a number for the company, and no landed record of it was set aside."""
+    numbers = (view.api, view.landed, view.staged, view.analytics)
+    return all(n is None for n in numbers) and not landed.problems.get(view.company_id)
+
+
+def _unknown_company(company: str, iso: str, api_asked: bool) -> Finding:
+    places = (
+        "the API's answer, the landed pages, staging or the table"
+        if api_asked
+        else "the landed pages, staging or the table"
+    )
+    return Finding(
+        company,
+        "unknown_company",
+        f"{company} has no record on {iso} in {places} (company ids are case-sensitive)",
+        True,
+    )
 
 
 @dataclass

@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -54,6 +55,7 @@ LOCKING_COMMANDS = frozenset(
 EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 141  # what a shell reports for a reader that went away (128 + SIGPIPE)
 EXIT_INTERNAL = 70
+EXIT_COULD_NOT_TELL = 2  # reconcile: the API could not be asked, or the question was wrong
 
 
 def _finish(
@@ -143,7 +145,10 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="write one self-contained HTML report of the table")
     report.add_argument("--out", type=Path, help="where (default: LOCAL_DATA_DIR/report.html)")
     reconcile = sub.add_parser(
-        "reconcile", help="a day (or one company) across the API, the landed pages, staging and the table"
+        "reconcile",
+        help="a day (or one company) across the API, the landed pages, staging and the table",
+        epilog="exit status: 0 everything agrees, 1 something differs (each difference explained),"
+        " 2 could not tell (the API could not be asked, or a mistake in the question)",
     )
     reconcile.add_argument("--date", type=_parse_day, required=True)
     reconcile.add_argument("--company", help="one company_id: every number of its row explained")
@@ -198,26 +203,31 @@ def _main(args: argparse.Namespace) -> int:
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    # `status` only reads: it works on a folder it may not write (a copy to inspect) and never
-    # creates one (a mistyped LOCAL_DATA_DIR is said, not made).
-    reads_only = args.command == "status"
+    # `status` and `reconcile` only read: they work on a folder they may not write (a copy to
+    # inspect) and never create one (a mistyped LOCAL_DATA_DIR is said, not made).
+    reads_only = args.command in ("status", "reconcile")
     if args.command == "rebuild" and not _has_ledger(settings):  # nothing built: make nothing
         print(f"nothing built yet in {settings.local_data_dir}. {_FIRST_STEPS}")
         return 0
     if args.command == "report" and not _has_warehouse(settings):  # nothing to report: make nothing
         print(f"nothing to report yet: {settings.local_data_dir} holds no warehouse. {_FIRST_STEPS}")
         return 0
+    # reconcile exits like diff: 0 the same, 1 different, 2 could not tell (a mistake included).
+    failed = EXIT_COULD_NOT_TELL if args.command == "reconcile" else 1
+    if args.command == "reconcile" and not (_has_warehouse(settings) and _has_ledger(settings)):
+        print(f"nothing to reconcile yet: {settings.local_data_dir} holds no pipeline data. {_FIRST_STEPS}")
+        return failed
     try:
         writable = _check_data_folder(settings.local_data_dir, create=not reads_only)
     except CliError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return failed
     # The log goes to LOCAL_DATA_DIR/pipeline.log; stderr stays for the one-line reason (or -v).
     global _log_file
     _log_file = settings.local_data_dir / "pipeline.log" if writable else None
     configure_logging(settings, level=logging.INFO, log_file=_log_file, to_stderr=args.verbose)
     try:
-        if args.command in LOCKING_COMMANDS:
+        if args.command in LOCKING_COMMANDS and writable:  # nobody writes a read-only folder
             with FolderLock(settings.local_data_dir, _command_line(args)) as lock:
                 _working.set()
                 return _run(args, settings, lock)
@@ -225,7 +235,7 @@ def _main(args: argparse.Namespace) -> int:
         return _run(args, settings, None)
     except CliError as exc:
         print(f"error: {redact(str(exc), settings.secrets())}", file=sys.stderr)
-        return 1
+        return failed
     except (KeyboardInterrupt, BrokenPipeError):
         raise
     except OSError as exc:
@@ -341,7 +351,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings, lock: FolderLock | N
     from shared.local.pipeline import LocalPipeline
     from shared.services.status import crm_file_status, days_under_other_rules
 
-    pipeline = LocalPipeline(settings)
+    pipeline = LocalPipeline(settings, read_only=args.command == "reconcile")
     try:
         started = datetime.now(UTC).isoformat()
         if args.command == "run":
@@ -453,18 +463,19 @@ class _NoLedger:
 
 
 def _reconcile(pipeline: LocalPipeline, args: argparse.Namespace) -> int:
-    """Through the real GET /api/reconcile handler; exit 0 when everything agrees, 1 when not."""
+    """Through the real GET /api/reconcile handler; exit 0 when everything agrees, 1 when
+    something differs, 2 when it cannot tell."""
     from shared.local.reconcile_view import reconcile_text
 
     params = {"date": args.date.isoformat(), "api": "false" if args.skip_api else "true"}
-    if args.company:
+    if args.company is not None:
         params["company_id"] = args.company
     response = pipeline.host.http("GET", "reconcile", params=params)
     payload = json.loads(response.get_body())
     if response.status_code != 200:
         raise CliError(payload.get("error", f"reconcile answered {response.status_code}"))
     print(json.dumps(payload, indent=1, default=str) if args.json else reconcile_text(payload))
-    return 0 if payload["verdict"] == "agree" else 1
+    return {"agree": 0, "differ": 1}.get(payload["verdict"], EXIT_COULD_NOT_TELL)
 
 
 class _RetryLines(logging.Handler):
@@ -499,7 +510,10 @@ def _serve(pipeline: LocalPipeline, port: int, lock: FolderLock | None) -> int:
         if exc.errno == errno.EADDRINUSE:
             raise CliError(f"port {port} is in use; choose another with --port") from None
         raise CliError(f"cannot listen on port {port}: {exc.strerror}") from None
-    print(f"serving {server.base_url}/api/replay (POST) and {server.base_url}/api/status (GET); Ctrl-C stops")
+    print(
+        f"serving {server.base_url}/api/replay (POST), {server.base_url}/api/status (GET)"
+        f" and {server.base_url}/api/reconcile (GET); Ctrl-C stops"
+    )
     try:
         threading.Event().wait()
     except KeyboardInterrupt:
@@ -547,6 +561,9 @@ def _simulator(port: int, companies: int, days: int) -> int:
         f"  .venv/bin/python -m shared.cli backfill --from {world.first_day} --to {world.last_day}",
         flush=True,
     )
+    # `kill` (SIGTERM) stops it as Ctrl-C does, so its CRM folder does not outlive it.
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         threading.Event().wait()
     except KeyboardInterrupt:

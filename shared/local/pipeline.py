@@ -19,11 +19,15 @@ from shared.ports import OutgoingMessage, Services
 class LocalPipeline:
     """The local host with the embedded adapters (or Azurite storage), running function_app's handlers."""
 
-    def __init__(self, settings: Settings, rng: random.Random | None = None) -> None:
+    def __init__(
+        self, settings: Settings, rng: random.Random | None = None, *, read_only: bool = False
+    ) -> None:
+        """`read_only`: the ledger and warehouse opened only to read, the bus not journaled, for
+        a command that must change nothing (`reconcile`)."""
         import function_app  # imported here: it configures logging and reads settings at import
 
         self.settings = settings
-        self.services: Services = build_local(settings)
+        self.services: Services = build_local(settings, read_only=read_only)
         use_services(self.services)
         self.host = LocalHost(function_app.app, self.services.bus, rng)  # type: ignore[arg-type]
 
@@ -69,6 +73,7 @@ class LocalPipeline:
     def close(self) -> None:
         use_services(None)
         self.services.warehouse.close()
+        self.services.bus.close()
 
 
 def _progress_line(days: int) -> Callable[[DrainReport], None]:

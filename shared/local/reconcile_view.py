@@ -5,20 +5,26 @@ from __future__ import annotations
 from typing import Any
 
 MAX_SHOWN = 40  # differences listed; the rest are counted (--json has them all)
+_VERDICTS = {
+    "agree": "everything agrees",
+    "differ": "differs",
+    "incomplete": "incomplete: the stored sources agree, but the API could not be asked",
+}
 
 
 def reconcile_text(result: dict[str, Any]) -> str:
     """The JSON answer of GET /api/reconcile, as lines for a person."""
     s = result["summary"]
     who = f" {result['company_id']}" if result.get("company_id") else ""
-    head = f"reconcile {result['date']}{who}: {'everything agrees' if result['verdict'] == 'agree' else 'differs'}"
+    head = f"reconcile {result['date']}{who}: {_VERDICTS[result['verdict']]}"
     if result["verdict"] == "differ" and not who:
         head += f" ({s['companies_differing']} of {s['companies_compared']} companies)"
-    api = (
-        f"API now: {s['api_records']} records"
-        if s["api_records"] is not None
-        else f"API not asked ({s['api_error'] or 'skipped'})"
-    )
+    if s["api_records"] is not None:
+        api = f"API now: {s['api_records']} records"
+    elif s["api_error"]:
+        api = f"API could not be asked ({s['api_error']})"
+    else:
+        api = "API not asked (--skip-api)"
     landed = (
         f"landed by {s['landed_by']} at {s['fetched_at']}: {s['landed_records']} records"
         if s["landed_by"]

@@ -28,6 +28,7 @@ from shared.domain.reconcile import (
 )
 from shared.domain.rules import Rules
 from shared.domain.usage_page import parse_page
+from shared.observability.context import bind
 from shared.ports import BlobNotFound, Services, TransientApiError, UsageApiError
 from shared.services.status import day_status
 
@@ -44,6 +45,7 @@ def reconcile(
     """Compare `day` (or `company` on it) across the four sources and explain every difference."""
     view = day_status(services, day)
     fetch_entry, usage_entry, day_state = view.get("fetch") or {}, view.get("usage") or {}, view.get("days")
+    bind(date=day.isoformat(), run_id=str(fetch_entry.get("run_id") or "reconcile"))
     api, api_error = _ask_api(services, day) if ask_api else (None, None)
     fetch, landed, quarantine = _landed(services, fetch_entry)
     staged = {

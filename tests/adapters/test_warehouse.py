@@ -179,3 +179,43 @@ def test_events_per_user_rounds_half_away_from_zero_exactly(warehouse: Warehouse
     }
     wrong = {cid: (got[cid], expected[cid]) for cid in expected if Decimal(got[cid]) != expected[cid]}
     assert not wrong, f"{len(wrong)} of {len(rows)} rounded differently, e.g. {list(wrong.items())[:3]}"
+
+
+def test_a_current_duckdb_file_is_not_rewritten_by_readers(tmp_path: Path) -> None:
+    """Only reading (a new process's schema check, a query) leaves the file's bytes as they were;
+    a file whose schema is not the current one is brought up to date; a read-only warehouse
+    reads a file as it is and cannot write it."""
+    import hashlib
+
+    import duckdb
+
+    from shared.adapters.warehouse_duckdb import DuckDbWarehouse
+
+    path = tmp_path / "w.duckdb"
+    writer = DuckDbWarehouse(path)
+    stage_crm(writer, D1, [company("c1")])
+    stage_usage(writer, D1, [("c1", 3, 9)])
+    writer.build_days([D1], PARAMS)
+    writer.close()
+
+    def digest() -> str:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+
+    before = digest()
+    for read_only in (False, True):
+        reader = DuckDbWarehouse(path, read_only=read_only)
+        assert [r["events"] for r in reader.fetch_rows("company_daily_activity")] == [9]
+        reader.close()
+        assert digest() == before, f"read_only={read_only} rewrote the file"
+
+    with duckdb.connect(str(path)) as con:  # a file made by an earlier version: no views, no mark
+        con.execute("DROP VIEW analytics.company_weekly_activity")
+        con.execute("COMMENT ON TABLE analytics.company_daily_activity IS NULL")
+    behind = DuckDbWarehouse(path)
+    assert [r["active_user_days"] for r in behind.fetch_rows("report_weekly_trend")] == [3]
+    behind.close()
+
+    reader = DuckDbWarehouse(path, read_only=True)
+    with pytest.raises(duckdb.Error, match="read-only"):
+        stage_usage(reader, D1, [("c1", 4, 9)], version="v2")
+    reader.close()

@@ -45,11 +45,16 @@ def built(cli: Any) -> None:
 
 
 def everything(data_dir: Path) -> dict[str, Any]:
-    """What reconcile must not change: every blob, every ledger entry, every warehouse row."""
+    """What reconcile must not change: every blob, every ledger entry, every warehouse row, and
+    the bytes of the ledger, the bus journal and the warehouse file."""
     blobs = {
         str(p.relative_to(data_dir)): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted((data_dir / "blobs").rglob("*"))
         if p.is_file()
+    }
+    files = {
+        name: hashlib.sha256((data_dir / name).read_bytes()).hexdigest()
+        for name in ("warehouse.duckdb", "ledger.sqlite3", "bus.sqlite3")
     }
     import sqlite3
 
@@ -66,7 +71,7 @@ def everything(data_dir: Path) -> dict[str, Any]:
                 "analytics.company_daily_activity",
             )
         }
-    return {"blobs": blobs, "ledger": entries, "tables": tables}
+    return {"blobs": blobs, "files": files, "ledger": entries, "tables": tables}
 
 
 def reconcile(cli: Any, *args: str) -> tuple[int, dict[str, Any]]:
@@ -146,14 +151,63 @@ def test_a_day_never_fetched_and_an_unknown_company_are_said(cli, local_env: Pat
     built(cli)
     code, out, _err = cli("reconcile", "--date", "2026-10-20", "--skip-api")
     assert code == 1 and "2026-10-20 was never fetched: run it" in out
-    code, result = reconcile(cli, "--company", "c-nobody", "--skip-api")
-    assert code == 0 and result["companies"] == [
-        {"company_id": "c-nobody", "api": None, "landed": None, "staged": None, "analytics": None}
-    ]
+    for asked, shown in (("c-nobody", "c-nobody"), (" C-010001 ", "C-010001")):  # trimmed, not folded
+        code, result = reconcile(cli, "--company", asked, "--skip-api")
+        assert code == 1 and result["verdict"] == "differ"
+        assert result["companies"] == [
+            {"company_id": shown, "api": None, "landed": None, "staged": None, "analytics": None}
+        ]
+        assert texts(result, "unknown_company") == {
+            shown: f"{shown} has no record on {DAY} in the landed pages, staging or the table"
+            " (company ids are case-sensitive)"
+        }
+    code, result = reconcile(cli, "--company", " c-010001 ", "--skip-api")
+    assert code == 0 and result["company_id"] == "c-010001"
+
+
+def test_an_api_that_cannot_be_asked_leaves_the_answer_open(cli, local_env: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    built(cli)
+    monkeypatch.setenv("USAGE_API_KEY", "not-the-key")  # the API refuses: it cannot be asked
+    code, out, err = cli("reconcile", "--date", DAY, "--company", "c-010001")
+    assert code == 2, (out, err)
+    assert out.startswith(f"reconcile {DAY} c-010001: incomplete: the stored sources agree")
+    assert "API could not be asked (" in out
+    code, _out, _err = cli("reconcile", "--date", DAY)  # the quarantined record still differs
+    assert code == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (("--date", "1969-12-31"), "is before 1970-01-01"),
+        (("--date", "2999-01-01"), "is in the future: only finished UTC days"),
+        (("--date", DAY, "--company", ""), "company_id is empty"),
+        (("--date", DAY, "--company", "x" * 65), "company_id longer than 64"),
+    ],
+)
+def test_a_question_it_cannot_answer_is_one_line_and_exit_2(cli, local_env: Path, args, said) -> None:  # type: ignore[no-untyped-def]
+    built(cli)
+    code, out, err = cli("reconcile", *args, "--skip-api")
+    assert code == 2 and not out
+    assert said in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_a_folder_without_data_is_said_and_left_alone(cli, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    empty = tmp_path / "mistyped"
+    monkeypatch.setenv("LOCAL_DATA_DIR", str(empty))
+    code, out, _err = cli("reconcile", "--date", DAY, "--skip-api")
+    assert code == 2 and out.startswith(f"nothing to reconcile yet: {empty} holds no pipeline data")
+    assert not empty.exists()
 
 
 def test_the_http_route_answers_the_same_and_refuses_bad_input(pipeline) -> None:  # type: ignore[no-untyped-def]
-    bad = pipeline.host.http("GET", "reconcile", params={"date": "20261003"})
-    assert bad.status_code == 400 and "YYYY-MM-DD" in json.loads(bad.get_body())["error"]
+    for params, said in (
+        ({"date": "20261003"}, "YYYY-MM-DD"),
+        ({}, "date is required"),
+        ({"date": DAY, "api": "maybe"}, "api must be true or false"),
+        ({"date": DAY, "company": "c-1"}, "unknown parameter(s): company; known: date, company_id, api"),
+    ):
+        bad = pipeline.host.http("GET", "reconcile", params=params)
+        assert bad.status_code == 400 and said in json.loads(bad.get_body())["error"]
     fine = pipeline.host.http("GET", "reconcile", params={"date": DAY, "api": "false"})
     assert fine.status_code == 200 and json.loads(fine.get_body())["verdict"] == "differ"  # never fetched
