@@ -11,6 +11,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -62,3 +63,35 @@ def run_child(command: list[str], env: dict[str, str], cwd: Path) -> tuple[float
     if child.returncode != 0:
         raise SystemExit(f"{' '.join(command[:5])} failed:\n{out[-3000:]}")
     return wall, usage.ru_maxrss / 1024, out
+
+
+@dataclass
+class Targets:
+    """A benchmark's targets, each checked on its figure: the line says whether it is met, the
+    results file keeps every verdict, and the exit status is 1 when one is missed (`make bench`
+    goes on to the next script)."""
+
+    checked: list[dict[str, Any]] = field(default_factory=list)
+
+    def at_most(self, what: str, value: float, limit: float, shown: str) -> None:
+        self._check(what, value, limit, value <= limit, f"<= {limit:g}", shown)
+
+    def at_least(self, what: str, value: float, limit: float, shown: str) -> None:
+        self._check(what, value, limit, value >= limit, f">= {limit:g}", shown)
+
+    def _check(self, what: str, value: float, limit: float, met: bool, target: str, shown: str) -> None:
+        self.checked.append(asdict(_Checked(what, value, limit, target, met)))
+        line(f"{what} (target {target})", f"{shown}  {'met' if met else 'NOT MET'}")
+
+    @property
+    def exit_status(self) -> int:
+        return 0 if all(c["met"] for c in self.checked) else 1
+
+
+@dataclass(frozen=True)
+class _Checked:
+    what: str
+    value: float
+    limit: float
+    target: str
+    met: bool

@@ -37,7 +37,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks._common import line, run_child, save  # noqa: E402
+from benchmarks._common import Targets, line, run_child, save  # noqa: E402
 
 PEER_PYTHON = REPO / ".venv-bench" / "bin" / "python"
 PEER_SCRIPT = REPO / "benchmarks" / "peer" / "dlt_pipeline.py"
@@ -290,7 +290,27 @@ def run_case(case: Case, repeats: int) -> dict[str, Any]:
     }
 
 
-def main() -> None:
+# Issue 12's targets: ours / dlt's wall time, ours / the latency floor, day-builds per day.
+TARGETS: dict[str, dict[str, float]] = {
+    "day-100k-0ms": {"ratio": 0.3},
+    "day-100k-20ms": {"ratio": 0.25, "over_floor": 3.0},
+    "backfill-30d-20k-0ms": {"ratio": 0.5, "builds": 1.2},
+}
+
+
+def check(name: str, result: dict[str, Any], targets: Targets) -> None:
+    wanted = TARGETS.get(name, {})
+    if "ratio" in wanted:
+        targets.at_most(f"{name}: ours / dlt", result["ratio"], wanted["ratio"], f"{result['ratio']:.2f}")
+    if "over_floor" in wanted:
+        over = result["ours_over_floor"]
+        targets.at_most(f"{name}: ours / latency floor", over, wanted["over_floor"], f"{over:.1f} x")
+    if "builds" in wanted:
+        builds = result["day_builds_per_day"]
+        targets.at_most(f"{name}: day-builds per day", builds, wanted["builds"], f"{builds:.2f}")
+
+
+def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--cases", default=",".join(CASES))
@@ -300,7 +320,7 @@ def main() -> None:
             f"{PEER_PYTHON} is missing: `make bench` builds it from benchmarks/peer/requirements.txt"
         )
     print(f"Benchmark 6: ours against dlt (parquet), {args.repeats} alternating runs each, medians")
-    results = {}
+    results, targets = {}, Targets()
     for name in args.cases.split(","):
         case = CASES[name]
         result = run_case(case, args.repeats)
@@ -313,8 +333,10 @@ def main() -> None:
             f"ours {result['ours_median_s']:.2f} s, dlt {result['dlt_median_s']:.2f} s, ratio {result['ratio']:.2f}"
             f"{floor}; {result['day_builds_per_day']:.2f} builds/day; tables equal ({result['rows']} rows)",
         )
-    save("peer_dlt", results)
+        check(name, result, targets)
+    save("peer_dlt", {**results, "targets": targets.checked})
+    return targets.exit_status
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
