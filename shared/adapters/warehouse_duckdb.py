@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import re
 import tempfile
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from shared.adapters.sql_files import statements
-from shared.adapters.warehouse_sql import Column, SqlWarehouse
+from shared.adapters.warehouse_sql import Column, SqlWarehouse, T
+from shared.domain.errors import PermanentError
 
 if TYPE_CHECKING:  # imported on first use: a command that never opens the warehouse never loads it
     import duckdb
@@ -24,6 +26,13 @@ _TYPES = {"text": "VARCHAR", "int": "INTEGER", "date": "DATE", "timestamp": "TIM
 # most 64 and three texts of at most 400 UTF-16 code units, a few KB at most. DuckDB sizes its CSV
 # buffers after this limit, so a generous one costs memory on every load.
 _MAX_LINE_BYTES = 1024 * 1024
+
+
+class WarehouseOutOfMemory(PermanentError):
+    """DuckDB needed more memory than LOCAL_WAREHOUSE_MEMORY_MB lets it have. Trying again
+    with the same cap fails the same way, so the message settles at once, with the fix."""
+
+    kind = "warehouse_out_of_memory"
 
 
 def _schema_fingerprint() -> str:
@@ -48,6 +57,7 @@ class DuckDbWarehouse(SqlWarehouse):
         # DuckDB's optimistic concurrency would otherwise abort one of them.
         self._write_lock = threading.RLock()
         self._schema_ready = False
+        self._invalidated = False  # DuckDB said the database must be opened again
         self._spool = Path(tempfile.gettempdir())
 
     @property
@@ -63,10 +73,33 @@ class DuckDbWarehouse(SqlWarehouse):
     def close(self) -> None:
         """Let go of the file; the next use opens it again."""
         with self._write_lock:
-            if self._connection is not None:
-                self._connection.close()
-                self._connection = None
-                self._schema_ready = False
+            connection, self._connection = self._connection, None
+            self._schema_ready = False
+            if connection is not None:
+                connection.close()
+
+    def _attempt(self, work: Callable[[], T]) -> T:
+        import duckdb
+
+        try:
+            return work()
+        except duckdb.Error as exc:
+            if self._invalidated:  # the next attempt opens the database again
+                self._invalidated = False
+                with contextlib.suppress(duckdb.Error):
+                    self.close()
+            if isinstance(exc, duckdb.OutOfMemoryException) or "could not allocate" in str(exc):
+                raise WarehouseOutOfMemory(self._out_of_memory(exc)) from None
+            raise
+
+    def _out_of_memory(self, exc: Exception) -> str:
+        cap = f"LOCAL_WAREHOUSE_MEMORY_MB={self.memory_mb}" if self.memory_mb else "the machine's memory"
+        said = next((line for line in str(exc).splitlines() if "allocate" in line), str(exc))
+        return (
+            f"the local warehouse needed more memory than {cap} allows ({said.strip()[:160]});"
+            " set LOCAL_WAREHOUSE_MEMORY_MB higher (a CRM snapshot of 2,000,000 rows fits in 256),"
+            " then drop the file again or run the day again"
+        )
 
     def apply_schema(self) -> None:
         """Bring the file to sql/duckdb/schema.sql. A file already there is not written: its
@@ -98,10 +131,22 @@ class DuckDbWarehouse(SqlWarehouse):
                     yield con
                     con.execute("COMMIT")
                 except BaseException:
-                    con.execute("ROLLBACK")
+                    self._roll_back(con)
                     raise
             finally:
                 con.close()
+
+    def _roll_back(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Roll back, keeping the error that caused it: a COMMIT that failed for want of memory
+        leaves DuckDB's database invalidated ("fatal"), and its ROLLBACK fails too."""
+        import duckdb
+
+        try:
+            con.execute("ROLLBACK")
+        except duckdb.FatalException:
+            self._invalidated = True
+        except duckdb.Error:
+            pass  # no transaction left to roll back
 
     def _run(
         self, session: duckdb.DuckDBPyConnection, name: str, params: Mapping[str, Any]

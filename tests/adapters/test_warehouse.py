@@ -219,3 +219,22 @@ def test_a_current_duckdb_file_is_not_rewritten_by_readers(tmp_path: Path) -> No
     with pytest.raises(duckdb.Error, match="read-only"):
         stage_usage(reader, D1, [("c1", 4, 9)], version="v2")
     reader.close()
+
+
+def test_duckdb_out_of_its_memory_cap_says_which_setting_and_recovers(tmp_path: Path) -> None:
+    """A COMMIT that runs out of memory invalidates DuckDB's database and its ROLLBACK fails
+    too: the error names LOCAL_WAREHOUSE_MEMORY_MB, settles at once (retrying with the same cap
+    cannot help), and the same warehouse opens the file again for the next, smaller load."""
+    from shared.adapters.warehouse_duckdb import DuckDbWarehouse, WarehouseOutOfMemory
+    from shared.domain.errors import PermanentError
+
+    small = DuckDbWarehouse(tmp_path / "w.duckdb", memory_mb=16)
+    many = [company(f"c-{i:07d}", f"Company {i}") for i in range(200_000)]
+    with pytest.raises(WarehouseOutOfMemory, match="LOCAL_WAREHOUSE_MEMORY_MB=16 allows") as caught:
+        stage_crm(small, D1, many)
+    assert isinstance(caught.value, PermanentError) and "\n" not in str(caught.value)
+    assert stage_crm(small, D1, [company("c1")]) == "staged"
+    assert [
+        r["company_id"] for r in small.fetch_rows("reconcile_snapshot_companies", {"snapshot_date": D1})
+    ] == ["c1"]
+    small.close()
