@@ -20,7 +20,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks._common import Targets, line, run_child, save  # noqa: E402
+from benchmarks._common import Targets, compile_project, line, run_child, save  # noqa: E402
 from benchmarks.bench_staging import crm_file  # noqa: E402
 
 
@@ -53,6 +53,7 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=2_000_000)
     args = parser.parse_args()
+    compile_project()
     print(f"Benchmark 7: peak memory of a {args.rows:,}-row CRM drop")
     baseline = drop(20_000)
     line("20,000 rows (baseline)", f"{baseline['peak_rss_mb']:.0f} MB, {baseline['wall_s']:.1f} s")

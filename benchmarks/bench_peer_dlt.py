@@ -37,7 +37,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks._common import Targets, line, run_child, save  # noqa: E402
+from benchmarks._common import Targets, compile_project, line, run_child, save  # noqa: E402
 
 PEER_PYTHON = REPO / ".venv-bench" / "bin" / "python"
 PEER_SCRIPT = REPO / "benchmarks" / "peer" / "dlt_pipeline.py"
@@ -319,6 +319,7 @@ def main() -> int:
         raise SystemExit(
             f"{PEER_PYTHON} is missing: `make bench` builds it from benchmarks/peer/requirements.txt"
         )
+    compile_project()
     print(f"Benchmark 6: ours against dlt (parquet), {args.repeats} alternating runs each, medians")
     results, targets = {}, Targets()
     for name in args.cases.split(","):

@@ -22,7 +22,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks._common import Targets, line, run_child, save  # noqa: E402
+from benchmarks._common import Targets, compile_project, line, run_child, save  # noqa: E402
 from shared.local.simulator import UsageApiSimulator  # noqa: E402
 
 DAY = date(2026, 10, 1)
@@ -74,6 +74,7 @@ def run_day(n: int) -> dict[str, float]:
 
 
 def main() -> int:
+    compile_project()
     print("Benchmarks 2 and 5: `run` end to end, in its own process")
     targets = Targets()
     baseline = run_day(1_000)

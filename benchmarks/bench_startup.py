@@ -18,7 +18,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks._common import Targets, line, save  # noqa: E402
+from benchmarks._common import Targets, compile_project, line, save  # noqa: E402
 
 
 def wall(command: list[str], env: dict[str, str]) -> float:
@@ -31,6 +31,7 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=15)
     args = parser.parse_args()
+    compile_project()
     with tempfile.TemporaryDirectory(prefix="bench-startup-") as tmp:
         env = {**os.environ, "PYTHONPATH": str(REPO), "LOCAL_DATA_DIR": str(Path(tmp) / "empty")}
         status, bare = [], []

@@ -436,3 +436,28 @@ def test_a_control_character_in_an_argument_stays_on_one_line(cli, capsys) -> No
     assert _one_line(capsys.readouterr().err) == (
         "error: unrecognized arguments: \\x1e (see: python -m shared.cli --help)"
     )
+
+
+# --- the warehouse file --------------------------------------------------------------------------
+
+
+@pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_warehouse_file_that_is_not_duckdb_is_one_line_and_loses_no_page(cli, local_env: Path) -> None:
+    """The run opens the warehouse while the fetch waits on the API (in a thread of its own):
+    a file it cannot open is said once, by the staging that needs it, not as a thread's
+    traceback, and the landed pages stay for a run once the file is moved away."""
+    for path in GOLDEN.crm_files():
+        assert cli("crm-drop", str(path))[0] == 0
+    (local_env / "warehouse.duckdb").rename(local_env / "kept.duckdb")
+    (local_env / "warehouse.duckdb").write_bytes(b"not a database, a note someone saved here\n" * 100)
+    day = DAYS[0]
+    code, _out, err = cli("run", "--date", day)
+    assert code == 1
+    assert "warehouse.duckdb" in _one_line(err) or "DuckDB" in _one_line(err), err
+    pages = list((local_env / "blobs" / "raw" / "usage" / day).rglob("page-*.json"))
+    assert pages, "the fetch landed nothing"
+    (local_env / "warehouse.duckdb").rename(local_env / "note.txt")
+    (local_env / "kept.duckdb").rename(local_env / "warehouse.duckdb")
+    code, out, err = cli("run", "--date", day)
+    assert code in (0, 1) and "Traceback" not in err, (out, err)
+    assert {r["activity_date"].isoformat() for r in _table(local_env)} == {day}
