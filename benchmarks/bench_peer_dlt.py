@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import json
 import multiprocessing
 import os
@@ -59,9 +60,14 @@ class Case:
     days: int
     latency_ms: int
 
-    @property
+    @functools.cached_property
     def pages(self) -> int:
-        return self.days * -(-self.companies // PAGE_SIZE)
+        """The pages the API really serves: idle companies have no record, so fewer than
+        companies / PAGE_SIZE a day."""
+        return sum(
+            max(1, -(-len(usage_records(FIRST_DAY + timedelta(days=n), self.companies)) // PAGE_SIZE))
+            for n in range(self.days)
+        )
 
     @property
     def floor_s(self) -> float:

@@ -136,7 +136,7 @@ def make_warehouse(settings: Settings, *, read_only: bool = False) -> Warehouse:
     from shared.adapters.warehouse_duckdb import DuckDbWarehouse
 
     return DuckDbWarehouse(  # schema applied on first use (unless read-only)
-        settings.local_data_dir / "warehouse.duckdb",
+        settings.local_warehouse_file,
         memory_mb=settings.local_warehouse_memory_mb,
         read_only=read_only,
     )

@@ -126,6 +126,11 @@ class Settings:
             self.churn_min_rolling_users, self.churn_max_contact_age_days, self.crm_max_snapshot_age_days
         )
 
+    @property
+    def local_warehouse_file(self) -> Path:
+        """The embedded DuckDB warehouse, when no SQL_* setting names Azure SQL."""
+        return self.local_data_dir / "warehouse.duckdb"
+
     def uses_azure_storage(self) -> bool:
         """Blob and Table storage are Azure's (or Azurite's), not the local folder and SQLite."""
         return bool(self.data_storage_connection or self.data_storage_account_name)

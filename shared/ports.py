@@ -117,6 +117,11 @@ class MessageBus(Protocol):
 # --- Warehouse ----------------------------------------------------------------------------
 
 
+class WarehouseUnavailable(RuntimeError):
+    """The warehouse cannot be opened now: another program holds it. The message says which
+    and what to do; trying again once it lets go works."""
+
+
 @dataclass(frozen=True)
 class Lineage:
     run_id: str

@@ -40,7 +40,12 @@ class SqliteLedger:
         con: sqlite3.Connection | None = getattr(self._local, "con", None)
         if con is None:
             if self.read_only:
-                uri = f"{self.path.resolve().as_uri()}?mode=ro"
+                # SQLite's WAL readers make -shm and -wal files beside the ledger, which fails
+                # in a folder this user may not write and leaves files behind in one they may.
+                # Without a -wal file no writer is at work and every entry is in the main file:
+                # read it as immutable, creating nothing. With one, read through the WAL.
+                wal = self.path.with_name(self.path.name + "-wal")
+                uri = f"{self.path.resolve().as_uri()}?mode=ro" + ("" if wal.exists() else "&immutable=1")
                 con = sqlite3.connect(
                     uri, uri=True, timeout=30, isolation_level=None, check_same_thread=False
                 )

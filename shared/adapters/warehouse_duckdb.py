@@ -16,11 +16,13 @@ from typing import TYPE_CHECKING, Any
 from shared.adapters.sql_files import statements
 from shared.adapters.warehouse_sql import Column, SqlWarehouse, T
 from shared.domain.errors import PermanentError
+from shared.ports import WarehouseUnavailable
 
 if TYPE_CHECKING:  # imported on first use: a command that never opens the warehouse never loads it
     import duckdb
 
 _PARAM = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
+_HOLDER = re.compile(r"\(PID (\d+)\)")  # in DuckDB's "Conflicting lock is held in ... (PID 123)"
 _TYPES = {"text": "VARCHAR", "int": "INTEGER", "date": "DATE", "timestamp": "TIMESTAMP"}
 # Every row reaching the warehouse is checked first (shared/domain/text_limits.py): an id of at
 # most 64 and three texts of at most 400 UTF-16 code units, a few KB at most. DuckDB sizes its CSV
@@ -67,7 +69,17 @@ class DuckDbWarehouse(SqlWarehouse):
                 import duckdb
 
                 config: dict[str, Any] = {"memory_limit": f"{self.memory_mb}MB"} if self.memory_mb else {}
-                self._connection = duckdb.connect(self.path, read_only=self.read_only, config=config)
+                try:
+                    self._connection = duckdb.connect(self.path, read_only=self.read_only, config=config)
+                except duckdb.IOException as exc:
+                    if "lock" not in str(exc).lower():
+                        raise
+                    holder = _HOLDER.search(str(exc))
+                    raise WarehouseUnavailable(
+                        f"{self.path} is open in another program"
+                        + (f" (PID {holder.group(1)})" if holder else "")
+                        + ": DuckDB lets one program write it at a time; close it there, or wait, and try again"
+                    ) from None
             return self._connection
 
     def close(self) -> None:

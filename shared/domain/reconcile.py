@@ -170,9 +170,14 @@ def _day_findings(sources: DaySources) -> list[Finding]:
             )
         )
     elif sources.fetch.status != "complete":
+        done = "failed" if sources.fetch.status == "failed" else "did not finish"
         found.append(
             Finding(
-                None, "fetch_unfinished", f"the fetch {sources.fetch.run_id} is {sources.fetch.status}", True
+                None,
+                "fetch_unfinished",
+                f"the last fetch ({sources.fetch.run_id}) {done}: run the day again"
+                f" (python -m shared.cli run --date {iso})",
+                True,
             )
         )
     if sources.fetch is not None and not sources.staged and sources.staged_run is None:

@@ -46,6 +46,8 @@ class ReconcileRequest:
                 raise BadReconcileRequest(
                     "company_id is empty; give a company's id, or leave it out for the whole day"
                 )
+            if not company.isprintable():
+                raise BadReconcileRequest(f"company_id has control characters: {company[:40]!r}")
             if too_long(company, MAX_COMPANY_ID):
                 raise BadReconcileRequest(length_problem("company_id", company, MAX_COMPANY_ID))
         api = params.get("api", "true").strip().lower()

@@ -40,6 +40,7 @@ from shared.local.folder_lock import FolderLock
 from shared.local.status_view import crm_table, day_line, day_problem, file_line, status_table
 from shared.observability.logs import configure_logging
 from shared.observability.redact import redact
+from shared.ports import WarehouseUnavailable
 
 if TYPE_CHECKING:  # the function host (azure.functions, DuckDB) is loaded by the commands that run it
     from shared.local.host import DrainReport
@@ -140,7 +141,10 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--date", type=_parse_day)
     status.add_argument("--json", action="store_true")
     sub.add_parser("demo", help="run the whole pipeline on a built-in API simulator")
-    sub.add_parser("rebuild", help="rebuild every day decided under rules other than those in force")
+    sub.add_parser(
+        "rebuild",
+        help="rebuild every day decided under rules other than those in force, and every pending one",
+    )
     sub.add_parser("init-db", help="apply sql/<dialect>/schema.sql to the configured warehouse")
     report = sub.add_parser("report", help="write one self-contained HTML report of the table")
     report.add_argument("--out", type=Path, help="where (default: LOCAL_DATA_DIR/report.html)")
@@ -206,16 +210,28 @@ def _main(args: argparse.Namespace) -> int:
     # `status` and `reconcile` only read: they work on a folder they may not write (a copy to
     # inspect) and never create one (a mistyped LOCAL_DATA_DIR is said, not made).
     reads_only = args.command in ("status", "reconcile")
+    # reconcile exits like diff: 0 the same, 1 different, 2 could not tell (a mistake included).
+    failed = EXIT_COULD_NOT_TELL if args.command == "reconcile" else 1
+    if settings.local_data_dir.exists() and not settings.local_data_dir.is_dir():
+        print(f"error: LOCAL_DATA_DIR {settings.local_data_dir} is a file, not a folder", file=sys.stderr)
+        return failed
+    if args.command == "reconcile":
+        try:
+            _check_reconcile_question(args)  # what is wrong with the question comes first
+        except CliError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return failed
     if args.command == "rebuild" and not _has_ledger(settings):  # nothing built: make nothing
         print(f"nothing built yet in {settings.local_data_dir}. {_FIRST_STEPS}")
         return 0
     if args.command == "report" and not _has_warehouse(settings):  # nothing to report: make nothing
         print(f"nothing to report yet: {settings.local_data_dir} holds no warehouse. {_FIRST_STEPS}")
         return 0
-    # reconcile exits like diff: 0 the same, 1 different, 2 could not tell (a mistake included).
-    failed = EXIT_COULD_NOT_TELL if args.command == "reconcile" else 1
     if args.command == "reconcile" and not (_has_warehouse(settings) and _has_ledger(settings)):
-        print(f"nothing to reconcile yet: {settings.local_data_dir} holds no pipeline data. {_FIRST_STEPS}")
+        print(
+            f"error: nothing to reconcile yet: {settings.local_data_dir} holds no pipeline data. {_FIRST_STEPS}",
+            file=sys.stderr,
+        )
         return failed
     try:
         writable = _check_data_folder(settings.local_data_dir, create=not reads_only)
@@ -233,7 +249,7 @@ def _main(args: argparse.Namespace) -> int:
                 return _run(args, settings, lock)
         _working.set()
         return _run(args, settings, None)
-    except CliError as exc:
+    except (CliError, WarehouseUnavailable) as exc:
         print(f"error: {redact(str(exc), settings.secrets())}", file=sys.stderr)
         return failed
     except (KeyboardInterrupt, BrokenPipeError):
@@ -349,6 +365,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings, lock: FolderLock | N
         return _status(settings, args.date, as_json=args.json)
 
     from shared.local.pipeline import LocalPipeline
+    from shared.services.pending import pending_days
     from shared.services.status import crm_file_status, days_under_other_rules
 
     pipeline = LocalPipeline(settings, read_only=args.command == "reconcile")
@@ -400,13 +417,18 @@ def _dispatch(args: argparse.Namespace, settings: Settings, lock: FolderLock | N
             if not pipeline.services.ledger.query(names.DAYS):
                 raise CliError("nothing built yet: run or backfill some days first")
             stale = days_under_other_rules(pipeline.services)
-            if not stale:
+            waiting = pending_days(pipeline.services.ledger.query(names.DAYS))  # a transform never ran
+            if not stale and not waiting:
                 print(
-                    f"nothing to rebuild: every day was decided under the rules in force ({settings.rules().short()})"
+                    "nothing to rebuild: every day was decided under the rules in force"
+                    f" ({settings.rules().short()}) and no build is pending"
                 )
                 return 0
             report = pipeline.rebuild(f"rebuild-{datetime.now(UTC):%Y%m%dT%H%M%S}")
-            print(f"rebuilt {len(stale)} days decided under other rules, under {settings.rules().short()}")
+            print(
+                f"rebuilt {len(stale)} days decided under other rules and {len(waiting)} days with a"
+                f" build pending, under {settings.rules().short()}"
+            )
             return _finish(pipeline, report, [])
     finally:
         pipeline.close()
@@ -441,8 +463,7 @@ def _has_ledger(settings: Settings) -> bool:
 
 def _has_warehouse(settings: Settings) -> bool:
     return (
-        bool(settings.sql_connection_string or settings.sql_server)
-        or (settings.local_data_dir / "warehouse.duckdb").exists()
+        bool(settings.sql_connection_string or settings.sql_server) or settings.local_warehouse_file.exists()
     )
 
 
@@ -462,15 +483,29 @@ class _NoLedger:
         return []
 
 
+def _reconcile_params(args: argparse.Namespace) -> dict[str, str]:
+    params = {"date": args.date.isoformat(), "api": "false" if args.skip_api else "true"}
+    if args.company is not None:
+        params["company_id"] = args.company
+    return params
+
+
+def _check_reconcile_question(args: argparse.Namespace) -> None:
+    """GET /api/reconcile's own rules, asked before anything is opened."""
+    from shared.domain.reconcile_request import BadReconcileRequest, ReconcileRequest
+
+    try:
+        ReconcileRequest.parse(_reconcile_params(args), datetime.now(UTC).date())
+    except BadReconcileRequest as exc:
+        raise CliError(str(exc)) from None
+
+
 def _reconcile(pipeline: LocalPipeline, args: argparse.Namespace) -> int:
     """Through the real GET /api/reconcile handler; exit 0 when everything agrees, 1 when
     something differs, 2 when it cannot tell."""
     from shared.local.reconcile_view import reconcile_text
 
-    params = {"date": args.date.isoformat(), "api": "false" if args.skip_api else "true"}
-    if args.company is not None:
-        params["company_id"] = args.company
-    response = pipeline.host.http("GET", "reconcile", params=params)
+    response = pipeline.host.http("GET", "reconcile", params=_reconcile_params(args))
     payload = json.loads(response.get_body())
     if response.status_code != 200:
         raise CliError(payload.get("error", f"reconcile answered {response.status_code}"))
@@ -562,8 +597,9 @@ def _simulator(port: int, companies: int, days: int) -> int:
         flush=True,
     )
     # `kill` (SIGTERM) stops it as Ctrl-C does, so its CRM folder does not outlive it.
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, signal.default_int_handler)
+    if threading.current_thread() is threading.main_thread():  # and a closed terminal (SIGHUP)
+        for stop in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(stop, signal.default_int_handler)
     try:
         threading.Event().wait()
     except KeyboardInterrupt:
@@ -584,7 +620,7 @@ def init_db(settings: Settings) -> int:
     finally:
         warehouse.close()
     where = settings.sql_server or ("SQL_CONNECTION_STRING" if settings.sql_connection_string else None)
-    print(f"schema applied ({warehouse.dialect}) to {where or settings.local_data_dir / 'warehouse.duckdb'}")
+    print(f"schema applied ({warehouse.dialect}) to {where or settings.local_warehouse_file}")
     return 0
 
 

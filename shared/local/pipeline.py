@@ -54,8 +54,8 @@ class LocalPipeline:
         while the first fetch waits on the API, not after it. Only the embedded DuckDB: a
         failure here is left for the staging that needs the warehouse to report."""
         warehouse = self.services.warehouse
-        if warehouse.dialect != "duckdb":
-            return
+        if warehouse.dialect != "duckdb" or not self.settings.local_warehouse_file.exists():
+            return  # a first run makes the file when it has something to stage, not before
 
         def open_it() -> None:
             try:

@@ -17,7 +17,7 @@ def reconcile_text(result: dict[str, Any]) -> str:
     s = result["summary"]
     who = f" {result['company_id']}" if result.get("company_id") else ""
     head = f"reconcile {result['date']}{who}: {_VERDICTS[result['verdict']]}"
-    if result["verdict"] == "differ" and not who:
+    if result["verdict"] == "differ" and not who and s["companies_differing"]:
         head += f" ({s['companies_differing']} of {s['companies_compared']} companies)"
     if s["api_records"] is not None:
         api = f"API now: {s['api_records']} records"
@@ -27,7 +27,7 @@ def reconcile_text(result: dict[str, Any]) -> str:
         api = "API not asked (--skip-api)"
     landed = (
         f"landed by {s['landed_by']} at {s['fetched_at']}: {s['landed_records']} records"
-        if s["landed_by"]
+        if s["landed_by"] and s["landed_records"]
         else "nothing landed"
     )
     lines = [

@@ -125,6 +125,8 @@ def file_line(entry: dict[str, Any] | None) -> str:
         return "not loaded"
     if entry.get("status") == "rejected":
         return f"rejected ({entry.get('reason')}); nothing staged, the file is in {entry.get('quarantine') or 'quarantine'}"
+    if entry.get("status") == "failed":
+        return f"not staged: {entry.get('reason')}"
     status = entry.get("status")
     text = f"snapshot {entry.get('snapshot_date')} {status}: {entry.get('staged')} rows"
     if status == "unchanged":

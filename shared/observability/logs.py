@@ -27,6 +27,10 @@ def configure_logging(
         root.setLevel(level)
     if to_stderr and not root.handlers:
         _add(root, logging.StreamHandler())
+    if not to_stderr and log_file is None and not root.handlers:
+        # Nowhere to log (a folder it may only read, no -v): say nothing rather than let
+        # Python's last-resort handler print records and tracebacks beside the one-line reason.
+        root.addHandler(logging.NullHandler())
     if log_file is not None:
         for old in [h for h in root.handlers if getattr(h, "_pipeline_log", False)]:
             root.removeHandler(old)  # one log file per process, the latest LOCAL_DATA_DIR's

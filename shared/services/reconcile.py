@@ -34,7 +34,8 @@ from shared.services.status import day_status
 
 log = logging.getLogger(__name__)
 
-# Asking the API is part of an interactive question: a dead API is said in seconds, not a minute.
+# Asking the API is part of an interactive question: a dead or silent API is said in about ten
+# seconds, not a minute.
 ASK_ATTEMPTS = 2
 ASK_UNREACHABLE_S = 10.0
 
@@ -111,6 +112,9 @@ def _ask_api(services: Services, day: date) -> tuple[list[Any] | None, str | Non
         settings,
         usage_api_max_attempts=min(settings.usage_api_max_attempts, ASK_ATTEMPTS),
         usage_api_unreachable_s=min(settings.usage_api_unreachable_s, ASK_UNREACHABLE_S),
+        # One request cannot be cut short: an API that connects and never answers is given up
+        # on when its answer is this late, not after USAGE_API_TIMEOUT_S (up to 600 s).
+        usage_api_timeout_s=min(settings.usage_api_timeout_s, ASK_UNREACHABLE_S),
     )
     client = services.usage_api(asking)
     records: list[Any] = []

@@ -385,14 +385,30 @@ def load_crm_drop(services: Services, blob_name: str) -> StageOutcome:
 
     # The file's own hash: the same drop again is "unchanged" without staging a row.
     checksum = content_hash
-    with _gc_paused():
-        status = services.warehouse.replace_crm_snapshot(
-            reader.snapshot_date,
-            _StagedRows(reader, {r.line for r in losers}),
-            Lineage(run_id, blob_name, services.clock()),
-            checksum=checksum,
-            version=version,
+    try:
+        with _gc_paused():
+            status = services.warehouse.replace_crm_snapshot(
+                reader.snapshot_date,
+                _StagedRows(reader, {r.line for r in losers}),
+                Lineage(run_id, blob_name, services.clock()),
+                checksum=checksum,
+                version=version,
+            )
+    except PermanentError as exc:  # the warehouse cannot take it (out of memory): the alert says why
+        services.ledger.put(
+            names.FILES,
+            key_of_file,
+            {
+                "blob": blob_name,
+                "status": "failed",
+                "reason": str(exc),
+                "snapshot_date": key,
+                "run_id": run_id,
+                "data_rows": reader.data_rows,
+                "loaded_at": services.clock().isoformat(),
+            },
         )
+        raise
     services.ledger.put(
         names.FILES,
         key_of_file,

@@ -231,3 +231,40 @@ def test_status_shows_each_snapshot_the_days_it_serves_and_each_rejected_file(
         ("2026-10-01", 60, "2026-10-01", "2026-10-03"),
         ("2026-10-04", 58, "2026-10-04", "2026-10-11"),
     ]
+
+
+def test_a_drop_the_warehouse_cannot_hold_is_one_line_and_shows_in_status(
+    cli, local_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A real DuckDB out of its memory cap (16 MB here: below the setting's floor of 64, so the
+    drop can be small): the drop fails once in one line naming the setting, status lists the
+    file as not staged with the reason, and the same file dropped with room to spare is staged."""
+    import shared.bootstrap as bootstrap
+    from shared.adapters.warehouse_duckdb import DuckDbWarehouse
+
+    roomy = bootstrap.make_warehouse
+    monkeypatch.setattr(
+        bootstrap,
+        "make_warehouse",
+        lambda settings, read_only=False: DuckDbWarehouse(
+            settings.local_data_dir / "warehouse.duckdb", memory_mb=16, read_only=read_only
+        ),
+    )
+    data = companies_csv(200_000)
+    code, out, err = drop(cli, tmp_path, "companies_2026-10-01.csv", data)
+    assert code == 1 and "not staged: the local warehouse needed more memory" in out
+    assert "LOCAL_WAREHOUSE_MEMORY_MB=16 allows" in one_line(err)
+    assert [a["kind"] for a in read_alerts(local_env)] == ["warehouse_out_of_memory"]
+    code, out, _err = cli("status")
+    assert "companies_2026-10-01.csv: not staged: the local warehouse needed more memory" in out
+    code, out, _err = cli("status", "--json")
+    assert [(f["blob"], f["status"]) for f in json.loads(out)["crm_files"]] == [
+        ("companies_2026-10-01.csv", "failed")
+    ]
+
+    monkeypatch.setattr(bootstrap, "make_warehouse", roomy)
+    code, out, err = drop(cli, tmp_path, "companies_2026-10-01.csv", data)
+    assert code == 0, err
+    assert staged_companies(local_env, "2026-10-01") == 200_000
+    code, out, _err = cli("status", "--json")
+    assert [f["status"] for f in json.loads(out)["crm_files"]] == ["staged"]

@@ -6,6 +6,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +18,7 @@ import duckdb
 import pytest
 
 from shared.local.simulator import Fault, UsageApiSimulator
-from tests.conftest import GOLDEN
+from tests.conftest import GOLDEN, REPO
 
 DAY = "2026-10-03"  # the golden day with c-bad-neg's negative count among 39 records
 NOT_IN_CRM = "c-usage-only"
@@ -183,6 +188,7 @@ def test_an_api_that_cannot_be_asked_leaves_the_answer_open(cli, local_env: Path
         (("--date", "2999-01-01"), "is in the future: only finished UTC days"),
         (("--date", DAY, "--company", ""), "company_id is empty"),
         (("--date", DAY, "--company", "x" * 65), "company_id longer than 64"),
+        (("--date", DAY, "--company", "c-00\x0117"), "company_id has control characters: 'c-00\\x0117'"),
     ],
 )
 def test_a_question_it_cannot_answer_is_one_line_and_exit_2(cli, local_env: Path, args, said) -> None:  # type: ignore[no-untyped-def]
@@ -195,9 +201,18 @@ def test_a_question_it_cannot_answer_is_one_line_and_exit_2(cli, local_env: Path
 def test_a_folder_without_data_is_said_and_left_alone(cli, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     empty = tmp_path / "mistyped"
     monkeypatch.setenv("LOCAL_DATA_DIR", str(empty))
-    code, out, _err = cli("reconcile", "--date", DAY, "--skip-api")
-    assert code == 2 and out.startswith(f"nothing to reconcile yet: {empty} holds no pipeline data")
+    code, out, err = cli("reconcile", "--date", DAY, "--skip-api", "--json")
+    assert code == 2 and not out  # --json's stdout holds JSON or nothing
+    assert err.startswith(f"error: nothing to reconcile yet: {empty} holds no pipeline data")
+    code, _out, err = cli("reconcile", "--date", "2999-01-01")  # the question's mistake comes first
+    assert code == 2 and "is in the future" in err
     assert not empty.exists()
+    empty.parent.mkdir(parents=True, exist_ok=True)
+    empty.write_text("a file, not a folder")
+    for command, expected in ((("reconcile", "--date", DAY), 2), (("report",), 1), (("status",), 1)):
+        code, out, err = cli(*command)
+        assert (code, out) == (expected, ""), command
+        assert err == f"error: LOCAL_DATA_DIR {empty} is a file, not a folder\n"
 
 
 def test_the_http_route_answers_the_same_and_refuses_bad_input(pipeline) -> None:  # type: ignore[no-untyped-def]
@@ -211,3 +226,142 @@ def test_the_http_route_answers_the_same_and_refuses_bad_input(pipeline) -> None
         assert bad.status_code == 400 and said in json.loads(bad.get_body())["error"]
     fine = pipeline.host.http("GET", "reconcile", params={"date": DAY, "api": "false"})
     assert fine.status_code == 200 and json.loads(fine.get_body())["verdict"] == "differ"  # never fetched
+
+
+def _as_someone_who_may_only_read() -> list[str]:
+    """How to run a command that the permissions bind: root ignores them, so as nobody."""
+    if os.geteuid() != 0:
+        return []
+    prefix = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    try:
+        probe = subprocess.run([*prefix, sys.executable, "-c", "import duckdb"], capture_output=True)
+    except FileNotFoundError:
+        pytest.skip("running as root, and setpriv is not installed")
+    if probe.returncode != 0:
+        pytest.skip(f"running as root, and nobody cannot run this Python: {probe.stderr[-200:]!r}")
+    return prefix
+
+
+@pytest.mark.parametrize("closed_cleanly", [True, False], ids=["ledger-checkpointed", "ledger-with-wal"])
+def test_a_folder_it_may_only_read_is_reconciled_and_left_as_it_was(
+    cli, local_env: Path, closed_cleanly: bool
+) -> None:
+    """A copy to inspect that this user may not write: status and reconcile read it, answer,
+    and create nothing in it (SQLite's WAL readers would make -shm and -wal files), whether its
+    ledger was closed cleanly (no -wal) or was copied with its -wal and -shm."""
+    import sqlite3
+
+    built(cli)
+    copy = Path(tempfile.mkdtemp(prefix="company-activity-ro-")) / "local"
+    try:
+        shutil.copytree(local_env, copy)
+        if closed_cleanly:
+            for name in ("ledger.sqlite3", "bus.sqlite3"):
+                con = sqlite3.connect(copy / name)
+                con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                con.close()  # the last connection: SQLite removes -wal and -shm
+            assert not list(copy.glob("*-wal"))
+        os.chmod(copy.parent, 0o755)
+        for path in [copy, *copy.rglob("*")]:
+            path.chmod(0o555 if path.is_dir() else 0o444)
+        before = sorted(str(p) for p in copy.rglob("*"))
+        env = {**os.environ, "LOCAL_DATA_DIR": str(copy), "PYTHONPATH": str(REPO)}
+        reader = _as_someone_who_may_only_read()
+        for args, code in (
+            (("reconcile", "--date", DAY, "--company", "c-010001", "--skip-api"), 0),
+            (("status", "--date", DAY), 0),
+        ):
+            done = subprocess.run(
+                [*reader, sys.executable, "-m", "shared.cli", *args],
+                env=env,
+                cwd=REPO,
+                capture_output=True,
+                text=True,
+            )
+            assert done.returncode == code, done.stdout + done.stderr
+            assert not done.stderr, done.stderr
+        assert sorted(str(p) for p in copy.rglob("*")) == before
+    finally:
+        for path in [copy.parent, *copy.parent.rglob("*")]:
+            path.chmod(0o755)
+        shutil.rmtree(copy.parent)
+
+
+def test_a_warehouse_another_program_holds_is_one_line(cli, local_env: Path) -> None:
+    """A DuckDB file held by another program (a notebook, a BI tool): reconcile cannot tell
+    (exit 2), report fails (exit 1), each in one line naming the file and the program."""
+    built(cli)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import duckdb, sys; con = duckdb.connect(sys.argv[1]); print('held', flush=True); sys.stdin.read()",
+            str(local_env / "warehouse.duckdb"),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        for command, expected in ((("reconcile", "--date", DAY, "--skip-api"), 2), (("report",), 1)):
+            code, out, err = cli(*command)
+            assert (code, out) == (expected, ""), (command, err)
+            assert err.startswith(
+                f"error: {local_env / 'warehouse.duckdb'} is open in another program (PID {holder.pid})"
+            )
+            assert len(err.splitlines()) == 1, err
+    finally:
+        holder.communicate("")
+
+
+def test_an_api_that_connects_and_never_answers_is_given_up_on_soon(
+    cli, local_env: Path, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    """Reconcile is a question someone waits for: a silent API is given up on after the short
+    interactive limit, not after USAGE_API_TIMEOUT_S."""
+    import socket
+
+    from shared.services import reconcile as service
+
+    built(cli)
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # accepts connections (the kernel does) and never answers
+    try:
+        monkeypatch.setattr(service, "ASK_UNREACHABLE_S", 1.0)
+        monkeypatch.setenv("USAGE_API_BASE_URL", f"http://127.0.0.1:{silent.getsockname()[1]}")
+        monkeypatch.setenv("USAGE_API_TIMEOUT_S", "300")
+        code, out, err = cli("reconcile", "--date", DAY, "--company", "c-010001")
+        assert code == 2, (out, err)
+        assert "no answer within 1 s" in out, out
+    finally:
+        silent.close()
+
+
+def test_a_pending_build_is_named_and_rebuild_does_it(cli, local_env: Path) -> None:
+    """A day marked for a build that no transform has done yet (the transform's message was
+    lost): reconcile names it, and `rebuild`, the fix the runbook gives, builds it."""
+    from datetime import date
+
+    from shared.bootstrap import build_local
+    from shared.config import Settings
+    from shared.domain.transform_plan import BUILD
+    from shared.services.pending import mark_days
+
+    built(cli)
+    services = build_local(Settings.from_env())
+    mark_days(services, {date.fromisoformat(DAY): BUILD}, "a-lost-transform")
+    services.warehouse.close()
+    services.bus.close()
+    code, result = reconcile(cli, "--skip-api")
+    assert code == 1 and texts(result, "rebuild_pending") == {
+        None: "a rebuild of the day is pending: the table is behind staging"
+    }
+    code, out, err = cli("rebuild")
+    assert code in (0, 1), err
+    assert "and 1 days with a build pending" in out
+    _code, result = reconcile(cli, "--skip-api")
+    assert not texts(result, "rebuild_pending")
+    code, out, _err = cli("rebuild")
+    assert code == 0 and "nothing to rebuild" in out and "no build is pending" in out

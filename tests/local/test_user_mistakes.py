@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -461,3 +462,27 @@ def test_a_warehouse_file_that_is_not_duckdb_is_one_line_and_loses_no_page(cli, 
     code, out, err = cli("run", "--date", day)
     assert code in (0, 1) and "Traceback" not in err, (out, err)
     assert {r["activity_date"].isoformat() for r in _table(local_env)} == {day}
+
+
+@pytest.mark.parametrize(
+    "stop", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=["ctrl-c", "kill", "hangup"]
+)
+def test_a_stopped_simulator_takes_its_crm_folder_with_it(local_env: Path, stop: signal.Signals) -> None:
+    """Ctrl-C, `kill` and a closed terminal all stop the simulator the same way: its temporary
+    CRM snapshots are removed, with no traceback."""
+    simulator = subprocess.Popen(
+        [sys.executable, "-m", "shared.cli", "simulator", "--port", "0", "--companies", "5", "--days", "2"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=os.environ,
+    )
+    assert simulator.stdout is not None
+    lines = [simulator.stdout.readline(), simulator.stdout.readline()]
+    folder = Path(lines[1].removeprefix("Its CRM snapshots are in ").strip())
+    assert folder.is_dir() and list(folder.glob("*.csv")), lines
+    simulator.send_signal(stop)
+    _out, err = simulator.communicate(timeout=30)
+    assert simulator.returncode == 0 and "Traceback" not in err, err
+    assert not folder.exists()
