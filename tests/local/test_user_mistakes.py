@@ -349,17 +349,33 @@ def test_a_lower_snapshot_age_limit_empties_the_days_it_leaves_without_a_snapsho
 # --- after the demo: an API to try run and backfill against --------------------------------------
 
 
-def test_the_simulator_command_serves_the_demo_world_for_run_and_backfill(
-    local_env: Path, monkeypatch
-) -> None:
-    simulator = subprocess.Popen(
-        [sys.executable, "-m", "shared.cli", "simulator", "--port", "0", "--companies", "12", "--days", "3"],
+def _simulator_command(*, companies: int, days: int) -> subprocess.Popen[str]:
+    """`python -m shared.cli simulator` on a free port, its output readable line by line."""
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "shared.cli",
+            "simulator",
+            "--port",
+            "0",
+            "--companies",
+            str(companies),
+            "--days",
+            str(days),
+        ],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         env=os.environ,
     )
+
+
+def test_the_simulator_command_serves_the_demo_world_for_run_and_backfill(
+    local_env: Path, monkeypatch
+) -> None:
+    simulator = _simulator_command(companies=12, days=3)
     try:
         assert simulator.stdout is not None
         first = simulator.stdout.readline()
@@ -470,14 +486,7 @@ def test_a_warehouse_file_that_is_not_duckdb_is_one_line_and_loses_no_page(cli, 
 def test_a_stopped_simulator_takes_its_crm_folder_with_it(local_env: Path, stop: signal.Signals) -> None:
     """Ctrl-C, `kill` and a closed terminal all stop the simulator the same way: its temporary
     CRM snapshots are removed, with no traceback."""
-    simulator = subprocess.Popen(
-        [sys.executable, "-m", "shared.cli", "simulator", "--port", "0", "--companies", "5", "--days", "2"],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=os.environ,
-    )
+    simulator = _simulator_command(companies=5, days=2)
     assert simulator.stdout is not None
     lines = [simulator.stdout.readline(), simulator.stdout.readline()]
     folder = Path(lines[1].removeprefix("Its CRM snapshots are in ").strip())
