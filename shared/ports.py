@@ -8,7 +8,7 @@ storage, Service Bus, Azure SQL) and locally (a folder, SQLite, an in-process bu
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any, BinaryIO, Literal, Protocol
@@ -188,9 +188,11 @@ class Warehouse(Protocol):
         checksum: str,
         quarantined: int,
         version: str,
+        unknown: Sequence[tuple[str, str]] = (),
     ) -> StageStatus:
         """Replace the day's staged usage as a whole, in one transaction, unless what is staged
-        has the same checksum ("unchanged") or a newer version ("stale")."""
+        has the same checksum ("unchanged") or a newer version ("stale"). `unknown`: (company_id,
+        reason) of the companies whose usage on the day is unknown (contract section 3)."""
         ...
 
     def replace_crm_snapshot(

@@ -30,6 +30,8 @@ from typing import Any
 UsageByDay = Mapping[date, Mapping[str, tuple[int, int]]]
 CrmRow = tuple[str | None, str | None, str | None, datetime | None]
 SnapshotsByDate = Mapping[date, Mapping[str, CrmRow]]
+# Companies whose usage on a day is unknown (a record refused for its counts, none staged).
+UnknownByDay = Mapping[date, frozenset[str] | set[str]]
 
 COLUMNS: tuple[str, ...] = (
     "company_id",
@@ -45,6 +47,7 @@ COLUMNS: tuple[str, ...] = (
     "rolling_7d_active_users",
     "rolling_7d_events",
     "usage_days_observed_7d",
+    "usage_unknown_7d",
     "days_since_last_contact",
     "is_churn_risk",
 )
@@ -58,6 +61,7 @@ INT_COLUMNS = frozenset(
         "rolling_7d_active_users",
         "rolling_7d_events",
         "usage_days_observed_7d",
+        "usage_unknown_7d",
         "days_since_last_contact",
     }
 )
@@ -105,7 +109,7 @@ def events_per_user(active_users: int, events: int) -> Decimal | None:
         return (Decimal(events) / Decimal(active_users)).quantize(FOUR_PLACES, rounding=ROUND_HALF_UP)
 
 
-def is_churn_risk(rolling_active_users: int, days_since_last_contact: int | None, settings: Settings) -> bool:
+def churn_rule(rolling_active_users: int, days_since_last_contact: int | None, settings: Settings) -> bool:
     if rolling_active_users == 0:
         return True
     if rolling_active_users < settings.churn_min_rolling_users:
@@ -116,6 +120,15 @@ def is_churn_risk(rolling_active_users: int, days_since_last_contact: int | None
     return False
 
 
+def is_churn_risk(
+    rolling_active_users: int, days_since_last_contact: int | None, settings: Settings, unknown_days: int = 0
+) -> bool | None:
+    """The rule, or None (cannot tell) when it would flag a company whose usage is unknown on a
+    day of the window: more users could only make it false."""
+    flagged = churn_rule(rolling_active_users, days_since_last_contact, settings)
+    return None if flagged and unknown_days > 0 else flagged
+
+
 def _build_row(
     company_id: str,
     day: date,
@@ -123,13 +136,18 @@ def _build_row(
     crm: CrmRow | None,
     usage: UsageByDay,
     settings: Settings,
+    unknown: UnknownByDay,
 ) -> dict[str, Any]:
     day_usage = usage.get(day, {})
-    active_users, events = day_usage.get(company_id, (0, 0))
+    is_unknown = company_id not in day_usage and company_id in unknown.get(day, ())
+    active_users: int | None
+    events: int | None
+    active_users, events = (None, None) if is_unknown else day_usage.get(company_id, (0, 0))
 
     rolling_users = 0
     rolling_events = 0
     observed = 0
+    unknown_days = 0
     for back in range(WINDOW_DAYS):
         window_day = day - timedelta(days=back)
         if window_day in usage:
@@ -137,6 +155,8 @@ def _build_row(
             users_then, events_then = usage[window_day].get(company_id, (0, 0))
             rolling_users += users_then
             rolling_events += events_then
+        if company_id in unknown.get(window_day, ()) and company_id not in usage.get(window_day, {}):
+            unknown_days += 1
 
     if crm is None:
         name = country = industry = None
@@ -146,7 +166,7 @@ def _build_row(
 
     days_since: int | None = None
     if last_contact is not None:
-        days_since = (day - last_contact.date()).days
+        days_since = max((day - last_contact.date()).days, 0)
 
     return {
         "company_id": company_id,
@@ -158,12 +178,13 @@ def _build_row(
         "crm_snapshot_date": snapshot_date,
         "active_users": active_users,
         "events": events,
-        "events_per_user": events_per_user(active_users, events),
+        "events_per_user": None if is_unknown else events_per_user(active_users or 0, events or 0),
         "rolling_7d_active_users": rolling_users,
         "rolling_7d_events": rolling_events,
         "usage_days_observed_7d": observed,
+        "usage_unknown_7d": unknown_days,
         "days_since_last_contact": days_since,
-        "is_churn_risk": is_churn_risk(rolling_users, days_since, settings),
+        "is_churn_risk": is_churn_risk(rolling_users, days_since, settings, unknown_days),
     }
 
 
@@ -172,8 +193,11 @@ def expected_table(
     snapshots: SnapshotsByDate,
     settings: Settings = Settings(),
     days: Iterable[date] | None = None,
+    unknown: UnknownByDay | None = None,
 ) -> list[dict[str, Any]]:
     """Every row of the analytics table for the given (default: every buildable) day.
+    ``unknown``: the companies whose usage is unknown on a day (contract section 3); they add no
+    row of their own.
 
     Days in ``days`` that are not buildable (usage not staged, or no effective
     snapshot) produce no rows. Rows are sorted by (activity_date, company_id).
@@ -188,7 +212,9 @@ def expected_table(
         snapshot = snapshots[snapshot_date]
         companies = set(snapshot) | set(usage.get(day, {}))
         for company_id in sorted(companies):
-            rows.append(_build_row(company_id, day, snapshot_date, snapshot.get(company_id), usage, settings))
+            rows.append(
+                _build_row(company_id, day, snapshot_date, snapshot.get(company_id), usage, settings, unknown or {})
+            )
     rows.sort(key=lambda row: (row["activity_date"], row["company_id"]))
     return rows
 

@@ -20,7 +20,7 @@ def contract_text() -> str:
 
 def test_the_project_copy_has_every_section() -> None:
     body = contract_text()
-    for number in range(1, 8):
+    for number in range(1, 9):
         assert f"\n## {number}. " in body, f"section {number} missing"
 
 

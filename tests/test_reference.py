@@ -245,6 +245,7 @@ def test_company_absent_from_snapshot_gets_null_crm_columns() -> None:
         "rolling_7d_active_users": 0,
         "rolling_7d_events": 0,
         "usage_days_observed_7d": 1,
+        "usage_unknown_7d": 0,
         "days_since_last_contact": 2,
         "is_churn_risk": True,  # rolling users = 0
     }
@@ -262,6 +263,7 @@ def test_company_absent_from_snapshot_gets_null_crm_columns() -> None:
         "rolling_7d_active_users": 4,
         "rolling_7d_events": 10,
         "usage_days_observed_7d": 1,
+        "usage_unknown_7d": 0,
         "days_since_last_contact": None,
         "is_churn_risk": True,  # 4 < 10 and never contacted
     }

@@ -9,6 +9,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, TypeVar
 
@@ -18,6 +19,7 @@ from shared.ports import BuildParams, BuildResult, BuiltDay, Dialect, Lineage, S
 T = TypeVar("T")
 Column = tuple[str, str]  # name, logical type: text, int, date, timestamp
 USAGE_COLUMNS: Sequence[Column] = (("company_id", "text"), ("active_users", "int"), ("events", "int"))
+UNKNOWN_COLUMNS: Sequence[Column] = (("company_id", "text"), ("reason", "text"))
 CRM_COLUMNS: Sequence[Column] = (
     ("company_id", "text"),
     ("company_name", "text"),
@@ -26,6 +28,27 @@ CRM_COLUMNS: Sequence[Column] = (
     ("last_contact_at", "timestamp"),
 )
 BUILD_DAY_COLUMNS: Sequence[Column] = (("activity_date", "date"), ("run_id", "text"))
+
+
+@dataclass(frozen=True)
+class Load:
+    """Rows bulk-loaded into a temp table before a staging file runs. `rows` are iterated once
+    per attempt (a retried transaction reads them again), so they must start over when iterated
+    again: a list, or a reader of the file."""
+
+    table: str
+    columns: Sequence[Column]
+    rows: Iterable[Sequence[Any]]
+
+
+@dataclass(frozen=True)
+class Replacement:
+    """How one staged input is replaced: the file that reads what is staged now, the loads, and
+    the file that swaps them in."""
+
+    state_file: str
+    loads: Sequence[Load]
+    stage_file: str
 
 
 def compare(state: list[tuple[Any, ...]], checksum: str, version: str) -> StageStatus:
@@ -85,11 +108,12 @@ class SqlWarehouse(ABC):
         checksum: str,
         quarantined: int,
         version: str,
+        unknown: Sequence[tuple[str, str]] = (),
     ) -> StageStatus:
+        loads = (Load("incoming_usage", USAGE_COLUMNS, rows), Load("incoming_unknown", UNKNOWN_COLUMNS, unknown))
         return self._replace(
-            ("usage_dataset_state", "incoming_usage", USAGE_COLUMNS, "stage_usage_day"),
+            Replacement("usage_dataset_state", loads, "stage_usage_day"),
             {"activity_date": day, "quarantined_count": quarantined},
-            rows,
             lineage,
             checksum,
             version,
@@ -105,9 +129,8 @@ class SqlWarehouse(ABC):
         version: str,
     ) -> StageStatus:
         return self._replace(
-            ("crm_snapshot_state", "incoming_crm", CRM_COLUMNS, "stage_crm_snapshot"),
+            Replacement("crm_snapshot_state", (Load("incoming_crm", CRM_COLUMNS, rows),), "stage_crm_snapshot"),
             {"snapshot_date": snapshot_date},
-            rows,
             lineage,
             checksum,
             version,
@@ -115,17 +138,13 @@ class SqlWarehouse(ABC):
 
     def _replace(
         self,
-        files: tuple[str, str, Sequence[Column], str],
+        replacement: Replacement,
         keys: dict[str, Any],
-        rows: Iterable[Sequence[Any]],
         lineage: Lineage,
         checksum: str,
         version: str,
     ) -> StageStatus:
-        """Replace a staged input as a whole unless it is a repeat or older than what is staged.
-        `rows` are iterated once per attempt (a retried transaction reads them again), so they
-        must start over when iterated again: a list, or a reader of the file."""
-        state_file, incoming, columns, stage_file = files
+        """Replace a staged input as a whole unless it is a repeat or older than what is staged."""
         params = {
             **keys,
             "run_id": lineage.run_id,
@@ -137,10 +156,11 @@ class SqlWarehouse(ABC):
 
         def work() -> StageStatus:
             with self._transaction() as session:
-                status = compare(self._run(session, state_file, params), checksum, version)
+                status = compare(self._run(session, replacement.state_file, params), checksum, version)
                 if status == "staged":
-                    self._load(session, incoming, columns, rows)
-                    self._run(session, stage_file, params)
+                    for load in replacement.loads:
+                        self._load(session, load.table, load.columns, load.rows)
+                    self._run(session, replacement.stage_file, params)
                 return status
 
         return self._attempt(work)

@@ -10,6 +10,7 @@ from shared.domain.text_limits import MAX_COMPANY_ID, length_problem
 
 INT_MAX = 2**31 - 1  # the warehouse columns are INT
 UsageRow = tuple[str, int, int]  # company_id, active_users, events
+MAX_REASON = 200  # a reason kept with an unknown day quotes the value: bounded, whatever was sent
 
 
 @dataclass(frozen=True)
@@ -18,6 +19,9 @@ class RejectedRecord:
     index: int  # position within its page's `data`
     reason: str
     record: Any
+    # The company whose usage on the day this rejection makes unknown: a valid company_id and
+    # the requested date, refused for its counts (contract section 3). None otherwise.
+    unknown_company: str | None = None
 
 
 @dataclass
@@ -30,6 +34,17 @@ class ValidatedDay:
 
     def staged_rows(self) -> list[UsageRow]:
         return list(self.rows.values())
+
+    def unknown_companies(self) -> dict[str, str]:
+        """company_id -> reason for the companies whose usage on the day is unknown: a record of
+        theirs was refused for its counts and none was staged (a quarantined record never
+        adds a row; it makes the day unknown for a company that has no staged record)."""
+        unknown: dict[str, str] = {}
+        for rejected in self.rejected:
+            company = rejected.unknown_company
+            if company is not None and company not in self.rows:
+                unknown.setdefault(company, rejected.reason[:MAX_REASON])
+        return unknown
 
 
 def _count_problem(name: str, value: Any) -> str | None:
@@ -57,6 +72,22 @@ def record_problem(record: Any, day: str) -> str | None:
     return _count_problem("active_users", record.get("active_users")) or _count_problem(
         "events", record.get("events")
     )
+
+
+def refused_for_counts(record: Any, day: str) -> str | None:
+    """The stripped company_id of a record whose company and date are valid but whose counts
+    are refused; None for any other record."""
+    if not isinstance(record, dict) or record.get("date") != day:
+        return None
+    company_id = record.get("company_id")
+    if not isinstance(company_id, str) or not company_id.strip():
+        return None
+    if length_problem("company_id", company_id.strip(), MAX_COMPANY_ID):
+        return None
+    counts = _count_problem("active_users", record.get("active_users")) or _count_problem(
+        "events", record.get("events")
+    )
+    return company_id.strip() if counts else None
 
 
 def valid_row(record: Any, day: str) -> UsageRow | None:
@@ -96,7 +127,8 @@ def validate_page(result: ValidatedDay, day: str, source_blob: str, records: Ite
         if row is None:
             problem = record_problem(record, day)
             if problem:
-                result.rejected.append(RejectedRecord(source_blob, index, problem, record))
+                unknown = refused_for_counts(record, day)
+                result.rejected.append(RejectedRecord(source_blob, index, problem, record, unknown))
                 continue
             row = (record["company_id"].strip(), record["active_users"], record["events"])
         company_id = row[0]

@@ -61,7 +61,7 @@ class StageOutcome:
 
 # Part of every usage checksum: change it when the record rules change, so that pages staged
 # under the old rules are staged again under the new ones instead of being "unchanged".
-USAGE_RULES_VERSION = "usage-records/2"
+USAGE_RULES_VERSION = "usage-records/3"
 
 
 def _usage_checksum(pages: list[dict[str, Any]]) -> str:
@@ -266,6 +266,7 @@ def load_usage_manifest(services: Services, manifest_name: str) -> StageOutcome:
         )
 
     rows = validated.staged_rows()
+    unknown = sorted(validated.unknown_companies().items())
     validated.rows.clear()  # the list holds the rows now; the index by company is not needed
     quarantined = len(validated.rejected)
     checksum = _usage_checksum(manifest["pages"])
@@ -277,6 +278,7 @@ def load_usage_manifest(services: Services, manifest_name: str) -> StageOutcome:
         checksum=checksum,
         quarantined=quarantined,
         version=version,
+        unknown=unknown,
     )
     outcome = StageOutcome(status, key, run_id, len(rows), quarantined)
     entry = {
@@ -287,6 +289,7 @@ def load_usage_manifest(services: Services, manifest_name: str) -> StageOutcome:
         "received": validated.received,
         "staged": len(rows),
         "quarantined": quarantined,
+        "unknown": len(unknown),
         "duplicates": validated.duplicates,
         "force": force,
         "loaded_at": services.clock().isoformat(),

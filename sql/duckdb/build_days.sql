@@ -45,6 +45,14 @@ WITH window_usage AS (
     FROM stg.product_usage_daily AS u
     WHERE u.activity_date BETWEEN getvariable('build_first_day') AND getvariable('build_last_day')
 ),
+-- Companies whose usage on a day is unknown (a record of theirs quarantined for its counts, none
+-- staged): they count 0 in the sums, but the day is counted in usage_unknown_7d and its own
+-- usage is NULL. An unknown never adds a row of its own (contract section 3).
+window_unknown AS (
+    SELECT k.company_id, k.activity_date
+    FROM stg.usage_unknown AS k
+    WHERE k.activity_date BETWEEN getvariable('build_first_day') AND getvariable('build_last_day')
+),
 window_snapshots AS (
     SELECT s.*
     FROM stg.crm_company_snapshot AS s
@@ -59,34 +67,41 @@ day_companies AS (
     FROM build_plan AS d
     JOIN window_usage AS u ON u.activity_date = d.activity_date
 ),
--- The rolling sums as a window over each company's timeline, in date order: its usage rows and
--- a zero row for every day it is built on. A RANGE frame of the $rolling_days calendar days
--- ending on the row's day sums what the window holds (missing days add nothing), in one pass:
--- joining every built day to every usage row of its window grew with days x window instead.
+-- The rolling sums as a window over each company's timeline, in date order: its usage rows, its
+-- unknown days and a marker row for every day it has a row on. A RANGE frame of the
+-- $rolling_days calendar days ending on the row's day sums what the window holds (missing days
+-- add nothing), in one pass: joining every built day to every usage row of its window grew with
+-- days x window instead.
 timeline AS (
-    SELECT company_id, activity_date, active_users, events FROM window_usage
+    SELECT company_id, activity_date, active_users, events, 0 AS unknown, 0 AS has_row FROM window_usage
     UNION ALL
-    SELECT company_id, activity_date, 0, 0 FROM day_companies
+    SELECT company_id, activity_date, 0, 0, 1, 0 FROM window_unknown
+    UNION ALL
+    SELECT company_id, activity_date, 0, 0, 0, 1 FROM day_companies
 ),
 summed AS (
-    SELECT company_id, activity_date, active_users, events,
+    SELECT company_id, activity_date, active_users, events, unknown, has_row,
            SUM(active_users) OVER last_days AS rolling_users,
-           SUM(events) OVER last_days AS rolling_events
+           SUM(events) OVER last_days AS rolling_events,
+           SUM(unknown) OVER last_days AS unknown_days
     FROM timeline
     WINDOW last_days AS (PARTITION BY company_id ORDER BY activity_date
                          RANGE BETWEEN INTERVAL (getvariable('window_back')) DAY PRECEDING AND CURRENT ROW)
 ),
--- A day's rows of one company (its usage row, if any, and its zero row) share a frame: the
--- day's usage is their sum, and the rolling sums are those of any of them.
+-- A day's rows of one company (its usage row or unknown mark, if any, and its marker row) share
+-- a frame: the day's usage is their sum (NULL when unknown), the rolling sums those of any of
+-- them. Only (day, company) pairs with a marker row become rows.
 rolling AS (
     SELECT s.activity_date, s.company_id,
-           SUM(s.active_users) AS active_users,
-           SUM(s.events) AS events,
+           CASE WHEN MAX(s.unknown) = 1 THEN NULL ELSE SUM(s.active_users) END AS active_users,
+           CASE WHEN MAX(s.unknown) = 1 THEN NULL ELSE SUM(s.events) END AS events,
            MAX(s.rolling_users) AS rolling_7d_active_users,
-           MAX(s.rolling_events) AS rolling_7d_events
+           MAX(s.rolling_events) AS rolling_7d_events,
+           MAX(s.unknown_days) AS usage_unknown_7d
     FROM summed AS s
     WHERE s.activity_date IN (SELECT activity_date FROM build_plan)
     GROUP BY s.activity_date, s.company_id
+    HAVING MAX(s.has_row) = 1
 ),
 observed AS (
     SELECT d.activity_date, COUNT(ds.activity_date) AS usage_days_observed_7d
@@ -100,14 +115,26 @@ joined AS (
            s.company_name, s.country, s.industry_tag, s.last_contact_at,
            d.snapshot_date AS crm_snapshot_date,
            r.active_users, r.events, r.rolling_7d_active_users, r.rolling_7d_events,
-           o.usage_days_observed_7d,
-           datediff('day', CAST(s.last_contact_at AS DATE), r.activity_date) AS days_since_last_contact,
+           o.usage_days_observed_7d, r.usage_unknown_7d,
+           -- A contact later than the day (late evening in a western time zone is the next day
+           -- in UTC) counts as 0 days, never fewer.
+           -- (GREATEST would turn a NULL, never contacted, into 0.)
+           CASE WHEN CAST(s.last_contact_at AS DATE) > r.activity_date THEN 0
+                ELSE datediff('day', CAST(s.last_contact_at AS DATE), r.activity_date) END AS days_since_last_contact,
            d.run_id
     FROM rolling AS r
     JOIN build_plan AS d ON d.activity_date = r.activity_date
     JOIN observed AS o ON o.activity_date = r.activity_date
     LEFT JOIN window_snapshots AS s
            ON s.snapshot_date = d.snapshot_date AND s.company_id = r.company_id
+),
+ruled AS (
+    SELECT *,
+           (rolling_7d_active_users = 0
+            OR (rolling_7d_active_users < $churn_min_rolling_users
+                AND (days_since_last_contact IS NULL OR days_since_last_contact > $churn_max_contact_age_days))
+           ) AS rule_flags
+    FROM joined
 )
 SELECT company_id, activity_date, company_name, country, industry_tag, last_contact_at,
        crm_snapshot_date,
@@ -116,20 +143,20 @@ SELECT company_id, activity_date, company_name, country, industry_tag, last_cont
        -- events / active_users rounded half away from zero to 4 places, exactly as DECIMAL(18,4)
        -- does in T-SQL. In whole numbers: DuckDB divides a DECIMAL in DOUBLE, which rounds some
        -- exact halves of large counts down (19514.04125 -> 19514.0412). Counts are never negative.
-       CASE WHEN active_users = 0 THEN NULL
+       CASE WHEN active_users IS NULL OR active_users = 0 THEN NULL
             ELSE CAST(CAST((events * 20000 + active_users) // (2 * active_users) AS DECIMAL(18, 0))
                       * CAST(0.0001 AS DECIMAL(5, 4)) AS DECIMAL(18, 4)) END AS events_per_user,
-       CAST(rolling_7d_active_users AS INTEGER) AS rolling_7d_active_users,
-       CAST(rolling_7d_events AS INTEGER) AS rolling_7d_events,
+       CAST(rolling_7d_active_users AS BIGINT) AS rolling_7d_active_users,
+       CAST(rolling_7d_events AS BIGINT) AS rolling_7d_events,
        CAST(usage_days_observed_7d AS INTEGER) AS usage_days_observed_7d,
+       CAST(usage_unknown_7d AS INTEGER) AS usage_unknown_7d,
        CAST(days_since_last_contact AS INTEGER) AS days_since_last_contact,
-       (rolling_7d_active_users = 0
-        OR (rolling_7d_active_users < $churn_min_rolling_users
-            AND (days_since_last_contact IS NULL OR days_since_last_contact > $churn_max_contact_age_days))
-       ) AS is_churn_risk,
+       -- Cannot tell (NULL) when the rule flags the company and usage it would need is unknown:
+       -- more users can only make the rule false, so a false stays false.
+       CASE WHEN rule_flags AND usage_unknown_7d > 0 THEN NULL ELSE rule_flags END AS is_churn_risk,
        -- The run whose input asked for the day's rebuild: written only with a changed row.
        run_id AS build_run_id
-FROM joined;
+FROM ruled;
 
 -- 2. New rows and rows whose values changed.
 CREATE OR REPLACE TEMP TABLE build_changes AS
@@ -152,6 +179,7 @@ WHERE t.company_id IS NULL
    OR t.rolling_7d_active_users IS DISTINCT FROM s.rolling_7d_active_users
    OR t.rolling_7d_events IS DISTINCT FROM s.rolling_7d_events
    OR t.usage_days_observed_7d IS DISTINCT FROM s.usage_days_observed_7d
+   OR t.usage_unknown_7d IS DISTINCT FROM s.usage_unknown_7d
    OR t.days_since_last_contact IS DISTINCT FROM s.days_since_last_contact
    OR t.is_churn_risk IS DISTINCT FROM s.is_churn_risk;
 
@@ -186,6 +214,7 @@ WHEN MATCHED THEN UPDATE SET
     rolling_7d_active_users = s.rolling_7d_active_users,
     rolling_7d_events = s.rolling_7d_events,
     usage_days_observed_7d = s.usage_days_observed_7d,
+    usage_unknown_7d = s.usage_unknown_7d,
     days_since_last_contact = s.days_since_last_contact,
     is_churn_risk = s.is_churn_risk,
     pipeline_run_id = s.build_run_id,
@@ -193,13 +222,13 @@ WHEN MATCHED THEN UPDATE SET
 WHEN NOT MATCHED THEN INSERT (
     company_id, activity_date, company_name, country, industry_tag, last_contact_at,
     crm_snapshot_date, active_users, events, events_per_user, rolling_7d_active_users,
-    rolling_7d_events, usage_days_observed_7d, days_since_last_contact, is_churn_risk,
-    pipeline_run_id, loaded_at
+    rolling_7d_events, usage_days_observed_7d, usage_unknown_7d, days_since_last_contact,
+    is_churn_risk, pipeline_run_id, loaded_at
 ) VALUES (
     s.company_id, s.activity_date, s.company_name, s.country, s.industry_tag, s.last_contact_at,
     s.crm_snapshot_date, s.active_users, s.events, s.events_per_user, s.rolling_7d_active_users,
-    s.rolling_7d_events, s.usage_days_observed_7d, s.days_since_last_contact, s.is_churn_risk,
-    s.build_run_id, $loaded_at
+    s.rolling_7d_events, s.usage_days_observed_7d, s.usage_unknown_7d, s.days_since_last_contact,
+    s.is_churn_risk, s.build_run_id, $loaded_at
 );
 
 -- 5. What happened, per day (the adapter returns the last statement's rows).

@@ -28,6 +28,19 @@ CREATE TABLE IF NOT EXISTS stg.usage_dataset (
 );
 
 -- One row per (snapshot_date, company_id); dropping the same snapshot date again replaces it.
+-- One row per (activity_date, company_id) whose usage on the day is unknown: the API sent a
+-- record for the company and day that was quarantined for its counts, and no record of it was
+-- staged (contract section 3). Replaced with the day's usage, in the same transaction.
+CREATE TABLE IF NOT EXISTS stg.usage_unknown (
+    activity_date DATE      NOT NULL,
+    company_id    VARCHAR   NOT NULL,
+    reason        VARCHAR   NOT NULL,
+    run_id        VARCHAR   NOT NULL,
+    source_blob   VARCHAR   NOT NULL,
+    loaded_at     TIMESTAMP NOT NULL,
+    PRIMARY KEY (activity_date, company_id)
+);
+
 CREATE TABLE IF NOT EXISTS stg.crm_company_snapshot (
     snapshot_date   DATE      NOT NULL,
     company_id      VARCHAR   NOT NULL,
@@ -59,23 +72,35 @@ CREATE TABLE IF NOT EXISTS analytics.company_daily_activity (
     industry_tag            VARCHAR,
     last_contact_at         TIMESTAMP,
     crm_snapshot_date       DATE           NOT NULL,
-    active_users            INTEGER        NOT NULL,
-    events                  INTEGER        NOT NULL,
+    active_users            INTEGER,                 -- NULL: usage unknown on the day
+    events                  INTEGER,
     events_per_user         DECIMAL(18, 4),
-    rolling_7d_active_users INTEGER        NOT NULL,
-    rolling_7d_events       INTEGER        NOT NULL,
+    rolling_7d_active_users BIGINT         NOT NULL,
+    rolling_7d_events       BIGINT         NOT NULL,
     usage_days_observed_7d  INTEGER        NOT NULL,
+    usage_unknown_7d        INTEGER        NOT NULL,
     days_since_last_contact INTEGER,
-    is_churn_risk           BOOLEAN        NOT NULL,
+    is_churn_risk           BOOLEAN,                 -- NULL: cannot tell (contract section 3)
     pipeline_run_id         VARCHAR        NOT NULL,
     loaded_at               TIMESTAMP      NOT NULL,
     PRIMARY KEY (activity_date, company_id)
 );
 
+-- A file made before unknown usage (contract section 3) is brought up to this schema in place:
+-- its rows keep their values (no quarantined record was known to make a day unknown then).
+ALTER TABLE analytics.company_daily_activity ADD COLUMN IF NOT EXISTS usage_unknown_7d INTEGER DEFAULT 0;
+ALTER TABLE analytics.company_daily_activity ALTER COLUMN usage_unknown_7d SET NOT NULL;
+ALTER TABLE analytics.company_daily_activity ALTER COLUMN active_users DROP NOT NULL;
+ALTER TABLE analytics.company_daily_activity ALTER COLUMN events DROP NOT NULL;
+ALTER TABLE analytics.company_daily_activity ALTER COLUMN is_churn_risk DROP NOT NULL;
+ALTER TABLE analytics.company_daily_activity ALTER COLUMN rolling_7d_active_users TYPE BIGINT;
+ALTER TABLE analytics.company_daily_activity ALTER COLUMN rolling_7d_events TYPE BIGINT;
+
 -- Rollups for trends (docs/data-dictionary.md): one row per company and ISO week (Monday to
 -- Sunday), and per company and calendar month, over the days built for it. Sums are of daily
--- counts (active_user_days: one user active on 3 days counts 3). Averages are over the days
--- the company has a row in the period, rounded half away from zero to 4 places in whole
+-- counts (active_user_days: one user active on 3 days counts 3); a day whose usage is unknown
+-- adds nothing to them and is counted in days_usage_unknown. Averages are over the days the
+-- company has a row with known usage in the period (NULL when there is none), rounded half away from zero to 4 places in whole
 -- numbers (DuckDB divides DECIMALs in DOUBLE). The CRM attributes and the churn-risk state are
 -- those of the period's last built day. The query behind both is the same, with the period's
 -- first day as its key: views, so they are never out of date.
@@ -85,8 +110,9 @@ WITH periods AS (
            CAST(date_trunc('week', activity_date) AS DATE) AS week_start,
            COUNT(*) AS days_built,
            SUM(CASE WHEN active_users > 0 THEN 1 ELSE 0 END) AS active_days,
-           SUM(CAST(active_users AS BIGINT)) AS active_user_days,
-           SUM(CAST(events AS BIGINT)) AS total_events,
+           SUM(CASE WHEN active_users IS NULL THEN 1 ELSE 0 END) AS days_usage_unknown,
+           SUM(COALESCE(CAST(active_users AS BIGINT), 0)) AS active_user_days,
+           SUM(COALESCE(CAST(events AS BIGINT), 0)) AS total_events,
            MAX(activity_date) AS last_activity_date
     FROM analytics.company_daily_activity
     GROUP BY company_id, CAST(date_trunc('week', activity_date) AS DATE)
@@ -98,12 +124,17 @@ SELECT p.company_id,
        CAST(p.week_start + 6 AS DATE) AS week_end,
        CAST(p.days_built AS INTEGER) AS days_built,
        CAST(p.active_days AS INTEGER) AS active_days,
+       CAST(p.days_usage_unknown AS INTEGER) AS days_usage_unknown,
        CAST(p.active_user_days AS BIGINT) AS active_user_days,
-       CAST(CAST((p.active_user_days * 20000 + p.days_built) // (2 * p.days_built) AS DECIMAL(18, 0))
-            * CAST(0.0001 AS DECIMAL(5, 4)) AS DECIMAL(18, 4)) AS avg_daily_active_users,
+       CASE WHEN p.days_built > p.days_usage_unknown THEN
+            CAST(CAST((p.active_user_days * 20000 + p.days_built - p.days_usage_unknown)
+                      // (2 * (p.days_built - p.days_usage_unknown)) AS DECIMAL(18, 0))
+                 * CAST(0.0001 AS DECIMAL(5, 4)) AS DECIMAL(18, 4)) END AS avg_daily_active_users,
        CAST(p.total_events AS BIGINT) AS total_events,
-       CAST(CAST((p.total_events * 20000 + p.days_built) // (2 * p.days_built) AS DECIMAL(18, 0))
-            * CAST(0.0001 AS DECIMAL(5, 4)) AS DECIMAL(18, 4)) AS avg_daily_events,
+       CASE WHEN p.days_built > p.days_usage_unknown THEN
+            CAST(CAST((p.total_events * 20000 + p.days_built - p.days_usage_unknown)
+                      // (2 * (p.days_built - p.days_usage_unknown)) AS DECIMAL(18, 0))
+                 * CAST(0.0001 AS DECIMAL(5, 4)) AS DECIMAL(18, 4)) END AS avg_daily_events,
        p.last_activity_date,
        d.is_churn_risk,
        d.company_name,
@@ -121,8 +152,9 @@ WITH periods AS (
            CAST(date_trunc('month', activity_date) AS DATE) AS month_start,
            COUNT(*) AS days_built,
            SUM(CASE WHEN active_users > 0 THEN 1 ELSE 0 END) AS active_days,
-           SUM(CAST(active_users AS BIGINT)) AS active_user_days,
-           SUM(CAST(events AS BIGINT)) AS total_events,
+           SUM(CASE WHEN active_users IS NULL THEN 1 ELSE 0 END) AS days_usage_unknown,
+           SUM(COALESCE(CAST(active_users AS BIGINT), 0)) AS active_user_days,
+           SUM(COALESCE(CAST(events AS BIGINT), 0)) AS total_events,
            MAX(activity_date) AS last_activity_date
     FROM analytics.company_daily_activity
     GROUP BY company_id, CAST(date_trunc('month', activity_date) AS DATE)
@@ -134,12 +166,17 @@ SELECT p.company_id,
        CAST(last_day(p.month_start) AS DATE) AS month_end,
        CAST(p.days_built AS INTEGER) AS days_built,
        CAST(p.active_days AS INTEGER) AS active_days,
+       CAST(p.days_usage_unknown AS INTEGER) AS days_usage_unknown,
        CAST(p.active_user_days AS BIGINT) AS active_user_days,
-       CAST(CAST((p.active_user_days * 20000 + p.days_built) // (2 * p.days_built) AS DECIMAL(18, 0))
-            * CAST(0.0001 AS DECIMAL(5, 4)) AS DECIMAL(18, 4)) AS avg_daily_active_users,
+       CASE WHEN p.days_built > p.days_usage_unknown THEN
+            CAST(CAST((p.active_user_days * 20000 + p.days_built - p.days_usage_unknown)
+                      // (2 * (p.days_built - p.days_usage_unknown)) AS DECIMAL(18, 0))
+                 * CAST(0.0001 AS DECIMAL(5, 4)) AS DECIMAL(18, 4)) END AS avg_daily_active_users,
        CAST(p.total_events AS BIGINT) AS total_events,
-       CAST(CAST((p.total_events * 20000 + p.days_built) // (2 * p.days_built) AS DECIMAL(18, 0))
-            * CAST(0.0001 AS DECIMAL(5, 4)) AS DECIMAL(18, 4)) AS avg_daily_events,
+       CASE WHEN p.days_built > p.days_usage_unknown THEN
+            CAST(CAST((p.total_events * 20000 + p.days_built - p.days_usage_unknown)
+                      // (2 * (p.days_built - p.days_usage_unknown)) AS DECIMAL(18, 0))
+                 * CAST(0.0001 AS DECIMAL(5, 4)) AS DECIMAL(18, 4)) END AS avg_daily_events,
        p.last_activity_date,
        d.is_churn_risk,
        d.company_name,

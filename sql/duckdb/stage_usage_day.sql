@@ -1,5 +1,6 @@
 -- Replace one day's staged usage as a whole from the temp table incoming_usage
--- (company_id, active_users, events), which the adapter bulk-loads. Runs in one transaction.
+-- (company_id, active_users, events) and incoming_unknown (company_id, reason), which the
+-- adapter bulk-loads. Runs in one transaction.
 DELETE FROM stg.product_usage_daily WHERE activity_date = $activity_date;
 
 INSERT INTO stg.product_usage_daily
@@ -14,3 +15,11 @@ INSERT INTO stg.usage_dataset
 SELECT $activity_date, COUNT(*), $quarantined_count, $checksum, $source_version, $run_id, $source_blob, $loaded_at
 FROM stg.product_usage_daily
 WHERE activity_date = $activity_date;
+
+-- The companies whose usage on the day is unknown (temp table incoming_unknown: company_id,
+-- reason): a record of theirs was quarantined for its counts and none was staged.
+DELETE FROM stg.usage_unknown WHERE activity_date = $activity_date;
+
+INSERT INTO stg.usage_unknown (activity_date, company_id, reason, run_id, source_blob, loaded_at)
+SELECT $activity_date, company_id, reason, $run_id, $source_blob, $loaded_at
+FROM incoming_unknown;

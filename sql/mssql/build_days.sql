@@ -73,6 +73,14 @@ WITH window_usage AS (
     FROM stg.product_usage_daily AS u
     WHERE u.activity_date BETWEEN @first_day AND @last_day
 ),
+-- Companies whose usage on a day is unknown (a record of theirs quarantined for its counts, none
+-- staged): they count 0 in the sums, but the day is counted in usage_unknown_7d and its own
+-- usage is NULL. An unknown never adds a row of its own (contract section 3).
+window_unknown AS (
+    SELECT k.company_id, k.activity_date
+    FROM stg.usage_unknown AS k
+    WHERE k.activity_date BETWEEN @first_day AND @last_day
+),
 -- Every company of the effective snapshot, plus every company with usage on the day.
 day_companies AS (
     SELECT d.activity_date, s.company_id
@@ -83,19 +91,29 @@ day_companies AS (
     FROM #build_plan AS d
     JOIN window_usage AS u ON u.activity_date = d.activity_date
 ),
--- The day's usage (0 without a row) and the 7 calendar days ending on it (missing days count
--- 0). Summed as BIGINT and narrowed to INT afterwards, like DuckDB's SUM then CAST: an
--- overflow is an error in both, never a wrapped value.
+-- The day's usage (0 without a row) and the 7 calendar days ending on it (missing and unknown
+-- days count 0), summed as BIGINT like DuckDB's SUM.
 rolling AS (
     SELECT c.activity_date, c.company_id,
-           CAST(SUM(CASE WHEN u.activity_date = c.activity_date THEN CAST(u.active_users AS BIGINT) ELSE 0 END) AS INT) AS active_users,
-           CAST(SUM(CASE WHEN u.activity_date = c.activity_date THEN CAST(u.events AS BIGINT) ELSE 0 END) AS INT) AS events,
-           CAST(SUM(COALESCE(CAST(u.active_users AS BIGINT), 0)) AS INT) AS rolling_7d_active_users,
-           CAST(SUM(COALESCE(CAST(u.events AS BIGINT), 0)) AS INT) AS rolling_7d_events
+           SUM(CASE WHEN u.activity_date = c.activity_date THEN CAST(u.active_users AS BIGINT) ELSE 0 END) AS active_users,
+           SUM(CASE WHEN u.activity_date = c.activity_date THEN CAST(u.events AS BIGINT) ELSE 0 END) AS events,
+           SUM(COALESCE(CAST(u.active_users AS BIGINT), 0)) AS rolling_7d_active_users,
+           SUM(COALESCE(CAST(u.events AS BIGINT), 0)) AS rolling_7d_events
     FROM day_companies AS c
     LEFT JOIN window_usage AS u
            ON u.company_id = c.company_id
           AND u.activity_date BETWEEN DATEADD(day, 1 - @rolling_days, c.activity_date) AND c.activity_date
+    GROUP BY c.activity_date, c.company_id
+),
+-- The company's unknown days in the same window, and whether the day itself is one.
+unknown AS (
+    SELECT c.activity_date, c.company_id,
+           SUM(CASE WHEN k.activity_date IS NULL THEN 0 ELSE 1 END) AS usage_unknown_7d,
+           MAX(CASE WHEN k.activity_date = c.activity_date THEN 1 ELSE 0 END) AS unknown_today
+    FROM day_companies AS c
+    LEFT JOIN window_unknown AS k
+           ON k.company_id = c.company_id
+          AND k.activity_date BETWEEN DATEADD(day, 1 - @rolling_days, c.activity_date) AND c.activity_date
     GROUP BY c.activity_date, c.company_id
 ),
 -- Staged usage datasets in the window, including ones with zero records.
@@ -110,11 +128,17 @@ joined AS (
     SELECT r.company_id, r.activity_date,
            s.company_name, s.country, s.industry_tag, s.last_contact_at,
            d.snapshot_date AS crm_snapshot_date,
-           r.active_users, r.events, r.rolling_7d_active_users, r.rolling_7d_events,
-           o.usage_days_observed_7d,
-           DATEDIFF(day, CAST(s.last_contact_at AS DATE), r.activity_date) AS days_since_last_contact,
+           CASE WHEN x.unknown_today = 1 THEN NULL ELSE r.active_users END AS active_users,
+           CASE WHEN x.unknown_today = 1 THEN NULL ELSE r.events END AS events,
+           r.rolling_7d_active_users, r.rolling_7d_events,
+           o.usage_days_observed_7d, x.usage_unknown_7d,
+           -- A contact later than the day (late evening in a western time zone is the next day
+           -- in UTC) counts as 0 days, never fewer. (GREATEST would turn NULL into 0.)
+           CASE WHEN CAST(s.last_contact_at AS DATE) > r.activity_date THEN 0
+                ELSE DATEDIFF(day, CAST(s.last_contact_at AS DATE), r.activity_date) END AS days_since_last_contact,
            d.run_id
     FROM rolling AS r
+    JOIN unknown AS x ON x.activity_date = r.activity_date AND x.company_id = r.company_id
     JOIN #build_plan AS d ON d.activity_date = r.activity_date
     JOIN observed AS o ON o.activity_date = r.activity_date
     LEFT JOIN stg.crm_company_snapshot AS s
@@ -126,17 +150,21 @@ SELECT company_id, activity_date, company_name, country, industry_tag, last_cont
        crm_snapshot_date,
        CAST(active_users AS INT) AS active_users,
        CAST(events AS INT) AS events,
-       CASE WHEN active_users = 0 THEN NULL
+       CASE WHEN active_users IS NULL OR active_users = 0 THEN NULL
             ELSE CAST(CAST(events AS DECIMAL(18, 4)) / active_users AS DECIMAL(18, 4)) END AS events_per_user,
-       CAST(rolling_7d_active_users AS INT) AS rolling_7d_active_users,
-       CAST(rolling_7d_events AS INT) AS rolling_7d_events,
+       CAST(rolling_7d_active_users AS BIGINT) AS rolling_7d_active_users,
+       CAST(rolling_7d_events AS BIGINT) AS rolling_7d_events,
        CAST(usage_days_observed_7d AS INT) AS usage_days_observed_7d,
+       CAST(usage_unknown_7d AS INT) AS usage_unknown_7d,
        CAST(days_since_last_contact AS INT) AS days_since_last_contact,
+       -- Cannot tell (NULL) when the rule flags the company and usage it would need is unknown:
+       -- more users can only make the rule false, so a false stays false.
        CAST(CASE WHEN rolling_7d_active_users = 0
                    OR (rolling_7d_active_users < @churn_min_rolling_users
                        AND (days_since_last_contact IS NULL
                             OR days_since_last_contact > @churn_max_contact_age_days))
-                 THEN 1 ELSE 0 END AS BIT) AS is_churn_risk,
+                 THEN CASE WHEN usage_unknown_7d > 0 THEN NULL ELSE 1 END
+                 ELSE 0 END AS BIT) AS is_churn_risk,
        -- The run whose input asked for the day's rebuild: written only with a changed row.
        CAST(run_id AS NVARCHAR(64)) AS build_run_id
 INTO #build_source
@@ -162,6 +190,7 @@ WHERE t.company_id IS NULL
    OR t.rolling_7d_active_users IS DISTINCT FROM s.rolling_7d_active_users
    OR t.rolling_7d_events IS DISTINCT FROM s.rolling_7d_events
    OR t.usage_days_observed_7d IS DISTINCT FROM s.usage_days_observed_7d
+   OR t.usage_unknown_7d IS DISTINCT FROM s.usage_unknown_7d
    OR t.days_since_last_contact IS DISTINCT FROM s.days_since_last_contact
    OR t.is_churn_risk IS DISTINCT FROM s.is_churn_risk;
 
@@ -196,6 +225,7 @@ WHEN MATCHED THEN UPDATE SET
     rolling_7d_active_users = s.rolling_7d_active_users,
     rolling_7d_events = s.rolling_7d_events,
     usage_days_observed_7d = s.usage_days_observed_7d,
+    usage_unknown_7d = s.usage_unknown_7d,
     days_since_last_contact = s.days_since_last_contact,
     is_churn_risk = s.is_churn_risk,
     pipeline_run_id = s.build_run_id,
@@ -203,13 +233,13 @@ WHEN MATCHED THEN UPDATE SET
 WHEN NOT MATCHED BY TARGET THEN INSERT (
     company_id, activity_date, company_name, country, industry_tag, last_contact_at,
     crm_snapshot_date, active_users, events, events_per_user, rolling_7d_active_users,
-    rolling_7d_events, usage_days_observed_7d, days_since_last_contact, is_churn_risk,
-    pipeline_run_id, loaded_at
+    rolling_7d_events, usage_days_observed_7d, usage_unknown_7d, days_since_last_contact,
+    is_churn_risk, pipeline_run_id, loaded_at
 ) VALUES (
     s.company_id, s.activity_date, s.company_name, s.country, s.industry_tag, s.last_contact_at,
     s.crm_snapshot_date, s.active_users, s.events, s.events_per_user, s.rolling_7d_active_users,
-    s.rolling_7d_events, s.usage_days_observed_7d, s.days_since_last_contact, s.is_churn_risk,
-    s.build_run_id, @loaded_at
+    s.rolling_7d_events, s.usage_days_observed_7d, s.usage_unknown_7d, s.days_since_last_contact,
+    s.is_churn_risk, s.build_run_id, @loaded_at
 );
 
 -- 5. What happened, per day: the batch's only result set (the adapter keeps the last one).

@@ -3,7 +3,7 @@ DECLARE @activity_date DATE = ?;
 -- A day's analytics rows, every column (reconcile).
 SELECT company_id, activity_date, company_name, country, industry_tag, last_contact_at, crm_snapshot_date,
        active_users, events, events_per_user, rolling_7d_active_users, rolling_7d_events,
-       usage_days_observed_7d, days_since_last_contact, is_churn_risk, pipeline_run_id, loaded_at
+       usage_days_observed_7d, usage_unknown_7d, days_since_last_contact, is_churn_risk, pipeline_run_id, loaded_at
 FROM analytics.company_daily_activity
 WHERE activity_date = @activity_date
 ORDER BY company_id;

@@ -45,6 +45,21 @@ CREATE TABLE stg.usage_dataset (
     CONSTRAINT pk_usage_dataset PRIMARY KEY CLUSTERED (activity_date)
 );
 
+-- One row per (activity_date, company_id) whose usage on the day is unknown: the API sent a
+-- record for the company and day that was quarantined for its counts, and no record of it was
+-- staged (contract section 3). Replaced with the day's usage, in the same transaction. The
+-- reason is cut to 200 characters by the loader.
+IF OBJECT_ID(N'stg.usage_unknown', N'U') IS NULL
+CREATE TABLE stg.usage_unknown (
+    activity_date DATE           NOT NULL,
+    company_id    NVARCHAR(64) COLLATE Latin1_General_100_BIN2 NOT NULL,
+    reason        NVARCHAR(400)  NOT NULL,
+    run_id        NVARCHAR(64)   NOT NULL,
+    source_blob   NVARCHAR(1024) NOT NULL,
+    loaded_at     DATETIME2(6)   NOT NULL,
+    CONSTRAINT pk_usage_unknown PRIMARY KEY CLUSTERED (activity_date, company_id)
+);
+
 -- One row per (snapshot_date, company_id); dropping the same snapshot date again replaces it.
 -- The CRM parser sets no length limit on the text columns; they are as wide as the adapter's
 -- #incoming_crm columns, so a longer value fails the load instead of being cut.
@@ -86,18 +101,36 @@ CREATE TABLE analytics.company_daily_activity (
     industry_tag            NVARCHAR(400)  NULL,
     last_contact_at         DATETIME2(6)   NULL,
     crm_snapshot_date       DATE           NOT NULL,
-    active_users            INT            NOT NULL,
-    events                  INT            NOT NULL,
+    active_users            INT            NULL,  -- NULL: usage unknown on the day
+    events                  INT            NULL,
     events_per_user         DECIMAL(18, 4) NULL,
-    rolling_7d_active_users INT            NOT NULL,
-    rolling_7d_events       INT            NOT NULL,
+    rolling_7d_active_users BIGINT         NOT NULL,
+    rolling_7d_events       BIGINT         NOT NULL,
     usage_days_observed_7d  INT            NOT NULL,
+    usage_unknown_7d        INT            NOT NULL,
     days_since_last_contact INT            NULL,
-    is_churn_risk           BIT            NOT NULL,
+    is_churn_risk           BIT            NULL,  -- NULL: cannot tell (contract section 3)
     pipeline_run_id         NVARCHAR(64)   NOT NULL,
     loaded_at               DATETIME2(6)   NOT NULL,
     CONSTRAINT pk_company_daily_activity PRIMARY KEY CLUSTERED (activity_date, company_id)
 );
+
+-- A table made before unknown usage (contract section 3) is brought up to this one in place, its
+-- rows kept (no quarantined record was known to make a day unknown then). Each change runs only
+-- when it is still needed; sp_executesql because a batch cannot name a column it adds itself.
+IF (COL_LENGTH(N'analytics.company_daily_activity', N'usage_unknown_7d') IS NULL)
+    EXEC sp_executesql @stmt = N'ALTER TABLE analytics.company_daily_activity
+        ADD usage_unknown_7d INT NOT NULL CONSTRAINT df_company_daily_activity_unknown DEFAULT 0';
+IF (COLUMNPROPERTY(OBJECT_ID(N'analytics.company_daily_activity'), N'active_users', 'AllowsNull') = 0)
+    EXEC sp_executesql @stmt = N'ALTER TABLE analytics.company_daily_activity ALTER COLUMN active_users INT NULL';
+IF (COLUMNPROPERTY(OBJECT_ID(N'analytics.company_daily_activity'), N'events', 'AllowsNull') = 0)
+    EXEC sp_executesql @stmt = N'ALTER TABLE analytics.company_daily_activity ALTER COLUMN events INT NULL';
+IF (COLUMNPROPERTY(OBJECT_ID(N'analytics.company_daily_activity'), N'is_churn_risk', 'AllowsNull') = 0)
+    EXEC sp_executesql @stmt = N'ALTER TABLE analytics.company_daily_activity ALTER COLUMN is_churn_risk BIT NULL';
+IF (COLUMNPROPERTY(OBJECT_ID(N'analytics.company_daily_activity'), N'rolling_7d_active_users', 'Precision') = 10)
+    EXEC sp_executesql @stmt = N'ALTER TABLE analytics.company_daily_activity ALTER COLUMN rolling_7d_active_users BIGINT NOT NULL';
+IF (COLUMNPROPERTY(OBJECT_ID(N'analytics.company_daily_activity'), N'rolling_7d_events', 'Precision') = 10)
+    EXEC sp_executesql @stmt = N'ALTER TABLE analytics.company_daily_activity ALTER COLUMN rolling_7d_events BIGINT NOT NULL';
 
 -- Per-company dashboards read one company's days: seek on company_id, range on the date.
 IF NOT EXISTS (
@@ -110,8 +143,9 @@ CREATE NONCLUSTERED INDEX ix_company_daily_activity_company
 
 -- Rollups for trends (docs/data-dictionary.md), the same as sql/duckdb/schema.sql's: one row per
 -- company and ISO week (Monday to Sunday), and per company and calendar month, over the days
--- built for it. Sums are of daily counts; averages are over the days the company has a row in
--- the period, DECIMAL(18,4) / INT is exact to 15 places, then rounded half away from zero; the
+-- built for it. Sums are of daily counts (a day whose usage is unknown adds nothing and is
+-- counted in days_usage_unknown); averages are over the days the company has a row with known
+-- usage in the period (NULL when there is none), DECIMAL(18,4) / INT is exact to 15 places, then rounded half away from zero; the
 -- CRM attributes and the churn-risk state are those of the period's last built day.
 -- CREATE VIEW must be the only statement of its batch, hence sp_executesql (no quotes inside:
 -- the Monday of 1900-01-01 comes from DATEFROMPARTS).
@@ -124,8 +158,9 @@ periods AS (
     SELECT company_id, week_start,
            COUNT(*) AS days_built,
            SUM(CASE WHEN active_users > 0 THEN 1 ELSE 0 END) AS active_days,
-           SUM(CAST(active_users AS BIGINT)) AS active_user_days,
-           SUM(CAST(events AS BIGINT)) AS total_events,
+           SUM(CASE WHEN active_users IS NULL THEN 1 ELSE 0 END) AS days_usage_unknown,
+           SUM(COALESCE(CAST(active_users AS BIGINT), 0)) AS active_user_days,
+           SUM(COALESCE(CAST(events AS BIGINT), 0)) AS total_events,
            MAX(activity_date) AS last_activity_date
     FROM days
     GROUP BY company_id, week_start
@@ -137,10 +172,13 @@ SELECT p.company_id,
        DATEADD(day, 6, p.week_start) AS week_end,
        p.days_built,
        p.active_days,
+       p.days_usage_unknown,
        p.active_user_days,
-       CAST(CAST(p.active_user_days AS DECIMAL(18, 4)) / p.days_built AS DECIMAL(18, 4)) AS avg_daily_active_users,
+       CASE WHEN p.days_built > p.days_usage_unknown THEN
+            CAST(CAST(p.active_user_days AS DECIMAL(18, 4)) / (p.days_built - p.days_usage_unknown) AS DECIMAL(18, 4)) END AS avg_daily_active_users,
        p.total_events,
-       CAST(CAST(p.total_events AS DECIMAL(18, 4)) / p.days_built AS DECIMAL(18, 4)) AS avg_daily_events,
+       CASE WHEN p.days_built > p.days_usage_unknown THEN
+            CAST(CAST(p.total_events AS DECIMAL(18, 4)) / (p.days_built - p.days_usage_unknown) AS DECIMAL(18, 4)) END AS avg_daily_events,
        p.last_activity_date,
        d.is_churn_risk,
        d.company_name,
@@ -161,8 +199,9 @@ periods AS (
     SELECT company_id, month_start,
            COUNT(*) AS days_built,
            SUM(CASE WHEN active_users > 0 THEN 1 ELSE 0 END) AS active_days,
-           SUM(CAST(active_users AS BIGINT)) AS active_user_days,
-           SUM(CAST(events AS BIGINT)) AS total_events,
+           SUM(CASE WHEN active_users IS NULL THEN 1 ELSE 0 END) AS days_usage_unknown,
+           SUM(COALESCE(CAST(active_users AS BIGINT), 0)) AS active_user_days,
+           SUM(COALESCE(CAST(events AS BIGINT), 0)) AS total_events,
            MAX(activity_date) AS last_activity_date
     FROM days
     GROUP BY company_id, month_start
@@ -174,10 +213,13 @@ SELECT p.company_id,
        EOMONTH(p.month_start) AS month_end,
        p.days_built,
        p.active_days,
+       p.days_usage_unknown,
        p.active_user_days,
-       CAST(CAST(p.active_user_days AS DECIMAL(18, 4)) / p.days_built AS DECIMAL(18, 4)) AS avg_daily_active_users,
+       CASE WHEN p.days_built > p.days_usage_unknown THEN
+            CAST(CAST(p.active_user_days AS DECIMAL(18, 4)) / (p.days_built - p.days_usage_unknown) AS DECIMAL(18, 4)) END AS avg_daily_active_users,
        p.total_events,
-       CAST(CAST(p.total_events AS DECIMAL(18, 4)) / p.days_built AS DECIMAL(18, 4)) AS avg_daily_events,
+       CASE WHEN p.days_built > p.days_usage_unknown THEN
+            CAST(CAST(p.total_events AS DECIMAL(18, 4)) / (p.days_built - p.days_usage_unknown) AS DECIMAL(18, 4)) END AS avg_daily_events,
        p.last_activity_date,
        d.is_churn_risk,
        d.company_name,

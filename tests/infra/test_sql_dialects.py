@@ -317,6 +317,7 @@ def test_mssql_indexes_for_the_access_paths() -> None:
     assert keys == {
         "stg.product_usage_daily": ["activity_date", "company_id"],
         "stg.usage_dataset": ["activity_date"],
+        "stg.usage_unknown": ["activity_date", "company_id"],
         "stg.crm_company_snapshot": ["snapshot_date", "company_id"],
         "stg.crm_snapshot": ["snapshot_date"],
         "analytics.company_daily_activity": ["activity_date", "company_id"],
