@@ -30,7 +30,7 @@ MAIN_BICEP = BICEP_DIR / "main.bicep"
 MODULES = BICEP_DIR / "modules"
 FUNCTION_APP_BICEP = MODULES / "functionapp.bicep"
 DEV_PARAMETERS = BICEP_DIR / "main.parameters.dev.json"
-APP_SETTINGS_VAR = "appSettings"
+APP_SETTINGS_RESOURCE = "appSettings"
 
 EXPECTED_MODULES = (
     "alert-rules.bicep",
@@ -224,9 +224,26 @@ def _variable(path: Path, name: str) -> Node:
     raise LookupError(f"no variable {name!r} in {path}")
 
 
+def _resource(path: Path, name: str) -> tuple[str, Node]:
+    """A top-level resource declaration: (its type string, its body object)."""
+    for node in _named(parse(path).root_node):
+        if node.type == "resource_declaration":
+            name_node, type_node, *_, value = _named(node)
+            if _text(name_node) == name:
+                if value.type == "if_statement":
+                    value = _named(value)[-1]
+                type_string = string_value(type_node)
+                assert type_string is not None and value.type == "object", f"{name} in {path}"
+                return type_string, value
+    raise LookupError(f"no resource {name!r} in {path}")
+
+
 def bicep_app_settings(path: Path = FUNCTION_APP_BICEP) -> dict[str, str]:
-    """The Function App's app settings: name -> the Bicep expression of its value (source text)."""
-    return {key: _text(value) for key, value in _object_entries(_variable(path, APP_SETTINGS_VAR)).items()}
+    """The Function App's app settings: name -> the Bicep expression of its value (source text).
+
+    They are the `properties` of the Microsoft.Web/sites/config 'appsettings' child resource."""
+    _, body = _resource(path, APP_SETTINGS_RESOURCE)
+    return {key: _text(value) for key, value in _object_entries(_object_entries(body)["properties"]).items()}
 
 
 def bicep_app_setting_names() -> set[str]:
@@ -311,8 +328,14 @@ def test_the_app_settings_name_what_the_code_reads() -> None:
         "ALERT_WEBHOOK_URL",
     }
     assert required <= settings, f"missing app settings: {sorted(required - settings)}"
-    # The object is what the site actually gets.
-    assert re.search(rf"\bin items\({APP_SETTINGS_VAR}\)", FUNCTION_APP_BICEP.read_text())
+    # The resource is what the site actually gets: its 'appsettings' config, and nothing in siteConfig.
+    resource_type, body = _resource(FUNCTION_APP_BICEP, APP_SETTINGS_RESOURCE)
+    entries = _object_entries(body)
+    assert resource_type.startswith("Microsoft.Web/sites/config@"), resource_type
+    assert string_value(entries["name"]) == "appsettings" and _text(entries["parent"]) == "site"
+    _, site = _resource(FUNCTION_APP_BICEP, "site")
+    site_config = _object_entries(_object_entries(_object_entries(site)["properties"])["siteConfig"])
+    assert "appSettings" not in site_config  # one place only: the config resource replaces the set
 
 
 def test_app_setting_defaults_match_shared_config() -> None:
