@@ -487,15 +487,67 @@ def test_the_azd_parameters_fit_main_bicep() -> None:
     )  # the deployer gets the operator roles
 
 
-def test_the_hook_reads_only_outputs_main_bicep_gives() -> None:
-    hook = (REPO / "infra" / "hooks" / "postprovision.sh").read_text()
-    needed = set(re.findall(r"\$\{([A-Z_]+):\?", hook))
-    outputs = {
+# What azd itself puts in the environment of a hook, besides main.bicep's outputs.
+AZD_VARIABLES = {"AZURE_ENV_NAME", "AZURE_LOCATION", "AZURE_SUBSCRIPTION_ID"}
+
+
+def main_bicep_outputs() -> set[str]:
+    return {
         _text(_named(node)[0])
         for node in _named(parse(MAIN_BICEP).root_node)
         if node.type == "output_declaration"
     }
-    assert needed and needed <= outputs, sorted(needed - outputs)
+
+
+@pytest.mark.parametrize("hook", sorted((REPO / "infra" / "hooks").glob("*.sh")), ids=lambda p: p.name)
+def test_the_hooks_read_only_outputs_main_bicep_gives(hook: Path) -> None:
+    needed = set(re.findall(r"\$\{([A-Z_]+):\?", hook.read_text()))
+    assert needed and needed <= main_bicep_outputs() | AZD_VARIABLES, sorted(
+        needed - main_bicep_outputs() - AZD_VARIABLES
+    )
+
+
+def _top_level(path: Path, kind: str) -> list[Node]:
+    return [node for node in _named(parse(path).root_node) if node.type == kind]
+
+
+def test_each_environment_has_its_own_resource_group() -> None:
+    """azd's convention: main.bicep deploys at subscription scope, creates rg-<environmentName>
+    tagged azd-env-name, and every module deploys into it; so `azd down`, which deletes the
+    groups the deployment made, removes one environment and nothing else."""
+    text = MAIN_BICEP.read_text()
+    assert re.search(r"^targetScope = 'subscription'$", text, re.MULTILINE)
+    assert "resourceGroup()" not in text  # no such scope at subscription level
+    groups = [
+        node
+        for node in _top_level(MAIN_BICEP, "resource_declaration")
+        if (string_value(_named(node)[1]) or "").startswith("Microsoft.Resources/resourceGroups@")
+    ]
+    assert len(groups) == 1
+    group_name = _text(_named(groups[0])[0])
+    body = _object_entries(_named(groups[0])[-1])
+    assert _text(body["name"]) == "'rg-${environmentName}'"
+    assert _text(body["tags"]) == "resourceTags"
+    assert re.search(r"var resourceTags = union\(tags, \{ 'azd-env-name': environmentName \}\)", text)
+    modules = _top_level(MAIN_BICEP, "module_declaration")
+    assert len(modules) == len(EXPECTED_MODULES)
+    for module in modules:
+        entries = _object_entries(_named(module)[-1])
+        assert "scope" in entries and _text(entries["scope"]) == group_name, _text(_named(module)[0])
+        if "tags" in _object_entries(entries["params"]):
+            assert _text(_object_entries(entries["params"])["tags"]) == "resourceTags"
+    # The token of globally unique names derives from the group, so each environment has its own.
+    assert "uniqueString(rg.id," in text
+    given = json.loads(AZD_PARAMETERS.read_text())["parameters"]
+    assert given["environmentName"]["value"] == "${AZURE_ENV_NAME}"
+    assert given["location"]["value"] == "${AZURE_LOCATION}"
+    assert {"AZURE_RESOURCE_GROUP", "AZURE_TENANT_ID", "AZURE_FUNCTION_APP_HOST_NAME"} <= main_bicep_outputs()
+
+
+def test_the_modules_deploy_at_resource_group_scope() -> None:
+    for path in MODULES.glob("*.bicep"):
+        scope = re.search(r"^targetScope = '(\w+)'", path.read_text(), re.MULTILINE)
+        assert scope is None or scope.group(1) == "resourceGroup", path.name
 
 
 def test_operator_roles_are_granted_only_when_an_operator_is_named() -> None:
