@@ -469,8 +469,13 @@ def test_azure_yaml_provisions_this_bicep_and_publishes_this_app() -> None:
     assert (config["project"], config["language"], config["host"]) == (".", "python", "function")
     # azd publishes to the resource tagged with the service's name.
     assert f"'azd-service-name': '{service}'" in FUNCTION_APP_BICEP.read_text()
-    hook = REPO / spec["hooks"]["postprovision"]["posix"]["run"]
-    assert hook.is_file() and os.access(hook, os.X_OK)
+    hooks = spec["hooks"]
+    assert set(hooks) == {"postprovision", "postdeploy"}  # postdeploy: the health check ends `azd up`
+    for name, hook_spec in hooks.items():
+        hook = REPO / hook_spec["posix"]["run"]
+        assert hook == REPO / "infra" / "hooks" / f"{name}.sh", hook
+        assert hook.is_file() and os.access(hook, os.X_OK)
+        assert hook_spec["posix"]["shell"] == "sh" and hook_spec["posix"]["continueOnError"] is False
 
 
 def test_the_azd_parameters_fit_main_bicep() -> None:
