@@ -19,6 +19,7 @@ HOOK = REPO / "infra" / "hooks" / "postdeploy.sh"
 SUBSCRIPTION = "11111111-2222-3333-4444-555555555555"
 KEY = "fk-Zx81qQ0pLr7w_secret=="
 HOST = "func-cact-dev-abc.azurewebsites.net"
+SH = shutil.which("sh") or "/bin/sh"
 
 # Each curl call answers the next line of $ANSWERS ("<status> <body file>" or "down"); the last
 # line repeats. The config curl reads on stdin (-K -) is kept for the test to look at.
@@ -103,9 +104,7 @@ def run_hook(tmp_path: Path):
             "AZURE_TENANT_ID": "tenant-1",
             **env,
         }
-        result = subprocess.run(
-            ["sh", str(HOOK)], env=environment, capture_output=True, text=True, timeout=120
-        )
+        result = subprocess.run([SH, str(HOOK)], env=environment, capture_output=True, text=True, timeout=120)
         return result, calls.read_text() if calls.exists() else ""
 
     return run, calls
@@ -207,6 +206,23 @@ def test_outside_azd_it_says_what_is_missing(run_hook) -> None:
     run, _ = run_hook
     result, log = run([(200, health("ok"))], AZURE_FUNCTION_APP_NAME="")
     assert result.returncode != 0 and "run through azd" in result.stderr and log == ""
+
+
+@pytest.mark.parametrize(("answer", "code"), [((200, health("ok")), 0), ((503, health("failing", "bus")), 1)])
+def test_without_python_it_judges_by_the_status(run_hook, tmp_path: Path, answer, code: int) -> None:
+    run, _ = run_hook
+    bin_dir = tmp_path / "bin"
+    (bin_dir / "python3").unlink()
+    for tool in ("mktemp", "rm", "cat", "cut", "tr", "grep", "basename", "sed", "wc", "cp"):
+        found = shutil.which(tool)
+        assert found, tool
+        (bin_dir / tool).symlink_to(found)
+    result, log = run([(503, "<html>starting</html>"), answer], PATH=str(bin_dir))
+    assert result.returncode == code, result.stdout + result.stderr
+    assert "without the health JSON" in result.stdout  # the platform page is still waited for
+    if code:
+        assert result.stderr.startswith("postdeploy: failing: a check is failing (no python3 here")
+    assert KEY not in log + result.stdout + result.stderr
 
 
 def test_the_hook_is_posix_sh() -> None:
