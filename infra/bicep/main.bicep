@@ -1,6 +1,8 @@
-// Company Activity on Azure: everything the Function App needs, in one resource group.
+// Company Activity on Azure: everything the Function App needs, in one resource group per
+// environment, rg-<environmentName>, which this deployment creates (subscription scope, the azd
+// convention), so `azd down` removes one environment and nothing else.
 //
-//   az deployment group create -g <resource group> \
+//   az deployment sub create -l <region> -n company-activity-<environmentName> \
 //     -f infra/bicep/main.bicep -p infra/bicep/main.parameters.dev.json \
 //     [-p usageApiKey=<token> alertWebhookUrl=<url>]
 //
@@ -9,23 +11,28 @@
 // in Key Vault (see modules/keyvault.bicep). After the first deployment, create the app's SQL
 // user (modules/sql.bicep) and publish the code (docs/deploy.md).
 //
-// Order: monitoring, storage, Service Bus, SQL, Key Vault and the Event Grid topic are
-// independent; the Function App needs their names; roles need the two identities; the Event
-// Grid subscriptions come last, once the topic's identity may send to Service Bus.
+// Order: the resource group; then monitoring, storage, Service Bus, SQL, Key Vault and the Event
+// Grid topic are independent; the Function App needs their names; roles need the two identities;
+// the Event Grid subscriptions come last, once the topic's identity may send to Service Bus.
 
-targetScope = 'resourceGroup'
+targetScope = 'subscription'
 
 import { sqlAdministratorType } from 'modules/sql.bicep'
 
-@description('Azure region. Must offer Flex Consumption: az functionapp list-flexconsumption-locations.')
-param location string = resourceGroup().location
+@description('Azure region of the resource group and everything in it. Must offer Flex Consumption: az functionapp list-flexconsumption-locations.')
+param location string
+
+@description('Name of this deployment\'s environment (azd: AZURE_ENV_NAME). The resource group is rg-<environmentName>, tagged azd-env-name.')
+@minLength(1)
+@maxLength(64)
+param environmentName string
 
 @description('Short lowercase prefix of every resource name, letters and digits (e.g. cact).')
 @minLength(2)
 @maxLength(8)
 param name string
 
-@description('Environment; part of every name, so several can share a resource group.')
+@description('Stage: part of every resource name and the environment tag.')
 @allowed([
   'dev'
   'test'
@@ -167,8 +174,18 @@ param fetchSchedule string = '0 30 2 * * *'
 
 // ------------------------------------------------------------------ names
 
-// Globally unique names get a token that is stable for this resource group, prefix and environment.
-var token = uniqueString(resourceGroup().id, name, environment)
+// Tags of the resource group and of every resource in it; azd finds the group by azd-env-name.
+var resourceTags = union(tags, { 'azd-env-name': environmentName })
+
+// One resource group per environment: `azd down` deletes it, and with it this environment only.
+resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
+  name: 'rg-${environmentName}'
+  location: location
+  tags: resourceTags
+}
+
+// Globally unique names get a token that is stable for this resource group, prefix and stage.
+var token = uniqueString(rg.id, name, environment)
 var prefix = toLower(name)
 var compact = replace(prefix, '-', '')
 var names = {
@@ -188,36 +205,40 @@ var names = {
 
 module monitoring 'modules/monitoring.bicep' = {
   name: 'monitoring'
+  scope: rg
   params: {
     location: location
     logAnalyticsName: names.logAnalytics
     appInsightsName: names.appInsights
-    tags: tags
+    tags: resourceTags
   }
 }
 
 module storage 'modules/storage.bicep' = {
   name: 'storage'
+  scope: rg
   params: {
     location: location
     dataAccountName: names.dataStorage
     hostAccountName: names.hostStorage
-    tags: tags
+    tags: resourceTags
   }
 }
 
 module serviceBus 'modules/servicebus.bicep' = {
   name: 'servicebus'
+  scope: rg
   params: {
     location: location
     namespaceName: names.serviceBus
     maxDeliveryCount: maxDeliveryCount
-    tags: tags
+    tags: resourceTags
   }
 }
 
 module sql 'modules/sql.bicep' = {
   name: 'sql'
+  scope: rg
   params: {
     location: location
     serverName: names.sqlServer
@@ -226,34 +247,37 @@ module sql 'modules/sql.bicep' = {
     databaseSku: sqlDatabaseSku
     autoPauseDelayMinutes: sqlAutoPauseDelayMinutes
     clientIpAddress: sqlClientIpAddress
-    tags: tags
+    tags: resourceTags
   }
 }
 
 module keyVault 'modules/keyvault.bicep' = {
   name: 'keyvault'
+  scope: rg
   params: {
     location: location
     vaultName: names.keyVault
     enablePurgeProtection: enablePurgeProtection
     usageApiKey: usageApiKey
     alertWebhookUrl: alertWebhookUrl
-    tags: tags
+    tags: resourceTags
   }
 }
 
 module eventGridTopic 'modules/eventgrid-topic.bicep' = {
   name: 'eventgrid-topic'
+  scope: rg
   params: {
     location: location
     topicName: names.eventGridTopic
     storageAccountName: storage.outputs.dataAccountName
-    tags: tags
+    tags: resourceTags
   }
 }
 
 module functionApp 'modules/functionapp.bicep' = {
   name: 'functionapp'
+  scope: rg
   params: {
     location: location
     planName: names.plan
@@ -285,12 +309,13 @@ module functionApp 'modules/functionapp.bicep' = {
     alertWebhookBackoffS: alertWebhookBackoffS
     alertRepeatWindowS: alertRepeatWindowS
     fetchSchedule: fetchSchedule
-    tags: tags
+    tags: resourceTags
   }
 }
 
 module roles 'modules/roles.bicep' = {
   name: 'roles'
+  scope: rg
   params: {
     functionAppPrincipalId: functionApp.outputs.principalId
     eventGridPrincipalId: eventGridTopic.outputs.principalId
@@ -306,18 +331,20 @@ module roles 'modules/roles.bicep' = {
 
 module alertRules 'modules/alert-rules.bicep' = {
   name: 'alert-rules'
+  scope: rg
   params: {
     location: location
     namePrefix: '${prefix}-${environment}'
     serviceBusNamespaceName: serviceBus.outputs.namespaceName
     appInsightsName: monitoring.outputs.appInsightsName
     alertEmail: alertEmail
-    tags: tags
+    tags: resourceTags
   }
 }
 
 module eventGrid 'modules/eventgrid.bicep' = {
   name: 'eventgrid'
+  scope: rg
   params: {
     topicName: eventGridTopic.outputs.topicName
     serviceBusNamespaceName: serviceBus.outputs.namespaceName
@@ -343,9 +370,12 @@ output sqlServerFqdn string = sql.outputs.serverFqdn
 output sqlDatabaseName string = sql.outputs.databaseName
 output keyVaultName string = keyVault.outputs.vaultName
 
-// The same, as azd stores outputs for its hooks (infra/hooks/postprovision.sh).
+// The same, as azd stores outputs for its hooks (infra/hooks/postprovision.sh, postdeploy.sh).
 output AZURE_FUNCTION_APP_NAME string = functionApp.outputs.name
-output AZURE_RESOURCE_GROUP string = resourceGroup().name
+output AZURE_RESOURCE_GROUP string = rg.name
+// The tenant the hooks check the az CLI is signed in to (azd sets AZURE_SUBSCRIPTION_ID itself).
+output AZURE_TENANT_ID string = tenant().tenantId
+output AZURE_FUNCTION_APP_HOST_NAME string = functionApp.outputs.defaultHostName
 output SQL_SERVER string = sql.outputs.serverFqdn
 output SQL_DATABASE string = sql.outputs.databaseName
 output KEY_VAULT_NAME string = keyVault.outputs.vaultName

@@ -7,10 +7,13 @@
 # Needs: az (signed in as the same account as azd), go-sqlcmd, and the azd outputs of
 # infra/bicep/main.bicep. Everything that Azure applies with a delay (a firewall rule, a role
 # assignment, a paused serverless database resuming) is retried for about five minutes.
+# Every az call names azd's subscription (AZURE_SUBSCRIPTION_ID), never the CLI's default; the
+# CLI's default tenant must be azd's (AZURE_TENANT_ID), since sqlcmd signs in with its token.
 set -eu
 
 : "${AZURE_FUNCTION_APP_NAME:?run through azd: the outputs of main.bicep are missing}"
 : "${AZURE_RESOURCE_GROUP:?}" "${SQL_SERVER:?}" "${SQL_DATABASE:?}" "${KEY_VAULT_NAME:?}"
+: "${AZURE_SUBSCRIPTION_ID:?}" "${AZURE_TENANT_ID:?}"
 
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
@@ -18,6 +21,14 @@ repo=$(cd "$here/../.." && pwd)
 # go-sqlcmd: the legacy ODBC sqlcmd (mssql-tools) has no --authentication-method.
 if ! sqlcmd --help 2>&1 | grep -q -- "--authentication-method"; then
   echo "postprovision: go-sqlcmd not found (https://aka.ms/go-sqlcmd); install it and run azd provision again" >&2
+  exit 1
+fi
+
+# sqlcmd (ActiveDirectoryDefault) takes the az CLI's token, which is for the tenant of the CLI's
+# default subscription: it must be the tenant azd deploys to, or every SQL step is refused.
+cli_tenant=$(az account show --query tenantId -o tsv 2>/dev/null) || cli_tenant=""
+if [ "$cli_tenant" != "$AZURE_TENANT_ID" ]; then
+  echo "postprovision: az is signed in to tenant ${cli_tenant:-(none: not signed in)}, azd deploys to tenant $AZURE_TENANT_ID; run: az login --tenant $AZURE_TENANT_ID && az account set --subscription $AZURE_SUBSCRIPTION_ID, then azd provision" >&2
   exit 1
 fi
 
@@ -44,9 +55,9 @@ server_name=${SQL_SERVER%%.*}
 ip=${SQL_CLIENT_IP_ADDRESS:-$(curl -fsS https://api.ipify.org || true)}
 rule=azd-postprovision
 if [ -n "$ip" ]; then
-  az sql server firewall-rule create -g "$AZURE_RESOURCE_GROUP" -s "$server_name" -n "$rule" \
-    --start-ip-address "$ip" --end-ip-address "$ip" --only-show-errors >/dev/null
-  trap 'az sql server firewall-rule delete -g "$AZURE_RESOURCE_GROUP" -s "$server_name" -n "$rule" --only-show-errors >/dev/null 2>&1 || true' EXIT
+  az sql server firewall-rule create --subscription "$AZURE_SUBSCRIPTION_ID" -g "$AZURE_RESOURCE_GROUP" \
+    -s "$server_name" -n "$rule" --start-ip-address "$ip" --end-ip-address "$ip" --only-show-errors >/dev/null
+  trap 'az sql server firewall-rule delete --subscription "$AZURE_SUBSCRIPTION_ID" -g "$AZURE_RESOURCE_GROUP" -s "$server_name" -n "$rule" --only-show-errors >/dev/null 2>&1 || true' EXIT
 fi
 
 echo "postprovision: database user for $AZURE_FUNCTION_APP_NAME"
@@ -63,8 +74,8 @@ set_secret() {  # name, value: the value goes through a file, so it is never on 
   file=$(mktemp)
   printf '%s' "$2" >"$file"
   status=0
-  retry az keyvault secret set --vault-name "$KEY_VAULT_NAME" -n "$1" --file "$file" --encoding utf-8 \
-    --only-show-errors --output none || status=$?
+  retry az keyvault secret set --subscription "$AZURE_SUBSCRIPTION_ID" --vault-name "$KEY_VAULT_NAME" -n "$1" \
+    --file "$file" --encoding utf-8 --only-show-errors --output none || status=$?
   rm -f "$file"
   return "$status"
 }
@@ -78,4 +89,5 @@ if [ -n "${ALERT_WEBHOOK_URL:-}" ]; then
 fi
 
 echo "postprovision: restart $AZURE_FUNCTION_APP_NAME (Key Vault references resolve on start)"
-az functionapp restart -g "$AZURE_RESOURCE_GROUP" -n "$AZURE_FUNCTION_APP_NAME" --only-show-errors
+az functionapp restart --subscription "$AZURE_SUBSCRIPTION_ID" -g "$AZURE_RESOURCE_GROUP" -n "$AZURE_FUNCTION_APP_NAME" \
+  --only-show-errors

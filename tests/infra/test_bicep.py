@@ -30,7 +30,7 @@ MAIN_BICEP = BICEP_DIR / "main.bicep"
 MODULES = BICEP_DIR / "modules"
 FUNCTION_APP_BICEP = MODULES / "functionapp.bicep"
 DEV_PARAMETERS = BICEP_DIR / "main.parameters.dev.json"
-APP_SETTINGS_VAR = "appSettings"
+APP_SETTINGS_RESOURCE = "appSettings"
 
 EXPECTED_MODULES = (
     "alert-rules.bicep",
@@ -224,9 +224,26 @@ def _variable(path: Path, name: str) -> Node:
     raise LookupError(f"no variable {name!r} in {path}")
 
 
+def _resource(path: Path, name: str) -> tuple[str, Node]:
+    """A top-level resource declaration: (its type string, its body object)."""
+    for node in _named(parse(path).root_node):
+        if node.type == "resource_declaration":
+            name_node, type_node, *_, value = _named(node)
+            if _text(name_node) == name:
+                if value.type == "if_statement":
+                    value = _named(value)[-1]
+                type_string = string_value(type_node)
+                assert type_string is not None and value.type == "object", f"{name} in {path}"
+                return type_string, value
+    raise LookupError(f"no resource {name!r} in {path}")
+
+
 def bicep_app_settings(path: Path = FUNCTION_APP_BICEP) -> dict[str, str]:
-    """The Function App's app settings: name -> the Bicep expression of its value (source text)."""
-    return {key: _text(value) for key, value in _object_entries(_variable(path, APP_SETTINGS_VAR)).items()}
+    """The Function App's app settings: name -> the Bicep expression of its value (source text).
+
+    They are the `properties` of the Microsoft.Web/sites/config 'appsettings' child resource."""
+    _, body = _resource(path, APP_SETTINGS_RESOURCE)
+    return {key: _text(value) for key, value in _object_entries(_object_entries(body)["properties"]).items()}
 
 
 def bicep_app_setting_names() -> set[str]:
@@ -311,8 +328,14 @@ def test_the_app_settings_name_what_the_code_reads() -> None:
         "ALERT_WEBHOOK_URL",
     }
     assert required <= settings, f"missing app settings: {sorted(required - settings)}"
-    # The object is what the site actually gets.
-    assert re.search(rf"\bin items\({APP_SETTINGS_VAR}\)", FUNCTION_APP_BICEP.read_text())
+    # The resource is what the site actually gets: its 'appsettings' config, and nothing in siteConfig.
+    resource_type, body = _resource(FUNCTION_APP_BICEP, APP_SETTINGS_RESOURCE)
+    entries = _object_entries(body)
+    assert resource_type.startswith("Microsoft.Web/sites/config@"), resource_type
+    assert string_value(entries["name"]) == "appsettings" and _text(entries["parent"]) == "site"
+    _, site = _resource(FUNCTION_APP_BICEP, "site")
+    site_config = _object_entries(_object_entries(_object_entries(site)["properties"])["siteConfig"])
+    assert "appSettings" not in site_config  # one place only: the config resource replaces the set
 
 
 def test_app_setting_defaults_match_shared_config() -> None:
@@ -446,8 +469,13 @@ def test_azure_yaml_provisions_this_bicep_and_publishes_this_app() -> None:
     assert (config["project"], config["language"], config["host"]) == (".", "python", "function")
     # azd publishes to the resource tagged with the service's name.
     assert f"'azd-service-name': '{service}'" in FUNCTION_APP_BICEP.read_text()
-    hook = REPO / spec["hooks"]["postprovision"]["posix"]["run"]
-    assert hook.is_file() and os.access(hook, os.X_OK)
+    hooks = spec["hooks"]
+    assert set(hooks) == {"postprovision", "postdeploy"}  # postdeploy: the health check ends `azd up`
+    for name, hook_spec in hooks.items():
+        hook = REPO / hook_spec["posix"]["run"]
+        assert hook == REPO / "infra" / "hooks" / f"{name}.sh", hook
+        assert hook.is_file() and os.access(hook, os.X_OK)
+        assert hook_spec["posix"]["shell"] == "sh" and hook_spec["posix"]["continueOnError"] is False
 
 
 def test_the_azd_parameters_fit_main_bicep() -> None:
@@ -464,15 +492,67 @@ def test_the_azd_parameters_fit_main_bicep() -> None:
     )  # the deployer gets the operator roles
 
 
-def test_the_hook_reads_only_outputs_main_bicep_gives() -> None:
-    hook = (REPO / "infra" / "hooks" / "postprovision.sh").read_text()
-    needed = set(re.findall(r"\$\{([A-Z_]+):\?", hook))
-    outputs = {
+# What azd itself puts in the environment of a hook, besides main.bicep's outputs.
+AZD_VARIABLES = {"AZURE_ENV_NAME", "AZURE_LOCATION", "AZURE_SUBSCRIPTION_ID"}
+
+
+def main_bicep_outputs() -> set[str]:
+    return {
         _text(_named(node)[0])
         for node in _named(parse(MAIN_BICEP).root_node)
         if node.type == "output_declaration"
     }
-    assert needed and needed <= outputs, sorted(needed - outputs)
+
+
+@pytest.mark.parametrize("hook", sorted((REPO / "infra" / "hooks").glob("*.sh")), ids=lambda p: p.name)
+def test_the_hooks_read_only_outputs_main_bicep_gives(hook: Path) -> None:
+    needed = set(re.findall(r"\$\{([A-Z_]+):\?", hook.read_text()))
+    assert needed and needed <= main_bicep_outputs() | AZD_VARIABLES, sorted(
+        needed - main_bicep_outputs() - AZD_VARIABLES
+    )
+
+
+def _top_level(path: Path, kind: str) -> list[Node]:
+    return [node for node in _named(parse(path).root_node) if node.type == kind]
+
+
+def test_each_environment_has_its_own_resource_group() -> None:
+    """azd's convention: main.bicep deploys at subscription scope, creates rg-<environmentName>
+    tagged azd-env-name, and every module deploys into it; so `azd down`, which deletes the
+    groups the deployment made, removes one environment and nothing else."""
+    text = MAIN_BICEP.read_text()
+    assert re.search(r"^targetScope = 'subscription'$", text, re.MULTILINE)
+    assert "resourceGroup()" not in text  # no such scope at subscription level
+    groups = [
+        node
+        for node in _top_level(MAIN_BICEP, "resource_declaration")
+        if (string_value(_named(node)[1]) or "").startswith("Microsoft.Resources/resourceGroups@")
+    ]
+    assert len(groups) == 1
+    group_name = _text(_named(groups[0])[0])
+    body = _object_entries(_named(groups[0])[-1])
+    assert _text(body["name"]) == "'rg-${environmentName}'"
+    assert _text(body["tags"]) == "resourceTags"
+    assert re.search(r"var resourceTags = union\(tags, \{ 'azd-env-name': environmentName \}\)", text)
+    modules = _top_level(MAIN_BICEP, "module_declaration")
+    assert len(modules) == len(EXPECTED_MODULES)
+    for module in modules:
+        entries = _object_entries(_named(module)[-1])
+        assert "scope" in entries and _text(entries["scope"]) == group_name, _text(_named(module)[0])
+        if "tags" in _object_entries(entries["params"]):
+            assert _text(_object_entries(entries["params"])["tags"]) == "resourceTags"
+    # The token of globally unique names derives from the group, so each environment has its own.
+    assert "uniqueString(rg.id," in text
+    given = json.loads(AZD_PARAMETERS.read_text())["parameters"]
+    assert given["environmentName"]["value"] == "${AZURE_ENV_NAME}"
+    assert given["location"]["value"] == "${AZURE_LOCATION}"
+    assert {"AZURE_RESOURCE_GROUP", "AZURE_TENANT_ID", "AZURE_FUNCTION_APP_HOST_NAME"} <= main_bicep_outputs()
+
+
+def test_the_modules_deploy_at_resource_group_scope() -> None:
+    for path in MODULES.glob("*.bicep"):
+        scope = re.search(r"^targetScope = '(\w+)'", path.read_text(), re.MULTILINE)
+        assert scope is None or scope.group(1) == "resourceGroup", path.name
 
 
 def test_operator_roles_are_granted_only_when_an_operator_is_named() -> None:

@@ -147,56 +147,6 @@ resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
   }
 }
 
-// ------------------------------------------------------------------ app settings: BEGIN
-// Every app setting of the Function App, and nothing else, is a key of this object
-// (tests/infra/test_bicep.py reads the keys). Flex Consumption sets the runtime in
-// functionAppConfig, so FUNCTIONS_WORKER_RUNTIME / FUNCTIONS_EXTENSION_VERSION are not here.
-var appSettings = {
-  // Host storage through the identity (Storage Blob Data Owner on the host account).
-  AzureWebJobsStorage__accountName: hostStorage.name
-  APPLICATIONINSIGHTS_CONNECTION_STRING: appInsights.properties.ConnectionString
-  // The worker exports logs and traces with OpenTelemetry (azure-monitor-opentelemetry in
-  // requirements.txt, host.json telemetryMode): each log line's stage, date and run_id
-  // arrive as customDimensions.
-  PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY: 'true'
-
-  // Service Bus through the identity: function_app.py binds connection="ServiceBusConnection".
-  ServiceBusConnection__fullyQualifiedNamespace: serviceBusFullyQualifiedNamespace
-
-  // Where the data lives; each one set switches its port to the Azure adapter (shared/bootstrap.py).
-  DATA_STORAGE_ACCOUNT_NAME: dataStorageAccountName
-  SQL_SERVER: sqlServerFqdn
-  SQL_DATABASE: sqlDatabaseName
-
-  // Product Usage API. The key is a Key Vault reference, resolved by the platform.
-  USAGE_API_BASE_URL: usageApiBaseUrl
-  USAGE_API_KEY: '@Microsoft.KeyVault(SecretUri=${usageApiKeySecretUri})'
-  USAGE_API_TIMEOUT_S: usageApiTimeoutS
-  USAGE_API_PAGE_SIZE: string(usageApiPageSize)
-  USAGE_API_MAX_PAGES: string(usageApiMaxPages)
-  USAGE_API_MAX_ATTEMPTS: string(usageApiMaxAttempts)
-  USAGE_API_BACKOFF_BASE_S: usageApiBackoffBaseS
-  USAGE_API_BACKOFF_MAX_S: usageApiBackoffMaxS
-  USAGE_API_UNREACHABLE_S: usageApiUnreachableS
-  USAGE_API_CONCURRENCY: string(usageApiConcurrency)
-  USAGE_API_MAX_RPS: usageApiMaxRps
-
-  // Rules.
-  CHURN_MIN_ROLLING_USERS: string(churnMinRollingUsers)
-  CHURN_MAX_CONTACT_AGE_DAYS: string(churnMaxContactAgeDays)
-  CRM_MAX_SNAPSHOT_AGE_DAYS: string(crmMaxSnapshotAgeDays)
-
-  // Alerts. The webhook URL is a secret (its path is the credential): a Key Vault reference.
-  ALERT_WEBHOOK_URL: '@Microsoft.KeyVault(SecretUri=${alertWebhookUrlSecretUri})'
-  ALERT_WEBHOOK_BACKOFF_S: alertWebhookBackoffS
-  ALERT_REPEAT_WINDOW_S: alertRepeatWindowS
-  MAX_DELIVERY_COUNT: string(maxDeliveryCount)
-
-  // The daily timer (function_app.py: schedule="%FETCH_SCHEDULE%").
-  FETCH_SCHEDULE: fetchSchedule
-}
-// ------------------------------------------------------------------ app settings: END
-
 resource site 'Microsoft.Web/sites@2024-04-01' = {
   name: appName
   location: location
@@ -212,12 +162,7 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
     siteConfig: {
       minTlsVersion: '1.2'
       ftpsState: 'Disabled'
-      appSettings: [
-        for setting in items(appSettings): {
-          name: setting.key
-          value: setting.value
-        }
-      ]
+      // The app settings are the `appSettings` resource below, not a list here.
     }
     functionAppConfig: {
       deployment: {
@@ -241,6 +186,66 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
     }
   }
 }
+
+// ------------------------------------------------------------------ app settings: BEGIN
+// Every app setting of the Function App, and nothing else, is a key of `properties` here
+// (tests/infra/test_bicep.py reads the keys). A Microsoft.Web/sites/config 'appsettings' child
+// resource, as Azure Verified Modules and Microsoft's Flex Consumption samples do: its
+// `properties` is a plain object whose values may be known only during the deployment (the
+// Application Insights connection string). A for-expression over such an object cannot compile
+// (BCP178): a loop's source must be known when the deployment starts
+// (tests/infra/test_bicep_deploy_time.py). This resource replaces the whole set of app settings
+// on every deployment, as siteConfig.appSettings would. Flex Consumption sets the runtime in
+// functionAppConfig, so FUNCTIONS_WORKER_RUNTIME / FUNCTIONS_EXTENSION_VERSION are not here.
+resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
+  parent: site
+  name: 'appsettings'
+  properties: {
+    // Host storage through the identity (Storage Blob Data Owner on the host account).
+    AzureWebJobsStorage__accountName: hostStorage.name
+    APPLICATIONINSIGHTS_CONNECTION_STRING: appInsights.properties.ConnectionString
+    // The worker exports logs and traces with OpenTelemetry (azure-monitor-opentelemetry in
+    // requirements.txt, host.json telemetryMode): each log line's stage, date and run_id
+    // arrive as customDimensions.
+    PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY: 'true'
+
+    // Service Bus through the identity: function_app.py binds connection="ServiceBusConnection".
+    ServiceBusConnection__fullyQualifiedNamespace: serviceBusFullyQualifiedNamespace
+
+    // Where the data lives; each one set switches its port to the Azure adapter (shared/bootstrap.py).
+    DATA_STORAGE_ACCOUNT_NAME: dataStorageAccountName
+    SQL_SERVER: sqlServerFqdn
+    SQL_DATABASE: sqlDatabaseName
+
+    // Product Usage API. The key is a Key Vault reference, resolved by the platform.
+    USAGE_API_BASE_URL: usageApiBaseUrl
+    USAGE_API_KEY: '@Microsoft.KeyVault(SecretUri=${usageApiKeySecretUri})'
+    USAGE_API_TIMEOUT_S: usageApiTimeoutS
+    USAGE_API_PAGE_SIZE: string(usageApiPageSize)
+    USAGE_API_MAX_PAGES: string(usageApiMaxPages)
+    USAGE_API_MAX_ATTEMPTS: string(usageApiMaxAttempts)
+    USAGE_API_BACKOFF_BASE_S: usageApiBackoffBaseS
+    USAGE_API_BACKOFF_MAX_S: usageApiBackoffMaxS
+    USAGE_API_UNREACHABLE_S: usageApiUnreachableS
+    USAGE_API_CONCURRENCY: string(usageApiConcurrency)
+    USAGE_API_MAX_RPS: usageApiMaxRps
+
+    // Rules.
+    CHURN_MIN_ROLLING_USERS: string(churnMinRollingUsers)
+    CHURN_MAX_CONTACT_AGE_DAYS: string(churnMaxContactAgeDays)
+    CRM_MAX_SNAPSHOT_AGE_DAYS: string(crmMaxSnapshotAgeDays)
+
+    // Alerts. The webhook URL is a secret (its path is the credential): a Key Vault reference.
+    ALERT_WEBHOOK_URL: '@Microsoft.KeyVault(SecretUri=${alertWebhookUrlSecretUri})'
+    ALERT_WEBHOOK_BACKOFF_S: alertWebhookBackoffS
+    ALERT_REPEAT_WINDOW_S: alertRepeatWindowS
+    MAX_DELIVERY_COUNT: string(maxDeliveryCount)
+
+    // The daily timer (function_app.py: schedule="%FETCH_SCHEDULE%").
+    FETCH_SCHEDULE: fetchSchedule
+  }
+}
+// ------------------------------------------------------------------ app settings: END
 
 output name string = site.name
 output principalId string = site.identity.principalId
