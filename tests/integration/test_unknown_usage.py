@@ -60,9 +60,9 @@ def test_a_refused_record_makes_the_day_unknown_not_zero(
 ) -> None:
     for path in CRM_FILES[:2]:
         assert cli("crm-drop", str(path))[0] == 0
-    code, out, err = cli("run", "--date", "2026-10-01")
+    code, _, err = cli("run", "--date", "2026-10-01")
     assert code == 0, err
-    code, out, err = cli("run", "--date", "2026-10-02")
+    code, _, err = cli("run", "--date", "2026-10-02")
     assert code == 0, err
     data_dir = Path(Settings.from_env().local_data_dir)
     table = read_table(data_dir)
@@ -78,7 +78,7 @@ def test_a_refused_record_makes_the_day_unknown_not_zero(
     # The staging keeps which companies' usage is unknown, so a rebuild from staging alone (other
     # rules in force rebuild every day) knows it.
     monkeypatch.setenv("CHURN_MIN_ROLLING_USERS", "11")
-    code, out, err = cli("rebuild")
+    code, _, err = cli("rebuild")
     assert code == 0, err
     rebuilt = _row(read_table(data_dir), idle_looking_company, "2026-10-01")
     assert (rebuilt["active_users"], rebuilt["usage_unknown_7d"], rebuilt["is_churn_risk"]) == (None, 1, None)
