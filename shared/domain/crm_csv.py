@@ -101,27 +101,36 @@ class CrmFileRejected(ValueError):
 # --------------------------------------------------------------------------- dates
 
 
-# Overlapping search (lookahead) so "2026-13-2026-10-01" still finds the real date;
-# [0-9] rather than \d because \d also matches non-ASCII digits.
-_NAME_DATE = re.compile(r"(?=([0-9]{4})-([0-9]{2})-([0-9]{2}))")
-_NAME_DATE_LIKE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+# The three ways a file name may write its day (contract §2): YYYY-MM-DD, YYYY_MM_DD, and
+# YYYYMMDD as a run of exactly 8 digits (a longer run is an id or a timestamp, not a date).
+# An overlapping search (lookahead) tries every position in order, so the first calendar date
+# wins and "2026-13-2026-10-01" still finds the real one; [0-9] rather than \d because \d also
+# matches non-ASCII digits.
+_NAME_DATE = re.compile(
+    r"(?=(?P<y>[0-9]{4})(?P<sep>[-_])(?P<m>[0-9]{2})(?P=sep)(?P<d>[0-9]{2})"
+    r"|(?<![0-9])(?P<y8>[0-9]{4})(?P<m8>[0-9]{2})(?P<d8>[0-9]{2})(?![0-9]))"
+)
+_NAME_DATE_LIKE = re.compile(r"[0-9]{4}([-_])[0-9]{2}\1[0-9]{2}|(?<![0-9])[0-9]{8}(?![0-9])")
+NAME_DATE_FORMS = "YYYY-MM-DD, YYYY_MM_DD or YYYYMMDD"
 
 
 def date_in_name(blob_name: str) -> date | None:
-    """First real ``YYYY-MM-DD`` in the blob's file name (the last path segment: a dated
-    folder says when it was filed, not what day the snapshot describes)."""
+    """The first calendar date in the blob's file name, written YYYY-MM-DD, YYYY_MM_DD or
+    YYYYMMDD (the last path segment only: a dated folder says when it was filed, not what day
+    the snapshot describes)."""
     file_name = blob_name.rsplit("/", 1)[-1]
     for match in _NAME_DATE.finditer(file_name):
-        year, month, day = (int(part) for part in match.groups())
+        year, month, day = match.group("y", "m", "d") if match["y"] else match.group("y8", "m8", "d8")
         try:
-            return date(year, month, day)
+            return date(int(year), int(month), int(day))
         except ValueError:
-            continue  # e.g. 2026-13-01: not a calendar date, keep looking
+            continue  # e.g. 2026-13-01 or 20261131: not a calendar date, keep looking
     return None
 
 
 def snapshot_date_from_name(blob_name: str, created_at: datetime) -> date:
-    """First real ``YYYY-MM-DD`` in the blob's file name, else the UTC day it was created.
+    """The first calendar date in the blob's file name (`date_in_name`), else the UTC day it
+    was created.
 
     A naive ``created_at`` is taken to be UTC.
     """
@@ -133,6 +142,25 @@ def snapshot_date_from_name(blob_name: str, created_at: datetime) -> date:
     return created_at.date()
 
 
+def no_date_warning(blob_name: str, snapshot_date: date) -> str:
+    """The contract's fallback, said out loud: which day an undated file became and how to name
+    it (a file named without a date is easy to drop on the wrong day, and the next undated one
+    replaces it)."""
+    file_name = blob_name.rsplit("/", 1)[-1]
+    almost = _NAME_DATE_LIKE.search(file_name)
+    which = (
+        f"no calendar date in the file name ({almost.group(0)} is not one)"
+        if almost
+        else "no date in the file name"
+    )
+    stem, dot, ext = file_name.rpartition(".")
+    example = f"{stem}_{snapshot_date}.{ext}" if dot and stem else f"{file_name}_{snapshot_date}.csv"
+    return (
+        f"{which}; staged as the snapshot of {snapshot_date} (the UTC day it was uploaded);"
+        f" name the file after the day it describes, as {NAME_DATE_FORMS} (e.g. {_show(example)})"
+    )
+
+
 _combine = datetime.combine
 
 
@@ -142,8 +170,9 @@ def parse_timestamp_utc(text: str) -> datetime | None:
     No offset means UTC. Raises ``ValueError`` for anything else. ``fromisoformat``
     does the heavy lifting (it is C and fast) but is more liberal than the contract,
     so the text must also start with an extended ``YYYY-MM-DD`` date (no
-    ``20260101``, no week dates) and use ``T`` or a space before the time (3.11
-    would take any character there).
+    ``20260101``, no week dates) and use ``T``, ``t`` or a space before the time (3.11
+    would take any character there). ``Z`` and ``z`` both mean UTC (RFC 3339); 3.11's
+    ``fromisoformat`` only knows ``Z``.
     """
     s = text.strip()
     if not s:
@@ -156,7 +185,7 @@ def parse_timestamp_utc(text: str) -> datetime | None:
     if n < 10 or s[4] != "-" or s[7] != "-" or (n > 10 and s[10] not in "Tt ") or not s.isascii():
         raise ValueError(f"not an ISO-8601 date or date-time: {_quote(s)}")
     try:
-        parsed = datetime.fromisoformat(s)
+        parsed = datetime.fromisoformat(s if s[-1] != "z" else s[:-1] + "Z")
         offset = parsed.utcoffset()
         if offset is None:
             return parsed  # no offset means UTC already
@@ -340,17 +369,7 @@ class CrmReader:
             )
         warnings = list(self.columns.warnings) if self.columns else []
         if date_in_name(self.blob_name) is None:
-            # The contract's fallback, said out loud: a file named without a date is easy to drop
-            # on the wrong day.
-            almost = _NAME_DATE_LIKE.search(self.blob_name.rsplit("/", 1)[-1])
-            which = (
-                f"no calendar date in the file name ({almost.group(0)} is not one)"
-                if almost
-                else "no date in the file name"
-            )
-            warnings.append(
-                f"{which}; staged as the snapshot of {self.snapshot_date} (the UTC day it was uploaded)"
-            )
+            warnings.append(no_date_warning(self.blob_name, self.snapshot_date))
         return rejected, warnings
 
 
@@ -420,9 +439,15 @@ def _text_stream(chunks: Iterable[bytes]) -> io.TextIOWrapper:
     return io.TextIOWrapper(raw, encoding="utf-8-sig", errors="strict", newline="")
 
 
+# What a user does about it: most non-UTF-8 CSVs are Excel's "CSV (Comma delimited)", which is
+# Windows-1252.
+SAVE_AS_UTF8 = "save the file as UTF-8 (in Excel: Save As, CSV UTF-8)"
+
+
 def _not_utf8(chunks: Chunks) -> CrmFileRejected:
-    """One-line rejection naming the first bad byte's offset and line in the file (the failure
-    path only: the file is read once more, chunk by chunk, counting bytes and line breaks)."""
+    """One-line rejection naming the line, offset and value of the first bad byte, and what to do
+    (the failure path only: the file is read once more, chunk by chunk, counting bytes and line
+    breaks)."""
     offset, line, carry = 0, 1, b""  # carry: the start of a character cut by a chunk's end
     for chunk in [*chunks(), None]:
         data = carry + (chunk or b"")
@@ -433,7 +458,8 @@ def _not_utf8(chunks: Chunks) -> CrmFileRejected:
             if not cut:
                 line += data.count(b"\n", 0, exc.start)
                 return CrmFileRejected(
-                    f"not valid UTF-8: {exc.reason} at byte offset {offset + exc.start} (line {line})"
+                    f"not valid UTF-8 on line {line} (byte 0x{data[exc.start]:02X} at offset"
+                    f" {offset + exc.start}: {exc.reason}); {SAVE_AS_UTF8}"
                 )
             carry = data[exc.start :]
             data = data[: exc.start]
@@ -441,7 +467,7 @@ def _not_utf8(chunks: Chunks) -> CrmFileRejected:
             carry = b""
         offset += len(data)
         line += data.count(b"\n")
-    return CrmFileRejected("not valid UTF-8")
+    return CrmFileRejected(f"not valid UTF-8; {SAVE_AS_UTF8}")
 
 
 def _is_blank(record: list[str]) -> bool:

@@ -388,6 +388,7 @@ def load_crm_drop(services: Services, blob_name: str) -> StageOutcome:
 
     # The file's own hash: the same drop again is "unchanged" without staging a row.
     checksum = content_hash
+    previous = services.ledger.get(names.CRM, key)  # the drop staged for that day so far
     try:
         with _gc_paused():
             status = services.warehouse.replace_crm_snapshot(
@@ -412,6 +413,15 @@ def load_crm_drop(services: Services, blob_name: str) -> StageOutcome:
             },
         )
         raise
+    if status == "staged" and previous and (before := str(previous.data.get("blob") or "")) != blob_name:
+        # Two names for one day: a backlog of exports, or a file named for the wrong day.
+        replaced = _replaced_warning(blob_name, before, key)
+        warnings.append(replaced)
+        log.warning("CRM file %s: %s", blob_name, replaced)
+        raise_alert(
+            services.bus,
+            Alert("warning", "crm-load", "crm_file_warning", f"CRM file {replaced}", run_id, key),
+        )
     services.ledger.put(
         names.FILES,
         key_of_file,
@@ -442,6 +452,13 @@ def load_crm_drop(services: Services, blob_name: str) -> StageOutcome:
     }
     _announce_staged(services, "crm", outcome, entry, blob_name, f"{reader.data_rows} data rows", force=False)
     return outcome
+
+
+def _replaced_warning(blob_name: str, previous_blob: str, key: str) -> str:
+    return (
+        f"{blob_name} replaces the snapshot of {key} staged from {previous_blob}"
+        f" (both file names give {key}); if {previous_blob} was the right one, drop it again"
+    )
 
 
 def _scan(chunks: Iterable[bytes]) -> tuple[str, bool]:

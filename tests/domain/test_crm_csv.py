@@ -21,6 +21,7 @@ from shared.domain.crm_csv import (
     CrmRow,
     ParsedSnapshot,
     RejectedRow,
+    date_in_name,
     parse_crm_snapshot,
     parse_timestamp_utc,
     snapshot_date_from_name,
@@ -272,11 +273,34 @@ def test_empty_and_header_only_files_are_rejected(data: bytes, reason: str) -> N
     assert exc.rejected == []
 
 
+SAVE_AS = "save the file as UTF-8 (in Excel: Save As, CSV UTF-8)"
+
+
 def test_invalid_utf8_is_rejected_with_the_offset_and_line() -> None:
     data = csv_bytes(HEADER, "c-1,Acme,US,saas,").replace(b"Acme", "Müller".encode("latin-1"))
     exc = rejected_reason(data)
     offset = data.index(b"\xfc")
-    assert exc.reason == f"not valid UTF-8: invalid start byte at byte offset {offset} (line 2)"
+    assert exc.reason == (
+        f"not valid UTF-8 on line 2 (byte 0xFC at offset {offset}: invalid start byte); {SAVE_AS}"
+    )
+
+
+def test_a_windows_1252_export_is_rejected_naming_the_line_and_saying_to_save_as_utf8() -> None:
+    # Issue 22 / contract §2: before, the reason named an offset and no remedy.
+    text = "\n".join([HEADER, "c-1,Acme,US,saas,2026-09-01", "c-2,Zoë & Co,SE,edu,2026-09-04", ""])
+    data = text.encode("cp1252")
+    exc = rejected_reason(data)
+    offset = data.index(b"\xeb")
+    assert exc.reason == (
+        f"not valid UTF-8 on line 3 (byte 0xEB at offset {offset}: invalid continuation byte); {SAVE_AS}"
+    )
+    # The same through the loader's streaming reader, the bad byte in a later piece than the line.
+    reader = CrmReader(
+        lambda: (data[: offset - 3], data[offset - 3 : offset + 1], data[offset + 1 :]), NAME, CREATED
+    )
+    with pytest.raises(CrmFileRejected) as info:
+        list(reader.valid_rows())
+    assert info.value.reason == exc.reason
 
 
 def test_invalid_utf8_offset_counts_the_bom_and_far_into_the_file() -> None:
@@ -285,7 +309,9 @@ def test_invalid_utf8_offset_counts_the_bom_and_far_into_the_file() -> None:
     data = data.replace("Caf\xe9".encode(), b"Caf\xe9")
     exc = rejected_reason(data)
     offset = data.index(b"Caf\xe9") + 3
-    assert exc.reason == f"not valid UTF-8: invalid continuation byte at byte offset {offset} (line 5002)"
+    assert exc.reason == (
+        f"not valid UTF-8 on line 5002 (byte 0xE9 at offset {offset}: invalid continuation byte); {SAVE_AS}"
+    )
 
 
 @pytest.mark.parametrize(
@@ -568,6 +594,12 @@ def test_zero_share_rejects_any_quarantined_row() -> None:
         ("2026-09-04T19:28:00", datetime(2026, 9, 4, 19, 28)),
         ("2026-09-04t19:28", datetime(2026, 9, 4, 19, 28)),
         ("2026-09-22T16:49:00Z", datetime(2026, 9, 22, 16, 49)),
+        # Issue 22: RFC 3339 allows z and t; a lowercase z quarantined the row.
+        ("2026-09-22T16:49:00z", datetime(2026, 9, 22, 16, 49)),
+        ("2026-09-22t16:49:00z", datetime(2026, 9, 22, 16, 49)),
+        ("2026-09-22 16:49z", datetime(2026, 9, 22, 16, 49)),
+        ("2026-09-22T16:49:00.250z", datetime(2026, 9, 22, 16, 49, 0, 250000)),
+        ("2026-11-20t23:30:00-05:00", datetime(2026, 11, 21, 4, 30)),
         ("2026-10-01T10:28:00.000+00:00", datetime(2026, 10, 1, 10, 28)),
         ("2026-08-14T03:31:00+09:00", datetime(2026, 8, 13, 18, 31)),
         ("2026-08-14T03:31:00+0900", datetime(2026, 8, 13, 18, 31)),
@@ -608,6 +640,11 @@ def test_parse_timestamp_utc_blank_is_never_contacted(text: str) -> None:
         "2026-08-14T25:00:00",
         "2026-08-14T03:31:00+25:00",
         "2026-08-14T03:31:00 UTC",
+        "2026-08-14T03:31:00ZZ",
+        "2026-08-14T03:31:00Zz",
+        "2026-08-14z",  # a date alone has no time zone, in either case
+        "2026-08-14Z",
+        "2026-08-14T03:31:00+01:00z",
         "٢٠٢٦-٠٨-١٤",  # non-ASCII digits
         "2026-08-14T03:31:00\uff0b09:00",  # fullwidth plus sign
         "0001-01-01T00:30:00+01:00",  # before year 1 in UTC
@@ -633,6 +670,19 @@ def test_parse_timestamp_utc_rejects_other_forms(text: str) -> None:
         ("x2026-10-062026-10-07.csv", date(2026, 10, 6)),
         ("2026-02-302026-10-08.csv", date(2026, 10, 8)),  # 02-30 is no date
         ("2026-13-2026-10-09.csv", date(2026, 10, 9)),  # overlaps the false start 2026-13-20
+        # Issue 22: compact and underscored dates (contract §2).
+        ("CRM_Export_20261120.csv", date(2026, 11, 20)),
+        ("x20261120y", date(2026, 11, 20)),
+        ("2026_11_20", date(2026, 11, 20)),
+        ("crm_2026_11_20.csv", date(2026, 11, 20)),
+        ("CRM_Export_20261120_143000.csv", date(2026, 11, 20)),  # a time after it is no date
+        ("export_20261120_2026-11-21.csv", date(2026, 11, 20)),  # the first one wins
+        ("export_2026-11-21_20261120.csv", date(2026, 11, 21)),
+        ("export_2026_11_22-2026-11-21.csv", date(2026, 11, 22)),
+        ("export_20261131_20261130.csv", date(2026, 11, 30)),  # 11-31 is no date
+        ("export_120261120_2026-11-23.csv", date(2026, 11, 23)),  # 9 digits are no date
+        ("2026-11_20_20261124.csv", date(2026, 11, 24)),  # mixed separators are no date
+        ("crm-drop/20261001/CRM_Export_20261120.csv", date(2026, 11, 20)),
     ],
 )
 def test_snapshot_date_comes_from_the_file_name(blob_name: str, expected: date) -> None:
@@ -644,8 +694,15 @@ def test_snapshot_date_comes_from_the_file_name(blob_name: str, expected: date) 
     [
         "companies.csv",
         "crm-drop/2026-09-30/companies.csv",
-        "companies_20261001.csv",
         "companies_2026-02-30.csv",
+        "123456789",  # a longer run of digits holds no date
+        "export_120261120.csv",  # a 9-digit run holding 20261120
+        "export_202611201.csv",
+        "export_20261120123000.csv",  # a compact timestamp is no date
+        "20261131",  # no calendar date
+        "2026-11_20.csv",
+        "crm-drop/20261120/companies.csv",  # folder date ignored
+        "crm-drop/2026_11_20/companies.csv",
     ],
 )
 def test_snapshot_date_falls_back_to_the_utc_creation_day(blob_name: str) -> None:
@@ -655,6 +712,77 @@ def test_snapshot_date_falls_back_to_the_utc_creation_day(blob_name: str) -> Non
     assert snapshot_date_from_name(blob_name, early_morning_in_tokyo) == date(2026, 9, 30)
     naive_is_utc = datetime(2026, 9, 29, 23, 59)
     assert snapshot_date_from_name(blob_name, naive_is_utc) == date(2026, 9, 29)
+
+
+_NON_DIGITS = st.text(alphabet=st.characters(codec="utf-8", exclude_characters="0123456789/\x00"), max_size=8)
+_FORMS = st.sampled_from(["%Y-%m-%d", "%Y_%m_%d", "%Y%m%d"])
+_DAYS = st.dates(min_value=date(1000, 1, 1), max_value=date(9999, 12, 31))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    before=_NON_DIGITS,
+    between=_NON_DIGITS,
+    after=_NON_DIGITS,
+    first=_DAYS,
+    second=_DAYS,
+    forms=st.tuples(_FORMS, _FORMS),
+)
+def test_the_first_date_in_the_name_wins_in_any_of_the_three_forms(
+    before: str, between: str, after: str, first: date, second: date, forms: tuple[str, str]
+) -> None:
+    name = f"{before}{first.strftime(forms[0])}{between}{second.strftime(forms[1])}{after}.csv"
+    if forms[0] == "%Y%m%d" and not between:
+        # The compact first date runs into the second's digits: it is no date; 16 digits are none.
+        assert date_in_name(name) == (None if forms[1] == "%Y%m%d" else second)
+    else:
+        assert date_in_name(name) == first
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    before=_NON_DIGITS,
+    after=_NON_DIGITS,
+    day=_DAYS,
+    digit=st.sampled_from("0123456789"),
+    at_end=st.booleans(),
+)
+def test_eight_digits_inside_a_longer_run_are_no_date(
+    before: str, after: str, day: date, digit: str, at_end: bool
+) -> None:
+    compact = day.strftime("%Y%m%d")
+    run = compact + digit if at_end else digit + compact
+    assert date_in_name(f"{before}{run}{after}.csv") is None
+
+
+@pytest.mark.parametrize(
+    ("blob_name", "expected"),
+    [
+        (
+            "crm-drop/companies.csv",
+            "no date in the file name; staged as the snapshot of 2026-10-01 (the UTC day it was uploaded);"
+            " name the file after the day it describes, as YYYY-MM-DD, YYYY_MM_DD or YYYYMMDD"
+            " (e.g. companies_2026-10-01.csv)",
+        ),
+        (
+            "CRM_Export_20261131.csv",
+            "no calendar date in the file name (20261131 is not one); staged as the snapshot of 2026-10-01",
+        ),
+        (
+            "crm_2026_13_01.csv",
+            "no calendar date in the file name (2026_13_01 is not one); staged as the snapshot of 2026-10-01",
+        ),
+    ],
+)
+def test_an_undated_file_says_which_day_it_became_and_how_to_name_it(blob_name: str, expected: str) -> None:
+    parsed = parse(csv_bytes(HEADER, "c-1,Acme,US,saas,"), blob_name=blob_name)
+    assert parsed.snapshot_date == CREATED.date()
+    assert len(parsed.warnings) == 1 and parsed.warnings[0].startswith(expected), parsed.warnings
+    assert "YYYY-MM-DD, YYYY_MM_DD or YYYYMMDD" in parsed.warnings[0]
+
+
+def test_a_dated_file_has_no_date_warning() -> None:
+    assert parse(csv_bytes(HEADER, "c-1,Acme,US,saas,"), blob_name="CRM_Export_20261120.csv").warnings == []
 
 
 def test_parse_uses_the_snapshot_date_rule() -> None:
@@ -790,11 +918,11 @@ def _timestamps(draw: st.DrawFn) -> tuple[str, datetime | None]:
         day = draw(st.dates(min_value=date(1900, 1, 1), max_value=date(2100, 1, 1)))
         return day.isoformat(), datetime(day.year, day.month, day.day)
     utc = draw(st.datetimes(min_value=datetime(1900, 1, 2), max_value=datetime(2099, 12, 30)))
-    sep = draw(st.sampled_from(["T", " "]))
+    sep = draw(st.sampled_from(["T", "t", " "]))
     if style == "naive":
         return utc.isoformat(sep=sep), utc
     if style == "Z":
-        return utc.isoformat(sep=sep) + "Z", utc
+        return utc.isoformat(sep=sep) + draw(st.sampled_from(["Z", "z"])), utc
     offset = draw(_OFFSETS)
     text = (utc + offset).replace(tzinfo=timezone(offset)).isoformat(sep=sep)
     if style == "compact":

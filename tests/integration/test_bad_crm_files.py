@@ -132,6 +132,34 @@ def text_limits() -> bytes:
     return "\n".join([HEADER, *good, *edge, ""]).encode()
 
 
+def lowercase_z_and_t() -> bytes:
+    """Issue 22 case 6: RFC 3339 allows z and t; a lowercase z quarantined the row."""
+    return "\n".join(
+        [
+            HEADER,
+            "c-001,Lower Z,DE,saas,2026-09-01T08:00:00z",
+            "c-002,Lower T,US,retail,2026-09-02t09:30:00Z",
+            "c-003,Both,FR,media,2026-09-03t23:30z",
+            "c-004,Space,DE,saas,2026-09-04 10:15:00.5z",
+            "c-005,Offset,US,retail,2026-09-05t23:30:00-05:00",
+            "",
+        ]
+    ).encode()
+
+
+def windows_1252() -> bytes:
+    """Contract §2: a Windows-1252 export (Excel's "CSV (Comma delimited)"), "Zoë" on line 3."""
+    return "\n".join(
+        [
+            HEADER,
+            "c-001,Acme,DE,saas,2026-09-01",
+            "c-002,Zoë & Co,SE,edu,2026-09-04",
+            "c-003,Globex,US,retail,",
+            "",
+        ]
+    ).encode("cp1252")
+
+
 CASES = [
     # ---- rejected: nothing staged, the previous snapshot stays
     Case("not_utf8_2026-10-01.csv", Rejected("not valid UTF-8")),
@@ -147,6 +175,14 @@ CASES = [
     Case("duplicate_column_2026-10-13.csv", Rejected("duplicate column(s) in header: country")),
     Case("semicolon_2026-10-14.csv", Rejected("missing required column(s): company_id")),
     Case("field_over_limit_2026-10-12.csv", Rejected("larger than the 16 MiB limit"), field_over_csv_limit),
+    Case(
+        "windows_1252_2026-10-24.csv",
+        Rejected(
+            "not valid UTF-8 on line 3 (byte 0xEB at offset 91: invalid continuation byte);"
+            " save the file as UTF-8 (in Excel: Save As, CSV UTF-8)"
+        ),
+        windows_1252,
+    ),
     # ---- loaded: the snapshot for the date is replaced, bad rows quarantined
     Case(
         "duplicate_ids_2026-10-08.csv",
@@ -171,6 +207,19 @@ CASES = [
             ),
             ["unparseable last_contact_at '10/01/2026'", "unparseable last_contact_at '2026-02-30'"],
         ),
+    ),
+    Case(
+        "lowercase_z_2026-10-23.csv",
+        Loaded(
+            {
+                "c-001": ("Lower Z", "DE", "saas", ts("2026-09-01T08:00:00")),
+                "c-002": ("Lower T", "US", "retail", ts("2026-09-02T09:30:00")),
+                "c-003": ("Both", "FR", "media", ts("2026-09-03T23:30:00")),
+                "c-004": ("Space", "DE", "saas", ts("2026-09-04T10:15:00.5")),
+                "c-005": ("Offset", "US", "retail", ts("2026-09-06T04:30:00")),
+            }
+        ),
+        lowercase_z_and_t,
     ),
     Case(
         "future_dates_2026-10-10.csv",
@@ -427,6 +476,10 @@ def test_bad_crm_file(case: Case, cli, local_env: Path, tmp_path: Path) -> None:
     assert entry["staged"] + entry["quarantined"] == data_rows
     assert (entry["staged"], entry["quarantined"]) == (len(rows), len(quarantined))
     assert not [a for a in read_alerts(local_env) if a["kind"] == "crm_file_rejected"]
+    # It replaced the baseline, staged for the same day under another name: a warning names both.
+    replaced = f"{name} replaces the snapshot of {day} staged from {baseline}"
+    assert replaced in out and replaced in entry["warnings"]
+    assert [a["severity"] for a in read_alerts(local_env) if replaced in a["message"]] == ["warning"]
 
 
 # --------------------------------------------------------------------------- the real process

@@ -57,7 +57,11 @@ def test_a_file_without_a_date_is_staged_as_the_upload_day_and_says_so(
     today = datetime.now(UTC).date().isoformat()
     code, out, err = drop(cli, tmp_path, "companies.csv", companies_csv(5))
     assert code == 0, err
-    warning = f"no date in the file name; staged as the snapshot of {today} (the UTC day it was uploaded)"
+    warning = (
+        f"no date in the file name; staged as the snapshot of {today} (the UTC day it was uploaded);"
+        f" name the file after the day it describes, as YYYY-MM-DD, YYYY_MM_DD or YYYYMMDD"
+        f" (e.g. companies_{today}.csv)"
+    )
     assert warning in out
     assert staged_companies(local_env, today) == 5
     alerts = [a for a in read_alerts(local_env) if a["kind"] == "crm_file_warning"]
@@ -73,6 +77,70 @@ def test_a_date_that_is_no_calendar_date_is_named_in_the_warning(
     assert (
         f"no calendar date in the file name (2026-13-45 is not one); staged as the snapshot of {today}" in out
     )
+
+
+def source_blobs(data_dir: Path, snapshot: str) -> set[str]:
+    with duckdb.connect(str(data_dir / "warehouse.duckdb"), read_only=True) as con:
+        rows = con.execute(
+            "SELECT DISTINCT source_blob FROM stg.crm_company_snapshot WHERE snapshot_date = CAST(? AS DATE)",
+            [snapshot],
+        ).fetchall()
+    return {row[0] for row in rows}
+
+
+def test_a_backlog_of_exports_with_compact_dates_stages_one_snapshot_each(
+    cli, local_env: Path, tmp_path: Path
+) -> None:
+    # Issue 22 case 4. Before: "no date in the file name", all three staged as today's
+    # snapshot, each replacing the one before.
+    backlog = ["CRM_Export_20261120.csv", "CRM_Export_20261121.csv", "crm_2026_11_22.csv"]
+    for name, day in zip(backlog, ["2026-11-20", "2026-11-21", "2026-11-22"], strict=True):
+        code, out, err = drop(cli, tmp_path, name, companies_csv(5))
+        assert code == 0, err
+        assert f"snapshot {day} staged: 5 rows" in out and "warnings" not in out, out
+        assert source_blobs(local_env, day) == {name}
+    assert not read_alerts(local_env)
+    code, out, _err = cli("status", "--json")
+    assert [(s["snapshot_date"], s["file"]) for s in json.loads(out)["crm_snapshots"]] == [
+        ("2026-11-20", "CRM_Export_20261120.csv"),
+        ("2026-11-21", "CRM_Export_20261121.csv"),
+        ("2026-11-22", "crm_2026_11_22.csv"),
+    ]
+
+
+def test_a_snapshot_replaced_under_another_file_name_says_so_naming_both(
+    cli, local_env: Path, tmp_path: Path
+) -> None:
+    # Contract §2 (issue 22). Before: replaced without a word.
+    assert drop(cli, tmp_path, "companies_2026-11-20.csv", companies_csv(5))[0] == 0
+    code, out, err = drop(cli, tmp_path, "CRM_Export_20261120.csv", companies_csv(6))
+    assert code == 0, err
+    warning = (
+        "CRM_Export_20261120.csv replaces the snapshot of 2026-11-20 staged from companies_2026-11-20.csv"
+        " (both file names give 2026-11-20); if companies_2026-11-20.csv was the right one, drop it again"
+    )
+    assert "snapshot 2026-11-20 staged: 6 rows" in out and f"warnings: {warning}" in out
+    assert staged_companies(local_env, "2026-11-20") == 6
+    assert source_blobs(local_env, "2026-11-20") == {"CRM_Export_20261120.csv"}
+    alerts = read_alerts(local_env)
+    assert [(a["severity"], a["kind"], a["activity_date"]) for a in alerts] == [
+        ("warning", "crm_file_warning", "2026-11-20")
+    ]
+    assert alerts[0]["message"] == f"CRM file {warning}"
+
+    # The same file again, or the same bytes under a third name (nothing replaced): no word.
+    code, out, _err = drop(cli, tmp_path, "CRM_Export_20261120.csv", companies_csv(6))
+    assert code == 0 and "unchanged" in out and "replaces" not in out
+    code, out, _err = drop(cli, tmp_path, "crm_2026_11_20.csv", companies_csv(6))
+    assert code == 0 and "unchanged" in out and "replaces" not in out
+    # Back to the first file: said again, naming the last drop of the bytes it replaces.
+    code, out, _err = drop(cli, tmp_path, "companies_2026-11-20.csv", companies_csv(5))
+    assert code == 0
+    assert (
+        "companies_2026-11-20.csv replaces the snapshot of 2026-11-20 staged from crm_2026_11_20.csv" in out
+    )
+    assert staged_companies(local_env, "2026-11-20") == 5
+    assert len(read_alerts(local_env)) == 2
 
 
 @pytest.mark.parametrize(
