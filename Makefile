@@ -8,11 +8,13 @@ STAMP := $(VENV)/.installed
 AZURITE := node_modules/.bin/azurite
 NODE_STAMP := node_modules/.installed
 
-.PHONY: setup demo test test-fast lint bench bench-venv clean azurite system-packages worker-venv FORCE
+.PHONY: setup demo test test-fast lint lock bench bench-venv clean azurite system-packages worker-venv FORCE
 
+# requirements-dev.txt pulls in requirements-local.txt (duckdb: what only the local host
+# needs), which pulls in requirements.txt (what runs on Azure, pinned).
 setup: $(STAMP)
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements.txt requirements-local.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
@@ -20,6 +22,20 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 demo: setup
 	$(PY) -m shared.cli demo
+
+# requirements.txt is what the Flex Consumption remote build installs: every package it needs,
+# transitive ones included, pinned with ==. It is compiled from requirements.in for the app's
+# Python (3.11, infra/bicep/modules/functionapp.bicep) on Linux by uv, in a venv of its own.
+# Pins already in requirements.txt are kept; `make lock LOCK_ARGS=--upgrade` takes the newest.
+LOCK_VENV := .venv-lock
+UV_VERSION := 0.13.9
+LOCK_ARGS ?=
+LOCK_COMMAND := requirements.in --python-version 3.11 --python-platform linux -o requirements.txt
+lock:
+	@test -x $(LOCK_VENV)/bin/uv || { $(PYTHON) -m venv $(LOCK_VENV) && \
+		$(LOCK_VENV)/bin/python -m pip install --quiet uv==$(UV_VERSION); }
+	$(LOCK_VENV)/bin/uv pip compile $(LOCK_COMMAND) --quiet $(LOCK_ARGS) \
+		--custom-compile-command "make lock, which runs: uv pip compile $(LOCK_COMMAND)"
 
 # Style, formatting, types, and the layers: what may import what (pyproject.toml
 # [tool.importlinter]) and what import-linter cannot see (tests/architecture: the domain is
@@ -107,4 +123,4 @@ $(BENCH_STAMP): benchmarks/peer/requirements.txt
 	touch $@
 
 clean:
-	rm -rf .local .pytest_cache .ruff_cache .hypothesis .mypy_cache
+	rm -rf .local .pytest_cache .ruff_cache .hypothesis .mypy_cache $(LOCK_VENV)

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+
 import azure.functions as func
 
-from shared.bootstrap import get_services
+from shared.bootstrap import get_alert_services
+from shared.config import SettingsError
 from shared.domain.alerts import alert_from_body, alert_from_dead_letter
 from shared.observability.context import log_context
 from shared.services.alerts import deliver_alert
+
+log = logging.getLogger(__name__)
 
 
 def on_alert(msg: func.ServiceBusMessage) -> None:
@@ -26,4 +31,12 @@ def on_alert(msg: func.ServiceBusMessage) -> None:
     else:
         alert = alert_from_body(body)
     with log_context(stage="alerts", date=alert.activity_date, run_id=alert.run_id):
-        deliver_alert(get_services(), alert)
+        try:
+            # Only the sink's own settings are needed: another bad one is what alerts report.
+            services = get_alert_services()
+        except SettingsError as exc:
+            # No working sink: the log keeps the alert (Application Insights on Azure).
+            line = f"alerts: {exc}; alert not delivered: {alert.title()}: {' '.join(alert.message.split())}"
+            log.error("%s", line)
+            raise SettingsError(line) from None
+        deliver_alert(services, alert)

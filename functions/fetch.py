@@ -7,7 +7,7 @@ import logging
 import azure.functions as func
 
 from functions._messages import json_body, settle_permanent_errors
-from shared.bootstrap import get_services
+from functions._settings import services_for
 from shared.domain.days import yesterday
 from shared.domain.replay_request import FetchRequest
 from shared.observability.context import log_context
@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 
 
 def on_timer(timer: func.TimerRequest) -> None:
-    services = get_services()
+    services = services_for("fetch-timer")
     day = yesterday(services.clock())
     with log_context(stage="fetch-timer", date=day):
         if timer.past_due:
@@ -29,7 +29,7 @@ def on_timer(timer: func.TimerRequest) -> None:
 
 def on_fetch_request(msg: func.ServiceBusMessage) -> None:
     with log_context(stage="fetch"), settle_permanent_errors("fetch", msg):
-        services = get_services()
+        services = services_for("fetch")
         request = FetchRequest.from_json(json_body(msg), services.clock().date())
         with log_context(date=request.day):
             fetch_day(services, request.day, force=request.force)

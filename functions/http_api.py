@@ -7,12 +7,14 @@ from typing import Any
 
 import azure.functions as func
 
-from shared.bootstrap import get_services
+from functions._settings import services_for
+from shared.config import SettingsError
 from shared.domain.days import parse_day
 from shared.domain.json_input import NotJson, parse_json
 from shared.domain.reconcile_request import BadReconcileRequest, ReconcileRequest
 from shared.domain.replay_request import BadReplayRequest, ReplayRequest
 from shared.observability.context import log_context
+from shared.ports import Services
 from shared.services.reconcile import as_json as reconcile_json
 from shared.services.reconcile import reconcile as run_reconcile
 from shared.services.replay import enqueue_fetches
@@ -25,13 +27,21 @@ def _json(status: int, payload: Any) -> func.HttpResponse:
     )
 
 
+def _settings_refused(exc: SettingsError) -> func.HttpResponse:
+    """A request that needs a setting the app cannot run with: 503 and the one line naming it."""
+    return _json(503, {"error": str(exc)})
+
+
 def replay(req: func.HttpRequest) -> func.HttpResponse:
     with log_context(stage="http-replay"):
-        return _replay(req)
+        try:
+            services = services_for("http-replay")
+        except SettingsError as exc:
+            return _settings_refused(exc)
+        return _replay(req, services)
 
 
-def _replay(req: func.HttpRequest) -> func.HttpResponse:
-    services = get_services()
+def _replay(req: func.HttpRequest, services: Services) -> func.HttpResponse:
     try:
         try:
             body = parse_json(req.get_body())
@@ -58,7 +68,10 @@ def _replay(req: func.HttpRequest) -> func.HttpResponse:
 
 
 def status(req: func.HttpRequest) -> func.HttpResponse:
-    services = get_services()
+    try:
+        services = services_for("http-status")
+    except SettingsError as exc:
+        return _settings_refused(exc)
     raw = req.params.get("date")
     if raw is None:
         return _json(200, status_payload(services.ledger, services.settings.rules()))
@@ -75,7 +88,10 @@ def reconcile(req: func.HttpRequest) -> func.HttpResponse:
     """GET /api/reconcile?date=YYYY-MM-DD[&company_id=C][&api=false]: the day (or one company) across
     the API, the landed pages, staging and the table, each difference explained. Read-only."""
     with log_context(stage="http-reconcile"):
-        services = get_services()
+        try:
+            services = services_for("http-reconcile")
+        except SettingsError as exc:
+            return _settings_refused(exc)
         try:
             request = ReconcileRequest.parse(dict(req.params), services.clock().date())
         except BadReconcileRequest as exc:

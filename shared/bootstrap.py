@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from shared.config import Settings
+from shared.config import Settings, SettingsError
 from shared.domain import blob_events, names
 from shared.ports import (
     AlertSink,
@@ -26,12 +26,22 @@ from shared.ports import (
 )
 
 _current: Services | None = None
+_for_alerts: Services | None = None
+_alerts_bus: MessageBus | None = None
 _lock = threading.Lock()
+
+# What the alert function reads besides storage (where it remembers what it sent): its sink.
+ALERT_SETTINGS = ("ALERT_WEBHOOK_URL", "ALERT_WEBHOOK_BACKOFF_S", "ALERT_REPEAT_WINDOW_S")
 
 
 def get_services() -> Services:
     """The services of this process, built on first use from the environment (Azure) or
-    installed by the local host."""
+    installed by the local host.
+
+    Settings are checked here, when a function runs, never when the app is imported: an invalid
+    one raises `SettingsError` (one line naming it) and nothing is kept, so every invocation
+    that needs the services fails the same way until the setting is fixed, and the others run.
+    """
     global _current
     with _lock:
         if _current is None:
@@ -39,11 +49,43 @@ def get_services() -> Services:
         return _current
 
 
+def get_alert_services() -> Services:
+    """What the alert function runs on: the services, or, when some other setting is invalid,
+    the same built from the valid ones with the alert sink's own settings checked. A bad
+    setting elsewhere must not silence the alerts that report it."""
+    global _for_alerts
+    try:
+        return get_services()
+    except SettingsError:
+        pass
+    with _lock:
+        if _for_alerts is None:
+            settings, problems = Settings.read_env()
+            for name in ALERT_SETTINGS:
+                if name in problems:
+                    raise problems[name]
+            _for_alerts = build_services(settings)
+        return _for_alerts
+
+
+def alert_bus() -> MessageBus | None:
+    """The bus that carries alerts, built from the settings that are valid, when Service Bus is
+    configured (without it there is no alert function to deliver them); None if it cannot be."""
+    global _alerts_bus
+    with _lock:
+        if _alerts_bus is None:
+            settings, _ = Settings.read_env()
+            if not _uses_service_bus(settings):
+                return None
+            _alerts_bus = _bus(settings, local_bus=False, durable=False)
+        return _alerts_bus
+
+
 def use_services(services: Services | None) -> None:
     """Install the services the handlers will use (the local host and tests)."""
-    global _current
+    global _current, _for_alerts
     with _lock:
-        _current = services
+        _current, _for_alerts = services, None
 
 
 def build_services(

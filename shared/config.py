@@ -83,8 +83,21 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Every setting from `env` (the process's environment by default); the first one that
+        is not valid is refused with a `SettingsError` naming it."""
+        settings, problems = cls.read_env(env)
+        for problem in problems.values():
+            raise problem
+        return settings
+
+    @classmethod
+    def read_env(cls, env: Mapping[str, str] | None = None) -> tuple[Settings, dict[str, SettingsError]]:
+        """The settings with each invalid one left at its default, and what is wrong with each
+        of those, by variable name. For a function that must work whatever the other settings
+        say (the alert function); it checks the ones it uses itself."""
         env = os.environ if env is None else env
         values: dict[str, Any] = {}
+        problems: dict[str, SettingsError] = {}
         for f in dataclasses.fields(cls):
             raw = env.get(f.metadata["env"], "").strip()
             if f.metadata["secret"] and raw.startswith(_KEY_VAULT_REFERENCE):
@@ -95,11 +108,29 @@ class Settings:
                 )
                 raw = ""
             if raw:
-                values[f.name] = _parse(f, raw)
-                _check_range(f, values[f.name], shown=raw)  # named as the user wrote it
+                try:
+                    value = _parse(f, raw)
+                    _check_range(f, value, shown=raw)  # named as the user wrote it
+                except SettingsError as exc:
+                    problems[f.metadata["env"]] = exc
+                    continue
+                values[f.name] = value
         if "usage_api_base_url" in values:
             values["usage_api_base_url"] = values["usage_api_base_url"].rstrip("/")
-        return cls(**values)
+        return cls(**values), problems
+
+    @classmethod
+    def secret_values(cls, env: Mapping[str, str] | None = None) -> list[str]:
+        """The secrets as set in `env`, valid or not: what logging redacts before any setting
+        is checked (a webhook URL that is not a URL is still a secret)."""
+        env = os.environ if env is None else env
+        return [
+            raw
+            for f in dataclasses.fields(cls)
+            if f.metadata["secret"]
+            and (raw := env.get(f.metadata["env"], "").strip())
+            and not raw.startswith(_KEY_VAULT_REFERENCE)
+        ]
 
     def __post_init__(self) -> None:
         # Here rather than in from_env: settings built in code are held to the same ranges.
@@ -149,7 +180,8 @@ _URL_SETTINGS = ("USAGE_API_BASE_URL", "ALERT_WEBHOOK_URL")
 
 def _url_problem(url: str) -> str | None:
     """What makes `url` unusable as an API or webhook root, or None: caught here, a malformed
-    URL is one line at start-up rather than minutes of retries ending in "InvalidURL"."""
+    URL is one line when a function first needs it rather than minutes of retries ending in
+    "InvalidURL"."""
     if not url.isascii() or any(c.isspace() or not c.isprintable() for c in url):
         return "spaces, control or non-ASCII characters"
     try:

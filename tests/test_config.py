@@ -133,3 +133,24 @@ def test_a_data_folder_under_home_is_expanded(monkeypatch: pytest.MonkeyPatch, t
         Settings.from_env({"LOCAL_DATA_DIR": "~/company-activity"}).local_data_dir
         == tmp_path / "company-activity"
     )
+
+
+def test_read_env_keeps_the_valid_settings_and_names_each_bad_one() -> None:
+    """What the alert function runs on when another setting is bad: nothing is raised."""
+    settings, problems = Settings.read_env(
+        {"USAGE_API_TIMEOUT_S": "thirty", "ALERT_WEBHOOK_URL": "hooks/sk-secret-1", "MAX_DELIVERY_COUNT": "7"}
+    )
+    assert sorted(problems) == ["ALERT_WEBHOOK_URL", "USAGE_API_TIMEOUT_S"]
+    assert "sk-secret-1" not in str(problems["ALERT_WEBHOOK_URL"])
+    assert (settings.usage_api_timeout_s, settings.alert_webhook_url, settings.max_delivery_count) == (
+        30.0,
+        "",
+        7,
+    )
+    with pytest.raises(SettingsError, match="USAGE_API_TIMEOUT_S"):  # the first, in declaration order
+        Settings.from_env({"USAGE_API_TIMEOUT_S": "thirty", "ALERT_WEBHOOK_URL": "hooks/sk-secret-1"})
+
+
+def test_secret_values_are_read_as_set_valid_or_not() -> None:
+    env = {"ALERT_WEBHOOK_URL": " hooks/sk-secret-1 ", "USAGE_API_KEY": "@Microsoft.KeyVault(SecretUri=x)"}
+    assert Settings.secret_values(env) == ["hooks/sk-secret-1"]

@@ -20,8 +20,12 @@ def configure_logging(
     to_stderr: bool = True,
 ) -> None:
     """On Azure the worker owns the handlers and this only adds the redaction filter. The local
-    CLI logs to a file and keeps stderr for its one-line reasons unless asked (-v)."""
-    settings = settings or Settings.from_env()
+    CLI logs to a file and keeps stderr for its one-line reasons unless asked (-v).
+
+    Without `settings`, the secrets to redact are read from the environment as they are:
+    nothing here checks a setting, so configuring logging never fails on one (the Function
+    App does this at import, and a bad setting must fail only the invocations that need it)."""
+    secrets = settings.secrets() if settings is not None else Settings.secret_values()
     root = logging.getLogger()
     if level is not None:
         root.setLevel(level)
@@ -42,7 +46,7 @@ def configure_logging(
         root.addHandler(file_handler)
     for handler in root.handlers:
         if not any(isinstance(f, RedactingFilter) for f in handler.filters):
-            handler.addFilter(RedactingFilter(settings.secrets()))
+            handler.addFilter(RedactingFilter(secrets))
         if not any(isinstance(f, ContextFilter) for f in handler.filters):
             handler.addFilter(ContextFilter())  # stage, date and run id on every record
     for noisy in ("azure", "urllib3"):

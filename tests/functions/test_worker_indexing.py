@@ -65,18 +65,28 @@ def python_313_on_this_machine() -> bool:
     return False
 
 
-@pytest.fixture(scope="module")
-def indexed() -> dict:
+def index(**settings: str) -> dict:
+    """What the worker indexes, with the given settings in the environment."""
     if not WORKER_PYTHON.exists():
         if os.environ.get("CI") == "true" and python_313_on_this_machine():
             pytest.fail("CI=true and a Python 3.13 is here: make test must build .venv-worker")
         pytest.skip("no .venv-worker: the worker's indexing needs Python 3.13 (make worker-venv)")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SQL_", "DATA_STORAGE", "ServiceBus"))}
     result = subprocess.run(
-        [str(WORKER_PYTHON), "-c", SCRIPT], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
+        [str(WORKER_PYTHON), "-c", SCRIPT],
+        cwd=REPO,
+        env={**env, **settings},
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def indexed() -> dict:
+    return index()
 
 
 def test_the_worker_indexes_every_function(indexed: dict) -> None:
@@ -130,3 +140,16 @@ def test_the_app_imports_without_any_setting(tmp_path: Path) -> None:
         timeout=120,
     )
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_bad_settings_leave_every_function_indexed(indexed: dict) -> None:
+    """A setting is checked when a function runs, never when the app is imported: with the dev
+    parameter file's placeholder, a webhook that is not a URL and a timeout that is not a
+    number, the worker still indexes every function, the alert function among them."""
+    bad = index(
+        USAGE_API_BASE_URL="<https://product usage API root, without /v2/usage>",
+        ALERT_WEBHOOK_URL="T0AAAAAAA/B0BBBBBBB/not-a-url",
+        USAGE_API_TIMEOUT_S="thirty",
+    )
+    assert sorted(bad) == sorted(indexed)
+    assert "deliver_alerts" in bad

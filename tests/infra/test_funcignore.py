@@ -44,6 +44,8 @@ def test_the_package_is_what_runs_on_azure(tmp_path: Path) -> None:
     ).stdout.split()
     local_only = [
         ".venv/bin/python",
+        ".venv-lock/bin/uv",
+        ".venv-bench/bin/python",
         "node_modules/azurite/package.json",
         ".local/warehouse.duckdb",
         "shared/__pycache__/ports.cpython-311.pyc",
@@ -58,6 +60,8 @@ def test_the_package_is_what_runs_on_azure(tmp_path: Path) -> None:
         assert not any(f.startswith(folder) for f in kept), folder
     assert not {f for f in kept if f.endswith((".pyc", ".duckdb", ".json")) and f != "host.json"}
     assert "shared/cli.py" not in kept
+    # The remote build installs requirements.txt, the lock; its input and the other lists stay home.
+    assert not kept & {"requirements.in", "requirements-local.txt", "requirements-dev.txt"}
 
 
 def test_nothing_shipped_imports_what_is_not(tmp_path: Path) -> None:
