@@ -60,8 +60,10 @@ def recorded_version(rows: list[tuple[Any, ...]]) -> int | None:
 def version_mismatch(found: int | None, where: str, apply: str) -> SchemaVersionMismatch:
     """The one line the first SQL work fails with: both versions and what to run."""
     has = f"schema version {found}" if found is not None else "no schema version"
-    if found is not None and found > SCHEMA_VERSION:
-        fix = f"it is newer than this app: deploy or run this app's newer version ({apply} applied it)"
+    if found is not None and found > SCHEMA_VERSION:  # a schema never goes back: the app must go forward
+        fix = (
+            "the schema is newer than this app: run (or deploy) the newer version of the app that applied it"
+        )
     else:
         fix = f"apply the schema with {apply}"
     return SchemaVersionMismatch(f"{where} has {has}, this app needs schema version {SCHEMA_VERSION}: {fix}")
