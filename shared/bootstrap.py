@@ -177,7 +177,7 @@ def make_warehouse(settings: Settings, *, read_only: bool = False) -> Warehouse:
         return MssqlWarehouse.from_settings(settings)
     from shared.adapters.warehouse_duckdb import DuckDbWarehouse
 
-    return DuckDbWarehouse(  # schema applied on first use (unless read-only)
+    return DuckDbWarehouse(  # schema checked on first use, and applied to a file it made
         settings.local_warehouse_file,
         memory_mb=settings.local_warehouse_memory_mb,
         read_only=read_only,

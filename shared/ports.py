@@ -122,6 +122,16 @@ class WarehouseUnavailable(RuntimeError):
     and what to do; trying again once it lets go works."""
 
 
+class SchemaVersionMismatch(PermanentError):
+    """The warehouse's recorded schema version is not the one this app was written for (or none
+    is recorded). The app never changes a schema it did not create (contract section 8), so
+    only a person or the deployment can fix it: the message, one line, names both versions and
+    the command that applies the schema. Retrying cannot help until then, so a message that
+    meets it settles at once with an alert."""
+
+    kind = "schema_version_mismatch"
+
+
 @dataclass(frozen=True)
 class Lineage:
     run_id: str
@@ -177,7 +187,22 @@ class Warehouse(Protocol):
         """Which sql/<dialect>/ files it runs."""
         ...
 
-    def apply_schema(self) -> None: ...
+    def apply_schema(self) -> None:
+        """Apply sql/<dialect>/schema.sql and record its version: `init-db`, run by a person or
+        the deployment with an administrator's rights. The app itself never calls it."""
+        ...
+
+    def check_schema(self) -> None:
+        """What the first SQL work does first: the warehouse's schema version must be this
+        app's, else SchemaVersionMismatch. Only a local DuckDB file the app created itself is
+        brought to the current schema here; nothing else is ever changed."""
+        ...
+
+    def probe(self) -> str:
+        """The health check's look at the warehouse: connect (the ODBC driver found, the login
+        accepted), check the schema version, read each table once. A short one-line detail
+        ("schema 1, 5 tables read"), or an exception whose text says in one line what to fix."""
+        ...
 
     def replace_usage_day(
         self,

@@ -242,10 +242,13 @@ def queued_alerts(services: Services) -> list[dict[str, Any]]:
 # --- the warehouse on SQL Server (only where MSSQL_TEST_CONNECTION_STRING is set) ---------
 
 MSSQL = os.environ.get("MSSQL_TEST_CONNECTION_STRING", "")
+# An administrator (sa) without a database: for the tests that make their own (schema upgrades).
+MSSQL_ADMIN = os.environ.get("MSSQL_ADMIN_CONNECTION_STRING", "")
 WAREHOUSE_TABLES = (
     "analytics.company_daily_activity",
     "stg.product_usage_daily",
     "stg.usage_dataset",
+    "stg.usage_unknown",
     "stg.crm_company_snapshot",
     "stg.crm_snapshot",
 )

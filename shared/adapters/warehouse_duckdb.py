@@ -1,4 +1,12 @@
-"""Warehouse on an embedded DuckDB file: the local default for Azure SQL."""
+"""Warehouse on an embedded DuckDB file: the local default for Azure SQL.
+
+The schema (contract section 8): the local app creates its own file (LOCAL_DATA_DIR/
+warehouse.duckdb) and keeps it at sql/duckdb/schema.sql itself, recording SCHEMA_VERSION as
+Azure SQL does. A file is the app's when it has the version table, or the fingerprint comment
+every version of the app has written, or nothing at all (a new file). Any other file, and any
+file opened read-only, is never changed: a version other than this app's fails the first SQL
+work with one line, and `python -m shared.cli init-db` is the command that applies the schema.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +22,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from shared.adapters.sql_files import statements
-from shared.adapters.warehouse_sql import Column, SqlWarehouse, T
+from shared.adapters.warehouse_sql import (
+    INIT_DB,
+    SCHEMA_VERSION,
+    Column,
+    SqlWarehouse,
+    T,
+    probe_detail,
+    recorded_version,
+    version_mismatch,
+)
 from shared.domain.errors import PermanentError
 from shared.ports import WarehouseUnavailable
 
@@ -37,9 +54,12 @@ class WarehouseOutOfMemory(PermanentError):
     kind = "warehouse_out_of_memory"
 
 
+FINGERPRINT_PREFIX = "Company Activity schema "
+
+
 def _schema_fingerprint() -> str:
     digest = hashlib.sha256("\n;\n".join(statements("duckdb", "schema")).encode()).hexdigest()
-    return f"Company Activity schema {digest[:16]}"
+    return f"{FINGERPRINT_PREFIX}{digest[:16]}"
 
 
 class DuckDbWarehouse(SqlWarehouse):
@@ -114,27 +134,96 @@ class DuckDbWarehouse(SqlWarehouse):
         )
 
     def apply_schema(self) -> None:
-        """Bring the file to sql/duckdb/schema.sql. A file already there is not written: its
-        tables are created IF NOT EXISTS, but its views are replaced, which rewrites the file,
-        so the schema's fingerprint is kept as the table's comment and the views are replaced
-        only when it differs: a command that only reads (`report`) leaves the file as it was."""
+        """`init-db`: bring the file to sql/duckdb/schema.sql, whoever made it (a person asked),
+        unless a newer version of the app has upgraded it."""
         with self._write_lock:
-            if self._schema_ready or self.read_only:
+            if self.read_only:  # nothing may change it: only check
+                self.check_schema()
                 return
-            wanted = _schema_fingerprint()
-            applied = self._con.execute(
-                "SELECT comment FROM duckdb_tables() WHERE schema_name = 'analytics'"
-                " AND table_name = 'company_daily_activity'"
-            ).fetchall()
-            if applied != [(wanted,)]:
-                self._run(self._con, "schema", {})
-                self._con.execute(f"COMMENT ON TABLE analytics.company_daily_activity IS '{wanted}'")
+            found, _owned, fingerprint = self._schema_state()
+            if found is not None and found > SCHEMA_VERSION:
+                raise version_mismatch(found, self._where, f"`{INIT_DB}`")
+            self._apply(fingerprint)
             self._schema_ready = True
+
+    def check_schema(self) -> None:
+        """Before the first SQL work. A file the app made is brought to the current schema; its
+        views are replaced only when the schema's fingerprint (kept as the table's comment)
+        differs, so a command that only reads (`report`) leaves the file as it was. Any other
+        file, or one opened read-only, must already have this app's version."""
+        with self._write_lock:
+            if self._schema_ready:
+                return
+            found, owned, fingerprint = self._schema_state()
+            if self.read_only or not owned or (found is not None and found > SCHEMA_VERSION):
+                if found != SCHEMA_VERSION:
+                    raise version_mismatch(found, self._where, f"`{INIT_DB}`")
+            else:
+                self._apply(fingerprint)
+            self._schema_ready = True
+
+    @property
+    def _where(self) -> str:
+        return f"the warehouse {self.path}"
+
+    def _schema_state(self) -> tuple[int | None, bool, str | None]:
+        """(recorded version or None, made by this app, the fingerprint comment or None)."""
+        con = self._con
+        tables = con.execute(
+            "SELECT schema_name || '.' || table_name, comment FROM duckdb_tables() WHERE NOT internal"
+            " AND database_name = current_database()"
+        ).fetchall()
+        views = con.execute(
+            "SELECT count(*) FROM duckdb_views() WHERE NOT internal AND database_name = current_database()"
+        ).fetchall()
+        comments = dict(tables)
+        fingerprint = comments.get("analytics.company_daily_activity")
+        if "analytics.schema_version" in comments:
+            return recorded_version(self._read_statements(con, "schema_version")[1]), True, fingerprint
+        made_by_app = isinstance(fingerprint, str) and fingerprint.startswith(FINGERPRINT_PREFIX)
+        blank = not tables and not views[0][0]
+        return None, made_by_app or blank, fingerprint
+
+    def _apply(self, fingerprint: str | None) -> None:
+        """Run schema.sql (its last statements record the version) and the fingerprint, in one
+        transaction, when the file's fingerprint is not this schema's."""
+        wanted = _schema_fingerprint()
+        if fingerprint == wanted:
+            return
+        con = self._con.cursor()
+        try:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                self._run(con, "schema", {})
+                con.execute(f"COMMENT ON TABLE analytics.company_daily_activity IS '{wanted}'")
+                con.execute("COMMIT")
+            except BaseException:
+                self._roll_back(con)
+                raise
+        finally:
+            con.close()
+
+    def probe(self) -> str:
+        """The health check: open the file (another program holding it is one line), check the
+        schema version as the first SQL work would, read each table once. A file not made yet
+        is fine: the first run makes it. Leaves the file closed if it found it closed."""
+        if not self.read_only and not Path(self.path).exists():
+            return f"no warehouse yet: the first run creates {self.path}"
+        with self._write_lock:
+            was_open = self._connection is not None
+            try:
+                self.check_schema()
+                found = recorded_version(self._read_statements(self._con, "schema_version")[1])
+                columns, rows = self._read_statements(self._con, "probe_tables")
+            finally:
+                if not was_open:
+                    self.close()
+        return probe_detail(found, rows, columns)
 
     @contextmanager
     def _transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
         with self._write_lock, tempfile.TemporaryDirectory(prefix="warehouse-load-") as spool:
-            self.apply_schema()
+            self.check_schema()
             self._spool = Path(spool)  # the CSV files `_load` writes live as long as the transaction
             con = self._con.cursor()  # a cursor is a session: its temp tables are its own
             try:
@@ -195,12 +284,17 @@ class DuckDbWarehouse(SqlWarehouse):
         )
 
     def _read(self, name: str, params: Mapping[str, Any]) -> tuple[list[str], list[tuple[Any, ...]]]:
-        self.apply_schema()
-        session = self._con.cursor()
+        self.check_schema()
+        return self._read_statements(self._con, name, params)
+
+    def _read_statements(
+        self, con: duckdb.DuckDBPyConnection, name: str, params: Mapping[str, Any] | None = None
+    ) -> tuple[list[str], list[tuple[Any, ...]]]:
+        session = con.cursor()
         try:
             result = None
             for sql in statements(self.dialect, name):
-                wanted = {p: params[p] for p in _PARAM.findall(sql)}
+                wanted = {p: (params or {})[p] for p in _PARAM.findall(sql)}
                 result = session.execute(sql, wanted) if wanted else session.execute(sql)
             if result is None or result.description is None:
                 return [], []

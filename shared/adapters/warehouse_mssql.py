@@ -8,6 +8,10 @@
 * Bulk loads go into `#temp` tables with `fast_executemany`, in bounded chunks.
 * Transient errors (throttling, failover, deadlock victim, dropped connections) retry the whole
   transaction on a fresh connection.
+* The app never sends DDL (contract section 8): its database user reads and writes rows only.
+  Its first SQL work reads the schema version that `sql/mssql/schema.sql` recorded and fails
+  with SchemaVersionMismatch unless it is SCHEMA_VERSION. Only `apply_schema` (init-db, run with
+  an administrator's rights) runs schema.sql; the post-provision hook runs it with sqlcmd.
 """
 
 from __future__ import annotations
@@ -25,8 +29,17 @@ from typing import Any, TypeVar
 from tenacity import RetryCallState, Retrying, retry_if_exception, wait_exponential
 
 from shared.adapters.sql_files import SQL_ROOT
-from shared.adapters.warehouse_sql import Column, SqlWarehouse
+from shared.adapters.warehouse_sql import (
+    INIT_DB,
+    SCHEMA_VERSION,
+    Column,
+    SqlWarehouse,
+    probe_detail,
+    recorded_version,
+    version_mismatch,
+)
 from shared.config import Settings
+from shared.ports import SchemaVersionMismatch
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -53,6 +66,18 @@ _TYPES = {"text": "NVARCHAR(400)", "int": "INT", "date": "DATE", "timestamp": "D
 # declaring them spares the driver from describing parameters of a #temp table, which it cannot
 # always do (pyodbc issues 295 and 415), and keeps fast_executemany's buffers bounded.
 _INPUT_SIZES = {"text": (-9, 400, 0), "int": (4, 0, 0), "date": (91, 0, 0), "timestamp": (93, 27, 6)}
+WHERE = "the Azure SQL database"
+APPLY = f"`azd provision` (or `{INIT_DB}` as the database's administrator)"
+# What a probe's failure means, by SQL Server error number: the fix, in one line.
+_PROBE_FIXES = {
+    18456: "login failed: the app's identity has no database user yet (azd provision creates it)"
+    " or SQL_CONNECTION_STRING's login is wrong",
+    40615: "the server's firewall refuses this address (allow Azure services, or the client's IP)",
+    40613: "the database is not available yet (a serverless database resumes in about a minute): try again",
+    4060: "the database in the settings does not exist or the login may not open it (SQL_DATABASE)",
+    229: "the app's database user may not read a table: grant db_datareader (azd provision does)",
+    208: f"a table is missing: apply the schema with {APPLY}",
+}
 
 
 @cache
@@ -71,6 +96,18 @@ def pick_driver(installed: Iterable[str]) -> str:
         "no SQL Server ODBC driver found (need 'ODBC Driver 18 for SQL Server' or 17); installed: "
         + (", ".join(sorted(available)) or "none")
     )
+
+
+def probe_failure(error: BaseException) -> str:
+    """One line for a failed probe: the fix when the error number is known, else the driver's
+    first line (pyodbc's text repeats the SQLSTATE and the driver's names)."""
+    for number in sorted(_error_numbers(error)):
+        if number in _PROBE_FIXES:
+            return f"Azure SQL: {_PROBE_FIXES[number]} ({number})"
+    args = getattr(error, "args", ())
+    said = str(args[-1]) if args else str(error)
+    said = re.sub(r"(\[[^\]]*\])+\s*", "", said.splitlines()[0] if said else type(error).__name__)
+    return f"Azure SQL: {said.strip()[:300]}"
 
 
 def access_token_struct(token: str) -> bytes:
@@ -226,7 +263,7 @@ class MssqlWarehouse(SqlWarehouse):
     # --- SqlWarehouse ---
     @contextmanager
     def _transaction(self) -> Iterator[Any]:
-        self.apply_schema()
+        self.check_schema()
         connection = self._connection()
         cursor = connection.cursor()
         try:
@@ -284,30 +321,51 @@ class MssqlWarehouse(SqlWarehouse):
 
     def _read(self, name: str, params: Mapping[str, Any]) -> tuple[list[str], list[tuple[Any, ...]]]:
         def work() -> tuple[list[str], list[tuple[Any, ...]]]:
-            self.apply_schema()
-            connection = self._connection()
-            cursor = connection.cursor()
-            try:
-                text, names = sql_file(name)
-                cursor.execute(text, [params[n] for n in names])
-                columns: list[str] = []
-                rows: list[tuple[Any, ...]] = []
-                while True:
-                    if cursor.description:
-                        columns = [d[0] for d in cursor.description]
-                        rows = [tuple(r) for r in cursor.fetchall()]
-                    if not cursor.nextset():
-                        break
-                connection.commit()
-                return columns, rows
-            finally:
-                cursor.close()
+            self.check_schema()
+            return self._read_once(name, params)
 
         return self._retry(work)
 
-    def apply_schema(self) -> None:
+    def _read_once(self, name: str, params: Mapping[str, Any]) -> tuple[list[str], list[tuple[Any, ...]]]:
+        connection = self._connection()
+        cursor = connection.cursor()
+        try:
+            text, names = sql_file(name)
+            cursor.execute(text, [params[n] for n in names])
+            columns: list[str] = []
+            rows: list[tuple[Any, ...]] = []
+            while True:
+                if cursor.description:
+                    columns = [d[0] for d in cursor.description]
+                    rows = [tuple(r) for r in cursor.fetchall()]
+                if not cursor.nextset():
+                    break
+            connection.commit()
+            return columns, rows
+        finally:
+            cursor.close()
+
+    def _recorded_version(self) -> int | None:
+        return recorded_version(self._read_once("schema_version", {})[1])
+
+    def check_schema(self) -> None:
+        """Before the first SQL work: the database's schema version must be this app's. Read
+        once per process while it matches; a mismatch is read again by the next work, so the
+        app works again as soon as someone applies the schema."""
         if self._schema_ready:
             return
+        found = self._retry(self._recorded_version)
+        if found != SCHEMA_VERSION:
+            raise version_mismatch(found, WHERE, APPLY)
+        self._schema_ready = True
+
+    def apply_schema(self) -> None:
+        """`init-db`: run sql/mssql/schema.sql (tables, views, indexes, then the version record)
+        with the connection's rights, which must be an administrator's, then read the version
+        back. Refuses a database that a newer version of the app has upgraded."""
+        found = self._retry(self._recorded_version)
+        if found is not None and found > SCHEMA_VERSION:
+            raise version_mismatch(found, WHERE, APPLY)
 
         def work() -> None:
             connection = self._connection()
@@ -319,7 +377,24 @@ class MssqlWarehouse(SqlWarehouse):
                 cursor.close()
 
         self._retry(work)
+        self._schema_ready = False
+        self.check_schema()
+
+    def probe(self) -> str:
+        """One attempt, no retries (the health check has its own short timeout): connect, the
+        schema version, one read of each table. A failure is one line saying what to fix."""
+        try:
+            found = self._recorded_version()
+            if found != SCHEMA_VERSION:
+                raise version_mismatch(found, WHERE, APPLY)
+            columns, rows = self._read_once("probe_tables", {})
+        except SchemaVersionMismatch:
+            raise
+        except Exception as exc:
+            self._discard_connection()
+            raise RuntimeError(probe_failure(exc)) from None
         self._schema_ready = True
+        return probe_detail(found, rows, columns)
 
     def close(self) -> None:
         self._discard_connection()

@@ -14,9 +14,23 @@ from datetime import UTC, date, datetime
 from typing import Any, TypeVar
 
 from shared.domain.usage_records import UsageRow
-from shared.ports import BuildParams, BuildResult, BuiltDay, Dialect, Lineage, StageStatus
+from shared.ports import (
+    BuildParams,
+    BuildResult,
+    BuiltDay,
+    Dialect,
+    Lineage,
+    SchemaVersionMismatch,
+    StageStatus,
+)
 
 T = TypeVar("T")
+# The version of the warehouse schema this code is written for: the one place it is set.
+# sql/<dialect>/schema.sql records it in analytics.schema_version as its last statement, with
+# this number written out (tests/infra/test_sql_dialects.py keeps the three equal). Raise it
+# with every change to a schema.sql, written as an upgrade (docs/architecture.md).
+SCHEMA_VERSION = 1
+INIT_DB = "python -m shared.cli init-db"
 Column = tuple[str, str]  # name, logical type: text, int, date, timestamp
 USAGE_COLUMNS: Sequence[Column] = (("company_id", "text"), ("active_users", "int"), ("events", "int"))
 UNKNOWN_COLUMNS: Sequence[Column] = (("company_id", "text"), ("reason", "text"))
@@ -61,6 +75,29 @@ def compare(state: list[tuple[Any, ...]], checksum: str, version: str) -> StageS
     return "unchanged" if staged_checksum == checksum else "staged"
 
 
+def recorded_version(rows: list[tuple[Any, ...]]) -> int | None:
+    """The version a `schema_version` read returned; None when none is recorded."""
+    return int(rows[0][0]) if rows and rows[0][0] is not None else None
+
+
+def version_mismatch(found: int | None, where: str, apply: str) -> SchemaVersionMismatch:
+    """The one line the first SQL work fails with: both versions and what to run."""
+    has = f"schema version {found}" if found is not None else "no schema version"
+    if found is not None and found > SCHEMA_VERSION:  # a schema never goes back: the app must go forward
+        fix = (
+            "the schema is newer than this app: run (or deploy) the newer version of the app that applied it"
+        )
+    else:
+        fix = f"apply the schema with {apply}"
+    return SchemaVersionMismatch(f"{where} has {has}, this app needs schema version {SCHEMA_VERSION}: {fix}")
+
+
+def probe_detail(found: int | None, rows: list[tuple[Any, ...]], columns: list[str]) -> str:
+    """ "schema 1, 5 tables read (3 hold rows)" from a `probe_tables` read."""
+    held = sum(1 for value in rows[0] if value) if rows else 0
+    return f"schema {found}, {len(columns)} tables read ({held} hold rows)"
+
+
 def naive_utc(value: datetime) -> datetime:
     """Both warehouses hold UTC in zone-less timestamp columns."""
     return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
@@ -90,6 +127,12 @@ class SqlWarehouse(ABC):
 
     @abstractmethod
     def apply_schema(self) -> None: ...
+
+    @abstractmethod
+    def check_schema(self) -> None: ...
+
+    @abstractmethod
+    def probe(self) -> str: ...
 
     @abstractmethod
     def close(self) -> None: ...

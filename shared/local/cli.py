@@ -40,7 +40,7 @@ from shared.local.folder_lock import FolderLock
 from shared.local.status_view import crm_table, day_line, day_problem, file_line, status_table
 from shared.observability.logs import configure_logging
 from shared.observability.redact import redact
-from shared.ports import WarehouseUnavailable
+from shared.ports import SchemaVersionMismatch, WarehouseUnavailable
 
 if TYPE_CHECKING:  # the function host (azure.functions, DuckDB) is loaded by the commands that run it
     from shared.local.host import DrainReport
@@ -249,7 +249,7 @@ def _main(args: argparse.Namespace) -> int:
                 return _run(args, settings, lock)
         _working.set()
         return _run(args, settings, None)
-    except (CliError, WarehouseUnavailable) as exc:
+    except (CliError, WarehouseUnavailable, SchemaVersionMismatch) as exc:
         print(f"error: {redact(str(exc), settings.secrets())}", file=sys.stderr)
         return failed
     except (KeyboardInterrupt, BrokenPipeError):
@@ -611,7 +611,9 @@ def _simulator(port: int, companies: int, days: int) -> int:
 
 
 def init_db(settings: Settings) -> int:
-    """Create or complete the warehouse schema: Azure SQL when SQL_* is set, else local DuckDB."""
+    """Create or upgrade the warehouse schema and record its version: Azure SQL when SQL_* is set
+    (with an administrator's rights: the app's own user may not), else local DuckDB."""
+    from shared.adapters.warehouse_sql import SCHEMA_VERSION
     from shared.bootstrap import make_warehouse
 
     warehouse = make_warehouse(settings)
@@ -620,7 +622,9 @@ def init_db(settings: Settings) -> int:
     finally:
         warehouse.close()
     where = settings.sql_server or ("SQL_CONNECTION_STRING" if settings.sql_connection_string else None)
-    print(f"schema applied ({warehouse.dialect}) to {where or settings.local_warehouse_file}")
+    print(
+        f"schema version {SCHEMA_VERSION} applied ({warehouse.dialect}) to {where or settings.local_warehouse_file}"
+    )
     return 0
 
 

@@ -59,7 +59,7 @@ class LocalPipeline:
 
         def open_it() -> None:
             try:
-                warehouse.apply_schema()
+                warehouse.check_schema()
             except Exception:  # said by the load that needs it, in its own words
                 log.debug("opening the warehouse ahead of staging failed", exc_info=True)
 

@@ -1,4 +1,9 @@
--- Idempotent DDL for the local DuckDB warehouse. Column names are fixed by the contract (section 3).
+-- The local DuckDB warehouse's schema. Column names are fixed by the contract (section 3) and
+-- match sql/mssql/schema.sql one for one. The app applies it itself only to a file it created
+-- (warehouse_duckdb.py); `python -m shared.cli init-db` applies it to any. Safe to apply again
+-- and over any earlier version: tables IF NOT EXISTS, views replaced, what a later version adds
+-- to an existing table a guarded ALTER (ALTER TABLE ... ADD COLUMN IF NOT EXISTS ...), never a
+-- DROP. The last statements record the version (SCHEMA_VERSION in shared/adapters/warehouse_sql.py).
 CREATE SCHEMA IF NOT EXISTS stg;
 CREATE SCHEMA IF NOT EXISTS analytics;
 
@@ -86,7 +91,15 @@ CREATE TABLE IF NOT EXISTS analytics.company_daily_activity (
     PRIMARY KEY (activity_date, company_id)
 );
 
--- A file made before unknown usage (contract section 3) is brought up to this schema in place:
+-- The version of this schema, one row: written by the last statements of this file.
+CREATE TABLE IF NOT EXISTS analytics.schema_version (
+    version    INTEGER   NOT NULL,
+    applied_at TIMESTAMP NOT NULL
+);
+
+-- Upgrades of the tables above go here; a new column goes in its CREATE TABLE too.
+--
+-- Version 1 (unknown usage): a file made before unknown usage (contract section 3) is brought up to this schema in place:
 -- its rows keep their values (no quarantined record was known to make a day unknown then).
 ALTER TABLE analytics.company_daily_activity ADD COLUMN IF NOT EXISTS usage_unknown_7d INTEGER DEFAULT 0;
 ALTER TABLE analytics.company_daily_activity ALTER COLUMN usage_unknown_7d SET NOT NULL;
@@ -187,3 +200,8 @@ SELECT p.company_id,
 FROM periods AS p
 JOIN analytics.company_daily_activity AS d
   ON d.company_id = p.company_id AND d.activity_date = p.last_activity_date;
+
+-- Last: the version this file brings the warehouse to (SCHEMA_VERSION in
+-- shared/adapters/warehouse_sql.py; tests/infra/test_sql_dialects.py keeps them equal).
+DELETE FROM analytics.schema_version;
+INSERT INTO analytics.schema_version (version, applied_at) VALUES (1, make_timestamp(epoch_us(current_timestamp)));

@@ -1,6 +1,15 @@
 SET NOCOUNT ON;
--- Idempotent DDL for the Azure SQL warehouse (one batch, safe to run on every start). Column
--- names are fixed by the contract (section 3) and match sql/duckdb/schema.sql one for one.
+-- The Azure SQL warehouse's schema, one batch. Applied only with an administrator's rights, by
+-- `python -m shared.cli init-db` and the post-provision hook (sqlcmd): the app's own database
+-- user may read and write rows, nothing more (contract section 8). Column names are fixed by
+-- the contract (section 3) and match sql/duckdb/schema.sql one for one.
+--
+-- Safe to apply again and again, and over any earlier version: every object is created only if
+-- missing (IF OBJECT_ID(...) IS NULL), views are replaced (CREATE OR ALTER), and what a later
+-- version adds to an existing table is a guarded ALTER (IF COL_LENGTH(...) IS NULL ALTER TABLE
+-- ... ADD ...), never a DROP. Its last statements record the version (SCHEMA_VERSION in
+-- shared/adapters/warehouse_sql.py) in analytics.schema_version; the app refuses to work with
+-- any other. docs/architecture.md, "The schema and its version", has the recipe for a change.
 --
 -- company_id columns use a binary collation: DuckDB compares strings byte for byte, so 'acme'
 -- and 'ACME' are two companies there. Under a database's usual case-insensitive collation they
@@ -115,7 +124,20 @@ CREATE TABLE analytics.company_daily_activity (
     CONSTRAINT pk_company_daily_activity PRIMARY KEY CLUSTERED (activity_date, company_id)
 );
 
--- A table made before unknown usage (contract section 3) is brought up to this one in place, its
+-- The version of this schema, one row: written by the last statements of this file, read by the
+-- app before its first SQL work (sql/mssql/schema_version.sql). A heap: it never holds more.
+IF OBJECT_ID(N'analytics.schema_version', N'U') IS NULL
+CREATE TABLE analytics.schema_version (
+    version    INT          NOT NULL,
+    applied_at DATETIME2(0) NOT NULL
+);
+
+-- Upgrades of the tables above go here, each guarded so it runs once: a new column goes in its
+-- CREATE TABLE too, for new databases, NULL or with a DEFAULT, as rows exist. A statement of
+-- this batch that reads a new column must go through sp_executesql (as the views do): the batch
+-- is compiled before the ALTER runs.
+--
+-- Version 1 (unknown usage): a table made before unknown usage (contract section 3) is brought up to this one in place, its
 -- rows kept (no quarantined record was known to make a day unknown then). Each change runs only
 -- when it is still needed; sp_executesql because a batch cannot name a column it adds itself.
 IF (COL_LENGTH(N'analytics.company_daily_activity', N'usage_unknown_7d') IS NULL)
@@ -230,3 +252,9 @@ SELECT p.company_id,
 FROM periods AS p
 JOIN analytics.company_daily_activity AS d
   ON d.company_id = p.company_id AND d.activity_date = p.last_activity_date';
+
+-- Last: the version this file brings the database to (SCHEMA_VERSION in
+-- shared/adapters/warehouse_sql.py; tests/infra/test_sql_dialects.py keeps them equal). A run
+-- that failed part way leaves the earlier version, so the app keeps refusing until it is whole.
+DELETE FROM analytics.schema_version;
+INSERT INTO analytics.schema_version (version, applied_at) VALUES (1, SYSUTCDATETIME());

@@ -24,8 +24,10 @@ from shared.adapters.warehouse_mssql import (
     pick_driver,
     sql_file,
 )
+from shared.adapters.warehouse_sql import SCHEMA_VERSION
 from shared.config import Settings
-from shared.ports import BuildParams, Lineage, OutgoingMessage
+from shared.domain.errors import PermanentError
+from shared.ports import BuildParams, Lineage, OutgoingMessage, SchemaVersionMismatch
 
 
 class OdbcError(Exception):
@@ -44,7 +46,7 @@ class FakeCursor:
         if self.connection.fail_with is not None:
             error, self.connection.fail_with = self.connection.fail_with, None
             raise error
-        answer = self.connection.answers.get(sql.split("\n", 1)[0])
+        answer = self.connection.answers.get(sql, self.connection.answers.get(sql.split("\n", 1)[0]))
         self.description, self._rows = (([("c",)] * len(answer[0])), answer) if answer else (None, [])
         return self
 
@@ -321,3 +323,117 @@ def test_a_missing_driver_is_named_on_first_sql_use(monkeypatch: pytest.MonkeyPa
     connect = warehouse_mssql.connection_factory(Settings(sql_connection_string="Server=x"))  # no error yet
     with pytest.raises(RuntimeError, match=r"no SQL Server ODBC driver found.*SQLite3"):
         connect()
+
+
+# --- the schema version and the probe (contract section 8) ------------------------------------
+
+
+def answering(version: int | None, tables: tuple[int, ...] = (1, 0, 1, 0, 1, 1)) -> FakeConnection:
+    connection = FakeConnection()
+    connection.answers[sql_file("schema_version")[0]] = [(version,)]
+    connection.answers[sql_file("probe_tables")[0]] = [tables]
+    return connection
+
+
+def test_the_first_sql_work_reads_the_schema_version_and_never_applies_it() -> None:
+    connection = answering(SCHEMA_VERSION)
+    store, _ = warehouse(connection)
+    store.build_days([date(2026, 10, 1)], BuildParams("run", 10, 30, 7))
+    store.build_days([date(2026, 10, 2)], BuildParams("run", 10, 30, 7))
+    sent = [entry[1] for entry in connection.log if entry[0] == "execute"]
+    assert sent.count(sql_file("schema_version")[0]) == 1  # once per process
+    assert sql_file("schema")[0] not in sent
+
+
+def test_another_schema_version_fails_the_work_in_one_line_until_it_is_applied() -> None:
+    connection = answering(None)
+    store, sleeps = warehouse(connection)
+    with pytest.raises(SchemaVersionMismatch) as refused:
+        store.build_days([date(2026, 10, 1)], BuildParams("run", 10, 30, 7))
+    assert str(refused.value) == (
+        f"the Azure SQL database has no schema version, this app needs schema version {SCHEMA_VERSION}:"
+        " apply the schema with `azd provision` (or `python -m shared.cli init-db` as the database's"
+        " administrator)"
+    )
+    assert isinstance(refused.value, PermanentError) and sleeps == []  # settles at once, with an alert
+    connection.answers[sql_file("schema_version")[0]] = [(SCHEMA_VERSION,)]  # someone ran init-db
+    store.build_days([date(2026, 10, 1)], BuildParams("run", 10, 30, 7))
+    assert connection.commits >= 1
+
+
+def test_init_db_refuses_a_database_a_newer_app_upgraded() -> None:
+    connection = answering(SCHEMA_VERSION + 1)
+    store, _ = warehouse(connection)
+    with pytest.raises(
+        SchemaVersionMismatch, match=f"has schema version {SCHEMA_VERSION + 1}, this app needs"
+    ):
+        store.apply_schema()
+    assert sql_file("schema")[0] not in [entry[1] for entry in connection.log]
+
+
+def test_the_probe_reads_the_version_and_each_table_once() -> None:
+    connection = answering(SCHEMA_VERSION)
+    store, sleeps = warehouse(connection)
+    assert store.probe() == f"schema {SCHEMA_VERSION}, 6 tables read (4 hold rows)"
+    sent = [entry[1] for entry in connection.log if entry[0] == "execute"]
+    assert sent == [sql_file("schema_version")[0], sql_file("probe_tables")[0]] and sleeps == []
+
+
+@pytest.mark.parametrize(
+    ("error", "line"),
+    [
+        (
+            OdbcError(
+                "28000",
+                "[28000] [Microsoft][ODBC Driver 18 for SQL Server][SQL Server]Login failed for user"
+                " '<token-identified principal>'. (18456) (SQLDriverConnect)",
+            ),
+            "Azure SQL: login failed: the app's identity has no database user yet (azd provision creates"
+            " it) or SQL_CONNECTION_STRING's login is wrong (18456)",
+        ),
+        (
+            OdbcError(
+                "42000",
+                "[42000] [Microsoft][ODBC Driver 18 for SQL Server][SQL Server]The SELECT"
+                " permission was denied on the object 'crm_snapshot'. (229) (SQLExecDirectW)",
+            ),
+            "Azure SQL: the app's database user may not read a table: grant db_datareader (azd provision"
+            " does) (229)",
+        ),
+        (
+            OdbcError(
+                "HYT00", "[HYT00] [Microsoft][ODBC Driver 18 for SQL Server]Login timeout expired\n(0)"
+            ),
+            "Azure SQL: Login timeout expired",
+        ),
+    ],
+)
+def test_a_failing_probe_says_what_to_fix_in_one_line(error: Exception, line: str) -> None:
+    def connect() -> FakeConnection:
+        raise error
+
+    store = MssqlWarehouse(connect, sleep=lambda _: None)
+    with pytest.raises(RuntimeError) as failed:
+        store.probe()
+    assert str(failed.value) == line
+
+
+def test_a_probe_without_the_driver_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = types.SimpleNamespace(drivers=lambda: ["SQLite3"], connect=lambda *a, **k: FakeConnection())
+    monkeypatch.setitem(sys.modules, "pyodbc", fake)
+    store = MssqlWarehouse(warehouse_mssql.connection_factory(Settings(sql_connection_string="Server=x")))
+    with pytest.raises(RuntimeError) as failed:
+        store.probe()
+    assert str(failed.value) == (
+        "Azure SQL: no SQL Server ODBC driver found (need 'ODBC Driver 18 for SQL Server' or 17);"
+        " installed: SQLite3"
+    )
+
+
+def test_a_probe_of_another_schema_version_names_both_and_the_command() -> None:
+    store, _ = warehouse(answering(SCHEMA_VERSION - 1))
+    with pytest.raises(
+        SchemaVersionMismatch,
+        match=rf"schema version {SCHEMA_VERSION - 1}, this app needs schema version {SCHEMA_VERSION}: apply the schema with `azd provision`",
+    ):
+        store.probe()

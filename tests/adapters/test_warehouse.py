@@ -44,10 +44,11 @@ def warehouse(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Wareho
 
         from shared.adapters.warehouse_mssql import MssqlWarehouse
 
+        # The schema was applied by an administrator (the sqlserver CI job runs init-db as sa);
+        # MSSQL is the app's own login, which may read and write rows only.
         store = MssqlWarehouse(lambda: pyodbc.connect(MSSQL, autocommit=False))
-        store.apply_schema()
         empty_mssql_tables()
-    store.apply_schema()
+    store.check_schema()  # what the first SQL work does: DuckDB makes its new file's schema
     yield store
     store.close()  # type: ignore[attr-defined]
 

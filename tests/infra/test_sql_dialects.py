@@ -13,6 +13,8 @@ flatten those blocks, so no statement is skipped.
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import re
 from collections.abc import Iterator
 from functools import cache
@@ -22,8 +24,9 @@ import pytest
 import sqlglot
 from sqlglot import exp
 
-from shared.adapters.sql_files import SQL_ROOT
+from shared.adapters.sql_files import SQL_ROOT, statements
 from shared.adapters.warehouse_mssql import sql_file
+from shared.adapters.warehouse_sql import SCHEMA_VERSION
 
 DUCKDB = SQL_ROOT / "duckdb"
 MSSQL = SQL_ROOT / "mssql"
@@ -347,3 +350,72 @@ def temp_table_columns(dialect: str, name: str) -> dict[str, list[str]]:
 @pytest.mark.parametrize("name", ALL_NAMES)
 def test_mssql_temp_tables_have_the_duckdb_columns(name: str) -> None:
     assert temp_table_columns("mssql", name) == temp_table_columns("duckdb", name)
+
+
+# --- the schema's version and its upgrades (contract section 8) -----------------------------------
+
+# The schema each version stands for: a digest of schema.sql's statements (comments aside). A
+# change to a schema.sql fails here until SCHEMA_VERSION is raised and its digests recorded, so
+# no database keeps an older schema under the version the app expects.
+SCHEMA_DIGESTS = {
+    1: {"mssql": "3d32a6fa6511697c", "duckdb": "36d88a84a30bcbe6"},
+}
+VERSION_RECORD = re.compile(
+    r"^DELETE FROM analytics\.schema_version;\nINSERT INTO analytics\.schema_version \(version, applied_at\)"
+    r" VALUES \((\d+), [^;\n]+\);\s*\Z",
+    re.MULTILINE,
+)
+
+
+def schema_digest(dialect: str) -> str:
+    return hashlib.sha256("\n;\n".join(statements(dialect, "schema")).encode()).hexdigest()[:16]
+
+
+@pytest.mark.parametrize("dialect", ["mssql", "duckdb"])
+def test_schema_sql_records_the_apps_schema_version_last(dialect: str) -> None:
+    record = VERSION_RECORD.search(text(MSSQL if dialect == "mssql" else DUCKDB, "schema"))
+    assert record, f"{dialect}/schema.sql must end by recording its version (DELETE, then INSERT)"
+    assert int(record[1]) == SCHEMA_VERSION, (
+        f"{dialect}/schema.sql records version {record[1]}, SCHEMA_VERSION is {SCHEMA_VERSION}"
+    )
+
+
+@pytest.mark.parametrize("dialect", ["mssql", "duckdb"])
+def test_a_changed_schema_has_a_new_version(dialect: str) -> None:
+    digest = schema_digest(dialect)
+    assert SCHEMA_DIGESTS.get(SCHEMA_VERSION, {}).get(dialect) == digest, (
+        f"sql/{dialect}/schema.sql is not the schema of version {SCHEMA_VERSION}: raise SCHEMA_VERSION"
+        f" (shared/adapters/warehouse_sql.py, and the number both schema.sql files record), write the"
+        f" change as an upgrade (docs/architecture.md) and record {{{dialect!r}: {digest!r}}} here"
+    )
+
+
+def test_mssql_schema_only_adds_each_object_once_and_never_drops() -> None:
+    """Applied again and over any earlier version: every CREATE TABLE / INDEX and ALTER TABLE
+    is the body of an IF on the line before it, schemas are created only when missing, and
+    nothing is dropped (an upgrade keeps every row)."""
+    lines = COMMENT.sub("", text(MSSQL, "schema")).splitlines()
+    code = [line for line in lines if line.strip()]
+    for before, line in itertools.pairwise(code):
+        if re.match(r"\s*(CREATE|ALTER)\s+(TABLE|NONCLUSTERED INDEX|UNIQUE|CLUSTERED|INDEX)\b", line):
+            assert before.lstrip().startswith("IF ") or before.strip() == ")", f"unguarded: {line.strip()}"
+    alters = [line for line in code if re.match(r"\s*ALTER\s+TABLE\b", line)]
+    assert all(" ADD " in f" {line} " or "ALTER COLUMN" in line for line in alters), alters
+    assert not re.search(r"\bDROP\b|\bTRUNCATE\b", "\n".join(code), re.IGNORECASE)
+
+
+def test_duckdb_schema_only_adds_each_object_once_and_never_drops() -> None:
+    code = COMMENT.sub("", text(DUCKDB, "schema"))
+    for create in re.findall(r"^CREATE\s+(?:TABLE|SCHEMA)\b[^\n(]*", code, re.MULTILINE):
+        assert "IF NOT EXISTS" in create, create
+    for add in re.findall(r"^ALTER\s+TABLE\b[^\n]*", code, re.MULTILINE):
+        assert "ADD COLUMN IF NOT EXISTS" in add or "ALTER COLUMN" in add, add
+    assert not re.search(r"\bDROP\b(?!\s+NOT\s+NULL)|\bTRUNCATE\b", code, re.IGNORECASE)
+
+
+@pytest.mark.parametrize("dialect", ["mssql", "duckdb"])
+def test_the_probe_reads_every_table_of_the_schema(dialect: str) -> None:
+    read = {
+        f"{t.db}.{t.name}" for s in parsed(dialect, "probe_tables") for t in s.find_all(exp.Table) if t.db
+    }
+    assert read == set(created_tables(dialect))

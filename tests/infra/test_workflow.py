@@ -5,6 +5,7 @@ Without them these skip, except under CI=true."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -76,3 +77,23 @@ def test_ci_compiles_and_lints_the_bicep() -> None:
     steps = yaml.safe_load(WORKFLOW.read_text())["jobs"]["bicep"]["steps"]
     script = "\n".join(step.get("run", "") for step in steps)
     assert "az bicep build --file infra/bicep/main.bicep" in script and "az bicep lint" in script
+
+
+def test_the_sql_server_suite_runs_as_a_login_that_may_only_read_and_write_rows() -> None:
+    """CI as production: the schema is applied as sa (init-db), then the suite runs as a login
+    with db_datareader and db_datawriter only, as the app's identity on Azure."""
+    job = yaml.safe_load(WORKFLOW.read_text())["jobs"]["sqlserver"]
+    runs = [step.get("run", "") for step in job["steps"]]
+    suite = next(i for i, run in enumerate(runs) if "pytest" in run)
+    init_db = next(i for i, run in enumerate(runs) if "shared.cli init-db" in run)
+    grant = next(i for i, run in enumerate(runs) if "CREATE LOGIN" in run)
+    assert init_db < grant < suite, "init-db as sa, then the app's login, then the suite"
+    assert "Uid=sa;" in runs[init_db] and "SQL_CONNECTION_STRING" in runs[init_db]
+    roles = set(re.findall(r"ALTER ROLE (\w+) ADD MEMBER", runs[grant]))
+    assert roles == {"db_datareader", "db_datawriter"}, roles
+    assert not re.search(r"db_owner|db_ddladmin|sysadmin|GRANT ", runs[grant])
+    login = job["env"]["APP_LOGIN"]
+    assert login and login != "sa"
+    test_string = re.search(r'export MSSQL_TEST_CONNECTION_STRING="([^"]+)"', runs[suite])
+    assert test_string and "Uid=${APP_LOGIN};" in test_string[1] and "Uid=sa" not in test_string[1]
+    assert "SA_PASSWORD" not in test_string[1]

@@ -5,6 +5,11 @@ official container and Microsoft's ODBC driver). It sets MSSQL_TEST_CONNECTION_S
 scratch database and MSSQL_REQUIRED=true, so there these tests run or fail, never skip. The
 same checks as on DuckDB: the golden table exactly, unchanged rows untouched by a re-run,
 convergence under forced replays, and concurrent builds under the application lock.
+
+As on Azure, the job applies the schema as an administrator (`init-db` as sa) and runs these
+as a login that may only read and write rows (db_datareader, db_datawriter): the first test
+checks that it is so. MSSQL_ADMIN_CONNECTION_STRING (sa, to master) lets the upgrade test make
+a database of its own.
 """
 
 from __future__ import annotations
@@ -16,7 +21,15 @@ from typing import Any
 import pytest
 
 from shared.config import Settings
-from tests.conftest import GOLDEN, MSSQL, build_concurrently, empty_mssql_tables, require_mssql
+from tests.conftest import (
+    GOLDEN,
+    MSSQL,
+    MSSQL_ADMIN,
+    REPO,
+    build_concurrently,
+    empty_mssql_tables,
+    require_mssql,
+)
 from tests.reference import diff_tables, load_expected_csv
 
 
@@ -30,7 +43,7 @@ def sql_server(
 
     monkeypatch.setenv("SQL_CONNECTION_STRING", MSSQL)
     warehouse = make_warehouse(Settings.from_env())
-    warehouse.apply_schema()
+    warehouse.check_schema()  # applied by init-db as an administrator: the app's login may not
     empty_mssql_tables()
 
     def table() -> list[dict[str, Any]]:
@@ -118,3 +131,68 @@ def test_reconcile_reads_sql_server_and_changes_nothing(cli, sql_server) -> None
     code, out, _err = cli("reconcile", "--date", "2026-10-03", "--company", "c-010001", "--skip-api")
     assert code == 0 and "rolling_7d_active_users 249 (user-days): 0 + 0 + 0 + 0 + 76 + 87 + 86" in out
     assert sql_server() == before
+
+
+def test_the_suite_runs_as_a_login_that_may_only_read_and_write_rows() -> None:
+    """What the post-provision hook grants the app on Azure: a schema change would fail here."""
+    require_mssql()
+    import pyodbc
+
+    with pyodbc.connect(MSSQL, autocommit=True) as connection:
+        rights = connection.execute(
+            "SELECT IS_ROLEMEMBER('db_datareader'), IS_ROLEMEMBER('db_datawriter'),"
+            " IS_ROLEMEMBER('db_owner'), IS_ROLEMEMBER('db_ddladmin'), IS_SRVROLEMEMBER('sysadmin'),"
+            " HAS_PERMS_BY_NAME(DB_NAME(), 'DATABASE', 'CREATE TABLE'),"
+            " HAS_PERMS_BY_NAME(DB_NAME(), 'DATABASE', 'CREATE VIEW'),"
+            " HAS_PERMS_BY_NAME('analytics', 'SCHEMA', 'ALTER')"
+        ).fetchone()
+    assert tuple(rights) == (1, 1, 0, 0, 0, 0, 0, 0), (
+        "MSSQL_TEST_CONNECTION_STRING must be a login with db_datareader and db_datawriter only"
+        f" (as the app's on Azure), not an administrator: {tuple(rights)}"
+    )
+
+
+def test_the_schema_upgrades_an_earlier_version_without_losing_rows() -> None:
+    """init-db over a database made by schema version 0 (tests/data/schema_v0/), twice: every
+    row stays, the version is recorded, and the app's check passes."""
+    require_mssql()
+    if not MSSQL_ADMIN:
+        pytest.skip("MSSQL_ADMIN_CONNECTION_STRING not set (the sqlserver CI job sets it)")
+    import pyodbc
+
+    from shared.adapters.warehouse_mssql import MssqlWarehouse
+    from shared.adapters.warehouse_sql import SCHEMA_VERSION
+
+    database = "companyactivity_upgrade"
+    with pyodbc.connect(MSSQL_ADMIN, autocommit=True) as admin:
+        admin.execute(f"IF DB_ID('{database}') IS NOT NULL DROP DATABASE {database}")
+        admin.execute(f"CREATE DATABASE {database}")
+    connection_string = f"{MSSQL_ADMIN};Database={database}"
+    try:
+        with pyodbc.connect(connection_string, autocommit=True) as old:
+            old.execute((REPO / "tests" / "data" / "schema_v0" / "mssql.sql").read_text(encoding="utf-8"))
+            old.execute(
+                "INSERT INTO stg.product_usage_daily VALUES ('c-1', '2026-10-01', 3, 40, 'r', 'b', SYSUTCDATETIME());"
+                "INSERT INTO analytics.company_daily_activity (company_id, activity_date, crm_snapshot_date,"
+                " active_users, events, rolling_7d_active_users, rolling_7d_events, usage_days_observed_7d,"
+                " is_churn_risk, pipeline_run_id, loaded_at)"
+                " VALUES ('c-1', '2026-10-01', '2026-10-01', 3, 40, 3, 40, 1, 0, 'r', SYSUTCDATETIME());"
+            )
+        app = MssqlWarehouse(lambda: pyodbc.connect(connection_string, autocommit=False))
+        with pytest.raises(Exception, match="has no schema version, this app needs schema version"):
+            app.check_schema()
+        for _ in range(2):
+            MssqlWarehouse(lambda: pyodbc.connect(connection_string, autocommit=False)).apply_schema()
+        app.check_schema()
+        assert [r["company_id"] for r in app.fetch_rows("company_daily_activity")] == ["c-1"]
+        assert app.probe().startswith(f"schema {SCHEMA_VERSION}, 6 tables read (3 hold rows)")
+        app.close()
+        with pyodbc.connect(connection_string, autocommit=True) as check:
+            assert check.execute("SELECT COUNT(*) FROM stg.product_usage_daily").fetchone()[0] == 1
+            assert check.execute("SELECT version FROM analytics.schema_version").fetchall() == [
+                (SCHEMA_VERSION,)
+            ]
+    finally:
+        with pyodbc.connect(MSSQL_ADMIN, autocommit=True) as admin:
+            admin.execute(f"ALTER DATABASE {database} SET SINGLE_USER WITH ROLLBACK IMMEDIATE")
+            admin.execute(f"DROP DATABASE {database}")

@@ -1,0 +1,167 @@
+"""The local warehouse's schema and its version (contract section 8).
+
+The app keeps the DuckDB file it made itself at the current schema, and records the version
+there as on Azure SQL; a file it did not make, or one opened read-only, is never changed, and a
+version other than the app's fails the first SQL work with one line. Upgrades keep every row.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from shared.adapters.warehouse_duckdb import DuckDbWarehouse
+from shared.adapters.warehouse_sql import SCHEMA_VERSION
+from shared.ports import Lineage, SchemaVersionMismatch
+from tests.conftest import REPO
+
+V0 = (REPO / "tests" / "data" / "schema_v0" / "duckdb.sql").read_text(encoding="utf-8")
+LINEAGE = Lineage("run-1", "source.json", datetime(2026, 10, 2, tzinfo=UTC))
+OLD_APP_COMMENT = "Company Activity schema 0123456789abcdef"  # what an app before versions wrote
+ROW = (
+    "INSERT INTO analytics.company_daily_activity (company_id, activity_date, crm_snapshot_date,"
+    " active_users, events, rolling_7d_active_users, rolling_7d_events, usage_days_observed_7d,"
+    " is_churn_risk, pipeline_run_id, loaded_at)"
+    " VALUES ('c-1', DATE '2026-10-01', DATE '2026-10-01', 3, 40, 3, 40, 1, false, 'r', TIMESTAMP '2026-10-02')"
+)
+
+
+def version_zero_file(path: Path, *, made_by_the_app: bool) -> None:
+    """A warehouse as schema version 0 left it, one row in it; with the fingerprint comment
+    every earlier version of the app wrote, or without (someone else's file)."""
+    with duckdb.connect(str(path)) as con:
+        con.execute(V0)
+        con.execute(ROW)
+        if made_by_the_app:
+            con.execute(f"COMMENT ON TABLE analytics.company_daily_activity IS '{OLD_APP_COMMENT}'")
+
+
+def tables(path: Path) -> set[str]:
+    with duckdb.connect(str(path), read_only=True) as con:
+        return {
+            f"{s}.{t}"
+            for s, t in con.execute("SELECT schema_name, table_name FROM duckdb_tables()").fetchall()
+        }
+
+
+def recorded(path: Path) -> list[tuple[int]]:
+    with duckdb.connect(str(path), read_only=True) as con:
+        return con.execute("SELECT version FROM analytics.schema_version").fetchall()
+
+
+def test_a_new_file_gets_the_schema_and_its_version(tmp_path: Path) -> None:
+    warehouse = DuckDbWarehouse(tmp_path / "w.duckdb")
+    assert list(warehouse.fetch_rows("company_daily_activity")) == []  # the first SQL work
+    warehouse.close()
+    assert recorded(tmp_path / "w.duckdb") == [(SCHEMA_VERSION,)]
+
+
+def test_a_file_an_earlier_app_made_is_upgraded_without_losing_rows(tmp_path: Path) -> None:
+    path = tmp_path / "w.duckdb"
+    version_zero_file(path, made_by_the_app=True)
+    warehouse = DuckDbWarehouse(path)
+    assert [r["company_id"] for r in warehouse.fetch_rows("company_daily_activity")] == ["c-1"]
+    warehouse.close()
+    assert recorded(path) == [(SCHEMA_VERSION,)]
+    again = DuckDbWarehouse(path)  # applying it again changes nothing
+    again.apply_schema()
+    assert [r["company_id"] for r in again.fetch_rows("company_daily_activity")] == ["c-1"]
+    again.close()
+    assert recorded(path) == [(SCHEMA_VERSION,)]
+
+
+def test_a_file_the_app_did_not_make_is_never_changed(tmp_path: Path) -> None:
+    path = tmp_path / "w.duckdb"
+    version_zero_file(path, made_by_the_app=False)
+    before = tables(path)
+    warehouse = DuckDbWarehouse(path)
+    with pytest.raises(SchemaVersionMismatch) as refused:
+        list(warehouse.fetch_rows("company_daily_activity"))
+    assert str(refused.value) == (
+        f"the warehouse {path} has no schema version, this app needs schema version {SCHEMA_VERSION}:"
+        " apply the schema with `python -m shared.cli init-db`"
+    )
+    with pytest.raises(SchemaVersionMismatch):  # staging too, and nothing was written
+        warehouse.replace_usage_day(date(2026, 10, 1), [], LINEAGE, checksum="c", quarantined=0, version="v")
+    with pytest.raises(SchemaVersionMismatch):
+        warehouse.probe()
+    warehouse.close()
+    assert tables(path) == before and "analytics.schema_version" not in before
+    # init-db is a person's command: it applies the schema, keeping the rows.
+    person = DuckDbWarehouse(path)
+    person.apply_schema()
+    person.close()
+    assert recorded(path) == [(SCHEMA_VERSION,)]
+    with duckdb.connect(str(path), read_only=True) as con:
+        assert con.execute("SELECT company_id FROM analytics.company_daily_activity").fetchall() == [("c-1",)]
+
+
+def test_a_file_opened_read_only_is_never_upgraded(tmp_path: Path) -> None:
+    path = tmp_path / "w.duckdb"
+    version_zero_file(path, made_by_the_app=True)
+    reader = DuckDbWarehouse(path, read_only=True)
+    with pytest.raises(SchemaVersionMismatch, match="has no schema version, this app needs"):
+        list(reader.fetch_rows("company_daily_activity"))
+    reader.close()
+    assert "analytics.schema_version" not in tables(path)
+
+
+def test_a_newer_schema_is_neither_used_nor_downgraded(tmp_path: Path) -> None:
+    path = tmp_path / "w.duckdb"
+    made = DuckDbWarehouse(path)
+    made.apply_schema()
+    made.close()
+    with duckdb.connect(str(path)) as con:
+        con.execute("UPDATE analytics.schema_version SET version = ?", [SCHEMA_VERSION + 1])
+    for open_it in (lambda w: list(w.fetch_rows("company_daily_activity")), DuckDbWarehouse.apply_schema):
+        warehouse = DuckDbWarehouse(path)
+        with pytest.raises(SchemaVersionMismatch) as refused:
+            open_it(warehouse)
+        warehouse.close()
+        assert (
+            f"has schema version {SCHEMA_VERSION + 1}, this app needs schema version {SCHEMA_VERSION}"
+            in str(refused.value)
+        )
+        assert "\n" not in str(refused.value)
+    assert recorded(path) == [(SCHEMA_VERSION + 1,)]
+
+
+def test_the_probe_reads_every_table_and_leaves_the_file_closed(tmp_path: Path) -> None:
+    path = tmp_path / "w.duckdb"
+    warehouse = DuckDbWarehouse(path)
+    assert warehouse.probe() == f"no warehouse yet: the first run creates {path}"
+    assert not path.exists()
+    version_zero_file(path, made_by_the_app=True)
+    assert warehouse.probe() == f"schema {SCHEMA_VERSION}, 7 tables read (2 hold rows)"
+    assert warehouse._connection is None  # closed again: another program may open it
+    with duckdb.connect(str(path)) as con:  # and nothing holds it
+        con.execute("SELECT 1")
+
+
+def test_the_probe_says_in_one_line_that_another_program_holds_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "w.duckdb"
+    made = DuckDbWarehouse(path)
+    made.apply_schema()
+    made.close()
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import duckdb, sys; c = duckdb.connect({str(path)!r}); print('held', flush=True); sys.stdin.read()",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        with pytest.raises(Exception, match="is open in another program") as held:
+            DuckDbWarehouse(path).probe()
+        assert "\n" not in str(held.value)
+    finally:
+        holder.communicate("", timeout=30)
