@@ -133,3 +133,16 @@ def test_a_data_folder_under_home_is_expanded(monkeypatch: pytest.MonkeyPatch, t
         Settings.from_env({"LOCAL_DATA_DIR": "~/company-activity"}).local_data_dir
         == tmp_path / "company-activity"
     )
+
+
+def test_unresolved_key_vault_references_are_named() -> None:
+    """GET /api/health's settings check names them (from_env treats them as unset)."""
+    from shared.config import unresolved_key_vault_references
+
+    env = {
+        "USAGE_API_KEY": "@Microsoft.KeyVault(SecretUri=https://kv.vault.azure.net/secrets/usage-api-key/)",
+        "ALERT_WEBHOOK_URL": "https://hooks.example.com/x",
+        "USAGE_API_BASE_URL": "@Microsoft.KeyVault(not a secret setting)",
+    }
+    assert unresolved_key_vault_references(env) == ["USAGE_API_KEY"]
+    assert unresolved_key_vault_references({}) == []

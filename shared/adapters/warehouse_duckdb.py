@@ -131,6 +131,15 @@ class DuckDbWarehouse(SqlWarehouse):
                 self._con.execute(f"COMMENT ON TABLE analytics.company_daily_activity IS '{wanted}'")
             self._schema_ready = True
 
+    def probe(self) -> str:
+        """As SqlWarehouse's, but a warehouse file that does not exist yet is not made: the
+        first load makes it (a health check changes nothing another command would see)."""
+        if self.path != ":memory:" and not Path(self.path).exists():
+            import duckdb
+
+            return f"duckdb {duckdb.__version__}: no warehouse yet; the first load creates {self.path}"
+        return super().probe()
+
     @contextmanager
     def _transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
         with self._write_lock, tempfile.TemporaryDirectory(prefix="warehouse-load-") as spool:

@@ -172,6 +172,12 @@ class SqlWarehouse(ABC):
         columns, rows = self._read(sql_name, params or {})
         return iter([dict(zip(columns, row, strict=True)) for row in rows])
 
+    def probe(self) -> str:
+        """GET /api/health: read the analytics table's row count (sql/<dialect>/probe.sql)."""
+        _, rows = self._read("probe", {})
+        count = int(rows[0][0]) if rows else 0
+        return f"{self.dialect}: analytics.company_daily_activity readable, {count:,} rows"
+
 
 def _day(value: Any) -> date:
     return value.date() if isinstance(value, datetime) else value

@@ -238,3 +238,25 @@ def test_duckdb_out_of_its_memory_cap_says_which_setting_and_recovers(tmp_path: 
         r["company_id"] for r in small.fetch_rows("reconcile_snapshot_companies", {"snapshot_date": D1})
     ] == ["c1"]
     small.close()
+
+
+def test_probe_reads_the_table(warehouse: Warehouse) -> None:
+    """GET /api/health's warehouse check (issue 20): a read of the analytics table."""
+    assert "0 rows" in warehouse.probe()
+    stage_usage(warehouse, D1, [("c-1", 5, 50)])
+    stage_crm(warehouse, D1, [company("c-1")])
+    warehouse.build_days([D1], PARAMS)
+    assert f"{warehouse.dialect}: analytics.company_daily_activity readable, 1 rows" == warehouse.probe()
+
+
+def test_the_duckdb_probe_makes_no_file(tmp_path: Path) -> None:
+    """A health check changes nothing another command would see: no warehouse file yet is fine."""
+    from shared.adapters.warehouse_duckdb import DuckDbWarehouse
+
+    store = DuckDbWarehouse(tmp_path / "w.duckdb")
+    assert "no warehouse yet; the first load creates" in store.probe()
+    assert not (tmp_path / "w.duckdb").exists()
+    (tmp_path / "w.duckdb").write_bytes(b"not a database" * 100)
+    with pytest.raises(Exception, match="not a valid DuckDB database"):
+        store.probe()
+    store.close()
