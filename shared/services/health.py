@@ -14,6 +14,7 @@ Every detail is redacted with the settings' secrets before it leaves.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -190,9 +191,12 @@ def _blob_store(services: Services) -> str:
             raise CheckFailed(f"{container}/{name} read back different bytes than were written; {fix}")
         step = "delete"
         services.blobs.delete(container, name)
-    except CheckFailed:
-        raise
     except Exception as exc:
+        if step != "write":  # written but not deleted: leave no probe behind if it can be helped
+            with contextlib.suppress(Exception):
+                services.blobs.delete(container, name)
+        if isinstance(exc, CheckFailed):
+            raise
         raise CheckFailed(f"cannot {step} {container}/{name} ({_said(exc)}); {fix}") from None
     return f"wrote, read back and deleted {container}/{name}"
 
