@@ -14,9 +14,11 @@ from typing import Any, Literal
 CHECKS = ("settings", "blob_store", "ledger", "bus", "warehouse", "usage_api", "alert_sink")
 
 # Each check's own limit, in seconds: answered concurrently, the whole answer takes at most the
-# longest. Azure SQL serverless resumes a paused database in up to a minute, hence its 45 s.
+# settings' (which come first: every other check needs the services they build) plus the
+# longest other. Azure SQL serverless resumes a paused database in up to a minute, hence its
+# 45 s; the first request after a cold start builds the services, importing the Azure SDKs.
 TIMEOUTS_S: dict[str, float] = {
-    "settings": 5.0,
+    "settings": 20.0,
     "blob_store": 10.0,
     "ledger": 10.0,
     "bus": 10.0,
@@ -49,6 +51,8 @@ def one_line(text: str) -> str:
 
 # What a timeout most likely means, per check.
 _SLOW = {
+    "settings": "loading the settings and building the app's clients took too long (the first request"
+    " after a cold start imports the Azure SDKs): try again",
     "warehouse": "a paused serverless Azure SQL database takes about a minute to resume: try again in a"
     " minute; if it persists, check SQL_SERVER and that the server's firewall lets Azure services in",
 }

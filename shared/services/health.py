@@ -108,6 +108,7 @@ def _run(
 ) -> list[CheckResult]:
     """Each check on its own thread, each waited for until its own deadline."""
     started = time.monotonic()
+    slots = _slots  # the one each thread gives back to
     outcomes: dict[str, CheckResult] = {}
     finished: dict[str, threading.Event] = {}
     clean = lambda text: one_line(redact(text, secrets))  # noqa: E731
@@ -124,12 +125,12 @@ def _run(
             log.debug("health: %s raised", name, exc_info=True)
             ok, detail = False, f"{name} failed: {_said(exc)}"
         finally:
-            _slots.release()
+            slots.release()
         outcomes[name] = CheckResult(name, ok, clean(detail), int((time.monotonic() - begun) * 1000))
         done.set()
 
     for name, check in checks.items():
-        if not _slots.acquire(blocking=False):
+        if not slots.acquire(blocking=False):
             outcomes[name] = CheckResult(
                 name,
                 False,
