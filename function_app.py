@@ -53,3 +53,8 @@ def status(req: func.HttpRequest) -> func.HttpResponse:
 @app.route(route="reconcile", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 def reconcile(req: func.HttpRequest) -> func.HttpResponse:
     return http_api.reconcile(req)
+
+
+@app.route(route="health", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+def health(req: func.HttpRequest) -> func.HttpResponse:
+    return http_api.health(req)

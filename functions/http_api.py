@@ -1,4 +1,4 @@
-"""HTTP replay and status: validate, enqueue or read, answer. No long work inside a request."""
+"""HTTP replay, status, reconcile and health: validate, enqueue or read, answer. No long work inside a request."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 import azure.functions as func
 
 from functions._settings import services_for
+from shared.bootstrap import get_services
 from shared.config import SettingsError
 from shared.domain.days import parse_day
 from shared.domain.json_input import NotJson, parse_json
@@ -15,6 +16,7 @@ from shared.domain.reconcile_request import BadReconcileRequest, ReconcileReques
 from shared.domain.replay_request import BadReplayRequest, ReplayRequest
 from shared.observability.context import log_context
 from shared.ports import Services
+from shared.services.health import check_health
 from shared.services.reconcile import as_json as reconcile_json
 from shared.services.reconcile import reconcile as run_reconcile
 from shared.services.replay import enqueue_fetches
@@ -98,3 +100,14 @@ def reconcile(req: func.HttpRequest) -> func.HttpResponse:
             return _json(400, {"error": str(exc)})
         result = run_reconcile(services, request.day, request.company, ask_api=request.ask_api)
         return _json(200, reconcile_json(result))
+
+
+def health(req: func.HttpRequest) -> func.HttpResponse:
+    """GET /api/health[?send_test_alert=true]: every piece the app depends on, checked from
+    inside; 200 when all pass, 503 when one fails (contract section 8)."""
+    with log_context(stage="http-health"):
+        raw = req.params.get("send_test_alert", "false").strip().lower()
+        if raw not in ("true", "false"):
+            return _json(400, {"error": f"send_test_alert must be true or false, got {raw[:40]!r}"})
+        result = check_health(get_services, send_test_alert=raw == "true")
+        return _json(result.http_status, result.to_json())

@@ -178,6 +178,17 @@ class Settings:
 _URL_SETTINGS = ("USAGE_API_BASE_URL", "ALERT_WEBHOOK_URL")
 
 
+def unresolved_key_vault_references(env: Mapping[str, str] | None = None) -> list[str]:
+    """The secret settings whose value is still an `@Microsoft.KeyVault(...)` reference: the
+    app's identity cannot read the secret, or it was never set (`from_env` treats them as unset)."""
+    env = os.environ if env is None else env
+    return [
+        f.metadata["env"]
+        for f in dataclasses.fields(Settings)
+        if f.metadata["secret"] and env.get(f.metadata["env"], "").strip().startswith(_KEY_VAULT_REFERENCE)
+    ]
+
+
 def _url_problem(url: str) -> str | None:
     """What makes `url` unusable as an API or webhook root, or None: caught here, a malformed
     URL is one line when a function first needs it rather than minutes of retries ending in

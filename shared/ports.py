@@ -65,6 +65,9 @@ class BlobStore(Protocol):
     def info(self, container: str, name: str) -> BlobInfo: ...
     def exists(self, container: str, name: str) -> bool: ...
     def list(self, container: str, prefix: str = "") -> list[str]: ...
+    def delete(self, container: str, name: str) -> None:
+        """Remove the blob; BlobNotFound if it is not there."""
+        ...
 
 
 # --- Run ledger ---------------------------------------------------------------------------
@@ -110,6 +113,12 @@ class OutgoingMessage:
 
 class MessageBus(Protocol):
     def send(self, queue: str, messages: Iterable[OutgoingMessage]) -> None: ...
+
+    def peek(self, queue: str) -> int:
+        """Look at the queue's next message without receiving it (nothing is locked, settled or
+        sent): how many were seen, 0 or 1. Raises if the queue cannot be reached with this
+        process's rights (GET /api/health)."""
+        ...
 
     def close(self) -> None: ...
 
@@ -286,6 +295,9 @@ class UsageApi(Protocol):
 
 
 class AlertSink(Protocol):
+    # Where alerts go, in words and without a secret ("webhook https://host", "file <path>").
+    target: str
+
     def deliver(self, alert: Alert) -> None:
         """Deliver one alert (a webhook post, a line in a file or in the log); raise if it failed."""
         ...

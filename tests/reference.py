@@ -213,7 +213,9 @@ def expected_table(
         companies = set(snapshot) | set(usage.get(day, {}))
         for company_id in sorted(companies):
             rows.append(
-                _build_row(company_id, day, snapshot_date, snapshot.get(company_id), usage, settings, unknown or {})
+                _build_row(
+                    company_id, day, snapshot_date, snapshot.get(company_id), usage, settings, unknown or {}
+                )
             )
     rows.sort(key=lambda row: (row["activity_date"], row["company_id"]))
     return rows

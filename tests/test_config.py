@@ -154,3 +154,16 @@ def test_read_env_keeps_the_valid_settings_and_names_each_bad_one() -> None:
 def test_secret_values_are_read_as_set_valid_or_not() -> None:
     env = {"ALERT_WEBHOOK_URL": " hooks/sk-secret-1 ", "USAGE_API_KEY": "@Microsoft.KeyVault(SecretUri=x)"}
     assert Settings.secret_values(env) == ["hooks/sk-secret-1"]
+
+
+def test_unresolved_key_vault_references_are_named() -> None:
+    """GET /api/health's settings check names them (from_env treats them as unset)."""
+    from shared.config import unresolved_key_vault_references
+
+    env = {
+        "USAGE_API_KEY": "@Microsoft.KeyVault(SecretUri=https://kv.vault.azure.net/secrets/usage-api-key/)",
+        "ALERT_WEBHOOK_URL": "https://hooks.example.com/x",
+        "USAGE_API_BASE_URL": "@Microsoft.KeyVault(not a secret setting)",
+    }
+    assert unresolved_key_vault_references(env) == ["USAGE_API_KEY"]
+    assert unresolved_key_vault_references({}) == []

@@ -53,3 +53,15 @@ def test_the_log_context_and_no_secret_reach_application_insights(exported: InMe
         "run_id": "fetch-20261121T023000-1a2b3c",
     }
     assert "sk-test-9d1e7c55aa" not in str(record.body)
+
+
+def test_a_urls_user_info_and_a_webhooks_path_are_redacted() -> None:
+    from shared.observability.redact import redact, secret_url_parts
+
+    text = "usage API https://bob:hunter2@api.example.com/v2 failed; mail bob@example.com"
+    assert redact(text) == "usage API https://***@api.example.com/v2 failed; mail bob@example.com"
+    hook = "https://hooks.example.com/services/T1/B2/s3cret?sig=x1y2&z=1"
+    parts = secret_url_parts(hook)
+    assert "/services/T1/B2/s3cret" in parts and "sig=x1y2&z=1" in parts
+    assert "s3cret" not in redact("POST /services/T1/B2/s3cret failed", parts)
+    assert secret_url_parts("") == [] and secret_url_parts("https://host.example") == []

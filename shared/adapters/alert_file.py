@@ -13,6 +13,7 @@ class JsonLinesAlertSink:
     def __init__(self, path: Path, secrets: list[str]) -> None:
         self.path = path
         self._secrets = secrets
+        self.target = f"file {path}"
 
     def deliver(self, alert: Alert) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)

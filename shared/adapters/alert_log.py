@@ -11,5 +11,7 @@ log = logging.getLogger(__name__)
 
 
 class LogAlertSink:
+    target = "the log (Application Insights): no ALERT_WEBHOOK_URL is set"
+
     def deliver(self, alert: Alert) -> None:
         log.error("alert: %s: %s", alert.title(), alert.message)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
@@ -16,6 +17,8 @@ class WebhookAlertSink:
     def __init__(self, url: str, secrets: list[str], *, attempts: int = 4, backoff_s: float = 0.5) -> None:
         self._url = url
         self._secrets = secrets
+        parts = urlsplit(url)  # the path and query are the webhook's key: only scheme and host
+        self.target = f"webhook {parts.scheme}://{parts.hostname or '?'}"
         self.attempts = attempts
         self.backoff_s = backoff_s
 

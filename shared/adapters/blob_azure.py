@@ -126,3 +126,9 @@ class AzureBlobStore:
             return sorted(client.list_blob_names(name_starts_with=prefix or None))
         except ResourceNotFoundError:
             return []  # a container nobody wrote to yet: empty, as in the folder store
+
+    def delete(self, container: str, name: str) -> None:
+        try:
+            self._blob(container, name).delete_blob()
+        except ResourceNotFoundError:
+            raise BlobNotFound(f"{container}/{name}") from None

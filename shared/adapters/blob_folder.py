@@ -149,3 +149,13 @@ class FolderBlobStore:
             return []
         found = (p.relative_to(base).as_posix() for p in base.rglob("*") if p.is_file())
         return sorted(n for n in found if n.startswith(prefix))
+
+    def delete(self, container: str, name: str) -> None:
+        path = self._path(container, name)
+        try:
+            if not path.is_file():
+                raise FileNotFoundError(path)
+            path.unlink()
+        except (FileNotFoundError, NotADirectoryError):
+            raise BlobNotFound(f"{container}/{name}") from None
+        self._meta_path(container, name).unlink(missing_ok=True)

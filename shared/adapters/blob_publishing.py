@@ -46,3 +46,6 @@ class PublishingBlobStore:
 
     def list(self, container: str, prefix: str = "") -> list[str]:
         return self.inner.list(container, prefix)
+
+    def delete(self, container: str, name: str) -> None:
+        self.inner.delete(container, name)  # Event Grid announces creations only

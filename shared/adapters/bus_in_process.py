@@ -128,6 +128,13 @@ class InProcessBus:
                     )
                 )
 
+    def peek(self, queue: str) -> int:
+        """From its own state: the in-process bus holds every queue it has (names.QUEUES)."""
+        if queue not in names.QUEUES:
+            raise KeyError(f"no queue {queue!r}; the queues are {', '.join(names.QUEUES)}")
+        with self._lock:
+            return min(1, len(self.queues.get(queue, ())))
+
     def _enqueue(self, envelope: Envelope) -> None:
         if self.journal is not None:
             self.journal.add(envelope)

@@ -64,6 +64,12 @@ class ServiceBusBus:
                     batch.add_message(message)
             sender.send_messages(batch)
 
+    def peek(self, queue: str) -> int:
+        """A peek needs the Listen right (Azure Service Bus Data Receiver) and locks nothing:
+        no function sees it. The client is not thread-safe: the peek takes the senders' lock."""
+        with self._lock, self.client.get_queue_receiver(queue, max_wait_time=5) as receiver:
+            return len(receiver.peek_messages(max_message_count=1, timeout=10))
+
     def close(self) -> None:
         with self._lock:
             for sender in self._senders.values():

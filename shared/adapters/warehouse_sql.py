@@ -153,7 +153,10 @@ class SqlWarehouse(ABC):
         version: str,
         unknown: Sequence[tuple[str, str]] = (),
     ) -> StageStatus:
-        loads = (Load("incoming_usage", USAGE_COLUMNS, rows), Load("incoming_unknown", UNKNOWN_COLUMNS, unknown))
+        loads = (
+            Load("incoming_usage", USAGE_COLUMNS, rows),
+            Load("incoming_unknown", UNKNOWN_COLUMNS, unknown),
+        )
         return self._replace(
             Replacement("usage_dataset_state", loads, "stage_usage_day"),
             {"activity_date": day, "quarantined_count": quarantined},
@@ -172,7 +175,9 @@ class SqlWarehouse(ABC):
         version: str,
     ) -> StageStatus:
         return self._replace(
-            Replacement("crm_snapshot_state", (Load("incoming_crm", CRM_COLUMNS, rows),), "stage_crm_snapshot"),
+            Replacement(
+                "crm_snapshot_state", (Load("incoming_crm", CRM_COLUMNS, rows),), "stage_crm_snapshot"
+            ),
             {"snapshot_date": snapshot_date},
             lineage,
             checksum,

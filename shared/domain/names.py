@@ -10,6 +10,10 @@ CRM_CONTAINER = "crm-drop"
 QUARANTINE_CONTAINER = "quarantine"
 CONTAINERS = (RAW_CONTAINER, CRM_CONTAINER, QUARANTINE_CONTAINER)
 LEDGER_TABLE = "pipelineruns"
+# GET /api/health writes, reads and deletes a probe blob under health/ here: a container of its
+# own, which no Event Grid subscription watches and nothing lists.
+HEALTH_CONTAINER = "health"
+HEALTH_BLOB_PREFIX = "health/"
 
 FETCH_QUEUE = "fetch-requests"
 INGEST_QUEUE = "ingest-events"
@@ -28,6 +32,7 @@ DAYS = "days"  # key: activity date; the build state of the analytics day
 ALERTS = "alerts"  # key: fingerprint; de-duplicates repeated alerts
 LOCKS = "locks"  # key: what is locked; the transform's build lease
 API = "api"  # key: "unreachable"; the last time the Product Usage API did not answer at all
+HEALTH = "health"  # key: "probe"; written and read by GET /api/health, read by nothing else
 
 
 def usage_prefix(day: date, run_id: str) -> str:

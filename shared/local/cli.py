@@ -7,6 +7,7 @@ python -m shared.cli status [--date YYYY-MM-DD] [--json]
 python -m shared.cli demo
 python -m shared.cli simulator [--port N] [--companies N] [--days N]
 python -m shared.cli reconcile --date YYYY-MM-DD [--company ID] [--json] [--skip-api]
+python -m shared.cli health [--json] [--send-test-alert]
 
 Every mistake a user can make ends in one line on stderr and a non-zero exit, never a
 traceback: the details of an unexpected failure go to LOCAL_DATA_DIR/pipeline.log.
@@ -51,7 +52,7 @@ log = logging.getLogger(__name__)
 # Commands that work on LOCAL_DATA_DIR and so take its lock; `status` only reads the ledger,
 # `simulator` touches nothing. `serve` lets go of it whenever its queues are empty.
 LOCKING_COMMANDS = frozenset(
-    {"run", "backfill", "crm-drop", "demo", "init-db", "report", "rebuild", "serve", "reconcile"}
+    {"run", "backfill", "crm-drop", "demo", "init-db", "report", "rebuild", "serve", "reconcile", "health"}
 )
 EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 141  # what a shell reports for a reader that went away (128 + SIGPIPE)
@@ -161,9 +162,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--skip-api", action="store_true", help="compare only what is stored (the API is not asked)"
     )
     serve = sub.add_parser(
-        "serve", help="the replay, status and reconcile routes on http://127.0.0.1:PORT/api/"
+        "serve", help="the replay, status, reconcile and health routes on http://127.0.0.1:PORT/api/"
     )
     serve.add_argument("--port", type=_whole_number(1, 65535), default=7071)
+    health = sub.add_parser(
+        "health",
+        help="check every piece the pipeline depends on, as GET /api/health does",
+        epilog="exit status: 0 every check passes, 1 one fails (its line says what to fix)",
+    )
+    health.add_argument("--json", action="store_true", help="print the JSON GET /api/health answers")
+    health.add_argument("--send-test-alert", action="store_true", help="also deliver a test alert")
     simulator = sub.add_parser("simulator", help="start the built-in Product Usage API on its own")
     simulator.add_argument("--port", type=_whole_number(0, 65535), default=8000, help="0: any free port")
     simulator.add_argument("--companies", type=_whole_number(1, 1_000_000), default=60)
@@ -205,6 +213,8 @@ def _main(args: argparse.Namespace) -> int:
     try:
         settings = Settings.from_env()
     except SettingsError as exc:
+        if args.command == "health":  # a bad setting is what health is there to say
+            return _health_without_services(args, exc)
         print(f"error: {exc}", file=sys.stderr)
         return 2
     # `status` and `reconcile` only read: they work on a folder they may not write (a copy to
@@ -368,6 +378,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings, lock: FolderLock | N
     from shared.services.pending import pending_days
     from shared.services.status import crm_file_status, days_under_other_rules
 
+    if args.command == "health":
+        return _health(settings, args)
     pipeline = LocalPipeline(settings, read_only=args.command == "reconcile")
     try:
         started = datetime.now(UTC).isoformat()
@@ -532,6 +544,51 @@ def _retries_shown() -> Iterator[None]:
         source.removeHandler(handler)
 
 
+def _health(settings: Settings, args: argparse.Namespace) -> int:
+    """Through the real GET /api/health handler, on the pieces the local pipeline runs on.
+    Exit 0 when every check passes, 1 when one fails."""
+    from shared.local.pipeline import LocalPipeline
+
+    try:
+        pipeline = LocalPipeline(settings)
+    except Exception as exc:  # a ledger or bus journal that cannot be opened: said as a check
+        log.exception("health: the local pipeline cannot start")
+        return _health_without_services(args, exc)
+    try:
+        params = {"send_test_alert": "true" if args.send_test_alert else "false"}
+        response = pipeline.host.http("GET", "health", params=params)
+    finally:
+        pipeline.close()
+    payload = json.loads(response.get_body())
+    if response.status_code not in (200, 503):
+        raise CliError(payload.get("error", f"health answered {response.status_code}"))
+    return _print_health(payload, as_json=args.json)
+
+
+def _health_without_services(args: argparse.Namespace, exc: Exception) -> int:
+    """The answer when the services cannot even be built: the settings check says why."""
+    from shared.services.health import check_health
+
+    def load() -> Any:
+        raise exc
+
+    return _print_health(check_health(load).to_json(), as_json=args.json)
+
+
+def _print_health(payload: dict[str, Any], *, as_json: bool) -> int:
+    from shared.domain.health import CheckResult, HealthReport
+
+    result = HealthReport([CheckResult(**check) for check in payload["checks"]])
+    print(json.dumps(payload, indent=1) if as_json else "\n".join(result.lines()))
+    if result.ok:
+        return 0
+    first, *more = result.failing()
+    more = [c for c in more if not c.detail.startswith("not checked")]
+    also = f" (also failing: {', '.join(c.name for c in more)})" if more else ""
+    print(f"error: {first.name}: {first.detail}{also}", file=sys.stderr)
+    return 1
+
+
 def _serve(pipeline: LocalPipeline, port: int, lock: FolderLock | None) -> int:
     from shared.local.server import LocalServer
 
@@ -546,8 +603,8 @@ def _serve(pipeline: LocalPipeline, port: int, lock: FolderLock | None) -> int:
             raise CliError(f"port {port} is in use; choose another with --port") from None
         raise CliError(f"cannot listen on port {port}: {exc.strerror}") from None
     print(
-        f"serving {server.base_url}/api/replay (POST), {server.base_url}/api/status (GET)"
-        f" and {server.base_url}/api/reconcile (GET); Ctrl-C stops"
+        f"serving {server.base_url}/api/replay (POST), {server.base_url}/api/status (GET),"
+        f" {server.base_url}/api/reconcile (GET) and {server.base_url}/api/health (GET); Ctrl-C stops"
     )
     try:
         threading.Event().wait()

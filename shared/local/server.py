@@ -1,4 +1,4 @@
-"""`python -m shared.cli serve`: the replay, status and reconcile routes over HTTP, through the real handlers.
+"""`python -m shared.cli serve`: the replay, status, reconcile and health routes over HTTP, through the real handlers.
 
 Requests go to the HTTP functions registered in function_app.py, exactly as the Functions
 host would route `/api/<route>`; a background thread plays the queue triggers, delivering
@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 1024 * 1024  # a replay body is a few dozen bytes
 BODY_TIMEOUT_S = 10.0  # a client that sends less than its Content-Length
-ROUTES = "POST /api/replay, GET /api/status and GET /api/reconcile"
+ROUTES = "POST /api/replay, GET /api/status, GET /api/reconcile and GET /api/health"
 
 
 class LocalServer:
@@ -148,7 +148,8 @@ def _handler(server: LocalServer) -> type[BaseHTTPRequestHandler]:
                 body = self._body()
                 params = dict(parse_qsl(url.query, keep_blank_values=True))
                 route = url.path[len("/api/") :]
-                if method in ("GET", "HEAD") and route != "reconcile":  # status reads the ledger alone
+                # status reads the ledger alone; reconcile and health open the warehouse too
+                if method in ("GET", "HEAD") and route not in ("reconcile", "health"):
                     response = pipeline.host.http(method, route, body=body, params=params)
                 else:
                     try:

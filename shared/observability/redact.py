@@ -6,10 +6,13 @@ import logging
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 _PATTERNS = (
     re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+"),
     re.compile(r"(?i)((?:AccountKey|SharedAccessKey|Password|Pwd|sig|code)=)[^;&\s\"']+"),
+    # A URL's user-info (https://user:password@host): never shown, whatever the URL.
+    re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/?#@\s\"']+(?=@)"),
 )
 
 
@@ -20,6 +23,16 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
     for pattern in _PATTERNS:
         text = pattern.sub(r"\1***", text)
     return text
+
+
+def secret_url_parts(url: str) -> list[str]:
+    """The parts of a secret URL that are secret on their own (its user-info, path and query:
+    a webhook's path is its key), to redact wherever one shows up without the rest."""
+    parts = urlsplit(url)
+    found = [parts.netloc.rpartition("@")[0], parts.query, parts.fragment]
+    if parts.path.strip("/"):
+        found.append(parts.path)
+    return [p for p in found if p and len(p) >= 4]
 
 
 def redact_fields(record: Mapping[str, Any], secrets: Iterable[str] = ()) -> dict[str, Any]:

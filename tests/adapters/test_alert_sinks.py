@@ -130,3 +130,11 @@ def test_on_azure_without_a_webhook_the_alert_is_an_error_log_line(caplog: pytes
     with caplog.at_level("ERROR"):
         LogAlertSink().deliver(ALERT)
     assert "[ERROR] quality-gate 2026-10-01: 2026-10-01 not built: zero usage records" in caplog.text
+
+
+def test_each_sink_says_where_alerts_go_without_a_secret(tmp_path: Path) -> None:
+    """GET /api/health's alert_sink check names the target: never the webhook's path or query."""
+    url = "https://user:pw@hooks.example.com/services/T1/B2/s3cret-path?token=s3cret-query"
+    assert WebhookAlertSink(url, [url]).target == "webhook https://hooks.example.com"
+    assert JsonLinesAlertSink(tmp_path / "alerts.jsonl", []).target == f"file {tmp_path / 'alerts.jsonl'}"
+    assert "log" in LogAlertSink().target

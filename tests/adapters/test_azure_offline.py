@@ -249,12 +249,32 @@ class FakeSender:
         pass
 
 
+class FakeReceiver:
+    def __init__(self, queue: str, waiting: int, calls: list[tuple[str, int, float | None]]) -> None:
+        self.queue, self.waiting, self.calls = queue, waiting, calls
+
+    def __enter__(self) -> FakeReceiver:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.calls.append((self.queue, -1, None))  # closed
+
+    def peek_messages(self, max_message_count: int = 1, *, timeout: float | None = None) -> list[str]:
+        self.calls.append((self.queue, max_message_count, timeout))
+        return ["message"] * min(max_message_count, self.waiting)
+
+
 class FakeClient:
-    def __init__(self) -> None:
+    def __init__(self, waiting: dict[str, int] | None = None) -> None:
         self.senders: dict[str, FakeSender] = {}
+        self.waiting = waiting or {}
+        self.peeks: list[tuple[str, int, float | None]] = []
 
     def get_queue_sender(self, queue: str) -> FakeSender:
         return self.senders.setdefault(queue, FakeSender())
+
+    def get_queue_receiver(self, queue: str, **options: object) -> FakeReceiver:
+        return FakeReceiver(queue, self.waiting.get(queue, 0), self.peeks)
 
     def close(self) -> None:
         pass
@@ -437,3 +457,17 @@ def test_a_probe_of_another_schema_version_names_both_and_the_command() -> None:
         match=rf"schema version {SCHEMA_VERSION - 1}, this app needs schema version {SCHEMA_VERSION}: apply the schema with `azd provision`",
     ):
         store.probe()
+
+
+def test_service_bus_peek_looks_at_one_message_and_closes_its_receiver() -> None:
+    """GET /api/health: a peek (Listen right, nothing locked) on each queue, bounded in time."""
+    client = FakeClient({"alerts": 3})
+    bus = ServiceBusBus(client)
+    assert (bus.peek("transform"), bus.peek("alerts")) == (0, 1)
+    assert client.peeks == [
+        ("transform", 1, 10),
+        ("transform", -1, None),
+        ("alerts", 1, 10),
+        ("alerts", -1, None),
+    ]
+    assert client.senders == {}  # nothing sent

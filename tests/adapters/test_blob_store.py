@@ -298,3 +298,28 @@ def test_a_name_too_long_for_a_store_is_refused_before_anything_is_written(
         with pytest.raises(UnsafeBlobName, match="longer than 250 bytes"):
             blob_store.put(RAW, "a" * 300 + ".csv", b"data")
     assert sorted(tmp_path.rglob("*")) == before
+
+
+def test_blob_delete_removes_the_blob_and_its_metadata(blob_store: BlobStore) -> None:
+    """GET /api/health deletes its probe blob: the port's delete (issue 20)."""
+    container, name = names.HEALTH_CONTAINER, f"{names.HEALTH_BLOB_PREFIX}probe.txt"
+    blob_store.put(container, name, b"probe", metadata={"force": "true"})
+    blob_store.put(container, "health/kept.txt", b"kept")
+    blob_store.delete(container, name)
+    assert not blob_store.exists(container, name)
+    assert blob_store.list(container) == ["health/kept.txt"]
+    with pytest.raises(BlobNotFound):
+        blob_store.delete(container, name)
+    with pytest.raises(BlobNotFound):
+        blob_store.delete(container, "health")  # a virtual folder is no blob
+    blob_store.put(container, name, b"again")  # a new blob, without the old metadata
+    assert blob_store.info(container, name).metadata == {}
+
+
+def test_a_deleted_blob_is_not_announced(blob_store: BlobStore) -> None:
+    calls: list[tuple[str, str, int]] = []
+    store = PublishingBlobStore(blob_store, lambda c, n, s: calls.append((c, n, s)))
+    store.put(names.HEALTH_CONTAINER, "health/probe.txt", b"x")
+    store.delete(names.HEALTH_CONTAINER, "health/probe.txt")
+    assert calls == [(names.HEALTH_CONTAINER, "health/probe.txt", 1)]
+    assert not store.exists(names.HEALTH_CONTAINER, "health/probe.txt")

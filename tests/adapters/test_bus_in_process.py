@@ -199,3 +199,16 @@ def test_bus_thread_safe_send(bus: InProcessBus) -> None:
         bus.complete(envelope)
     assert received == {f"t{t}-{i}" for t in range(threads) for i in range(per_thread)}
     assert bus.idle()
+
+
+def test_bus_peek_sees_without_receiving(bus: InProcessBus) -> None:
+    """GET /api/health peeks every queue: nothing is locked, received or sent (issue 20)."""
+    assert [bus.peek(q) for q in names.QUEUES] == [0, 0, 0, 0]
+    bus.send(Q, [_msg("m1"), _msg("m2")])
+    assert bus.peek(Q) == 1  # at most one is looked at
+    assert bus.depth(Q) == 2 and bus.idle() is False
+    received = bus.receive(Q)
+    assert received is not None and received.delivery_count == 1  # the peek was no delivery
+    assert bus.sent_count == {Q: 2}
+    with pytest.raises(KeyError, match="no queue"):
+        bus.peek("fetch-request")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from shared.adapters.warehouse_sql import SCHEMA_VERSION
 from shared.ports import BuildParams, Lineage, Warehouse
 from tests.conftest import MSSQL, empty_mssql_tables, require_mssql
 
@@ -239,3 +240,25 @@ def test_duckdb_out_of_its_memory_cap_says_which_setting_and_recovers(tmp_path: 
         r["company_id"] for r in small.fetch_rows("reconcile_snapshot_companies", {"snapshot_date": D1})
     ] == ["c1"]
     small.close()
+
+
+def test_probe_reads_the_table(warehouse: Warehouse) -> None:
+    """GET /api/health's warehouse check (issue 20): the schema version and a read of each table."""
+    assert warehouse.probe().endswith("(1 hold rows)")  # the schema version only
+    stage_usage(warehouse, D1, [("c-1", 5, 50)])
+    stage_crm(warehouse, D1, [company("c-1")])
+    warehouse.build_days([D1], PARAMS)
+    assert warehouse.probe() == f"schema {SCHEMA_VERSION}, 7 tables read (6 hold rows)"
+
+
+def test_the_duckdb_probe_makes_no_file(tmp_path: Path) -> None:
+    """A health check changes nothing another command would see: no warehouse file yet is fine."""
+    from shared.adapters.warehouse_duckdb import DuckDbWarehouse
+
+    store = DuckDbWarehouse(tmp_path / "w.duckdb")
+    assert "no warehouse yet: the first run creates" in store.probe()
+    assert not (tmp_path / "w.duckdb").exists()
+    (tmp_path / "w.duckdb").write_bytes(b"not a database" * 100)
+    with pytest.raises(Exception, match="not a valid DuckDB database"):
+        store.probe()
+    store.close()

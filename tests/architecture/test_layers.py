@@ -131,4 +131,4 @@ def test_a_function_app_with_azure_settings_loads_nothing_local() -> None:
     )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout.strip().splitlines()[-1])
-    assert report == {"functions": 8, "local_modules": []}
+    assert report == {"functions": 9, "local_modules": []}

@@ -28,6 +28,7 @@ def test_every_trigger_the_pipeline_needs_is_registered() -> None:
             ("httpTrigger", "replay"),
             ("httpTrigger", "status"),
             ("httpTrigger", "reconcile"),
+            ("httpTrigger", "health"),
         ],
         key=str,
     )
@@ -47,5 +48,6 @@ def test_timer_is_monitored_and_scheduled_from_a_setting() -> None:
 
 
 def test_http_routes_need_a_function_key() -> None:
-    for name in ("replay", "status", "reconcile"):
+    for name in ("replay", "status", "reconcile", "health"):
         assert str(triggers()[name].get_trigger().auth_level.value) == "function"
+    assert [str(getattr(m, "value", m)) for m in triggers()["health"].get_trigger().methods] == ["GET"]

@@ -94,6 +94,7 @@ def test_the_worker_indexes_every_function(indexed: dict) -> None:
         "deliver_alerts",
         "fetch_requests",
         "fetch_timer",
+        "health",
         "ingest_events",
         "reconcile",
         "replay",

@@ -284,6 +284,18 @@ def test_the_contract_names_are_in_the_bicep() -> None:
         assert name in storage, f"{name!r} missing from storage.bicep"
 
 
+def test_the_health_probe_container_is_created_and_watched_by_no_subscription() -> None:
+    """GET /api/health writes a probe blob there: it must exist on Azure and start nothing (issue 20)."""
+    storage = MODULES / "storage.bicep"
+    assert string_value(_variable(storage, "healthContainerName")) == names.HEALTH_CONTAINER
+    assert "name: healthContainerName" in storage.read_text()
+    probe = f"{names.HEALTH_BLOB_PREFIX}probe-0123.txt"
+    assert not blob_events.wanted(names.HEALTH_CONTAINER, probe)
+    subjects = {s for s in string_literals(MODULES / "eventgrid.bicep") if "/containers/" in s}
+    assert subjects and all(f"/containers/{names.HEALTH_CONTAINER}/" not in s for s in subjects)
+    assert names.HEALTH_CONTAINER not in names.CONTAINERS  # the contract's containers stay as they are
+
+
 def test_dead_letters_forward_to_alerts_except_from_alerts() -> None:
     path = MODULES / "servicebus.bicep"
     resources = {

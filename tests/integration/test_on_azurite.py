@@ -48,3 +48,18 @@ def test_golden_world_on_azure_blob_and_table_storage(cli, local_env: Path, on_a
     ledger = TableServiceClient.from_connection_string(on_azurite).get_table_client(names.LEDGER_TABLE)
     days = list(ledger.query_entities("PartitionKey eq @p", parameters={"p": names.DAYS}))
     assert len(days) == 10 and {d["status"] for d in days} == {"built"}
+
+
+def test_health_on_azure_blob_and_table_storage(cli, on_azurite: str) -> None:
+    """The probe blob goes to the health container and is deleted; the probe entry is in the
+    health partition; the account key in the connection string is never printed (issue 20)."""
+    code, out, err = cli("health")
+    assert code == 0, out + err
+    assert "data in Azure storage" in out
+    blobs = BlobServiceClient.from_connection_string(on_azurite)
+    assert list(blobs.get_container_client(names.HEALTH_CONTAINER).list_blob_names()) == []
+    ledger = TableServiceClient.from_connection_string(on_azurite).get_table_client(names.LEDGER_TABLE)
+    [probe] = ledger.query_entities("PartitionKey eq @p", parameters={"p": names.HEALTH})
+    assert probe["RowKey"] == "probe"
+    account_key = on_azurite.split("AccountKey=", 1)[1].split(";", 1)[0]
+    assert account_key not in out + err

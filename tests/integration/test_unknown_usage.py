@@ -150,7 +150,9 @@ def test_worlds_with_refused_records_converge_to_the_oracle(tmp_path_factory, da
             for d in sorted(corrected):  # the API sends the refused records again, valid
                 served[d] = GOLDEN.records()[d]
                 refused[d] = set()
-                assert pipeline.host.http("POST", "replay", body={"date": d, "force": True}).status_code == 202
+                assert (
+                    pipeline.host.http("POST", "replay", body={"date": d, "force": True}).status_code == 202
+                )
             assert not pipeline.host.drain().dead_lettered
         finally:
             pipeline.close()

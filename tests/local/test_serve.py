@@ -105,7 +105,7 @@ def test_the_function_itself_refuses_a_deeply_nested_body(pipeline_only: LocalPi
             "GET /elsewhere",
             404,
             None,
-            "the routes are POST /api/replay, GET /api/status and GET /api/reconcile",
+            "the routes are POST /api/replay, GET /api/status, GET /api/reconcile and GET /api/health",
         ),
     ],
 )

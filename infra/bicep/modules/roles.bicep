@@ -3,7 +3,7 @@
 // Function App identity
 //   host account   Storage Blob Data Owner         AzureWebJobsStorage (keys, leases) and the
 //                                                   Flex Consumption deployment container
-//   data account   Storage Blob Data Contributor   raw, crm-drop, quarantine
+//   data account   Storage Blob Data Contributor   raw, crm-drop, quarantine, health (its probe)
 //                  Storage Table Data Contributor  the pipelineruns ledger
 //   Service Bus    Azure Service Bus Data Sender   the app sends fetch, transform and alert messages
 //                  Azure Service Bus Data Receiver the queue triggers

@@ -1,8 +1,9 @@
 // Storage: two accounts, both reachable only with Entra ID (no account keys, no SAS).
 //
 // * The DATA account holds the pipeline's blobs and its run ledger: containers raw, crm-drop,
-//   quarantine (contract section 4), the table pipelineruns, and the container Event Grid
-//   dead-letters undeliverable events to. Its BlobCreated events start staging (eventgrid*.bicep).
+//   quarantine (contract section 4), the table pipelineruns, the container Event Grid
+//   dead-letters undeliverable events to, and the health container GET /api/health probes.
+//   Its BlobCreated events start staging (eventgrid*.bicep).
 // * The HOST account is the Functions host's own storage (AzureWebJobsStorage: keys, timer
 //   leases) and holds the Flex Consumption deployment package container.
 //
@@ -54,6 +55,11 @@ var ledgerTable = 'pipelineruns'
 
 // Where Event Grid puts events it could not deliver to Service Bus (see eventgrid.bicep).
 var deadLetterContainerName = 'eventgrid-deadletter'
+
+// GET /api/health writes, reads and deletes a probe blob under health/ here (shared/domain/names.py
+// HEALTH_CONTAINER): no event subscription watches it (eventgrid.bicep watches raw/usage/ and
+// crm-drop/ only) and nothing lists it. The app's Storage Blob Data Contributor covers it.
+var healthContainerName = 'health'
 
 // ---------------------------------------------------------------- data account
 
@@ -111,6 +117,14 @@ resource containers 'Microsoft.Storage/storageAccounts/blobServices/containers@2
 resource deadLetterContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
   parent: dataBlobs
   name: deadLetterContainerName
+  properties: {
+    publicAccess: 'None'
+  }
+}
+
+resource healthContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+  parent: dataBlobs
+  name: healthContainerName
   properties: {
     publicAccess: 'None'
   }

@@ -1,0 +1,159 @@
+"""`python -m shared.cli health` and `serve`'s GET /api/health on the local pieces (issue 20).
+
+What "working" means locally: the settings load, LOCAL_DATA_DIR can be written (the probe
+blob and the ledger probe), the in-process bus is there, the API answers page 1 of yesterday
+with the key, and the warehouse can be read, or does not exist yet (a fresh folder: the first
+load creates it, health does not).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from shared.config import Settings
+from shared.domain.health import CHECKS
+from shared.local.pipeline import LocalPipeline
+from shared.local.server import LocalServer
+from tests.conftest import API_KEY, GOLDEN, read_alerts
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def lines_by_check(out: str) -> dict[str, list[str]]:
+    return {line.split()[0]: line.split(maxsplit=4)[1:] for line in out.splitlines()}
+
+
+def test_health_passes_on_a_fresh_folder_and_creates_no_warehouse(cli, local_env: Path) -> None:
+    code, out, err = cli("health")
+    assert code == 0, out + err
+    assert err == ""
+    checks = lines_by_check(out)
+    assert list(checks) == list(CHECKS)
+    assert all(words[0] == "ok" and words[2] == "ms" for words in checks.values()), out
+    assert "no warehouse yet" in checks["warehouse"][3]
+    assert not (local_env / "warehouse.duckdb").exists()
+    assert not list((local_env / "blobs").rglob("probe-*"))  # the probe blob is gone again
+    assert API_KEY not in out + err
+
+
+def test_health_passes_after_a_run_and_reads_the_table(cli, local_env: Path) -> None:
+    cli("crm-drop", str(GOLDEN.crm_files()[0]))
+    assert cli("run", "--date", "2026-10-01")[0] == 0
+    code, out, err = cli("health")
+    assert code == 0, out + err
+    assert "schema 1, 7 tables read (6 hold rows)" in out
+
+
+def test_health_fails_in_one_line_naming_the_api_when_it_is_down(cli, monkeypatch) -> None:
+    monkeypatch.setenv("USAGE_API_BASE_URL", f"http://127.0.0.1:{closed_port()}")
+    code, out, err = cli("health")
+    assert code == 1
+    checks = lines_by_check(out)
+    assert checks["usage_api"][0] == "FAIL" and "connection refused" in checks["usage_api"][3]
+    assert [name for name, words in checks.items() if words[0] == "FAIL"] == ["usage_api"]
+    assert err.count("\n") == 1 and err.startswith("error: usage_api: ")
+    assert "USAGE_API_BASE_URL" in err
+    assert API_KEY not in out + err
+
+
+def test_health_fails_in_one_line_naming_the_warehouse_when_it_cannot_be_read(cli, local_env: Path) -> None:
+    local_env.mkdir(parents=True)
+    (local_env / "warehouse.duckdb").write_bytes(b"garbage, not a DuckDB file\n" * 200)
+    code, out, err = cli("health")
+    assert code == 1
+    assert lines_by_check(out)["warehouse"][0] == "FAIL"
+    assert err.count("\n") == 1 and err.startswith("error: warehouse: the local warehouse ")
+    assert "move it aside" in err
+
+
+def test_health_json_and_a_bad_setting(cli, monkeypatch) -> None:
+    code, out, _ = cli("health", "--json")
+    payload = json.loads(out)
+    assert code == 0 and payload["status"] == "ok"
+    assert [c["name"] for c in payload["checks"]] == list(CHECKS)
+    monkeypatch.setenv("USAGE_API_MAX_ATTEMPTS", "many")
+    code, out, err = cli("health")
+    assert code == 1
+    assert lines_by_check(out)["settings"][0] == "FAIL" and "USAGE_API_MAX_ATTEMPTS" in err
+    assert err.count("\n") == 1
+
+
+def test_health_never_prints_a_secret(cli, local_env: Path, monkeypatch) -> None:
+    """The key refused, and a webhook whose secret path and query cannot be reached."""
+    key, hook = (
+        "sk-planted-6c2f0e",
+        f"http://127.0.0.1:{closed_port()}/services/T1/B2/hook-secret?sig=q-secret",
+    )
+    monkeypatch.setenv("USAGE_API_KEY", key)
+    monkeypatch.setenv("ALERT_WEBHOOK_URL", hook)
+    monkeypatch.setenv("ALERT_WEBHOOK_BACKOFF_S", "0")
+    code, out, err = cli("health", "--send-test-alert")
+    assert code == 1
+    failing = {name for name, words in lines_by_check(out).items() if words[0] == "FAIL"}
+    assert failing == {"usage_api", "alert_sink"}
+    code, as_json, _ = cli("health", "--json", "--send-test-alert")
+    log = (local_env / "pipeline.log").read_text()
+    for secret in (key, "hook-secret", "q-secret", "/services/T1/B2"):
+        assert secret not in out + err + as_json + log
+
+
+def test_the_test_alert_goes_to_the_local_file(cli, local_env: Path) -> None:
+    code, out, _ = cli("health", "--send-test-alert")
+    assert code == 0 and "test alert sent to file" in out
+    assert [a["kind"] for a in read_alerts(local_env)] == ["health_test_alert"]
+
+
+# --- serve ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def served(local_env: Path) -> Iterator[LocalServer]:
+    pipe = LocalPipeline(Settings.from_env())
+    server = LocalServer(pipe, port=0)
+    thread = threading.Thread(target=server._server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server._server.shutdown()
+    server._server.server_close()
+    pipe.close()
+
+
+def comparable(payload: dict[str, Any]) -> dict[str, Any]:
+    """The answer without what differs between two runs: the time taken and the probe's name."""
+    return {
+        "status": payload["status"],
+        "checks": [
+            {**c, "ms": 0, "detail": re.sub(r"probe-[0-9a-f]{32}", "probe-*", c["detail"])}
+            for c in payload["checks"]
+        ],
+    }
+
+
+def test_serve_answers_get_api_health_with_the_same_json_as_the_cli(served: LocalServer, cli) -> None:
+    response = requests.get(f"{served.base_url}/api/health", params={"code": "any"}, timeout=60)
+    assert response.status_code == 200 and response.headers["content-type"] == "application/json"
+    code, out, _ = cli("health", "--json")
+    assert code == 0
+    assert comparable(response.json()) == comparable(json.loads(out))
+
+
+def test_serve_answers_503_when_a_piece_fails(served: LocalServer, local_env: Path) -> None:
+    (local_env / "warehouse.duckdb").write_bytes(b"garbage" * 500)
+    response = requests.get(f"{served.base_url}/api/health", timeout=60)
+    assert response.status_code == 503
+    payload = response.json()
+    assert payload["status"] == "failing"
+    assert [c["name"] for c in payload["checks"] if not c["ok"]] == ["warehouse"]

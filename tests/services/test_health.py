@@ -1,0 +1,477 @@
+"""The health service over fakes: every check failing in turn gives 503 and a detail that says
+what to fix; a hanging piece is reported within its own timeout; no secret ever comes out
+(issue 20, contract section 8)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shared.config import Settings, SettingsError
+from shared.domain import names
+from shared.domain.alerts import Alert
+from shared.domain.health import CHECKS
+from shared.domain.usage_page import Page
+from shared.ports import (
+    ApiUnreachable,
+    BlobNotFound,
+    LedgerEntry,
+    Services,
+    TransientApiError,
+    UsageApiError,
+    WarehouseUnavailable,
+)
+from shared.services import health as health_service
+from shared.services.health import check_health
+
+NOW = datetime(2026, 11, 21, 3, 0, tzinfo=UTC)
+
+
+class Boom(RuntimeError):
+    pass
+
+
+@dataclass
+class FakeBlobs:
+    blobs: dict[tuple[str, str], bytes] = field(default_factory=dict)
+    fail: dict[str, Exception] = field(default_factory=dict)
+    written: list[tuple[str, str]] = field(default_factory=list)
+    corrupt: bool = False
+
+    def _maybe(self, step: str) -> None:
+        if step in self.fail:
+            raise self.fail[step]
+
+    def put(self, container: str, name: str, data: Any, **_: Any) -> None:
+        self._maybe("put")
+        self.written.append((container, name))
+        self.blobs[(container, name)] = data
+
+    def get(self, container: str, name: str) -> bytes:
+        self._maybe("get")
+        return b"other" if self.corrupt else self.blobs[(container, name)]
+
+    def delete(self, container: str, name: str) -> None:
+        self._maybe("delete")
+        if self.blobs.pop((container, name), None) is None:
+            raise BlobNotFound(name)
+
+
+@dataclass
+class FakeLedger:
+    entries: dict[tuple[str, str], Mapping[str, Any]] = field(default_factory=dict)
+    fail: Exception | None = None
+    lose_writes: bool = False
+
+    def get(self, partition: str, key: str) -> LedgerEntry | None:
+        data = self.entries.get((partition, key))
+        return None if data is None else LedgerEntry(partition, key, data, "e")
+
+    def put(
+        self, partition: str, key: str, data: Mapping[str, Any], *, etag: str | None = None
+    ) -> LedgerEntry:
+        if self.fail:
+            raise self.fail
+        if not self.lose_writes:
+            self.entries[(partition, key)] = data
+        return LedgerEntry(partition, key, data, "e")
+
+
+@dataclass
+class FakeBus:
+    waiting: set[str] = field(default_factory=set)
+    fail_on: str = ""
+    peeked: list[str] = field(default_factory=list)
+    sent: list[str] = field(default_factory=list)
+
+    def send(self, queue: str, messages: Any) -> None:
+        self.sent.append(queue)
+
+    def peek(self, queue: str) -> int:
+        self.peeked.append(queue)
+        if queue == self.fail_on:
+            raise Boom("Unauthorized access. 'Listen' claim(s) are required to perform this operation.")
+        return int(queue in self.waiting)
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass
+class FakeWarehouse:
+    dialect: str = "duckdb"
+    fail: Exception | None = None
+    hang_s: float = 0.0
+
+    def probe(self) -> str:
+        if self.hang_s:
+            time.sleep(self.hang_s)
+        if self.fail:
+            raise self.fail
+        return "duckdb: analytics.company_daily_activity readable, 0 rows"
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass
+class FakeApi:
+    page_size: int
+    fail: Exception | None = None
+    asked: list[tuple[date, int]] = field(default_factory=list)
+
+    def fetch_page(self, day: date, number: int) -> Page:
+        self.asked.append((day, number))
+        if self.fail:
+            raise self.fail
+        return Page(number, b"{}", [{"company_id": "c-1"}], has_next_page=True, total_pages=40)
+
+
+@dataclass
+class FakeSink:
+    target: str = "file alerts.jsonl"
+    fail: Exception | None = None
+    delivered: list[Alert] = field(default_factory=list)
+
+    def deliver(self, alert: Alert) -> None:
+        if self.fail:
+            raise self.fail
+        self.delivered.append(alert)
+
+
+@dataclass
+class World:
+    settings: Settings
+    blobs: FakeBlobs = field(default_factory=FakeBlobs)
+    ledger: FakeLedger = field(default_factory=FakeLedger)
+    bus: FakeBus = field(default_factory=FakeBus)
+    warehouse: FakeWarehouse = field(default_factory=FakeWarehouse)
+    api_fail: Exception | None = None
+    sink: FakeSink = field(default_factory=FakeSink)
+    api_settings: list[Settings] = field(default_factory=list)
+    apis: list[FakeApi] = field(default_factory=list)
+
+    def services(self) -> Services:
+        def usage_api(settings: Settings) -> Any:
+            self.api_settings.append(settings)
+            self.apis.append(FakeApi(settings.usage_api_page_size, self.api_fail))
+            return self.apis[-1]
+
+        return Services(
+            settings=self.settings,
+            blobs=self.blobs,  # type: ignore[arg-type]
+            ledger=self.ledger,
+            bus=self.bus,
+            warehouse=self.warehouse,  # type: ignore[arg-type]
+            usage_api=usage_api,
+            alert_sink=lambda s: self.sink,
+            clock=lambda: NOW,
+        )
+
+    def check(self, **options: Any) -> Any:
+        options.setdefault("environ", {})
+        return check_health(self.services, **options)
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> World:
+    return World(
+        Settings(
+            usage_api_base_url="https://api.example.com", usage_api_key="k-1234", local_data_dir=tmp_path
+        )
+    )
+
+
+def by_name(result: Any) -> dict[str, Any]:
+    return {c.name: c for c in result.checks}
+
+
+def test_everything_passing(world: World) -> None:
+    world.bus.waiting = {names.ALERTS_QUEUE}
+    result = world.check()
+    assert result.http_status == 200 and result.status == "ok"
+    assert [c.name for c in result.checks] == list(CHECKS)
+    checks = by_name(result)
+    assert all(c.ok and isinstance(c.ms, int) and c.ms >= 0 for c in result.checks)
+    # The probe blob went to the health container, under health/, and is gone again.
+    [(container, name)] = world.blobs.written
+    assert container == names.HEALTH_CONTAINER and name.startswith("health/") and not world.blobs.blobs
+    assert set(world.ledger.entries) == {(names.HEALTH, "probe")}
+    assert world.bus.peeked == list(names.QUEUES) and world.bus.sent == []
+    assert "messages waiting on alerts" in checks["bus"].detail
+    # One request: page 1 of yesterday, one record a page, one attempt.
+    [api] = world.apis
+    assert api.asked == [(date(2026, 11, 20), 1)]
+    [probe] = world.api_settings
+    assert (probe.usage_api_page_size, probe.usage_api_max_attempts) == (1, 1)
+    assert "accepted the key" in checks["usage_api"].detail
+    assert world.sink.delivered == []  # no test alert unless asked
+    assert "send_test_alert=true" in checks["alert_sink"].detail
+
+
+def test_a_test_alert_only_when_asked(world: World) -> None:
+    result = world.check(send_test_alert=True)
+    assert result.ok and "test alert sent to file alerts.jsonl" in by_name(result)["alert_sink"].detail
+    [alert] = world.sink.delivered
+    assert alert.kind == "health_test_alert" and alert.severity == "warning"
+
+
+FAILURES: dict[str, tuple[Callable[[World], None], str, str]] = {
+    # case: (break the world, the failing check, words its detail must hold)
+    "blob-write": (
+        lambda w: w.blobs.fail.update(put=PermissionError(13, "Permission denied")),
+        "blob_store",
+        "cannot write health/health/probe-",
+    ),
+    "blob-read-back-differs": (lambda w: setattr(w.blobs, "corrupt", True), "blob_store", "different bytes"),
+    "blob-read": (lambda w: w.blobs.fail.update(get=Boom("timeout")), "blob_store", "cannot read back"),
+    "blob-delete": (
+        lambda w: w.blobs.fail.update(delete=Boom("403 This request is not authorized")),
+        "blob_store",
+        "cannot delete",
+    ),
+    "ledger-write": (
+        lambda w: setattr(w.ledger, "fail", Boom("database is locked")),
+        "ledger",
+        "cannot write the probe entry",
+    ),
+    "ledger-lost": (lambda w: setattr(w.ledger, "lose_writes", True), "ledger", "cannot be read back"),
+    "bus": (
+        lambda w: setattr(w.bus, "fail_on", names.TRANSFORM_QUEUE),
+        "bus",
+        "queue transform cannot be peeked",
+    ),
+    "warehouse-unreadable": (
+        lambda w: setattr(w.warehouse, "fail", Boom("not a valid DuckDB database file")),
+        "warehouse",
+        "cannot be read; move it aside",
+    ),
+    "warehouse-azure-sql": (
+        lambda w: (
+            setattr(w.warehouse, "dialect", "mssql"),
+            setattr(w.warehouse, "fail", Boom("Login failed")),
+        ),
+        "warehouse",
+        "ODBC Driver 18",
+    ),
+    "warehouse-held": (
+        lambda w: setattr(
+            w.warehouse, "fail", WarehouseUnavailable("w.duckdb is open in another program (PID 7)")
+        ),
+        "warehouse",
+        "open in another program (PID 7)",
+    ),
+    "api-key-refused": (
+        lambda w: setattr(
+            w, "api_fail", UsageApiError("usage API x answered HTTP 401 Unauthorized for date d page 1")
+        ),
+        "usage_api",
+        "the API refused the key: check USAGE_API_KEY",
+    ),
+    "api-wrong-url": (
+        lambda w: setattr(
+            w, "api_fail", UsageApiError("usage API x answered HTTP 404 Not Found for date d page 1")
+        ),
+        "usage_api",
+        "without /v2/usage",
+    ),
+    "api-down": (
+        lambda w: setattr(
+            w, "api_fail", ApiUnreachable("usage API x cannot be reached: connection refused", page=1)
+        ),
+        "usage_api",
+        "connection refused; check USAGE_API_BASE_URL and that the API is up",
+    ),
+    "api-failing": (
+        lambda w: setattr(w, "api_fail", TransientApiError("page 1: HTTP 503 Service Unavailable")),
+        "usage_api",
+        "answered but failed",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(FAILURES))
+def test_each_check_failing_in_turn_gives_503_and_its_fix(world: World, case: str) -> None:
+    breaks, name, words = FAILURES[case]
+    breaks(world)
+    result = world.check()
+    assert (result.http_status, result.status, result.exit_code) == (503, "failing", 1)
+    [failing] = result.failing()
+    assert failing.name == name and words in failing.detail, failing.detail
+    assert "\n" not in failing.detail and len(failing.detail) <= 300
+    assert not world.blobs.blobs or case == "blob-delete"  # no probe left behind if it can be helped
+
+
+def test_no_api_url_or_key_is_said_without_asking(world: World, tmp_path: Path) -> None:
+    world.settings = Settings(local_data_dir=tmp_path)
+    [failing] = world.check().failing()
+    assert failing.name == "usage_api" and "USAGE_API_BASE_URL is not set" in failing.detail
+    assert world.apis == []
+    world.settings = Settings(usage_api_base_url="https://api.example.com", local_data_dir=tmp_path)
+    [failing] = world.check().failing()
+    assert "USAGE_API_KEY is not set" in failing.detail
+
+
+def test_a_failing_test_alert(world: World) -> None:
+    world.sink.fail = RuntimeError("alert webhook failed after 4 attempts: ConnectionError")
+    assert world.check().ok  # nothing is sent unless asked
+    [failing] = world.check(send_test_alert=True).failing()
+    assert failing.name == "alert_sink" and "the test alert to file alerts.jsonl failed" in failing.detail
+
+
+def test_a_bad_setting_fails_settings_and_leaves_the_rest_unchecked() -> None:
+    def load() -> Services:
+        raise SettingsError("setting USAGE_API_TIMEOUT_S must be a number from 0.1 to 600, got 'abc'")
+
+    result = check_health(load, environ={})
+    assert result.http_status == 503
+    checks = by_name(result)
+    assert "USAGE_API_TIMEOUT_S" in checks["settings"].detail
+    assert all(not checks[n].ok and checks[n].detail.startswith("not checked") for n in CHECKS[1:])
+
+
+def test_services_that_cannot_be_built_fail_settings(world: World) -> None:
+    def load() -> Services:
+        raise ValueError("Connection string is either blank or malformed.")
+
+    [settings, *_] = check_health(load, environ={}).checks
+    assert (
+        not settings.ok and "cannot build its services" in settings.detail and "malformed" in settings.detail
+    )
+
+
+def test_an_unresolved_key_vault_reference_is_named(world: World) -> None:
+    environ = {
+        "USAGE_API_KEY": "@Microsoft.KeyVault(SecretUri=https://kv.vault.azure.net/secrets/usage-api-key/)"
+    }
+    checks = by_name(world.check(environ=environ))
+    assert not checks["settings"].ok
+    assert "USAGE_API_KEY: unresolved Key Vault reference" in checks["settings"].detail
+
+
+def test_a_hanging_piece_is_reported_within_its_timeout(world: World) -> None:
+    world.warehouse.hang_s = 3.0
+    started = time.monotonic()
+    result = world.check(timeouts={**health_service.TIMEOUTS_S, "warehouse": 0.3})
+    assert time.monotonic() - started < 2.0  # not the 3 s the warehouse takes
+    [failing] = result.failing()
+    assert failing.name == "warehouse" and failing.detail.startswith("no answer within 0.3 s")
+    assert failing.ms == 300
+    assert by_name(result)["usage_api"].ok  # the others were not held back
+
+
+def test_threads_left_hanging_are_bounded(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A piece that hangs on every request cannot pile up threads: past the bound, checks are
+    not started and say why."""
+    monkeypatch.setattr(health_service, "MAX_RUNNING", 8)
+    monkeypatch.setattr(health_service, "_slots", threading.BoundedSemaphore(8))
+    release = threading.Event()
+    world.warehouse.probe = lambda: (release.wait(10), "late")[1]  # type: ignore[method-assign]
+    try:
+        fast = {**health_service.TIMEOUTS_S, "warehouse": 0.1}
+        results = [world.check(timeouts=fast) for _ in range(10)]
+        hung = [t for t in threading.enumerate() if t.name == "health-warehouse"]
+        assert len(hung) == 8  # one per request that timed out, and no more
+        assert [c.name for c in results[0].failing()] == ["warehouse"]
+        busy = [
+            c
+            for c in results[-1].failing()
+            if c.detail.startswith("not checked: all 8 check threads are busy")
+        ]
+        assert busy and results[-1].http_status == 503
+    finally:
+        release.set()
+
+
+# --- never a secret ---------------------------------------------------------------------------
+
+SECRETS = {
+    "usage_api_key": "sk-planted-api-key-0042",
+    "alert_webhook_url": "https://hooks.example.com/services/T9/B9/webhook-secret-path?sig=webhook-secret-query",
+    "sql_connection_string": "Driver={ODBC Driver 18 for SQL Server};Server=tcp:s;Uid=app;Pwd=sql-secret-password;",
+    "data_storage_connection": "DefaultEndpointsProtocol=https;AccountName=a;AccountKey=storage-secret-key==;",
+    "service_bus_connection": "Endpoint=sb://ns/;SharedAccessKeyName=app;SharedAccessKey=bus-secret-key=",
+    "usage_api_base_url": "https://apiuser:url-userinfo-secret@api.example.com",
+}
+PLANTED = [
+    "sk-planted-api-key-0042",
+    "webhook-secret-path",
+    "webhook-secret-query",
+    "/services/T9/B9",
+    "sql-secret-password",
+    "storage-secret-key",
+    "bus-secret-key",
+    "url-userinfo-secret",
+]
+
+
+@pytest.fixture
+def leaky(tmp_path: Path) -> World:
+    """Settings full of secrets, and pieces whose errors repeat them (the worst an SDK could do)."""
+    world = World(Settings(local_data_dir=tmp_path, **SECRETS))  # type: ignore[arg-type]
+    leak = " ".join(
+        [
+            SECRETS["usage_api_key"],
+            SECRETS["alert_webhook_url"],
+            "POST /services/T9/B9/webhook-secret-path?sig=webhook-secret-query",
+            SECRETS["sql_connection_string"],
+            SECRETS["data_storage_connection"],
+            SECRETS["service_bus_connection"],
+            SECRETS["usage_api_base_url"],
+            "Authorization: Bearer sk-planted-api-key-0042",
+        ]
+    )
+    world.blobs.fail["put"] = Boom(leak)
+    world.ledger.fail = Boom(leak)
+    world.bus.fail_on = names.FETCH_QUEUE
+    world.bus.peek = lambda queue: (_ for _ in ()).throw(Boom(leak))  # type: ignore[method-assign]
+    world.warehouse.fail = Boom(leak)
+    world.api_fail = UsageApiError(f"usage API {SECRETS['usage_api_base_url']} answered HTTP 401 {leak}")
+    world.sink.fail = Boom(leak)
+    return world
+
+
+def test_no_secret_in_the_json_of_failing_checks(leaky: World) -> None:
+    result = leaky.check(send_test_alert=True)
+    assert {c.name for c in result.failing()} == set(CHECKS) - {"settings"}
+    text = json.dumps(result.to_json())
+    for secret in PLANTED:
+        assert secret not in text, f"{secret!r} leaked: {text}"
+
+
+def test_no_secret_in_the_json_of_passing_checks(tmp_path: Path) -> None:
+    world = World(Settings(local_data_dir=tmp_path, **SECRETS))  # type: ignore[arg-type]
+    world.sink.target = "webhook https://hooks.example.com"
+    result = world.check(send_test_alert=True)
+    assert result.ok, result.failing()
+    text = json.dumps(result.to_json())
+    for secret in PLANTED:
+        assert secret not in text, f"{secret!r} leaked: {text}"
+    assert "https://***@api.example.com accepted the key" in text
+
+
+def test_no_secret_when_the_settings_do_not_load() -> None:
+    environ = {"USAGE_API_KEY": "sk-planted-api-key-0042", "ALERT_WEBHOOK_URL": SECRETS["alert_webhook_url"]}
+
+    def load() -> Services:
+        raise ValueError(f"bad: {environ['USAGE_API_KEY']} {SECRETS['alert_webhook_url']}")
+
+    text = json.dumps(check_health(load, environ=environ).to_json())
+    for secret in PLANTED[:4]:
+        assert secret not in text
+
+
+@pytest.fixture(autouse=True)
+def _no_threads_left_behind() -> Iterator[None]:
+    yield
+    deadline = time.monotonic() + 5
+    while any(t.name.startswith("health-") for t in threading.enumerate()) and time.monotonic() < deadline:
+        time.sleep(0.05)
