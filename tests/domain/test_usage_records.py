@@ -216,7 +216,7 @@ def test_any_json_at_all_is_staged_or_quarantined_never_an_exception(records: li
     assert day.received == len(records)
     assert len(day.rows) + day.duplicates + len(day.rejected) == len(records)
     for company_id, users, events in day.staged_rows():
-        assert type(users) is int and type(events) is int and 0 <= min(users, events)
+        assert type(users) is int and type(events) is int and min(users, events) >= 0
         company_id.encode("utf-8")  # valid text: every warehouse takes it
     for rejected in day.rejected:
         rejected.reason.encode("utf-8")  # printable anywhere
