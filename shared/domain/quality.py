@@ -241,7 +241,14 @@ def check_day(
         if drift:
             advice.append("have the API fixed or the contract extended; forcing cannot help a format change")
     if staged == 0:
-        errors.append(f"zero usage records staged for {day}" + (f": {text}" if quarantined else ""))
+        errors.append(
+            f"zero usage records staged for {day}: "
+            + (
+                text
+                if quarantined
+                else "the API sent none for the day; if that is right, replay the day with force"
+            )
+        )
     elif quarantined:
         # Any quarantined record is said (contract section 5); above 5% of a day large enough
         # to judge, it stops the build.
@@ -264,7 +271,7 @@ def check_day(
                 f" of the previous {len(baseline)} staged days"
             )
             if drop > DROP_ERROR:
-                errors.append(text)
+                errors.append(f"{text}; if the API really has fewer, replay the day with force")
             elif drop > DROP_WARNING:
                 warnings.append(text)
 
