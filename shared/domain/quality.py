@@ -164,10 +164,9 @@ def check_coverage(day: date, coverage: Coverage) -> tuple[list[str], list[str],
         advice = "make the API and the CRM write the same ids, then drop the snapshot again"
     else:
         missing = [u for u, c in coverage.examples if c is None][:3]
-        text += (
-            f". Not found, for example: {', '.join(shown(u) for u in missing)}. Check that the CRM"
-            " export is the whole customer list and the right file"
-        )
+        if missing:
+            text += f". Not found, for example: {', '.join(shown(u) for u in missing)}"
+        text += ". Check that the CRM export is the whole customer list and the right file"
     if share < COVERAGE_ERROR and companies >= MIN_COMPANIES_FOR_COVERAGE_ERROR:
         if not advice:
             text += "; if it is, replay the day with force"
