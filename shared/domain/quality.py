@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import statistics
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
+
+from shared.domain.usage_records import RejectedRecord, reason_kind, shown
 
 MAX_QUARANTINED_SHARE = 0.05
 # A share needs a sample: 2 bad records among 38 is 5.3% but says little about the API. Below
@@ -15,6 +18,19 @@ MIN_RECORDS_FOR_SHARE_ERROR = 100
 DROP_ERROR = 0.50
 DROP_WARNING = 0.10
 BASELINE_DAYS = 7
+# Coverage (contract section 5): the share of a day's usage companies the CRM snapshot holds.
+COVERAGE_ERROR = 0.50  # below this an error, once the day has MIN_COMPANIES_FOR_COVERAGE_ERROR
+COVERAGE_WARNING = 0.90  # below this a warning
+MIN_COMPANIES_FOR_COVERAGE_ERROR = 20
+# Format drift: one kind of reason for most of a day's quarantined records, at least this many of
+# them and more than MAX_QUARANTINED_SHARE of the day (one odd record is not a format change).
+DRIFT_MIN_RECORDS = 3
+# The ledger's summary of a day's quarantined usage records stays small (an Azure Table property
+# holds 64 KiB): this many companies, kinds of reason, and characters of an example.
+SUMMARY_COMPANIES = 5
+SUMMARY_KINDS = 8
+SUMMARY_TEXT = 120
+FORCE_ADVICE = "replay the day with force to override"
 
 
 @dataclass(frozen=True)
@@ -22,6 +38,7 @@ class GateResult:
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     overridden: bool = False  # a forced replay let the errors through
+    advice: str = ""  # what to do about the errors, when a forced replay is not it
 
     @property
     def passed(self) -> bool:
@@ -45,25 +62,199 @@ def check_snapshot_size(
     return [], []
 
 
-def check_day(day: date, usage: Mapping[str, Mapping[str, Any]]) -> GateResult:
-    """`usage` is the ledger's staged-usage entries by ISO date (staged, quarantined, force)."""
+def summarize_quarantine(rejected: Sequence[RejectedRecord], files: Sequence[str] = ()) -> str:
+    """The ledger's compact summary of a day's quarantined usage records, as JSON text (a ledger
+    field is flat): `kinds`, `[kind, records, first reason, its company]` by count, at most
+    SUMMARY_KINDS; `companies`, the first SUMMARY_COMPANIES companies named; `file`, the first
+    quarantine file; `files`, how many there are. Empty text when nothing was quarantined."""
+    if not rejected:
+        return ""
+    kinds: dict[str, list[Any]] = {}
+    companies: list[str] = []
+    for item in rejected:
+        company = _company_label(item.record)
+        kind = reason_kind(item.reason)
+        if kind in kinds:
+            kinds[kind][1] += 1
+        else:
+            kinds[kind] = [kind, 1, item.reason[:SUMMARY_TEXT], company]
+        if company and company not in companies and len(companies) < SUMMARY_COMPANIES:
+            companies.append(company)
+    ordered = sorted(kinds.values(), key=lambda k: -int(k[1]))[:SUMMARY_KINDS]
+    summary = {
+        "kinds": ordered,
+        "companies": companies,
+        "file": files[0] if files else "",
+        "files": len(files),
+    }
+    return json.dumps(summary, ensure_ascii=False, separators=(",", ":"))
+
+
+def _company_label(record: Any) -> str | None:
+    """The company a quarantined record names, printable: its id, or what was there instead."""
+    value = record.get("company_id") if isinstance(record, dict) else None
+    if isinstance(value, str):
+        text = json.dumps(value.strip()[:SUMMARY_TEXT], ensure_ascii=False)[1:-1]
+        return text.encode("utf-8", "backslashreplace").decode("utf-8") or None
+    return None if value is None else shown(value)
+
+
+def _summary(entry: Mapping[str, Any]) -> dict[str, Any]:
+    try:
+        summary = json.loads(str(entry.get("quarantine_summary") or "{}"))
+    except ValueError:
+        return {}
+    return summary if isinstance(summary, dict) else {}
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """What `coverage_day.sql` found for a day: of its usage companies, how many the effective
+    snapshot does not hold exactly, how many of those it holds ignoring case and surrounding
+    spaces, and a few of them (usage id, the snapshot's near match or None)."""
+
+    snapshot_date: date
+    companies: int
+    unmatched: int
+    near_matches: int = 0
+    examples: tuple[tuple[str, str | None], ...] = ()
+
+    @classmethod
+    def from_rows(cls, snapshot_date: date, rows: Iterable[Mapping[str, Any]]) -> Coverage:
+        rows = list(rows)
+        if not rows:
+            return cls(snapshot_date, 0, 0)
+        first = rows[0]
+        examples = tuple(
+            (str(r["company_id"]), None if r["crm_company_id"] is None else str(r["crm_company_id"]))
+            for r in rows
+            if r.get("company_id") is not None
+        )
+        return cls(
+            snapshot_date,
+            int(first["usage_companies"]),
+            int(first["unmatched"]),
+            int(first["near_matches"] or 0),
+            examples,
+        )
+
+
+def check_coverage(day: date, coverage: Coverage) -> tuple[list[str], list[str], str]:
+    """(errors, warnings, advice) for the share of the day's usage companies found in its CRM
+    snapshot: below 50% an error once the day has 20 companies, below 90% a warning."""
+    companies, matched = coverage.companies, coverage.companies - coverage.unmatched
+    if not companies or matched / companies >= COVERAGE_WARNING:
+        return [], [], ""
+    share = matched / companies
+    text = (
+        f"only {matched} of {companies} companies with usage on {day} are in the CRM snapshot of"
+        f" {coverage.snapshot_date} ({share:.0%}); the others get empty CRM columns and may be flagged at risk"
+    )
+    near = [(u, c) for u, c in coverage.examples if c is not None]
+    advice = ""
+    if coverage.near_matches and near:
+        usage_id, crm_id = near[0]
+        text += (
+            f". {coverage.near_matches} of them match when case and surrounding spaces are ignored"
+            f" (API {shown(usage_id)}, CRM {shown(crm_id)}): the API and the CRM write the ids"
+            " differently. Make them write the same id (fix the CRM export, or the API), then drop"
+            " the snapshot again; a forced replay cannot help: it would build the day with these"
+            " companies unmatched"
+        )
+        advice = "make the API and the CRM write the same ids, then drop the snapshot again"
+    else:
+        missing = [u for u, c in coverage.examples if c is None][:3]
+        if missing:
+            text += f". Not found, for example: {', '.join(shown(u) for u in missing)}"
+        text += ". Check that the CRM export is the whole customer list and the right file"
+    if share < COVERAGE_ERROR and companies >= MIN_COMPANIES_FOR_COVERAGE_ERROR:
+        if not advice:
+            text += "; if it is, replay the day with force"
+        return [text], [], advice
+    return [], [text], advice
+
+
+def _quarantine_text(
+    day: date, entry: Mapping[str, Any], quarantined: int, received: int
+) -> tuple[str, bool]:
+    """What the day's quarantined records say, from the ledger's summary: a format change of
+    the API when most share one kind of reason (True), else how many, whose, and why."""
+    summary = _summary(entry)
+    kinds = [k for k in summary.get("kinds") or [] if isinstance(k, list) and len(k) == 4]
+    where = str(summary.get("file") or "")
+    files = int(summary.get("files") or 0)
+    place = (
+        f"; the records are in quarantine/{where}" + (f" (and {files - 1} more files)" if files > 1 else "")
+        if where
+        else ""
+    )
+    top = kinds[0] if kinds else None
+    if (
+        top is not None
+        and str(top[0]) != "conflicting duplicate of company_id"
+        and 2 * int(top[1]) > quarantined
+        and int(top[1]) >= DRIFT_MIN_RECORDS
+        and int(top[1]) / received > MAX_QUARANTINED_SHARE
+    ):
+        kind, count, reason, company = str(top[0]), int(top[1]), str(top[2]), top[3]
+        example = reason.split(": ", 1)[1] if ": " in reason else ""
+        text = (
+            f"the usage API's format changed: {kind} in {count} of {received} records"
+            + (f" (e.g. {example}" + (f" for company {company}" if company else "") + ")" if example else "")
+            + f"; none of them is staged{place}. Have the API fixed, or the contract extended to"
+            " accept it, then run the day again; a forced replay cannot help"
+        )
+        return text, True
+    companies = [str(c) for c in summary.get("companies") or []]
+    whose = ""
+    if companies:
+        whose = f", {'company' if len(companies) == 1 else 'companies'} {', '.join(companies)}"
+        whose += " and others" if quarantined > len(companies) and len(companies) >= SUMMARY_COMPANIES else ""
+    why = "; ".join(str(k[2]) + (f" ({int(k[1])} records)" if int(k[1]) > 1 else "") for k in kinds[:3])
+    text = (
+        f"{quarantined} of {received} usage records quarantined ({quarantined / received:.1%}){whose}"
+        + (f": {why}" if why else "")
+        + f"; their usage on {day} is not counted{place}. Once the API sends them right, run the day again"
+    )
+    return text, False
+
+
+def check_day(
+    day: date, usage: Mapping[str, Mapping[str, Any]], coverage: Coverage | None = None
+) -> GateResult:
+    """`usage` is the ledger's staged-usage entries by ISO date (staged, quarantined, force and
+    the quarantine summary); `coverage` what the day's CRM snapshot holds of its companies
+    (None: not checked, as for a day waiting for a snapshot)."""
     entry = usage[day.isoformat()]
     staged = int(entry.get("staged", 0))
     quarantined = int(entry.get("quarantined", 0))
     received = staged + quarantined
     errors: list[str] = []
     warnings: list[str] = []
+    advice: list[str] = []
 
+    drift = False
+    text = ""
+    if quarantined:
+        text, drift = _quarantine_text(day, entry, quarantined, received)
+        if drift:
+            advice.append("have the API fixed or the contract extended; forcing cannot help a format change")
     if staged == 0:
         errors.append(
-            f"zero usage records staged for {day}" + (f" ({quarantined} quarantined)" if quarantined else "")
+            f"zero usage records staged for {day}: "
+            + (
+                text
+                if quarantined
+                else "the API sent none for the day; if that is right, replay the day with force"
+            )
         )
-    if received and quarantined / received > MAX_QUARANTINED_SHARE:
-        text = (
-            f"{quarantined} of {received} usage records quarantined ({quarantined / received:.1%}),"
-            f" above the {MAX_QUARANTINED_SHARE:.0%} limit"
-        )
-        (errors if received >= MIN_RECORDS_FOR_SHARE_ERROR else warnings).append(text)
+    elif quarantined:
+        # Any quarantined record is said (contract section 5); above 5% of a day large enough
+        # to judge, it stops the build.
+        over = quarantined / received > MAX_QUARANTINED_SHARE
+        if over and not drift:
+            text += f" (above the {MAX_QUARANTINED_SHARE:.0%} limit)"
+        (errors if over and received >= MIN_RECORDS_FOR_SHARE_ERROR else warnings).append(text)
 
     baseline = [
         int(usage[d]["staged"])
@@ -79,8 +270,17 @@ def check_day(day: date, usage: Mapping[str, Mapping[str, Any]]) -> GateResult:
                 f" of the previous {len(baseline)} staged days"
             )
             if drop > DROP_ERROR:
-                errors.append(text)
+                errors.append(f"{text}; if the API really has fewer, replay the day with force")
             elif drop > DROP_WARNING:
                 warnings.append(text)
 
-    return GateResult(errors, warnings, overridden=bool(errors) and bool(entry.get("force")))
+    if coverage is not None:
+        more_errors, more_warnings, coverage_advice = check_coverage(day, coverage)
+        errors += more_errors
+        warnings += more_warnings
+        if more_errors and coverage_advice:
+            advice.append(coverage_advice)
+
+    return GateResult(
+        errors, warnings, overridden=bool(errors) and bool(entry.get("force")), advice="; ".join(advice)
+    )

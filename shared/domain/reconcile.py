@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from shared.domain.days import ROLLING_DAYS
 from shared.domain.rules import Rules
-from shared.domain.usage_records import record_problem, valid_row
+from shared.domain.usage_records import record_problem, row_of, valid_row
 
 Verdict = Literal["agree", "differ", "incomplete"]
 Counts = tuple[int, int]  # active_users, events
@@ -258,7 +258,7 @@ def _first_valid(records: Iterable[tuple[Any, LandedRecord | None]], iso: str) -
                 key = _loose_id(record)
                 found.problems.setdefault(key, []).append((where, problem))
                 continue
-            row = (record["company_id"].strip(), record["active_users"], record["events"])
+            row = row_of(record)
         company_id, counts = row[0], (row[1], row[2])
         seen = found.values.get(company_id)
         if seen is None:

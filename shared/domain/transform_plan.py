@@ -18,7 +18,7 @@ from shared.domain.days import (
     too_early,
 )
 from shared.domain.errors import PermanentError
-from shared.domain.quality import GateResult, check_day
+from shared.domain.quality import Coverage, GateResult, check_day
 
 # What a transform message says changed: a usage day, a CRM snapshot, one day to rebuild by
 # hand, or "pending": the rest of the pending days, left by a transform that ran out of time.
@@ -100,6 +100,14 @@ class TransformPlan:
     rules_only: set[date] = field(default_factory=set)
 
 
+def days_to_plan(pending: Iterable[date], stale: Iterable[date], limit: int | None) -> list[date]:
+    """The days one round plans: the first `limit` of the pending and stale days, in date order.
+    A waiting day (no effective snapshot) is planned but not checked: its coverage, like the
+    rest of its gate, is checked when a snapshot arrives and the day is built."""
+    ordered = sorted({*pending, *stale})
+    return ordered if limit is None else ordered[:limit]
+
+
 def plan_transform(
     pending: Mapping[date, Need],
     usage: Mapping[str, Mapping[str, Any]],
@@ -109,17 +117,19 @@ def plan_transform(
     stale: Iterable[date] = (),
     built: Collection[date] = (),
     limit: int | None = None,
+    coverage: Mapping[date, Coverage] | None = None,
 ) -> TransformPlan:
     """`pending` is what the marks ask for each day; `usage` the ledger's staged-usage entries by
     ISO date; `stale` the days decided under other rules (rebuilt with the pending ones); `built`
-    the days whose rows are built. The first `limit` days are planned, in date order; the rest
-    are deferred to the next round."""
+    the days whose rows are built; `coverage` what each day's effective snapshot holds of its
+    usage companies (a day without it is not checked for coverage). The first `limit` days are
+    planned, in date order; the rest are deferred to the next round (`days_to_plan`)."""
     stale = set(stale)
     wanted = {d: BUILD for d in stale}
     for d, need in pending.items():
         wanted[d] = merge_needs(need, wanted.get(d))
     ordered = sorted(wanted)
-    planned = ordered if limit is None else ordered[:limit]
+    planned = days_to_plan(pending, stale, limit)
     plan = TransformPlan(rules_only=stale - set(pending), deferred=ordered[len(planned) :])
     for day in planned:
         if day.isoformat() not in usage:
@@ -128,7 +138,7 @@ def plan_transform(
         if effective_snapshot(day, snapshot_dates, max_age) is None:
             plan.waiting.append(day)
             continue
-        gate = check_day(day, usage)
+        gate = check_day(day, usage, (coverage or {}).get(day))
         plan.gates[day] = gate
         if not gate.passed:
             plan.blocked.append(day)

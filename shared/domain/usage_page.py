@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.domain.errors import PermanentError
+from shared.domain.usage_records import parse_json_int
 
 
 class TruncatedPage(ValueError):
@@ -34,6 +35,13 @@ def parse_page(number: int, body: bytes) -> Page:
         payload = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise TruncatedPage(f"page {number}: body is not valid JSON ({exc.__class__.__name__})") from None
+    except ValueError:
+        # An integer literal longer than Python converts (4,300 digits): read again with such
+        # integers kept as digits, so the record holding one is quarantined, not the page lost.
+        # Only then: a parse_int hook would slow every page down.
+        payload = json.loads(body, parse_int=parse_json_int)
+    except RecursionError:
+        raise MalformedPage(f"page {number}: a value is nested too deeply to read") from None
     if not isinstance(payload, dict) or not isinstance(payload.get("data"), list):
         raise MalformedPage(f"page {number}: unexpected body, no 'data' list")
     has_next = payload.get("has_next_page")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,70 +49,215 @@ class ValidatedDay:
         return unknown
 
 
+_MISSING: Any = object()  # a field the record does not have, told apart from null
+_LONG_DIGITS = 20  # an integer of more digits is out of range whatever it is: never converted
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_EXAMPLE_CHARS = 40
+
+
+class LongInteger:
+    """An integer literal too long to convert (`parse_page` makes one of each integer of more
+    than `_LONG_DIGITS` digits when Python refuses to convert it): its digits are kept, never
+    turned into an int, so a record of a million digits costs nothing and is refused as what it
+    is, a number out of range."""
+
+    __slots__ = ("digits",)
+
+    def __init__(self, digits: str) -> None:
+        self.digits = digits
+
+    def __str__(self) -> str:
+        return self.digits
+
+    def __repr__(self) -> str:
+        return f"LongInteger({shown(self)})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, LongInteger) and other.digits == self.digits
+
+    def __hash__(self) -> int:
+        return hash(self.digits)
+
+
+def parse_json_int(text: str) -> int | LongInteger:
+    """`json.loads(..., parse_int=parse_json_int)`: an int, or a LongInteger past 20 digits."""
+    return int(text) if len(text.lstrip("-")) <= _LONG_DIGITS else LongInteger(text)
+
+
+def shown(value: Any) -> str:
+    """A value as the API sent it, in JSON, short and printable: `"14"`, `1.5`, `true`, `null`.
+    A lone surrogate is shown escaped (`"\\ud800"`), a long value cut with `...`, and a long
+    integer by its first digits and its length (never converted to text as a whole)."""
+    if isinstance(value, LongInteger):
+        digits = value.digits
+        return f"{digits[:12]}... ({len(digits.lstrip('-'))} digits)"
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        return f"an integer of about {int(value.bit_length() * 0.30103) + 1} digits"
+    try:
+        text = json.dumps(_clipped(value), ensure_ascii=False, default=str)
+    except (ValueError, TypeError, RecursionError):
+        text = type(value).__name__
+    if len(text) > _EXAMPLE_CHARS:
+        text = text[: _EXAMPLE_CHARS - 3] + "..."
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _clipped(value: Any) -> Any:
+    """Enough of a value to show: the start of a long string, the first items of a container
+    (so showing a million-element array costs nothing)."""
+    if isinstance(value, str):
+        return value[: _EXAMPLE_CHARS + 1]
+    if isinstance(value, list):
+        return [_clipped(v) for v in value[:4]]
+    if isinstance(value, dict):
+        return {str(k)[:20]: _clipped(v) for k, v in list(value.items())[:3]}
+    if isinstance(value, LongInteger):
+        return str(value)[: _EXAMPLE_CHARS + 1]
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        return 2**64
+    return value
+
+
+def json_type(value: Any) -> str:
+    """What a value is, in JSON's words, with its article: "a string", "a boolean", "null"."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float | LongInteger):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return f"a {type(value).__name__}"
+
+
 def _count_problem(name: str, value: Any) -> str | None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        return f"{name} is not an integer: {value!r}"
+    """Why a count is refused, starting with the field's name, or None. A count is a JSON number
+    with an integral value from 0 to INT_MAX: `12` and `12.0` are both 12 (contract section 1)."""
+    if value is _MISSING:
+        return f"{name} is missing"
+    if value is None:
+        return f"{name} is null"
+    if isinstance(value, bool) or not isinstance(value, int | float | LongInteger):
+        return f"{name} is {json_type(value)}: {shown(value)}"
+    if isinstance(value, LongInteger):
+        return f"{name} is {'negative' if value.digits.startswith('-') else 'out of range'}: {shown(value)}"
+    if isinstance(value, float):
+        if value != value:  # NaN
+            return f"{name} is not a number: NaN"
+        if value in (float("inf"), float("-inf")):
+            return f"{name} is out of range: {shown(value)}"
+        if not value.is_integer():
+            return f"{name} is a fraction: {shown(value)}"
     if value < 0:
-        return f"{name} is negative: {value}"
+        return f"{name} is negative: {shown(value)}"
     if value > INT_MAX:
-        return f"{name} is out of range: {value}"
+        return f"{name} is out of range: {shown(value)}"
     return None
 
 
-def record_problem(record: Any, day: str) -> str | None:
-    """Why a record cannot be staged, or None when it is valid."""
-    if not isinstance(record, dict):
-        return "record is not an object"
-    company_id = record.get("company_id")
-    if not isinstance(company_id, str) or not company_id.strip():
+def _company_problem(record: dict[str, Any]) -> str | None:
+    """Why a record's company_id cannot be staged, or None."""
+    company_id = record.get("company_id", _MISSING)
+    if company_id is _MISSING:
         return "missing or blank company_id"
-    problem = length_problem("company_id", company_id.strip(), MAX_COMPANY_ID)
-    if problem:
-        return problem
-    if record.get("date") != day:
-        return f"date {record.get('date')!r} is not the requested date {day}"
-    return _count_problem("active_users", record.get("active_users")) or _count_problem(
-        "events", record.get("events")
+    if not isinstance(company_id, str):
+        return (
+            "company_id is null"
+            if company_id is None
+            else f"company_id is {json_type(company_id)}: {shown(company_id)}"
+        )
+    if not company_id.strip():
+        return "missing or blank company_id"
+    if _SURROGATE.search(company_id):  # json.loads makes one of "\ud800": not text, and no warehouse takes it
+        return f"company_id is not valid Unicode text (a lone surrogate): {shown(company_id)}"
+    return length_problem("company_id", company_id.strip(), MAX_COMPANY_ID)
+
+
+def _date_problem(record: dict[str, Any], day: str) -> str | None:
+    value = record.get("date", _MISSING)
+    if value is _MISSING:
+        return f"date is missing (the requested date is {day})"
+    if value != day:
+        return f"date is not the requested date {day}: {shown(value)}"
+    return None
+
+
+def _counts_problem(record: dict[str, Any]) -> str | None:
+    return _count_problem("active_users", record.get("active_users", _MISSING)) or _count_problem(
+        "events", record.get("events", _MISSING)
     )
+
+
+def record_problem(record: Any, day: str) -> str | None:
+    """Why a record cannot be staged, or None when it is valid. A reason starts with the field
+    it is about (`active_users is a string: "14"`), so `reason_kind` can group them."""
+    if not isinstance(record, dict):
+        return f"record is not an object: {shown(record)}"
+    return _company_problem(record) or _date_problem(record, day) or _counts_problem(record)
 
 
 def refused_for_counts(record: Any, day: str) -> str | None:
-    """The stripped company_id of a record whose company and date are valid but whose counts
-    are refused; None for any other record."""
-    if not isinstance(record, dict) or record.get("date") != day:
+    """The stripped company_id of a record refused for its counts alone: a valid company_id, the
+    requested `day` as its date, and a count that is not one. None for any other record (valid,
+    or refused for its id or date): its usage on `day` is unknown, not zero (contract section 3)."""
+    if (
+        not isinstance(record, dict)
+        or _company_problem(record) is not None
+        or _date_problem(record, day) is not None
+        or _counts_problem(record) is None
+    ):
         return None
-    company_id = record.get("company_id")
-    if not isinstance(company_id, str) or not company_id.strip():
-        return None
-    if length_problem("company_id", company_id.strip(), MAX_COMPANY_ID):
-        return None
-    counts = _count_problem("active_users", record.get("active_users")) or _count_problem(
-        "events", record.get("events")
-    )
-    return company_id.strip() if counts else None
+    return str(record["company_id"]).strip()
+
+
+def row_of(record: dict[str, Any]) -> UsageRow:
+    """The staged row of a record `record_problem` accepts: counts as ints (`12.0` is 12)."""
+    return (record["company_id"].strip(), int(record["active_users"]), int(record["events"]))
+
+
+def reason_kind(reason: str) -> str:
+    """A reason without what was there: `active_users is a string: "14"` -> `active_users is a
+    string`, so the reasons of a day can be counted by kind."""
+    kind = reason.split(": ", 1)[0].split(" (", 1)[0]
+    if kind.startswith("conflicting duplicate of company_id"):
+        return "conflicting duplicate of company_id"
+    return kind
 
 
 def valid_row(record: Any, day: str) -> UsageRow | None:
     """The staged row of a record that is plainly valid, or None to ask `record_problem`.
 
     The shape nearly every record has, decided without building a reason: a dict whose counts
-    are ints (not bools: type() is exact) within INT range, the requested date, and a company id
-    that is a non-blank string of at most 32 characters (so at most 64 UTF-16 code units
-    whatever they are). It accepts only what `record_problem` accepts; anything else takes the
-    slow path, which says why."""
+    are ints (not bools: type() is exact) or integral floats within INT range, the requested
+    date, and a company id that is a non-blank string of at most 32 characters (so at most 64
+    UTF-16 code units whatever they are) with no lone surrogate. It accepts only what
+    `record_problem` accepts; anything else takes the slow path, which says why."""
     if type(record) is not dict:
         return None
     company_id, users, events = record.get("company_id"), record.get("active_users"), record.get("events")
+    if type(users) is not int:
+        if type(users) is not float or not users.is_integer():
+            return None
+        users = int(users)
+    if type(events) is not int:
+        if type(events) is not float or not events.is_integer():
+            return None
+        events = int(events)
     if (
-        type(users) is int
-        and type(events) is int
-        and 0 <= users <= INT_MAX
+        0 <= users <= INT_MAX
         and 0 <= events <= INT_MAX
         and type(company_id) is str
         and record.get("date") == day
     ):
         company_id = company_id.strip()
-        if 0 < len(company_id) <= _PLAINLY_SHORT:
+        if 0 < len(company_id) <= _PLAINLY_SHORT and (
+            company_id.isascii() or not _SURROGATE.search(company_id)
+        ):
             return (company_id, users, events)
     return None
 
@@ -130,7 +277,7 @@ def validate_page(result: ValidatedDay, day: str, source_blob: str, records: Ite
                 unknown = refused_for_counts(record, day)
                 result.rejected.append(RejectedRecord(source_blob, index, problem, record, unknown))
                 continue
-            row = (record["company_id"].strip(), record["active_users"], record["events"])
+            row = row_of(record)
         company_id = row[0]
         seen = rows.get(company_id)
         if seen is None:

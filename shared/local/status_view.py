@@ -29,9 +29,12 @@ def day_line(view: dict[str, Any], since: str | None = None) -> str:
             text += f"  ({'rebuild' if build['pending'] == 'build' else 'gate check'} pending)"
         return text + (f"  warnings: {'; '.join(warnings)}" if warnings else "")
     if state == "waiting":
+        # The quality gate runs when a snapshot arrives; quarantined records are said now too.
+        quarantined = int(usage.get("quarantined") or 0)
         return (
-            f"{day}  waiting    usage staged ({usage.get('staged', 0)} records); {build.get('reason')}"
-            " (drop one: python -m shared.cli crm-drop FILE)"
+            f"{day}  waiting    usage staged ({usage.get('staged', 0)} records"
+            + (f", {quarantined} quarantined" if quarantined else "")
+            + f"); {build.get('reason')} (drop one: python -m shared.cli crm-drop FILE)"
         )
     if state == "blocked":
         return f"{day}  blocked    quality gate: {'; '.join(build.get('errors') or [])}"

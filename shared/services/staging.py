@@ -23,7 +23,7 @@ from shared.domain.blob_names import check_blob_name
 from shared.domain.crm_csv import NUL_REASON, CrmFileRejected, CrmReader, CrmRow, RejectedRow
 from shared.domain.days import snapshot_day_problem
 from shared.domain.errors import PermanentError
-from shared.domain.quality import check_snapshot_size
+from shared.domain.quality import check_snapshot_size, summarize_quarantine
 from shared.domain.transform_plan import InputKind, days_to_mark
 from shared.domain.usage_page import parse_page
 from shared.domain.usage_records import ValidatedDay, validate_page
@@ -61,7 +61,7 @@ class StageOutcome:
 
 # Part of every usage checksum: change it when the record rules change, so that pages staged
 # under the old rules are staged again under the new ones instead of being "unchanged".
-USAGE_RULES_VERSION = "usage-records/3"
+USAGE_RULES_VERSION = "usage-records/3"  # 3: 12.0 is a count, reasons say what was there
 
 
 def _usage_checksum(pages: list[dict[str, Any]]) -> str:
@@ -87,6 +87,18 @@ def _gc_paused() -> Iterator[None]:
     finally:
         if enabled:
             gc.enable()
+
+
+def jsonl_line(item: Any) -> str:
+    """One quarantined record as a line of JSON, whatever it holds: UTF-8 as sent, but a string
+    that is not valid Unicode (a lone surrogate, which json.loads makes of "\\ud800") is written
+    escaped, as the API sent it, instead of failing the whole load."""
+    text = json.dumps(item, ensure_ascii=False, default=str)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = json.dumps(item, default=str)
+    return text + "\n"
 
 
 def _quarantine(
@@ -259,10 +271,13 @@ def load_usage_manifest(services: Services, manifest_name: str) -> StageOutcome:
         by_page.setdefault(rejected.source_blob, []).append(
             {"index": rejected.index, "reason": rejected.reason, "record": rejected.record}
         )
+    files = []
     for page_blob, records in by_page.items():
-        lines = "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in records)
-        _quarantine(
-            services, names.RAW_CONTAINER, page_blob, run_id, "rejected-records.jsonl", lines.encode()
+        lines = "".join(map(jsonl_line, records))
+        files.append(
+            _quarantine(
+                services, names.RAW_CONTAINER, page_blob, run_id, "rejected-records.jsonl", lines.encode()
+            )
         )
 
     rows = validated.staged_rows()
@@ -291,6 +306,9 @@ def load_usage_manifest(services: Services, manifest_name: str) -> StageOutcome:
         "quarantined": quarantined,
         "unknown": len(unknown),
         "duplicates": validated.duplicates,
+        # What the quality gate says of the quarantined records (kinds of reason, companies,
+        # examples, where they are), small: the records themselves are in quarantine.
+        "quarantine_summary": summarize_quarantine(validated.rejected, files),
         "force": force,
         "loaded_at": services.clock().isoformat(),
     }

@@ -25,9 +25,17 @@ from typing import Any
 
 from shared.domain import names
 from shared.domain.alerts import Alert
-from shared.domain.days import ROLLING_DAYS
+from shared.domain.days import ROLLING_DAYS, effective_snapshot
+from shared.domain.quality import FORCE_ADVICE, Coverage
 from shared.domain.rules import Rules, stale_days
-from shared.domain.transform_plan import BUILD, TransformPlan, TransformRequest, days_to_mark, plan_transform
+from shared.domain.transform_plan import (
+    BUILD,
+    TransformPlan,
+    TransformRequest,
+    days_to_mark,
+    days_to_plan,
+    plan_transform,
+)
 from shared.ports import BuildParams, OutgoingMessage, Services
 from shared.services import build_lease
 from shared.services.alerts import raise_alert
@@ -128,6 +136,13 @@ def _one_round(work: _Round) -> bool:
     if not pending and not stale:
         return False
     built = {date.fromisoformat(k) for k, s in states.items() if s.get("status") == "built"}
+    coverage = _coverage(
+        services,
+        days_to_plan(pending, stale, MAX_DAYS_PER_BUILD),
+        usage,
+        snapshots,
+        rules.crm_max_snapshot_age_days,
+    )
     plan = plan_transform(
         {d: p.need for d, p in pending.items()},
         usage,
@@ -136,6 +151,7 @@ def _one_round(work: _Round) -> bool:
         stale=stale,
         built=built,
         limit=MAX_DAYS_PER_BUILD,
+        coverage=coverage,
     )
     if plan.rules_only:
         log.warning(
@@ -147,6 +163,24 @@ def _one_round(work: _Round) -> bool:
     work.tried.update({d: pending[d].token if d in pending else "" for d in planned})
     _carry_out(work, plan, pending)
     return True
+
+
+def _coverage(
+    services: Services, days: list[date], usage: dict[str, Any], snapshots: list[date], max_age: int
+) -> dict[date, Coverage]:
+    """For each day to plan that has usage staged and an effective snapshot, what the snapshot
+    holds of the day's usage companies (`coverage_day.sql`, read-only). A day with no effective
+    snapshot waits and is not checked: the snapshot that ends the wait marks it, and its gate,
+    coverage included, is checked then."""
+    found: dict[date, Coverage] = {}
+    for day in days:
+        snapshot = effective_snapshot(day, snapshots, max_age) if day.isoformat() in usage else None
+        if snapshot is not None:
+            rows = services.warehouse.fetch_rows(
+                "coverage_day", {"activity_date": day, "snapshot_date": snapshot}
+            )
+            found[day] = Coverage.from_rows(snapshot, rows)
+    return found
 
 
 def _carry_out(work: _Round, plan: TransformPlan, pending: dict[date, PendingDay]) -> None:
@@ -181,7 +215,7 @@ def _carry_out(work: _Round, plan: TransformPlan, pending: dict[date, PendingDay
                 f"{key} not built: " + "; ".join(gate.errors),
                 _run_of(day, pending, request),
                 key,
-                detail="replay the day with force to override",
+                detail=gate.advice or FORCE_ADVICE,
             ),
         )
         state = {

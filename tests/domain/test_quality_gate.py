@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from datetime import date, timedelta
+from typing import Any
 
-from shared.domain.quality import MIN_RECORDS_FOR_SHARE_ERROR, check_day
+from shared.domain.quality import MIN_RECORDS_FOR_SHARE_ERROR, Coverage, check_day, summarize_quarantine
+from shared.domain.usage_records import RejectedRecord, record_problem
 
 D = date(2026, 10, 10)
 
@@ -45,3 +48,107 @@ def test_drop_against_the_median_of_the_previous_seven_days() -> None:
     assert not check_day(D, ledger({0: (95, 0), **history})).warnings  # down 5%: fine
     # Days older than the seven before D are not part of the baseline.
     assert check_day(D, ledger({0: (40, 0), 8: (100, 0), 9: (100, 0)})).passed
+
+
+# --- issue 22: never silent about a quarantined record; format drift; coverage -----------------
+
+TODAY = D.isoformat()
+
+
+def rejected(company: Any, **fields: Any) -> RejectedRecord:
+    rec = {"company_id": company, "date": TODAY, "active_users": 3, "events": 9, **fields}
+    return RejectedRecord("raw/usage/p1.json", 0, record_problem(rec, TODAY) or "", rec)
+
+
+def with_summary(staged: int, items: list[RejectedRecord], force: bool = False) -> dict[str, dict]:
+    entry = {
+        "staged": staged,
+        "quarantined": len(items),
+        "force": force,
+        "quarantine_summary": summarize_quarantine(items, ["raw/usage/p1.json/run/rejected-records.jsonl"]),
+    }
+    return {TODAY: entry}
+
+
+def test_one_quarantined_record_is_a_warning_naming_the_company_field_example_and_file() -> None:
+    result = check_day(D, with_summary(29, [rejected("H-001", active_users="14")]))
+    assert result.passed and not result.errors
+    [warning] = result.warnings
+    assert warning.startswith(
+        '1 of 30 usage records quarantined (3.3%), company H-001: active_users is a string: "14"'
+    )
+    assert "quarantine/raw/usage/p1.json/run/rejected-records.jsonl" in warning
+    assert "run the day again" in warning and "force" not in warning
+
+
+def test_a_quarantined_record_without_a_summary_is_still_said() -> None:
+    [warning] = check_day(D, ledger({0: (29, 1)})).warnings
+    assert warning.startswith("1 of 30 usage records quarantined")
+
+
+def test_most_records_refused_for_one_reason_is_a_format_change_not_a_count() -> None:
+    items = [rejected(f"H-{n:03d}", active_users=str(n)) for n in range(1, 31)]
+    result = check_day(D, with_summary(0, items))
+    [error] = result.errors
+    assert error.startswith(
+        "zero usage records staged for 2026-10-10: the usage API's format changed:"
+        ' active_users is a string in 30 of 30 records (e.g. "1" for company H-001)'
+    )
+    assert "a forced replay cannot help" in error
+    assert "force" not in result.advice.replace("forcing cannot help", "")
+    assert "quarantined (" not in error  # not the generic count
+
+
+def test_a_format_change_in_a_large_day_is_an_error_whose_advice_is_not_force() -> None:
+    items = [rejected(f"c-{n}", events=1.5) for n in range(20)] + [rejected("c-x", events=-1)]
+    result = check_day(D, with_summary(100, items))
+    [error] = result.errors
+    assert "format changed: events is a fraction in 20 of 121 records (e.g. 1.5 for company c-0)" in error
+    assert result.advice and "with force" not in result.advice
+
+
+def test_a_few_mixed_reasons_are_no_format_change() -> None:
+    items = [rejected("a", events=1.5), rejected("b", events=-1), rejected(7)]
+    [warning] = check_day(D, with_summary(200, items)).warnings
+    assert "format" not in warning and "companies a, b, 7" in warning
+    assert "events is a fraction: 1.5; events is negative: -1; company_id is a number: 7" in warning
+
+
+def test_the_summary_stays_small_whatever_the_records_hold() -> None:
+    items = [rejected("x" * 5000 + str(n), events="y" * 10_000) for n in range(10_000)]
+    items += [rejected(f"k{n}", **{"events": v}) for n, v in enumerate([None, True, [], {}, 1.5, -1, 2**40])]
+    summary = json.loads(summarize_quarantine(items, ["f"] * 500))
+    assert len(json.dumps(summary)) < 4000
+    assert summary["kinds"][0][:2] == ["company_id longer than 64 characters", 10_000]
+    assert len(summary["companies"]) == 5 and summary["files"] == 500
+
+
+def coverage(companies: int, unmatched: int, near: int = 0, examples=()) -> Coverage:
+    return Coverage(D, companies, unmatched, near, tuple(examples))
+
+
+def test_coverage_below_half_of_twenty_companies_is_an_error() -> None:
+    usage = ledger({0: (30, 0)})
+    examples = [(f"x-{n}", None) for n in range(5)]
+    result = check_day(D, usage, coverage(30, 16, 0, examples))
+    [error] = result.errors
+    assert error.startswith(
+        "only 14 of 30 companies with usage on 2026-10-10 are in the CRM snapshot of 2026-10-10 (47%)"
+    )
+    assert 'Not found, for example: "x-0", "x-1", "x-2"' in error
+    assert error.endswith("if it is, replay the day with force")
+    assert check_day(D, usage, coverage(30, 15)).passed  # exactly 50%: a warning
+    assert check_day(D, usage, coverage(30, 15)).warnings
+    assert check_day(D, ledger({0: (19, 0)}), coverage(19, 19)).passed  # too few for an error
+    assert not check_day(D, usage, coverage(30, 3)).warnings  # 90%: fine
+    assert check_day(D, usage, coverage(30, 4)).warnings  # 87%
+
+
+def test_ids_that_match_ignoring_case_are_named_with_a_pair_and_force_is_not_the_advice() -> None:
+    result = check_day(
+        D, ledger({0: (30, 0)}), coverage(30, 30, 30, [("H-001", "h-001"), ("H-002", "h-002")])
+    )
+    [error] = result.errors
+    assert '30 of them match when case and surrounding spaces are ignored (API "H-001", CRM "h-001")' in error
+    assert "a forced replay cannot help" in error
+    assert result.advice and "force" not in result.advice

@@ -8,7 +8,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.domain.usage_records import ValidatedDay, record_problem, valid_row, validate_page
+from shared.domain.usage_page import parse_page
+from shared.domain.usage_records import (
+    INT_MAX,
+    LongInteger,
+    ValidatedDay,
+    reason_kind,
+    record_problem,
+    refused_for_counts,
+    row_of,
+    valid_row,
+    validate_page,
+)
 
 DAY = "2026-11-20"
 EMOJI = "\U0001f600"  # one character, two UTF-16 code units
@@ -25,8 +36,6 @@ def record(**fields: Any) -> dict[str, Any]:
         ({"company_id": EMOJI * 33}, "company_id longer than 64 UTF-16 code units"),  # 33 characters
         ({"company_id": "  "}, "missing or blank company_id"),
         ({"active_users": -1}, "active_users is negative: -1"),
-        ({"events": 1.5}, "events is not an integer: 1.5"),
-        ({"events": True}, "events is not an integer: True"),
         ({"events": 2**31}, "events is out of range"),
         ({"date": "2026-11-21"}, "is not the requested date"),
     ],
@@ -34,6 +43,82 @@ def record(**fields: Any) -> dict[str, Any]:
 def test_invalid_records_say_why(fields: dict[str, Any], problem: str) -> None:
     reason = record_problem(record(**fields), DAY)
     assert reason is not None and problem in reason
+
+
+# Issue 22: a reason says what was there, starting with the field (so its kind can be counted).
+@pytest.mark.parametrize(
+    ("fields", "reason"),
+    [
+        ({"active_users": "14"}, 'active_users is a string: "14"'),
+        ({"events": 1.5}, "events is a fraction: 1.5"),
+        ({"active_users": True}, "active_users is a boolean: true"),
+        ({"events": None}, "events is null"),
+        ({"active_users": 3_000_000_000}, "active_users is out of range: 3000000000"),
+        ({"events": 1e300}, "events is out of range: 1e+300"),
+        ({"events": float("inf")}, "events is out of range: Infinity"),
+        ({"events": float("nan")}, "events is not a number: NaN"),
+        ({"events": -2.0}, "events is negative: -2.0"),
+        ({"events": [1]}, "events is an array: [1]"),
+        ({"active_users": {"n": 1}}, 'active_users is an object: {"n": 1}'),
+        ({"active_users": 10**400}, "active_users is out of range: an integer of about 401 digits"),
+        ({"events": LongInteger("9" * 10_000)}, "events is out of range: 999999999999... (10000 digits)"),
+        ({"company_id": 123}, "company_id is a number: 123"),
+        ({"company_id": None}, "company_id is null"),
+        ({"company_id": "\ud800x"}, 'company_id is not valid Unicode text (a lone surrogate): "\\ud800x"'),
+        ({"date": "2026/11/20"}, 'date is not the requested date 2026-11-20: "2026/11/20"'),
+    ],
+)
+def test_a_reason_says_what_was_there(fields: dict[str, Any], reason: str) -> None:
+    assert record_problem(record(**fields), DAY) == reason
+    assert reason_kind(reason) == reason.split(": ")[0].split(" (")[0]
+
+
+def test_a_missing_count_and_a_record_that_is_no_object() -> None:
+    incomplete = record()
+    del incomplete["events"]
+    assert record_problem(incomplete, DAY) == "events is missing"
+    assert record_problem(12, DAY) == "record is not an object: 12"
+
+
+@pytest.mark.parametrize("count", [12, 12.0, 0.0, -0.0, float(INT_MAX)])
+def test_an_integral_number_is_a_count_and_is_staged_as_an_int(count: float) -> None:
+    rec = record(active_users=count, events=count)
+    assert record_problem(rec, DAY) is None
+    for row in (valid_row(rec, DAY), row_of(rec)):
+        assert row == ("c-1", int(count), int(count))
+        assert row is not None and type(row[1]) is int and type(row[2]) is int
+    day = ValidatedDay()
+    validate_page(day, DAY, "page-1", [rec])
+    assert day.staged_rows() == [("c-1", int(count), int(count))] and not day.rejected
+
+
+def test_refused_for_counts_names_the_company_only_when_its_counts_are_the_problem() -> None:
+    assert refused_for_counts(record(company_id="  H-001 ", active_users="14"), DAY) == "H-001"
+    assert refused_for_counts(record(events=None), DAY) == "c-1"
+    assert refused_for_counts(record(), DAY) is None  # valid
+    assert refused_for_counts(record(active_users=12.0), DAY) is None  # valid too
+    assert refused_for_counts(record(company_id=" ", events="1"), DAY) is None  # no company to name
+    assert refused_for_counts(record(company_id=7, events="1"), DAY) is None
+    assert refused_for_counts(record(company_id="\ud800", events="1"), DAY) is None
+    assert refused_for_counts(record(date="2026-11-21", events="1"), DAY) is None  # another day's
+    assert refused_for_counts(["c-1"], DAY) is None
+
+
+def test_a_page_with_an_integer_too_long_to_convert_is_read_and_the_record_refused() -> None:
+    body = b'{"data": [{"company_id": "c-1", "date": "%s", "active_users": %s, "events": 1},' % (
+        DAY.encode(),
+        b"7" * 100_000,
+    )
+    body += (
+        b' {"company_id": "c-2", "date": "%s", "active_users": 2, "events": 3}], "has_next_page": false}'
+        % (DAY.encode())
+    )
+    day = ValidatedDay()
+    validate_page(day, DAY, "page-1", parse_page(1, body).records)
+    assert day.staged_rows() == [("c-2", 2, 3)]
+    assert [r.reason for r in day.rejected] == [
+        "active_users is out of range: 777777777777... (100000 digits)"
+    ]
 
 
 @pytest.mark.parametrize("company_id", ["x" * 64, EMOJI * 32, "Zoë & Co"])
@@ -55,7 +140,10 @@ _values = st.one_of(
     st.booleans(),
     st.integers(min_value=-5, max_value=2**31 + 5) | st.sampled_from([2**31 - 1, 2**31, -(2**63), 2**64]),
     st.floats(allow_nan=True),
+    st.integers(min_value=0, max_value=2**31 + 5).map(float),
+    st.sampled_from([12.0, -0.0, 0.5, 1e300, float(2**31 - 1), float(2**31), float("inf")]),
     st.text(max_size=70),
+    st.sampled_from(["\ud800", "c-\udfff", " \ud83d "]),
     st.sampled_from(["", "  ", " c-1 ", "x" * 32, "x" * 33, EMOJI * 32, EMOJI * 33, "\u3000c-1\u3000", DAY]),
     st.lists(st.integers(), max_size=2),
 )
@@ -84,7 +172,54 @@ def test_the_fast_path_accepts_exactly_what_the_rule_accepts_and_stages_the_same
     if record_problem(record, DAY) is not None:
         assert fast is None
     elif fast is not None:
-        assert fast == (record["company_id"].strip(), record["active_users"], record["events"])
+        assert fast == row_of(record)
+        assert type(fast[1]) is int and type(fast[2]) is int
     day = ValidatedDay()
     validate_page(day, DAY, "page-1", [record])
     assert day.received == 1 and len(day.rows) + len(day.rejected) == 1
+
+
+# "One record can never stop a page, a day or a build" (contract section 1): any JSON value at
+# all, as json.loads can return it (lone surrogates, huge and non-finite numbers, nesting).
+_json_leaves = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers() | st.sampled_from([2**31, 10**300, -(10**30)]),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(),
+    st.sampled_from(["\ud800", "\udfff-x", DAY, "c-1", " ", "12", LongInteger("1" * 5000)]),
+)
+_json_values = st.recursive(
+    _json_leaves,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=8,
+)
+_json_records = st.one_of(
+    _json_values,
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "company_id": _json_values | st.sampled_from(["c-1", " c-2 ", "\ud800"]),
+            "date": _json_values | st.just(DAY),
+            "active_users": _json_values | st.sampled_from([0, 12, 12.0, INT_MAX]),
+            "events": _json_values | st.sampled_from([0, 7, 7.0]),
+        },
+    ),
+)
+
+
+@settings(max_examples=400)
+@given(st.lists(_json_records, max_size=6))
+def test_any_json_at_all_is_staged_or_quarantined_never_an_exception(records: list[Any]) -> None:
+    day = ValidatedDay()
+    validate_page(day, DAY, "page-1", records)
+    assert day.received == len(records)
+    assert len(day.rows) + day.duplicates + len(day.rejected) == len(records)
+    for company_id, users, events in day.staged_rows():
+        assert type(users) is int and type(events) is int and min(users, events) >= 0
+        company_id.encode("utf-8")  # valid text: every warehouse takes it
+    for rejected in day.rejected:
+        rejected.reason.encode("utf-8")  # printable anywhere
+        assert len(rejected.reason) < 300
+        company = refused_for_counts(rejected.record, DAY)
+        assert company is None or rejected.reason.startswith(("active_users ", "events ", "conflicting"))

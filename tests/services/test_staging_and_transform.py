@@ -108,3 +108,72 @@ def test_an_unreadable_manifest_is_a_permanent_error_naming_what_is_wrong(
         services.blobs.put(names.RAW_CONTAINER, name, body)
         with pytest.raises(ManifestError, match=phrase):
             load_usage_manifest(services, name)
+
+
+# --- issue 22 ------------------------------------------------------------------------------------
+
+
+def test_records_no_warehouse_can_hold_are_quarantined_and_summarized_never_fail_the_load(
+    start_api: Callable[..., UsageApiSimulator], make_services: Callable[..., Services]
+) -> None:
+    hostile = [
+        {"company_id": "c-\ud800", "date": ISO, "active_users": 1, "events": 1, "note": "\udfff"},
+        {"company_id": "c-big", "date": ISO, "active_users": 10**4000, "events": 1},
+        {"company_id": 123, "date": ISO, "active_users": 1, "events": 1},
+        {"company_id": "c-float", "date": ISO, "active_users": 12.0, "events": 3.0},
+    ]
+    services = make_services(start_api({ISO: [*make_records(3), *hostile]}))
+    outcome = load_usage_manifest(services, names.manifest_blob(DAY, fetch_day(services, DAY).run_id))
+    assert (outcome.staged, outcome.quarantined) == (4, 3)
+    [path] = services.blobs.list(names.QUARANTINE_CONTAINER)
+    lines = [
+        json.loads(line)
+        for line in services.blobs.get(names.QUARANTINE_CONTAINER, path).decode().splitlines()
+    ]
+    assert [r["reason"] for r in lines] == [
+        'company_id is not valid Unicode text (a lone surrogate): "c-\\ud800"',
+        "active_users is out of range: an integer of about 4001 digits",
+        "company_id is a number: 123",
+    ]
+    assert lines[0]["record"]["note"] == "\udfff"  # written escaped, read back as sent
+    entry = services.ledger.get(names.USAGE, ISO)
+    assert entry is not None
+    summary = json.loads(entry.data["quarantine_summary"])
+    assert summary["companies"] == ["c-\\ud800", "c-big", "123"]
+    assert summary["file"] == path and summary["files"] == 1
+    assert [k[:2] for k in summary["kinds"]] == [
+        ["company_id is not valid Unicode text", 1],
+        ["active_users is out of range", 1],
+        ["company_id is a number", 1],
+    ]
+    staged = {
+        r["company_id"]: r
+        for r in services.warehouse.fetch_rows("reconcile_staged_usage", {"activity_date": DAY})
+    }
+    assert (staged["c-float"]["active_users"], staged["c-float"]["events"]) == (12, 3)
+
+
+def test_ids_that_differ_only_in_case_block_the_day_with_a_pair_and_no_force_advice(
+    start_api: Callable[..., UsageApiSimulator], make_services: Callable[..., Services]
+) -> None:
+    records = [{**r, "company_id": r["company_id"].upper()} for r in make_records(25)]
+    services = make_services(start_api({ISO: records}))
+    crm = "company_id,name,country,industry_tag,last_contact_at\n" + "".join(
+        f"c-{n:04d},Co {n},DE,saas,2026-11-01\n" for n in range(1, 26)
+    )
+    services.blobs.put(names.CRM_CONTAINER, f"companies_{ISO}.csv", crm.encode())
+    load_crm_drop(services, f"companies_{ISO}.csv")
+    load_usage_manifest(services, names.manifest_blob(DAY, fetch_day(services, DAY).run_id))
+
+    outcome = run_transform(services, TransformRequest("usage", DAY, "run-1"))
+    assert outcome.blocked == [ISO] and outcome.built == []
+    [alert] = [a for a in queued_alerts(services) if a["severity"] == "error"]
+    assert (
+        "only 0 of 25 companies with usage on 2026-11-20 are in the CRM snapshot of 2026-11-20 (0%)"
+        in alert["message"]
+    )
+    assert (
+        '25 of them match when case and surrounding spaces are ignored (API "C-0001", CRM "c-0001")'
+        in alert["message"]
+    )
+    assert "force" not in alert["detail"]
