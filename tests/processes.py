@@ -10,6 +10,7 @@ upper bound, reached only by a failure: then the test fails saying what the chil
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import threading
 import time
@@ -107,7 +108,25 @@ class Children:
     def __init__(self) -> None:
         self._started: list[Child] = []
 
-    def start(self, args: Sequence[str], *, env: dict[str, str] | None = None, **popen: Any) -> Child:
+    def start(
+        self,
+        args: Sequence[str],
+        *,
+        env: dict[str, str] | None = None,
+        preexec_fn: Callable[[], None] | None = None,
+        **popen: Any,
+    ) -> Child:
+        """Started with the stop signals' default actions, as from a terminal, however the
+        suite was started: `nohup` or `&` in a script leave SIGHUP or SIGINT ignored, and an
+        ignored signal sent before the child installs its handlers is gone (`preexec_fn` runs
+        after that reset)."""
+
+        def defaults() -> None:
+            for stop in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+                signal.signal(stop, signal.SIG_DFL)
+            if preexec_fn is not None:
+                preexec_fn()
+
         child = Child(
             subprocess.Popen(
                 list(args),
@@ -117,6 +136,7 @@ class Children:
                 stderr=subprocess.PIPE,
                 text=True,
                 env=os.environ.copy() if env is None else env,
+                preexec_fn=defaults,
                 **popen,
             )
         )
