@@ -214,6 +214,12 @@ def _main(args: argparse.Namespace) -> int:
     if settings.local_data_dir.exists() and not settings.local_data_dir.is_dir():
         print(f"error: LOCAL_DATA_DIR {settings.local_data_dir} is a file, not a folder", file=sys.stderr)
         return failed
+    if _under_a_file(settings.local_data_dir):  # a folder no command can make, said by every one
+        print(
+            f"error: LOCAL_DATA_DIR {settings.local_data_dir} cannot be created: {os.strerror(errno.ENOTDIR)}",
+            file=sys.stderr,
+        )
+        return failed
     if args.command == "reconcile":
         try:
             _check_reconcile_question(args)  # what is wrong with the question comes first
@@ -280,6 +286,15 @@ def _run(args: argparse.Namespace, settings: Settings, lock: FolderLock | None) 
     if args.command == "simulator":
         return _simulator(args.port, args.companies, args.days)
     return _dispatch(args, settings, lock)
+
+
+def _under_a_file(folder: Path) -> bool:
+    """Whether the path goes through a regular file (LOCAL_DATA_DIR=/etc/hostname/x): such a
+    folder cannot exist, so a command that only reads must not say it is merely empty."""
+    for parent in folder.parents:
+        if parent.exists():  # the nearest that exists; below a file, none does
+            return not parent.is_dir()
+    return False
 
 
 def _check_data_folder(folder: Path, *, create: bool = True) -> bool:

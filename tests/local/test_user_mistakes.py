@@ -113,6 +113,29 @@ def test_an_unusable_data_folder_is_one_line(cli, tmp_path: Path, monkeypatch) -
     assert code == 0 and out.startswith("nothing here yet") and not err
 
 
+@pytest.mark.parametrize(
+    ("command", "failed"),
+    [
+        (("run", "--date", DAYS[0]), 1),
+        (("status",), 1),
+        (("reconcile", "--date", DAYS[0]), 2),
+        (("rebuild",), 1),
+    ],
+)
+def test_a_data_folder_under_a_file_is_said_alike_by_every_command(
+    cli, tmp_path: Path, monkeypatch, command: tuple[str, ...], failed: int
+) -> None:
+    # Before: `run` said the folder cannot be created; `status` exited 0 saying nothing was there.
+    a_file = tmp_path / "hostname"
+    a_file.write_text("x")
+    for folder in (a_file / "x", a_file / "x" / "y"):
+        monkeypatch.setenv("LOCAL_DATA_DIR", str(folder))
+        code, out, err = cli(*command)
+        assert (code, out) == (failed, "")
+        assert _one_line(err) == f"error: LOCAL_DATA_DIR {folder} cannot be created: Not a directory"
+    assert a_file.read_text() == "x"
+
+
 def test_a_folder_that_cannot_be_written_is_one_line(cli, monkeypatch) -> None:
     # /proc/self is a folder no one can create files in, root included (tests run as root here).
     monkeypatch.setenv("LOCAL_DATA_DIR", "/proc/self")
