@@ -82,6 +82,16 @@ class Child:
             )
         return line
 
+    def err_line(self, starts: str, timeout: float = READY_S) -> str:
+        """The first stderr line starting with `starts`, once printed (or the test fails)."""
+        line = self._err.wait_for(lambda text: text.startswith(starts), timeout)
+        if line is None:
+            raise AssertionError(
+                f"no stderr line starting {starts!r} from pid {self.pid} (exit {self.process.poll()});"
+                f" stderr: {''.join(self._err.lines)[-2000:]!r}"
+            )
+        return line
+
     def send_signal(self, signum: int) -> None:
         self.process.send_signal(signum)
 
@@ -127,11 +137,11 @@ class Children:
             if preexec_fn is not None:
                 preexec_fn()
 
+        popen.setdefault("stdin", subprocess.DEVNULL)
         child = Child(
             subprocess.Popen(
                 list(args),
                 cwd=REPO,
-                stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 text=True,

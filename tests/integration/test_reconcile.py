@@ -22,6 +22,7 @@ import pytest
 
 from shared.local.simulator import Fault, UsageApiSimulator
 from tests.conftest import GOLDEN, REPO
+from tests.processes import Children
 
 DAY = "2026-10-03"  # the golden day with c-bad-neg's negative count among 39 records
 NOT_IN_CRM = "c-usage-only"
@@ -306,11 +307,11 @@ def test_a_folder_it_may_only_read_is_reconciled_and_left_as_it_was(
         shutil.rmtree(copy.parent)
 
 
-def test_a_warehouse_another_program_holds_is_one_line(cli, local_env: Path) -> None:
+def test_a_warehouse_another_program_holds_is_one_line(cli, local_env: Path, children: Children) -> None:
     """A DuckDB file held by another program (a notebook, a BI tool): reconcile cannot tell
     (exit 2), report fails (exit 1), each in one line naming the file and the program."""
     built(cli)
-    holder = subprocess.Popen(
+    holder = children.start(
         [
             sys.executable,
             "-c",
@@ -318,11 +319,9 @@ def test_a_warehouse_another_program_holds_is_one_line(cli, local_env: Path) -> 
             str(local_env / "warehouse.duckdb"),
         ],
         stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
     )
     try:
-        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        holder.line("held")
         for command, expected in ((("reconcile", "--date", DAY, "--skip-api"), 2), (("report",), 1)):
             code, out, err = cli(*command)
             assert (code, out) == (expected, ""), (command, err)
@@ -331,7 +330,9 @@ def test_a_warehouse_another_program_holds_is_one_line(cli, local_env: Path) -> 
             )
             assert len(err.splitlines()) == 1, err
     finally:
-        holder.communicate("")
+        assert holder.process.stdin is not None
+        holder.process.stdin.close()  # the holder's end of input: it lets go and exits
+        assert holder.finish()[0] == 0
 
 
 def test_an_api_that_connects_and_never_answers_is_given_up_on_soon(

@@ -275,31 +275,25 @@ def test_an_unexpected_failure_is_one_line_and_the_traceback_goes_to_the_log(
 # --- two commands on one folder ---------------------------------------------------------------
 
 
-def test_a_second_command_waits_for_the_first_and_says_which_holds_the_folder(local_env: Path) -> None:
+def test_a_second_command_waits_for_the_first_and_says_which_holds_the_folder(
+    local_env: Path, children: Children
+) -> None:
     # Before: a 28-line DuckDB lock traceback.
     local_env.mkdir(parents=True)
     holder = FolderLock(local_env, "backfill --from 2026-10-01 --to 2026-10-10")
     holder.acquire()
-    waiting = subprocess.Popen(
-        [sys.executable, "-m", "shared.cli", "run", "--date", DAYS[0]],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=os.environ,
-    )
+    waiting = children.start([sys.executable, "-m", "shared.cli", "run", "--date", DAYS[0]])
     try:
-        assert waiting.stderr is not None
-        line = waiting.stderr.readline()  # printed before it blocks; no timing involved
+        line = waiting.err_line("waiting for ")  # printed before it blocks; no timing involved
         assert line.startswith(
             f"waiting for `backfill --from 2026-10-01 --to 2026-10-10` (pid {os.getpid()}, since"
         )
         assert line.rstrip().endswith(f"to finish with {local_env} (Ctrl-C to give up)")
-        assert waiting.poll() is None
+        assert waiting.process.poll() is None
     finally:
         holder.release()
-    out, err = waiting.communicate(timeout=120)
-    assert waiting.returncode == 0, err
+    code, out, err = waiting.finish(timeout=120)
+    assert code == 0, err
     assert "waiting" in out  # the day waits for its CRM snapshot: done, not failed
     assert "Traceback" not in err
 
