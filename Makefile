@@ -66,14 +66,23 @@ FORCE:
 # Debian packages some tests need: headless Chromium (the report), unixODBC and the SQLite ODBC
 # driver (the Azure SQL adapter's real pyodbc bindings), shellcheck (the azd hook). Installed
 # when missing and we are root (CI containers); otherwise those tests skip, except under
-# CI=true, where they fail.
+# CI=true, where they fail: then this target fails first, naming what is missing. apt-get waits
+# up to 5 minutes for the dpkg lock another install holds (it used to give up at once, "Could
+# not get lock", and the tests went on without the packages, silently).
 SYSTEM_PACKAGES := chromium unixodbc libsqliteodbc shellcheck
+APT_GET := apt-get -o DPkg::Lock::Timeout=300
 system-packages:
 	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		echo "apt-get install $$missing"; \
-		apt-get install -y -qq $$missing >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq $$missing >/dev/null; }; \
-	fi; true
+		echo "apt-get install" $$missing; \
+		$(APT_GET) install -y -qq $$missing >/dev/null 2>&1 || { $(APT_GET) update -qq && $(APT_GET) install -y -qq $$missing >/dev/null; }; \
+		missing=$$(for p in $$missing; do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	fi; \
+	if [ -n "$$missing" ] && [ "$$CI" = "true" ]; then \
+		echo "error: system packages missing, and CI=true needs them:" $$missing >&2; exit 1; \
+	elif [ -n "$$missing" ]; then \
+		echo "note: system packages missing, so their tests will be skipped:" $$missing >&2; \
+	fi
 
 # The Functions Python worker's own indexing (PyPI azure-functions-runtime, Python 3.13 only)
 # runs over function_app.py in tests/functions/test_worker_indexing.py, in a venv of its own,

@@ -23,6 +23,7 @@ from shared.bootstrap import build_local
 from shared.config import Settings
 from shared.local.simulator import RecordSource, UsageApiSimulator
 from shared.ports import Services
+from tests.processes import Children
 
 REPO = Path(__file__).resolve().parents[1]
 # Where the upstream contract and golden case sit in a developer's workspace (spec/contract.md,
@@ -189,6 +190,14 @@ def cli(local_env: Path, capsys: pytest.CaptureFixture[str]) -> Callable[..., tu
         return code, out, err
 
     return run
+
+
+@pytest.fixture
+def children() -> Iterator[Children]:
+    """Start processes with `children.start([...])`; any still running at teardown is SIGKILLed."""
+    started = Children()
+    yield started
+    started.kill_all()
 
 
 # --- what a run leaves behind -------------------------------------------------------------

@@ -22,7 +22,6 @@ import json
 import logging
 import os
 import shutil
-import signal
 import sys
 import tempfile
 import threading
@@ -225,6 +224,12 @@ def _main(args: argparse.Namespace) -> int:
     if settings.local_data_dir.exists() and not settings.local_data_dir.is_dir():
         print(f"error: LOCAL_DATA_DIR {settings.local_data_dir} is a file, not a folder", file=sys.stderr)
         return failed
+    if _under_a_file(settings.local_data_dir):  # a folder no command can make, said by every one
+        print(
+            f"error: LOCAL_DATA_DIR {settings.local_data_dir} cannot be created: {os.strerror(errno.ENOTDIR)}",
+            file=sys.stderr,
+        )
+        return failed
     if args.command == "reconcile":
         try:
             _check_reconcile_question(args)  # what is wrong with the question comes first
@@ -291,6 +296,15 @@ def _run(args: argparse.Namespace, settings: Settings, lock: FolderLock | None) 
     if args.command == "simulator":
         return _simulator(args.port, args.companies, args.days)
     return _dispatch(args, settings, lock)
+
+
+def _under_a_file(folder: Path) -> bool:
+    """Whether the path goes through a regular file (LOCAL_DATA_DIR=/etc/hostname/x): such a
+    folder cannot exist, so a command that only reads must not say it is merely empty."""
+    for parent in folder.parents:
+        if parent.exists():  # the nearest that exists; below a file, none does
+            return not parent.is_dir()
+    return False
 
 
 def _check_data_folder(folder: Path, *, create: bool = True) -> bool:
@@ -627,43 +641,50 @@ def _simulator(port: int, companies: int, days: int) -> int:
     from shared.local.demo import DEMO_KEY
     from shared.local.demo_world import DemoWorld
     from shared.local.simulator import UsageApiSimulator
+    from shared.local.stop_signals import StopSignals
 
-    today = datetime.now(UTC).date()
-    world = DemoWorld(first_day=today - timedelta(days=days), days=days, companies=companies)
-    # Each day is made once and served from memory, not made again for every page.
-    records = functools.lru_cache(maxsize=4)(world.usage_records)
-    try:
-        api = UsageApiSimulator(records, api_key=DEMO_KEY, port=port).start()
-    except OSError as exc:
-        if exc.errno == errno.EADDRINUSE:
-            raise CliError(f"port {port} is in use; choose another with --port (0: any free port)") from None
-        raise CliError(f"cannot listen on port {port}: {exc.strerror}") from None
-    # The world's CRM snapshots too: without one, every day fetched would wait for its snapshot.
-    crm = Path(tempfile.mkdtemp(prefix="company-activity-crm-"))
-    for day in world.snapshot_days():
-        (crm / world.crm_file_name(day)).write_bytes(world.crm_snapshot_csv(day))
-    print(
-        f"Product Usage API simulator at {api.base_url}: {world.companies} companies,"
-        f" {world.first_day} to {world.last_day} (the demo's world); Ctrl-C stops\n"
-        f"Its CRM snapshots are in {crm}/\n"
-        f"In another terminal:\n"
-        f"  export USAGE_API_BASE_URL={api.base_url} USAGE_API_KEY={DEMO_KEY}\n"
-        f'  for f in {crm}/*.csv; do .venv/bin/python -m shared.cli crm-drop "$f"; done\n'
-        f"  .venv/bin/python -m shared.cli run --date {world.last_day}\n"
-        f"  .venv/bin/python -m shared.cli backfill --from {world.first_day} --to {world.last_day}",
-        flush=True,
-    )
-    # `kill` (SIGTERM) stops it as Ctrl-C does, so its CRM folder does not outlive it.
-    if threading.current_thread() is threading.main_thread():  # and a closed terminal (SIGHUP)
-        for stop in (signal.SIGTERM, signal.SIGHUP):
-            signal.signal(stop, signal.default_int_handler)
-    try:
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        print()
-    finally:
-        api.stop()
-        shutil.rmtree(crm, ignore_errors=True)
+    # Ctrl-C, `kill` (SIGTERM) and a closed terminal (SIGHUP) are taken before anything is made
+    # or printed: whenever one comes, the CRM folder does not outlive the simulator.
+    with StopSignals() as stop:
+        today = datetime.now(UTC).date()
+        world = DemoWorld(first_day=today - timedelta(days=days), days=days, companies=companies)
+        # Each day is made once and served from memory, not made again for every page.
+        records = functools.lru_cache(maxsize=4)(world.usage_records)
+        try:
+            api = UsageApiSimulator(records, api_key=DEMO_KEY, port=port).start()
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise CliError(
+                    f"port {port} is in use; choose another with --port (0: any free port)"
+                ) from None
+            raise CliError(f"cannot listen on port {port}: {exc.strerror}") from None
+        crm: Path | None = None
+        try:
+            # The world's CRM snapshots too: without one, every day fetched would wait for its snapshot.
+            crm = Path(tempfile.mkdtemp(prefix="company-activity-crm-"))
+            for day in world.snapshot_days():
+                if stop.requested:  # a big world takes a while to write: stop now, not after
+                    return 0
+                (crm / world.crm_file_name(day)).write_bytes(world.crm_snapshot_csv(day))
+            if stop.requested:
+                return 0
+            print(
+                f"Product Usage API simulator at {api.base_url}: {world.companies} companies,"
+                f" {world.first_day} to {world.last_day} (the demo's world); Ctrl-C stops\n"
+                f"Its CRM snapshots are in {crm}/\n"
+                f"In another terminal:\n"
+                f"  export USAGE_API_BASE_URL={api.base_url} USAGE_API_KEY={DEMO_KEY}\n"
+                f'  for f in {crm}/*.csv; do .venv/bin/python -m shared.cli crm-drop "$f"; done\n'
+                f"  .venv/bin/python -m shared.cli run --date {world.last_day}\n"
+                f"  .venv/bin/python -m shared.cli backfill --from {world.first_day} --to {world.last_day}",
+                flush=True,
+            )
+            stop.wait()
+            print()  # past the ^C a terminal shows
+        finally:
+            api.stop()
+            if crm is not None:
+                shutil.rmtree(crm, ignore_errors=True)
     return 0
 
 

@@ -67,12 +67,8 @@ def _day_status(ledger: RunLedger, day: date) -> dict[str, Any]:
     return view
 
 
-def all_days_status(services: Services) -> list[dict[str, Any]]:
-    """Every day the ledger knows, from one query per partition (not three reads per day)."""
-    return _all_days(services.ledger)
-
-
 def _all_days(ledger: RunLedger) -> list[dict[str, Any]]:
+    """Every day the ledger knows, from one query per partition (not three reads per day)."""
     by_partition = {p: {e.key: e for e in ledger.query(p)} for p in DAY_PARTITIONS}
     keys = sorted(set().union(*by_partition.values()))
     return [
@@ -87,12 +83,8 @@ def crm_file_status(services: Services, blob_name: str) -> dict[str, Any] | None
     return _decode(entry.data) if entry else None
 
 
-def all_files_status(services: Services) -> list[dict[str, Any]]:
-    """Every dropped CRM file and what became of it (staged, unchanged, superseded, rejected)."""
-    return _all_files(services.ledger)
-
-
 def _all_files(ledger: RunLedger) -> list[dict[str, Any]]:
+    """Every dropped CRM file and what became of it (staged, unchanged, superseded, rejected)."""
     return sorted((_decode(e.data) for e in ledger.query(names.FILES)), key=lambda f: str(f.get("blob")))
 
 

@@ -9,14 +9,18 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from shared.local.cli import EXIT_INTERRUPTED
 from shared.local.folder_lock import FolderLock
 from shared.local.host import LocalHost
 from tests.conftest import GOLDEN, REPO, read_alerts, read_table
+from tests.processes import Child, Children
 from tests.reference import Settings as RuleSettings
 from tests.reference import diff_tables, expected_table
 from tests.test_reference import stage_golden
@@ -107,6 +111,29 @@ def test_an_unusable_data_folder_is_one_line(cli, tmp_path: Path, monkeypatch) -
     assert code == 1 and "LOCAL_DATA_DIR /proc/self/company-activity cannot be created" in _one_line(err)
     code, out, err = cli("status")  # status only reads: it says there is nothing, and makes nothing
     assert code == 0 and out.startswith("nothing here yet") and not err
+
+
+@pytest.mark.parametrize(
+    ("command", "failed"),
+    [
+        (("run", "--date", DAYS[0]), 1),
+        (("status",), 1),
+        (("reconcile", "--date", DAYS[0]), 2),
+        (("rebuild",), 1),
+    ],
+)
+def test_a_data_folder_under_a_file_is_said_alike_by_every_command(
+    cli, tmp_path: Path, monkeypatch, command: tuple[str, ...], failed: int
+) -> None:
+    # Before: `run` said the folder cannot be created; `status` exited 0 saying nothing was there.
+    a_file = tmp_path / "hostname"
+    a_file.write_text("x")
+    for folder in (a_file / "x", a_file / "x" / "y"):
+        monkeypatch.setenv("LOCAL_DATA_DIR", str(folder))
+        code, out, err = cli(*command)
+        assert (code, out) == (failed, "")
+        assert _one_line(err) == f"error: LOCAL_DATA_DIR {folder} cannot be created: Not a directory"
+    assert a_file.read_text() == "x"
 
 
 def test_a_folder_that_cannot_be_written_is_one_line(cli, monkeypatch) -> None:
@@ -248,31 +275,25 @@ def test_an_unexpected_failure_is_one_line_and_the_traceback_goes_to_the_log(
 # --- two commands on one folder ---------------------------------------------------------------
 
 
-def test_a_second_command_waits_for_the_first_and_says_which_holds_the_folder(local_env: Path) -> None:
+def test_a_second_command_waits_for_the_first_and_says_which_holds_the_folder(
+    local_env: Path, children: Children
+) -> None:
     # Before: a 28-line DuckDB lock traceback.
     local_env.mkdir(parents=True)
     holder = FolderLock(local_env, "backfill --from 2026-10-01 --to 2026-10-10")
     holder.acquire()
-    waiting = subprocess.Popen(
-        [sys.executable, "-m", "shared.cli", "run", "--date", DAYS[0]],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=os.environ,
-    )
+    waiting = children.start([sys.executable, "-m", "shared.cli", "run", "--date", DAYS[0]])
     try:
-        assert waiting.stderr is not None
-        line = waiting.stderr.readline()  # printed before it blocks; no timing involved
+        line = waiting.err_line("waiting for ")  # printed before it blocks; no timing involved
         assert line.startswith(
             f"waiting for `backfill --from 2026-10-01 --to 2026-10-10` (pid {os.getpid()}, since"
         )
         assert line.rstrip().endswith(f"to finish with {local_env} (Ctrl-C to give up)")
-        assert waiting.poll() is None
+        assert waiting.process.poll() is None
     finally:
         holder.release()
-    out, err = waiting.communicate(timeout=120)
-    assert waiting.returncode == 0, err
+    code, out, err = waiting.finish(timeout=120)
+    assert code == 0, err
     assert "waiting" in out  # the day waits for its CRM snapshot: done, not failed
     assert "Traceback" not in err
 
@@ -349,9 +370,11 @@ def test_a_lower_snapshot_age_limit_empties_the_days_it_leaves_without_a_snapsho
 # --- after the demo: an API to try run and backfill against --------------------------------------
 
 
-def _simulator_command(*, companies: int, days: int) -> subprocess.Popen[str]:
-    """`python -m shared.cli simulator` on a free port, its output readable line by line."""
-    return subprocess.Popen(
+def _simulator_command(children: Children, tmp: Path, *, companies: int, days: int, **popen: Any) -> Child:
+    """`python -m shared.cli simulator` on a free port, its temporary folders made in `tmp` (so
+    a test sees exactly what it leaves), its output read line by line as it comes."""
+    tmp.mkdir(exist_ok=True)
+    return children.start(
         [
             sys.executable,
             "-m",
@@ -364,21 +387,21 @@ def _simulator_command(*, companies: int, days: int) -> subprocess.Popen[str]:
             "--days",
             str(days),
         ],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=os.environ,
+        env={**os.environ, "TMPDIR": str(tmp)},
+        **popen,
     )
 
 
+def _crm_folders(tmp: Path) -> list[Path]:
+    return sorted(tmp.glob("company-activity-crm-*"))
+
+
 def test_the_simulator_command_serves_the_demo_world_for_run_and_backfill(
-    local_env: Path, monkeypatch
+    local_env: Path, children: Children, tmp_path: Path
 ) -> None:
-    simulator = _simulator_command(companies=12, days=3)
+    simulator = _simulator_command(children, tmp_path / "tmp", companies=12, days=3)
     try:
-        assert simulator.stdout is not None
-        first = simulator.stdout.readline()
+        first = simulator.line("Product Usage API simulator at ")
         assert first.startswith("Product Usage API simulator at http://127.0.0.1:"), first
         url = first.split(" at ", 1)[1].split(":", 2)
         base_url = ":".join(url[:2]) + ":" + url[2].split(":", 1)[0]
@@ -396,8 +419,7 @@ def test_the_simulator_command_serves_the_demo_world_for_run_and_backfill(
         assert f"{yesterday}  waiting" in run.stdout  # 12 companies' usage staged; no CRM dropped yet
         assert "(drop one: python -m shared.cli crm-drop FILE)" in run.stdout
         # The simulator wrote its world's snapshots and printed where: dropping them builds the day.
-        crm = simulator.stdout.readline()
-        assert crm.startswith("Its CRM snapshots are in "), crm
+        crm = simulator.line("Its CRM snapshots are in ")
         folder = Path(crm.removeprefix("Its CRM snapshots are in ").strip())
         for snapshot in sorted(folder.glob("*.csv")):
             drop = subprocess.run(
@@ -419,9 +441,10 @@ def test_the_simulator_command_serves_the_demo_world_for_run_and_backfill(
         )
         assert json.loads(status.stdout)["days"]["status"] == "built"
     finally:
-        simulator.send_signal(2)  # Ctrl-C
-        _out, err = simulator.communicate(timeout=30)
-    assert simulator.returncode == 0 and "Traceback" not in err
+        simulator.send_signal(signal.SIGINT)  # Ctrl-C
+        code, _out, err = simulator.finish()
+    assert code == 0 and "Traceback" not in err
+    assert _crm_folders(tmp_path / "tmp") == []
 
 
 def test_a_terminal_sees_each_retry_of_an_unreachable_api(cli, monkeypatch) -> None:
@@ -480,18 +503,93 @@ def test_a_warehouse_file_that_is_not_duckdb_is_one_line_and_loses_no_page(cli, 
     assert {r["activity_date"].isoformat() for r in _table(local_env)} == {day}
 
 
-@pytest.mark.parametrize(
+STOPS = pytest.mark.parametrize(
     "stop", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=["ctrl-c", "kill", "hangup"]
 )
-def test_a_stopped_simulator_takes_its_crm_folder_with_it(local_env: Path, stop: signal.Signals) -> None:
+
+
+@STOPS
+def test_a_stopped_simulator_takes_its_crm_folder_with_it(
+    local_env: Path, children: Children, tmp_path: Path, stop: signal.Signals
+) -> None:
     """Ctrl-C, `kill` and a closed terminal all stop the simulator the same way: its temporary
     CRM snapshots are removed, with no traceback."""
-    simulator = _simulator_command(companies=5, days=2)
-    assert simulator.stdout is not None
-    lines = [simulator.stdout.readline(), simulator.stdout.readline()]
-    folder = Path(lines[1].removeprefix("Its CRM snapshots are in ").strip())
-    assert folder.is_dir() and list(folder.glob("*.csv")), lines
+    simulator = _simulator_command(children, tmp_path / "tmp", companies=5, days=2)
+    line = simulator.line("Its CRM snapshots are in ")
+    folder = Path(line.removeprefix("Its CRM snapshots are in ").strip())
+    assert folder.is_dir() and list(folder.glob("*.csv")), line
     simulator.send_signal(stop)
-    _out, err = simulator.communicate(timeout=30)
-    assert simulator.returncode == 0 and "Traceback" not in err, err
+    code, _out, err = simulator.finish()
+    assert code == 0 and "Traceback" not in err, err
     assert not folder.exists()
+    assert _crm_folders(tmp_path / "tmp") == []
+
+
+@STOPS
+def test_a_simulator_stopped_as_it_starts_leaves_nothing_behind(
+    local_env: Path, children: Children, tmp_path: Path, stop: signal.Signals
+) -> None:
+    """Before: a stop between the banner and the handlers exited 130 or -15 and left the CRM
+    folder in /tmp (5 of 10 tries). Sent the moment the process exists, a stop lands anywhere
+    from the interpreter's start-up to the wait. Before the command's first line of Python
+    nothing can answer it (the process dies of it; Python's Ctrl-C stops its start-up, exit 1,
+    or the command's imports, 130) but nothing is made yet either; from then on it stops cleanly (0). Either way it ends,
+    says nothing once it has said anything, and leaves no folder."""
+    simulator = _simulator_command(children, tmp_path / "tmp", companies=5, days=2)
+    simulator.send_signal(stop)
+    code, out, err = simulator.finish()
+    assert _crm_folders(tmp_path / "tmp") == []
+    if code != 0:  # stopped before the command began: it made and printed nothing
+        interpreter_start = code == 1 and err.startswith("Fatal Python error: init_import_site")
+        assert code in (-stop, EXIT_INTERRUPTED) or interpreter_start, (code, err)
+        assert out == "", out
+    else:
+        assert "Traceback" not in err, err
+
+
+def test_ctrl_c_stops_a_simulator_started_with_ctrl_c_ignored(
+    local_env: Path, children: Children, tmp_path: Path
+) -> None:
+    """A shell without job control (`cmd &` in a script or a Makefile) starts its background
+    commands with SIGINT ignored. Before: the simulator kept that, so its Ctrl-C was lost and
+    two started by a test run were still running 83 minutes later."""
+
+    def ignore_ctrl_c() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    simulator = _simulator_command(children, tmp_path / "tmp", companies=5, days=2, preexec_fn=ignore_ctrl_c)
+    simulator.line("Its CRM snapshots are in ")
+    simulator.send_signal(signal.SIGINT)
+    code, _out, err = simulator.finish()
+    assert code == 0 and "Traceback" not in err, err
+    assert _crm_folders(tmp_path / "tmp") == []
+
+
+@STOPS
+@pytest.mark.parametrize("when", ["starting-the-api", "writing-the-crm-folder"])
+def test_a_stop_while_the_simulator_sets_up_removes_what_it_made(
+    tmp_path: Path, capsys, monkeypatch, stop: signal.Signals, when: str
+) -> None:
+    """The window a process can hit only by chance, hit every time: the signal is sent (to this
+    process) from inside the set-up. It stops there, prints nothing, removes the CRM folder and
+    puts the handlers back."""
+    from shared.local import cli
+    from shared.local.demo_world import DemoWorld
+    from shared.local.simulator import UsageApiSimulator
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    target, name = (
+        (UsageApiSimulator, "start") if when == "starting-the-api" else (DemoWorld, "crm_snapshot_csv")
+    )
+    original = getattr(target, name)
+
+    def signalled(self: Any, *args: Any) -> Any:
+        os.kill(os.getpid(), stop)
+        return original(self, *args)
+
+    monkeypatch.setattr(target, name, signalled)
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    assert cli._simulator(0, 5, 2) == 0
+    assert capsys.readouterr().out == ""
+    assert _crm_folders(tmp_path) == []
+    assert {s: signal.getsignal(s) for s in before} == before
