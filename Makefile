@@ -86,7 +86,9 @@ system-packages:
 
 # The Functions Python worker's own indexing (PyPI azure-functions-runtime, Python 3.13 only)
 # runs over function_app.py in tests/functions/test_worker_indexing.py, in a venv of its own,
-# when a Python 3.13 is on the machine (on PATH, or installed by pyenv).
+# when a Python 3.13 is on the machine (on PATH, or installed by pyenv). It installs the ranges
+# of requirements.in, not the lock: the lock is for the app's Python (3.11), and some of its pins
+# (azure-functions 1.26.0) do not install on 3.13.
 PYTHON_WORKER ?= $(shell for p in $$(command -v python3.13) $$HOME/.pyenv/versions/3.13*/bin/python3.13; do \
 	"$$p" -c 'import sys; assert sys.version_info[:2] == (3, 13)' 2>/dev/null && echo "$$p" && break; done)
 WORKER_VENV := .venv-worker
@@ -94,10 +96,10 @@ WORKER_STAMP := $(WORKER_VENV)/.installed
 
 worker-venv: $(if $(PYTHON_WORKER),$(WORKER_STAMP),)
 
-$(WORKER_STAMP): requirements.txt
+$(WORKER_STAMP): requirements.in
 	$(PYTHON_WORKER) -m venv $(WORKER_VENV)
 	$(WORKER_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(WORKER_VENV)/bin/python -m pip install --quiet -r requirements.txt azure-functions-runtime==1.3.0
+	$(WORKER_VENV)/bin/python -m pip install --quiet -r requirements.in azure-functions-runtime==1.3.0
 	touch $@
 
 test: setup lint azurite system-packages worker-venv
