@@ -35,6 +35,11 @@ def reconcile_text(result: dict[str, Any]) -> str:
         f"  sources: {api}; {landed}; staged {s['staged_rows']} rows ({s['quarantined']} quarantined);"
         f" table {s['analytics_rows']} rows (day {s['day_state']})",
     ]
+    if s.get("usage_unknown") or s.get("churn_cannot_tell"):
+        lines.append(
+            f"  unknown usage: {s.get('usage_unknown', 0)} companies (a record refused: NULL, not 0);"
+            f" churn flag cannot tell: {s.get('churn_cannot_tell', 0)}"
+        )
     differences, notes = result["differences"], result["notes"]
     for finding in differences[:MAX_SHOWN]:
         lines.append(f"  {finding['company_id'] or 'day':<10} {finding['text']}")
@@ -49,7 +54,8 @@ def reconcile_text(result: dict[str, Any]) -> str:
     for company in result.get("companies") or []:
         lines.append(
             f"  {company['company_id']}: API {_counts(company['api'])} | landed {_counts(company['landed'])}"
-            f" | staged {_counts(company['staged'])} | table {_counts(company['analytics'])}"
+            f" | staged {_counts(company['staged'])} | table"
+            f" {'unknown (NULL)' if company.get('unknown') else _counts(company['analytics'])}"
         )
     if result.get("explanation"):
         lines.append("  every number of the row:")
