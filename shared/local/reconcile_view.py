@@ -36,9 +36,10 @@ def reconcile_text(result: dict[str, Any]) -> str:
         f" table {s['analytics_rows']} rows (day {s['day_state']})",
     ]
     if s.get("usage_unknown") or s.get("churn_cannot_tell"):
+        unknown = int(s.get("usage_unknown") or 0)
         lines.append(
-            f"  unknown usage: {s.get('usage_unknown', 0)} companies (a record refused: NULL, not 0);"
-            f" churn flag cannot tell: {s.get('churn_cannot_tell', 0)}"
+            f"  unknown usage: {unknown} {'company' if unknown == 1 else 'companies'} (a record refused:"
+            f" NULL, not 0); churn flag cannot tell: {s.get('churn_cannot_tell', 0)}"
         )
     differences, notes = result["differences"], result["notes"]
     for finding in differences[:MAX_SHOWN]:

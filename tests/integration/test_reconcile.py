@@ -425,6 +425,7 @@ def test_an_unknown_day_and_a_null_flag_are_explained_in_words(
     code, out, err = cli("reconcile", "--date", REFUSED_DAY, "--company", REFUSED, "--skip-api")
     assert code == 1 and not err, err
     assert "table unknown (NULL)" in out
+    assert "  unknown usage: 1 company (a record refused: NULL, not 0); churn flag cannot tell: 1\n" in out
     lines = [line.strip() for line in out.splitlines()]
     assert any(
         line.startswith("active_users, events: empty: usage of 2026-10-02 unknown, not 0") for line in lines
