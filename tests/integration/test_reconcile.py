@@ -180,7 +180,14 @@ def test_a_day_never_fetched_and_an_unknown_company_are_said(cli, local_env: Pat
         code, result = reconcile(cli, "--company", asked, "--skip-api")
         assert code == 1 and result["verdict"] == "differ"
         assert result["companies"] == [
-            {"company_id": shown, "api": None, "landed": None, "staged": None, "analytics": None}
+            {
+                "company_id": shown,
+                "api": None,
+                "landed": None,
+                "staged": None,
+                "analytics": None,
+                "unknown": False,
+            }
         ]
         assert texts(result, "unknown_company") == {
             shown: f"{shown} has no record on {DAY} in the landed pages, staging or the table"
