@@ -36,6 +36,7 @@ def day_line(view: dict[str, Any], since: str | None = None) -> str:
         return (
             f"{day}  waiting    usage staged ({usage.get('staged', 0)} records"
             + (f", {quarantined} quarantined" if quarantined else "")
+            + (f"; usage unknown: {unknown_usage(view)}" if unknown_usage(view) else "")
             + f"); {build.get('reason')} (drop one: python -m shared.cli crm-drop FILE)"
         )
     if state == "blocked":
