@@ -214,9 +214,28 @@ def _quarantine_text(
     text = (
         f"{quarantined} of {received} usage records quarantined ({quarantined / received:.1%}){whose}"
         + (f": {why}" if why else "")
-        + f"; their usage on {day} is not counted{place}. Once the API sends them right, run the day again"
+        + f"; {_unknown_usage(day, entry)}{place}. Once the API sends them right, run the day again"
     )
     return text, False
+
+
+def _unknown_usage(day: date, entry: Mapping[str, Any]) -> str:
+    """What the refused records do to the table (contract section 3): the companies whose counts
+    were refused have unknown usage that day (NULL, never 0), and cannot be flagged from it."""
+    unknown = entry.get("unknown")
+    if unknown is None:  # an entry staged before the ledger counted them
+        return (
+            f"a company whose counts were refused has unknown usage on {day} (NULL, never 0)"
+            " and cannot be flagged at churn risk from it"
+        )
+    if int(unknown) == 0:
+        return f"they add no row and no usage on {day}"
+    who = "1 company" if int(unknown) == 1 else f"{int(unknown)} companies"
+    them = "it" if int(unknown) == 1 else "they"
+    return (
+        f"the usage of {who} on {day} is unknown (NULL, never 0), and {them} cannot be flagged"
+        " at churn risk from it"
+    )
 
 
 def check_day(

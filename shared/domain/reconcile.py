@@ -25,6 +25,7 @@ from shared.domain.usage_records import record_problem, row_of, valid_row
 
 Verdict = Literal["agree", "differ", "incomplete"]
 Counts = tuple[int, int]  # active_users, events
+UNKNOWN_USAGE = "unknown (NULL)"  # how a row's NULL usage reads: refused, never 0
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,10 @@ class DaySources:
     analytics: Mapping[str, Mapping[str, Any]]  # company_id -> the analytics row
     day_state: Mapping[str, Any] | None  # the ledger's days/<day> entry
     snapshot_companies: frozenset[str] = frozenset()  # companies of the effective snapshot
+    # company_id -> the days of the rolling window ending on `day` on which its usage is unknown,
+    # and why (stg.usage_unknown: a record of it was refused for its counts and none was staged;
+    # the row of such a day has NULL usage, contract section 3)
+    unknown: Mapping[str, Sequence[tuple[date, str]]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -85,6 +90,7 @@ class CompanyView:
     landed: Counts | None = None
     staged: Counts | None = None
     analytics: Counts | None = None
+    unknown: bool = False  # the table's row has NULL usage: unknown, its record refused
 
 
 @dataclass
@@ -121,6 +127,7 @@ def reconcile_day(sources: DaySources, company: str | None = None) -> Reconcilia
             landed=landed.values.get(company_id),
             staged=sources.staged.get(company_id),
             analytics=_counts(sources.analytics.get(company_id)),
+            unknown=_usage_unknown(sources.analytics.get(company_id)),
         )
         views.append(view)
         findings += _company_findings(view, sources, api is not None, landed)
@@ -138,6 +145,8 @@ def reconcile_day(sources: DaySources, company: str | None = None) -> Reconcilia
         "staged_rows": len(sources.staged),
         "quarantined": len(sources.quarantine),
         "analytics_rows": len(sources.analytics),
+        "usage_unknown": sum(1 for row in sources.analytics.values() if _usage_unknown(row)),
+        "churn_cannot_tell": sum(1 for row in sources.analytics.values() if row.get("is_churn_risk") is None),
         "companies_compared": len(views),
         "companies_differing": len({f.company_id for f in findings if f.difference and f.company_id}),
         "day_state": (sources.day_state or {}).get("status") or "not built",
@@ -222,7 +231,7 @@ def _day_findings(sources: DaySources) -> list[Finding]:
 def _nowhere(view: CompanyView, landed: _Valid) -> bool:
     """No source has a number for the company, and no landed record of it was set aside."""
     numbers = (view.api, view.landed, view.staged, view.analytics)
-    return all(n is None for n in numbers) and not landed.problems.get(view.company_id)
+    return all(n is None for n in numbers) and not view.unknown and not landed.problems.get(view.company_id)
 
 
 def _unknown_company(company: str, iso: str, api_asked: bool) -> Finding:
@@ -346,6 +355,10 @@ def _row_notes(
 ) -> list[Finding]:
     found = []
     snapshot = row.get("crm_snapshot_date")
+    if row.get("is_churn_risk") is None:
+        found.append(_cannot_tell(company_id, sources))
+    if view.unknown:
+        return found + _unknown_notes(company_id, row, view, sources)
     expected = view.staged or (0, 0)
     if view.analytics != expected:
         found.append(
@@ -382,6 +395,64 @@ def _row_notes(
     return found
 
 
+def _unknown_notes(
+    company_id: str, row: Mapping[str, Any], view: CompanyView, sources: DaySources
+) -> list[Finding]:
+    """A row with NULL usage: explained when staging says the company's record was refused; a
+    difference when staging holds a record (the table is behind) or knows of no refusal."""
+    iso = sources.day.isoformat()
+    if view.staged is not None:
+        return [
+            Finding(
+                company_id,
+                "table_behind",
+                f"the table says usage {UNKNOWN_USAGE} but staging holds {_show(view.staged)}:"
+                " the day was built before the latest staging",
+                True,
+            )
+        ]
+    reason = dict(sources.unknown.get(company_id, ())).get(sources.day)
+    if reason is None:
+        return [
+            Finding(
+                company_id,
+                "table_behind",
+                f"the table says usage {UNKNOWN_USAGE} but staging knows of no refused record of {iso}:"
+                " the day was built before the latest staging",
+                True,
+            )
+        ]
+    return [
+        Finding(
+            company_id,
+            "usage_unknown",
+            f"usage of {iso} {UNKNOWN_USAGE}, not 0: its record was refused ({reason})",
+            False,
+        )
+    ]
+
+
+def _cannot_tell(company_id: str, sources: DaySources) -> Finding:
+    """A NULL churn flag: the rule would flag the company, on a window with refused usage."""
+    return Finding(
+        company_id,
+        "churn_cannot_tell",
+        f"is_churn_risk empty: {cannot_tell(sources.unknown.get(company_id, ()))}",
+        False,
+    )
+
+
+def cannot_tell(unknown_days: Sequence[tuple[date, str]]) -> str:
+    """Why a churn flag is NULL, in words: which days' usage was refused, and why."""
+    refused = "; ".join(
+        f"usage of {d.isoformat()} refused, record quarantined: {reason}" for d, reason in unknown_days
+    )
+    return (
+        f"cannot tell: {refused or 'usage refused on a day of the window'};"
+        " with it counted as 0 the rule would flag the company"
+    )
+
+
 # --- one company's row, every number explained ------------------------------------------------
 
 
@@ -390,16 +461,19 @@ def explain_row(
     window: Sequence[tuple[date, int, int]],
     observed_days: Sequence[date],
     rules: Rules | None,
+    unknown: Sequence[tuple[date, str]] = (),
 ) -> list[str]:
     """Each number of an analytics row in words, from what it was computed from: `window` is the
     company's staged usage over the rolling window, `observed_days` the days in it with a staged
-    dataset, `rules` the rules the day was built under."""
+    dataset, `rules` the rules the day was built under, `unknown` the days in it whose usage is
+    unknown (a record refused for its counts) and why."""
     day: date = row["activity_date"]
     first = day - timedelta(days=ROLLING_DAYS - 1)
     by_day = {d: (users, events) for d, users, events in window}
+    refused = {d: reason for d, reason in unknown if d not in by_day}
     days = [first + timedelta(days=n) for n in range(ROLLING_DAYS)]
-    users = [by_day.get(d, (0, 0))[0] for d in days]
-    events = [by_day.get(d, (0, 0))[1] for d in days]
+    users = ["?" if d in refused else str(by_day.get(d, (0, 0))[0]) for d in days]
+    events = ["?" if d in refused else str(by_day.get(d, (0, 0))[1]) for d in days]
     lines = []
     snapshot = row.get("crm_snapshot_date")
     if row.get("company_name") is None and row.get("country") is None:
@@ -410,23 +484,30 @@ def explain_row(
             + (f", at most {rules.crm_max_snapshot_age_days} days old" if rules else "")
             + f"): {row.get('company_name')}, {row.get('country')}, {row.get('industry_tag')}"
         )
-    lines.append(
-        f"active_users {row['active_users']}, events {row['events']}: the staged usage of {day}"
-        + ("" if day in by_day else " (no record: 0)")
-    )
+    if row.get("active_users") is None:
+        lines.append(
+            f"active_users, events: empty: usage of {day} unknown, not 0: its record was refused"
+            f" ({refused.get(day, 'the reason is not staged')})"
+        )
+    else:
+        lines.append(
+            f"active_users {row['active_users']}, events {row['events']}: the staged usage of {day}"
+            + ("" if day in by_day else " (no record: 0)")
+        )
     if row.get("events_per_user") is None:
-        lines.append("events_per_user: empty, as active_users is 0")
+        zero_or_unknown = "unknown" if row.get("active_users") is None else "0"
+        lines.append(f"events_per_user: empty, as active_users is {zero_or_unknown}")
     else:
         lines.append(
             f"events_per_user {row['events_per_user']}: {row['events']} / {row['active_users']},"
             " rounded half away from zero to 4 places"
         )
-    terms = " + ".join(str(u) for u in users)
+    terms = " + ".join(users)
     lines.append(
         f"rolling_7d_active_users {row['rolling_7d_active_users']} (user-days): {terms} over {first} .. {day}"
-        + _missing(days, by_day)
+        + _missing(days, by_day, refused)
     )
-    lines.append(f"rolling_7d_events {row['rolling_7d_events']}: {' + '.join(str(e) for e in events)}")
+    lines.append(f"rolling_7d_events {row['rolling_7d_events']}: {' + '.join(events)}")
     observed = sorted(set(observed_days))
     lines.append(
         f"usage_days_observed_7d {row['usage_days_observed_7d']}: days with a staged usage dataset:"
@@ -437,22 +518,32 @@ def explain_row(
             else ""
         )
     )
+    if "usage_unknown_7d" in row:
+        lines.append(
+            f"usage_unknown_7d {row['usage_unknown_7d']}: days whose usage is unknown (a record refused"
+            f" for its counts): {', '.join(d.isoformat() for d in sorted(refused)) or 'none'}"
+        )
     contact = row.get("last_contact_at")
     if contact is None:
         lines.append("days_since_last_contact: empty: never contacted (or not in the CRM)")
     else:
         contact_day = contact.date() if hasattr(contact, "date") else contact
         lines.append(f"days_since_last_contact {row['days_since_last_contact']}: {day} - {contact_day}")
-    lines.append(_churn(row, rules))
+    lines.append(_churn(row, rules, sorted(refused.items())))
     lines.append(
         f"written by run {row.get('pipeline_run_id')} at {row.get('loaded_at')} UTC (the row's last change)"
     )
     return lines
 
 
-def _churn(row: Mapping[str, Any], rules: Rules | None) -> str:
+def _churn(row: Mapping[str, Any], rules: Rules | None, refused: Sequence[tuple[date, str]] = ()) -> str:
     rolling, since = row["rolling_7d_active_users"], row.get("days_since_last_contact")
-    flag = "at churn risk" if row["is_churn_risk"] else "not at churn risk"
+    if row["is_churn_risk"] is None:
+        flag = cannot_tell(refused)
+        if rules is None:
+            return f"is_churn_risk empty: {flag} (the rules it was built under are not recorded)"
+    else:
+        flag = "at churn risk" if row["is_churn_risk"] else "not at churn risk"
     if rules is None:
         return f"is_churn_risk {row['is_churn_risk']}: {flag} (the rules it was built under are not recorded)"
     if rolling == 0:
@@ -470,6 +561,10 @@ def _churn(row: Mapping[str, Any], rules: Rules | None) -> str:
             f"{rolling} user-days, under {rules.churn_min_rolling_users}, but contacted {since} days ago"
             f" (within {rules.churn_max_contact_age_days})"
         )
+    if row["is_churn_risk"] is None:
+        return f"is_churn_risk empty: {flag}: {why} (rules {rules.short()})"
+    if refused:
+        why += f"; usage unknown on {len(refused)} day(s), counted 0: more users could only keep it false"
     return f"is_churn_risk {row['is_churn_risk']}: {flag}: {why} (rules {rules.short()})"
 
 
@@ -477,7 +572,14 @@ def _churn(row: Mapping[str, Any], rules: Rules | None) -> str:
 
 
 def _counts(row: Mapping[str, Any] | None) -> Counts | None:
-    return None if row is None else (int(row["active_users"]), int(row["events"]))
+    """A row's usage; None also when it is unknown (NULL: `_usage_unknown` says so)."""
+    if row is None or _usage_unknown(row):
+        return None
+    return int(row["active_users"]), int(row["events"])
+
+
+def _usage_unknown(row: Mapping[str, Any] | None) -> bool:
+    return row is not None and (row.get("active_users") is None or row.get("events") is None)
 
 
 def _show(counts: Counts | None) -> str:
@@ -490,9 +592,13 @@ def _loose_id(record: Any) -> str:
     return value.strip() if isinstance(value, str) and value.strip() else "(no company_id)"
 
 
-def _missing(days: list[date], by_day: Mapping[date, Counts]) -> str:
-    gaps = [d.isoformat() for d in days if d not in by_day]
-    return f" (no record on {', '.join(gaps)}: 0)" if gaps else ""
+def _missing(days: list[date], by_day: Mapping[date, Counts], refused: Mapping[date, str]) -> str:
+    gaps = [d.isoformat() for d in days if d not in by_day and d not in refused]
+    unknown = [d.isoformat() for d in days if d in refused]
+    said = f" (no record on {', '.join(gaps)}: 0)" if gaps else ""
+    return said + (
+        f" (usage unknown on {', '.join(unknown)}, a record refused: counted 0)" if unknown else ""
+    )
 
 
 def _as_list(value: Any) -> list[str]:

@@ -84,7 +84,12 @@ def _summary(
     if latest:
         print(
             f"  latest day        {latest}: {days[-1]['row_count']} companies,"
-            f" {days[-1]['active_users']} active users, {len(at_risk)} at churn risk"
+            f" {days[-1]['active_users'] or 0} active users, {len(at_risk)} at churn risk"
+            + (
+                f", {days[-1]['churn_cannot_tell']} cannot tell (usage refused)"
+                if days[-1].get("churn_cannot_tell")
+                else ""
+            )
         )
     for row in at_risk[:8]:
         contact = (

@@ -35,6 +35,12 @@ def reconcile_text(result: dict[str, Any]) -> str:
         f"  sources: {api}; {landed}; staged {s['staged_rows']} rows ({s['quarantined']} quarantined);"
         f" table {s['analytics_rows']} rows (day {s['day_state']})",
     ]
+    if s.get("usage_unknown") or s.get("churn_cannot_tell"):
+        unknown = int(s.get("usage_unknown") or 0)
+        lines.append(
+            f"  unknown usage: {unknown} {'company' if unknown == 1 else 'companies'} (a record refused:"
+            f" NULL, not 0); churn flag cannot tell: {s.get('churn_cannot_tell', 0)}"
+        )
     differences, notes = result["differences"], result["notes"]
     for finding in differences[:MAX_SHOWN]:
         lines.append(f"  {finding['company_id'] or 'day':<10} {finding['text']}")
@@ -49,7 +55,8 @@ def reconcile_text(result: dict[str, Any]) -> str:
     for company in result.get("companies") or []:
         lines.append(
             f"  {company['company_id']}: API {_counts(company['api'])} | landed {_counts(company['landed'])}"
-            f" | staged {_counts(company['staged'])} | table {_counts(company['analytics'])}"
+            f" | staged {_counts(company['staged'])} | table"
+            f" {'unknown (NULL)' if company.get('unknown') else _counts(company['analytics'])}"
         )
     if result.get("explanation"):
         lines.append("  every number of the row:")

@@ -143,7 +143,8 @@ def render_report(services: Services) -> str:
                     "companies",
                     "Churn-risk companies per day",
                 )
-                + _churn_note(days, short),
+                + _churn_note(days, short)
+                + _cannot_tell_note(days),
             ),
             _section(
                 "Weekly trend (ISO weeks)",
@@ -165,7 +166,7 @@ def render_report(services: Services) -> str:
             _section(
                 f"Most at risk on {_text(latest['activity_date'])}"
                 f" (top {min(TOP_AT_RISK, _int(latest['churn_risk']))} of {_int(latest['churn_risk'])})",
-                _risk_table(at_risk),
+                _risk_table(at_risk) + _cannot_tell_latest(latest),
             ),
         ]
     body.append(
@@ -206,6 +207,35 @@ def _churn_note(days: Sequence[Mapping[str, Any]], short: Sequence[bool]) -> str
     )
 
 
+def _cannot_tell_note(days: Sequence[Mapping[str, Any]]) -> str:
+    """The days with companies whose flag is NULL (cannot tell), counted apart from the flags."""
+    which = [(d, _int(d.get("churn_cannot_tell"))) for d in days if _int(d.get("churn_cannot_tell"))]
+    if not which:
+        return ""
+    shown = ", ".join(f"{_text(d['activity_date'])}: {n}" for d, n in which[:10]) + (
+        f" and {len(which) - 10} more days" if len(which) > 10 else ""
+    )
+    unknown = sum(_int(d.get("usage_unknown")) for d in days)
+    return (
+        f'<p class="muted">Cannot tell, not counted in the bars ({_e(shown)}): companies the rule would'
+        " flag, but whose usage on a day of their 7-day window was refused (a record quarantined for"
+        " its counts). Their usage that day is unknown, never taken as 0, so they are neither flagged"
+        f" nor cleared (is_churn_risk is empty). Company-days with unknown usage: {_num(unknown)}.</p>"
+    )
+
+
+def _cannot_tell_latest(latest: Mapping[str, Any]) -> str:
+    n = _int(latest.get("churn_cannot_tell"))
+    if not n:
+        return ""
+    return (
+        f'<p class="muted"><b>{_num(n)} {"company" if n == 1 else "companies"} cannot be told</b> on this'
+        " day and are not in the list: the rule would flag them, but their usage on a day of the"
+        " window was refused (unknown, not 0). <code>python -m shared.cli reconcile --date"
+        f" {_e(_text(latest['activity_date']))} --company ID</code> says which record and why.</p>"
+    )
+
+
 def write_report(services: Services, path: Path) -> Path:
     """Write the page to `path`; its folder must exist (a mistyped --out is said, not made)."""
     if not path.parent.is_dir():
@@ -225,6 +255,8 @@ def _cards(latest: Mapping[str, Any]) -> str:
         ("rolling 7-day active user-days", _num(latest["rolling_7d_active_users"]), ""),
         ("at churn risk", _num(latest["churn_risk"]), " risk"),
     ]
+    if _int(latest.get("churn_cannot_tell")):
+        cards.append(("cannot tell (usage refused)", _num(latest["churn_cannot_tell"]), ""))
     return (
         '<div class="cards">'
         + "".join(f'<div class="card{c}"><b>{_e(v)}</b><span>{_e(k)}</span></div>' for k, v, c in cards)

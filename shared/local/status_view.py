@@ -27,6 +27,8 @@ def day_line(view: dict[str, Any], since: str | None = None) -> str:
             )
         if build.get("pending"):
             text += f"  ({'rebuild' if build['pending'] == 'build' else 'gate check'} pending)"
+        if unknown_usage(view):
+            text += f"  usage unknown: {unknown_usage(view)}"
         return text + (f"  warnings: {'; '.join(warnings)}" if warnings else "")
     if state == "waiting":
         # The quality gate runs when a snapshot arrives; quarantined records are said now too.
@@ -34,6 +36,7 @@ def day_line(view: dict[str, Any], since: str | None = None) -> str:
         return (
             f"{day}  waiting    usage staged ({usage.get('staged', 0)} records"
             + (f", {quarantined} quarantined" if quarantined else "")
+            + (f"; usage unknown: {unknown_usage(view)}" if unknown_usage(view) else "")
             + f"); {build.get('reason')} (drop one: python -m shared.cli crm-drop FILE)"
         )
     if state == "blocked":
@@ -47,6 +50,22 @@ def day_line(view: dict[str, Any], since: str | None = None) -> str:
             f": {fetch.get('error')}" if fetch.get("error") else ""
         )
     return f"{day}  nothing yet"
+
+
+def unknown_usage(view: dict[str, Any]) -> str:
+    """The day's companies whose usage is unknown (a record refused for its counts: NULL, never
+    0, and no churn flag from it), as the ledger names them: "2 companies (H-001, H-007)"; empty
+    when there are none."""
+    usage = view.get("usage") or {}
+    count = int(usage.get("unknown") or 0)
+    if not count:
+        return ""
+    listed = usage.get("unknown_companies")
+    named = [str(c) for c in listed] if isinstance(listed, list) else []
+    more = " and others" if count > len(named) and named else ""
+    return f"{count} {'company' if count == 1 else 'companies'}" + (
+        f" ({', '.join(named)}{more})" if named else ""
+    )
 
 
 def day_state(view: dict[str, Any]) -> str:
@@ -70,7 +89,19 @@ def day_rules(view: dict[str, Any]) -> Rules | None:
 def status_table(views: Sequence[dict[str, Any]], in_force: Rules | None = None) -> str:
     """The per-day table of `status`: what is staged, what was built from what, under which
     rules, and by which run."""
-    header = ("DATE", "USAGE", "SNAPSHOT", "STATE", "ROWS", "RULES", "WARN", "ERR", "LAST RUN", "AT (UTC)")
+    header = (
+        "DATE",
+        "USAGE",
+        "SNAPSHOT",
+        "STATE",
+        "ROWS",
+        "UNKNOWN",
+        "RULES",
+        "WARN",
+        "ERR",
+        "LAST RUN",
+        "AT (UTC)",
+    )
     rows = []
     for view in views:
         build, usage, fetch = view.get("days") or {}, view.get("usage") or {}, view.get("fetch") or {}
@@ -84,6 +115,7 @@ def status_table(views: Sequence[dict[str, Any]], in_force: Rules | None = None)
                 build.get("snapshot_date") or "-",
                 day_state(view),
                 str(build.get("rows", "-")) if build.get("status") == "built" else "-",
+                str(int(usage.get("unknown") or 0)) if usage else "-",
                 _rules_cell(view, in_force),
                 str(len(build.get("warnings") or [])),
                 str(len(build.get("errors") or [])),
@@ -104,6 +136,14 @@ def status_table(views: Sequence[dict[str, Any]], in_force: Rules | None = None)
             *((view.get("days") or {}).get("warnings") or []),
         ]
     ]
+    unknown = [f"{view['date']} {unknown_usage(view)}" for view in views if unknown_usage(view)]
+    if unknown:
+        notes.append(
+            "UNKNOWN: companies whose record of the day was refused for its counts: their usage that"
+            " day is NULL (never 0) and they cannot be flagged from it (is_churn_risk is empty where"
+            " the rule would flag them):"
+            f" {'; '.join(unknown)}"
+        )
     if in_force is not None:
         stale = [v["date"] for v in views if _rules_cell(v, in_force).endswith("*")]
         notes.append(f"RULES: {RULES_LEGEND}; in force: {in_force.short()} ({in_force.describe()})")

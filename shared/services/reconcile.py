@@ -68,6 +68,13 @@ def reconcile(
         if snapshot
         else frozenset()
     )
+    first = day - timedelta(days=ROLLING_DAYS - 1)
+    unknown: dict[str, list[tuple[date, str]]] = {}
+    for r in services.warehouse.fetch_rows(
+        "reconcile_unknown_days",
+        {"company_id": company.strip() if company else None, "first_day": first, "activity_date": day},
+    ):
+        unknown.setdefault(r["company_id"], []).append((_day(r["activity_date"]), str(r["reason"])))
     sources = DaySources(
         day=day,
         api=api,
@@ -80,10 +87,10 @@ def reconcile(
         analytics=analytics,
         day_state=day_state,
         snapshot_companies=snapshot_companies,
+        unknown=unknown,
     )
     result = reconcile_day(sources, company)
     if company is not None and company in analytics:
-        first = day - timedelta(days=ROLLING_DAYS - 1)
         window = [
             (_day(r["activity_date"]), int(r["active_users"]), int(r["events"]))
             for r in services.warehouse.fetch_rows(
@@ -99,7 +106,9 @@ def reconcile(
         rules = (
             Rules(**day_state["rules"]) if day_state and isinstance(day_state.get("rules"), dict) else None
         )
-        result.explanation = explain_row(analytics[company], window, observed, rules)
+        result.explanation = explain_row(
+            analytics[company], window, observed, rules, unknown.get(company, ())
+        )
     return result
 
 

@@ -62,6 +62,7 @@ class StageOutcome:
 # Part of every usage checksum: change it when the record rules change, so that pages staged
 # under the old rules are staged again under the new ones instead of being "unchanged".
 USAGE_RULES_VERSION = "usage-records/3"  # 3: 12.0 is a count, reasons say what was there
+UNKNOWN_NAMED = 5  # companies with unknown usage named in the ledger (status shows them)
 
 
 def _usage_checksum(pages: list[dict[str, Any]]) -> str:
@@ -305,6 +306,9 @@ def load_usage_manifest(services: Services, manifest_name: str) -> StageOutcome:
         "staged": len(rows),
         "quarantined": quarantined,
         "unknown": len(unknown),
+        # The first companies whose usage is unknown (status names them; the warehouse's
+        # stg.usage_unknown holds them all, with their reasons), as JSON text: ledger values are flat.
+        "unknown_companies": json.dumps([c for c, _ in unknown[:UNKNOWN_NAMED]], ensure_ascii=False),
         "duplicates": validated.duplicates,
         # What the quality gate says of the quarantined records (kinds of reason, companies,
         # examples, where they are), small: the records themselves are in quarantine.

@@ -98,7 +98,7 @@ def _decode(data: Mapping[str, Any]) -> dict[str, Any]:
     if "rules" in out:
         rules = Rules.decode(out["rules"])
         out["rules"] = asdict(rules) if rules else None
-    for k in ("errors", "warnings"):  # lists are stored as JSON text: ledger values are flat
+    for k in ("errors", "warnings", "unknown_companies"):  # lists are JSON text: ledger values are flat
         if isinstance(out.get(k), str):
             with contextlib.suppress(json.JSONDecodeError):
                 out[k] = json.loads(out[k])

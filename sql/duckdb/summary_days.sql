@@ -2,6 +2,7 @@
 SELECT activity_date,
        COUNT(*) AS row_count,
        SUM(CASE WHEN is_churn_risk THEN 1 ELSE 0 END) AS churn_risk,
+       SUM(CASE WHEN is_churn_risk IS NULL THEN 1 ELSE 0 END) AS churn_cannot_tell,
        SUM(active_users) AS active_users,
        MAX(crm_snapshot_date) AS crm_snapshot_date
 FROM analytics.company_daily_activity

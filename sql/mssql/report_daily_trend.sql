@@ -8,6 +8,8 @@ SELECT activity_date,
        SUM(CAST(active_users AS BIGINT)) AS active_users,
        SUM(CAST(rolling_7d_active_users AS BIGINT)) AS rolling_7d_active_users,
        SUM(CASE WHEN is_churn_risk = 1 THEN 1 ELSE 0 END) AS churn_risk,
+       SUM(CASE WHEN is_churn_risk IS NULL THEN 1 ELSE 0 END) AS churn_cannot_tell,
+       SUM(CASE WHEN active_users IS NULL THEN 1 ELSE 0 END) AS usage_unknown,
        MIN(usage_days_observed_7d) AS days_observed
 FROM analytics.company_daily_activity
 GROUP BY activity_date

@@ -5,6 +5,7 @@ SET NOCOUNT ON;
 SELECT activity_date,
        COUNT(*) AS row_count,
        SUM(CASE WHEN is_churn_risk = 1 THEN 1 ELSE 0 END) AS churn_risk,
+       SUM(CASE WHEN is_churn_risk IS NULL THEN 1 ELSE 0 END) AS churn_cannot_tell,
        SUM(CAST(active_users AS BIGINT)) AS active_users,
        MAX(crm_snapshot_date) AS crm_snapshot_date
 FROM analytics.company_daily_activity

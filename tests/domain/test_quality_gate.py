@@ -6,6 +6,8 @@ import json
 from datetime import date, timedelta
 from typing import Any
 
+import pytest
+
 from shared.domain.quality import MIN_RECORDS_FOR_SHARE_ERROR, Coverage, check_day, summarize_quarantine
 from shared.domain.usage_records import RejectedRecord, record_problem
 
@@ -79,6 +81,24 @@ def test_one_quarantined_record_is_a_warning_naming_the_company_field_example_an
     )
     assert "quarantine/raw/usage/p1.json/run/rejected-records.jsonl" in warning
     assert "run the day again" in warning and "force" not in warning
+
+
+@pytest.mark.parametrize(
+    ("unknown", "said"),
+    [
+        (1, "the usage of 1 company on 2026-10-10 is unknown (NULL, never 0), and it cannot be flagged"),
+        (2, "the usage of 2 companies on 2026-10-10 is unknown (NULL, never 0), and they cannot be flagged"),
+        (0, "they add no row and no usage on 2026-10-10"),
+        (None, "a company whose counts were refused has unknown usage on 2026-10-10 (NULL, never 0)"),
+    ],
+)
+def test_the_warning_says_refused_usage_is_unknown_never_zero(unknown: int | None, said: str) -> None:
+    """Issue 22: a refused record's usage is NULL, not 'not counted' (which reads as 0)."""
+    days = with_summary(29, [rejected("H-001", active_users="14")])
+    if unknown is not None:
+        days[TODAY]["unknown"] = unknown
+    [warning] = check_day(D, days).warnings
+    assert said in warning and "not counted" not in warning
 
 
 def test_a_quarantined_record_without_a_summary_is_still_said() -> None:

@@ -180,7 +180,14 @@ def test_a_day_never_fetched_and_an_unknown_company_are_said(cli, local_env: Pat
         code, result = reconcile(cli, "--company", asked, "--skip-api")
         assert code == 1 and result["verdict"] == "differ"
         assert result["companies"] == [
-            {"company_id": shown, "api": None, "landed": None, "staged": None, "analytics": None}
+            {
+                "company_id": shown,
+                "api": None,
+                "landed": None,
+                "staged": None,
+                "analytics": None,
+                "unknown": False,
+            }
         ]
         assert texts(result, "unknown_company") == {
             shown: f"{shown} has no record on {DAY} in the landed pages, staging or the table"
@@ -385,3 +392,91 @@ def test_a_pending_build_is_named_and_rebuild_does_it(cli, local_env: Path) -> N
     assert not texts(result, "rebuild_pending")
     code, out, _err = cli("rebuild")
     assert code == 0 and "nothing to rebuild" in out and "no build is pending" in out
+
+
+REFUSED_DAY, REFUSED = "2026-10-02", "c-010000"  # 2 users that day, never contacted: flagged by the rule
+
+
+def _refuse_one(world: dict[str, list[dict[str, Any]]]) -> None:
+    world[REFUSED_DAY] = [
+        {**r, "active_users": "14"} if r["company_id"] == REFUSED else r for r in world[REFUSED_DAY]
+    ]
+
+
+def test_an_unknown_day_and_a_null_flag_are_explained_in_words(
+    cli, local_env: Path, world: dict[str, list[dict[str, Any]]]
+) -> None:
+    """A record refused for its counts: the row has NULL usage and a NULL flag. Reconcile reads
+    them without crashing, calls the refusal the difference it is (exit 1), and says why the flag
+    cannot tell, on the refused day and on the next day whose window holds it (issue 22)."""
+    _refuse_one(world)
+    built(cli)
+    code, result = reconcile_on(cli, REFUSED_DAY, "--skip-api")
+    assert code == 1 and result["verdict"] == "differ"
+    # the golden day's own record without a company_id, and the refused one
+    assert [f["company_id"] for f in result["differences"]] == ["(no company_id)", REFUSED]
+    assert texts(result, "quarantined")[REFUSED].startswith(
+        'record quarantined (page 3, record 5): active_users is a string: "14" (quarantine/raw/usage/2026-10-02/'
+    )
+    assert texts(result, "usage_unknown")[REFUSED] == (
+        f'usage of {REFUSED_DAY} unknown (NULL), not 0: its record was refused (active_users is a string: "14")'
+    )
+    cannot = (
+        f'cannot tell: usage of {REFUSED_DAY} refused, record quarantined: active_users is a string: "14";'
+        " with it counted as 0 the rule would flag the company"
+    )
+    assert texts(result, "churn_cannot_tell")[REFUSED] == f"is_churn_risk empty: {cannot}"
+    assert result["summary"]["usage_unknown"] == 1 and result["summary"]["churn_cannot_tell"] == 1
+    assert not texts(result, "table_behind") and not texts(result, "crm_only").get(REFUSED)
+
+    code, out, err = cli("reconcile", "--date", REFUSED_DAY, "--company", REFUSED, "--skip-api")
+    assert code == 1 and not err, err
+    assert "table unknown (NULL)" in out
+    assert "  unknown usage: 1 company (a record refused: NULL, not 0); churn flag cannot tell: 1\n" in out
+    lines = [line.strip() for line in out.splitlines()]
+    assert any(
+        line.startswith("active_users, events: empty: usage of 2026-10-02 unknown, not 0") for line in lines
+    )
+    assert "events_per_user: empty, as active_users is unknown" in lines
+    rolling = next(line for line in lines if line.startswith("rolling_7d_active_users"))
+    assert "+ ? over" in rolling and "(usage unknown on 2026-10-02, a record refused: counted 0)" in rolling
+    assert (
+        "usage_unknown_7d 1: days whose usage is unknown (a record refused for its counts): 2026-10-02"
+        in lines
+    )
+    churn = next(line for line in lines if line.startswith("is_churn_risk"))
+    assert churn.startswith(f"is_churn_risk empty: {cannot}: ") and "(rules 10/30/7)" in churn
+
+    # The next day its usage is known, the window still holds the refused day: cannot tell, said
+    # as a note; only the golden day's own quarantined record differs.
+    code, result = reconcile_on(cli, DAY, "--company", REFUSED, "--skip-api")
+    assert code == 0 and result["verdict"] == "agree", result["differences"]
+    assert texts(result, "churn_cannot_tell")[REFUSED] == f"is_churn_risk empty: {cannot}"
+    churn = next(line for line in result["explanation"] if line.startswith("is_churn_risk"))
+    assert churn.startswith(f"is_churn_risk empty: {cannot}")
+
+
+def test_the_http_route_reads_an_unknown_day(pipeline, world: dict[str, list[dict[str, Any]]]) -> None:  # type: ignore[no-untyped-def]
+    _refuse_one(world)
+    for path in GOLDEN.crm_files()[:2]:
+        pipeline.services.blobs.put("crm-drop", path.name, path.read_bytes())
+    assert pipeline.host.http("POST", "replay", body={"date": REFUSED_DAY}).status_code == 202
+    assert not pipeline.host.drain().dead_lettered
+    answer = pipeline.host.http(
+        "GET", "reconcile", params={"date": REFUSED_DAY, "company_id": REFUSED, "api": "false"}
+    )
+    assert answer.status_code == 200, answer.get_body()
+    result = json.loads(answer.get_body())
+    assert result["verdict"] == "differ"
+    assert [f["kind"] for f in result["differences"]] == ["quarantined"]
+    assert result["companies"][0]["unknown"] is True and result["companies"][0]["analytics"] is None
+    assert any(
+        line.startswith("is_churn_risk empty: cannot tell: usage of 2026-10-02 refused")
+        for line in result["explanation"]
+    )
+
+
+def reconcile_on(cli: Any, day: str, *args: str) -> tuple[int, dict[str, Any]]:
+    code, out, err = cli("reconcile", "--date", day, "--json", *args)
+    assert not err, err
+    return code, json.loads(out)

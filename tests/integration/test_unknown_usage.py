@@ -164,3 +164,33 @@ def test_worlds_with_refused_records_converge_to_the_oracle(tmp_path_factory, da
     expected = expected_table(usage, STAGED.snapshots, unknown=unknown)
     differences = diff_tables(read_table(settings_.local_data_dir), expected)
     assert differences == [], "\n".join(differences[:15])
+
+
+# ------------------------------------------------------------------------- status says them
+
+
+def test_status_shows_the_unknown_companies_per_day(
+    cli: Cli, idle_looking_company: str, pipeline: Any
+) -> None:
+    """Issue 22: the only trace of a refused record was `29 (+1 q)`; status now names the
+    companies whose usage is unknown, per day: the table, the day's line, --json and the API."""
+    import json
+
+    assert cli("crm-drop", str(CRM_FILES[0]))[0] == 0
+    code, out, _err = cli("run", "--date", "2026-10-01")
+    assert code == 0 and f"usage unknown: 1 company ({idle_looking_company})" in out, out  # the day's line
+    code, out, _err = cli("status")
+    assert code == 0
+    header, first = out.splitlines()[:2]
+    assert header.split()[5] == "UNKNOWN" and first.split()[7] == "1", out
+    said = [line for line in out.splitlines() if line.startswith("UNKNOWN: ")]
+    assert said and said[0].endswith(f": 2026-10-01 1 company ({idle_looking_company})"), said
+    assert "NULL (never 0)" in said[0] and "cannot be flagged" in said[0]
+    code, out, _err = cli("status", "--date", "2026-10-01")
+    assert code == 0 and f"2026-10-01 1 company ({idle_looking_company})" in out, out
+    code, out, _err = cli("status", "--json")
+    [day] = [d for d in json.loads(out)["days"] if d["date"] == "2026-10-01"]
+    assert day["usage"]["unknown"] == 1 and day["usage"]["unknown_companies"] == [idle_looking_company]
+    answer = pipeline.host.http("GET", "status", params={"date": "2026-10-01"})
+    usage = json.loads(answer.get_body())["usage"]
+    assert usage["unknown"] == 1 and usage["unknown_companies"] == [idle_looking_company]

@@ -83,3 +83,16 @@ def test_report_command_writes_the_html_file(cli, local_env: Path) -> None:
     assert code == 0 and "report.html" in out
     html = (local_env / "report.html").read_text()
     assert "Company Activity" in html and "2026-10-01" in html
+
+
+def test_a_waiting_day_names_its_unknown_companies_too() -> None:
+    from shared.local.status_view import day_line
+
+    view = {
+        "date": "2026-11-20",
+        "days": {"status": "waiting", "reason": "no CRM snapshot on or before 2026-11-20"},
+        "usage": {"staged": 29, "quarantined": 1, "unknown": 1, "unknown_companies": ["H-007"]},
+    }
+    assert day_line(view).startswith(
+        "2026-11-20  waiting    usage staged (29 records, 1 quarantined; usage unknown: 1 company (H-007));"
+    )

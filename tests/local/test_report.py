@@ -15,7 +15,7 @@ import pytest
 
 from shared.config import Settings
 from shared.local.pipeline import LocalPipeline
-from shared.local.report import render_report, write_report
+from shared.local.report import TOP_AT_RISK, render_report, write_report
 from tests.conftest import GOLDEN, read_table
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")  # CI on GitHub points it at google-chrome
@@ -204,3 +204,34 @@ def read_png(path: Path) -> tuple[int, int, Callable[[int, int], tuple[int, int,
         return tuple(rows[y][offset : offset + 3])  # type: ignore[return-value]
 
     return width, height, pixel
+
+
+def test_a_null_flag_is_cannot_tell_never_at_risk(cli, local_env: Path, api_records) -> None:  # type: ignore[no-untyped-def]
+    """Issue 22: c-010021's record of the latest day is refused: the rule would flag it, its flag is
+    NULL. The at-risk list and counts leave it out; the report says how many cannot be told, per
+    day and on the latest day, and the charts still draw with NULL usage in the sums."""
+    refused = "c-010021"  # 1 user on 2026-10-10, flagged by the rule in the golden table
+    api_records[LATEST] = [
+        {**r, "active_users": "1"} if r["company_id"] == refused else r for r in api_records[LATEST]
+    ]
+    build_golden_world(cli)
+    [row] = read_table(
+        local_env,
+        "SELECT active_users, is_churn_risk FROM analytics.company_daily_activity "  # noqa: S608 - constants
+        f"WHERE activity_date = DATE '{LATEST}' AND company_id = '{refused}'",
+    )
+    assert row == {"active_users": None, "is_churn_risk": None}
+    risk = read_table(
+        local_env,
+        "SELECT COUNT(*) AS n FROM analytics.company_daily_activity "  # noqa: S608 - a constant
+        f"WHERE activity_date = DATE '{LATEST}' AND is_churn_risk",
+    )[0]["n"]
+    assert risk == 14  # the golden 15, less the one that cannot be told
+    html = render()
+    assert f"Most at risk on {LATEST} (top {min(TOP_AT_RISK, 14)} of 14)" in html
+    assert f"<td>{refused}</td>" not in html
+    assert "<b>1</b><span>cannot tell (usage refused)</span>" in html
+    assert "<b>1 company cannot be told</b> on this day and are not in the list" in html
+    assert f"Cannot tell, not counted in the bars ({LATEST}: 1)" in html
+    assert "Company-days with unknown usage: 1." in html
+    assert "<svg" in html and "NaN" not in html and "None" not in html
