@@ -190,15 +190,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "backfill" and args.last < args.first:
         parser.error(f"--to {args.last} is before --from {args.first}")  # an argument mistake: exit 2
-    with _redacted_output():
+    secrets = Settings.secret_values()
+    if args.command == "simulator":  # it prints the demo's key for the user to export: public
+        from shared.local.demo import DEMO_KEY
+
+        secrets = [s for s in secrets if s != DEMO_KEY]
+    with _redacted_output(secrets):
         return _main_interrupted(args)
 
 
 @contextmanager
-def _redacted_output() -> Iterator[None]:
+def _redacted_output(secrets: list[str]) -> Iterator[None]:
     """Everything printed goes through the redaction (the secrets as set, valid or not) and
     shows terminal control characters escaped, whichever code prints it."""
-    secrets = Settings.secret_values()
     real = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = RedactingWriter(real[0], secrets), RedactingWriter(real[1], secrets)
     try:
