@@ -9,12 +9,13 @@ import azure.functions as func
 
 from functions._settings import services_for
 from shared.bootstrap import get_services
-from shared.config import SettingsError
+from shared.config import Settings, SettingsError
 from shared.domain.days import parse_day
 from shared.domain.json_input import NotJson, parse_json
 from shared.domain.reconcile_request import BadReconcileRequest, ReconcileRequest
 from shared.domain.replay_request import BadReplayRequest, ReplayRequest
 from shared.observability.context import log_context
+from shared.observability.redact import redact
 from shared.ports import Services
 from shared.services.health import check_health
 from shared.services.reconcile import as_json as reconcile_json
@@ -24,9 +25,10 @@ from shared.services.status import status_payload
 
 
 def _json(status: int, payload: Any) -> func.HttpResponse:
-    return func.HttpResponse(
-        json.dumps(payload, indent=1, default=str), status_code=status, mimetype="application/json"
-    )
+    """The answer, redacted of every secret as set (and of every piece of one): a stored error
+    may quote an API's answer, and no route ever answers with a secret."""
+    text = redact(json.dumps(payload, indent=1, default=str), Settings.secret_values())
+    return func.HttpResponse(text, status_code=status, mimetype="application/json")
 
 
 def _settings_refused(exc: SettingsError) -> func.HttpResponse:

@@ -158,15 +158,22 @@ def _blob_store(settings: Settings) -> BlobStore:
 
 
 def make_ledger(settings: Settings, *, read_only: bool = False) -> RunLedger:
-    """The run ledger; `read_only` opens the local one without creating or changing anything."""
+    """The run ledger; `read_only` opens the local one without creating or changing anything.
+    Whatever is written to it is redacted of the settings' secrets first."""
+    ledger: RunLedger
     if settings.uses_azure_storage():
         from shared.adapters.ledger_table import TableLedger
 
-        ledger: RunLedger = _on_azure_storage(settings, TableLedger)
-        return ledger
-    from shared.adapters.ledger_sqlite import SqliteLedger
+        ledger = _on_azure_storage(settings, TableLedger)
+    else:
+        from shared.adapters.ledger_sqlite import SqliteLedger
 
-    return SqliteLedger(settings.local_data_dir / "ledger.sqlite3", read_only=read_only)
+        ledger = SqliteLedger(settings.local_data_dir / "ledger.sqlite3", read_only=read_only)
+    if not settings.secrets():
+        return ledger
+    from shared.adapters.ledger_redacting import RedactingLedger
+
+    return RedactingLedger(ledger, settings.secrets())
 
 
 def make_warehouse(settings: Settings, *, read_only: bool = False) -> Warehouse:

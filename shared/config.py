@@ -124,13 +124,15 @@ class Settings:
         """The secrets as set in `env`, valid or not: what logging redacts before any setting
         is checked (a webhook URL that is not a URL is still a secret)."""
         env = os.environ if env is None else env
-        return [
+        found = [
             raw
             for f in dataclasses.fields(cls)
             if f.metadata["secret"]
             and (raw := env.get(f.metadata["env"], "").strip())
             and not raw.startswith(_KEY_VAULT_REFERENCE)
         ]
+        api = env.get(_field("usage_api_base_url").metadata["env"], "").strip()
+        return found + ([api] if _has_user_info(api) else [])
 
     def __post_init__(self) -> None:
         # Here rather than in from_env: settings built in code are held to the same ranges.
@@ -167,12 +169,14 @@ class Settings:
         return bool(self.data_storage_connection or self.data_storage_account_name)
 
     def secrets(self) -> list[str]:
-        """Values that must never appear in logs, alerts or errors."""
-        return [
+        """Values that must never appear in logs, alerts or errors: the secret settings, and the
+        API's URL when it carries a password (`https://user:pass@host`)."""
+        found = [
             value
             for f in dataclasses.fields(self)
             if f.metadata["secret"] and (value := getattr(self, f.name))
         ]
+        return found + ([self.usage_api_base_url] if _has_user_info(self.usage_api_base_url) else [])
 
 
 _URL_SETTINGS = ("USAGE_API_BASE_URL", "ALERT_WEBHOOK_URL")
@@ -187,6 +191,11 @@ def unresolved_key_vault_references(env: Mapping[str, str] | None = None) -> lis
         for f in dataclasses.fields(Settings)
         if f.metadata["secret"] and env.get(f.metadata["env"], "").strip().startswith(_KEY_VAULT_REFERENCE)
     ]
+
+
+def _has_user_info(url: str) -> bool:
+    """Whether a URL carries user-info (`user:password@`) before its host."""
+    return "@" in url.partition("://")[2].split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
 
 
 def _url_problem(url: str) -> str | None:

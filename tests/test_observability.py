@@ -65,3 +65,59 @@ def test_a_urls_user_info_and_a_webhooks_path_are_redacted() -> None:
     assert "/services/T1/B2/s3cret" in parts and "sig=x1y2&z=1" in parts
     assert "s3cret" not in redact("POST /services/T1/B2/s3cret failed", parts)
     assert secret_url_parts("") == [] and secret_url_parts("https://host.example") == []
+
+
+KEY = "sk-live-4f9a2c7e1b3d8a6f0c2"
+HOOK = "https://hooks.example.com/services/T0123456/B0987654/XQ9fT3kLm2Zp8Rw4Yb6N?sig=abcdef123456"
+STORAGE = (
+    "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50"
+    "uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1;"
+)
+SQL = "Server=tcp:x.database.windows.net;Database=ca;Uid=app;Pwd=Hunter2Hunter2!;Encrypt=yes"
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        (f"Authorization: Bearer {KEY}", "Authorization: Bearer ***"),
+        (f"x-api-key: {KEY[:18]} end", "x-api-key: *** end"),  # 18 of 27 characters
+        (f"[{KEY[5:13]}]", "[***]"),  # any 8 characters of it
+        (f"[{KEY[5:12]}]", f"[{KEY[5:12]}]"),  # 7 are not a secret
+        (f"{KEY[:10]}{KEY[10:]}", "***"),
+        ("POST /services/T0123456/B0987654/XQ9fT3kLm2Zp8Rw4Yb6N failed", "POST *** failed"),
+        ("token XQ9fT3kLm2Zp8R", "token ***"),
+        ("AccountKey Eby8vdM02xNOcqFl", "AccountKey ***"),
+        ("login Hunter2Hunter", "login ***"),
+        ("http://svc:s3cretpassw0rd@h:1/v2 Basic c3ZjOnMzY3JldHBhc3N3MHJk", "http://***@h:1/v2 Basic ***"),
+        # What the secrets share with ordinary text is not a secret.
+        (
+            "https://hooks.example.com/services/ http://127.0.0.1:10000/x shared/services/fetch.py basic English",
+            "https://hooks.example.com/services/ http://127.0.0.1:10000/x shared/services/fetch.py basic English",
+        ),
+    ],
+)
+def test_every_piece_of_a_secret_of_8_characters_is_redacted(text: str, shown: str) -> None:
+    from shared.observability.redact import redact
+
+    secrets = [KEY, HOOK, STORAGE, SQL, "http://svc:s3cretpassw0rd@h:1"]
+    assert redact(text, secrets) == shown
+
+
+def test_settings_count_a_password_in_the_api_url_as_a_secret() -> None:
+    settings = Settings(usage_api_base_url="https://svc:pw@api.example.com", usage_api_key=KEY)
+    assert "https://svc:pw@api.example.com" in settings.secrets()
+    assert Settings(usage_api_base_url="https://api.example.com/a@b").secrets() == []
+    assert Settings.secret_values({"USAGE_API_BASE_URL": "https://svc:pw@h"}) == ["https://svc:pw@h"]
+
+
+def test_printed_output_is_redacted_and_cannot_drive_the_terminal() -> None:
+    import io
+
+    from shared.observability.redact import RedactingWriter
+
+    sink = io.StringIO()
+    out = RedactingWriter(sink, [KEY])
+    print(f"key {KEY[:4]}", end="", file=out)
+    print(f"{KEY[4:]} \x1b[31mred\u202e", file=out)
+    print("progress", end="", file=out, flush=True)
+    assert sink.getvalue() == "key *** \\x1b[31mred\\u202e\nprogress"

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.parse import urljoin, urlsplit
 
 import requests
 import urllib3
@@ -29,11 +30,14 @@ from shared.adapters.usage_api_pacing import RateLimiter
 from shared.config import Settings
 from shared.domain import http_status
 from shared.domain.usage_page import MalformedPage, Page, TruncatedPage, parse_page
+from shared.observability.redact import public_url, redactor
 from shared.ports import ApiUnreachable, TransientApiError, UsageApiError
 
 log = logging.getLogger(__name__)
 
 MAX_RETRY_AFTER_S = 300.0  # a server asking for more than this is treated as asking for this
+ANSWER_CHARS = 300  # how much of a failed answer a message quotes (contract section 1)
+MAX_REDIRECTS = 5  # redirects followed within the API's own host
 
 
 def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
@@ -78,6 +82,11 @@ class UsageApiClient:
             raise UsageApiError("USAGE_API_BASE_URL is not set")
         self.base_url = base_url.rstrip("/")
         self._api_key = api_key
+        # What messages name: the URL without its user-info. An answer may echo the request,
+        # so what is quoted of it is redacted of the key and the URL's password, and of every
+        # piece of them.
+        self.shown_url = public_url(self.base_url)
+        self._redact = redactor(tuple(s for s in (api_key, self.base_url) if s))
         self.timeout_s = timeout_s
         self.page_size = page_size
         self.max_attempts = max_attempts
@@ -137,7 +146,7 @@ class UsageApiClient:
             reraise=True,
             before_sleep=lambda s: log.warning(
                 "usage API %s, %s %s; retry %d of %d in %.1f s",
-                self.base_url,
+                self.shown_url,
                 day,
                 s.outcome.exception() if s.outcome else "?",
                 s.attempt_number,
@@ -150,18 +159,21 @@ class UsageApiClient:
         except _NoAnswer as exc:
             if reached[0]:  # it answered before: an ordinary transient failure
                 raise TransientApiError(
-                    f"usage API {self.base_url} {day} page {number}: still failing: {exc}"
+                    f"usage API {self.shown_url} {day} page {number}: still failing: {exc}"
                 ) from None
             tried, attempts = self.clock() - started, retrying.statistics.get("attempt_number", 1)
             raise ApiUnreachable(
-                f"usage API {self.base_url} cannot be reached: {exc.cause}"
+                f"usage API {self.shown_url} cannot be reached: {exc.cause}"
                 f" ({attempts} attempt{'s' if attempts != 1 else ''} over {tried:.0f} s)",
                 page=number,
             ) from None
         except TransientApiError as exc:
+            # The requests really made for this page and the time they took (the bound is
+            # USAGE_API_MAX_ATTEMPTS, but the unreachable budget may end it sooner).
+            tried, attempts = self.clock() - started, retrying.statistics.get("attempt_number", 1)
             raise TransientApiError(
-                f"usage API {self.base_url} {day} page {number}: still failing after"
-                f" {self.max_attempts} attempts: {exc}"
+                f"usage API {self.shown_url} {day} page {number}: still failing after"
+                f" {attempts} request{'s' if attempts != 1 else ''} over {tried:.0f} s: {exc}"
             ) from None
 
     def _request_page(self, day: date, number: int) -> Page:
@@ -176,11 +188,7 @@ class UsageApiClient:
             headers=self._headers,
         )
         try:
-            # send() rather than get(): get() merges the session and the environment into every
-            # request, which cost more than parsing the page; both are merged once, here.
-            response = self.session.send(
-                request, timeout=(min(10.0, self.timeout_s), self.timeout_s), stream=True
-            )
+            response = self._send(request)
         except requests.RequestException as exc:
             cause = _no_answer_cause(exc, min(10.0, self.timeout_s), self.timeout_s)
             if cause is not None:
@@ -198,9 +206,10 @@ class UsageApiClient:
         if status == 200:
             if not _looks_like_json(body, response.headers.get("Content-Type", "")):
                 # A portal, a proxy or a wrong URL answering a web page: asking again gets the same.
+                # It may echo the request (the key first): what is quoted is redacted.
                 raise UsageApiError(
-                    f"usage API {self.base_url} answered 200 with a page that is not JSON"
-                    f" ({response.headers.get('Content-Type') or 'no content type'}: {_first_words(body)});"
+                    f"usage API {self.shown_url} answered 200 with a page that is not JSON"
+                    f" ({response.headers.get('Content-Type') or 'no content type'}: {self._quote(body)});"
                     " check USAGE_API_BASE_URL"
                 )
             try:
@@ -209,15 +218,60 @@ class UsageApiClient:
                 raise TransientApiError(str(exc)) from None
             except MalformedPage as exc:  # the same answer next time
                 raise UsageApiError(str(exc)) from None
+        if response.is_redirect:
+            # Only a redirect to another host reaches here (see _send): the key is not sent there.
+            raise UsageApiError(
+                f"usage API {self.shown_url}: the API redirected to {_host_of(response.url)}"
+                f" (HTTP {status} to {self._where(response.url)}) for date {day} page {number};"
+                " not followed with the key: check USAGE_API_BASE_URL"
+            )
         reason = http_status.phrase(status)
+        said = f": {self._quote(body)}" if body.strip() else ""
         if http_status.is_transient(status):
             raise TransientApiError(
-                f"page {number}: HTTP {status} {reason}",
+                f"page {number}: HTTP {status} {reason}{said}",
                 retry_after_s=retry_after_seconds(response.headers.get("Retry-After")),
             )
         raise UsageApiError(
-            f"usage API {self.base_url} answered HTTP {status} {reason} for date {day} page {number}"
+            f"usage API {self.shown_url} answered HTTP {status} {reason} for date {day} page {number}"
+            f" (GET {public_url(request.url or '')}){said}"
         )
+
+    def _send(self, request: requests.PreparedRequest) -> requests.Response:
+        """The answer, redirects within the API's own host followed. A redirect to another host
+        is returned as it is: the key is never sent anywhere but to the API."""
+        timeout = (min(10.0, self.timeout_s), self.timeout_s)
+        for _ in range(MAX_REDIRECTS + 1):
+            # send() rather than get(): get() merges the session and the environment into every
+            # request, which cost more than parsing the page; both are merged once, here.
+            response = self.session.send(request, timeout=timeout, stream=True, allow_redirects=False)
+            target = response.headers.get("Location") if response.is_redirect else None
+            if target is None:
+                return response
+            target = urljoin(request.url or "", target)
+            if not _same_host(request.url or "", target):
+                response.url = target  # where it wanted the key to go, for the message
+                return response
+            response.close()
+            request = request.copy()
+            request.prepare_url(target, None)
+        return response
+
+    def _quote(self, body: bytes) -> str:
+        """The start of an answer, to say why it failed: at most ANSWER_CHARS characters on one
+        line, control characters removed, and no secret nor any piece of one."""
+        text = body[: ANSWER_CHARS * 4].decode("utf-8", "replace")
+        text = " ".join("".join(c if c.isprintable() else " " for c in text).split())
+        text = self._redact(text)
+        return repr(text if len(text) <= ANSWER_CHARS else text[: ANSWER_CHARS - 3] + "...")
+
+    def _where(self, url: str) -> str:
+        """A URL to show: no user-info, no query (it may carry a token)."""
+        try:
+            parts = urlsplit(public_url(url))
+        except ValueError:
+            return "an unreadable address"
+        return self._redact(f"{parts.scheme}://{parts.netloc}{parts.path}")
 
     def _read_body(self, response: requests.Response, number: int) -> bytes:
         """The whole body within USAGE_API_TIMEOUT_S. The read timeout bounds each wait for the
@@ -260,9 +314,27 @@ def _looks_like_json(body: bytes, content_type: str) -> bool:
     return start in (b"{", b"[", b"")
 
 
-def _first_words(body: bytes) -> str:
-    text = body[:80].decode("utf-8", "replace")
-    return repr(" ".join(text.split()))
+def _host_of(url: str) -> str:
+    try:
+        return urlsplit(url).hostname or "an unnamed host"
+    except ValueError:
+        return "an unreadable address"
+
+
+def _same_host(url: str, target: str) -> bool:
+    """Whether a redirect stays with the API: the same host and port (http to https allowed)."""
+    try:
+        old, new = urlsplit(url), urlsplit(target)
+        ports = {"http": 80, "https": 443}
+        same_port = (old.port or ports.get(old.scheme)) == (new.port or ports.get(new.scheme)) or (
+            old.scheme == "http"
+            and new.scheme == "https"
+            and old.port in (None, 80)
+            and new.port in (None, 443)
+        )
+        return old.hostname == new.hostname and same_port and new.scheme in ("http", "https")
+    except ValueError:
+        return False
 
 
 class _NoAnswer(TransientApiError):

@@ -26,7 +26,7 @@ import sys
 import tempfile
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, NoReturn
@@ -39,7 +39,7 @@ from shared.local.errors import CliError
 from shared.local.folder_lock import FolderLock
 from shared.local.status_view import crm_table, day_line, day_problem, file_line, status_table
 from shared.observability.logs import configure_logging
-from shared.observability.redact import redact
+from shared.observability.redact import RedactingWriter, printable, redact
 from shared.ports import SchemaVersionMismatch, WarehouseUnavailable
 
 if TYPE_CHECKING:  # the function host (azure.functions, DuckDB) is loaded by the commands that run it
@@ -69,7 +69,7 @@ def _finish(
     problems = []
     for day in days:
         view = pipeline.status(day.isoformat())
-        print(day_line(view, since))
+        print(printable(day_line(view, since)))  # one line, whatever a file name holds
         problems += [p for p in [day_problem(view)] if p]
     if file and file.get("status") == "rejected":
         problems.append(f"CRM file {file.get('blob')} rejected: {file.get('reason')}")
@@ -114,7 +114,7 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         # Control characters typed into an argument would break the line (or the terminal).
-        shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
+        shown = printable(message)
         if "unrecognized arguments:" in message and any(v in message.split() for v in ("-v", "--verbose")):
             shown += "; -v goes before the command: python -m shared.cli -v <command>"
         self.exit(2, f"error: {shown} (see: {self.prog} --help)\n")
@@ -190,6 +190,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "backfill" and args.last < args.first:
         parser.error(f"--to {args.last} is before --from {args.first}")  # an argument mistake: exit 2
+    secrets = Settings.secret_values()
+    if args.command == "simulator":  # it prints the demo's key for the user to export: public
+        from shared.local.demo import DEMO_KEY
+
+        secrets = [s for s in secrets if s != DEMO_KEY]
+    with _redacted_output(secrets):
+        return _main_interrupted(args)
+
+
+@contextmanager
+def _redacted_output(secrets: list[str]) -> Iterator[None]:
+    """Everything printed goes through the redaction (the secrets as set, valid or not) and
+    shows terminal control characters escaped, whichever code prints it."""
+    real = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = RedactingWriter(real[0], secrets), RedactingWriter(real[1], secrets)
+    try:
+        yield
+    finally:
+        for wrapper in (sys.stdout, sys.stderr):
+            with suppress(OSError, ValueError):  # a reader that went away, a closed stream
+                wrapper.flush()
+        sys.stdout, sys.stderr = real
+
+
+def _main_interrupted(args: argparse.Namespace) -> int:
     try:
         return _main(args)
     except KeyboardInterrupt:
@@ -265,7 +290,7 @@ def _main(args: argparse.Namespace) -> int:
         _working.set()
         return _run(args, settings, None)
     except (CliError, WarehouseUnavailable, SchemaVersionMismatch) as exc:
-        print(f"error: {redact(str(exc), settings.secrets())}", file=sys.stderr)
+        print(f"error: {printable(redact(str(exc), settings.secrets()))}", file=sys.stderr)
         return failed
     except (KeyboardInterrupt, BrokenPipeError):
         raise
@@ -421,7 +446,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings, lock: FolderLock | N
                 except UnsafeBlobName as exc:  # a name this store cannot hold (a segment too long)
                     raise CliError(f"{exc}; give --name a shorter plain file name") from None
             file = crm_file_status(pipeline.services, name)
-            print(f"dropped {args.file} as {names.CRM_CONTAINER}/{name}: {file_line(file)}")
+            print(printable(f"dropped {args.file} as {names.CRM_CONTAINER}/{name}: {file_line(file)}"))
             return _finish(pipeline, report, [], file)
         if args.command == "report":
             from shared.local.report import write_report

@@ -18,6 +18,7 @@ from typing import Any
 from shared.domain import names
 from shared.domain.days import ROLLING_DAYS
 from shared.domain.rules import RULES_LEGEND
+from shared.observability.redact import redact
 from shared.ports import Services
 from shared.services.status import days_under_other_rules
 
@@ -240,7 +241,8 @@ def write_report(services: Services, path: Path) -> Path:
     """Write the page to `path`; its folder must exist (a mistyped --out is said, not made)."""
     if not path.parent.is_dir():
         raise FileNotFoundError(2, "No such folder", str(path.parent))
-    path.write_text(render_report(services), encoding="utf-8")
+    # The ledger and alerts it shows are stored redacted; this holds for those written before.
+    path.write_text(redact(render_report(services), services.settings.secrets()), encoding="utf-8")
     return path
 
 

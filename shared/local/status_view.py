@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from shared.domain.rules import RULED_STATES, RULES_LEGEND, Rules
+from shared.observability.redact import printable
 
 
 def day_line(view: dict[str, Any], since: str | None = None) -> str:
@@ -118,7 +119,7 @@ def status_table(views: Sequence[dict[str, Any]], in_force: Rules | None = None)
                 str(int(usage.get("unknown") or 0)) if usage else "-",
                 _rules_cell(view, in_force),
                 str(len(build.get("warnings") or [])),
-                str(len(build.get("errors") or [])),
+                str(len(build.get("errors") or []) + bool(_fetch_problem(fetch))),
                 run,
                 when.replace("T", " "),
             )
@@ -129,9 +130,10 @@ def status_table(views: Sequence[dict[str, Any]], in_force: Rules | None = None)
         for row in [header, *rows]
     ]
     notes = [
-        f"{view['date']}: {note}"
+        printable(f"{view['date']}: {note}")
         for view in views
         for note in [
+            *[p for p in [_fetch_problem(view.get("fetch") or {})] if p],
             *((view.get("days") or {}).get("errors") or []),
             *((view.get("days") or {}).get("warnings") or []),
         ]
@@ -153,6 +155,16 @@ def status_table(views: Sequence[dict[str, Any]], in_force: Rules | None = None)
                 " or now: python -m shared.cli rebuild"
             )
     return "\n".join(lines + (["", *notes] if notes else []))
+
+
+def _fetch_problem(fetch: dict[str, Any]) -> str | None:
+    """Why a day's fetch failed or is unfinished, as the ledger says: shown under the table, not
+    only in --json (issue 23 item 5)."""
+    if fetch.get("status") == "failed":
+        return f"fetch failed: {fetch.get('error')}"
+    if fetch.get("status") == "running" and fetch.get("last_error"):
+        return f"fetch incomplete: {fetch.get('last_error')}"
+    return None
 
 
 def _rules_cell(view: dict[str, Any], in_force: Rules | None) -> str:
@@ -203,7 +215,7 @@ def crm_table(snapshots: Sequence[dict[str, Any]], files: Sequence[dict[str, Any
     rows = [
         (
             s["snapshot_date"],
-            str(s.get("file") or "-"),
+            printable(str(s.get("file") or "-")),  # a file name may hold anything
             str(s.get("companies", "-")),
             str(s.get("quarantined") or 0),
             f"{s['effective_from']} .. {s['effective_to']}"
@@ -221,12 +233,14 @@ def crm_table(snapshots: Sequence[dict[str, Any]], files: Sequence[dict[str, Any
         ]
     others = [f for f in files if f.get("status") not in ("staged", "unchanged")]
     for file in others:
-        lines.append(f"{file.get('blob')}: {file_line(file)}")
+        lines.append(printable(f"{file.get('blob')}: {file_line(file)}"))
     quarantined = [
         f for f in files if f.get("status") in ("staged", "unchanged") and int(f.get("quarantined") or 0)
     ]
     for file in quarantined:
         lines.append(
-            f"{file.get('blob')}: {int(file['quarantined'])} rows quarantined ({file.get('quarantine')})"
+            printable(
+                f"{file.get('blob')}: {int(file['quarantined'])} rows quarantined ({file.get('quarantine')})"
+            )
         )
     return "\n".join(lines)

@@ -28,6 +28,7 @@ from shared.domain import blob_events, names
 from shared.domain.alerts import Alert
 from shared.domain.usage_page import Page, parse_page
 from shared.observability.context import bind
+from shared.observability.redact import public_url
 from shared.ports import (
     ApiUnreachable,
     BlobNotFound,
@@ -189,7 +190,7 @@ def _remember_unreachable(services: Services, day: str, message: str) -> None:
     the same budget again: a 93-day backfill against a dead API takes one minute, not 93."""
     until = services.clock() + timedelta(seconds=services.settings.usage_api_unreachable_s)
     verdict = {
-        "url": services.settings.usage_api_base_url,
+        "url": public_url(services.settings.usage_api_base_url),  # never its password
         "until": until.isoformat(),
         "message": message,
         "day": day,
@@ -202,7 +203,7 @@ def _not_known_unreachable(services: Services, day: str) -> None:
     entry = services.ledger.get(names.API, UNREACHABLE_KEY)
     if (
         entry is None
-        or entry.data.get("url") != services.settings.usage_api_base_url
+        or entry.data.get("url") != public_url(services.settings.usage_api_base_url)
         or entry.data.get("day") == day
     ):
         return

@@ -99,7 +99,7 @@ def _raw_secrets(environ: Mapping[str, str] | None) -> list[str]:
     env = os.environ if environ is None else environ
     values = [
         env.get(f.metadata["env"], "").strip() for f in dataclasses.fields(Settings) if f.metadata["secret"]
-    ]
+    ] + Settings.secret_values(env)  # and the API's URL when it carries a password
     return [part for v in values if v for part in (v, *secret_url_parts(v))]
 
 

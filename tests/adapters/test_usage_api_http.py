@@ -251,7 +251,7 @@ def test_retries_are_bounded_by_max_attempts(
     assert client.attempts == max_attempts
     assert api.count() == max_attempts and api.count(status=503) == max_attempts
     assert len(sleeps) == max_attempts - 1
-    assert f"{max_attempts} attempts" in str(caught.value) and "503" in str(caught.value)
+    assert f"after {max_attempts} request" in str(caught.value) and "503" in str(caught.value)
     assert API_KEY not in str(caught.value)
 
 
@@ -563,7 +563,11 @@ def test_a_permanent_status_names_the_api(start_api, make_client) -> None:
     api = start_api(5, faults=[Fault("status", status=404, times=-1)])
     with pytest.raises(UsageApiError) as failed:
         make_client(api).fetch_page(DAY, 1)
-    assert str(failed.value) == f"usage API {api.base_url} answered HTTP 404 Not Found for date {ISO} page 1"
+    assert str(failed.value) == (
+        f"usage API {api.base_url} answered HTTP 404 Not Found for date {ISO} page 1"
+        f" (GET {api.base_url}/v2/usage?date={ISO}&page=1&page_size={PAGE_SIZE}):"
+        """ '{"error":"injected fault","status":404}'"""
+    )
 
 
 @pytest.mark.parametrize(
@@ -663,3 +667,93 @@ def test_a_web_page_instead_of_json_fails_at_once_naming_what_came() -> None:
         f"usage API {url} answered 200 with a page that is not JSON (text/html: '<!DOCTYPE html>"
     )
     assert str(failed.value).endswith("check USAGE_API_BASE_URL") and len(calls) == 1
+
+
+def _answering(status: int, body: bytes, headers: str = "") -> Callable[[Any], None]:
+    def answer(conn: Any) -> None:
+        conn.sendall(
+            b"HTTP/1.1 %d X\r\nContent-Type: text/plain\r\n%sContent-Length: %d\r\nConnection: close\r\n\r\n%s"
+            % (status, headers.encode(), len(body), body)
+        )
+
+    return answer
+
+
+def test_a_refusal_says_what_the_api_said() -> None:
+    """A 400's body is the API's explanation: quoted in the message with the URL (issue 23 item 5)."""
+    url, close = _serve_once_per_connection(
+        _answering(400, b'{"error": "page_size must be between 1 and 100"}')
+    )
+    try:
+        with pytest.raises(UsageApiError) as failed:
+            UsageApiClient(url, API_KEY, page_size=500).fetch_page(DAY, 1)
+    finally:
+        close()
+    message = str(failed.value)
+    assert "HTTP 400 Bad Request" in message and "page_size must be between 1 and 100" in message
+    assert f"GET {url}/v2/usage?date={ISO}&page=1&page_size=500" in message
+
+
+KEY = "sk-live-4f9a2c7e1b3d8a6f0c2"
+
+
+def test_an_answer_is_quoted_short_on_one_line_and_without_any_piece_of_the_key_or_password() -> None:
+    """Echoed headers, a truncated key, escape sequences and newlines: at most 300 characters,
+    no control character, no 8-character piece of the key or of the URL's password."""
+    body = (
+        f"Authorization: Bearer {KEY}\r\nX-Key: {KEY[:18]}\x1b[31m\u202e s3cretpassw0rd {KEY[5:14]}\n"
+        + "x" * 1000
+    ).encode()
+    url, close = _serve_once_per_connection(_answering(403, body))
+    host = url.split("://", 1)[1]
+    try:
+        with pytest.raises(UsageApiError) as failed:
+            UsageApiClient(f"http://svc:s3cretpassw0rd@{host}", KEY).fetch_page(DAY, 1)
+    finally:
+        close()
+    message = str(failed.value)
+    quoted = message.split(": ", 1)[1]
+    assert len(quoted) <= 302 and quoted.endswith("...'"), quoted  # 300 characters and the quotes
+    assert all(c.isprintable() for c in message), message
+    for secret in (KEY, "s3cretpassw0rd"):
+        assert not [secret[i : i + 8] for i in range(len(secret) - 7) if secret[i : i + 8] in message], (
+            message
+        )
+    assert f"http://***@{host}" in message
+
+
+def test_a_redirect_to_another_host_is_named_not_followed() -> None:
+    """The key is never sent to another host; the message says where the API sent us
+    (issue 23 item 5: it was a 401 on the original URL)."""
+    seen: list[bytes] = []
+    other, close_other = _serve_once_per_connection(lambda conn: seen.append(b"asked"))
+    target = other.replace("127.0.0.1", "localhost") + "/v2/usage?date=x&token=abc12345678"
+    url, close = _serve_once_per_connection(_answering(302, b"", f"Location: {target}\r\n"))
+    try:
+        with pytest.raises(UsageApiError) as failed:
+            UsageApiClient(url, API_KEY).fetch_page(DAY, 1)
+    finally:
+        close()
+        close_other()
+    message = str(failed.value)
+    assert "the API redirected to localhost" in message and "not followed with the key" in message
+    assert "abc12345678" not in message and "401" not in message and seen == []
+
+
+def test_a_redirect_within_the_api_is_followed() -> None:
+    calls: list[int] = []
+    page = b'{"data": [], "page": 1, "page_size": 10, "has_next_page": false}'
+
+    def answer(conn: Any) -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            _answering(307, b"", f"Location: /moved/v2/usage?date={ISO}&page=1\r\n")(conn)
+        else:
+            _answering(200, page, "")(conn)
+
+    url, close = _serve_once_per_connection(answer)
+    try:
+        fetched = UsageApiClient(url, API_KEY).fetch_page(DAY, 1)
+    finally:
+        close()
+    assert fetched.records == [] and not fetched.has_next_page and len(calls) == 2
