@@ -194,3 +194,28 @@ def test_status_shows_the_unknown_companies_per_day(
     answer = pipeline.host.http("GET", "status", params={"date": "2026-10-01"})
     usage = json.loads(answer.get_body())["usage"]
     assert usage["unknown"] == 1 and usage["unknown_companies"] == [idle_looking_company]
+
+
+# ------------------------------------------------- a contact later than the day (issue 22, case 5)
+
+
+def test_a_contact_late_in_the_evening_west_of_utc_is_0_days_ago_never_minus_1(
+    cli: Cli, tmp_path: Path
+) -> None:
+    """2026-10-01T23:30-05:00 is 2026-10-02 04:30 UTC: a day after the row's own day. (The golden
+    snapshot's companies come along, so the day's usage is covered by the CRM.)"""
+    drop = tmp_path / "companies_2026-10-01.csv"
+    drop.write_text(
+        CRM_FILES[0].read_text(encoding="utf-8")
+        + "late-caller,Late Caller,US,retail,2026-10-01T23:30:00-05:00\n"
+        + "on-time,On Time,US,retail,2026-09-30T12:00:00Z\n",
+        encoding="utf-8",
+    )
+    assert cli("crm-drop", str(drop))[0] == 0
+    code, _, err = cli("run", "--date", "2026-10-01")
+    assert code == 0, err
+    table = read_table(Path(Settings.from_env().local_data_dir))
+    late, on_time = _row(table, "late-caller", "2026-10-01"), _row(table, "on-time", "2026-10-01")
+    assert str(late["last_contact_at"]) == "2026-10-02 04:30:00"  # kept in UTC, as the contract says
+    assert late["days_since_last_contact"] == 0
+    assert on_time["days_since_last_contact"] == 1
