@@ -164,7 +164,7 @@ def test_a_day_waiting_for_its_snapshot_says_its_quarantined_records_and_warns_w
     api_records[DAY] = world(**{"H-007": {"events": None}})
     code, out, err = cli("run", "--date", DAY)
     assert code == 0, err
-    assert "waiting    usage staged (29 records, 1 quarantined)" in out
+    assert "waiting    usage staged (29 records, 1 quarantined; usage unknown: 1 company (H-007))" in out
     path = tmp_path / f"companies_{DAY}.csv"
     path.write_text(
         "company_id,name,country,industry_tag,last_contact_at\n"
