@@ -216,7 +216,7 @@ def schedule_problem(expression: str) -> str | None:
     ("0 30 2 * * *": second, minute, hour, day, month, day of week), or None."""
     fields = expression.split()
     if len(fields) != 6:
-        return f"{len(fields)} fields, not 6 (second minute hour day month day-of-week, e.g. '0 30 2 * * *')"
+        return f"{len(fields)} fields, not 6: second minute hour day month day-of-week"
     for text, (what, low, high, words) in zip(fields, _CRON_FIELDS, strict=True):
         for item in text.split(","):
             match = _CRON_ITEM.fullmatch(item)

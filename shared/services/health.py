@@ -215,7 +215,8 @@ def _settings_detail(settings: Settings, problems: Mapping[str, SettingsError], 
     if problems:
         raise CheckFailed(
             "; ".join(str(p) for p in problems.values())
-            + "; correct it in the app settings (locally: the environment); the checks that do not need it ran"
+            + f"; correct {'it' if len(problems) == 1 else 'them'} in the app settings (locally: the"
+            " environment); every check that does not need it ran"
         )
     others = [name for name in unresolved if name not in _KEY_VAULT_SECRETS]
     if others:
@@ -434,8 +435,8 @@ def _alert_sink(services: Services, send_test_alert: bool, unresolved: list[str]
         raise CheckFailed(f"no alert sink ({_said(exc)}); check ALERT_WEBHOOK_URL") from None
     # A webhook whose secret is not set yet: alerts still go somewhere (the log), as docs/deploy.md says.
     note = (
-        "; note: ALERT_WEBHOOK_URL is an unresolved Key Vault reference, so alerts go to the log only"
-        " (set the alert-webhook-url secret and restart the app to get them by webhook)"
+        "; note: ALERT_WEBHOOK_URL is an unresolved Key Vault reference, treated as unset (set the"
+        " alert-webhook-url secret and restart the app to get alerts by webhook)"
         if "ALERT_WEBHOOK_URL" in unresolved
         else ""
     )

@@ -210,7 +210,10 @@ def test_an_unresolved_webhook_reference_is_a_note_and_prints_no_raw_line(cli, m
     code, out, err = cli("health")
     assert code == 0, out + err
     assert err == ""  # no raw "treating it as unset" line before logging is set up
-    assert "alerts go to the log only" in lines_by_check(out)["alert_sink"][3]
+    assert (
+        "; note: ALERT_WEBHOOK_URL is an unresolved Key Vault reference"
+        in lines_by_check(out)["alert_sink"][3]
+    )
 
 
 def test_a_newer_local_schema_is_said_as_such_not_move_it_aside(cli, local_env: Path) -> None:

@@ -381,7 +381,10 @@ def test_an_unresolved_api_key_fails_only_usage_api_and_says_how_to_set_it(world
 def test_an_unresolved_webhook_is_a_note_under_alert_sink(world: World) -> None:
     result = world.check(environ={"ALERT_WEBHOOK_URL": KV.format("alert-webhook-url")})
     assert result.ok
-    assert "alerts go to the log only" in by_name(result)["alert_sink"].detail
+    assert (
+        "; note: ALERT_WEBHOOK_URL is an unresolved Key Vault reference"
+        in by_name(result)["alert_sink"].detail
+    )
 
 
 def test_another_unresolved_secret_fails_settings_and_says_to_restart(world: World) -> None:
