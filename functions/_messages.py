@@ -10,6 +10,7 @@ from typing import Any
 import azure.functions as func
 
 from shared.bootstrap import get_services
+from shared.config import settings_of
 from shared.domain.alerts import Alert
 from shared.domain.errors import PermanentError
 from shared.domain.json_input import NotJson, parse_json
@@ -42,5 +43,6 @@ def settle_permanent_errors(stage: str, msg: func.ServiceBusMessage) -> Iterator
         log.error("%s", message)
         body = msg.get_body()[:2000].decode("utf-8", "replace")
         raise_alert(
-            get_services().bus, Alert("error", stage, exc.kind, message[:500], detail=f"body: {body}")
+            get_services(settings_of("storage", "bus", "alerts")).bus,
+            Alert("error", stage, exc.kind, message[:500], detail=f"body: {body}"),
         )

@@ -7,12 +7,14 @@ SDKs it uses and nothing else: no DuckDB, no in-process bus, no module of `share
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
-from shared.config import Settings, SettingsError
+from shared.config import Settings, SettingsError, settings_of, unresolved_key_vault_references
 from shared.domain import blob_events, names
 from shared.ports import (
     AlertSink,
@@ -26,46 +28,84 @@ from shared.ports import (
 )
 
 _current: Services | None = None
-_for_alerts: Services | None = None
+# Built from the valid settings while some other setting is bad, with the environment it was
+# read from: rebuilt when that changes.
+_partial: tuple[tuple[str | None, ...], Services] | None = None
 _alerts_bus: MessageBus | None = None
 _lock = threading.Lock()
+log = logging.getLogger(__name__)
 
 # What the alert function reads besides storage (where it remembers what it sent): its sink.
-ALERT_SETTINGS = ("ALERT_WEBHOOK_URL", "ALERT_WEBHOOK_BACKOFF_S", "ALERT_REPEAT_WINDOW_S")
+ALERT_SETTINGS = settings_of("alerts", "alert_sink")
 
 
-def get_services() -> Services:
+def get_services(needs: Collection[str] | None = None) -> Services:
     """The services of this process, built on first use from the environment (Azure) or
     installed by the local host.
 
-    Settings are checked here, when a function runs, never when the app is imported: an invalid
-    one raises `SettingsError` (one line naming it) and nothing is kept, so every invocation
-    that needs the services fails the same way until the setting is fixed, and the others run.
+    Settings are checked here, when a function runs, never when the app is imported (contract
+    section 8). `needs`: the variables the caller's work is built from (`settings_of(...)`);
+    None: every setting. When one of them is invalid this raises `SettingsError` naming every
+    invalid one of them, in one line, and keeps nothing, so every invocation that needs them
+    fails the same way until they are fixed. An invalid setting outside `needs` does not stop
+    the caller: the services are built from the valid settings, and the pieces built from an
+    invalid one refuse to work (the usage API client and the alert sink raise its error)
+    rather than run on a default nobody chose.
     """
-    global _current
+    global _current, _partial
     with _lock:
-        if _current is None:
-            _current = build_services(Settings.from_env())
-        return _current
+        if _current is not None:
+            return _current
+        settings, problems = Settings.read_env()
+        if not problems:
+            _log_unresolved()
+            _current = build_services(settings)
+            return _current
+        mine = [problem for name, problem in problems.items() if needs is None or name in needs]
+        if mine:
+            raise SettingsError("; ".join(str(problem) for problem in mine))
+        key = tuple(os.environ.get(name) for name in Settings.variables())
+        if _partial is None or _partial[0] != key:
+            _log_unresolved()
+            _partial = (key, _refusing(build_services(settings), problems))
+        return _partial[1]
 
 
 def get_alert_services() -> Services:
-    """What the alert function runs on: the services, or, when some other setting is invalid,
-    the same built from the valid ones with the alert sink's own settings checked. A bad
-    setting elsewhere must not silence the alerts that report it."""
-    global _for_alerts
-    try:
-        return get_services()
-    except SettingsError:
-        pass
-    with _lock:
-        if _for_alerts is None:
-            settings, problems = Settings.read_env()
-            for name in ALERT_SETTINGS:
-                if name in problems:
-                    raise problems[name]
-            _for_alerts = build_services(settings)
-        return _for_alerts
+    """What the alert function runs on: the services, built from the valid settings when some
+    other setting is invalid, with the alert sink's own settings checked. A bad setting
+    elsewhere must not silence the alerts that report it."""
+    return get_services(ALERT_SETTINGS)
+
+
+def _refusing(services: Services, problems: Mapping[str, SettingsError]) -> Services:
+    """`services` whose usage API client and alert sink raise the first invalid setting they
+    are built from, instead of being built on its default."""
+
+    def refusing(piece: str, build: Callable[[Settings], Any]) -> Callable[[Settings], Any]:
+        bad = [problems[name] for name in settings_of(piece) if name in problems]
+        if not bad:
+            return build
+
+        def refuse(settings: Settings) -> Any:
+            raise SettingsError("; ".join(str(problem) for problem in bad))
+
+        return refuse
+
+    return dataclasses.replace(
+        services,
+        usage_api=refusing("usage_api", services.usage_api),
+        alert_sink=refusing("alert_sink", services.alert_sink),
+    )
+
+
+def _log_unresolved() -> None:
+    for name in unresolved_key_vault_references():
+        log.error(
+            "setting %s is an unresolved Key Vault reference (the secret is not set, or the app's identity"
+            " cannot read it); treating it as unset",
+            name,
+        )
 
 
 def alert_bus() -> MessageBus | None:
@@ -83,9 +123,9 @@ def alert_bus() -> MessageBus | None:
 
 def use_services(services: Services | None) -> None:
     """Install the services the handlers will use (the local host and tests)."""
-    global _current, _for_alerts
+    global _current, _partial
     with _lock:
-        _current, _for_alerts = services, None
+        _current, _partial = services, None
 
 
 def build_services(

@@ -9,7 +9,6 @@ clamped or ignored value would run the pipeline on rules nobody chose.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import math
 import os
 import re
@@ -102,10 +101,8 @@ class Settings:
             raw = env.get(f.metadata["env"], "").strip()
             if f.metadata["secret"] and raw.startswith(_KEY_VAULT_REFERENCE):
                 # The secret was never set, or the identity cannot read it: the app gets the
-                # reference's literal text. Treat it as unset, loudly.
-                logging.getLogger(__name__).error(
-                    "setting %s is an unresolved Key Vault reference; treating it as unset", f.metadata["env"]
-                )
+                # reference's literal text. Treated as unset; `unresolved_key_vault_references`
+                # names it (the health check says it, and the services log it once logging is up).
                 raw = ""
             if raw:
                 try:
@@ -180,6 +177,81 @@ class Settings:
 
 
 _URL_SETTINGS = ("USAGE_API_BASE_URL", "ALERT_WEBHOOK_URL")
+
+# Which settings each piece is built from (contract section 8: each function checks the settings
+# it needs when it runs). A function or a health check needs the pieces it uses; a bad setting
+# outside them does not stop it.
+PIECES: dict[str, tuple[str, ...]] = {
+    "storage": ("LOCAL_DATA_DIR", "DATA_STORAGE_CONNECTION", "DATA_STORAGE_ACCOUNT_NAME"),
+    "bus": ("ServiceBusConnection", "ServiceBusConnection__fullyQualifiedNamespace", "MAX_DELIVERY_COUNT"),
+    "warehouse": ("SQL_CONNECTION_STRING", "SQL_SERVER", "SQL_DATABASE", "LOCAL_WAREHOUSE_MEMORY_MB"),
+    "usage_api": tuple(
+        f.metadata["env"] for f in dataclasses.fields(Settings) if f.metadata["env"].startswith("USAGE_API_")
+    ),
+    "rules": ("CHURN_MIN_ROLLING_USERS", "CHURN_MAX_CONTACT_AGE_DAYS", "CRM_MAX_SNAPSHOT_AGE_DAYS"),
+    # Raising an alert (queueing it, de-duplicating it) and delivering it.
+    "alerts": ("ALERT_REPEAT_WINDOW_S",),
+    "alert_sink": ("ALERT_WEBHOOK_URL", "ALERT_WEBHOOK_BACKOFF_S"),
+}
+
+
+def settings_of(*pieces: str) -> frozenset[str]:
+    """The variables the given pieces are built from."""
+    return frozenset(name for piece in pieces for name in PIECES[piece])
+
+
+# The timer's schedule is read by the Functions host (a binding expression), not by Settings;
+# an invalid one stops the daily fetch silently, so the health check validates it.
+SCHEDULE_SETTING = "FETCH_SCHEDULE"
+# NCRONTAB fields: second, minute, hour, day, month, day of week; names as the host accepts them.
+_CRON_FIELDS = (
+    ("second", 0, 59, ()),
+    ("minute", 0, 59, ()),
+    ("hour", 0, 23, ()),
+    ("day", 1, 31, ()),
+    ("month", 1, 12, ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")),
+    ("day of week", 0, 6, ("sun", "mon", "tue", "wed", "thu", "fri", "sat")),
+)
+_CRON_ITEM = re.compile(r"(\*|[0-9A-Za-z]+(?:-[0-9A-Za-z]+)?)(?:/([0-9]+))?")
+
+
+def schedule_problem(expression: str) -> str | None:
+    """What makes `expression` not a 6-field NCRONTAB schedule the Functions host runs
+    ("0 30 2 * * *": second, minute, hour, day, month, day of week), or None."""
+    fields = expression.split()
+    if len(fields) != 6:
+        return f"{len(fields)} fields, not 6: second minute hour day month day-of-week"
+    for text, (what, low, high, words) in zip(fields, _CRON_FIELDS, strict=True):
+        for item in text.split(","):
+            match = _CRON_ITEM.fullmatch(item)
+            if not match:
+                return f"the {what} field {text!r} is not a number, range, list, step or *"
+            if match.group(2) is not None and int(match.group(2)) == 0:
+                return f"the {what} field {text!r} has a step of 0"
+            if match.group(1) == "*":
+                continue
+            for bound in match.group(1).split("-"):
+                value = (low + words.index(bound.lower())) if bound.lower() in words else None
+                if value is None and bound.isdigit():
+                    value = int(bound)
+                if value is None or not low <= value <= high:
+                    return f"the {what} field {text!r} is outside {low}-{high}"
+    return None
+
+
+def schedule_from_env(env: Mapping[str, str] | None = None) -> SettingsError | None:
+    """What is wrong with FETCH_SCHEDULE, when it is set (on Azure it always is), or None."""
+    env = os.environ if env is None else env
+    raw = env.get(SCHEDULE_SETTING, "").strip()
+    if env.get(SCHEDULE_SETTING) is None:
+        return None
+    problem = schedule_problem(raw) if raw else "empty"
+    if problem:
+        return SettingsError(
+            f"setting {SCHEDULE_SETTING} must be a 6-field NCRONTAB schedule such as '0 30 2 * * *',"
+            f" got {raw!r} ({problem}); until it is, the daily fetch never runs"
+        )
+    return None
 
 
 def unresolved_key_vault_references(env: Mapping[str, str] | None = None) -> list[str]:

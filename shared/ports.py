@@ -131,6 +131,11 @@ class WarehouseUnavailable(RuntimeError):
     and what to do; trying again once it lets go works."""
 
 
+class WarehouseProbeFailed(RuntimeError):
+    """The health probe of a warehouse failed; the message is the cause and its fix, in one line
+    (the ODBC driver missing, the firewall, the login, a table that cannot be read)."""
+
+
 class SchemaVersionMismatch(PermanentError):
     """The warehouse's recorded schema version is not the one this app was written for (or none
     is recorded). The app never changes a schema it did not create (contract section 8), so

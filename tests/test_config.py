@@ -167,3 +167,22 @@ def test_unresolved_key_vault_references_are_named() -> None:
     }
     assert unresolved_key_vault_references(env) == ["USAGE_API_KEY"]
     assert unresolved_key_vault_references({}) == []
+
+
+def test_fetch_schedule_is_a_six_field_ncrontab() -> None:
+    """Issue 20 review: a schedule the host cannot read silently disabled the daily fetch."""
+    from shared.config import schedule_from_env, schedule_problem
+
+    for good in (
+        "0 30 2 * * *",
+        "0 */5 * * * *",
+        "0 0 9 * * Mon-Fri",
+        "0 0 0 1 Jan,Jul *",
+        "0 0 6-18/2 * * 1-5",
+    ):
+        assert schedule_problem(good) is None, good
+    for bad in ("0 30 2 * *", "0 60 2 * * *", "0 30 2 * * 7", "0 0/0 * * * *", "0 30 2 ? * *", "daily"):
+        assert schedule_problem(bad), bad
+    assert schedule_from_env({}) is None  # unset locally: the timer is Azure's
+    problem = schedule_from_env({"FETCH_SCHEDULE": "30 2 * * *"})
+    assert problem is not None and "FETCH_SCHEDULE" in str(problem) and "'30 2 * * *'" in str(problem)

@@ -11,7 +11,8 @@
 # times (default 3), which gives a new role assignment half a minute more to apply.
 #
 # The function key is fetched with az (pinned to azd's subscription) and handed to curl on its
-# standard input, so it is on no command line and never printed.
+# standard input as the x-functions-key header, so it is on no command line, in no URL, and never
+# printed. Each request may take 90 s: the app answers within its slowest check (65 s at most).
 set -eu
 
 : "${AZURE_FUNCTION_APP_NAME:?run through azd: the outputs of main.bicep are missing}"
@@ -66,7 +67,7 @@ key = os.environ.get("HEALTH_KEY", "")
 key = key if len(key) >= 8 else "\0"  # a real key is long; a short one would mask words
 def clean(value):
     text = " ".join(str(value).split()).replace(key, "***")
-    return "".join(c if c.isprintable() else "?" for c in text)[:300]
+    return "".join(c if c.isprintable() else "?" for c in text)[:500]
 try:
     with open(sys.argv[1], encoding="utf-8") as f:
         answer = json.load(f)
@@ -99,14 +100,16 @@ while [ "$attempt" -lt "$tries" ]; do
   attempt=$((attempt + 1))
   if [ -z "$key" ]; then
     key=$(az functionapp keys list --subscription "$AZURE_SUBSCRIPTION_ID" -g "$AZURE_RESOURCE_GROUP" \
-      -n "$AZURE_FUNCTION_APP_NAME" --query functionKeys.default -o tsv 2>/dev/null) || key=""
+      -n "$AZURE_FUNCTION_APP_NAME" --query functionKeys.default -o tsv 2>"$work/az.err") || key=""
   fi
   if [ -z "$key" ]; then
-    last="no function key yet (the host creates it when it first starts)"
+    # What az said, first line, cut short (it names no secret: the key is what it failed to get).
+    said=$(grep -v '^[[:space:]]*$' "$work/az.err" 2>/dev/null | head -n 1 | cut -c1-200 | tr -d '\r') || said=""
+    last="no function key yet (the host creates it when it first starts)${said:+; az said: $said}"
   else
     rm -f "$body"
-    code=$(printf 'url = "%s?code=%s"\n' "$url" "$key" |
-      curl -sS --max-time 60 -o "$body" -w '%{http_code}' -K - 2>/dev/null) || code=${code:-000}
+    code=$(printf 'url = "%s"\nheader = "x-functions-key: %s"\n' "$url" "$key" |
+      curl -sS --max-time 90 -o "$body" -w '%{http_code}' -K - 2>/dev/null) || code=${code:-000}
     case "$code" in
       200 | 503)
         status=0

@@ -79,13 +79,25 @@ set_secret() {  # name, value: the value goes through a file, so it is never on 
   rm -f "$file"
   return "$status"
 }
+# A value set with `azd env set-secret` is a reference (akvs://...) to a secret of azd's own, not
+# the value: writing it would make the app send the reference as its key. Leave the app's secret
+# as it is and say how to set it (docs/deploy.md).
+copy_secret() { # <secret name> <variable name> <value>
+  case "$3" in
+    akvs://*)
+      echo "postprovision: $2 is an azd Key Vault reference (azd env set-secret), not the value; $1 left as it is in $KEY_VAULT_NAME: set it there with az keyvault secret set (docs/deploy.md)" >&2
+      ;;
+    *)
+      echo "postprovision: Key Vault secret $1"
+      set_secret "$1" "$3"
+      ;;
+  esac
+}
 if [ -n "${USAGE_API_KEY:-}" ]; then
-  echo "postprovision: Key Vault secret usage-api-key"
-  set_secret usage-api-key "$USAGE_API_KEY"
+  copy_secret usage-api-key USAGE_API_KEY "$USAGE_API_KEY"
 fi
 if [ -n "${ALERT_WEBHOOK_URL:-}" ]; then
-  echo "postprovision: Key Vault secret alert-webhook-url"
-  set_secret alert-webhook-url "$ALERT_WEBHOOK_URL"
+  copy_secret alert-webhook-url ALERT_WEBHOOK_URL "$ALERT_WEBHOOK_URL"
 fi
 
 echo "postprovision: restart $AZURE_FUNCTION_APP_NAME (Key Vault references resolve on start)"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,8 +17,11 @@ from shared.ports import OutgoingMessage
 
 
 class ServiceBusBus:
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, peek_client: Callable[[], Any] | None = None) -> None:
         self.client = client
+        # Makes a client of its own for each peek (the health check peeks every queue at once):
+        # a peek then neither waits for nor holds the senders' lock.
+        self._peek_client = peek_client
         self._senders: dict[str, Any] = {}
         self._lock = threading.Lock()  # a sender is not thread-safe
 
@@ -27,12 +30,17 @@ class ServiceBusBus:
         from azure.servicebus import ServiceBusClient
 
         if settings.service_bus_connection:
-            return cls(ServiceBusClient.from_connection_string(settings.service_bus_connection))
+            connection = settings.service_bus_connection
+            return cls(
+                ServiceBusClient.from_connection_string(connection),
+                lambda: ServiceBusClient.from_connection_string(connection),
+            )
         if credential is None:
             from azure.identity import DefaultAzureCredential
 
             credential = DefaultAzureCredential()
-        return cls(ServiceBusClient(settings.service_bus_namespace, credential))
+        namespace = settings.service_bus_namespace
+        return cls(ServiceBusClient(namespace, credential), lambda: ServiceBusClient(namespace, credential))
 
     def send(self, queue: str, messages: Iterable[OutgoingMessage]) -> None:
         from azure.servicebus import ServiceBusMessage
@@ -66,9 +74,13 @@ class ServiceBusBus:
 
     def peek(self, queue: str) -> int:
         """A peek needs the Listen right (Azure Service Bus Data Receiver) and locks nothing:
-        no function sees it. The client is not thread-safe: the peek takes the senders' lock."""
+        no function sees it. On a client of its own when there is a way to make one; the shared
+        client is not thread-safe, so a peek on it takes the senders' lock."""
+        if self._peek_client is not None:
+            with self._peek_client() as client, client.get_queue_receiver(queue, max_wait_time=5) as receiver:
+                return len(receiver.peek_messages(max_message_count=1, timeout=5))
         with self._lock, self.client.get_queue_receiver(queue, max_wait_time=5) as receiver:
-            return len(receiver.peek_messages(max_message_count=1, timeout=10))
+            return len(receiver.peek_messages(max_message_count=1, timeout=5))
 
     def close(self) -> None:
         with self._lock:

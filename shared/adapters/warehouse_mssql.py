@@ -39,7 +39,7 @@ from shared.adapters.warehouse_sql import (
     version_mismatch,
 )
 from shared.config import Settings
-from shared.ports import SchemaVersionMismatch
+from shared.ports import SchemaVersionMismatch, WarehouseProbeFailed
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -392,7 +392,7 @@ class MssqlWarehouse(SqlWarehouse):
             raise
         except Exception as exc:
             self._discard_connection()
-            raise RuntimeError(probe_failure(exc)) from None
+            raise WarehouseProbeFailed(probe_failure(exc)) from None
         self._schema_ready = True
         return probe_detail(found, rows, columns)
 

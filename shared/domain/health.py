@@ -27,7 +27,7 @@ TIMEOUTS_S: dict[str, float] = {
     "alert_sink": 15.0,
 }
 
-MAX_DETAIL = 300  # characters: a detail is one line
+MAX_DETAIL = 500  # characters: a detail is one line (the cause first, then its fix)
 
 Status = Literal["ok", "failing"]
 

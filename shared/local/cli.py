@@ -16,6 +16,8 @@ traceback: the details of an unexpected failure go to LOCAL_DATA_DIR/pipeline.lo
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import errno
 import functools
 import json
@@ -25,7 +27,7 @@ import shutil
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -36,7 +38,7 @@ from shared.domain import names
 from shared.domain.blob_names import UnsafeBlobName, check_blob_name
 from shared.domain.days import parse_day
 from shared.local.errors import CliError
-from shared.local.folder_lock import FolderLock
+from shared.local.folder_lock import FolderBusy, FolderLock
 from shared.local.status_view import crm_table, day_line, day_problem, file_line, status_table
 from shared.observability.logs import configure_logging
 from shared.observability.redact import RedactingWriter, printable, redact
@@ -51,7 +53,7 @@ log = logging.getLogger(__name__)
 # Commands that work on LOCAL_DATA_DIR and so take its lock; `status` only reads the ledger,
 # `simulator` touches nothing. `serve` lets go of it whenever its queues are empty.
 LOCKING_COMMANDS = frozenset(
-    {"run", "backfill", "crm-drop", "demo", "init-db", "report", "rebuild", "serve", "reconcile", "health"}
+    {"run", "backfill", "crm-drop", "demo", "init-db", "report", "rebuild", "serve", "reconcile"}
 )
 EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 141  # what a shell reports for a reader that went away (128 + SIGPIPE)
@@ -234,11 +236,11 @@ def _main_interrupted(args: argparse.Namespace) -> int:
 
 
 def _main(args: argparse.Namespace) -> int:
+    if args.command == "health":  # a bad setting, or a folder that is not one, is what it says
+        return _health(args)
     try:
         settings = Settings.from_env()
     except SettingsError as exc:
-        if args.command == "health":  # a bad setting is what health is there to say
-            return _health_without_services(args, exc)
         print(f"error: {exc}", file=sys.stderr)
         return 2
     # `status` and `reconcile` only read: they work on a folder they may not write (a copy to
@@ -417,8 +419,6 @@ def _dispatch(args: argparse.Namespace, settings: Settings, lock: FolderLock | N
     from shared.services.pending import pending_days
     from shared.services.status import crm_file_status, days_under_other_rules
 
-    if args.command == "health":
-        return _health(settings, args)
     pipeline = LocalPipeline(settings, read_only=args.command == "reconcile")
     try:
         started = datetime.now(UTC).isoformat()
@@ -583,35 +583,78 @@ def _retries_shown() -> Iterator[None]:
         source.removeHandler(handler)
 
 
-def _health(settings: Settings, args: argparse.Namespace) -> int:
-    """Through the real GET /api/health handler, on the pieces the local pipeline runs on.
-    Exit 0 when every check passes, 1 when one fails."""
-    from shared.local.pipeline import LocalPipeline
+def _health(args: argparse.Namespace) -> int:
+    """The checks GET /api/health runs, on the pieces the local pipeline runs on. Exit 0 when
+    every check passes, 1 when one fails.
 
-    try:
-        pipeline = LocalPipeline(settings)
-    except Exception as exc:  # a ledger or bus journal that cannot be opened: said as a check
-        log.exception("health: the local pipeline cannot start")
-        return _health_without_services(args, exc)
-    try:
-        params = {"send_test_alert": "true" if args.send_test_alert else "false"}
-        response = pipeline.host.http("GET", "health", params=params)
-    finally:
-        pipeline.close()
-    payload = json.loads(response.get_body())
-    if response.status_code not in (200, 503):
-        raise CliError(payload.get("error", f"health answered {response.status_code}"))
-    return _print_health(payload, as_json=args.json)
-
-
-def _health_without_services(args: argparse.Namespace, exc: Exception) -> int:
-    """The answer when the services cannot even be built: the settings check says why."""
+    It takes no folder lock (a long backfill must not hold it back) and creates nothing: its
+    probes use names nothing else reads (the ledger's `health` entry, a blob in the `health`
+    container); a warehouse another process holds is its check's one line; a LOCAL_DATA_DIR
+    that does not exist yet is a note, one that cannot exist a failing check. An invalid
+    setting fails `settings` and the checks it concerns; the others run on the valid ones."""
+    from shared.bootstrap import build_services
     from shared.services.health import check_health
 
-    def load() -> Any:
-        raise exc
+    settings, _ = Settings.read_env()
+    folder = settings.local_data_dir
+    global _log_file
+    writable = folder.is_dir() and os.access(folder, os.W_OK)
+    _log_file = folder / "pipeline.log" if writable else None
+    configure_logging(settings, level=logging.INFO, log_file=_log_file, to_stderr=args.verbose)
+    built: list[Any] = []
 
-    return _print_health(check_health(load).to_json(), as_json=args.json)
+    def load() -> Any:
+        # The in-process bus without its journal: health sends nothing, and must not replay
+        # what another command journaled. Read-only where there is no folder: nothing is made.
+        services = build_services(settings, local_bus=True, durable_bus=False, read_only=not folder.is_dir())
+        built.append(services)
+        return services
+
+    # Never waits for the folder: taken when free, so no command starts writing mid-check;
+    # when another command holds it, everything is checked but the DuckDB file, which that
+    # command has open (DuckDB lets one program use it at a time, and health must not make a
+    # backfill fail by opening it).
+    lock = FolderLock(folder, _command_line(args)) if writable else None
+    busy = ""
+    try:
+        if lock is not None:
+            lock.acquire(wait=False)
+    except FolderBusy:
+        lock, busy = None, FolderLock(folder, "").holder()
+    _working.set()
+    try:
+        result = check_health(
+            _not_opening_warehouse(load, busy) if busy else load, send_test_alert=args.send_test_alert
+        )
+    finally:
+        for services in built:
+            for piece in (services.warehouse, services.bus):
+                with contextlib.suppress(Exception):
+                    piece.close()
+        if lock is not None:
+            lock.release()
+    return _print_health(result.to_json(), as_json=args.json)
+
+
+def _not_opening_warehouse(load: Callable[[], Any], holder: str) -> Callable[[], Any]:
+    """`load`, with a local warehouse that is not opened while `holder` works on the folder."""
+
+    class Held:
+        dialect = "duckdb"
+
+        def probe(self) -> str:
+            return f"not opened: {holder} is working on this folder and has the warehouse open; run health again when it finishes to check it"
+
+        def close(self) -> None:
+            pass
+
+    def loading() -> Any:
+        services = load()
+        if services.warehouse.dialect != "duckdb":
+            return services
+        return dataclasses.replace(services, warehouse=Held())
+
+    return loading
 
 
 def _print_health(payload: dict[str, Any], *, as_json: bool) -> int:

@@ -25,12 +25,27 @@ import uuid
 from collections.abc import Callable, Mapping
 from datetime import timedelta
 
-from shared.config import Settings, SettingsError, unresolved_key_vault_references
+from shared.config import (
+    SCHEDULE_SETTING,
+    Settings,
+    SettingsError,
+    schedule_from_env,
+    settings_of,
+    unresolved_key_vault_references,
+)
 from shared.domain import names
 from shared.domain.alerts import Alert
 from shared.domain.health import CHECKS, TIMEOUTS_S, CheckResult, HealthReport, one_line, report, timed_out
 from shared.observability.redact import redact, secret_url_parts
-from shared.ports import ApiUnreachable, Services, TransientApiError, UsageApiError, WarehouseUnavailable
+from shared.ports import (
+    ApiUnreachable,
+    SchemaVersionMismatch,
+    Services,
+    TransientApiError,
+    UsageApiError,
+    WarehouseProbeFailed,
+    WarehouseUnavailable,
+)
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +57,20 @@ class CheckFailed(Exception):
     """A check's failure, worded as what to fix."""
 
 
+# The settings each check's piece is built from: a bad one fails `settings` and leaves that
+# check "not checked"; every other check runs.
+CHECK_SETTINGS: dict[str, frozenset[str]] = {
+    "blob_store": settings_of("storage"),
+    "ledger": settings_of("storage"),
+    "bus": settings_of("bus"),
+    "warehouse": settings_of("warehouse"),
+    "usage_api": settings_of("usage_api"),
+    "alert_sink": settings_of("alert_sink"),
+}
+# Secrets that are Key Vault references on Azure, and the check that says when one did not resolve.
+_KEY_VAULT_SECRETS = {"USAGE_API_KEY": "usage-api-key", "ALERT_WEBHOOK_URL": "alert-webhook-url"}
+
+
 def check_health(
     load: Callable[[], Services],
     *,
@@ -49,9 +78,16 @@ def check_health(
     timeouts: Mapping[str, float] = TIMEOUTS_S,
     environ: Mapping[str, str] | None = None,
 ) -> HealthReport:
-    """Run every check. `load` builds (or returns) the services; a setting that does not load
-    fails `settings` and leaves the others unchecked. `environ`: where the settings were read
-    from (None: the process environment), to find unresolved Key Vault references."""
+    """Run every check. `load` builds (or returns) the services from the settings that are
+    valid; `environ` is where the settings were read from (None: the process environment).
+    An invalid setting fails `settings` and only the checks whose piece is built from it; a
+    Key Vault reference that did not resolve is said by the check of the piece that uses it."""
+    env = os.environ if environ is None else environ
+    _, problems = Settings.read_env(env)
+    schedule = schedule_from_env(env)
+    if schedule is not None:
+        problems = {**problems, SCHEDULE_SETTING: schedule}
+    unresolved = unresolved_key_vault_references(env)
     loaded: list[Services] = []
 
     def settings_check() -> str:
@@ -64,22 +100,33 @@ def check_health(
                 f"the app cannot build its services from these settings ({_said(exc)}); correct the setting it names"
             ) from None
         loaded.append(services)
-        return _settings_detail(services.settings, environ)
+        return _settings_detail(services.settings, problems, unresolved)
 
     [first] = _run({"settings": settings_check}, timeouts, _raw_secrets(environ))
-    if not loaded or not first.ok:
+    if not loaded:
         skipped = "not checked: the settings do not load (see the settings check)"
         return report([first, *(CheckResult(n, False, skipped, 0) for n in CHECKS[1:])])
     services = loaded[0]
     checks: dict[str, Callable[[], str]] = {
         "blob_store": lambda: _blob_store(services),
         "ledger": lambda: _ledger(services),
-        "bus": lambda: _bus(services),
+        "bus": lambda: _bus(services, timeouts.get("bus", 10.0)),
         "warehouse": lambda: _warehouse(services),
-        "usage_api": lambda: _usage_api(services, timeouts.get("usage_api", 15.0)),
-        "alert_sink": lambda: _alert_sink(services, send_test_alert),
+        "usage_api": lambda: _usage_api(services, timeouts.get("usage_api", 15.0), unresolved),
+        "alert_sink": lambda: _alert_sink(services, send_test_alert, unresolved),
     }
-    results = report([first, *_run(checks, timeouts, _secrets(services.settings))])
+    skipped_results = []
+    for name, needs in CHECK_SETTINGS.items():
+        bad = sorted(needs & problems.keys())
+        if bad:
+            del checks[name]
+            skipped_results.append(
+                CheckResult(
+                    name, False, f"not checked: {', '.join(bad)} not valid (see the settings check)", 0
+                )
+            )
+    secrets = [*_secrets(services.settings), *_raw_secrets(environ)]
+    results = report([first, *skipped_results, *_run(checks, timeouts, secrets)])
     for check in results.failing():
         log.warning("health: %s failing: %s", check.name, check.detail)
     return results
@@ -164,19 +211,64 @@ def _said(exc: BaseException, limit: int = 160) -> str:
 # --- the checks -----------------------------------------------------------------------------
 
 
-def _settings_detail(settings: Settings, environ: Mapping[str, str] | None) -> str:
-    unresolved = unresolved_key_vault_references(environ)
-    if unresolved:
+def _settings_detail(settings: Settings, problems: Mapping[str, SettingsError], unresolved: list[str]) -> str:
+    if problems:
         raise CheckFailed(
-            f"{', '.join(unresolved)}: unresolved Key Vault reference; the secret is not set or the app's"
-            " identity cannot read it (it needs Key Vault Secrets User; a new role takes a few minutes)"
+            "; ".join(str(p) for p in problems.values())
+            + f"; correct {'it' if len(problems) == 1 else 'them'} in the app settings (locally: the"
+            " environment); every check that does not need it ran"
+        )
+    others = [name for name in unresolved if name not in _KEY_VAULT_SECRETS]
+    if others:
+        raise CheckFailed(
+            f"{', '.join(others)}: unresolved Key Vault reference, treated as unset; {_RESTART}"
         )
     storage = "Azure storage" if settings.uses_azure_storage() else f"the folder {settings.local_data_dir}"
     return f"loaded and valid; data in {storage}; rules {settings.rules().short()}"
 
 
+_RESTART = (
+    "the app reads Key Vault references when it starts: restart it (`az functionapp restart`, or"
+    " `azd provision`, which restarts it) once the secret is set and its Key Vault Secrets User role has applied"
+)
+
+
+def _key_vault_detail(name: str) -> str:
+    secret = _KEY_VAULT_SECRETS[name]
+    return (
+        f"{name} is an unresolved Key Vault reference: the {secret} secret is not in Key Vault or the app's"
+        f" identity cannot read it; set it (`azd env set {name} ...` then `azd provision`, or"
+        f" `az keyvault secret set --vault-name <KEY_VAULT_NAME> --name {secret} --value ...`); {_RESTART}"
+    )
+
+
+def _local_folder(services: Services) -> str | None:
+    """For the local folder (not Azure storage): None when LOCAL_DATA_DIR is a folder; a note
+    when it does not exist yet (nothing is created: the first run makes it); CheckFailed when
+    no folder can be there."""
+    settings = services.settings
+    if settings.uses_azure_storage():
+        return None
+    folder = settings.local_data_dir
+    if folder.is_dir():
+        return None
+    if folder.exists():
+        raise CheckFailed(
+            f"LOCAL_DATA_DIR {folder} is a file, not a folder; point LOCAL_DATA_DIR at a folder"
+        )
+    if any(parent.exists() and not parent.is_dir() for parent in folder.parents):
+        raise CheckFailed(
+            f"LOCAL_DATA_DIR {folder} cannot be created: part of its path is a file; point LOCAL_DATA_DIR at a folder"
+        )
+    return f"LOCAL_DATA_DIR {folder} does not exist yet; the first run creates it (nothing was written)"
+
+
 def _blob_store(services: Services) -> str:
+    note = _local_folder(services)
+    if note:
+        return note
     container, name = names.HEALTH_CONTAINER, f"{names.HEALTH_BLOB_PREFIX}probe-{uuid.uuid4().hex}.txt"
+    shown = f"the probe blob {name} in the {container} container"
     payload = f"health probe {services.clock().isoformat()}".encode()
     fix = (
         "check DATA_STORAGE_ACCOUNT_NAME and that the app's identity has Storage Blob Data Contributor"
@@ -189,7 +281,7 @@ def _blob_store(services: Services) -> str:
         services.blobs.put(container, name, payload)
         step = "read back"
         if services.blobs.get(container, name) != payload:
-            raise CheckFailed(f"{container}/{name} read back different bytes than were written; {fix}")
+            raise CheckFailed(f"{shown} read back different bytes than were written; {fix}")
         step = "delete"
         services.blobs.delete(container, name)
     except Exception as exc:
@@ -198,11 +290,14 @@ def _blob_store(services: Services) -> str:
                 services.blobs.delete(container, name)
         if isinstance(exc, CheckFailed):
             raise
-        raise CheckFailed(f"cannot {step} {container}/{name} ({_said(exc)}); {fix}") from None
-    return f"wrote, read back and deleted {container}/{name}"
+        raise CheckFailed(f"cannot {step} {shown} ({_said(exc)}); {fix}") from None
+    return f"wrote, read back and deleted {shown}"
 
 
 def _ledger(services: Services) -> str:
+    note = _local_folder(services)
+    if note:
+        return note
     fix = (
         "check DATA_STORAGE_ACCOUNT_NAME and that the app's identity has Storage Table Data Contributor"
         f" on the data account and the table {names.LEDGER_TABLE} exists"
@@ -226,55 +321,78 @@ def _ledger(services: Services) -> str:
     return f"read, wrote and read back the probe entry {names.HEALTH}/probe"
 
 
-def _bus(services: Services) -> str:
-    waiting = []
-    for queue in names.QUEUES:
+def _bus(services: Services, timeout_s: float) -> str:
+    """Every queue peeked at once, each on its own thread, all within the check's time."""
+    outcomes: dict[str, int | BaseException] = {}
+
+    def peek(queue: str) -> None:
         try:
-            if services.bus.peek(queue):
-                waiting.append(queue)
+            outcomes[queue] = services.bus.peek(queue)
         except Exception as exc:
-            raise CheckFailed(
-                f"queue {queue} cannot be peeked ({_said(exc)}); check ServiceBusConnection__fullyQualifiedNamespace"
-                " and that the app's identity has Azure Service Bus Data Receiver (a new role takes a few minutes)"
-            ) from None
+            outcomes[queue] = exc
+
+    threads = [
+        threading.Thread(target=peek, args=(q,), name=f"health-bus-{q}", daemon=True) for q in names.QUEUES
+    ]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + max(0.1, timeout_s - 0.5)
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    fix = (
+        "check ServiceBusConnection__fullyQualifiedNamespace and that the app's identity has Azure Service Bus"
+        " Data Receiver (a new role takes a few minutes)"
+    )
+    for queue in names.QUEUES:
+        outcome = outcomes.get(queue)
+        if outcome is None:
+            raise CheckFailed(f"queue {queue} did not answer a peek within {timeout_s:g} s; {fix}")
+        if isinstance(outcome, BaseException):
+            raise CheckFailed(f"queue {queue} cannot be peeked ({_said(outcome)}); {fix}")
+    waiting = [q for q in names.QUEUES if outcomes[q]]
     shown = f"; messages waiting on {', '.join(waiting)}" if waiting else "; all empty"
     return f"{len(names.QUEUES)} queues reachable (peeked, nothing received or sent){shown}"
 
 
 def _warehouse(services: Services) -> str:
+    settings = services.settings
+    local = services.warehouse.dialect == "duckdb"
+    if local and not settings.local_data_dir.is_dir():
+        return f"no warehouse yet: the first run creates {settings.local_warehouse_file}"
     try:
         return services.warehouse.probe()
-    except WarehouseUnavailable as exc:
+    except (WarehouseUnavailable, WarehouseProbeFailed, SchemaVersionMismatch) as exc:
+        # The probe's own line names the cause and its fix (driver, firewall, login, schema version).
         raise CheckFailed(str(exc)) from None
     except Exception as exc:
-        settings = services.settings
-        if services.warehouse.dialect == "duckdb":
-            fix = (
-                f"the local warehouse {settings.local_warehouse_file} cannot be read; move it aside"
-                " (the next run builds a new one) or restore it from a copy"
-            )
-        else:
-            fix = (
-                "check SQL_SERVER and SQL_DATABASE, that ODBC Driver 18 for SQL Server is installed, and that the"
-                " app's database user exists with db_datareader and db_datawriter (the post-provision hook"
-                " makes it); apply the schema with `python -m shared.cli init-db` as an administrator"
-            )
-        raise CheckFailed(f"{fix} ({_said(exc)})") from None
+        if local:
+            raise CheckFailed(
+                f"the local warehouse {settings.local_warehouse_file} cannot be read ({_said(exc)}); move it"
+                " aside (the next run builds a new one) or restore it from a copy"
+            ) from None
+        raise CheckFailed(
+            f"{_said(exc)}; check SQL_SERVER and SQL_DATABASE, that ODBC Driver 18 for SQL Server is installed,"
+            " and that the app's database user exists with db_datareader and db_datawriter (`azd provision`)"
+        ) from None
 
 
 _HTTP_STATUS = re.compile(r"HTTP (\d{3})")
 
 
-def _usage_api(services: Services, timeout_s: float) -> str:
+def _usage_api(services: Services, timeout_s: float, unresolved: list[str]) -> str:
     settings = services.settings
     if not settings.usage_api_base_url:
         raise CheckFailed(
             "USAGE_API_BASE_URL is not set: set it to the API's root, without /v2/usage (locally:"
-            " start `python -m shared.cli simulator` and use the URL it prints)"
+            " start `python -m shared.cli simulator` and use the URL it prints); the daily fetch needs it"
         )
+    if "USAGE_API_KEY" in unresolved:
+        raise CheckFailed(_key_vault_detail("USAGE_API_KEY"))
     if not settings.usage_api_key:
         raise CheckFailed(
-            "USAGE_API_KEY is not set: set it (on Azure: the usage-api-key secret in Key Vault)"
+            "USAGE_API_KEY is not set, and the daily fetch needs it: on Azure `azd env set USAGE_API_KEY ...`"
+            " then `azd provision` (or `az keyvault secret set --name usage-api-key ...` and restart the app);"
+            " locally set USAGE_API_KEY"
         )
     # One request, one attempt, one record, answered within the check's own time.
     probe = dataclasses.replace(
@@ -291,30 +409,39 @@ def _usage_api(services: Services, timeout_s: float) -> str:
     try:
         page = services.usage_api(probe).fetch_page(day, 1)
     except ApiUnreachable as exc:
-        raise CheckFailed(f"{exc}; check USAGE_API_BASE_URL and that the API is up") from None
+        said = str(exc)
+        fix = "" if "USAGE_API_BASE_URL" in said else "; check USAGE_API_BASE_URL and that the API is up"
+        raise CheckFailed(f"{said}{fix}") from None
     except UsageApiError as exc:
         status = _HTTP_STATUS.search(str(exc))
         code = int(status.group(1)) if status else 0
         if code in (401, 403):
-            fix = "the API refused the key: check USAGE_API_KEY (on Azure: the usage-api-key secret)"
+            fix = "the API refused the key: check USAGE_API_KEY (on Azure: the usage-api-key secret, then restart the app)"
         elif code == 404:
             fix = "check USAGE_API_BASE_URL: the API's root, without /v2/usage"
         else:
-            fix = "check USAGE_API_BASE_URL"
-        raise CheckFailed(f"{fix} ({exc})") from None
+            fix = "" if "USAGE_API_BASE_URL" in str(exc) else "check USAGE_API_BASE_URL"
+        raise CheckFailed(f"{exc}; {fix}" if fix else str(exc)) from None
     except TransientApiError as exc:
         raise CheckFailed(f"the API at {root} answered but failed ({exc}); try again later") from None
     total = f", {page.total_pages} pages of 1" if page.total_pages is not None else ""
     return f"{root} accepted the key: page 1 of {day} with page_size=1 ({len(page.records)} record{total})"
 
 
-def _alert_sink(services: Services, send_test_alert: bool) -> str:
+def _alert_sink(services: Services, send_test_alert: bool, unresolved: list[str]) -> str:
     try:
         sink = services.alert_sink(services.settings)
     except Exception as exc:
         raise CheckFailed(f"no alert sink ({_said(exc)}); check ALERT_WEBHOOK_URL") from None
+    # A webhook whose secret is not set yet: alerts still go somewhere (the log), as docs/deploy.md says.
+    note = (
+        "; note: ALERT_WEBHOOK_URL is an unresolved Key Vault reference, treated as unset (set the"
+        " alert-webhook-url secret and restart the app to get alerts by webhook)"
+        if "ALERT_WEBHOOK_URL" in unresolved
+        else ""
+    )
     if not send_test_alert:
-        return f"alerts go to {sink.target}; add ?send_test_alert=true to send a test alert"
+        return f"alerts go to {sink.target}{note}; add ?send_test_alert=true to send a test alert"
     alert = Alert(
         "warning",
         "health",
@@ -328,4 +455,4 @@ def _alert_sink(services: Services, send_test_alert: bool) -> str:
             f"the test alert to {sink.target} failed ({_said(exc)}); check ALERT_WEBHOOK_URL"
             " (on Azure: the alert-webhook-url secret)"
         ) from None
-    return f"test alert sent to {sink.target}"
+    return f"test alert sent to {sink.target}{note}"

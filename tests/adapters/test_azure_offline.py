@@ -277,7 +277,15 @@ class FakeClient:
         return FakeReceiver(queue, self.waiting.get(queue, 0), self.peeks)
 
     def close(self) -> None:
-        pass
+        self.closed = True
+
+    closed = False
+
+    def __enter__(self) -> FakeClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def test_service_bus_messages_carry_ids_properties_json_and_schedule() -> None:
@@ -465,9 +473,24 @@ def test_service_bus_peek_looks_at_one_message_and_closes_its_receiver() -> None
     bus = ServiceBusBus(client)
     assert (bus.peek("transform"), bus.peek("alerts")) == (0, 1)
     assert client.peeks == [
-        ("transform", 1, 10),
+        ("transform", 1, 5),
         ("transform", -1, None),
-        ("alerts", 1, 10),
+        ("alerts", 1, 5),
         ("alerts", -1, None),
     ]
     assert client.senders == {}  # nothing sent
+
+
+def test_service_bus_peek_on_its_own_client_does_not_wait_for_the_senders() -> None:
+    """The health check peeks every queue at once; a send in progress must not hold it back."""
+    made: list[FakeClient] = []
+
+    def peek_client() -> FakeClient:
+        made.append(FakeClient({"alerts": 2}))
+        return made[-1]
+
+    bus = ServiceBusBus(FakeClient(), peek_client)
+    with bus._lock:  # a sender busy on another thread
+        assert bus.peek("alerts") == 1
+    [client] = made
+    assert client.closed and client.peeks == [("alerts", 1, 5), ("alerts", -1, None)]

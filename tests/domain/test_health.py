@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shared.domain.health import CHECKS, TIMEOUTS_S, CheckResult, one_line, report, timed_out
+from shared.domain.health import CHECKS, MAX_DETAIL, TIMEOUTS_S, CheckResult, one_line, report, timed_out
 
 
 def passing(name: str) -> CheckResult:
@@ -38,7 +38,7 @@ def test_lines_give_name_ok_or_fail_ms_and_detail() -> None:
 def test_a_detail_is_one_short_line() -> None:
     assert one_line("first\nsecond\r\n\tthird\x00") == "first second third"
     long = one_line("x" * 1000)
-    assert len(long) == 300 and long.endswith("...")
+    assert len(long) == MAX_DETAIL and long.endswith("...")
 
 
 def test_a_timeout_says_so_and_what_to_do() -> None:

@@ -488,6 +488,8 @@ def test_azure_yaml_provisions_this_bicep_and_publishes_this_app() -> None:
         assert hook == REPO / "infra" / "hooks" / f"{name}.sh", hook
         assert hook.is_file() and os.access(hook, os.X_OK)
         assert hook_spec["posix"]["shell"] == "sh" and hook_spec["posix"]["continueOnError"] is False
+        # docs/deploy.md promises Git Bash on Windows: without a windows block azd runs nothing there.
+        assert hook_spec["windows"] == hook_spec["posix"], name
 
 
 def test_the_azd_parameters_fit_main_bicep() -> None:

@@ -121,7 +121,9 @@ def test_a_healthy_app_prints_every_check_and_passes(run_hook) -> None:
     for name in ("settings", "blob_store", "ledger", "bus", "warehouse", "usage_api", "alert_sink"):
         assert any(line.split()[:2] == ["ok", name] for line in result.stdout.splitlines()), name
     assert "healthy: every check passed" in result.stdout
-    assert f'url = "https://{HOST}/api/health?code={KEY}"' in _curl_config(calls)  # on stdin only
+    config = _curl_config(calls)  # on stdin only
+    assert f'url = "https://{HOST}/api/health"' in config
+    assert f'header = "x-functions-key: {KEY}"' in config and "code=" not in config  # not in the URL
     keys = [line for line in log.splitlines() if line.startswith("az functionapp keys list")]
     assert keys == [
         f"az functionapp keys list --subscription {SUBSCRIPTION} -g rg-company-activity-dev "
@@ -174,6 +176,21 @@ def test_an_app_that_never_answers_fails_in_one_line_after_bounded_tries(run_hoo
     assert line.startswith(f"postdeploy: https://{HOST}/api/health gave no health answer in 30 tries")
     assert "last: no answer" in line
     assert log.count("curl ") == 30 and log.count("sleep 10") == 29  # about five minutes, then stop
+
+
+def test_a_request_may_take_longer_than_the_slowest_check(run_hook) -> None:
+    """The answer takes up to 65 s (settings 20 + warehouse 45); curl used to give up at 60."""
+    run, _ = run_hook
+    result, log = run([(200, health("ok"))])
+    assert result.returncode == 0 and "--max-time 90" in log
+
+
+def test_a_key_that_cannot_be_fetched_says_what_az_said(run_hook) -> None:
+    run, _ = run_hook
+    result, _ = run([(200, health("ok"))], KEY_FAILURES="99", HEALTH_TRIES="2")
+    assert result.returncode == 1
+    [line] = result.stderr.splitlines()
+    assert "no function key yet" in line and "az said: ServiceUnavailable" in line
 
 
 def test_a_refused_key_is_fetched_again(run_hook) -> None:

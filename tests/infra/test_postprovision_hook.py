@@ -99,6 +99,16 @@ def test_the_hook_makes_the_user_applies_the_schema_sets_the_secret_and_restarts
     assert log[-1].startswith("az sql server firewall-rule delete")  # removed again on exit
 
 
+def test_an_azd_secret_reference_is_not_written_as_the_secret(run_hook) -> None:
+    """`azd env set-secret` leaves akvs://... in the azd environment: not the key to store."""
+    run, _ = run_hook
+    reference = "akvs://11111111-2222-3333-4444-555555555555/azd-vault/usage-api-key"
+    result, log = run(USAGE_API_KEY=reference)
+    assert result.returncode == 0, result.stderr
+    assert not any(line.startswith("az keyvault secret set") for line in log)
+    assert "USAGE_API_KEY is an azd Key Vault reference" in result.stderr
+
+
 def test_without_go_sqlcmd_it_stops_with_one_clear_line(run_hook, tmp_path: Path) -> None:
     run, _ = run_hook
     legacy = tmp_path / "bin" / "sqlcmd"

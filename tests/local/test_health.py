@@ -93,6 +93,7 @@ def test_health_json_and_a_bad_setting(cli, monkeypatch) -> None:
 
 def test_health_never_prints_a_secret(cli, local_env: Path, monkeypatch) -> None:
     """The key refused, and a webhook whose secret path and query cannot be reached."""
+    local_env.mkdir(parents=True, exist_ok=True)  # so that health logs to pipeline.log
     key, hook = (
         "sk-planted-6c2f0e",
         f"http://127.0.0.1:{closed_port()}/services/T1/B2/hook-secret?sig=q-secret",
@@ -157,3 +158,71 @@ def test_serve_answers_503_when_a_piece_fails(served: LocalServer, local_env: Pa
     payload = response.json()
     assert payload["status"] == "failing"
     assert [c["name"] for c in payload["checks"] if not c["ok"]] == ["warehouse"]
+
+
+# --- issue 20 review ------------------------------------------------------------------------
+
+
+def test_health_on_a_missing_folder_passes_and_creates_nothing(cli, local_env: Path) -> None:
+    """A mistyped LOCAL_DATA_DIR used to be created (blobs, bus, ledger, command.lock)."""
+    code, out, err = cli("health")
+    assert code == 0, out + err
+    assert not local_env.exists()
+    checks = lines_by_check(out)
+    assert "does not exist yet; the first run creates it" in checks["blob_store"][3]
+
+
+@pytest.mark.parametrize("under", [False, True])
+def test_health_json_when_local_data_dir_is_a_file(cli, local_env: Path, monkeypatch, under: bool) -> None:
+    local_env.parent.mkdir(parents=True, exist_ok=True)
+    local_env.write_text("not a folder")
+    if under:
+        monkeypatch.setenv("LOCAL_DATA_DIR", str(local_env / "data"))
+    code, out, _err = cli("health", "--json")
+    assert code == 1
+    checks = {c["name"]: c for c in json.loads(out)["checks"]}
+    assert not checks["blob_store"]["ok"] and "LOCAL_DATA_DIR" in checks["blob_store"]["detail"]
+    assert not checks["ledger"]["ok"]
+    assert local_env.read_text() == "not a folder"
+
+
+def test_health_does_not_wait_for_a_command_holding_the_folder(cli, local_env: Path) -> None:
+    from shared.local.folder_lock import FolderLock
+
+    local_env.mkdir(parents=True)
+    outcome: list[tuple[int, str, str]] = []
+    with FolderLock(local_env, "backfill --from 2026-01-01 --to 2026-03-31"):
+        worker = threading.Thread(target=lambda: outcome.append(cli("health")), daemon=True)
+        worker.start()
+        worker.join(60)
+        assert outcome, "health waited for the folder lock"
+    code, out, err = outcome[0]
+    assert code == 0, out + err
+    assert "not opened: `backfill --from 2026-01-01" in lines_by_check(out)["warehouse"][3]
+
+
+def test_an_unresolved_webhook_reference_is_a_note_and_prints_no_raw_line(cli, monkeypatch) -> None:
+    """The review's repro: a first `azd up` without the webhook secret."""
+    monkeypatch.setenv(
+        "ALERT_WEBHOOK_URL",
+        "@Microsoft.KeyVault(SecretUri=https://kv-x.vault.azure.net/secrets/alert-webhook-url)",
+    )
+    code, out, err = cli("health")
+    assert code == 0, out + err
+    assert err == ""  # no raw "treating it as unset" line before logging is set up
+    assert (
+        "; note: ALERT_WEBHOOK_URL is an unresolved Key Vault reference"
+        in lines_by_check(out)["alert_sink"][3]
+    )
+
+
+def test_a_newer_local_schema_is_said_as_such_not_move_it_aside(cli, local_env: Path) -> None:
+    import duckdb
+
+    assert cli("init-db")[0] == 0
+    with duckdb.connect(str(local_env / "warehouse.duckdb")) as con:
+        con.execute("UPDATE analytics.schema_version SET version = 99")
+    code, _out, err = cli("health")
+    assert code == 1
+    assert "schema version 99" in err and "newer than this app" in err
+    assert "move it aside" not in err and not err.rstrip().endswith("...")
