@@ -202,7 +202,8 @@ def _quarantine_text(
             f"the usage API's format changed: {kind} in {count} of {received} records"
             + (f" (e.g. {example}" + (f" for company {company}" if company else "") + ")" if example else "")
             + f"; none of them is staged{place}. Have the API fixed, or the contract extended to"
-            " accept it, then run the day again; a forced replay cannot help"
+            f" accept it, then fetch the day again ({_refetch(day)}); forcing before that cannot"
+            " help: it builds the day with their usage unknown"
         )
         return text, True
     companies = [str(c) for c in summary.get("companies") or []]
@@ -214,9 +215,15 @@ def _quarantine_text(
     text = (
         f"{quarantined} of {received} usage records quarantined ({quarantined / received:.1%}){whose}"
         + (f": {why}" if why else "")
-        + f"; {_unknown_usage(day, entry)}{place}. Once the API sends them right, run the day again"
+        + f"; {_unknown_usage(day, entry)}{place}. Once the API sends them right, fetch the day again"
+        f" ({_refetch(day)})"
     )
     return text, False
+
+
+def _refetch(day: date) -> str:
+    """How to fetch a day again: a day already fetched is not fetched again without force."""
+    return f"python -m shared.cli run --date {day} --force, or POST /api/replay with force"
 
 
 def _unknown_usage(day: date, entry: Mapping[str, Any]) -> str:
@@ -257,7 +264,10 @@ def check_day(
     if quarantined:
         text, drift = _quarantine_text(day, entry, quarantined, received)
         if drift:
-            advice.append("have the API fixed or the contract extended; forcing cannot help a format change")
+            advice.append(
+                f"have the API fixed or the contract extended, then fetch the day again ({_refetch(day)});"
+                " forcing before that cannot help a format change"
+            )
     if staged == 0:
         errors.append(
             f"zero usage records staged for {day}: "

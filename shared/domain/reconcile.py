@@ -528,7 +528,13 @@ def explain_row(
         lines.append("days_since_last_contact: empty: never contacted (or not in the CRM)")
     else:
         contact_day = contact.date() if hasattr(contact, "date") else contact
-        lines.append(f"days_since_last_contact {row['days_since_last_contact']}: {day} - {contact_day}")
+        if contact_day > day:  # late evening west of UTC is the next day in UTC
+            lines.append(
+                f"days_since_last_contact {row['days_since_last_contact']}: the last contact ({contact_day},"
+                f" UTC) is after {day}: counted 0, never fewer"
+            )
+        else:
+            lines.append(f"days_since_last_contact {row['days_since_last_contact']}: {day} - {contact_day}")
     lines.append(_churn(row, rules, sorted(refused.items())))
     lines.append(
         f"written by run {row.get('pipeline_run_id')} at {row.get('loaded_at')} UTC (the row's last change)"

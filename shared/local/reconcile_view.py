@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from shared.observability.redact import printable
+
 MAX_SHOWN = 40  # differences listed; the rest are counted (--json has them all)
 _VERDICTS = {
     "agree": "everything agrees",
@@ -43,18 +45,18 @@ def reconcile_text(result: dict[str, Any]) -> str:
         )
     differences, notes = result["differences"], result["notes"]
     for finding in differences[:MAX_SHOWN]:
-        lines.append(f"  {finding['company_id'] or 'day':<10} {finding['text']}")
+        lines.append(f"  {printable(finding['company_id'] or 'day'):<10} {printable(finding['text'])}")
     if len(differences) > MAX_SHOWN:
         lines.append(f"  ... and {len(differences) - MAX_SHOWN} more differences (--json lists them all)")
     if notes:
         lines.append("  notes (numbers that agree, explained):")
         for finding in notes[:MAX_SHOWN]:
-            lines.append(f"  {finding['company_id'] or 'day':<10} {finding['text']}")
+            lines.append(f"  {printable(finding['company_id'] or 'day'):<10} {printable(finding['text'])}")
         if len(notes) > MAX_SHOWN:
             lines.append(f"  ... and {len(notes) - MAX_SHOWN} more notes")
     for company in result.get("companies") or []:
         lines.append(
-            f"  {company['company_id']}: API {_counts(company['api'])} | landed {_counts(company['landed'])}"
+            f"  {printable(company['company_id'])}: API {_counts(company['api'])} | landed {_counts(company['landed'])}"
             f" | staged {_counts(company['staged'])} | table"
             f" {'unknown (NULL)' if company.get('unknown') else _counts(company['analytics'])}"
         )

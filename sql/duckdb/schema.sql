@@ -124,8 +124,11 @@ WITH periods AS (
            COUNT(*) AS days_built,
            SUM(CASE WHEN active_users > 0 THEN 1 ELSE 0 END) AS active_days,
            SUM(CASE WHEN active_users IS NULL THEN 1 ELSE 0 END) AS days_usage_unknown,
-           SUM(COALESCE(CAST(active_users AS BIGINT), 0)) AS active_user_days,
-           SUM(COALESCE(CAST(events AS BIGINT), 0)) AS total_events,
+           -- NULL when the usage of no day is known: refused usage is never a 0.
+           CASE WHEN COUNT(*) > SUM(CASE WHEN active_users IS NULL THEN 1 ELSE 0 END)
+                THEN SUM(COALESCE(CAST(active_users AS BIGINT), 0)) END AS active_user_days,
+           CASE WHEN COUNT(*) > SUM(CASE WHEN active_users IS NULL THEN 1 ELSE 0 END)
+                THEN SUM(COALESCE(CAST(events AS BIGINT), 0)) END AS total_events,
            MAX(activity_date) AS last_activity_date
     FROM analytics.company_daily_activity
     GROUP BY company_id, CAST(date_trunc('week', activity_date) AS DATE)
@@ -166,8 +169,11 @@ WITH periods AS (
            COUNT(*) AS days_built,
            SUM(CASE WHEN active_users > 0 THEN 1 ELSE 0 END) AS active_days,
            SUM(CASE WHEN active_users IS NULL THEN 1 ELSE 0 END) AS days_usage_unknown,
-           SUM(COALESCE(CAST(active_users AS BIGINT), 0)) AS active_user_days,
-           SUM(COALESCE(CAST(events AS BIGINT), 0)) AS total_events,
+           -- NULL when the usage of no day is known: refused usage is never a 0.
+           CASE WHEN COUNT(*) > SUM(CASE WHEN active_users IS NULL THEN 1 ELSE 0 END)
+                THEN SUM(COALESCE(CAST(active_users AS BIGINT), 0)) END AS active_user_days,
+           CASE WHEN COUNT(*) > SUM(CASE WHEN active_users IS NULL THEN 1 ELSE 0 END)
+                THEN SUM(COALESCE(CAST(events AS BIGINT), 0)) END AS total_events,
            MAX(activity_date) AS last_activity_date
     FROM analytics.company_daily_activity
     GROUP BY company_id, CAST(date_trunc('month', activity_date) AS DATE)

@@ -80,7 +80,11 @@ def test_one_quarantined_record_is_a_warning_naming_the_company_field_example_an
         '1 of 30 usage records quarantined (3.3%), company H-001: active_users is a string: "14"'
     )
     assert "quarantine/raw/usage/p1.json/run/rejected-records.jsonl" in warning
-    assert "run the day again" in warning and "force" not in warning
+    # The way that works once the API is fixed: a day already fetched is fetched again only forced.
+    assert warning.endswith(
+        "Once the API sends them right, fetch the day again"
+        " (python -m shared.cli run --date 2026-10-10 --force, or POST /api/replay with force)"
+    )
 
 
 @pytest.mark.parametrize(
@@ -114,8 +118,9 @@ def test_most_records_refused_for_one_reason_is_a_format_change_not_a_count() ->
         "zero usage records staged for 2026-10-10: the usage API's format changed:"
         ' active_users is a string in 30 of 30 records (e.g. "1" for company H-001)'
     )
-    assert "a forced replay cannot help" in error
-    assert "force" not in result.advice.replace("forcing cannot help", "")
+    assert "then fetch the day again" in error and "forcing before that cannot help" in error
+    assert result.advice.startswith("have the API fixed or the contract extended, then fetch the day again")
+    assert "to override" not in result.advice  # never "force it through": that builds unknowns
     assert "quarantined (" not in error  # not the generic count
 
 
@@ -124,7 +129,7 @@ def test_a_format_change_in_a_large_day_is_an_error_whose_advice_is_not_force() 
     result = check_day(D, with_summary(100, items))
     [error] = result.errors
     assert "format changed: events is a fraction in 20 of 121 records (e.g. 1.5 for company c-0)" in error
-    assert result.advice and "with force" not in result.advice
+    assert result.advice.startswith("have the API fixed") and "to override" not in result.advice
 
 
 def test_a_few_mixed_reasons_are_no_format_change() -> None:

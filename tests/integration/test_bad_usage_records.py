@@ -76,7 +76,10 @@ def test_case_1_one_count_sent_as_a_string_is_said_in_the_run_output(
         in line
     )
     assert f"the records are in quarantine/raw/usage/{DAY}/" in line and "rejected-records.jsonl" in line
-    assert "force" not in line
+    # The way that works once the API is fixed (a fetched day is fetched again only forced).
+    assert line.endswith(
+        f"fetch the day again (python -m shared.cli run --date {DAY} --force, or POST /api/replay with force)"
+    )
     [warning] = [a for a in read_alerts(local_env) if a["kind"] == "quality_warning"]
     assert warning["severity"] == "warning" and "H-007" in warning["message"]
     assert [r["reason"] for r in quarantined(local_env)] == ['active_users is a string: "14"']
@@ -109,9 +112,9 @@ def test_a_format_change_stops_the_day_and_never_advises_force(
         f"error: {DAY} not built: zero usage records staged for {DAY}: the usage API's format changed:"
         ' active_users is a string in 30 of 30 records (e.g. "6" for company H-001)'
     ), err
-    assert "a forced replay cannot help" in err and "with force" not in err
+    assert "then fetch the day again" in err and "forcing before that cannot help" in err
     [alert] = [a for a in read_alerts(local_env) if a["kind"] == "quality_error"]
-    assert "force" not in alert["detail"].replace("forcing cannot help", "")
+    assert alert["detail"].startswith("have the API fixed") and "to override" not in alert["detail"]
     assert rows(local_env) == {}
 
 

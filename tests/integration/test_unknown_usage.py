@@ -89,6 +89,18 @@ def test_a_forced_replay_never_turns_refused_records_into_zeros(cli: Cli, idle_l
     assert cli("run", "--date", "2026-10-01", "--force")[0] == 0
     row = _row(read_table(Path(Settings.from_env().local_data_dir)), idle_looking_company, "2026-10-01")
     assert row["active_users"] is None and row["usage_unknown_7d"] == 1 and row["is_churn_risk"] is None
+    # Its week holds that day alone: the rollups say unknown too, never 0 user-days.
+    weeks = read_table(
+        Path(Settings.from_env().local_data_dir), "SELECT * FROM analytics.company_weekly_activity"
+    )
+    (week,) = [w for w in weeks if w["company_id"] == idle_looking_company]
+    assert (week["days_built"], week["days_usage_unknown"]) == (1, 1)
+    assert (week["active_user_days"], week["total_events"], week["avg_daily_active_users"]) == (
+        None,
+        None,
+        None,
+    )
+    assert week["is_churn_risk"] is None
 
 
 def test_a_refused_record_of_a_company_with_no_row_adds_none(
