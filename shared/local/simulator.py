@@ -61,6 +61,8 @@ FaultKind = Literal[
     "delay",
     "drift_duplicate",
     "endless",
+    "overstated_total_pages",
+    "ignores_page",
 ]
 FAULT_KINDS: frozenset[str] = frozenset(get_args(FaultKind))
 FAULT_STATUSES = frozenset({400, 401, 403, 404, 500, 502, 503, 504})
@@ -83,6 +85,7 @@ class Fault:
     times: int = 1
     status: int = 503
     seconds: float = 0.0
+    extra_pages: int = 2  # "overstated_total_pages": how many pages more than it has it announces
 
     def __post_init__(self) -> None:
         # Fail at construction: a typo in a test's fault list should not silently do nothing.
@@ -448,6 +451,14 @@ class _Handler(BaseHTTPRequestHandler):
             drifted = self._page_body(records, page, page_size, sim.include_total_pages)
             drifted["data"].insert(0, records[(page - 1) * page_size - 1])
             self._send_json(200, drifted)
+        elif fault.kind == "overstated_total_pages":
+            overstated = self._page_body(records, page, page_size, include_total_pages=True)
+            overstated["total_pages"] += fault.extra_pages
+            self._send_json(200, overstated)
+        elif fault.kind == "ignores_page":  # page 1, whatever was asked for, always "more to come"
+            first = self._page_body(records, 1, page_size, include_total_pages=False)
+            first["has_next_page"] = True
+            self._send_json(200, first)
         elif fault.kind == "endless":
             endless = self._page_body(records, page, page_size, include_total_pages=False)
             endless["has_next_page"] = True

@@ -19,7 +19,7 @@ import logging
 import threading
 import uuid
 from collections.abc import Callable
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Literal
@@ -253,23 +253,26 @@ def _land_concurrently(numbers: range, land: Callable[[int], LandedPage], worker
     """Land `numbers` with at most `workers` at a time; the pages up to and including the first
     that says `has_next_page` false (all of them if none does), in page order.
 
-    After a failure no new page is started; pages in flight finish and stay landed (a resume
-    reads them back). Then a permanent error is raised if any page had one (redelivering
-    cannot get past it), else the lowest page's error: the one a page-by-page walk would have
-    met first.
+    `total_pages` is a hint, not a promise (contract section 1): a page past the first one that
+    says it is the last is not part of the day, so its failure (a 404, a 400, anything) is
+    ignored. After a failure of page N no page above N is started; pages below it still are, as
+    one of them may end the day before N. Then the error that counts is raised: a permanent one
+    on a page every earlier page of which landed saying there is more (redelivering cannot get
+    past it), else the lowest page's error (the one a page-by-page walk would have met first).
     """
-    failed = threading.Event()
+    lowest_failed = [numbers[-1] + 1]
     last_needed = [numbers[-1]]  # lowered by a page that says it is the last
     lock = threading.Lock()
 
     def task(number: int) -> LandedPage | None:
         with lock:
-            if failed.is_set() or number > last_needed[0]:
-                return None  # not started: the run is failing, or the day ends before it
+            if number >= lowest_failed[0] or number > last_needed[0]:
+                return None  # not started: a lower page failed, or the day ends before it
         try:
             page = land(number)
         except BaseException:
-            failed.set()  # before the pool can hand this worker another page
+            with lock:  # before the pool can hand this worker another page
+                lowest_failed[0] = min(lowest_failed[0], number)
             raise
         if not page.has_next_page:
             with lock:
@@ -279,21 +282,27 @@ def _land_concurrently(numbers: range, land: Callable[[int], LandedPage], worker
     with ThreadPoolExecutor(max_workers=min(workers, len(numbers)), thread_name_prefix="fetch-page") as pool:
         # Each worker runs in a copy of this context, so its log lines keep the day and run id.
         futures = [pool.submit(contextvars.copy_context().run, task, n) for n in numbers]
-        wait(futures, return_when=FIRST_EXCEPTION)
-        if failed.is_set():
-            pool.shutdown(wait=True, cancel_futures=True)
+        wait(futures)
 
-    errors = [e for f in futures if not f.cancelled() and (e := f.exception()) is not None]
-    if errors:  # in page order
-        raise next((e for e in errors if isinstance(e, UsageApiError)), errors[0])
     landed: list[LandedPage] = []
-    for future in futures:
+    failures: list[tuple[int, BaseException]] = []
+    for number, future in zip(numbers, futures, strict=True):
+        error = future.exception()
+        if error is not None:
+            failures.append((number, error))
+            continue
         page = future.result()
-        if page is None:  # skipped: only pages after one that said it was the last
-            break
-        landed.append(page)
-        if not page.has_next_page:
-            break  # the day shrank: what follows is not part of it
+        if page is not None and not failures and len(landed) == number - numbers[0]:
+            landed.append(page)  # the unbroken run of landed pages from the first
+    ended = next((p.number for p in landed if not p.has_next_page), None)
+    if ended is not None:
+        ignored = [(n, e) for n, e in failures if n > ended]
+        for number, error in ignored:
+            log.info("page %d failed (%s) but page %d ended the day; ignored", number, error, ended)
+        return [p for p in landed if p.number <= ended]
+    if failures:
+        decisive = [e for n, e in failures if isinstance(e, UsageApiError) and n <= numbers[0] + len(landed)]
+        raise decisive[0] if decisive else failures[0][1]
     return landed
 
 

@@ -419,3 +419,34 @@ def test_invalid_records_are_quarantined_not_staged(cli: Cli, local_env: Path, h
     ]
     assert [r["reason"] for r in rejected] == ["missing or blank company_id"]
     assert_table_is_golden(local_env, DAY, NEXT_DAY)
+
+
+# --------------------------------------------------------------------------- total_pages is a hint (#23)
+
+
+@pytest.mark.parametrize("status", [404, 400])
+def test_an_overstated_total_pages_is_a_hint_the_day_ends_at_has_next_page_false(
+    status: int, cli: Cli, local_env: Path, hostile_api: StartApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The API announces 6 pages, serves 4 (the last says has_next_page false) and answers
+    # `status` for pages 5 and 6, which the default concurrency asks for alongside 2..4.
+    monkeypatch.setenv("USAGE_API_CONCURRENCY", "8")
+    sim = hostile_api(
+        [
+            Fault(kind="status", status=status, date=DAY, page=5, times=-1),
+            Fault(kind="status", status=status, date=DAY, page=6, times=-1),
+            Fault(kind="overstated_total_pages", date=DAY, times=-1, extra_pages=2),
+        ]
+    )
+    drop_crm(cli, DAY)
+
+    code, out, err = cli("run", "--date", DAY)
+
+    assert code == 0, err
+    assert " built " in out
+    assert "page 5" not in out + err and "page 4" not in out + err
+    assert {p for p, _, _ in log_of(sim, DAY)} <= {1, 2, 3, 4, 5, 6}
+    assert all(s == 200 for p, s, _ in log_of(sim, DAY) if p is not None and p <= PAGES)
+    assert_table_is_golden(local_env, DAY)
+    assert_staged_once(cli, local_env, DAY)
+    assert not [a for a in read_alerts(local_env) if a["severity"] == "error"]
