@@ -124,8 +124,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m shared.cli", description="Company Activity, locally.")
     parser.add_argument("-v", "--verbose", action="store_true", help="also print the log on stderr")
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="fetch, stage and build one day")
-    run.add_argument("--date", type=_parse_day, required=True)
+    run = sub.add_parser(
+        "run",
+        help="fetch, stage and build one day; without --date what the daily timer does (yesterday,"
+        " and the USAGE_API_LOOKBACK_DAYS days before it re-checked against the API)",
+    )
+    run.add_argument("--date", type=_parse_day)
     run.add_argument("--force", action="store_true", help="re-fetch and override quality-gate errors")
     backfill = sub.add_parser("backfill", help="run a range of days")
     backfill.add_argument("--from", dest="first", type=_parse_day, required=True)
@@ -378,7 +382,9 @@ def _quiet_stdout() -> None:
 def _dispatch(args: argparse.Namespace, settings: Settings, lock: FolderLock | None) -> int:
     if args.command == "init-db":
         return init_db(settings)
-    if args.command in ("run", "backfill"):
+    if args.command == "run" and args.date is None and args.force:
+        raise CliError("--force needs --date: the daily run (run without --date) never forces")
+    if args.command == "backfill" or (args.command == "run" and args.date is not None):
         _check_days(args)  # what is wrong with the days comes before what is missing to fetch them
     if args.command in ("run", "backfill") and not settings.usage_api_base_url:
         raise CliError(
@@ -397,6 +403,12 @@ def _dispatch(args: argparse.Namespace, settings: Settings, lock: FolderLock | N
     pipeline = LocalPipeline(settings, read_only=args.command == "reconcile")
     try:
         started = datetime.now(UTC).isoformat()
+        if args.command == "run" and args.date is None:
+            with _retries_shown():
+                report, yesterday, lookback = pipeline.daily()
+            # The re-checked days (a day never fetched is not re-checked), then yesterday.
+            checked = [d for d in lookback if pipeline.services.ledger.get(names.FETCH, d.isoformat())]
+            return _finish(pipeline, report, [*checked, yesterday], since=started)
         if args.command == "run":
             with _retries_shown():
                 report = pipeline.replay({"date": args.date.isoformat(), "force": args.force})

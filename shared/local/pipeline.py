@@ -8,6 +8,7 @@ import random
 import sys
 import threading
 from collections.abc import Callable
+from datetime import date
 from typing import Any, BinaryIO
 
 from shared.bootstrap import build_local, use_services
@@ -48,6 +49,16 @@ class LocalPipeline:
         if show is not None:
             print(file=sys.stderr)  # end the progress line
         return report
+
+    def daily(self) -> tuple[DrainReport, date, list[date]]:
+        """What the daily timer does (contract section 6, `run` without --date): fetch yesterday
+        and re-check the USAGE_API_LOOKBACK_DAYS days before it. Returns the drain report,
+        yesterday and the days re-checked."""
+        from shared.services.replay import enqueue_daily
+
+        yesterday, lookback = enqueue_daily(self.services, requested_by="cli")
+        self._open_warehouse_meanwhile()
+        return self.host.drain(), yesterday, lookback
 
     def _open_warehouse_meanwhile(self) -> None:
         """Open the local warehouse (import DuckDB, open the file, check its schema: about 0.1 s)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
+from shared.domain.fetch_decision import lease_expired
 from shared.domain.rules import RULED_STATES, RULES_LEGEND, Rules
 
 
@@ -12,6 +14,17 @@ def day_line(view: dict[str, Any], since: str | None = None) -> str:
     """One readable line per day from the status view, worded after its state. `since`: when the
     command began (ISO, UTC), so a day it did not rebuild says so instead of repeating the counts
     of an earlier build."""
+    text = _day_line(view, since)
+    fetch = view.get("fetch") or {}
+    checked = str(fetch.get("last_checked_at") or "")
+    if fetch.get("last_check"):
+        text += (
+            f"  (last checked against the API {checked[:16].replace('T', ' ')} UTC: {fetch['last_check']})"
+        )
+    return text
+
+
+def _day_line(view: dict[str, Any], since: str | None) -> str:
     day, state = view["date"], day_state(view)
     build, usage, fetch = view.get("days") or {}, view.get("usage") or {}, view.get("fetch") or {}
     if state == "built":
@@ -42,6 +55,10 @@ def day_line(view: dict[str, Any], since: str | None = None) -> str:
         return f"{day}  staged     {usage.get('staged')} records, not built yet"
     if state == "fetch incomplete":
         return f"{day}  fetch incomplete: {fetch.get('last_error')}; the next run resumes it"
+    if state == "fetch interrupted":
+        return (
+            f"{day}  fetch interrupted (started {str(fetch.get('started_at'))[:16]}); the next run resumes it"
+        )
     if fetch:
         return f"{day}  fetch {fetch.get('status')}" + (
             f": {fetch.get('error')}" if fetch.get("error") else ""
@@ -58,7 +75,10 @@ def day_state(view: dict[str, Any]) -> str:
     if usage:
         return "staged"
     if fetch.get("status") == "running":
-        return "fetch incomplete" if fetch.get("last_error") else "fetching"
+        if fetch.get("last_error"):
+            return "fetch incomplete"
+        # A fetch that died holds its lease until it expires: then it says so, not `fetching`.
+        return "fetch interrupted" if lease_expired(fetch, datetime.now(UTC)) else "fetching"
     return f"fetch {fetch['status']}" if fetch.get("status") else "-"
 
 
@@ -70,7 +90,19 @@ def day_rules(view: dict[str, Any]) -> Rules | None:
 def status_table(views: Sequence[dict[str, Any]], in_force: Rules | None = None) -> str:
     """The per-day table of `status`: what is staged, what was built from what, under which
     rules, and by which run."""
-    header = ("DATE", "USAGE", "SNAPSHOT", "STATE", "ROWS", "RULES", "WARN", "ERR", "LAST RUN", "AT (UTC)")
+    header = (
+        "DATE",
+        "USAGE",
+        "SNAPSHOT",
+        "STATE",
+        "ROWS",
+        "RULES",
+        "WARN",
+        "ERR",
+        "LAST RUN",
+        "AT (UTC)",
+        "API CHECKED (UTC)",
+    )
     rows = []
     for view in views:
         build, usage, fetch = view.get("days") or {}, view.get("usage") or {}, view.get("fetch") or {}
@@ -89,6 +121,7 @@ def status_table(views: Sequence[dict[str, Any]], in_force: Rules | None = None)
                 str(len(build.get("errors") or [])),
                 run,
                 when.replace("T", " "),
+                _checked_cell(fetch),
             )
         )
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
@@ -113,6 +146,13 @@ def status_table(views: Sequence[dict[str, Any]], in_force: Rules | None = None)
                 " or now: python -m shared.cli rebuild"
             )
     return "\n".join(lines + (["", *notes] if notes else []))
+
+
+def _checked_cell(fetch: dict[str, Any]) -> str:
+    """When the lookback last compared the day with the API, and what it found."""
+    if not fetch.get("last_check"):
+        return "-"
+    return f"{str(fetch.get('last_checked_at'))[:16].replace('T', ' ')} {fetch['last_check']}"
 
 
 def _rules_cell(view: dict[str, Any], in_force: Rules | None) -> str:

@@ -13,6 +13,7 @@ does not grow with the day.
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 import hashlib
 import json
 import logging
@@ -26,6 +27,7 @@ from typing import Literal
 
 from shared.domain import blob_events, names
 from shared.domain.alerts import Alert
+from shared.domain.fetch_decision import decide_fetch
 from shared.domain.usage_page import Page, parse_page
 from shared.observability.context import bind
 from shared.ports import (
@@ -44,7 +46,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class FetchOutcome:
-    status: Literal["fetched", "already-fetched", "failed"]
+    status: Literal["fetched", "already-fetched", "failed", "unchanged", "changed", "skipped"]
     run_id: str
     pages: int = 0
     records: int = 0
@@ -85,9 +87,15 @@ def new_run_id(kind: str, clock_now: datetime) -> str:
 
 
 def fetch_day(
-    services: Services, day: date, *, force: bool = False, client: UsageApi | None = None
+    services: Services,
+    day: date,
+    *,
+    force: bool = False,
+    recheck: bool = False,
+    client: UsageApi | None = None,
 ) -> FetchOutcome:
-    """Fetch `day` unless it is already fetched (then re-announce its manifest), or resume a cut-off run.
+    """Do what `decide_fetch` says for `day`: fetch it, resume a cut-off run, re-announce its
+    manifest, re-check it against the API (`recheck`: the lookback), or nothing.
 
     Permanent API errors fail the run with an alert and return; transient ones that outlast the
     retries raise, so the message is redelivered and finally dead-lettered to `alerts`.
@@ -95,8 +103,19 @@ def fetch_day(
     key = day.isoformat()
     entry = services.ledger.get(names.FETCH, key)
     state = dict(entry.data) if entry else {}
-    complete = state.get("status") == "complete"
-    if complete and not force and services.blobs.exists(names.RAW_CONTAINER, state["manifest"]):
+    manifest = state.get("manifest")
+    decision = decide_fetch(
+        state or None,
+        force=force,
+        recheck=recheck,
+        manifest_exists=isinstance(manifest, str) and services.blobs.exists(names.RAW_CONTAINER, manifest),
+        now=services.clock(),
+    )
+    if decision.action == "skip":
+        return FetchOutcome(
+            "skipped", state.get("run_id", ""), message=f"{key} not re-checked: {decision.reason}"
+        )
+    if decision.action == "re-announce":
         _announce_manifest(services, state["manifest"])
         return FetchOutcome(
             "already-fetched",
@@ -105,25 +124,38 @@ def fetch_day(
             state.get("records", 0),
             message=f"{key} already fetched by {state['run_id']}; re-announced its manifest",
         )
-    resuming = state.get("status") == "running" or (complete and not force)
-    if resuming:
-        run_id, force = state["run_id"], bool(state.get("force")) or force  # resume the cut-off run
-    else:
+    checking = decision.action == "re-check"
+    previous: dict[int, tuple[str, str]] = {}
+    if checking:
+        # A re-check is a fetch under a new run id whose pages equal to the last landed ones are
+        # not landed again: the ledger stays `complete` meanwhile, and nothing is written unless
+        # a page differs.
+        previous = _manifest_pages(services, str(state["manifest"]))
         run_id = new_run_id("fetch", services.clock())
+        force = False
+    elif decision.action == "resume":
+        run_id, force = str(decision.run_id), decision.force
+        state = {**state, "lease_until": _lease_until(services)}
+        services.ledger.put(names.FETCH, key, state)
+    else:
+        run_id, force = new_run_id("fetch", services.clock()), decision.force
         state = {
+            **{k: v for k, v in state.items() if k in CHECK_FIELDS},  # when it was last checked
             "run_id": run_id,
             "status": "running",
             "force": force,
             "started_at": services.clock().isoformat(),
+            "lease_until": _lease_until(services),
         }
         services.ledger.put(names.FETCH, key, state)
+    resuming = decision.action == "resume"
     bind(run_id=run_id)
 
     try:
         _not_known_unreachable(services, key)
         client = client or services.usage_api(services.settings)
         try:
-            pages = _land_pages(services, client, day, run_id, resuming=resuming)
+            pages = _land_pages(services, client, day, run_id, resuming=resuming, previous=previous)
         except ApiUnreachable as exc:
             if exc.page != 1:
                 raise
@@ -133,9 +165,18 @@ def fetch_day(
             raise UsageApiError(f"{exc}; replay the day once it answers") from None
     except TransientApiError as exc:
         # Raised on, so the request is redelivered; the ledger says why the run is unfinished.
-        services.ledger.put(names.FETCH, key, {**state, "last_error": str(exc)})
+        services.ledger.put(
+            names.FETCH, key, {**state, ("last_check_error" if checking else "last_error"): str(exc)}
+        )
         raise
     except UsageApiError as exc:
+        if checking:  # the day's data stays as it was; say so, do not mark the day failed
+            message = f"re-check of {key} failed: {exc}; its data is as last fetched"
+            services.ledger.put(
+                names.FETCH, key, {**state, **_checked(services, "failed"), "last_check_error": str(exc)}
+            )
+            raise_alert(services.bus, Alert("warning", "fetch", "recheck_failed", message, run_id, key))
+            return FetchOutcome("failed", run_id, message=message)
         message = f"fetch of {key} failed: {exc}"
         services.ledger.put(
             names.FETCH,
@@ -145,6 +186,21 @@ def fetch_day(
         raise_alert(services.bus, Alert("error", "fetch", "fetch_failed", message, run_id, key))
         return FetchOutcome("failed", run_id, message=message)
 
+    records = sum(p.records for p in pages)
+    if checking and _same_pages(pages, previous):
+        services.ledger.put(
+            names.FETCH,
+            key,
+            {
+                **{k: v for k, v in state.items() if k != "last_check_error"},
+                **_checked(services, "unchanged"),
+            },
+        )
+        log.info("re-checked %s against the API: unchanged (%d pages, %d records)", key, len(pages), records)
+        return FetchOutcome(
+            "unchanged", str(state["run_id"]), len(pages), records, message=f"{key} re-checked: unchanged"
+        )
+
     manifest = {
         "activity_date": key,
         "run_id": run_id,
@@ -152,8 +208,9 @@ def fetch_day(
         "fetched_at": services.clock().isoformat(timespec="microseconds"),  # orders re-fetches
         "page_size": client.page_size,
         "total_pages_reported": pages[0].total_pages if pages else None,
-        "record_count": sum(p.records for p in pages),
+        "record_count": records,
         "pages": [
+            # A re-check's unchanged page keeps the blob it was landed as (same bytes, same sha256).
             {"page": p.number, "blob": p.blob, "records": p.records, "bytes": p.bytes, "sha256": p.sha256}
             for p in pages  # in page order, whatever order they were landed in
         ],
@@ -164,23 +221,55 @@ def fetch_day(
     # (every page is landed by then), rewrites the manifest and so announces it again.
     services.blobs.put(names.RAW_CONTAINER, manifest_name, json.dumps(manifest, indent=1).encode())
     done = {
-        **{k: v for k, v in state.items() if k != "last_error"},
+        **{k: v for k, v in state.items() if k not in ("last_error", "last_check_error", "lease_until")},
+        **(_checked(services, "changed") if checking else {}),
+        "run_id": run_id,
         "status": "complete",
+        "force": force,
         "manifest": manifest_name,
         "pages": len(pages),
-        "records": manifest["record_count"],
+        "records": records,
         "finished_at": services.clock().isoformat(),
     }
     services.ledger.put(names.FETCH, key, done)
     log.info(
-        "fetched %s: %d pages (%d reused), %d records, run %s",
+        "%s %s: %d pages (%d reused), %d records, run %s",
+        "re-checked, changed:" if checking else "fetched",
         key,
         len(pages),
         reused,
-        manifest["record_count"],
+        records,
         run_id,
     )
-    return FetchOutcome("fetched", run_id, len(pages), manifest["record_count"], reused)
+    return FetchOutcome("changed" if checking else "fetched", run_id, len(pages), records, reused)
+
+
+CHECK_FIELDS = ("last_checked_at", "last_check", "last_check_error")
+
+
+def _checked(services: Services, result: str) -> dict[str, str]:
+    """The ledger fields of a lookback re-check: when, and unchanged / changed / failed."""
+    return {"last_checked_at": services.clock().isoformat(timespec="seconds"), "last_check": result}
+
+
+def _lease_until(services: Services) -> str:
+    """How long a running fetch's claim holds without a sign of life: past it, `status` says
+    the fetch was interrupted instead of `fetching` forever."""
+    return (services.clock() + timedelta(seconds=FETCH_LEASE_S)).isoformat()
+
+
+FETCH_LEASE_S = 3600  # above the longest fetch of a day the settings allow between page landings
+
+
+def _manifest_pages(services: Services, manifest_name: str) -> dict[int, tuple[str, str]]:
+    """Page number -> (blob, sha256) of a landed manifest."""
+    manifest = json.loads(services.blobs.get(names.RAW_CONTAINER, manifest_name))
+    return {int(p["page"]): (str(p["blob"]), str(p["sha256"])) for p in manifest["pages"]}
+
+
+def _same_pages(pages: list[LandedPage], previous: dict[int, tuple[str, str]]) -> bool:
+    """The re-checked day equals the last landed one: as many pages, each with the same bytes."""
+    return len(pages) == len(previous) and all(previous.get(p.number, ("", ""))[1] == p.sha256 for p in pages)
 
 
 def _remember_unreachable(services: Services, day: str, message: str) -> None:
@@ -219,7 +308,13 @@ UNREACHABLE_KEY = "unreachable"
 
 
 def _land_pages(
-    services: Services, client: UsageApi, day: date, run_id: str, *, resuming: bool
+    services: Services,
+    client: UsageApi,
+    day: date,
+    run_id: str,
+    *,
+    resuming: bool,
+    previous: dict[int, tuple[str, str]] | None = None,
 ) -> list[LandedPage]:
     """Every page of the day, landed, in page order.
 
@@ -237,7 +332,7 @@ def _land_pages(
                 f"has_next_page still true after {max_pages} pages for {day}; stopped at the page cap"
                 " (USAGE_API_MAX_PAGES)"
             )
-        return _land_page(services, client, day, run_id, number, resuming=resuming)
+        return _land_page(services, client, day, run_id, number, resuming=resuming, previous=previous)
 
     pages = [land(1)]
     total = pages[0].total_pages
@@ -307,16 +402,30 @@ def _land_concurrently(numbers: range, land: Callable[[int], LandedPage], worker
 
 
 def _land_page(
-    services: Services, client: UsageApi, day: date, run_id: str, number: int, *, resuming: bool
+    services: Services,
+    client: UsageApi,
+    day: date,
+    run_id: str,
+    number: int,
+    *,
+    resuming: bool,
+    previous: dict[int, tuple[str, str]] | None = None,
 ) -> LandedPage:
-    """Land page `number` (or, resuming a run, read it back when an earlier attempt landed it)."""
+    """Land page `number` (or, resuming a run, read it back when an earlier attempt landed it).
+
+    Re-checking (`previous`: the last manifest's pages), a page whose bytes equal the landed
+    one's is not written again: it stays the blob it was landed as."""
     blob = names.page_blob(day, run_id, number)
     page = _landed_page(services, blob, number) if resuming else None
     if page is not None:
         return LandedPage.of(blob, page, reused=True)
     page = client.fetch_page(day, number)
+    landed = LandedPage.of(blob, page, reused=False)
+    same = (previous or {}).get(number)
+    if same is not None and same[1] == landed.sha256:
+        return dataclasses.replace(landed, blob=same[0], reused=True)
     services.blobs.put(names.RAW_CONTAINER, blob, page.body)
-    return LandedPage.of(blob, page, reused=False)
+    return landed
 
 
 def _landed_page(services: Services, blob: str, number: int) -> Page | None:
