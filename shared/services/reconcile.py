@@ -147,7 +147,14 @@ def _landed(
     except (BlobNotFound, ValueError):
         return Fetch(str(fetch_entry.get("run_id")), "?", str(manifest_name), "manifest missing"), [], {}
     run_id = str(manifest.get("run_id"))
-    fetch = Fetch(run_id, _when(manifest.get("fetched_at")), str(manifest_name), status)
+    checked = fetch_entry.get("last_checked_at")
+    fetch = Fetch(
+        run_id,
+        _when(manifest.get("fetched_at")),
+        str(manifest_name),
+        status,
+        f"{_when(checked)} ({fetch_entry.get('last_check')})" if checked else None,
+    )
     landed: list[LandedRecord] = []
     quarantine: dict[tuple[int, int], Quarantined] = {}
     for entry in manifest.get("pages", []):

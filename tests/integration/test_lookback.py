@@ -142,6 +142,9 @@ def test_run_without_date_rechecks_the_lookback_and_heals_a_corrected_day(
     assert raw_blobs(local_env) == blobs
     assert read_table(local_env) == table
     assert fetch_entry(cli, CORRECTED)["last_check"] == "unchanged"
+    # reconcile says when the day was last checked against the API.
+    code, out, err = cli("reconcile", "--date", RECHECKED[0], "--skip-api")
+    assert f"last checked against the API {TODAY.isoformat()}" in out and "(unchanged)" in out, out
 
 
 def test_lookback_zero_rechecks_nothing(
