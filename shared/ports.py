@@ -109,6 +109,9 @@ class OutgoingMessage:
     message_id: str
     properties: Mapping[str, str | int | bool] = field(default_factory=dict)
     delay_s: float = 0.0
+    # Delivered not before this time (UTC): a Service Bus scheduled message; the local bus's
+    # journal keeps it, and the first command after that time delivers it.
+    scheduled_enqueue_time_utc: datetime | None = None
 
 
 class MessageBus(Protocol):
@@ -278,6 +281,16 @@ class ApiUnreachable(TransientApiError):
 
     def __init__(self, message: str, page: int) -> None:
         super().__init__(message)
+        self.page = page
+
+
+class ApiAsksToWait(RuntimeError):
+    """The API asked (Retry-After) for a longer wait than USAGE_API_MAX_WAIT_S: the fetch is not
+    held for it but asked for again at that time (contract section 1)."""
+
+    def __init__(self, message: str, wait_s: float, page: int) -> None:
+        super().__init__(message)
+        self.wait_s = wait_s
         self.page = page
 
 

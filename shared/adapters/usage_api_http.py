@@ -10,6 +10,7 @@ the one rule in `shared.domain.http_status`, and the fetch service walks the pag
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 import threading
@@ -29,20 +30,23 @@ from shared.adapters.usage_api_pacing import RateLimiter
 from shared.config import Settings
 from shared.domain import http_status
 from shared.domain.usage_page import MalformedPage, Page, TruncatedPage, parse_page
-from shared.ports import ApiUnreachable, TransientApiError, UsageApiError
+from shared.ports import ApiAsksToWait, ApiUnreachable, TransientApiError, UsageApiError
 
 log = logging.getLogger(__name__)
 
 MAX_RETRY_AFTER_S = 300.0  # a server asking for more than this is treated as asking for this
 
 
-def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
-    """`Retry-After` as delta-seconds or as an HTTP-date; None when absent or unreadable."""
+def retry_after_seconds(
+    value: str | None, now: datetime | None = None, cap: float = MAX_RETRY_AFTER_S
+) -> float | None:
+    """`Retry-After` as delta-seconds or as an HTTP-date, at most `cap`; None when absent or
+    unreadable."""
     if not value:
         return None
     value = value.strip()
     if value.isascii() and value.isdigit():  # "²".isdigit() is True too
-        return min(float(value), MAX_RETRY_AFTER_S)
+        return min(float(value), cap)
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError):
@@ -50,7 +54,7 @@ def retry_after_seconds(value: str | None, now: datetime | None = None) -> float
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     delta = (when - (now or datetime.now(UTC))).total_seconds()
-    return min(max(delta, 0.0), MAX_RETRY_AFTER_S)
+    return min(max(delta, 0.0), cap)
 
 
 class UsageApiClient:
@@ -70,6 +74,7 @@ class UsageApiClient:
         clock: Callable[[], float] = time.monotonic,
         limiter: RateLimiter | None = None,
         pool_size: int = 10,
+        max_wait_s: float = MAX_RETRY_AFTER_S,
     ) -> None:
         """`limiter` paces every attempt (None: no client-side pacing). `pool_size` is the most
         connections kept to the API, at least the number of threads sharing this client.
@@ -81,6 +86,7 @@ class UsageApiClient:
         self.timeout_s = timeout_s
         self.page_size = page_size
         self.max_attempts = max_attempts
+        self.max_wait_s = max_wait_s  # a longer Retry-After is not waited for: ApiAsksToWait
         self.unreachable_s = unreachable_s
         self.clock = clock
         self.session = session or _pooled_session(pool_size, self.base_url)
@@ -211,9 +217,18 @@ class UsageApiClient:
                 raise UsageApiError(str(exc)) from None
         reason = http_status.phrase(status)
         if http_status.is_transient(status):
+            asked = retry_after_seconds(response.headers.get("Retry-After"), cap=math.inf)
+            if asked is not None and asked > self.max_wait_s:
+                raise ApiAsksToWait(
+                    f"usage API {self.base_url} answered HTTP {status} {reason} for date {day} page {number}"
+                    f" asking to wait {asked:.0f} s (Retry-After), longer than USAGE_API_MAX_WAIT_S"
+                    f" ({self.max_wait_s:g} s)",
+                    wait_s=asked,
+                    page=number,
+                )
             raise TransientApiError(
                 f"page {number}: HTTP {status} {reason}",
-                retry_after_s=retry_after_seconds(response.headers.get("Retry-After")),
+                retry_after_s=None if asked is None else min(asked, self.max_wait_s),
             )
         raise UsageApiError(
             f"usage API {self.base_url} answered HTTP {status} {reason} for date {day} page {number}"
@@ -341,4 +356,5 @@ def client_for(settings: Settings) -> UsageApiClient:
         unreachable_s=settings.usage_api_unreachable_s,
         limiter=RateLimiter(settings.usage_api_max_rps),
         pool_size=settings.usage_api_concurrency,
+        max_wait_s=settings.usage_api_max_wait_s,
     )

@@ -9,6 +9,8 @@ is still in the store), asks, and does what the answer says. The answers:
                 (staging is idempotent), ask the API nothing.
 * `re-check`    the lookback (contract section 1): ask the API for the day again and compare
                 its pages with the last landed ones; only a difference lands as a new fetch.
+  A fetch that the API asked to wait for (a long Retry-After) is `waiting`: a request for it
+  before its time (a re-check) skips it, the scheduled request or a person's resumes it.
 * `skip`        nothing to do: a lookback re-check of a day never fetched, or whose last fetch
                 failed (a failed day is replayed by a person, not retried daily with an alert
                 each time), or one that another fetch holds right now (its lease has not expired).
@@ -44,6 +46,14 @@ def lease_expired(state: Mapping[str, Any], now: datetime) -> bool:
         return True
 
 
+def _not_yet(state: Mapping[str, Any], now: datetime) -> bool:
+    until = state.get("retry_at")
+    try:
+        return isinstance(until, str) and datetime.fromisoformat(until) > now
+    except ValueError:
+        return False
+
+
 def decide_fetch(
     state: Mapping[str, Any] | None,
     *,
@@ -66,8 +76,10 @@ def decide_fetch(
             return FetchDecision(
                 "skip", False, run_id, "its last fetch failed: replay it once the API is fixed"
             )
-        if status == "running":
-            if not lease_expired(state, now):
+        if status == "waiting" and _not_yet(state, now):
+            return FetchDecision("skip", False, run_id, "the API asked to wait: its fetch is scheduled")
+        if status in ("running", "waiting"):
+            if status == "running" and not lease_expired(state, now):
                 return FetchDecision("skip", False, run_id, "another fetch of it is running")
             return FetchDecision("resume", bool(state.get("force")), run_id, "a fetch of it was cut off")
         if status == "complete" and manifest_exists:
@@ -75,7 +87,7 @@ def decide_fetch(
         return FetchDecision("start", False, reason="its manifest is gone: fetched again")
     if status == "complete" and manifest_exists and not force:
         return FetchDecision("re-announce", False, run_id, "already fetched")
-    if run_id is not None and (status == "running" or (status == "complete" and not force)):
+    if run_id is not None and (status in ("running", "waiting") or (status == "complete" and not force)):
         # Cut off, or complete with its manifest lost: the same run, landed pages read back.
         return FetchDecision(
             "resume", bool((state or {}).get("force")) or force, run_id, "resuming a cut-off run"

@@ -57,6 +57,9 @@ EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 141  # what a shell reports for a reader that went away (128 + SIGPIPE)
 EXIT_INTERNAL = 70
 EXIT_COULD_NOT_TELL = 2  # reconcile: the API could not be asked, or the question was wrong
+# A fetch the API asked to wait for longer than USAGE_API_MAX_WAIT_S: nothing failed, the fetch
+# is scheduled for later (EX_TEMPFAIL of sysexits.h: try again later).
+EXIT_FETCH_SCHEDULED = 75
 
 
 def _finish(
@@ -86,7 +89,21 @@ def _finish(
     if problems:
         more = f" (and {len(problems) - 1} more; see alerts)" if len(problems) > 1 else ""
         raise CliError(problems[0] + more)
+    later = [f for d in days if (f := _scheduled_fetch(pipeline, d))]
+    if later:
+        more = f" (and {len(later) - 1} more days)" if len(later) > 1 else ""
+        print(
+            f"{later[0]}; the first command after that time (run, backfill, crm-drop) runs it{more}",
+            file=sys.stderr,
+        )
+        return EXIT_FETCH_SCHEDULED
     return 0
+
+
+def _scheduled_fetch(pipeline: LocalPipeline, day: date) -> str | None:
+    """What the fetch of `day` is waiting for, when the API asked for a long wait (Retry-After)."""
+    entry = pipeline.services.ledger.get(names.FETCH, day.isoformat())
+    return str(entry.data["waiting_for"]) if entry and entry.data.get("waiting_for") else None
 
 
 def _parse_day(text: str) -> date:

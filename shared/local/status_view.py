@@ -55,6 +55,8 @@ def _day_line(view: dict[str, Any], since: str | None) -> str:
         return f"{day}  staged     {usage.get('staged')} records, not built yet"
     if state == "fetch incomplete":
         return f"{day}  fetch incomplete: {fetch.get('last_error')}; the next run resumes it"
+    if state == "fetch scheduled":
+        return f"{day}  fetch scheduled: {fetch.get('waiting_for')}"
     if state == "fetch interrupted":
         return (
             f"{day}  fetch interrupted (started {str(fetch.get('started_at'))[:16]}); the next run resumes it"
@@ -74,6 +76,8 @@ def day_state(view: dict[str, Any]) -> str:
         return "blocked"
     if usage:
         return "staged"
+    if fetch.get("status") == "waiting":
+        return "fetch scheduled"
     if fetch.get("status") == "running":
         if fetch.get("last_error"):
             return "fetch incomplete"

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from shared.domain import blob_events, names
 from shared.domain.alerts import Alert
@@ -31,6 +31,7 @@ from shared.domain.fetch_decision import decide_fetch
 from shared.domain.usage_page import Page, parse_page
 from shared.observability.context import bind
 from shared.ports import (
+    ApiAsksToWait,
     ApiUnreachable,
     BlobNotFound,
     OutgoingMessage,
@@ -46,7 +47,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class FetchOutcome:
-    status: Literal["fetched", "already-fetched", "failed", "unchanged", "changed", "skipped"]
+    status: Literal["fetched", "already-fetched", "failed", "unchanged", "changed", "skipped", "rescheduled"]
     run_id: str
     pages: int = 0
     records: int = 0
@@ -135,7 +136,11 @@ def fetch_day(
         force = False
     elif decision.action == "resume":
         run_id, force = str(decision.run_id), decision.force
-        state = {**state, "lease_until": _lease_until(services)}
+        state = {
+            **{k: v for k, v in state.items() if k not in WAIT_FIELDS},
+            "status": "running",
+            "lease_until": _lease_until(services),
+        }
         services.ledger.put(names.FETCH, key, state)
     else:
         run_id, force = new_run_id("fetch", services.clock()), decision.force
@@ -163,6 +168,8 @@ def fetch_day(
             # next days of a backfill fail at once instead of trying the same dead API again.
             _remember_unreachable(services, key, str(exc))
             raise UsageApiError(f"{exc}; replay the day once it answers") from None
+    except ApiAsksToWait as exc:
+        return _ask_again_later(services, day, state, run_id, exc, force=force, recheck=checking)
     except TransientApiError as exc:
         # Raised on, so the request is redelivered; the ledger says why the run is unfinished.
         services.ledger.put(
@@ -192,7 +199,7 @@ def fetch_day(
             names.FETCH,
             key,
             {
-                **{k: v for k, v in state.items() if k != "last_check_error"},
+                **{k: v for k, v in state.items() if k not in ("last_check_error", *WAIT_FIELDS)},
                 **_checked(services, "unchanged"),
             },
         )
@@ -221,7 +228,11 @@ def fetch_day(
     # (every page is landed by then), rewrites the manifest and so announces it again.
     services.blobs.put(names.RAW_CONTAINER, manifest_name, json.dumps(manifest, indent=1).encode())
     done = {
-        **{k: v for k, v in state.items() if k not in ("last_error", "last_check_error", "lease_until")},
+        **{
+            k: v
+            for k, v in state.items()
+            if k not in ("last_error", "last_check_error", "lease_until", *WAIT_FIELDS)
+        },
         **(_checked(services, "changed") if checking else {}),
         "run_id": run_id,
         "status": "complete",
@@ -244,6 +255,57 @@ def fetch_day(
     return FetchOutcome("changed" if checking else "fetched", run_id, len(pages), records, reused)
 
 
+def _ask_again_later(
+    services: Services,
+    day: date,
+    state: dict[str, Any],
+    run_id: str,
+    exc: ApiAsksToWait,
+    *,
+    force: bool,
+    recheck: bool,
+) -> FetchOutcome:
+    """A Retry-After above USAGE_API_MAX_WAIT_S: this fetch stops now, holding nothing, and a
+    request for the same day is scheduled for the time the API named (a Service Bus scheduled
+    message; locally the bus journal keeps it). The pages landed so far stay: the scheduled
+    request resumes the same run."""
+    key = day.isoformat()
+    when = services.clock() + timedelta(seconds=exc.wait_s)
+    at = f"{when:%Y-%m-%d %H:%M} UTC"
+    message = (
+        f"{'re-check' if recheck else 'fetch'} of {key}: the API asked to wait {exc.wait_s:.0f} s"
+        f" (Retry-After on page {exc.page}), more than USAGE_API_MAX_WAIT_S"
+        f" ({services.settings.usage_api_max_wait_s:g} s); it runs again at {at}"
+    )
+    waiting = {"retry_at": when.isoformat(), "waiting_for": message}
+    if recheck:  # the day stays as last fetched
+        services.ledger.put(names.FETCH, key, {**state, **waiting})
+    else:
+        entry = {k: v for k, v in state.items() if k not in ("lease_until", "last_error")}
+        services.ledger.put(names.FETCH, key, {**entry, "status": "waiting", **waiting})
+    body = {
+        "date": key,
+        "force": force,
+        "requested_by": "retry-after",
+        **({"recheck": True} if recheck else {}),
+    }
+    services.bus.send(
+        names.FETCH_QUEUE,
+        [
+            OutgoingMessage(
+                body=body,
+                message_id=f"later-{key}-{run_id}-{when:%Y%m%dT%H%M%S}",
+                properties={"date": key},
+                scheduled_enqueue_time_utc=when,
+            )
+        ],
+    )
+    raise_alert(services.bus, Alert("warning", "fetch", "fetch_rescheduled", message, run_id, key))
+    log.warning("%s", message)
+    return FetchOutcome("rescheduled", run_id, message=message)
+
+
+WAIT_FIELDS = ("retry_at", "waiting_for")
 CHECK_FIELDS = ("last_checked_at", "last_check", "last_check_error")
 
 

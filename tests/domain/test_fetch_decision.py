@@ -15,6 +15,7 @@ LIVE = (NOW + timedelta(minutes=5)).isoformat()
 DEAD = (NOW - timedelta(minutes=5)).isoformat()
 COMPLETE = {"run_id": "fetch-a", "status": "complete", "manifest": "m.json", "force": False}
 RUNNING = {"run_id": "fetch-a", "status": "running", "force": True, "lease_until": LIVE}
+WAITING = {"run_id": "fetch-a", "status": "waiting", "force": False, "retry_at": LIVE}
 FAILED = {"run_id": "fetch-a", "status": "failed", "error": "HTTP 404"}
 
 
@@ -40,6 +41,11 @@ def decide(state: dict[str, Any] | None, **kw: Any) -> FetchDecision:
         (COMPLETE, {"recheck": True, "manifest_exists": False}, "start", None, False),
         (RUNNING, {"recheck": True}, "skip", "fetch-a", False),  # another fetch holds it
         ({**RUNNING, "lease_until": DEAD}, {"recheck": True}, "resume", "fetch-a", True),
+        # A long Retry-After: the scheduled request (or a person's) resumes; a re-check before
+        # that time leaves it alone.
+        (WAITING, {}, "resume", "fetch-a", False),
+        (WAITING, {"recheck": True}, "skip", "fetch-a", False),
+        ({**WAITING, "retry_at": DEAD}, {"recheck": True}, "resume", "fetch-a", False),
     ],
 )
 def test_decisions(
