@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextvars
 import dataclasses
 import hashlib
+import itertools
 import json
 import logging
 import threading
@@ -401,9 +402,23 @@ def _land_pages(
     if workers > 1 and pages[0].has_next_page and total is not None and total > 1:
         # Up to the cap only: past it the sequential walk below fails as it always did.
         pages += _land_concurrently(range(2, min(total, max_pages) + 1), land, workers)
+        for earlier, later in itertools.pairwise(pages):
+            _not_the_same_page_again(day, earlier, later)
     while pages[-1].has_next_page:
         pages.append(land(pages[-1].number + 1))
+        _not_the_same_page_again(day, pages[-2], pages[-1])
     return pages
+
+
+def _not_the_same_page_again(day: date, earlier: LandedPage, later: LandedPage) -> None:
+    """An API that ignores `page` answers page 1 for every page, with has_next_page true: stop at
+    the first repeat instead of landing identical pages up to the page cap. Two consecutive pages
+    with the same bytes (and records) that both say there is more cannot be two parts of a day."""
+    if earlier.has_next_page and later.has_next_page and earlier.records and earlier.sha256 == later.sha256:
+        raise UsageApiError(
+            f"page {later.number} of {day} is the same as page {earlier.number}, and both say there"
+            " is more (has_next_page true): the API seems to ignore `page`; stopped"
+        )
 
 
 def _land_concurrently(numbers: range, land: Callable[[int], LandedPage], workers: int) -> list[LandedPage]:

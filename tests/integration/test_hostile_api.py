@@ -547,3 +547,19 @@ def test_the_warehouse_is_not_held_while_a_fetch_waits_on_the_api(
     assert probe and probe[0].returncode == 0, probe[0].stderr[-500:] if probe else "no probe"
     assert int(probe[0].stdout) == len(expected_rows(DAY))
     assert_table_is_golden(local_env, DAY, NEXT_DAY)
+
+
+def test_an_api_that_ignores_page_is_stopped_at_once(
+    cli: Cli, local_env: Path, hostile_api: StartApi
+) -> None:
+    sim = hostile_api([Fault(kind="ignores_page", date=DAY, times=-1)])
+    drop_crm(cli, DAY)
+
+    code, out, err = cli("run", "--date", DAY)
+
+    assert code == 1
+    assert err.count("\n") == 1 and "the API seems to ignore `page`" in err, err
+    assert f"{DAY}  fetch failed" in out
+    assert log_of(sim, DAY) == [(1, 200, "ignores_page"), (2, 200, "ignores_page")]  # not MAX_PAGES
+    assert staged_count(local_env, DAY) == (0, 0)
+    assert [a["kind"] for a in read_alerts(local_env) if a["activity_date"] == DAY] == ["fetch_failed"]
