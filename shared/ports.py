@@ -298,6 +298,9 @@ class UsageApi(Protocol):
     """One day's fetch: a client asks for pages (retrying what is transient) and paces itself."""
 
     page_size: int
+    attempts: int  # HTTP requests made so far, retries included
+    retry_s: float  # seconds spent on failed requests and backoff so far
+    retry_budget_s: float  # past it, nothing is tried again
 
     def fetch_page(self, day: date, number: int) -> Page:
         """The page, or UsageApiError (permanent) or TransientApiError (retries exhausted)."""

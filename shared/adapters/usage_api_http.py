@@ -99,6 +99,11 @@ class UsageApiClient:
         self.limiter = limiter
         self._lock = threading.Lock()  # fetch workers share one client
         self.attempts = 0  # every HTTP request made, retries included
+        # Seconds spent on failed requests and on this client's own backoff (not on a wait the
+        # API asked for): what the fetch's retry budget counts. Past `retry_budget_s`, no page
+        # is tried again.
+        self.retry_s = 0.0
+        self.retry_budget_s = math.inf
         self._backoff = wait_exponential_jitter(
             multiplier=backoff_base_s, max=backoff_max_s, jitter=backoff_base_s
         )
@@ -118,19 +123,30 @@ class UsageApiClient:
 
         def stop(state: RetryCallState) -> bool:
             spent = unreachable_for()
-            return state.attempt_number >= self.max_attempts or (
-                spent is not None and spent >= self.unreachable_s
+            return (
+                state.attempt_number >= self.max_attempts
+                or (spent is not None and spent >= self.unreachable_s)
+                or self.retry_s >= self.retry_budget_s
             )
 
         def wait(state: RetryCallState) -> float:
             pause = self._wait(state)
             spent = unreachable_for()  # no answer yet: stay within the budget
-            return pause if spent is None else max(0.0, min(pause, self.unreachable_s - spent))
+            pause = pause if spent is None else max(0.0, min(pause, self.unreachable_s - spent))
+            error = state.outcome.exception() if state.outcome else None
+            if not (isinstance(error, TransientApiError) and error.retry_after_s is not None):
+                pause = max(0.0, min(pause, self.retry_budget_s - self.retry_s))
+                with self._lock:
+                    self.retry_s += pause  # our own backoff; the API's Retry-After is not counted
+            return pause
 
         def attempt() -> Page:
+            began = self.clock()
             try:
                 return self._request_page(day, number)
             except TransientApiError as exc:
+                with self._lock:
+                    self.retry_s += self.clock() - began
                 reached[0] = reached[0] or not isinstance(exc, _NoAnswer)
                 raise
 

@@ -63,6 +63,7 @@ FaultKind = Literal[
     "endless",
     "overstated_total_pages",
     "ignores_page",
+    "trickle",
 ]
 FAULT_KINDS: frozenset[str] = frozenset(get_args(FaultKind))
 FAULT_STATUSES = frozenset({400, 401, 403, 404, 500, 502, 503, 504})
@@ -455,6 +456,9 @@ class _Handler(BaseHTTPRequestHandler):
             overstated = self._page_body(records, page, page_size, include_total_pages=True)
             overstated["total_pages"] += fault.extra_pages
             self._send_json(200, overstated)
+        elif fault.kind == "trickle":  # the page, a few bytes every `seconds`: never a read timeout
+            body = _dumps(self._page_body(records, page, page_size, sim.include_total_pages))
+            self._trickle(body, fault.seconds, sim)
         elif fault.kind == "ignores_page":  # page 1, whatever was asked for, always "more to come"
             first = self._page_body(records, 1, page_size, include_total_pages=False)
             first["has_next_page"] = True
@@ -495,6 +499,22 @@ class _Handler(BaseHTTPRequestHandler):
         except OSError:
             # The client gave up (e.g. after a read timeout); nothing left to answer.
             self.close_connection = True
+
+    def _trickle(self, body: bytes, pause_s: float, sim: UsageApiSimulator) -> None:
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.flush()
+            for start in range(0, len(body), 16):
+                if sim._stopping.wait(pause_s):
+                    break
+                self.wfile.write(body[start : start + 16])
+                self.wfile.flush()
+        except OSError:
+            pass  # the client gave up on the answer
+        self.close_connection = True
 
     def _reset(self) -> None:
         """Abortive close: SO_LINGER 0 makes close() send RST instead of FIN."""

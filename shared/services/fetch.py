@@ -157,9 +157,13 @@ def fetch_day(
     resuming = decision.action == "resume"
     bind(run_id=run_id)
 
+    budget = retry_budget_s(services)
+    spent = float(state.get("retry_s") or 0.0) if resuming else 0.0
+    requests_before = int(state.get("requests") or 0) if resuming else 0
     try:
         _not_known_unreachable(services, key)
         client = client or services.usage_api(services.settings)
+        client.retry_budget_s = max(0.0, budget - spent)
         try:
             pages = _land_pages(services, client, day, run_id, resuming=resuming, previous=previous)
         except ApiUnreachable as exc:
@@ -172,27 +176,30 @@ def fetch_day(
     except ApiAsksToWait as exc:
         return _ask_again_later(services, day, state, run_id, exc, force=force, recheck=checking)
     except TransientApiError as exc:
-        # Raised on, so the request is redelivered; the ledger says why the run is unfinished.
-        services.ledger.put(
-            names.FETCH, key, {**state, ("last_check_error" if checking else "last_error"): str(exc)}
+        requests = requests_before + (client.attempts if client else 0)
+        spent += client.retry_s if client else 0.0
+        tally = (
+            f"{requests} request{'s' if requests != 1 else ''} by this fetch, {spent:.0f} s spent retrying"
         )
-        raise
-    except UsageApiError as exc:
-        if checking:  # the day's data stays as it was; say so, do not mark the day failed
-            message = f"re-check of {key} failed: {exc}; its data is as last fetched"
-            services.ledger.put(
-                names.FETCH, key, {**state, **_checked(services, "failed"), "last_check_error": str(exc)}
-            )
-            raise_alert(services.bus, Alert("warning", "fetch", "recheck_failed", message, run_id, key))
-            return FetchOutcome("failed", run_id, message=message)
-        message = f"fetch of {key} failed: {exc}"
-        services.ledger.put(
-            names.FETCH,
+        state = {**state, "requests": requests, "retry_s": round(spent, 3)} if not checking else state
+        if spent < budget:
+            # Raised on, so the request is redelivered; the ledger says why the run is unfinished.
+            error = "last_check_error" if checking else "last_error"
+            services.ledger.put(names.FETCH, key, {**state, error: f"{exc} ({tally})"})
+            raise TransientApiError(f"{exc} ({tally})", exc.retry_after_s) from None
+        # The retry budget of the whole fetch (all its deliveries together) is spent: fail now,
+        # once, instead of being redelivered for minutes more.
+        return _failed(
+            services,
             key,
-            {**state, "status": "failed", "error": str(exc), "finished_at": services.clock().isoformat()},
+            state,
+            run_id,
+            f"{exc} ({tally}; the retry budget, USAGE_API_MAX_ATTEMPTS x USAGE_API_TIMEOUT_S ="
+            f" {budget:g} s, is spent); replay the day once the API answers normally",
+            checking=checking,
         )
-        raise_alert(services.bus, Alert("error", "fetch", "fetch_failed", message, run_id, key))
-        return FetchOutcome("failed", run_id, message=message)
+    except UsageApiError as exc:
+        return _failed(services, key, state, run_id, str(exc), checking=checking)
 
     records = sum(p.records for p in pages)
     if checking and _same_pages(pages, previous):
@@ -241,6 +248,7 @@ def fetch_day(
         "manifest": manifest_name,
         "pages": len(pages),
         "records": records,
+        "requests": requests_before + client.attempts,  # every HTTP request of the run, retries included
         "finished_at": services.clock().isoformat(),
     }
     services.ledger.put(names.FETCH, key, done)
@@ -254,6 +262,42 @@ def fetch_day(
         run_id,
     )
     return FetchOutcome("changed" if checking else "fetched", run_id, len(pages), records, reused)
+
+
+def retry_budget_s(services: Services) -> float:
+    """The most seconds one fetch run spends on failed requests and its own backoff, over all
+    its deliveries together: USAGE_API_MAX_ATTEMPTS x USAGE_API_TIMEOUT_S (6 x 30 s = 180 s by
+    default). Waits the API asks for (Retry-After) are not counted: they are bounded by
+    USAGE_API_MAX_WAIT_S each."""
+    settings = services.settings
+    return settings.usage_api_max_attempts * settings.usage_api_timeout_s
+
+
+def _failed(
+    services: Services, key: str, state: dict[str, Any], run_id: str, error: str, *, checking: bool
+) -> FetchOutcome:
+    """A permanent failure: the run fails with one alert (a re-check leaves the day's data as it
+    was and warns)."""
+    if checking:
+        message = f"re-check of {key} failed: {error}; its data is as last fetched"
+        services.ledger.put(
+            names.FETCH, key, {**state, **_checked(services, "failed"), "last_check_error": error}
+        )
+        raise_alert(services.bus, Alert("warning", "fetch", "recheck_failed", message, run_id, key))
+        return FetchOutcome("failed", run_id, message=message)
+    message = f"fetch of {key} failed: {error}"
+    services.ledger.put(
+        names.FETCH,
+        key,
+        {
+            **{k: v for k, v in state.items() if k not in ("last_error", "lease_until")},
+            "status": "failed",
+            "error": error,
+            "finished_at": services.clock().isoformat(),
+        },
+    )
+    raise_alert(services.bus, Alert("error", "fetch", "fetch_failed", message, run_id, key))
+    return FetchOutcome("failed", run_id, message=message)
 
 
 def _ask_again_later(

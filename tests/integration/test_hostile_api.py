@@ -563,3 +563,32 @@ def test_an_api_that_ignores_page_is_stopped_at_once(
     assert log_of(sim, DAY) == [(1, 200, "ignores_page"), (2, 200, "ignores_page")]  # not MAX_PAGES
     assert staged_count(local_env, DAY) == (0, 0)
     assert [a["kind"] for a in read_alerts(local_env) if a["activity_date"] == DAY] == ["fetch_failed"]
+
+
+def test_a_trickling_api_is_bounded_by_the_retry_budget_and_the_real_requests_are_told(
+    cli: Cli, local_env: Path, hostile_api: StartApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    # Every answer trickles in (16 bytes every 0.1 s): no read ever times out, each answer takes
+    # longer than USAGE_API_TIMEOUT_S. The budget of the whole fetch is MAX_ATTEMPTS x 1 s.
+    sim = hostile_api([Fault(kind="trickle", date=DAY, seconds=0.1, times=-1)])
+    monkeypatch.setenv("USAGE_API_TIMEOUT_S", "1")
+    drop_crm(cli, DAY)
+    started = time.monotonic()
+
+    code, out, err = cli("run", "--date", DAY)
+
+    took = time.monotonic() - started
+    assert f"{DAY}  fetch failed" in out
+    assert code == 1
+    assert err.count("\n") == 1, err
+    # One delivery's attempts spend the budget: no redeliveries (before: MAX_ATTEMPTS x
+    # MAX_DELIVERIES requests, told as "after 4 attempts").
+    assert sim.count(date=DAY) == MAX_ATTEMPTS
+    assert f"{MAX_ATTEMPTS} requests by this fetch" in err and "retry budget" in err, err
+    assert took < MAX_ATTEMPTS * 1 * 3, took
+    alerts = read_alerts(local_env)
+    assert [a["kind"] for a in alerts if a["activity_date"] == DAY] == ["fetch_failed"]
+    assert not [a for a in alerts if a["kind"] == "dead_letter"]
+    assert day_status(cli, DAY)["fetch"]["requests"] == MAX_ATTEMPTS

@@ -296,6 +296,9 @@ class _GoneAfter:
     """A client whose API answers `pages` pages and then gives no answer at all."""
 
     page_size = PAGE_SIZE
+    attempts = 0
+    retry_s = 0.0
+    retry_budget_s = float("inf")
 
     def __init__(self, inner: Any, pages: int) -> None:
         self.inner, self.pages = inner, pages

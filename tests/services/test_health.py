@@ -126,6 +126,9 @@ class FakeWarehouse:
 class FakeApi:
     page_size: int
     fail: Exception | None = None
+    attempts: int = 0
+    retry_s: float = 0.0
+    retry_budget_s: float = float("inf")
     asked: list[tuple[date, int]] = field(default_factory=list)
 
     def fetch_page(self, day: date, number: int) -> Page:
