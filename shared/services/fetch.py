@@ -165,7 +165,15 @@ def fetch_day(
         client = client or services.usage_api(services.settings)
         client.retry_budget_s = max(0.0, budget - spent)
         try:
-            pages = _land_pages(services, client, day, run_id, resuming=resuming, previous=previous)
+            pages = _land_pages(
+                services,
+                client,
+                day,
+                run_id,
+                resuming=resuming,
+                previous=previous,
+                alive=None if checking else _keep_lease(services, key, state),
+            )
         except ApiUnreachable as exc:
             if exc.page != 1:
                 raise
@@ -362,10 +370,33 @@ def _checked(services: Services, result: str) -> dict[str, str]:
 def _lease_until(services: Services) -> str:
     """How long a running fetch's claim holds without a sign of life: past it, `status` says
     the fetch was interrupted instead of `fetching` forever."""
-    return (services.clock() + timedelta(seconds=FETCH_LEASE_S)).isoformat()
+    settings = services.settings
+    # At least as long as one page can take with every retry and every allowed wait.
+    longest_page_s = settings.usage_api_max_attempts * (
+        settings.usage_api_timeout_s + settings.usage_api_max_wait_s
+    )
+    return (services.clock() + timedelta(seconds=max(FETCH_LEASE_S, longest_page_s))).isoformat()
 
 
-FETCH_LEASE_S = 3600  # above the longest fetch of a day the settings allow between page landings
+def _keep_lease(services: Services, key: str, state: dict[str, Any]) -> Callable[[], None]:
+    """Called before each page: renews the running fetch's lease every FETCH_LEASE_S / 4, so a
+    long fetch that is alive never shows as interrupted, and one that died does within the lease."""
+    lock = threading.Lock()
+    renewed = [services.clock()]
+
+    def alive() -> None:
+        now = services.clock()
+        with lock:
+            if (now - renewed[0]).total_seconds() < FETCH_LEASE_S / 4:
+                return
+            renewed[0] = now
+        state["lease_until"] = _lease_until(services)
+        services.ledger.put(names.FETCH, key, state)
+
+    return alive
+
+
+FETCH_LEASE_S = 3600  # renewed every quarter of it while pages land
 
 
 def _manifest_pages(services: Services, manifest_name: str) -> dict[int, tuple[str, str]]:
@@ -422,6 +453,7 @@ def _land_pages(
     *,
     resuming: bool,
     previous: dict[int, tuple[str, str]] | None = None,
+    alive: Callable[[], None] | None = None,
 ) -> list[LandedPage]:
     """Every page of the day, landed, in page order.
 
@@ -439,6 +471,8 @@ def _land_pages(
                 f"has_next_page still true after {max_pages} pages for {day}; stopped at the page cap"
                 " (USAGE_API_MAX_PAGES)"
             )
+        if alive is not None:
+            alive()
         return _land_page(services, client, day, run_id, number, resuming=resuming, previous=previous)
 
     pages = [land(1)]

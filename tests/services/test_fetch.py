@@ -355,3 +355,33 @@ def test_after_one_day_finds_the_api_unreachable_the_next_days_fail_at_once(
     services.clock = lambda: later
     assert fetch_day(services, DAY + timedelta(days=2), client=client).status == "failed"
     assert len(asked) == 2  # the verdict expired: the API is tried again
+
+
+def test_a_long_fetch_renews_its_lease_and_a_finished_one_holds_none(
+    start_api: Callable[..., UsageApiSimulator], make_services: Callable[..., Services]
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    services = make_services(start_api(45, include_total_pages=False))  # 5 pages, one by one
+    now = [datetime(2026, 11, 21, 6, 0, tzinfo=UTC)]
+
+    def clock() -> datetime:
+        now[0] += timedelta(minutes=10)  # every look at the clock: ten minutes later
+        return now[0]
+
+    services.clock = clock
+    leases: list[str] = []
+    real_put = services.ledger.put
+
+    def put(partition: str, key: str, data: Any) -> None:
+        if partition == names.FETCH and data.get("status") == "running":
+            leases.append(data["lease_until"])
+        real_put(partition, key, data)
+
+    services.ledger.put = put  # type: ignore[method-assign]
+
+    outcome = fetch_day(services, DAY)
+
+    assert outcome.status == "fetched"
+    assert len(set(leases)) > 1, leases  # renewed while the pages landed
+    assert "lease_until" not in fetch_state(services)
