@@ -1,6 +1,7 @@
 """Local command line (contract section 6). Every command goes through the real function handlers.
 
 python -m shared.cli run --date YYYY-MM-DD [--force]
+python -m shared.cli run          (what the daily timer does: yesterday, and the lookback re-checks)
 python -m shared.cli backfill --from YYYY-MM-DD --to YYYY-MM-DD [--force]
 python -m shared.cli crm-drop FILE [--name BLOB_NAME] [--force]
 python -m shared.cli status [--date YYYY-MM-DD] [--json]
@@ -145,6 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
         "run",
         help="fetch, stage and build one day; without --date what the daily timer does (yesterday,"
         " and the USAGE_API_LOOKBACK_DAYS days before it re-checked against the API)",
+        epilog="exit status: 0 everything finished, 1 something failed, 75 a fetch is scheduled for"
+        " later because the API asked to wait longer than USAGE_API_MAX_WAIT_S (the line says when)",
     )
     run.add_argument("--date", type=_parse_day)
     run.add_argument("--force", action="store_true", help="re-fetch and override quality-gate errors")
