@@ -83,7 +83,10 @@ def decide_fetch(
                 return FetchDecision("skip", False, run_id, "another fetch of it is running")
             return FetchDecision("resume", bool(state.get("force")), run_id, "a fetch of it was cut off")
         if status == "complete" and manifest_exists:
-            return FetchDecision("re-check", False, run_id, "fetched before: compared with the API")
+            # A day a person forced through stays forced when its correction lands.
+            return FetchDecision(
+                "re-check", bool(state.get("force")), run_id, "fetched before: compared with the API"
+            )
         return FetchDecision("start", False, reason="its manifest is gone: fetched again")
     if status == "complete" and manifest_exists and not force:
         return FetchDecision("re-announce", False, run_id, "already fetched")

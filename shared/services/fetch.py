@@ -134,7 +134,7 @@ def fetch_day(
         # a page differs.
         previous = _manifest_pages(services, str(state["manifest"]))
         run_id = new_run_id("fetch", services.clock())
-        force = False
+        force = decision.force
     elif decision.action == "resume":
         run_id, force = str(decision.run_id), decision.force
         state = {

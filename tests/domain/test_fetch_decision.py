@@ -38,6 +38,7 @@ def decide(state: dict[str, Any] | None, **kw: Any) -> FetchDecision:
         (None, {"recheck": True}, "skip", None, False),
         (FAILED, {"recheck": True}, "skip", "fetch-a", False),
         (COMPLETE, {"recheck": True}, "re-check", "fetch-a", False),
+        ({**COMPLETE, "force": True}, {"recheck": True}, "re-check", "fetch-a", True),  # stays forced
         (COMPLETE, {"recheck": True, "manifest_exists": False}, "start", None, False),
         (RUNNING, {"recheck": True}, "skip", "fetch-a", False),  # another fetch holds it
         ({**RUNNING, "lease_until": DEAD}, {"recheck": True}, "resume", "fetch-a", True),
