@@ -18,9 +18,9 @@ def day_line(view: dict[str, Any], since: str | None = None) -> str:
     fetch = view.get("fetch") or {}
     checked = str(fetch.get("last_checked_at") or "")
     if fetch.get("last_check"):
-        text += (
-            f"  (last checked against the API {checked[:16].replace('T', ' ')} UTC: {fetch['last_check']})"
-        )
+        note = f"  (last checked against the API {checked[:16].replace('T', ' ')} UTC: {fetch['last_check']})"
+        head, sep, warnings = text.partition("  warnings: ")
+        text = head + note + sep + warnings  # before the warnings, which can be long
     return text
 
 
