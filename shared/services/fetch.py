@@ -400,9 +400,14 @@ FETCH_LEASE_S = 3600  # renewed every quarter of it while pages land
 
 
 def _manifest_pages(services: Services, manifest_name: str) -> dict[int, tuple[str, str]]:
-    """Page number -> (blob, sha256) of a landed manifest."""
-    manifest = json.loads(services.blobs.get(names.RAW_CONTAINER, manifest_name))
-    return {int(p["page"]): (str(p["blob"]), str(p["sha256"])) for p in manifest["pages"]}
+    """Page number -> (blob, sha256) of a landed manifest; none when it cannot be read (then
+    every page counts as changed, and the day is fetched again as a whole)."""
+    try:
+        manifest = json.loads(services.blobs.get(names.RAW_CONTAINER, manifest_name))
+        return {int(p["page"]): (str(p["blob"]), str(p["sha256"])) for p in manifest["pages"]}
+    except (BlobNotFound, ValueError, TypeError, KeyError):
+        log.warning("manifest %s is unreadable; the re-check fetches the day again", manifest_name)
+        return {}
 
 
 def _same_pages(pages: list[LandedPage], previous: dict[int, tuple[str, str]]) -> bool:

@@ -385,3 +385,53 @@ def test_a_long_fetch_renews_its_lease_and_a_finished_one_holds_none(
     assert outcome.status == "fetched"
     assert len(set(leases)) > 1, leases  # renewed while the pages landed
     assert "lease_until" not in fetch_state(services)
+
+
+def test_a_recheck_of_an_unchanged_day_writes_nothing_and_a_changed_one_reuses_its_pages(
+    start_api: Callable[..., UsageApiSimulator], make_services: Callable[..., Services]
+) -> None:
+    by_day = {ISO: make_records(45)}  # 5 pages
+    api = start_api(lambda d: list(by_day.get(d.isoformat(), [])))
+    services = make_services(api)
+    first = fetch_day(services, DAY)
+    blobs = set(services.blobs.list(names.RAW_CONTAINER, ""))
+    announced = len(queued(services, names.INGEST_QUEUE))
+
+    unchanged = fetch_day(services, DAY, recheck=True)
+
+    assert (unchanged.status, unchanged.run_id) == ("unchanged", first.run_id)
+    assert set(services.blobs.list(names.RAW_CONTAINER, "")) == blobs  # no blob, no manifest
+    assert len(queued(services, names.INGEST_QUEUE)) == announced  # no event
+    state = fetch_state(services)
+    assert (state["status"], state["run_id"], state["last_check"]) == ("complete", first.run_id, "unchanged")
+    assert api.count() == 10  # every page asked for again
+
+    by_day[ISO][12] = {**by_day[ISO][12], "active_users": 999}  # on page 2
+    changed = fetch_day(services, DAY, recheck=True)
+
+    assert changed.status == "changed" and changed.run_id != first.run_id
+    new = set(services.blobs.list(names.RAW_CONTAINER, "")) - blobs
+    assert new == {names.page_blob(DAY, changed.run_id, 2), names.manifest_blob(DAY, changed.run_id)}
+    manifest = json.loads(services.blobs.get(names.RAW_CONTAINER, names.manifest_blob(DAY, changed.run_id)))
+    assert [p["blob"] for p in manifest["pages"]] == [
+        names.page_blob(DAY, changed.run_id if n == 2 else first.run_id, n) for n in range(1, 6)
+    ]
+    assert len(queued(services, names.INGEST_QUEUE)) == announced + 1
+    state = fetch_state(services)
+    assert (state["run_id"], state["last_check"], state["manifest"]) == (
+        changed.run_id,
+        "changed",
+        names.manifest_blob(DAY, changed.run_id),
+    )
+
+
+def test_a_recheck_whose_last_manifest_is_unreadable_fetches_the_day_again(
+    start_api: Callable[..., UsageApiSimulator], make_services: Callable[..., Services]
+) -> None:
+    services = make_services(start_api(12))
+    first = fetch_day(services, DAY)
+    services.blobs.put(names.RAW_CONTAINER, names.manifest_blob(DAY, first.run_id), b"{not json")
+
+    again = fetch_day(services, DAY, recheck=True)
+
+    assert again.status == "changed" and again.records == 12
