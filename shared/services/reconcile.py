@@ -29,7 +29,7 @@ from shared.domain.reconcile import (
 from shared.domain.rules import Rules
 from shared.domain.usage_page import parse_page
 from shared.observability.context import bind
-from shared.ports import BlobNotFound, Services, TransientApiError, UsageApiError
+from shared.ports import ApiAsksToWait, BlobNotFound, Services, TransientApiError, UsageApiError
 from shared.services.status import day_status
 
 log = logging.getLogger(__name__)
@@ -115,6 +115,8 @@ def _ask_api(services: Services, day: date) -> tuple[list[Any] | None, str | Non
         # One request cannot be cut short: an API that connects and never answers is given up
         # on when its answer is this late, not after USAGE_API_TIMEOUT_S (up to 600 s).
         usage_api_timeout_s=min(settings.usage_api_timeout_s, ASK_UNREACHABLE_S),
+        # Nor is a long Retry-After waited for: the answer says the API asked to wait.
+        usage_api_max_wait_s=min(settings.usage_api_max_wait_s, ASK_UNREACHABLE_S),
     )
     client = services.usage_api(asking)
     records: list[Any] = []
@@ -128,7 +130,7 @@ def _ask_api(services: Services, day: date) -> tuple[list[Any] | None, str | Non
             records += page.records
             if not page.has_next_page:
                 return records, None
-    except (UsageApiError, TransientApiError, PermanentError) as exc:
+    except (UsageApiError, TransientApiError, PermanentError, ApiAsksToWait) as exc:
         return None, str(exc)
 
 
