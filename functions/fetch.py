@@ -12,7 +12,7 @@ from shared.domain.days import yesterday
 from shared.domain.replay_request import FetchRequest
 from shared.observability.context import log_context
 from shared.services.fetch import fetch_day
-from shared.services.replay import enqueue_fetches
+from shared.services.replay import enqueue_daily
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +24,8 @@ def on_timer(timer: func.TimerRequest) -> None:
         if timer.past_due:
             log.warning("fetch timer is past due; fetching yesterday now")
         # The timer only asks; the queue handler does the work, with redelivery and dead letters.
-        enqueue_fetches(services, [day], force=False, requested_by="timer")
+        # Yesterday, and the lookback re-checks of the USAGE_API_LOOKBACK_DAYS days before it.
+        enqueue_daily(services, requested_by="timer")
 
 
 def on_fetch_request(msg: func.ServiceBusMessage) -> None:
@@ -32,4 +33,4 @@ def on_fetch_request(msg: func.ServiceBusMessage) -> None:
         services = services_for("fetch")
         request = FetchRequest.from_json(json_body(msg), services.clock().date())
         with log_context(date=request.day):
-            fetch_day(services, request.day, force=request.force)
+            fetch_day(services, request.day, force=request.force, recheck=request.recheck)

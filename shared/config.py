@@ -58,6 +58,11 @@ class Settings:
     usage_api_concurrency: int = _setting("USAGE_API_CONCURRENCY", 8, low=1, high=64)
     # Client-side request rate cap; 0: none until the API says 429.
     usage_api_max_rps: float = _setting("USAGE_API_MAX_RPS", 0.0, low=0, high=10_000)
+    # Finished days before yesterday that the daily run re-checks against the API (contract
+    # section 1: corrections are picked up without anyone asking); 0 turns the re-check off.
+    usage_api_lookback_days: int = _setting("USAGE_API_LOOKBACK_DAYS", 3, low=0, high=31)
+    # The longest Retry-After waited for inside a fetch; a longer one reschedules the fetch.
+    usage_api_max_wait_s: float = _setting("USAGE_API_MAX_WAIT_S", 300.0, low=0, high=3600)
     local_data_dir: Path = _setting("LOCAL_DATA_DIR", Path(".local"))  # noqa: RUF009 - a field()
     # DuckDB's memory for the local warehouse; past it, DuckDB spills to disk. Its own default
     # (80% of the machine) would let a large CRM drop look like it needs gigabytes.

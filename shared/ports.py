@@ -109,6 +109,9 @@ class OutgoingMessage:
     message_id: str
     properties: Mapping[str, str | int | bool] = field(default_factory=dict)
     delay_s: float = 0.0
+    # Delivered not before this time (UTC): a Service Bus scheduled message; the local bus's
+    # journal keeps it, and the first command after that time delivers it.
+    scheduled_enqueue_time_utc: datetime | None = None
 
 
 class MessageBus(Protocol):
@@ -286,10 +289,23 @@ class ApiUnreachable(TransientApiError):
         self.page = page
 
 
+class ApiAsksToWait(RuntimeError):
+    """The API asked (Retry-After) for a longer wait than USAGE_API_MAX_WAIT_S: the fetch is not
+    held for it but asked for again at that time (contract section 1)."""
+
+    def __init__(self, message: str, wait_s: float, page: int) -> None:
+        super().__init__(message)
+        self.wait_s = wait_s
+        self.page = page
+
+
 class UsageApi(Protocol):
     """One day's fetch: a client asks for pages (retrying what is transient) and paces itself."""
 
     page_size: int
+    attempts: int  # HTTP requests made so far, retries included
+    retry_s: float  # seconds spent on failed requests and backoff so far
+    retry_budget_s: float  # past it, nothing is tried again
 
     def fetch_page(self, day: date, number: int) -> Page:
         """The page, or UsageApiError (permanent) or TransientApiError (retries exhausted)."""

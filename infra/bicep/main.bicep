@@ -148,6 +148,14 @@ param usageApiConcurrency int = 8
 @description('USAGE_API_MAX_RPS: cap on API requests per second of one day\'s fetch, 0 for none')
 param usageApiMaxRps string = '0'
 
+@description('USAGE_API_LOOKBACK_DAYS: finished days before yesterday re-checked daily, 0 for none')
+@minValue(0)
+@maxValue(31)
+param usageApiLookbackDays int = 3
+
+@description('USAGE_API_MAX_WAIT_S: longest Retry-After waited for inside a fetch, seconds')
+param usageApiMaxWaitS string = '300'
+
 @description('CHURN_MIN_ROLLING_USERS')
 @minValue(0)
 @maxValue(1000000000)
@@ -303,6 +311,8 @@ module functionApp 'modules/functionapp.bicep' = {
     usageApiUnreachableS: usageApiUnreachableS
     usageApiConcurrency: usageApiConcurrency
     usageApiMaxRps: usageApiMaxRps
+    usageApiLookbackDays: usageApiLookbackDays
+    usageApiMaxWaitS: usageApiMaxWaitS
     churnMinRollingUsers: churnMinRollingUsers
     churnMaxContactAgeDays: churnMaxContactAgeDays
     crmMaxSnapshotAgeDays: crmMaxSnapshotAgeDays

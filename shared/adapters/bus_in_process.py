@@ -6,7 +6,10 @@
   forwarded to the `alerts` queue (whose own dead letters are terminal), as the Bicep
   configures `forwardDeadLetteredMessagesTo`;
 * duplicate detection: a message id seen within the window is dropped on send;
-* scheduled delivery: kept as an ordering hint; the local host does not sleep for it;
+* scheduled delivery: `delay_s` is kept as an ordering hint (the local host does not sleep for
+  it); a message with `scheduled_enqueue_time_utc` in the future is held apart, not counted by
+  `idle()` or `depth()`, and delivered by the first `receive` after that time (the journal
+  keeps it across processes: the first command after that time delivers it);
 * durability (with a journal): messages outlive the process; one whose consumer died is
   delivered again, and past the maximum deliveries it is dead-lettered ("lock lost").
 """
@@ -28,6 +31,11 @@ from shared.domain import names
 from shared.ports import OutgoingMessage
 
 
+def utc_now() -> datetime:
+    """The wall clock scheduled messages wait for."""
+    return datetime.now(UTC)
+
+
 @dataclass
 class Envelope:
     queue: str
@@ -42,6 +50,7 @@ class Envelope:
     dead_letter_reason: str | None = None
     dead_letter_error_description: str | None = None
     dead_letter_source: str | None = None
+    scheduled_at: datetime | None = None  # not delivered before this time (UTC)
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -60,6 +69,7 @@ class InProcessBus:
     _sequence: itertools.count = field(default_factory=itertools.count)
     _lock: threading.RLock = field(default_factory=threading.RLock)
     journal: BusJournal | None = None
+    scheduled: list[Envelope] = field(default_factory=list)  # not due yet
 
     def __post_init__(self) -> None:
         self._load_journal()
@@ -78,6 +88,7 @@ class InProcessBus:
             if self.journal is None or not self.idle():
                 return
             self.queues.clear()
+            self.scheduled.clear()
             self._seen_ids.clear()
             self._load_journal()
 
@@ -101,8 +112,9 @@ class InProcessBus:
                 dead_letter_reason=row["dead_letter_reason"],
                 dead_letter_error_description=row["dead_letter_error_description"],
                 dead_letter_source=row["dead_letter_source"],
+                scheduled_at=datetime.fromisoformat(row["scheduled_at"]) if row.get("scheduled_at") else None,
             )
-            self.queues.setdefault(envelope.queue, []).append(envelope)
+            self._place(envelope)
 
     # --- MessageBus port ---
     def send(self, queue: str, messages: Iterable[OutgoingMessage]) -> None:
@@ -125,6 +137,7 @@ class InProcessBus:
                         sequence_number=next(self._sequence),
                         enqueued_at=datetime.now(UTC),
                         available_at=now + message.delay_s,
+                        scheduled_at=message.scheduled_enqueue_time_utc,
                     )
                 )
 
@@ -138,14 +151,40 @@ class InProcessBus:
     def _enqueue(self, envelope: Envelope) -> None:
         if self.journal is not None:
             self.journal.add(envelope)
-        self.queues.setdefault(envelope.queue, []).append(envelope)
+        self._place(envelope)
         self.sent_count[envelope.queue] = self.sent_count.get(envelope.queue, 0) + 1
+
+    def _place(self, envelope: Envelope) -> None:
+        """On its queue, or apart until its scheduled time."""
+        if envelope.scheduled_at is not None and envelope.scheduled_at > utc_now():
+            self.scheduled.append(envelope)
+        else:
+            self.queues.setdefault(envelope.queue, []).append(envelope)
+
+    def _release_due(self) -> None:
+        """Scheduled messages whose time has come join their queues."""
+        if not self.scheduled:
+            return
+        now = utc_now()
+        due = [e for e in self.scheduled if e.scheduled_at is None or e.scheduled_at <= now]
+        for envelope in due:
+            self.scheduled.remove(envelope)
+            self.queues.setdefault(envelope.queue, []).append(envelope)
+
+    def scheduled_messages(self, queue: str) -> list[tuple[datetime, Any]]:
+        """(time, body) of the messages of `queue` scheduled for later, earliest first."""
+        with self._lock:
+            return sorted(
+                ((e.scheduled_at, e.json()) for e in self.scheduled if e.queue == queue and e.scheduled_at),
+                key=lambda item: item[0],
+            )
 
     # --- what the local host uses to play the Functions runtime ---
     def receive(self, queue: str, rng: random.Random | None = None) -> Envelope | None:
         """Lock the next message (earliest available first, or any with `rng`: Service Bus does
         not promise order); None when the queue is empty."""
         with self._lock:
+            self._release_due()
             while True:
                 pending = self.queues.get(queue)
                 if not pending:

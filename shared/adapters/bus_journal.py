@@ -18,7 +18,8 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
     seq INTEGER PRIMARY KEY, queue TEXT NOT NULL, message_id TEXT NOT NULL, body BLOB NOT NULL,
     properties TEXT NOT NULL, delivery_count INTEGER NOT NULL, enqueued_at TEXT NOT NULL,
-    dead_letter_reason TEXT, dead_letter_error_description TEXT, dead_letter_source TEXT);
+    dead_letter_reason TEXT, dead_letter_error_description TEXT, dead_letter_source TEXT,
+    scheduled_at TEXT);
 CREATE TABLE IF NOT EXISTS dead_letters (
     seq INTEGER PRIMARY KEY, queue TEXT NOT NULL, message_id TEXT NOT NULL, body BLOB NOT NULL,
     properties TEXT NOT NULL, delivery_count INTEGER NOT NULL, reason TEXT, description TEXT,
@@ -37,6 +38,9 @@ class BusJournal:
         self._con.execute("PRAGMA journal_mode=WAL")
         self._con.execute("PRAGMA synchronous=NORMAL")
         self._con.executescript(_SCHEMA)
+        columns = {row[1] for row in self._con.execute("PRAGMA table_info(messages)")}
+        if "scheduled_at" not in columns:  # a journal written before scheduled messages
+            self._con.execute("ALTER TABLE messages ADD COLUMN scheduled_at TEXT")
 
     def close(self) -> None:
         self._con.close()
@@ -44,7 +48,7 @@ class BusJournal:
     def pending(self) -> list[dict[str, Any]]:
         rows = self._con.execute(
             "SELECT seq, queue, message_id, body, properties, delivery_count, enqueued_at, dead_letter_reason,"
-            " dead_letter_error_description, dead_letter_source FROM messages ORDER BY seq"
+            " dead_letter_error_description, dead_letter_source, scheduled_at FROM messages ORDER BY seq"
         ).fetchall()
         keys = (
             "seq",
@@ -57,6 +61,7 @@ class BusJournal:
             "dead_letter_reason",
             "dead_letter_error_description",
             "dead_letter_source",
+            "scheduled_at",
         )
         return [{**dict(zip(keys, row, strict=True)), "properties": json.loads(row[4])} for row in rows]
 
@@ -93,13 +98,16 @@ class BusJournal:
 
     def add(self, envelope: Any) -> None:
         self._con.execute(
-            "INSERT OR REPLACE INTO messages VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO messages (seq, queue, message_id, body, properties, delivery_count,"
+            " enqueued_at, dead_letter_reason, dead_letter_error_description, dead_letter_source,"
+            " scheduled_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 *self._identity(envelope),
                 envelope.enqueued_at.isoformat(),
                 envelope.dead_letter_reason,
                 envelope.dead_letter_error_description,
                 envelope.dead_letter_source,
+                envelope.scheduled_at.isoformat() if envelope.scheduled_at else None,
             ),
         )
 

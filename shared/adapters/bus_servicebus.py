@@ -52,7 +52,8 @@ class ServiceBusBus:
                 message_id=m.message_id,
                 content_type="application/json",
                 application_properties={str(k): v for k, v in m.properties.items()},
-                scheduled_enqueue_time_utc=now + timedelta(seconds=m.delay_s) if m.delay_s > 0 else None,
+                scheduled_enqueue_time_utc=m.scheduled_enqueue_time_utc
+                or (now + timedelta(seconds=m.delay_s) if m.delay_s > 0 else None),
             )
             for m in messages
         ]

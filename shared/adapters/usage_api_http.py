@@ -10,6 +10,7 @@ the one rule in `shared.domain.http_status`, and the fetch service walks the pag
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 import threading
@@ -31,7 +32,7 @@ from shared.config import Settings
 from shared.domain import http_status
 from shared.domain.usage_page import MalformedPage, Page, TruncatedPage, parse_page
 from shared.observability.redact import public_url, redactor
-from shared.ports import ApiUnreachable, TransientApiError, UsageApiError
+from shared.ports import ApiAsksToWait, ApiUnreachable, TransientApiError, UsageApiError
 
 log = logging.getLogger(__name__)
 
@@ -40,13 +41,16 @@ ANSWER_CHARS = 300  # how much of a failed answer a message quotes (contract sec
 MAX_REDIRECTS = 5  # redirects followed within the API's own host
 
 
-def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
-    """`Retry-After` as delta-seconds or as an HTTP-date; None when absent or unreadable."""
+def retry_after_seconds(
+    value: str | None, now: datetime | None = None, cap: float = MAX_RETRY_AFTER_S
+) -> float | None:
+    """`Retry-After` as delta-seconds or as an HTTP-date, at most `cap`; None when absent or
+    unreadable."""
     if not value:
         return None
     value = value.strip()
     if value.isascii() and value.isdigit():  # "²".isdigit() is True too
-        return min(float(value), MAX_RETRY_AFTER_S)
+        return min(float(value), cap)
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError):
@@ -54,7 +58,7 @@ def retry_after_seconds(value: str | None, now: datetime | None = None) -> float
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     delta = (when - (now or datetime.now(UTC))).total_seconds()
-    return min(max(delta, 0.0), MAX_RETRY_AFTER_S)
+    return min(max(delta, 0.0), cap)
 
 
 class UsageApiClient:
@@ -74,6 +78,7 @@ class UsageApiClient:
         clock: Callable[[], float] = time.monotonic,
         limiter: RateLimiter | None = None,
         pool_size: int = 10,
+        max_wait_s: float = MAX_RETRY_AFTER_S,
     ) -> None:
         """`limiter` paces every attempt (None: no client-side pacing). `pool_size` is the most
         connections kept to the API, at least the number of threads sharing this client.
@@ -90,6 +95,7 @@ class UsageApiClient:
         self.timeout_s = timeout_s
         self.page_size = page_size
         self.max_attempts = max_attempts
+        self.max_wait_s = max_wait_s  # a longer Retry-After is not waited for: ApiAsksToWait
         self.unreachable_s = unreachable_s
         self.clock = clock
         self.session = session or _pooled_session(pool_size, self.base_url)
@@ -102,6 +108,11 @@ class UsageApiClient:
         self.limiter = limiter
         self._lock = threading.Lock()  # fetch workers share one client
         self.attempts = 0  # every HTTP request made, retries included
+        # Seconds spent on failed requests and on this client's own backoff (not on a wait the
+        # API asked for): what the fetch's retry budget counts. Past `retry_budget_s`, no page
+        # is tried again.
+        self.retry_s = 0.0
+        self.retry_budget_s = math.inf
         self._backoff = wait_exponential_jitter(
             multiplier=backoff_base_s, max=backoff_max_s, jitter=backoff_base_s
         )
@@ -121,19 +132,30 @@ class UsageApiClient:
 
         def stop(state: RetryCallState) -> bool:
             spent = unreachable_for()
-            return state.attempt_number >= self.max_attempts or (
-                spent is not None and spent >= self.unreachable_s
+            return (
+                state.attempt_number >= self.max_attempts
+                or (spent is not None and spent >= self.unreachable_s)
+                or self.retry_s >= self.retry_budget_s
             )
 
         def wait(state: RetryCallState) -> float:
             pause = self._wait(state)
             spent = unreachable_for()  # no answer yet: stay within the budget
-            return pause if spent is None else max(0.0, min(pause, self.unreachable_s - spent))
+            pause = pause if spent is None else max(0.0, min(pause, self.unreachable_s - spent))
+            error = state.outcome.exception() if state.outcome else None
+            if not (isinstance(error, TransientApiError) and error.retry_after_s is not None):
+                pause = max(0.0, min(pause, self.retry_budget_s - self.retry_s))
+                with self._lock:
+                    self.retry_s += pause  # our own backoff; the API's Retry-After is not counted
+            return pause
 
         def attempt() -> Page:
+            began = self.clock()
             try:
                 return self._request_page(day, number)
             except TransientApiError as exc:
+                with self._lock:
+                    self.retry_s += self.clock() - began
                 reached[0] = reached[0] or not isinstance(exc, _NoAnswer)
                 raise
 
@@ -228,9 +250,18 @@ class UsageApiClient:
         reason = http_status.phrase(status)
         said = f": {self._quote(body)}" if body.strip() else ""
         if http_status.is_transient(status):
+            asked = retry_after_seconds(response.headers.get("Retry-After"), cap=math.inf)
+            if asked is not None and asked > self.max_wait_s:
+                raise ApiAsksToWait(
+                    f"usage API {self.base_url} answered HTTP {status} {reason} for date {day} page {number}"
+                    f" asking to wait {asked:.0f} s (Retry-After), longer than USAGE_API_MAX_WAIT_S"
+                    f" ({self.max_wait_s:g} s)",
+                    wait_s=asked,
+                    page=number,
+                )
             raise TransientApiError(
                 f"page {number}: HTTP {status} {reason}{said}",
-                retry_after_s=retry_after_seconds(response.headers.get("Retry-After")),
+                retry_after_s=None if asked is None else min(asked, self.max_wait_s),
             )
         raise UsageApiError(
             f"usage API {self.shown_url} answered HTTP {status} {reason} for date {day} page {number}"
@@ -413,4 +444,5 @@ def client_for(settings: Settings) -> UsageApiClient:
         unreachable_s=settings.usage_api_unreachable_s,
         limiter=RateLimiter(settings.usage_api_max_rps),
         pool_size=settings.usage_api_concurrency,
+        max_wait_s=settings.usage_api_max_wait_s,
     )

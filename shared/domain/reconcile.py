@@ -51,6 +51,7 @@ class Fetch:
     fetched_at: str
     manifest: str
     status: str  # running, complete, failed
+    last_checked: str | None = None  # when the lookback last compared the day with the API, and what it found
 
 
 @dataclass
@@ -142,6 +143,7 @@ def reconcile_day(sources: DaySources, company: str | None = None) -> Reconcilia
         "landed_records": len(sources.landed),
         "landed_by": sources.fetch.run_id if sources.fetch else None,
         "fetched_at": sources.fetch.fetched_at if sources.fetch else None,
+        "last_checked": sources.fetch.last_checked if sources.fetch else None,
         "staged_rows": len(sources.staged),
         "quarantined": len(sources.quarantine),
         "analytics_rows": len(sources.analytics),

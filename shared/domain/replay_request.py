@@ -62,6 +62,7 @@ class BadFetchRequest(PermanentError, ValueError):
 class FetchRequest:
     day: date
     force: bool = False
+    recheck: bool = False  # a lookback re-check (contract section 1), not a request to fetch
 
     @classmethod
     def from_json(cls, body: Any, today: date) -> FetchRequest:
@@ -74,7 +75,7 @@ class FetchRequest:
             raise BadFetchRequest(f"fetch request with a bad date {str(body.get('date'))[:40]!r}") from None
         if refusal := unfinished_day(day, today) or too_early(day):
             raise BadFetchRequest(refusal)
-        return cls(day, bool(body.get("force")))
+        return cls(day, bool(body.get("force")), body.get("recheck") is True)
 
 
 def _day(value: Any, name: str) -> date:

@@ -1,6 +1,7 @@
 """Local command line (contract section 6). Every command goes through the real function handlers.
 
 python -m shared.cli run --date YYYY-MM-DD [--force]
+python -m shared.cli run          (what the daily timer does: yesterday, and the lookback re-checks)
 python -m shared.cli backfill --from YYYY-MM-DD --to YYYY-MM-DD [--force]
 python -m shared.cli crm-drop FILE [--name BLOB_NAME] [--force]
 python -m shared.cli status [--date YYYY-MM-DD] [--json]
@@ -59,6 +60,9 @@ EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 141  # what a shell reports for a reader that went away (128 + SIGPIPE)
 EXIT_INTERNAL = 70
 EXIT_COULD_NOT_TELL = 2  # reconcile: the API could not be asked, or the question was wrong
+# A fetch the API asked to wait for longer than USAGE_API_MAX_WAIT_S: nothing failed, the fetch
+# is scheduled for later (EX_TEMPFAIL of sysexits.h: try again later).
+EXIT_FETCH_SCHEDULED = 75
 
 
 def _finish(
@@ -88,7 +92,21 @@ def _finish(
     if problems:
         more = f" (and {len(problems) - 1} more; see alerts)" if len(problems) > 1 else ""
         raise CliError(problems[0] + more)
+    later = [f for d in days if (f := _scheduled_fetch(pipeline, d))]
+    if later:
+        more = f" (and {len(later) - 1} more days)" if len(later) > 1 else ""
+        print(
+            f"{later[0]}; the first command after that time (run, backfill, crm-drop) runs it{more}",
+            file=sys.stderr,
+        )
+        return EXIT_FETCH_SCHEDULED
     return 0
+
+
+def _scheduled_fetch(pipeline: LocalPipeline, day: date) -> str | None:
+    """What the fetch of `day` is waiting for, when the API asked for a long wait (Retry-After)."""
+    entry = pipeline.services.ledger.get(names.FETCH, day.isoformat())
+    return str(entry.data["waiting_for"]) if entry and entry.data.get("waiting_for") else None
 
 
 def _parse_day(text: str) -> date:
@@ -126,8 +144,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m shared.cli", description="Company Activity, locally.")
     parser.add_argument("-v", "--verbose", action="store_true", help="also print the log on stderr")
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="fetch, stage and build one day")
-    run.add_argument("--date", type=_parse_day, required=True)
+    run = sub.add_parser(
+        "run",
+        help="fetch, stage and build one day; without --date what the daily timer does (yesterday,"
+        " and the USAGE_API_LOOKBACK_DAYS days before it re-checked against the API)",
+        epilog="exit status: 0 everything finished, 1 something failed, 75 a fetch is scheduled for"
+        " later because the API asked to wait longer than USAGE_API_MAX_WAIT_S (the line says when)",
+    )
+    run.add_argument("--date", type=_parse_day)
     run.add_argument("--force", action="store_true", help="re-fetch and override quality-gate errors")
     backfill = sub.add_parser("backfill", help="run a range of days")
     backfill.add_argument("--from", dest="first", type=_parse_day, required=True)
@@ -405,7 +429,9 @@ def _quiet_stdout() -> None:
 def _dispatch(args: argparse.Namespace, settings: Settings, lock: FolderLock | None) -> int:
     if args.command == "init-db":
         return init_db(settings)
-    if args.command in ("run", "backfill"):
+    if args.command == "run" and args.date is None and args.force:
+        raise CliError("--force needs --date: the daily run (run without --date) never forces")
+    if args.command == "backfill" or (args.command == "run" and args.date is not None):
         _check_days(args)  # what is wrong with the days comes before what is missing to fetch them
     if args.command in ("run", "backfill") and not settings.usage_api_base_url:
         raise CliError(
@@ -422,6 +448,12 @@ def _dispatch(args: argparse.Namespace, settings: Settings, lock: FolderLock | N
     pipeline = LocalPipeline(settings, read_only=args.command == "reconcile")
     try:
         started = datetime.now(UTC).isoformat()
+        if args.command == "run" and args.date is None:
+            with _retries_shown():
+                report, yesterday, lookback = pipeline.daily()
+            # The re-checked days (a day never fetched is not re-checked), then yesterday.
+            checked = [d for d in lookback if pipeline.services.ledger.get(names.FETCH, d.isoformat())]
+            return _finish(pipeline, report, [*checked, yesterday], since=started)
         if args.command == "run":
             with _retries_shown():
                 report = pipeline.replay({"date": args.date.isoformat(), "force": args.force})

@@ -55,6 +55,7 @@ class LocalHost:
         self.queues: dict[str, _Handler] = {}
         self.routes: dict[tuple[str, str], _Handler] = {}
         self.timers: list[_Handler] = []
+        self.before_delivery: Callable[[str], None] | None = None  # called with the queue's name
         for function in indexed_functions(app):
             trigger = function.get_trigger()
             handler = _Handler(function.get_function_name(), trigger.name, function.get_user_function())
@@ -143,6 +144,8 @@ class LocalHost:
         return self.bus.receive(self.rng.choice(ready), self.rng) if ready else None
 
     def _deliver(self, envelope: Envelope, report: DrainReport) -> None:
+        if self.before_delivery is not None:
+            self.before_delivery(envelope.queue)
         handler = self.queues.get(envelope.queue)
         if envelope.queue == names.ALERTS_QUEUE:
             report.alerts.append(_alert_view(envelope))

@@ -6,8 +6,8 @@ import json
 import logging
 import random
 import sys
-import threading
 from collections.abc import Callable
+from datetime import date
 from typing import Any, BinaryIO
 
 from shared.bootstrap import build_local, use_services
@@ -34,6 +34,13 @@ class LocalPipeline:
         self.services: Services = build_local(settings, read_only=read_only)
         use_services(self.services)
         self.host = LocalHost(function_app.app, self.services.bus, rng)  # type: ignore[arg-type]
+        # The warehouse is opened for staging and building only, never held while a fetch waits
+        # on the API (contract section 1): readers of the file are not blocked by a slow API.
+        self.host.before_delivery = self._let_go_of_warehouse_before_fetch
+
+    def _let_go_of_warehouse_before_fetch(self, queue: str) -> None:
+        if queue == names.FETCH_QUEUE:
+            self.services.warehouse.close()
 
     def replay(self, body: dict[str, Any], *, progress: bool = False) -> DrainReport:
         response = self.host.http("POST", "replay", body=body)
@@ -42,28 +49,20 @@ class LocalPipeline:
                 json.loads(response.get_body()).get("error", f"replay answered {response.status_code}")
             )
         days = len(json.loads(response.get_body())["dates"])
-        self._open_warehouse_meanwhile()
         show = _progress_line(days) if progress and sys.stderr.isatty() else None
         report = self.host.drain(on_progress=show)
         if show is not None:
             print(file=sys.stderr)  # end the progress line
         return report
 
-    def _open_warehouse_meanwhile(self) -> None:
-        """Open the local warehouse (import DuckDB, open the file, check its schema: about 0.1 s)
-        while the first fetch waits on the API, not after it. Only the embedded DuckDB: a
-        failure here is left for the staging that needs the warehouse to report."""
-        warehouse = self.services.warehouse
-        if warehouse.dialect != "duckdb" or not self.settings.local_warehouse_file.exists():
-            return  # a first run makes the file when it has something to stage, not before
+    def daily(self) -> tuple[DrainReport, date, list[date]]:
+        """What the daily timer does (contract section 6, `run` without --date): fetch yesterday
+        and re-check the USAGE_API_LOOKBACK_DAYS days before it. Returns the drain report,
+        yesterday and the days re-checked."""
+        from shared.services.replay import enqueue_daily
 
-        def open_it() -> None:
-            try:
-                warehouse.check_schema()
-            except Exception:  # said by the load that needs it, in its own words
-                log.debug("opening the warehouse ahead of staging failed", exc_info=True)
-
-        threading.Thread(target=open_it, name="open-warehouse", daemon=True).start()
+        yesterday, lookback = enqueue_daily(self.services, requested_by="cli")
+        return self.host.drain(), yesterday, lookback
 
     def drop_crm(self, data: bytes | BinaryIO, blob_name: str, *, force: bool = False) -> DrainReport:
         """Upload a CRM file as a user would; `force` sets the blob metadata that lets a snapshot

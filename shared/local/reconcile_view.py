@@ -32,6 +32,12 @@ def reconcile_text(result: dict[str, Any]) -> str:
         if s["landed_by"] and s["landed_records"]
         else "nothing landed"
     )
+    if s.get("landed_by"):
+        landed += (
+            f"; last checked against the API {s['last_checked']}"
+            if s.get("last_checked")
+            else "; not re-checked against the API since"
+        )
     lines = [
         head,
         f"  sources: {api}; {landed}; staged {s['staged_rows']} rows ({s['quarantined']} quarantined);"

@@ -61,6 +61,9 @@ FaultKind = Literal[
     "delay",
     "drift_duplicate",
     "endless",
+    "overstated_total_pages",
+    "ignores_page",
+    "trickle",
 ]
 FAULT_KINDS: frozenset[str] = frozenset(get_args(FaultKind))
 FAULT_STATUSES = frozenset({400, 401, 403, 404, 500, 502, 503, 504})
@@ -83,6 +86,7 @@ class Fault:
     times: int = 1
     status: int = 503
     seconds: float = 0.0
+    extra_pages: int = 2  # "overstated_total_pages": how many pages more than it has it announces
 
     def __post_init__(self) -> None:
         # Fail at construction: a typo in a test's fault list should not silently do nothing.
@@ -448,6 +452,17 @@ class _Handler(BaseHTTPRequestHandler):
             drifted = self._page_body(records, page, page_size, sim.include_total_pages)
             drifted["data"].insert(0, records[(page - 1) * page_size - 1])
             self._send_json(200, drifted)
+        elif fault.kind == "overstated_total_pages":
+            overstated = self._page_body(records, page, page_size, include_total_pages=True)
+            overstated["total_pages"] += fault.extra_pages
+            self._send_json(200, overstated)
+        elif fault.kind == "trickle":  # the page, a few bytes every `seconds`: never a read timeout
+            body = _dumps(self._page_body(records, page, page_size, sim.include_total_pages))
+            self._trickle(body, fault.seconds, sim)
+        elif fault.kind == "ignores_page":  # page 1, whatever was asked for, always "more to come"
+            first = self._page_body(records, 1, page_size, include_total_pages=False)
+            first["has_next_page"] = True
+            self._send_json(200, first)
         elif fault.kind == "endless":
             endless = self._page_body(records, page, page_size, include_total_pages=False)
             endless["has_next_page"] = True
@@ -484,6 +499,22 @@ class _Handler(BaseHTTPRequestHandler):
         except OSError:
             # The client gave up (e.g. after a read timeout); nothing left to answer.
             self.close_connection = True
+
+    def _trickle(self, body: bytes, pause_s: float, sim: UsageApiSimulator) -> None:
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.flush()
+            for start in range(0, len(body), 16):
+                if sim._stopping.wait(pause_s):
+                    break
+                self.wfile.write(body[start : start + 16])
+                self.wfile.flush()
+        except OSError:
+            pass  # the client gave up on the answer
+        self.close_connection = True
 
     def _reset(self) -> None:
         """Abortive close: SO_LINGER 0 makes close() send RST instead of FIN."""

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
+from shared.domain.fetch_decision import lease_expired
 from shared.domain.rules import RULED_STATES, RULES_LEGEND, Rules
 from shared.observability.redact import printable
 
@@ -13,6 +15,17 @@ def day_line(view: dict[str, Any], since: str | None = None) -> str:
     """One readable line per day from the status view, worded after its state. `since`: when the
     command began (ISO, UTC), so a day it did not rebuild says so instead of repeating the counts
     of an earlier build."""
+    text = _day_line(view, since)
+    fetch = view.get("fetch") or {}
+    checked = str(fetch.get("last_checked_at") or "")
+    if fetch.get("last_check"):
+        note = f"  (last checked against the API {checked[:16].replace('T', ' ')} UTC: {fetch['last_check']})"
+        head, sep, warnings = text.partition("  warnings: ")
+        text = head + note + sep + warnings  # before the warnings, which can be long
+    return text
+
+
+def _day_line(view: dict[str, Any], since: str | None) -> str:
     day, state = view["date"], day_state(view)
     build, usage, fetch = view.get("days") or {}, view.get("usage") or {}, view.get("fetch") or {}
     if state == "built":
@@ -46,6 +59,12 @@ def day_line(view: dict[str, Any], since: str | None = None) -> str:
         return f"{day}  staged     {usage.get('staged')} records, not built yet"
     if state == "fetch incomplete":
         return f"{day}  fetch incomplete: {fetch.get('last_error')}; the next run resumes it"
+    if state == "fetch scheduled":
+        return f"{day}  fetch scheduled: {fetch.get('waiting_for')}"
+    if state == "fetch interrupted":
+        return (
+            f"{day}  fetch interrupted (started {str(fetch.get('started_at'))[:16]}); the next run resumes it"
+        )
     if fetch:
         return f"{day}  fetch {fetch.get('status')}" + (
             f": {fetch.get('error')}" if fetch.get("error") else ""
@@ -77,8 +96,13 @@ def day_state(view: dict[str, Any]) -> str:
         return "blocked"
     if usage:
         return "staged"
+    if fetch.get("status") == "waiting":
+        return "fetch scheduled"
     if fetch.get("status") == "running":
-        return "fetch incomplete" if fetch.get("last_error") else "fetching"
+        if fetch.get("last_error"):
+            return "fetch incomplete"
+        # A fetch that died holds its lease until it expires: then it says so, not `fetching`.
+        return "fetch interrupted" if lease_expired(fetch, datetime.now(UTC)) else "fetching"
     return f"fetch {fetch['status']}" if fetch.get("status") else "-"
 
 
@@ -102,6 +126,7 @@ def status_table(views: Sequence[dict[str, Any]], in_force: Rules | None = None)
         "ERR",
         "LAST RUN",
         "AT (UTC)",
+        "API CHECKED (UTC)",
     )
     rows = []
     for view in views:
@@ -122,6 +147,7 @@ def status_table(views: Sequence[dict[str, Any]], in_force: Rules | None = None)
                 str(len(build.get("errors") or []) + bool(_fetch_problem(fetch))),
                 run,
                 when.replace("T", " "),
+                _checked_cell(fetch),
             )
         )
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
@@ -165,6 +191,13 @@ def _fetch_problem(fetch: dict[str, Any]) -> str | None:
     if fetch.get("status") == "running" and fetch.get("last_error"):
         return f"fetch incomplete: {fetch.get('last_error')}"
     return None
+
+
+def _checked_cell(fetch: dict[str, Any]) -> str:
+    """When the lookback last compared the day with the API, and what it found."""
+    if not fetch.get("last_check"):
+        return "-"
+    return f"{str(fetch.get('last_checked_at'))[:16].replace('T', ' ')} {fetch['last_check']}"
 
 
 def _rules_cell(view: dict[str, Any], in_force: Rules | None) -> str:

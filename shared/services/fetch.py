@@ -13,23 +13,27 @@ does not grow with the day.
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 import hashlib
+import itertools
 import json
 import logging
 import threading
 import uuid
 from collections.abc import Callable
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from shared.domain import blob_events, names
 from shared.domain.alerts import Alert
+from shared.domain.fetch_decision import decide_fetch
 from shared.domain.usage_page import Page, parse_page
 from shared.observability.context import bind
 from shared.observability.redact import public_url
 from shared.ports import (
+    ApiAsksToWait,
     ApiUnreachable,
     BlobNotFound,
     OutgoingMessage,
@@ -45,7 +49,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class FetchOutcome:
-    status: Literal["fetched", "already-fetched", "failed"]
+    status: Literal["fetched", "already-fetched", "failed", "unchanged", "changed", "skipped", "rescheduled"]
     run_id: str
     pages: int = 0
     records: int = 0
@@ -86,9 +90,15 @@ def new_run_id(kind: str, clock_now: datetime) -> str:
 
 
 def fetch_day(
-    services: Services, day: date, *, force: bool = False, client: UsageApi | None = None
+    services: Services,
+    day: date,
+    *,
+    force: bool = False,
+    recheck: bool = False,
+    client: UsageApi | None = None,
 ) -> FetchOutcome:
-    """Fetch `day` unless it is already fetched (then re-announce its manifest), or resume a cut-off run.
+    """Do what `decide_fetch` says for `day`: fetch it, resume a cut-off run, re-announce its
+    manifest, re-check it against the API (`recheck`: the lookback), or nothing.
 
     Permanent API errors fail the run with an alert and return; transient ones that outlast the
     retries raise, so the message is redelivered and finally dead-lettered to `alerts`.
@@ -96,8 +106,19 @@ def fetch_day(
     key = day.isoformat()
     entry = services.ledger.get(names.FETCH, key)
     state = dict(entry.data) if entry else {}
-    complete = state.get("status") == "complete"
-    if complete and not force and services.blobs.exists(names.RAW_CONTAINER, state["manifest"]):
+    manifest = state.get("manifest")
+    decision = decide_fetch(
+        state or None,
+        force=force,
+        recheck=recheck,
+        manifest_exists=isinstance(manifest, str) and services.blobs.exists(names.RAW_CONTAINER, manifest),
+        now=services.clock(),
+    )
+    if decision.action == "skip":
+        return FetchOutcome(
+            "skipped", state.get("run_id", ""), message=f"{key} not re-checked: {decision.reason}"
+        )
+    if decision.action == "re-announce":
         _announce_manifest(services, state["manifest"])
         return FetchOutcome(
             "already-fetched",
@@ -106,25 +127,54 @@ def fetch_day(
             state.get("records", 0),
             message=f"{key} already fetched by {state['run_id']}; re-announced its manifest",
         )
-    resuming = state.get("status") == "running" or (complete and not force)
-    if resuming:
-        run_id, force = state["run_id"], bool(state.get("force")) or force  # resume the cut-off run
-    else:
+    checking = decision.action == "re-check"
+    previous: dict[int, tuple[str, str]] = {}
+    if checking:
+        # A re-check is a fetch under a new run id whose pages equal to the last landed ones are
+        # not landed again: the ledger stays `complete` meanwhile, and nothing is written unless
+        # a page differs.
+        previous = _manifest_pages(services, str(state["manifest"]))
         run_id = new_run_id("fetch", services.clock())
+        force = decision.force
+    elif decision.action == "resume":
+        run_id, force = str(decision.run_id), decision.force
         state = {
+            **{k: v for k, v in state.items() if k not in WAIT_FIELDS},
+            "status": "running",
+            "lease_until": _lease_until(services),
+        }
+        services.ledger.put(names.FETCH, key, state)
+    else:
+        run_id, force = new_run_id("fetch", services.clock()), decision.force
+        state = {
+            **{k: v for k, v in state.items() if k in CHECK_FIELDS},  # when it was last checked
             "run_id": run_id,
             "status": "running",
             "force": force,
             "started_at": services.clock().isoformat(),
+            "lease_until": _lease_until(services),
         }
         services.ledger.put(names.FETCH, key, state)
+    resuming = decision.action == "resume"
     bind(run_id=run_id)
 
+    budget = retry_budget_s(services)
+    spent = float(state.get("retry_s") or 0.0) if resuming else 0.0
+    requests_before = int(state.get("requests") or 0) if resuming else 0
     try:
         _not_known_unreachable(services, key)
         client = client or services.usage_api(services.settings)
+        client.retry_budget_s = max(0.0, budget - spent)
         try:
-            pages = _land_pages(services, client, day, run_id, resuming=resuming)
+            pages = _land_pages(
+                services,
+                client,
+                day,
+                run_id,
+                resuming=resuming,
+                previous=previous,
+                alive=None if checking else _keep_lease(services, key, state),
+            )
         except ApiUnreachable as exc:
             if exc.page != 1:
                 raise
@@ -132,19 +182,48 @@ def fetch_day(
             # next days of a backfill fail at once instead of trying the same dead API again.
             _remember_unreachable(services, key, str(exc))
             raise UsageApiError(f"{exc}; replay the day once it answers") from None
+    except ApiAsksToWait as exc:
+        return _ask_again_later(services, day, state, run_id, exc, force=force, recheck=checking)
     except TransientApiError as exc:
-        # Raised on, so the request is redelivered; the ledger says why the run is unfinished.
-        services.ledger.put(names.FETCH, key, {**state, "last_error": str(exc)})
-        raise
+        requests = requests_before + (client.attempts if client else 0)
+        spent += client.retry_s if client else 0.0
+        tally = (
+            f"{requests} request{'s' if requests != 1 else ''} by this fetch, {spent:.0f} s spent retrying"
+        )
+        state = {**state, "requests": requests, "retry_s": round(spent, 3)} if not checking else state
+        if spent < budget:
+            # Raised on, so the request is redelivered; the ledger says why the run is unfinished.
+            error = "last_check_error" if checking else "last_error"
+            services.ledger.put(names.FETCH, key, {**state, error: f"{exc} ({tally})"})
+            raise TransientApiError(f"{exc} ({tally})", exc.retry_after_s) from None
+        # The retry budget of the whole fetch (all its deliveries together) is spent: fail now,
+        # once, instead of being redelivered for minutes more.
+        return _failed(
+            services,
+            key,
+            state,
+            run_id,
+            f"{exc} ({tally}; the retry budget, USAGE_API_MAX_ATTEMPTS x USAGE_API_TIMEOUT_S ="
+            f" {budget:g} s, is spent); replay the day once the API answers normally",
+            checking=checking,
+        )
     except UsageApiError as exc:
-        message = f"fetch of {key} failed: {exc}"
+        return _failed(services, key, state, run_id, str(exc), checking=checking)
+
+    records = sum(p.records for p in pages)
+    if checking and _same_pages(pages, previous):
         services.ledger.put(
             names.FETCH,
             key,
-            {**state, "status": "failed", "error": str(exc), "finished_at": services.clock().isoformat()},
+            {
+                **{k: v for k, v in state.items() if k not in ("last_check_error", *WAIT_FIELDS)},
+                **_checked(services, "unchanged"),
+            },
         )
-        raise_alert(services.bus, Alert("error", "fetch", "fetch_failed", message, run_id, key))
-        return FetchOutcome("failed", run_id, message=message)
+        log.info("re-checked %s against the API: unchanged (%d pages, %d records)", key, len(pages), records)
+        return FetchOutcome(
+            "unchanged", str(state["run_id"]), len(pages), records, message=f"{key} re-checked: unchanged"
+        )
 
     manifest = {
         "activity_date": key,
@@ -153,8 +232,9 @@ def fetch_day(
         "fetched_at": services.clock().isoformat(timespec="microseconds"),  # orders re-fetches
         "page_size": client.page_size,
         "total_pages_reported": pages[0].total_pages if pages else None,
-        "record_count": sum(p.records for p in pages),
+        "record_count": records,
         "pages": [
+            # A re-check's unchanged page keeps the blob it was landed as (same bytes, same sha256).
             {"page": p.number, "blob": p.blob, "records": p.records, "bytes": p.bytes, "sha256": p.sha256}
             for p in pages  # in page order, whatever order they were landed in
         ],
@@ -165,23 +245,175 @@ def fetch_day(
     # (every page is landed by then), rewrites the manifest and so announces it again.
     services.blobs.put(names.RAW_CONTAINER, manifest_name, json.dumps(manifest, indent=1).encode())
     done = {
-        **{k: v for k, v in state.items() if k != "last_error"},
+        **{
+            k: v
+            for k, v in state.items()
+            if k not in ("last_error", "last_check_error", "lease_until", *WAIT_FIELDS)
+        },
+        **(_checked(services, "changed") if checking else {}),
+        "run_id": run_id,
         "status": "complete",
+        "force": force,
         "manifest": manifest_name,
         "pages": len(pages),
-        "records": manifest["record_count"],
+        "records": records,
+        "requests": requests_before + client.attempts,  # every HTTP request of the run, retries included
         "finished_at": services.clock().isoformat(),
     }
     services.ledger.put(names.FETCH, key, done)
     log.info(
-        "fetched %s: %d pages (%d reused), %d records, run %s",
+        "%s %s: %d pages (%d reused), %d records, run %s",
+        "re-checked, changed:" if checking else "fetched",
         key,
         len(pages),
         reused,
-        manifest["record_count"],
+        records,
         run_id,
     )
-    return FetchOutcome("fetched", run_id, len(pages), manifest["record_count"], reused)
+    return FetchOutcome("changed" if checking else "fetched", run_id, len(pages), records, reused)
+
+
+def retry_budget_s(services: Services) -> float:
+    """The most seconds one fetch run spends on failed requests and its own backoff, over all
+    its deliveries together: USAGE_API_MAX_ATTEMPTS x USAGE_API_TIMEOUT_S (6 x 30 s = 180 s by
+    default). Waits the API asks for (Retry-After) are not counted: they are bounded by
+    USAGE_API_MAX_WAIT_S each."""
+    settings = services.settings
+    return settings.usage_api_max_attempts * settings.usage_api_timeout_s
+
+
+def _failed(
+    services: Services, key: str, state: dict[str, Any], run_id: str, error: str, *, checking: bool
+) -> FetchOutcome:
+    """A permanent failure: the run fails with one alert (a re-check leaves the day's data as it
+    was and warns)."""
+    if checking:
+        message = f"re-check of {key} failed: {error}; its data is as last fetched"
+        services.ledger.put(
+            names.FETCH, key, {**state, **_checked(services, "failed"), "last_check_error": error}
+        )
+        raise_alert(services.bus, Alert("warning", "fetch", "recheck_failed", message, run_id, key))
+        return FetchOutcome("failed", run_id, message=message)
+    message = f"fetch of {key} failed: {error}"
+    services.ledger.put(
+        names.FETCH,
+        key,
+        {
+            **{k: v for k, v in state.items() if k not in ("last_error", "lease_until")},
+            "status": "failed",
+            "error": error,
+            "finished_at": services.clock().isoformat(),
+        },
+    )
+    raise_alert(services.bus, Alert("error", "fetch", "fetch_failed", message, run_id, key))
+    return FetchOutcome("failed", run_id, message=message)
+
+
+def _ask_again_later(
+    services: Services,
+    day: date,
+    state: dict[str, Any],
+    run_id: str,
+    exc: ApiAsksToWait,
+    *,
+    force: bool,
+    recheck: bool,
+) -> FetchOutcome:
+    """A Retry-After above USAGE_API_MAX_WAIT_S: this fetch stops now, holding nothing, and a
+    request for the same day is scheduled for the time the API named (a Service Bus scheduled
+    message; locally the bus journal keeps it). The pages landed so far stay: the scheduled
+    request resumes the same run."""
+    key = day.isoformat()
+    when = services.clock() + timedelta(seconds=exc.wait_s)
+    at = f"{when:%Y-%m-%d %H:%M} UTC"
+    message = (
+        f"{'re-check' if recheck else 'fetch'} of {key}: the API asked to wait {exc.wait_s:.0f} s"
+        f" (Retry-After on page {exc.page}), more than USAGE_API_MAX_WAIT_S"
+        f" ({services.settings.usage_api_max_wait_s:g} s); it runs again at {at}"
+    )
+    waiting = {"retry_at": when.isoformat(), "waiting_for": message}
+    if recheck:  # the day stays as last fetched
+        services.ledger.put(names.FETCH, key, {**state, **waiting})
+    else:
+        entry = {k: v for k, v in state.items() if k not in ("lease_until", "last_error")}
+        services.ledger.put(names.FETCH, key, {**entry, "status": "waiting", **waiting})
+    body = {
+        "date": key,
+        "force": force,
+        "requested_by": "retry-after",
+        **({"recheck": True} if recheck else {}),
+    }
+    services.bus.send(
+        names.FETCH_QUEUE,
+        [
+            OutgoingMessage(
+                body=body,
+                message_id=f"later-{key}-{run_id}-{when:%Y%m%dT%H%M%S}",
+                properties={"date": key},
+                scheduled_enqueue_time_utc=when,
+            )
+        ],
+    )
+    raise_alert(services.bus, Alert("warning", "fetch", "fetch_rescheduled", message, run_id, key))
+    log.warning("%s", message)
+    return FetchOutcome("rescheduled", run_id, message=message)
+
+
+WAIT_FIELDS = ("retry_at", "waiting_for")
+CHECK_FIELDS = ("last_checked_at", "last_check", "last_check_error")
+
+
+def _checked(services: Services, result: str) -> dict[str, str]:
+    """The ledger fields of a lookback re-check: when, and unchanged / changed / failed."""
+    return {"last_checked_at": services.clock().isoformat(timespec="seconds"), "last_check": result}
+
+
+def _lease_until(services: Services) -> str:
+    """How long a running fetch's claim holds without a sign of life: past it, `status` says
+    the fetch was interrupted instead of `fetching` forever."""
+    settings = services.settings
+    # At least as long as one page can take with every retry and every allowed wait.
+    longest_page_s = settings.usage_api_max_attempts * (
+        settings.usage_api_timeout_s + settings.usage_api_max_wait_s
+    )
+    return (services.clock() + timedelta(seconds=max(FETCH_LEASE_S, longest_page_s))).isoformat()
+
+
+def _keep_lease(services: Services, key: str, state: dict[str, Any]) -> Callable[[], None]:
+    """Called before each page: renews the running fetch's lease every FETCH_LEASE_S / 4, so a
+    long fetch that is alive never shows as interrupted, and one that died does within the lease."""
+    lock = threading.Lock()
+    renewed = [services.clock()]
+
+    def alive() -> None:
+        now = services.clock()
+        with lock:
+            if (now - renewed[0]).total_seconds() < FETCH_LEASE_S / 4:
+                return
+            renewed[0] = now
+        state["lease_until"] = _lease_until(services)
+        services.ledger.put(names.FETCH, key, state)
+
+    return alive
+
+
+FETCH_LEASE_S = 3600  # renewed every quarter of it while pages land
+
+
+def _manifest_pages(services: Services, manifest_name: str) -> dict[int, tuple[str, str]]:
+    """Page number -> (blob, sha256) of a landed manifest; none when it cannot be read (then
+    every page counts as changed, and the day is fetched again as a whole)."""
+    try:
+        manifest = json.loads(services.blobs.get(names.RAW_CONTAINER, manifest_name))
+        return {int(p["page"]): (str(p["blob"]), str(p["sha256"])) for p in manifest["pages"]}
+    except (BlobNotFound, ValueError, TypeError, KeyError):
+        log.warning("manifest %s is unreadable; the re-check fetches the day again", manifest_name)
+        return {}
+
+
+def _same_pages(pages: list[LandedPage], previous: dict[int, tuple[str, str]]) -> bool:
+    """The re-checked day equals the last landed one: as many pages, each with the same bytes."""
+    return len(pages) == len(previous) and all(previous.get(p.number, ("", ""))[1] == p.sha256 for p in pages)
 
 
 def _remember_unreachable(services: Services, day: str, message: str) -> None:
@@ -220,7 +452,14 @@ UNREACHABLE_KEY = "unreachable"
 
 
 def _land_pages(
-    services: Services, client: UsageApi, day: date, run_id: str, *, resuming: bool
+    services: Services,
+    client: UsageApi,
+    day: date,
+    run_id: str,
+    *,
+    resuming: bool,
+    previous: dict[int, tuple[str, str]] | None = None,
+    alive: Callable[[], None] | None = None,
 ) -> list[LandedPage]:
     """Every page of the day, landed, in page order.
 
@@ -238,39 +477,58 @@ def _land_pages(
                 f"has_next_page still true after {max_pages} pages for {day}; stopped at the page cap"
                 " (USAGE_API_MAX_PAGES)"
             )
-        return _land_page(services, client, day, run_id, number, resuming=resuming)
+        if alive is not None:
+            alive()
+        return _land_page(services, client, day, run_id, number, resuming=resuming, previous=previous)
 
     pages = [land(1)]
     total = pages[0].total_pages
     if workers > 1 and pages[0].has_next_page and total is not None and total > 1:
         # Up to the cap only: past it the sequential walk below fails as it always did.
         pages += _land_concurrently(range(2, min(total, max_pages) + 1), land, workers)
+        for earlier, later in itertools.pairwise(pages):
+            _not_the_same_page_again(day, earlier, later)
     while pages[-1].has_next_page:
         pages.append(land(pages[-1].number + 1))
+        _not_the_same_page_again(day, pages[-2], pages[-1])
     return pages
+
+
+def _not_the_same_page_again(day: date, earlier: LandedPage, later: LandedPage) -> None:
+    """An API that ignores `page` answers page 1 for every page, with has_next_page true: stop at
+    the first repeat instead of landing identical pages up to the page cap. Two consecutive pages
+    with the same bytes (and records) that both say there is more cannot be two parts of a day."""
+    if earlier.has_next_page and later.has_next_page and earlier.records and earlier.sha256 == later.sha256:
+        raise UsageApiError(
+            f"page {later.number} of {day} is the same as page {earlier.number}, and both say there"
+            " is more (has_next_page true): the API seems to ignore `page`; stopped"
+        )
 
 
 def _land_concurrently(numbers: range, land: Callable[[int], LandedPage], workers: int) -> list[LandedPage]:
     """Land `numbers` with at most `workers` at a time; the pages up to and including the first
     that says `has_next_page` false (all of them if none does), in page order.
 
-    After a failure no new page is started; pages in flight finish and stay landed (a resume
-    reads them back). Then a permanent error is raised if any page had one (redelivering
-    cannot get past it), else the lowest page's error: the one a page-by-page walk would have
-    met first.
+    `total_pages` is a hint, not a promise (contract section 1): a page past the first one that
+    says it is the last is not part of the day, so its failure (a 404, a 400, anything) is
+    ignored. After a failure of page N no page above N is started; pages below it still are, as
+    one of them may end the day before N. Then the error that counts is raised: a permanent one
+    on a page every earlier page of which landed saying there is more (redelivering cannot get
+    past it), else the lowest page's error (the one a page-by-page walk would have met first).
     """
-    failed = threading.Event()
+    lowest_failed = [numbers[-1] + 1]
     last_needed = [numbers[-1]]  # lowered by a page that says it is the last
     lock = threading.Lock()
 
     def task(number: int) -> LandedPage | None:
         with lock:
-            if failed.is_set() or number > last_needed[0]:
-                return None  # not started: the run is failing, or the day ends before it
+            if number >= lowest_failed[0] or number > last_needed[0]:
+                return None  # not started: a lower page failed, or the day ends before it
         try:
             page = land(number)
         except BaseException:
-            failed.set()  # before the pool can hand this worker another page
+            with lock:  # before the pool can hand this worker another page
+                lowest_failed[0] = min(lowest_failed[0], number)
             raise
         if not page.has_next_page:
             with lock:
@@ -280,35 +538,55 @@ def _land_concurrently(numbers: range, land: Callable[[int], LandedPage], worker
     with ThreadPoolExecutor(max_workers=min(workers, len(numbers)), thread_name_prefix="fetch-page") as pool:
         # Each worker runs in a copy of this context, so its log lines keep the day and run id.
         futures = [pool.submit(contextvars.copy_context().run, task, n) for n in numbers]
-        wait(futures, return_when=FIRST_EXCEPTION)
-        if failed.is_set():
-            pool.shutdown(wait=True, cancel_futures=True)
+        wait(futures)
 
-    errors = [e for f in futures if not f.cancelled() and (e := f.exception()) is not None]
-    if errors:  # in page order
-        raise next((e for e in errors if isinstance(e, UsageApiError)), errors[0])
     landed: list[LandedPage] = []
-    for future in futures:
+    failures: list[tuple[int, BaseException]] = []
+    for number, future in zip(numbers, futures, strict=True):
+        error = future.exception()
+        if error is not None:
+            failures.append((number, error))
+            continue
         page = future.result()
-        if page is None:  # skipped: only pages after one that said it was the last
-            break
-        landed.append(page)
-        if not page.has_next_page:
-            break  # the day shrank: what follows is not part of it
+        if page is not None and not failures and len(landed) == number - numbers[0]:
+            landed.append(page)  # the unbroken run of landed pages from the first
+    ended = next((p.number for p in landed if not p.has_next_page), None)
+    if ended is not None:
+        ignored = [(n, e) for n, e in failures if n > ended]
+        for number, error in ignored:
+            log.info("page %d failed (%s) but page %d ended the day; ignored", number, error, ended)
+        return [p for p in landed if p.number <= ended]
+    if failures:
+        decisive = [e for n, e in failures if isinstance(e, UsageApiError) and n <= numbers[0] + len(landed)]
+        raise decisive[0] if decisive else failures[0][1]
     return landed
 
 
 def _land_page(
-    services: Services, client: UsageApi, day: date, run_id: str, number: int, *, resuming: bool
+    services: Services,
+    client: UsageApi,
+    day: date,
+    run_id: str,
+    number: int,
+    *,
+    resuming: bool,
+    previous: dict[int, tuple[str, str]] | None = None,
 ) -> LandedPage:
-    """Land page `number` (or, resuming a run, read it back when an earlier attempt landed it)."""
+    """Land page `number` (or, resuming a run, read it back when an earlier attempt landed it).
+
+    Re-checking (`previous`: the last manifest's pages), a page whose bytes equal the landed
+    one's is not written again: it stays the blob it was landed as."""
     blob = names.page_blob(day, run_id, number)
     page = _landed_page(services, blob, number) if resuming else None
     if page is not None:
         return LandedPage.of(blob, page, reused=True)
     page = client.fetch_page(day, number)
+    landed = LandedPage.of(blob, page, reused=False)
+    same = (previous or {}).get(number)
+    if same is not None and same[1] == landed.sha256:
+        return dataclasses.replace(landed, blob=same[0], reused=True)
     services.blobs.put(names.RAW_CONTAINER, blob, page.body)
-    return LandedPage.of(blob, page, reused=False)
+    return landed
 
 
 def _landed_page(services: Services, blob: str, number: int) -> Page | None:

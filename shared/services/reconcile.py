@@ -29,7 +29,7 @@ from shared.domain.reconcile import (
 from shared.domain.rules import Rules
 from shared.domain.usage_page import parse_page
 from shared.observability.context import bind
-from shared.ports import BlobNotFound, Services, TransientApiError, UsageApiError
+from shared.ports import ApiAsksToWait, BlobNotFound, Services, TransientApiError, UsageApiError
 from shared.services.status import day_status
 
 log = logging.getLogger(__name__)
@@ -124,6 +124,8 @@ def _ask_api(services: Services, day: date) -> tuple[list[Any] | None, str | Non
         # One request cannot be cut short: an API that connects and never answers is given up
         # on when its answer is this late, not after USAGE_API_TIMEOUT_S (up to 600 s).
         usage_api_timeout_s=min(settings.usage_api_timeout_s, ASK_UNREACHABLE_S),
+        # Nor is a long Retry-After waited for: the answer says the API asked to wait.
+        usage_api_max_wait_s=min(settings.usage_api_max_wait_s, ASK_UNREACHABLE_S),
     )
     client = services.usage_api(asking)
     records: list[Any] = []
@@ -137,7 +139,7 @@ def _ask_api(services: Services, day: date) -> tuple[list[Any] | None, str | Non
             records += page.records
             if not page.has_next_page:
                 return records, None
-    except (UsageApiError, TransientApiError, PermanentError) as exc:
+    except (UsageApiError, TransientApiError, PermanentError, ApiAsksToWait) as exc:
         return None, str(exc)
 
 
@@ -156,7 +158,14 @@ def _landed(
     except (BlobNotFound, ValueError):
         return Fetch(str(fetch_entry.get("run_id")), "?", str(manifest_name), "manifest missing"), [], {}
     run_id = str(manifest.get("run_id"))
-    fetch = Fetch(run_id, _when(manifest.get("fetched_at")), str(manifest_name), status)
+    checked = fetch_entry.get("last_checked_at")
+    fetch = Fetch(
+        run_id,
+        _when(manifest.get("fetched_at")),
+        str(manifest_name),
+        status,
+        f"{_when(checked)} ({fetch_entry.get('last_check')})" if checked else None,
+    )
     landed: list[LandedRecord] = []
     quarantine: dict[tuple[int, int], Quarantined] = {}
     for entry in manifest.get("pages", []):

@@ -309,6 +309,16 @@ def test_service_bus_messages_carry_ids_properties_json_and_schedule() -> None:
     assert delayed.scheduled_enqueue_time_utc > datetime.now(UTC)
 
 
+def test_a_fetch_asked_for_later_is_a_scheduled_service_bus_message() -> None:
+    client = FakeClient()
+    at = datetime(2026, 12, 8, 4, 20, tzinfo=UTC)
+    ServiceBusBus(client).send(
+        "fetch-requests", [OutgoingMessage({"date": "2026-10-01"}, "later", scheduled_enqueue_time_utc=at)]
+    )
+    (message,) = (m for b in client.senders["fetch-requests"].sent for m in b)
+    assert message.scheduled_enqueue_time_utc == at
+
+
 def test_a_serverless_database_resuming_for_a_minute_is_waited_for() -> None:
     """40613: an auto-paused serverless database takes about a minute to resume; the first SQL
     work of the day must outwait it instead of dead-lettering after ~15 s of backoff."""

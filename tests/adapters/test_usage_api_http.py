@@ -18,7 +18,7 @@ import requests
 from shared.adapters.usage_api_http import MAX_RETRY_AFTER_S, UsageApiClient, retry_after_seconds
 from shared.adapters.usage_api_pacing import RateLimiter
 from shared.local.simulator import NO_RESPONSE, Fault, UsageApiSimulator
-from shared.ports import ApiUnreachable, TransientApiError, UsageApiError
+from shared.ports import ApiAsksToWait, ApiUnreachable, TransientApiError, UsageApiError
 from tests.conftest import API_KEY, DAY, ISO, make_records, page_bytes
 
 PAGE_SIZE = 10
@@ -152,17 +152,37 @@ def test_429_retry_after_http_date_waits_about_the_delta(
     assert api.count(status=429) == 1 and api.count(status=200) == 1
 
 
-def test_429_retry_after_beyond_the_cap_waits_the_cap(
+def test_429_retry_after_beyond_the_max_wait_is_not_waited_for(
     start_api: Callable[..., UsageApiSimulator],
     make_client: Callable[..., UsageApiClient],
     sleeps: list[float],
 ) -> None:
+    # Contract section 1: above USAGE_API_MAX_WAIT_S the fetch is asked for again later, by the
+    # fetch service; the client neither sleeps nor asks again.
     api = start_api({ISO: make_records(5)}, faults=[Fault("retry_after_seconds", seconds=86_400)])
     client = make_client(api)
+    assert client.max_wait_s == MAX_RETRY_AFTER_S == 300
+
+    with pytest.raises(ApiAsksToWait, match="86400 s") as raised:
+        client.fetch_page(DAY, 1)
+
+    assert (raised.value.wait_s, raised.value.page) == (86_400, 1)
+    assert sleeps == []
+    assert api.count() == 1
+
+
+def test_429_retry_after_up_to_the_max_wait_is_waited_for(
+    start_api: Callable[..., UsageApiSimulator],
+    make_client: Callable[..., UsageApiClient],
+    sleeps: list[float],
+) -> None:
+    api = start_api({ISO: make_records(5)}, faults=[Fault("retry_after_seconds", seconds=900)])
+    client = make_client(api)
+    client.max_wait_s = 1000
 
     client.fetch_page(DAY, 1)
 
-    assert sleeps == [MAX_RETRY_AFTER_S]
+    assert sleeps == [900]
 
 
 @pytest.mark.parametrize("fault", list(TRANSIENT_FAULTS.values()), ids=list(TRANSIENT_FAULTS))

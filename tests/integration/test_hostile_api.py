@@ -419,3 +419,176 @@ def test_invalid_records_are_quarantined_not_staged(cli: Cli, local_env: Path, h
     ]
     assert [r["reason"] for r in rejected] == ["missing or blank company_id"]
     assert_table_is_golden(local_env, DAY, NEXT_DAY)
+
+
+# --------------------------------------------------------------------------- total_pages is a hint (#23)
+
+
+@pytest.mark.parametrize("status", [404, 400])
+def test_an_overstated_total_pages_is_a_hint_the_day_ends_at_has_next_page_false(
+    status: int, cli: Cli, local_env: Path, hostile_api: StartApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The API announces 6 pages, serves 4 (the last says has_next_page false) and answers
+    # `status` for pages 5 and 6, which the default concurrency asks for alongside 2..4.
+    monkeypatch.setenv("USAGE_API_CONCURRENCY", "8")
+    sim = hostile_api(
+        [
+            Fault(kind="status", status=status, date=DAY, page=5, times=-1),
+            Fault(kind="status", status=status, date=DAY, page=6, times=-1),
+            Fault(kind="overstated_total_pages", date=DAY, times=-1, extra_pages=2),
+        ]
+    )
+    drop_crm(cli, DAY)
+
+    code, out, err = cli("run", "--date", DAY)
+
+    assert code == 0, err
+    assert " built " in out
+    assert "page 5" not in out + err and "page 4" not in out + err
+    assert {p for p, _, _ in log_of(sim, DAY)} <= {1, 2, 3, 4, 5, 6}
+    assert all(s == 200 for p, s, _ in log_of(sim, DAY) if p is not None and p <= PAGES)
+    assert_table_is_golden(local_env, DAY)
+    assert_staged_once(cli, local_env, DAY)
+    assert not [a for a in read_alerts(local_env) if a["severity"] == "error"]
+
+
+# --------------------------------------------------------------------------- a long Retry-After (#23)
+
+
+def test_a_long_retry_after_reschedules_the_fetch_instead_of_waiting(
+    cli: Cli, local_env: Path, hostile_api: StartApi, waits: list[float], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+    from datetime import UTC, datetime, timedelta
+
+    import shared.adapters.bus_in_process as bus_in_process
+    from shared.local.cli import EXIT_FETCH_SCHEDULED
+
+    asking = hostile_api([Fault(kind="retry_after_seconds", date=DAY, page=2, seconds=86400, times=-1)])
+    monkeypatch.setenv("USAGE_API_CONCURRENCY", "1")
+    drop_crm(cli, DAY, NEXT_DAY)
+    started = time.monotonic()
+
+    code, out, err = cli("run", "--date", DAY)
+
+    assert f"{DAY}  fetch scheduled" in out
+    assert time.monotonic() - started < 30  # not 2 hours
+    assert not [w for w in waits if w > BACKOFF_MAX_S]  # the wait was not waited for, not even capped
+    assert code == EXIT_FETCH_SCHEDULED == 75, err
+    assert err.count("\n") == 1 and "86400 s" in err and "runs again at" in err, err
+    when = datetime.now(UTC) + timedelta(seconds=86400)
+    assert f"{when:%Y-%m-%d}" in err
+    assert asking.count(date=DAY, page=2) == 1  # asked once, not retried
+    fetch = day_status(cli, DAY)["fetch"]
+    assert fetch["status"] == "waiting" and "86400 s" in fetch["waiting_for"]
+    code, status_out, _ = cli("status")
+    assert "fetch scheduled" in status_out
+    assert [a["kind"] for a in read_alerts(local_env) if a["activity_date"] == DAY] == ["fetch_rescheduled"]
+
+    # Another command before that time: the scheduled fetch stays scheduled, the API is not asked.
+    recovered = hostile_api([])
+    code, _out, err = cli("run", "--date", NEXT_DAY)
+    assert code == 0, err
+    assert recovered.count(date=DAY) == 0
+    assert day_status(cli, DAY)["fetch"]["status"] == "waiting"
+
+    # The first command after that time delivers it: the same run resumes (page 1 read back).
+    later = datetime.now(UTC) + timedelta(seconds=86400 + 60)
+    monkeypatch.setattr(bus_in_process, "utc_now", lambda: later)
+    code, _out, err = cli("crm-drop", str(next(p for p in GOLDEN.crm_files() if DAY in p.name)))
+    assert code == 0, err
+    assert log_of(recovered, DAY) == healthy(2, 3, 4)
+    fetch = day_status(cli, DAY)["fetch"]
+    assert fetch["status"] == "complete" and "waiting_for" not in fetch
+    assert_table_is_golden(local_env, DAY, NEXT_DAY)
+
+
+def test_the_warehouse_is_not_held_while_a_fetch_waits_on_the_api(
+    cli: Cli, local_env: Path, hostile_api: StartApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    monkeypatch.setenv("USAGE_API_TIMEOUT_S", "20")
+    sim = hostile_api([Fault(kind="delay", date=NEXT_DAY, page=2, seconds=4)])
+    monkeypatch.setenv("USAGE_API_TIMEOUT_S", "20")
+    drop_crm(cli, DAY, NEXT_DAY)
+    code, _out, err = cli("run", "--date", DAY)  # the warehouse exists and has a built day
+    assert code == 0, err
+    probe: list[subprocess.CompletedProcess[str]] = []
+
+    def read_while_waiting() -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not sim.count(date=NEXT_DAY, page=2):
+            time.sleep(0.05)
+        probe.append(
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-c",
+                    "import duckdb, sys; c = duckdb.connect(sys.argv[1], read_only=True);"
+                    " print(c.execute('SELECT COUNT(*) FROM analytics.company_daily_activity').fetchone()[0])",
+                    str(local_env / "warehouse.duckdb"),
+                ],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+        )
+
+    reader = threading.Thread(target=read_while_waiting)
+    reader.start()
+    code, _out, err = cli("backfill", "--from", DAY, "--to", NEXT_DAY)
+    reader.join()
+
+    assert code == 0, err
+    assert probe and probe[0].returncode == 0, probe[0].stderr[-500:] if probe else "no probe"
+    assert int(probe[0].stdout) == len(expected_rows(DAY))
+    assert_table_is_golden(local_env, DAY, NEXT_DAY)
+
+
+def test_an_api_that_ignores_page_is_stopped_at_once(
+    cli: Cli, local_env: Path, hostile_api: StartApi
+) -> None:
+    sim = hostile_api([Fault(kind="ignores_page", date=DAY, times=-1)])
+    drop_crm(cli, DAY)
+
+    code, out, err = cli("run", "--date", DAY)
+
+    assert code == 1
+    assert err.count("\n") == 1 and "the API seems to ignore `page`" in err, err
+    assert f"{DAY}  fetch failed" in out
+    assert log_of(sim, DAY) == [(1, 200, "ignores_page"), (2, 200, "ignores_page")]  # not MAX_PAGES
+    assert staged_count(local_env, DAY) == (0, 0)
+    assert [a["kind"] for a in read_alerts(local_env) if a["activity_date"] == DAY] == ["fetch_failed"]
+
+
+def test_a_trickling_api_is_bounded_by_the_retry_budget_and_the_real_requests_are_told(
+    cli: Cli, local_env: Path, hostile_api: StartApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    # Every answer trickles in (16 bytes every 0.1 s): no read ever times out, each answer takes
+    # longer than USAGE_API_TIMEOUT_S. The budget of the whole fetch is MAX_ATTEMPTS x 1 s.
+    sim = hostile_api([Fault(kind="trickle", date=DAY, seconds=0.1, times=-1)])
+    monkeypatch.setenv("USAGE_API_TIMEOUT_S", "1")
+    drop_crm(cli, DAY)
+    started = time.monotonic()
+
+    code, out, err = cli("run", "--date", DAY)
+
+    took = time.monotonic() - started
+    assert f"{DAY}  fetch failed" in out
+    assert code == 1
+    assert err.count("\n") == 1, err
+    # One delivery's attempts spend the budget: no redeliveries (before: MAX_ATTEMPTS x
+    # MAX_DELIVERIES requests, told as "after 4 attempts").
+    assert sim.count(date=DAY) == MAX_ATTEMPTS
+    assert f"{MAX_ATTEMPTS} requests by this fetch" in err and "retry budget" in err, err
+    assert took < MAX_ATTEMPTS * 1 * 3, took
+    alerts = read_alerts(local_env)
+    assert [a["kind"] for a in alerts if a["activity_date"] == DAY] == ["fetch_failed"]
+    assert not [a for a in alerts if a["kind"] == "dead_letter"]
+    assert day_status(cli, DAY)["fetch"]["requests"] == MAX_ATTEMPTS

@@ -102,7 +102,7 @@ def test_a_refused_key_fails_once_clearly_and_is_never_printed(
     assert secret not in out + err + caplog.text + json.dumps(read_alerts(local_env))
 
 
-def test_the_timer_asks_for_yesterday(local_env: Path) -> None:
+def test_the_timer_asks_for_yesterday_and_the_lookback(local_env: Path) -> None:
     from datetime import UTC, datetime, timedelta
 
     from shared.config import Settings
@@ -115,7 +115,11 @@ def test_the_timer_asks_for_yesterday(local_env: Path) -> None:
         yesterday = (datetime.now(UTC) - timedelta(days=1)).date().isoformat()
         fetch = pipeline.services.ledger.get("fetch", yesterday)
         assert fetch is not None and fetch.data["status"] == "complete"
-        assert report.handled["fetch-requests"] == 1
+        # Yesterday, and a re-check of each of the USAGE_API_LOOKBACK_DAYS (3) days before it;
+        # those were never fetched, so they are skipped without asking the API.
+        assert report.handled["fetch-requests"] == 4
+        before = (datetime.now(UTC) - timedelta(days=2)).date().isoformat()
+        assert pipeline.services.ledger.get("fetch", before) is None
     finally:
         pipeline.close()
 

@@ -296,6 +296,9 @@ class _GoneAfter:
     """A client whose API answers `pages` pages and then gives no answer at all."""
 
     page_size = PAGE_SIZE
+    attempts = 0
+    retry_s = 0.0
+    retry_budget_s = float("inf")
 
     def __init__(self, inner: Any, pages: int) -> None:
         self.inner, self.pages = inner, pages
@@ -352,3 +355,83 @@ def test_after_one_day_finds_the_api_unreachable_the_next_days_fail_at_once(
     services.clock = lambda: later
     assert fetch_day(services, DAY + timedelta(days=2), client=client).status == "failed"
     assert len(asked) == 2  # the verdict expired: the API is tried again
+
+
+def test_a_long_fetch_renews_its_lease_and_a_finished_one_holds_none(
+    start_api: Callable[..., UsageApiSimulator], make_services: Callable[..., Services]
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    services = make_services(start_api(45, include_total_pages=False))  # 5 pages, one by one
+    now = [datetime(2026, 11, 21, 6, 0, tzinfo=UTC)]
+
+    def clock() -> datetime:
+        now[0] += timedelta(minutes=10)  # every look at the clock: ten minutes later
+        return now[0]
+
+    services.clock = clock
+    leases: list[str] = []
+    real_put = services.ledger.put
+
+    def put(partition: str, key: str, data: Any) -> None:
+        if partition == names.FETCH and data.get("status") == "running":
+            leases.append(data["lease_until"])
+        real_put(partition, key, data)
+
+    services.ledger.put = put  # type: ignore[method-assign]
+
+    outcome = fetch_day(services, DAY)
+
+    assert outcome.status == "fetched"
+    assert len(set(leases)) > 1, leases  # renewed while the pages landed
+    assert "lease_until" not in fetch_state(services)
+
+
+def test_a_recheck_of_an_unchanged_day_writes_nothing_and_a_changed_one_reuses_its_pages(
+    start_api: Callable[..., UsageApiSimulator], make_services: Callable[..., Services]
+) -> None:
+    by_day = {ISO: make_records(45)}  # 5 pages
+    api = start_api(lambda d: list(by_day.get(d.isoformat(), [])))
+    services = make_services(api)
+    first = fetch_day(services, DAY)
+    blobs = set(services.blobs.list(names.RAW_CONTAINER, ""))
+    announced = len(queued(services, names.INGEST_QUEUE))
+
+    unchanged = fetch_day(services, DAY, recheck=True)
+
+    assert (unchanged.status, unchanged.run_id) == ("unchanged", first.run_id)
+    assert set(services.blobs.list(names.RAW_CONTAINER, "")) == blobs  # no blob, no manifest
+    assert len(queued(services, names.INGEST_QUEUE)) == announced  # no event
+    state = fetch_state(services)
+    assert (state["status"], state["run_id"], state["last_check"]) == ("complete", first.run_id, "unchanged")
+    assert api.count() == 10  # every page asked for again
+
+    by_day[ISO][12] = {**by_day[ISO][12], "active_users": 999}  # on page 2
+    changed = fetch_day(services, DAY, recheck=True)
+
+    assert changed.status == "changed" and changed.run_id != first.run_id
+    new = set(services.blobs.list(names.RAW_CONTAINER, "")) - blobs
+    assert new == {names.page_blob(DAY, changed.run_id, 2), names.manifest_blob(DAY, changed.run_id)}
+    manifest = json.loads(services.blobs.get(names.RAW_CONTAINER, names.manifest_blob(DAY, changed.run_id)))
+    assert [p["blob"] for p in manifest["pages"]] == [
+        names.page_blob(DAY, changed.run_id if n == 2 else first.run_id, n) for n in range(1, 6)
+    ]
+    assert len(queued(services, names.INGEST_QUEUE)) == announced + 1
+    state = fetch_state(services)
+    assert (state["run_id"], state["last_check"], state["manifest"]) == (
+        changed.run_id,
+        "changed",
+        names.manifest_blob(DAY, changed.run_id),
+    )
+
+
+def test_a_recheck_whose_last_manifest_is_unreadable_fetches_the_day_again(
+    start_api: Callable[..., UsageApiSimulator], make_services: Callable[..., Services]
+) -> None:
+    services = make_services(start_api(12))
+    first = fetch_day(services, DAY)
+    services.blobs.put(names.RAW_CONTAINER, names.manifest_blob(DAY, first.run_id), b"{not json")
+
+    again = fetch_day(services, DAY, recheck=True)
+
+    assert again.status == "changed" and again.records == 12

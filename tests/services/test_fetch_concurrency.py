@@ -260,11 +260,12 @@ def test_a_permanent_error_fails_once_with_one_alert_and_starts_no_more_pages(
     assert services.bus.depth(names.INGEST_QUEUE) == 0  # type: ignore[attr-defined]
 
 
-def test_a_permanent_error_fails_the_run_while_another_page_is_still_retrying(
+def test_a_permanent_error_past_a_page_that_did_not_land_is_not_decisive(
     start_api: Callable[..., UsageApiSimulator], make_services: Callable[..., Services]
 ) -> None:
-    # 2 workers: page 2 gets 503s (attempts 0.1 s apart), page 3 a 404 meanwhile. Redelivering
-    # cannot get past the 404, so the run fails now; page 2 finishes its attempts first.
+    # 2 workers: page 2 gets 503s, page 3 a 404 meanwhile. total_pages is only a hint (contract
+    # section 1): had page 2 landed saying it is the last, page 3's 404 would not matter. So the
+    # lowest page's error counts, the transient one, and the run is left for a redelivery.
     api = start_api(
         50,
         faults=[
@@ -276,12 +277,25 @@ def test_a_permanent_error_fails_the_run_while_another_page_is_still_retrying(
         api, usage_api_concurrency=2, usage_api_backoff_base_s=0.1, usage_api_backoff_max_s=0.1
     )
 
+    with pytest.raises(TransientApiError, match="page 2"):
+        fetch_day(services, DAY)
+
+    assert requested(api) == [1, 2, 2, 3]  # page 2: both attempts; nothing after page 3
+    assert queued_alerts(services) == []
+    assert fetch_state(services)["status"] == "running"
+
+
+def test_a_permanent_error_right_after_pages_that_say_more_fails_the_run(
+    start_api: Callable[..., UsageApiSimulator], make_services: Callable[..., Services]
+) -> None:
+    # Page 2 lands saying there is more; page 3 answers 404: redelivering cannot get past that.
+    api = start_api(50, faults=[Fault("status", status=404, date=ISO, page=3, times=-1)])
+    services = make_services(api, usage_api_concurrency=2)
+
     outcome = fetch_day(services, DAY)
 
-    assert outcome.status == "failed" and "HTTP 404" in outcome.message
-    assert requested(api) == [1, 2, 2, 3]  # page 2: both attempts; nothing after
+    assert outcome.status == "failed" and "HTTP 404" in outcome.message and "page 3" in outcome.message
     assert [a["kind"] for a in queued_alerts(services)] == ["fetch_failed"]
-    assert fetch_state(services)["status"] == "failed"
 
 
 def test_transient_errors_raise_the_lowest_page(

@@ -21,6 +21,7 @@ from shared.domain.alerts import Alert
 from shared.domain.health import CHECKS, MAX_DETAIL
 from shared.domain.usage_page import Page
 from shared.ports import (
+    ApiAsksToWait,
     ApiUnreachable,
     BlobNotFound,
     LedgerEntry,
@@ -128,6 +129,9 @@ class FakeWarehouse:
 class FakeApi:
     page_size: int
     fail: Exception | None = None
+    attempts: int = 0
+    retry_s: float = 0.0
+    retry_budget_s: float = float("inf")
     asked: list[tuple[date, int]] = field(default_factory=list)
 
     def fetch_page(self, day: date, number: int) -> Page:
@@ -296,6 +300,13 @@ FAILURES: dict[str, tuple[Callable[[World], None], str, str]] = {
         lambda w: setattr(w, "api_fail", TransientApiError("page 1: HTTP 503 Service Unavailable")),
         "usage_api",
         "answered but failed",
+    ),
+    "api-asks-to-wait": (
+        lambda w: setattr(
+            w, "api_fail", ApiAsksToWait("usage API x answered HTTP 429", wait_s=86400, page=1)
+        ),
+        "usage_api",
+        "asks to wait 86400 s (Retry-After)",
     ),
 }
 

@@ -99,6 +99,14 @@ param usageApiConcurrency int = 8
 @description('Cap on API requests per second of one day\'s fetch, 0 for none; a 429 slows the fetch down either way (USAGE_API_MAX_RPS).')
 param usageApiMaxRps string = '0'
 
+@description('Finished days before yesterday the daily timer re-checks against the API, 0 to turn it off (USAGE_API_LOOKBACK_DAYS).')
+@minValue(0)
+@maxValue(31)
+param usageApiLookbackDays int = 3
+
+@description('Longest Retry-After waited for inside a fetch, seconds; a longer one reschedules the fetch (USAGE_API_MAX_WAIT_S).')
+param usageApiMaxWaitS string = '300'
+
 @description('Churn threshold: rolling 7-day users (CHURN_MIN_ROLLING_USERS).')
 @minValue(0)
 @maxValue(1000000000)
@@ -229,6 +237,8 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     USAGE_API_UNREACHABLE_S: usageApiUnreachableS
     USAGE_API_CONCURRENCY: string(usageApiConcurrency)
     USAGE_API_MAX_RPS: usageApiMaxRps
+    USAGE_API_LOOKBACK_DAYS: string(usageApiLookbackDays)
+    USAGE_API_MAX_WAIT_S: usageApiMaxWaitS
 
     // Rules.
     CHURN_MIN_ROLLING_USERS: string(churnMinRollingUsers)

@@ -1,0 +1,68 @@
+"""The one place a fetch request's effect is decided (issue 23): start, resume, re-announce,
+re-check, skip."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from shared.domain.fetch_decision import FetchDecision, decide_fetch, lease_expired
+
+NOW = datetime(2026, 11, 21, 6, 0, tzinfo=UTC)
+LIVE = (NOW + timedelta(minutes=5)).isoformat()
+DEAD = (NOW - timedelta(minutes=5)).isoformat()
+COMPLETE = {"run_id": "fetch-a", "status": "complete", "manifest": "m.json", "force": False}
+RUNNING = {"run_id": "fetch-a", "status": "running", "force": True, "lease_until": LIVE}
+WAITING = {"run_id": "fetch-a", "status": "waiting", "force": False, "retry_at": LIVE}
+FAILED = {"run_id": "fetch-a", "status": "failed", "error": "HTTP 404"}
+
+
+def decide(state: dict[str, Any] | None, **kw: Any) -> FetchDecision:
+    args = {"force": False, "recheck": False, "manifest_exists": True, "now": NOW, **kw}
+    return decide_fetch(state, **args)
+
+
+@pytest.mark.parametrize(
+    ("state", "kw", "action", "run_id", "force"),
+    [
+        (None, {}, "start", None, False),
+        (None, {"force": True}, "start", None, True),
+        (COMPLETE, {}, "re-announce", "fetch-a", False),
+        (COMPLETE, {"force": True}, "start", None, True),
+        (COMPLETE, {"manifest_exists": False}, "resume", "fetch-a", False),  # manifest lost
+        (RUNNING, {}, "resume", "fetch-a", True),  # keeps its own force
+        (FAILED, {}, "start", None, False),
+        # The lookback.
+        (None, {"recheck": True}, "skip", None, False),
+        (FAILED, {"recheck": True}, "skip", "fetch-a", False),
+        (COMPLETE, {"recheck": True}, "re-check", "fetch-a", False),
+        ({**COMPLETE, "force": True}, {"recheck": True}, "re-check", "fetch-a", True),  # stays forced
+        (COMPLETE, {"recheck": True, "manifest_exists": False}, "start", None, False),
+        (RUNNING, {"recheck": True}, "skip", "fetch-a", False),  # another fetch holds it
+        ({**RUNNING, "lease_until": DEAD}, {"recheck": True}, "resume", "fetch-a", True),
+        # A long Retry-After: the scheduled request (or a person's) resumes; a re-check before
+        # that time leaves it alone.
+        (WAITING, {}, "resume", "fetch-a", False),
+        (WAITING, {"recheck": True}, "skip", "fetch-a", False),
+        ({**WAITING, "retry_at": DEAD}, {"recheck": True}, "resume", "fetch-a", False),
+    ],
+)
+def test_decisions(
+    state: dict[str, Any] | None, kw: dict[str, Any], action: str, run_id: str | None, force: bool
+) -> None:
+    decision = decide(state, **kw)
+    assert (decision.action, decision.run_id, decision.force) == (action, run_id, force)
+
+
+def test_a_skip_says_why() -> None:
+    assert "never fetched" in decide(None, recheck=True).reason
+    assert "failed" in decide(FAILED, recheck=True).reason
+
+
+def test_a_lease_expires() -> None:
+    assert not lease_expired(RUNNING, NOW)
+    assert lease_expired({**RUNNING, "lease_until": DEAD}, NOW)
+    assert lease_expired({"status": "running"}, NOW)  # written before leases: not held
+    assert lease_expired({"lease_until": "garbage"}, NOW)

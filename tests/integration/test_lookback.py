@@ -1,0 +1,182 @@
+"""The lookback (contract section 1, issue 23): `run` without --date does what the daily timer
+does, yesterday plus a re-check of the USAGE_API_LOOKBACK_DAYS days before it that were fetched
+before. An unchanged day costs its API requests and a ledger line, nothing else; a corrected
+day lands as a new fetch and the table ends up as a from-scratch computation over the
+corrected data.
+
+The clock of the local services is shifted so that "today" is 2026-10-06 of the golden case
+(yesterday 2026-10-05; re-checked 2026-10-02..04), and still moves, so a row rewritten by this
+run would get a new loaded_at.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import shared.local.pipeline
+from shared.domain import names
+from shared.local.simulator import UsageApiSimulator
+from tests.conftest import GOLDEN, read_table
+from tests.reference import diff_tables, expected_table
+from tests.test_reference import stage_golden
+
+Cli = Callable[..., tuple[int, str, str]]
+TODAY = date(2026, 10, 6)
+FETCHED = ["2026-10-01", "2026-10-02", "2026-10-03", "2026-10-04"]
+RECHECKED = ["2026-10-02", "2026-10-03", "2026-10-04"]
+YESTERDAY = "2026-10-05"
+CORRECTED = "2026-10-03"
+
+
+@pytest.fixture
+def golden_today(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The local services' clock runs as if today were TODAY (a moving clock, shifted)."""
+    shift = datetime.now(UTC).date() - TODAY
+    real_build = shared.local.pipeline.build_local
+
+    def build(*args: Any, **kwargs: Any) -> Any:
+        services = real_build(*args, **kwargs)
+        services.clock = lambda: datetime.now(UTC) - shift
+        return services
+
+    monkeypatch.setattr(shared.local.pipeline, "build_local", build)
+
+
+def drop_crm(cli: Cli, days: list[str]) -> None:
+    for path in GOLDEN.crm_files():
+        if any(d in path.name for d in days):
+            code, _out, err = cli("crm-drop", str(path))
+            assert code == 0, err
+
+
+def raw_blobs(data_dir: Path) -> set[str]:
+    root = data_dir / "blobs" / names.RAW_CONTAINER
+    return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()}
+
+
+def by_key(rows: list[dict[str, Any]]) -> dict[tuple[str, date], dict[str, Any]]:
+    return {(r["company_id"], r["activity_date"]): r for r in rows}
+
+
+def fetch_entry(cli: Cli, day: str) -> dict[str, Any]:
+    import json
+
+    code, out, err = cli("status", "--date", day, "--json")
+    assert code == 0, err
+    return dict(json.loads(out)["fetch"] or {})
+
+
+def test_run_without_date_rechecks_the_lookback_and_heals_a_corrected_day(
+    cli: Cli,
+    local_env: Path,
+    api: UsageApiSimulator,
+    api_records: dict[str, list[dict[str, Any]]],
+    golden_today: None,
+) -> None:
+    drop_crm(cli, [*FETCHED, YESTERDAY])
+    code, _out, err = cli("backfill", "--from", FETCHED[0], "--to", FETCHED[-1])
+    assert code == 0, err
+    before = by_key(read_table(local_env))
+    blobs_before = raw_blobs(local_env)
+
+    # The API corrects one company's counts on CORRECTED, after it was fetched.
+    corrected = api_records[CORRECTED][0]
+    corrected["active_users"] += 5
+    corrected["events"] += 50
+    asked_before = len(api.requests_seen)
+
+    code, out, err = cli("run")
+
+    assert code == 0, err
+    asked = [r for r in api.requests_seen[asked_before:]]
+    # Yesterday fetched, the three days before it re-checked (every page once), 10-01 not asked.
+    assert {r.date for r in asked} == {*RECHECKED, YESTERDAY}
+    pages = {d: -(-len(api_records[d]) // 10) for d in [*RECHECKED, YESTERDAY]}
+    assert len(asked) == sum(pages.values())
+    # Blobs: yesterday's pages and manifest; for the corrected day only the changed page and a
+    # manifest; nothing for the unchanged days.
+    new = raw_blobs(local_env) - blobs_before
+    assert {b.split("/")[1] for b in new} == {CORRECTED, YESTERDAY}, sorted(new)
+    assert len([b for b in new if CORRECTED in b]) == 2, sorted(new)  # page-1 + manifest
+    # The ledger (and so status) says when each day was last checked and what it found.
+    for day in RECHECKED:
+        entry = fetch_entry(cli, day)
+        assert entry["last_check"] == ("changed" if day == CORRECTED else "unchanged"), entry
+        assert entry["last_checked_at"].startswith(TODAY.isoformat())
+        assert entry["status"] == "complete"
+    assert "unchanged" in out and "changed" in out
+
+    # The table is the from-scratch computation over the corrected data ...
+    staged = stage_golden()
+    usage = {d: dict(v) for d, v in staged.usage.items() if d.isoformat() in [*FETCHED, YESTERDAY]}
+    day = date.fromisoformat(CORRECTED)
+    users, events = usage[day][corrected["company_id"]]
+    usage[day][corrected["company_id"]] = (users + 5, events + 50)
+    snapshots = {d: s for d, s in staged.snapshots.items() if d <= date.fromisoformat(YESTERDAY)}
+    after = read_table(local_env)
+    differences = diff_tables(after, expected_table(usage, snapshots))
+    assert differences == [], "\n".join(differences[:20])
+    # ... and the rows the correction does not reach (before CORRECTED, or other companies whose
+    # values did not change) were not touched: loaded_at stays.
+    after_by_key = by_key(after)
+    for key, row in before.items():
+        company, activity = key
+        if activity < day or company != corrected["company_id"]:
+            assert after_by_key[key]["loaded_at"] == row["loaded_at"], key
+    assert (
+        after_by_key[(corrected["company_id"], day)]["loaded_at"]
+        != before[(corrected["company_id"], day)]["loaded_at"]
+    )
+
+    # Again, nothing changed upstream: API requests and ledger lines only.
+    table = read_table(local_env)
+    blobs = raw_blobs(local_env)
+    code, out, err = cli("run")
+    assert code == 0, err
+    assert raw_blobs(local_env) == blobs
+    assert read_table(local_env) == table
+    assert fetch_entry(cli, CORRECTED)["last_check"] == "unchanged"
+    # reconcile says when the day was last checked against the API.
+    code, out, err = cli("reconcile", "--date", RECHECKED[0], "--skip-api")
+    assert f"last checked against the API {TODAY.isoformat()}" in out and "(unchanged)" in out, out
+
+
+def test_lookback_zero_rechecks_nothing(
+    cli: Cli,
+    local_env: Path,
+    api: UsageApiSimulator,
+    golden_today: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("USAGE_API_LOOKBACK_DAYS", "0")
+    drop_crm(cli, [*FETCHED, YESTERDAY])
+    code, _out, err = cli("backfill", "--from", FETCHED[0], "--to", FETCHED[-1])
+    assert code == 0, err
+    asked_before = len(api.requests_seen)
+
+    code, out, err = cli("run")
+
+    assert code == 0, err
+    assert {r.date for r in api.requests_seen[asked_before:]} == {YESTERDAY}
+    assert YESTERDAY in out and " built " in out
+
+
+def test_a_day_never_fetched_is_not_rechecked(
+    cli: Cli, local_env: Path, api: UsageApiSimulator, golden_today: None
+) -> None:
+    drop_crm(cli, [*FETCHED, YESTERDAY])
+    code, _out, err = cli("run", "--date", "2026-10-04")
+    assert code == 0, err
+    asked_before = len(api.requests_seen)
+
+    code, _out, err = cli("run")
+
+    assert code == 0, err
+    assert {r.date for r in api.requests_seen[asked_before:]} == {"2026-10-04", YESTERDAY}
+    assert copy.deepcopy(fetch_entry(cli, "2026-10-03")) == {}
