@@ -75,6 +75,7 @@ def _finish(
         problems.append(f"CRM file {file.get('blob')} rejected: {file.get('reason')}")
     # The state says it best; alerts and dead letters only when the state shows no failure
     # (they also cover work the command triggered on other days).
+    problems += _still_pending(pipeline, report)
     problems = problems or report.error_alerts() + report.dead_lettered
     from shared.services.status import days_under_other_rules
 
@@ -87,6 +88,31 @@ def _finish(
         more = f" (and {len(problems) - 1} more; see alerts)" if len(problems) > 1 else ""
         raise CliError(problems[0] + more)
     return 0
+
+
+def _still_pending(pipeline: LocalPipeline, report: DrainReport) -> list[str]:
+    """Days the transform still owes once the queues are empty: a command never exits 0 while
+    one is pending. The line says which and why (the transform's last failure, or the lease)."""
+    from shared.services import build_lease
+    from shared.services.pending import pending_days
+
+    waiting = sorted(pending_days(pipeline.services.ledger.query(names.DAYS)))
+    if not waiting:
+        return []
+    failed = [f for f in report.dead_lettered if f.startswith(f"{names.TRANSFORM_QUEUE}:")]
+    failed += [f for f in report.failures if f.startswith("transform_days:")]
+    failed += [a for a in report.error_alerts() if a.startswith("transform:")]  # settled: out of memory
+    if failed:
+        why = failed[-1]
+    elif holder := build_lease.holder_of(pipeline.services):
+        why = f"another transform holds the build lease ({holder})"
+    else:
+        why = "the transform did not build them"
+    shown = ", ".join(d.isoformat() for d in waiting[:3]) + (" ..." if len(waiting) > 3 else "")
+    return [
+        f"{len(waiting)} days still have a build pending ({shown}): {why};"
+        " the next command tries again (or: python -m shared.cli rebuild)"
+    ]
 
 
 def _parse_day(text: str) -> date:
@@ -451,14 +477,25 @@ def _dispatch(args: argparse.Namespace, settings: Settings, lock: FolderLock | N
                 )
                 return 0
             report = pipeline.rebuild(f"rebuild-{datetime.now(UTC):%Y%m%dT%H%M%S}")
+            built = _built_since(pipeline, started)
             print(
-                f"rebuilt {len(stale)} days decided under other rules and {len(waiting)} days with a"
-                f" build pending, under {settings.rules().short()}"
+                f"rebuilt {len(built)} days (asked: {len(stale)} decided under other rules,"
+                f" {len(waiting)} with a build pending), under {settings.rules().short()}"
             )
             return _finish(pipeline, report, [])
     finally:
         pipeline.close()
     raise CliError(f"unknown command {args.command}")
+
+
+def _built_since(pipeline: LocalPipeline, since: str) -> list[str]:
+    """The days whose rows were built (or, waiting, cleared) since `since` (ISO, UTC)."""
+    return sorted(
+        e.key
+        for e in pipeline.services.ledger.query(names.DAYS)
+        if str(e.data.get("built_at") or e.data.get("updated_at") or "") >= since
+        and e.data.get("status") in ("built", "waiting")
+    )
 
 
 def _status(settings: Settings, day: date | None, *, as_json: bool) -> int:

@@ -10,6 +10,7 @@ import gc
 import hashlib
 import json
 import logging
+import uuid
 from array import array
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -117,8 +118,14 @@ def _quarantine_folder(source_container: str, source_blob: str, run_id: str) -> 
 def _send_transform(
     services: Services, kind: InputKind, key: str, run_id: str, checksum: str, force: bool
 ) -> None:
+    """Wake the transform. The id is new with every wake-up: the work owed is in the ledger's
+    pending marks, and a wake-up that reused an earlier one's id (the same file dropped again,
+    a snapshot reverted to an earlier file) would be dropped by duplicate detection (a day on
+    Service Bus) and leave its marks unbuilt. Event Grid's own retries are still dropped: the
+    ingest messages carry the events' ids. A redelivered load sends another wake-up, which
+    finds the marks built and does nothing."""
     body = {"kind": kind, "date": key, "run_id": run_id, "force": force}
-    message_id = f"transform-{kind}-{key}-{run_id}-{checksum[:12]}-{int(force)}"
+    message_id = f"transform-{kind}-{key}-{checksum[:12]}-{int(force)}-{uuid.uuid4().hex}"
     services.bus.send(
         names.TRANSFORM_QUEUE,
         [OutgoingMessage(body=body, message_id=message_id, properties={"kind": kind, "date": key})],
