@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -17,7 +18,7 @@ from shared.adapters.warehouse_sql import SqlWarehouse
 from shared.domain import names
 from shared.local.pipeline import LocalPipeline
 from shared.ports import BuildParams, BuildResult
-from shared.services import build_lease
+from shared.services import build_lease, transform
 from shared.services.pending import pending_days
 from tests.conftest import GOLDEN, read_table
 from tests.reference import diff_tables, load_expected_csv
@@ -162,3 +163,24 @@ def test_rebuild_says_what_it_built_and_fails_when_nothing_was(
     assert code == 1 and "rebuilt 0 days" in out, (out, err)
     code, out, err = cli("rebuild")
     assert code == 0 and "rebuilt 1 days" in out, (out, err)
+
+
+def test_a_dead_lettered_transform_lets_go_of_its_lease(
+    pipeline: LocalPipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    golden_built(pipeline)
+
+    def killed(days: list[date], params: BuildParams) -> BuildResult:
+        raise RuntimeError("killed mid-build")
+
+    # Killed, the transform never gets to let go of the lease itself.
+    dying = SimpleNamespace(
+        acquire=build_lease.acquire, holder_of=build_lease.holder_of, release=lambda *_: None
+    )
+    monkeypatch.setattr(transform, "build_lease", dying)
+    monkeypatch.setattr(pipeline.services.warehouse, "build_days", killed)
+    report = pipeline.drop_crm(renamed(SNAPSHOT.read_bytes()), SNAPSHOT.name)
+
+    assert any(d.startswith(f"{names.TRANSFORM_QUEUE}:") for d in report.dead_lettered)
+    assert build_lease.holder_of(pipeline.services) == ""  # not for 11 minutes
+    assert pending(pipeline) == [date(2026, 10, 1)]
