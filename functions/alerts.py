@@ -8,8 +8,8 @@ import azure.functions as func
 
 from shared.bootstrap import get_alert_services
 from shared.config import SettingsError
-from shared.domain.alerts import alert_from_body, alert_from_dead_letter
 from shared.domain import names
+from shared.domain.alerts import alert_from_body, alert_from_dead_letter
 from shared.observability.context import log_context
 from shared.ports import Services
 from shared.services import build_lease

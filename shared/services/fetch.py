@@ -22,7 +22,7 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from shared.domain import blob_events, names
 from shared.domain.alerts import Alert
@@ -38,6 +38,7 @@ from shared.ports import (
     UsageApiError,
 )
 from shared.services.alerts import raise_alert
+from shared.services.ledger import update_entry
 
 log = logging.getLogger(__name__)
 
@@ -110,13 +111,7 @@ def fetch_day(
         run_id, force = state["run_id"], bool(state.get("force")) or force  # resume the cut-off run
     else:
         run_id = new_run_id("fetch", services.clock())
-        state = {
-            "run_id": run_id,
-            "status": "running",
-            "force": force,
-            "started_at": services.clock().isoformat(),
-        }
-        services.ledger.put(names.FETCH, key, state)
+        state = _new_run(services, key, run_id, force)
     bind(run_id=run_id)
 
     try:
@@ -149,7 +144,10 @@ def fetch_day(
         "activity_date": key,
         "run_id": run_id,
         "force": force,
-        "fetched_at": services.clock().isoformat(timespec="microseconds"),  # orders re-fetches
+        # Orders re-fetches of the day: the ledger's count of its runs, never the clock (which
+        # may be stepped back); fetched_at is only said.
+        "generation": int(state.get("generation") or 0),
+        "fetched_at": services.clock().isoformat(timespec="microseconds"),
         "page_size": client.page_size,
         "total_pages_reported": pages[0].total_pages if pages else None,
         "record_count": sum(p.records for p in pages),
@@ -319,6 +317,24 @@ def _landed_page(services: Services, blob: str, number: int) -> Page | None:
     except Exception:  # a damaged landing: fetch it again
         log.warning("landed page %s is unreadable; fetching it again", blob)
         return None
+
+
+def _new_run(services: Services, key: str, run_id: str, force: bool) -> dict[str, Any]:
+    """Start a fetch run of the day, one generation after the day's last run (compare-and-swap:
+    two runs started at once get two generations). A later run's manifest always replaces an
+    earlier one's, whatever the clocks said."""
+
+    def start(current: Any) -> dict[str, Any]:
+        return {
+            "run_id": run_id,
+            "status": "running",
+            "force": force,
+            "started_at": services.clock().isoformat(),
+            "generation": int((current or {}).get("generation") or 0) + 1,
+        }
+
+    entry = update_entry(services.ledger, names.FETCH, key, start)
+    return dict(entry.data) if entry is not None else start(None)
 
 
 def _announce_manifest(services: Services, manifest_name: str) -> None:

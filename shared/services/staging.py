@@ -260,6 +260,17 @@ def _read_page(services: Services, entry: dict[str, Any]) -> list[Any]:
         raise ManifestError(f"page {entry['blob']} is unreadable: {exc}") from None
 
 
+def manifest_version(manifest: dict[str, Any]) -> str:
+    """What orders the manifests of one day: the fetch run's generation (the ledger counts a
+    day's runs), so a re-fetch always replaces what it re-fetched, even with the clock stepped
+    back. A manifest from before generations is ordered by its fetch time, and below any
+    generation ("g" sorts after every digit)."""
+    generation = manifest.get("generation")
+    if isinstance(generation, int) and not isinstance(generation, bool) and generation > 0:
+        return f"g{generation:012d}"
+    return str(manifest["fetched_at"])
+
+
 def load_usage_manifest(services: Services, manifest_name: str) -> StageOutcome:
     manifest = _read_manifest(services, manifest_name)
     key = manifest["activity_date"]
@@ -292,7 +303,7 @@ def load_usage_manifest(services: Services, manifest_name: str) -> StageOutcome:
     validated.rows.clear()  # the list holds the rows now; the index by company is not needed
     quarantined = len(validated.rejected)
     checksum = _usage_checksum(manifest["pages"])
-    version = str(manifest["fetched_at"])
+    version = manifest_version(manifest)
     status = services.warehouse.replace_usage_day(
         day,
         rows,
