@@ -180,6 +180,16 @@ class InProcessBus:
             if self.journal is not None:
                 self.journal.remove(envelope)
 
+    def give_back(self, envelope: Envelope) -> None:
+        """Put the message back as if it had not been received (the user stopped the command
+        delivering it): its delivery is not counted, so no number of Ctrl-C dead-letters it."""
+        with self._lock:
+            self._settle(envelope)
+            envelope.delivery_count = max(0, envelope.delivery_count - 1)
+            if self.journal is not None:
+                self.journal.delivered(envelope)
+            self.queues.setdefault(envelope.queue, []).append(envelope)
+
     def abandon(self, envelope: Envelope, error: str) -> bool:
         """Give the message back; returns True when that dead-lettered it."""
         with self._lock:

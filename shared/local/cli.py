@@ -212,8 +212,12 @@ _log_file: Path | None = None  # where this command logs (None: a folder it may 
 
 def main(argv: Sequence[str] | None = None) -> int:
     _working.clear()
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+    except KeyboardInterrupt:
+        print("interrupted before anything was done", file=sys.stderr)
+        return EXIT_INTERRUPTED
     if args.command == "backfill" and args.last < args.first:
         parser.error(f"--to {args.last} is before --from {args.first}")  # an argument mistake: exit 2
     try:
@@ -641,7 +645,7 @@ def _print_health(payload: dict[str, Any], *, as_json: bool) -> int:
 
 
 def _serve(pipeline: LocalPipeline, port: int, lock: FolderLock | None) -> int:
-    from shared.local.server import LocalServer
+    from shared.local.server import STOP_WAIT_S, LocalServer
 
     if not pipeline.settings.usage_api_base_url:
         print(
@@ -662,14 +666,23 @@ def _serve(pipeline: LocalPipeline, port: int, lock: FolderLock | None) -> int:
     except KeyboardInterrupt:
         print()
     finally:
+        # Said before the wait, with its bound: the message being delivered is finished (a build
+        # may take a while); nothing queued is started after this line.
+        print(
+            f"stopping: finishing the message being delivered (at most {STOP_WAIT_S} s);"
+            " nothing queued is started",
+            flush=True,
+        )
+        server.stop()
         bus = pipeline.services.bus
         queued = sum(bus.depth(q) for q in names.QUEUES) if hasattr(bus, "depth") else 0
-        server.stop()
     if queued:
         print(
             f"stopped with {queued} messages still queued; they are kept in {pipeline.settings.local_data_dir}"
             " and delivered by the next command (or serve)"
         )
+    else:
+        print("stopped")
     return 0
 
 
