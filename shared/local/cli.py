@@ -35,7 +35,7 @@ from shared.config import Settings, SettingsError
 from shared.domain import names
 from shared.domain.blob_names import UnsafeBlobName, check_blob_name
 from shared.domain.days import parse_day
-from shared.local.errors import CliError
+from shared.local.errors import CliError, DiskFull, disk_full
 from shared.local.folder_lock import FolderLock
 from shared.local.status_view import crm_table, day_line, day_problem, file_line, status_table
 from shared.observability.logs import configure_logging
@@ -287,6 +287,8 @@ def _main(args: argparse.Namespace) -> int:
     global _log_file
     _log_file = settings.local_data_dir / "pipeline.log" if writable else None
     configure_logging(settings, level=logging.INFO, log_file=_log_file, to_stderr=args.verbose)
+    # A log that cannot be written (a full disk) loses the record, never prints a traceback.
+    logging.raiseExceptions = False
     try:
         if args.command in LOCKING_COMMANDS and writable:  # nobody writes a read-only folder
             with FolderLock(settings.local_data_dir, _command_line(args)) as lock:
@@ -294,6 +296,8 @@ def _main(args: argparse.Namespace) -> int:
                 return _run(args, settings, lock)
         _working.set()
         return _run(args, settings, None)
+    except DiskFull as exc:
+        return _disk_full(settings, exc)
     except (CliError, WarehouseUnavailable, SchemaVersionMismatch) as exc:
         print(f"error: {redact(str(exc), settings.secrets())}", file=sys.stderr)
         return failed
@@ -306,7 +310,21 @@ def _main(args: argparse.Namespace) -> int:
             return 1
         return _unforeseen(args, settings, exc)
     except Exception as exc:  # a failure we did not foresee: one line here, the traceback in the log
+        if disk_full(exc):
+            return _disk_full(settings, exc)
         return _unforeseen(args, settings, exc)
+
+
+def _disk_full(settings: Settings, exc: BaseException) -> int:
+    """One line, exit 1, and nothing sent to the log: there is no room to write it."""
+    _quiet_stdout()
+    said = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0][:160]
+    print(
+        f"error: the disk holding {settings.local_data_dir} is full ({said}); free some space and run"
+        " the command again: what was staged or built is kept, and the rest resumes",
+        file=sys.stderr,
+    )
+    return 1
 
 
 def _unforeseen(args: argparse.Namespace, settings: Settings, exc: Exception) -> int:
@@ -450,6 +468,13 @@ def _dispatch(args: argparse.Namespace, settings: Settings, lock: FolderLock | N
                     report = pipeline.drop_crm(data, name, force=args.force)
                 except UnsafeBlobName as exc:  # a name this store cannot hold (a segment too long)
                     raise CliError(f"{exc}; give --name a shorter plain file name") from None
+                except (FileExistsError, NotADirectoryError, IsADirectoryError):
+                    # Azure's flat names allow both x.csv and x.csv/y.csv; a folder store cannot.
+                    raise CliError(
+                        f"cannot drop as {names.CRM_CONTAINER}/{name}: a part of that name is already"
+                        " used the other way (a file where a folder would be, or a folder where the file"
+                        " would be); give --name another name"
+                    ) from None
             file = crm_file_status(pipeline.services, name)
             print(f"dropped {args.file} as {names.CRM_CONTAINER}/{name}: {file_line(file)}")
             return _finish(pipeline, report, [], file)

@@ -8,6 +8,7 @@ message abandoned, redelivered and finally dead-lettered, exactly as with Servic
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import random
@@ -21,6 +22,7 @@ from azure.functions.timer import TimerRequest
 
 from shared.adapters.bus_in_process import Envelope, InProcessBus
 from shared.domain import names
+from shared.local.errors import DiskFull, disk_full
 
 log = logging.getLogger(__name__)
 QUEUE_ORDER = (names.FETCH_QUEUE, names.INGEST_QUEUE, names.TRANSFORM_QUEUE, names.ALERTS_QUEUE)
@@ -164,6 +166,12 @@ class LocalHost:
                 # user's stop too, and the message waits, uncounted, for the next command.
                 self.bus.give_back(envelope)
                 raise KeyboardInterrupt from None
+            if disk_full(exc):
+                # Every redelivery would fail the same way: stop, and keep the message (if the
+                # journal can still say so) for the command run once there is room.
+                with contextlib.suppress(Exception):
+                    self.bus.give_back(envelope)
+                raise DiskFull(_first_line(exc)) from None
             line = f"{handler.name}: {exc.__class__.__name__}: {exc}".splitlines()[0]
             report.failures.append(line)
             log.warning("%s (delivery %d of %d)", line, envelope.delivery_count, self.bus.max_delivery_count)
@@ -172,6 +180,10 @@ class LocalHost:
         else:
             self.bus.complete(envelope)
         report.handled[envelope.queue] = report.handled.get(envelope.queue, 0) + 1
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [exc.__class__.__name__])[0][:200]
 
 
 def user_interrupt(exc: BaseException) -> bool:
