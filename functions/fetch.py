@@ -12,7 +12,7 @@ from shared.domain.days import yesterday
 from shared.domain.replay_request import FetchRequest
 from shared.observability.context import log_context
 from shared.services.fetch import fetch_day
-from shared.services.replay import enqueue_daily
+from shared.services.replay import enqueue_daily, fetch_started
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +31,8 @@ def on_timer(timer: func.TimerRequest) -> None:
 def on_fetch_request(msg: func.ServiceBusMessage) -> None:
     with log_context(stage="fetch"), settle_permanent_errors("fetch", msg):
         services = services_for("fetch")
-        request = FetchRequest.from_json(json_body(msg), services.clock().date())
+        body = json_body(msg)
+        request = FetchRequest.from_json(body, services.clock().date())
         with log_context(date=request.day):
+            fetch_started(services, request.day, body)
             fetch_day(services, request.day, force=request.force, recheck=request.recheck)

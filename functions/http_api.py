@@ -20,7 +20,7 @@ from shared.ports import Services
 from shared.services.health import check_health
 from shared.services.reconcile import as_json as reconcile_json
 from shared.services.reconcile import reconcile as run_reconcile
-from shared.services.replay import enqueue_fetches
+from shared.services.replay import TooManyForcedDays, enqueue_fetches
 from shared.services.status import status_payload
 
 
@@ -59,16 +59,27 @@ def _replay(req: func.HttpRequest, services: Services) -> func.HttpResponse:
     if not services.settings.usage_api_base_url:
         # Accepting would queue fetches that can only fail, in the background.
         return _json(503, {"error": "USAGE_API_BASE_URL is not set; nothing was queued"})
-    request_id = enqueue_fetches(services, request.days, force=request.force, requested_by="http")
-    return _json(
-        202,
-        {
-            "request_id": request_id,
-            "dates": [d.isoformat() for d in request.days],
-            "force": request.force,
-            "status_urls": [f"/api/status?date={d.isoformat()}" for d in request.days[:31]],
-        },
-    )
+    caller = req.headers.get("x-functions-key") or req.params.get("code") or ""
+    try:
+        enqueued = enqueue_fetches(
+            services, request.days, force=request.force, requested_by="http", caller=caller
+        )
+    except TooManyForcedDays as exc:
+        response = _json(429, {"error": str(exc)})
+        response.headers["Retry-After"] = str(exc.retry_after_s)
+        return response
+    payload: dict[str, Any] = {
+        "request_id": enqueued.request_id,
+        "dates": [d.isoformat() for d in request.days],
+        "force": request.force,
+        "queued": [d.isoformat() for d in enqueued.queued],
+        # Days whose fetch was queued already and has not started: this request added nothing.
+        "already_queued": [d.isoformat() for d in enqueued.already_queued],
+        "status_urls": [f"/api/status?date={d.isoformat()}" for d in request.days[:31]],
+    }
+    if enqueued.already_queued and not enqueued.queued:
+        payload["note"] = "every day asked for is queued already; nothing was added"
+    return _json(202, payload)
 
 
 def status(req: func.HttpRequest) -> func.HttpResponse:

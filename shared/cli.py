@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import sys
 
-from shared.local.cli import main
+
+def _main() -> int:
+    """Ctrl-C while the command line's modules load (its first ~150 ms) stops it like any other
+    moment: one line and exit 130, never a traceback of the import."""
+    try:
+        from shared.local.cli import main
+    except KeyboardInterrupt:
+        print("interrupted before anything was done", file=sys.stderr)
+        return 130
+    return main()
+
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(_main())

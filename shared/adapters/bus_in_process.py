@@ -59,7 +59,7 @@ class Envelope:
 @dataclass
 class InProcessBus:
     max_delivery_count: int = 5
-    duplicate_window_s: float = 600.0
+    duplicate_window_s: float = 86_400.0  # P1D, as the Bicep gives the Service Bus queues
     dead_letter_forward_to: str | None = names.ALERTS_QUEUE
     queues: dict[str, list[Envelope]] = field(default_factory=dict)
     dead_letters: dict[str, list[Envelope]] = field(default_factory=dict)
@@ -219,6 +219,16 @@ class InProcessBus:
             if self.journal is not None:
                 self.journal.remove(envelope)
 
+    def give_back(self, envelope: Envelope) -> None:
+        """Put the message back as if it had not been received (the user stopped the command
+        delivering it): its delivery is not counted, so no number of Ctrl-C dead-letters it."""
+        with self._lock:
+            self._settle(envelope)
+            envelope.delivery_count = max(0, envelope.delivery_count - 1)
+            if self.journal is not None:
+                self.journal.delivered(envelope)
+            self.queues.setdefault(envelope.queue, []).append(envelope)
+
     def abandon(self, envelope: Envelope, error: str) -> bool:
         """Give the message back; returns True when that dead-lettered it."""
         with self._lock:
@@ -258,6 +268,16 @@ class InProcessBus:
     def idle(self) -> bool:
         with self._lock:
             return self._in_flight == 0 and not any(self.queues.values())
+
+    def in_flight(self) -> int:
+        """Messages received and not yet settled."""
+        with self._lock:
+            return self._in_flight
+
+    def queued(self, queue: str, message_id: str) -> bool:
+        """A message with this id waits in the queue."""
+        with self._lock:
+            return any(e.message_id == message_id for e in self.queues.get(queue, ()))
 
     def depth(self, queue: str) -> int:
         with self._lock:

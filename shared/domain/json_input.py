@@ -24,3 +24,7 @@ def parse_json(data: bytes | str) -> Any:
         raise NotJson(f"not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
     except RecursionError:
         raise NotJson("nested too deeply") from None
+    except ValueError as exc:  # a number of thousands of digits (Python's int conversion limit)
+        if "digits" in str(exc):
+            raise NotJson("a number too long to read") from None
+        raise NotJson(f"not valid JSON ({str(exc)[:80]})") from None

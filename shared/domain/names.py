@@ -30,6 +30,7 @@ CRM = "crm"  # key: snapshot date; the staged snapshot
 FILES = "files"  # key: hash of a CRM blob name; what happened to each dropped file
 DAYS = "days"  # key: activity date; the build state of the analytics day
 ALERTS = "alerts"  # key: fingerprint; de-duplicates repeated alerts
+REPLAYS = "replays"  # key: activity date, or "quota:<key hash>"; fetches queued, forced days a minute
 LOCKS = "locks"  # key: what is locked; the transform's build lease
 API = "api"  # key: "unreachable"; the last time the Product Usage API did not answer at all
 HEALTH = "health"  # key: "probe"; written and read by GET /api/health, read by nothing else

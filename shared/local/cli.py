@@ -38,7 +38,7 @@ from shared.config import Settings, SettingsError
 from shared.domain import names
 from shared.domain.blob_names import UnsafeBlobName, check_blob_name
 from shared.domain.days import parse_day
-from shared.local.errors import CliError
+from shared.local.errors import CliError, DiskFull, disk_full
 from shared.local.folder_lock import FolderBusy, FolderLock
 from shared.local.status_view import crm_table, day_line, day_problem, file_line, status_table
 from shared.observability.logs import configure_logging
@@ -81,6 +81,7 @@ def _finish(
         problems.append(f"CRM file {file.get('blob')} rejected: {file.get('reason')}")
     # The state says it best; alerts and dead letters only when the state shows no failure
     # (they also cover work the command triggered on other days).
+    problems += _still_pending(pipeline, report)
     problems = problems or report.error_alerts() + report.dead_lettered
     from shared.services.status import days_under_other_rules
 
@@ -107,6 +108,31 @@ def _scheduled_fetch(pipeline: LocalPipeline, day: date) -> str | None:
     """What the fetch of `day` is waiting for, when the API asked for a long wait (Retry-After)."""
     entry = pipeline.services.ledger.get(names.FETCH, day.isoformat())
     return str(entry.data["waiting_for"]) if entry and entry.data.get("waiting_for") else None
+
+
+def _still_pending(pipeline: LocalPipeline, report: DrainReport) -> list[str]:
+    """Days the transform still owes once the queues are empty: a command never exits 0 while
+    one is pending. The line says which and why (the transform's last failure, or the lease)."""
+    from shared.services import build_lease
+    from shared.services.pending import pending_days
+
+    waiting = sorted(pending_days(pipeline.services.ledger.query(names.DAYS)))
+    if not waiting:
+        return []
+    failed = [f for f in report.dead_lettered if f.startswith(f"{names.TRANSFORM_QUEUE}:")]
+    failed += [f for f in report.failures if f.startswith("transform_days:")]
+    failed += [a for a in report.error_alerts() if a.startswith("transform:")]  # settled: out of memory
+    if failed:
+        why = failed[-1]
+    elif holder := build_lease.holder_of(pipeline.services):
+        why = f"another transform holds the build lease ({holder})"
+    else:
+        why = "the transform did not build them"
+    shown = ", ".join(d.isoformat() for d in waiting[:3]) + (" ..." if len(waiting) > 3 else "")
+    return [
+        f"{len(waiting)} days still have a build pending ({shown}): {why};"
+        " the next command tries again (or: python -m shared.cli rebuild)"
+    ]
 
 
 def _parse_day(text: str) -> date:
@@ -212,8 +238,12 @@ _log_file: Path | None = None  # where this command logs (None: a folder it may 
 
 def main(argv: Sequence[str] | None = None) -> int:
     _working.clear()
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+    except KeyboardInterrupt:
+        print("interrupted before anything was done", file=sys.stderr)
+        return EXIT_INTERRUPTED
     if args.command == "backfill" and args.last < args.first:
         parser.error(f"--to {args.last} is before --from {args.first}")  # an argument mistake: exit 2
     secrets = Settings.secret_values()
@@ -308,6 +338,8 @@ def _main(args: argparse.Namespace) -> int:
     global _log_file
     _log_file = settings.local_data_dir / "pipeline.log" if writable else None
     configure_logging(settings, level=logging.INFO, log_file=_log_file, to_stderr=args.verbose)
+    # A log that cannot be written (a full disk) loses the record, never prints a traceback.
+    logging.raiseExceptions = False
     try:
         if args.command in LOCKING_COMMANDS and writable:  # nobody writes a read-only folder
             with FolderLock(settings.local_data_dir, _command_line(args)) as lock:
@@ -315,6 +347,8 @@ def _main(args: argparse.Namespace) -> int:
                 return _run(args, settings, lock)
         _working.set()
         return _run(args, settings, None)
+    except DiskFull as exc:
+        return _disk_full(settings, exc)
     except (CliError, WarehouseUnavailable, SchemaVersionMismatch) as exc:
         print(f"error: {printable(redact(str(exc), settings.secrets()))}", file=sys.stderr)
         return failed
@@ -327,7 +361,21 @@ def _main(args: argparse.Namespace) -> int:
             return 1
         return _unforeseen(args, settings, exc)
     except Exception as exc:  # a failure we did not foresee: one line here, the traceback in the log
+        if disk_full(exc):
+            return _disk_full(settings, exc)
         return _unforeseen(args, settings, exc)
+
+
+def _disk_full(settings: Settings, exc: BaseException) -> int:
+    """One line, exit 1, and nothing sent to the log: there is no room to write it."""
+    _quiet_stdout()
+    said = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0][:160]
+    print(
+        f"error: the disk holding {settings.local_data_dir} is full ({said}); free some space and run"
+        " the command again: what was staged or built is kept, and the rest resumes",
+        file=sys.stderr,
+    )
+    return 1
 
 
 def _unforeseen(args: argparse.Namespace, settings: Settings, exc: Exception) -> int:
@@ -477,6 +525,13 @@ def _dispatch(args: argparse.Namespace, settings: Settings, lock: FolderLock | N
                     report = pipeline.drop_crm(data, name, force=args.force)
                 except UnsafeBlobName as exc:  # a name this store cannot hold (a segment too long)
                     raise CliError(f"{exc}; give --name a shorter plain file name") from None
+                except (FileExistsError, NotADirectoryError, IsADirectoryError):
+                    # Azure's flat names allow both x.csv and x.csv/y.csv; a folder store cannot.
+                    raise CliError(
+                        f"cannot drop as {names.CRM_CONTAINER}/{name}: a part of that name is already"
+                        " used the other way (a file where a folder would be, or a folder where the file"
+                        " would be); give --name another name"
+                    ) from None
             file = crm_file_status(pipeline.services, name)
             print(printable(f"dropped {args.file} as {names.CRM_CONTAINER}/{name}: {file_line(file)}"))
             return _finish(pipeline, report, [], file)
@@ -508,14 +563,25 @@ def _dispatch(args: argparse.Namespace, settings: Settings, lock: FolderLock | N
                 )
                 return 0
             report = pipeline.rebuild(f"rebuild-{datetime.now(UTC):%Y%m%dT%H%M%S}")
+            built = _built_since(pipeline, started)
             print(
-                f"rebuilt {len(stale)} days decided under other rules and {len(waiting)} days with a"
-                f" build pending, under {settings.rules().short()}"
+                f"rebuilt {len(built)} days (asked: {len(stale)} decided under other rules,"
+                f" {len(waiting)} with a build pending), under {settings.rules().short()}"
             )
             return _finish(pipeline, report, [])
     finally:
         pipeline.close()
     raise CliError(f"unknown command {args.command}")
+
+
+def _built_since(pipeline: LocalPipeline, since: str) -> list[str]:
+    """The days whose rows were built (or, waiting, cleared) since `since` (ISO, UTC)."""
+    return sorted(
+        e.key
+        for e in pipeline.services.ledger.query(names.DAYS)
+        if str(e.data.get("built_at") or e.data.get("updated_at") or "") >= since
+        and e.data.get("status") in ("built", "waiting")
+    )
 
 
 def _status(settings: Settings, day: date | None, *, as_json: bool) -> int:
@@ -704,7 +770,7 @@ def _print_health(payload: dict[str, Any], *, as_json: bool) -> int:
 
 
 def _serve(pipeline: LocalPipeline, port: int, lock: FolderLock | None) -> int:
-    from shared.local.server import LocalServer
+    from shared.local.server import STOP_WAIT_S, LocalServer
 
     if not pipeline.settings.usage_api_base_url:
         print(
@@ -725,14 +791,23 @@ def _serve(pipeline: LocalPipeline, port: int, lock: FolderLock | None) -> int:
     except KeyboardInterrupt:
         print()
     finally:
+        # Said before the wait, with its bound: the message being delivered is finished (a build
+        # may take a while); nothing queued is started after this line.
+        print(
+            f"stopping: finishing the message being delivered (at most {STOP_WAIT_S} s);"
+            " nothing queued is started",
+            flush=True,
+        )
+        server.stop()
         bus = pipeline.services.bus
         queued = sum(bus.depth(q) for q in names.QUEUES) if hasattr(bus, "depth") else 0
-        server.stop()
     if queued:
         print(
             f"stopped with {queued} messages still queued; they are kept in {pipeline.settings.local_data_dir}"
             " and delivered by the next command (or serve)"
         )
+    else:
+        print("stopped")
     return 0
 
 

@@ -8,6 +8,7 @@ message abandoned, redelivered and finally dead-lettered, exactly as with Servic
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import random
@@ -21,6 +22,7 @@ from azure.functions.timer import TimerRequest
 
 from shared.adapters.bus_in_process import Envelope, InProcessBus
 from shared.domain import names
+from shared.local.errors import DiskFull, disk_full
 
 log = logging.getLogger(__name__)
 QUEUE_ORDER = (names.FETCH_QUEUE, names.INGEST_QUEUE, names.TRANSFORM_QUEUE, names.ALERTS_QUEUE)
@@ -118,13 +120,17 @@ class LocalHost:
         max_messages: int = 1_000_000,
         stop_early: bool = False,
         on_progress: Callable[[DrainReport], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
     ) -> DrainReport:
         """Deliver messages until every queue is empty, like a host with one instance.
 
-        `stop_early` returns after `max_messages` instead of failing (tests stop a host midway).
+        `stop_early` returns after `max_messages` instead of failing (tests stop a host midway);
+        `should_stop` is asked before each message (`serve`'s stop: the rest stays queued).
         """
         report = DrainReport()
         for _ in range(max_messages):
+            if should_stop is not None and should_stop():
+                return report
             envelope = self._next()
             if envelope is None:
                 if self.bus.idle():
@@ -154,7 +160,21 @@ class LocalHost:
             return
         try:
             handler.call(**{handler.arg_name: to_service_bus_message(envelope)})
+        except KeyboardInterrupt:
+            self.bus.give_back(envelope)  # the user's stop, not a failed delivery
+            raise
         except Exception as exc:  # the runtime abandons the message, whatever went wrong
+            if user_interrupt(exc):
+                # DuckDB takes Ctrl-C (SIGINT) itself and raises "Query interrupted": it is the
+                # user's stop too, and the message waits, uncounted, for the next command.
+                self.bus.give_back(envelope)
+                raise KeyboardInterrupt from None
+            if disk_full(exc):
+                # Every redelivery would fail the same way: stop, and keep the message (if the
+                # journal can still say so) for the command run once there is room.
+                with contextlib.suppress(Exception):
+                    self.bus.give_back(envelope)
+                raise DiskFull(_first_line(exc)) from None
             line = f"{handler.name}: {exc.__class__.__name__}: {exc}".splitlines()[0]
             report.failures.append(line)
             log.warning("%s (delivery %d of %d)", line, envelope.delivery_count, self.bus.max_delivery_count)
@@ -163,6 +183,25 @@ class LocalHost:
         else:
             self.bus.complete(envelope)
         report.handled[envelope.queue] = report.handled.get(envelope.queue, 0) + 1
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [exc.__class__.__name__])[0][:200]
+
+
+def user_interrupt(exc: BaseException) -> bool:
+    """Ctrl-C as DuckDB reports it (`RuntimeError: Query interrupted`, or its
+    InterruptException), however deep in the exception's chain."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, KeyboardInterrupt) or type(current).__name__ == "InterruptException":
+            return True
+        if isinstance(current, RuntimeError) and str(current).strip() == "Query interrupted":
+            return True
+        current = current.__cause__ or current.__context__
+    return False
 
 
 _INDEX: dict[int, list[Any]] = {}

@@ -6,6 +6,7 @@ import json
 import logging
 import random
 import sys
+import uuid
 from collections.abc import Callable
 from datetime import date
 from typing import Any, BinaryIO
@@ -16,6 +17,8 @@ from shared.domain import names
 from shared.local.errors import CliError
 from shared.local.host import DrainReport, LocalHost
 from shared.ports import OutgoingMessage, Services
+from shared.services import build_lease
+from shared.services.pending import pending_days
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +34,7 @@ class LocalPipeline:
         import function_app  # imported here: it configures logging and reads settings at import
 
         self.settings = settings
+        self.read_only = read_only
         self.services: Services = build_local(settings, read_only=read_only)
         use_services(self.services)
         self.host = LocalHost(function_app.app, self.services.bus, rng)  # type: ignore[arg-type]
@@ -49,6 +53,7 @@ class LocalPipeline:
                 json.loads(response.get_body()).get("error", f"replay answered {response.status_code}")
             )
         days = len(json.loads(response.get_body())["dates"])
+        self.wake_left_behind()
         show = _progress_line(days) if progress and sys.stderr.isatty() else None
         report = self.host.drain(on_progress=show)
         if show is not None:
@@ -71,6 +76,7 @@ class LocalPipeline:
         self.services.blobs.put(
             names.CRM_CONTAINER, blob_name, data, metadata=metadata
         )  # publishes BlobCreated
+        self.wake_left_behind()
         return self.host.drain()
 
     def rebuild(self, run_id: str) -> DrainReport:
@@ -80,8 +86,44 @@ class LocalPipeline:
         if not days:
             raise CliError("nothing built yet: run or backfill some days first")
         body = {"kind": "day", "date": days[-1], "run_id": run_id}
-        self.services.bus.send(names.TRANSFORM_QUEUE, [OutgoingMessage(body=body, message_id=run_id)])
+        message_id = f"{run_id}-{uuid.uuid4().hex[:12]}"  # a second rebuild in the same second too
+        self.services.bus.send(names.TRANSFORM_QUEUE, [OutgoingMessage(body=body, message_id=message_id)])
+        self.wake_left_behind(send=False)
         return self.host.drain()
+
+    def wake_left_behind(self, *, send: bool = True) -> None:
+        """Days left pending by an earlier command (a build that ran out of memory, a transform
+        dead-lettered or killed) are owed work, whatever became of the message that announced
+        them: wake the transform for them with a message of its own (a new id: duplicate
+        detection never drops it). Fetches and loads are delivered first, so it builds after
+        them, with whatever they mark.
+
+        This command holds LOCAL_DATA_DIR's lock and has delivered nothing yet, so a build
+        lease in the ledger is held by a command that died: it is let go."""
+        if self.read_only:
+            return
+        waiting = pending_days(self.services.ledger.query(names.DAYS))
+        if not waiting:
+            return
+        if self._only_queued():
+            holder = build_lease.holder_of(self.services)
+            if holder and not self._queued_holder(holder):
+                log.warning("the build lease of %s outlived its command; letting it go", holder)
+                build_lease.release(self.services, holder)
+        if send:
+            first = min(waiting).isoformat()
+            body = {"kind": "pending", "date": first, "run_id": "wake-up"}
+            message_id = f"transform-pending-{uuid.uuid4().hex}"
+            self.services.bus.send(names.TRANSFORM_QUEUE, [OutgoingMessage(body=body, message_id=message_id)])
+            log.info("%d days were left pending; woke the transform for them (%s)", len(waiting), message_id)
+
+    def _only_queued(self) -> bool:
+        """Nothing is being delivered in this process (only queued messages, none locked)."""
+        return self.host.bus.in_flight() == 0
+
+    def _queued_holder(self, holder: str) -> bool:
+        """The holder's own message is still queued: its redelivery takes the lease over."""
+        return self.host.bus.queued(names.TRANSFORM_QUEUE, holder)
 
     def status(self, day: str | None = None) -> Any:
         response = self.host.http("GET", "status", params={"date": day} if day else None)

@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 1024 * 1024  # a replay body is a few dozen bytes
 BODY_TIMEOUT_S = 10.0  # a client that sends less than its Content-Length
+STOP_WAIT_S = 30  # how long a stop waits for the message being delivered (a build) to finish
 ROUTES = "POST /api/replay, GET /api/status, GET /api/reconcile and GET /api/health"
 
 
@@ -65,7 +66,7 @@ class LocalServer:
         self._server.shutdown()
         self._server.server_close()
         for thread in self._threads:
-            thread.join(timeout=30)
+            thread.join(timeout=STOP_WAIT_S)
         self._let_go()
 
     @contextmanager
@@ -85,7 +86,7 @@ class LocalServer:
                 self._let_go()
                 self._stop.wait(0.1)
                 continue
-            report = self.pipeline.host.drain()
+            report = self.pipeline.host.drain(should_stop=self._stop.is_set)
             for line in report.error_alerts() + report.dead_lettered:
                 log.error("%s", line)
 

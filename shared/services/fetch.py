@@ -43,6 +43,7 @@ from shared.ports import (
     UsageApiError,
 )
 from shared.services.alerts import raise_alert
+from shared.services.ledger import update_entry
 
 log = logging.getLogger(__name__)
 
@@ -146,15 +147,7 @@ def fetch_day(
         services.ledger.put(names.FETCH, key, state)
     else:
         run_id, force = new_run_id("fetch", services.clock()), decision.force
-        state = {
-            **{k: v for k, v in state.items() if k in CHECK_FIELDS},  # when it was last checked
-            "run_id": run_id,
-            "status": "running",
-            "force": force,
-            "started_at": services.clock().isoformat(),
-            "lease_until": _lease_until(services),
-        }
-        services.ledger.put(names.FETCH, key, state)
+        state = _new_run(services, key, run_id, force)
     resuming = decision.action == "resume"
     bind(run_id=run_id)
 
@@ -225,11 +218,15 @@ def fetch_day(
             "unchanged", str(state["run_id"]), len(pages), records, message=f"{key} re-checked: unchanged"
         )
 
+    # Orders re-fetches of the day: the ledger's count of its runs, never the clock (which may be
+    # stepped back); fetched_at is only said. A re-check that found a change is a run of its own.
+    generation = int(state.get("generation") or 0) + (1 if checking else 0)
     manifest = {
         "activity_date": key,
         "run_id": run_id,
         "force": force,
-        "fetched_at": services.clock().isoformat(timespec="microseconds"),  # orders re-fetches
+        "generation": generation,
+        "fetched_at": services.clock().isoformat(timespec="microseconds"),
         "page_size": client.page_size,
         "total_pages_reported": pages[0].total_pages if pages else None,
         "record_count": records,
@@ -254,6 +251,7 @@ def fetch_day(
         "run_id": run_id,
         "status": "complete",
         "force": force,
+        "generation": generation,
         "manifest": manifest_name,
         "pages": len(pages),
         "records": records,
@@ -598,6 +596,26 @@ def _landed_page(services: Services, blob: str, number: int) -> Page | None:
     except Exception:  # a damaged landing: fetch it again
         log.warning("landed page %s is unreadable; fetching it again", blob)
         return None
+
+
+def _new_run(services: Services, key: str, run_id: str, force: bool) -> dict[str, Any]:
+    """Start a fetch run of the day, one generation after the day's last run (compare-and-swap:
+    two runs started at once get two generations). A later run's manifest always replaces an
+    earlier one's, whatever the clocks said."""
+
+    def start(current: Any) -> dict[str, Any]:
+        return {
+            **{k: v for k, v in (current or {}).items() if k in CHECK_FIELDS},  # when last checked
+            "run_id": run_id,
+            "status": "running",
+            "force": force,
+            "started_at": services.clock().isoformat(),
+            "lease_until": _lease_until(services),
+            "generation": int((current or {}).get("generation") or 0) + 1,
+        }
+
+    entry = update_entry(services.ledger, names.FETCH, key, start)
+    return dict(entry.data) if entry is not None else start(None)
 
 
 def _announce_manifest(services: Services, manifest_name: str) -> None:

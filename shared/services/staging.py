@@ -10,6 +10,7 @@ import gc
 import hashlib
 import json
 import logging
+import uuid
 from array import array
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -118,8 +119,14 @@ def _quarantine_folder(source_container: str, source_blob: str, run_id: str) -> 
 def _send_transform(
     services: Services, kind: InputKind, key: str, run_id: str, checksum: str, force: bool
 ) -> None:
+    """Wake the transform. The id is new with every wake-up: the work owed is in the ledger's
+    pending marks, and a wake-up that reused an earlier one's id (the same file dropped again,
+    a snapshot reverted to an earlier file) would be dropped by duplicate detection (a day on
+    Service Bus) and leave its marks unbuilt. Event Grid's own retries are still dropped: the
+    ingest messages carry the events' ids. A redelivered load sends another wake-up, which
+    finds the marks built and does nothing."""
     body = {"kind": kind, "date": key, "run_id": run_id, "force": force}
-    message_id = f"transform-{kind}-{key}-{run_id}-{checksum[:12]}-{int(force)}"
+    message_id = f"transform-{kind}-{key}-{checksum[:12]}-{int(force)}-{uuid.uuid4().hex}"
     services.bus.send(
         names.TRANSFORM_QUEUE,
         [OutgoingMessage(body=body, message_id=message_id, properties={"kind": kind, "date": key})],
@@ -254,6 +261,17 @@ def _read_page(services: Services, entry: dict[str, Any]) -> list[Any]:
         raise ManifestError(f"page {entry['blob']} is unreadable: {exc}") from None
 
 
+def manifest_version(manifest: dict[str, Any]) -> str:
+    """What orders the manifests of one day: the fetch run's generation (the ledger counts a
+    day's runs), so a re-fetch always replaces what it re-fetched, even with the clock stepped
+    back. A manifest from before generations is ordered by its fetch time, and below any
+    generation ("g" sorts after every digit)."""
+    generation = manifest.get("generation")
+    if isinstance(generation, int) and not isinstance(generation, bool) and generation > 0:
+        return f"g{generation:012d}"
+    return str(manifest["fetched_at"])
+
+
 def load_usage_manifest(services: Services, manifest_name: str) -> StageOutcome:
     manifest = _read_manifest(services, manifest_name)
     key = manifest["activity_date"]
@@ -286,7 +304,7 @@ def load_usage_manifest(services: Services, manifest_name: str) -> StageOutcome:
     validated.rows.clear()  # the list holds the rows now; the index by company is not needed
     quarantined = len(validated.rejected)
     checksum = _usage_checksum(manifest["pages"])
-    version = str(manifest["fetched_at"])
+    version = manifest_version(manifest)
     status = services.warehouse.replace_usage_day(
         day,
         rows,

@@ -41,7 +41,10 @@ def test_a_manifest_is_staged_once_with_its_bad_record_quarantined(
         "rejected-records.jsonl"
     )
     assert "blank company_id" in services.blobs.get(names.QUARANTINE_CONTAINER, quarantined).decode()
-    assert [(t["kind"], t["date"]) for t in transforms(services)] == [("usage", ISO)]  # the repeat is dropped
+    # Each load wakes the transform with a message of its own (issue 21: a wake-up that reused an
+    # id was dropped by duplicate detection with its marks unbuilt); the repeat marked nothing,
+    # so its wake-up finds nothing to do.
+    assert [(t["kind"], t["date"]) for t in transforms(services)] == [("usage", ISO)] * 2
 
 
 def test_a_day_waits_for_its_snapshot_then_builds(

@@ -1,0 +1,121 @@
+"""Ctrl-C always stops (issue 21, item 4): DuckDB's "Query interrupted" is the user's stop, not a
+failed delivery; Ctrl-C while the modules load prints no traceback; `serve` starts nothing queued
+once it is stopping."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shared.adapters.warehouse_sql import SqlWarehouse
+from shared.domain import names
+from shared.local.cli import EXIT_INTERRUPTED
+from shared.local.pipeline import LocalPipeline
+from shared.local.server import LocalServer
+from shared.ports import BuildParams, BuildResult, OutgoingMessage
+from tests.conftest import GOLDEN, REPO, read_table
+
+DAYS = sorted(GOLDEN.records())
+
+
+def _one_line(err: str) -> str:
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def test_ctrl_c_during_a_duckdb_build_exits_130_and_keeps_the_message(
+    cli: Callable[..., tuple[int, str, str]], local_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for path in GOLDEN.crm_files():
+        assert cli("crm-drop", str(path))[0] == 0
+    real = SqlWarehouse.build_days
+    presses = [1, 2, 3, 4, 5, 6]  # more presses than deliveries before a dead letter
+
+    def interrupted(self: SqlWarehouse, days: list[date], params: BuildParams) -> BuildResult:
+        if presses and days:
+            presses.pop()
+            raise RuntimeError("Query interrupted")  # what DuckDB raises when it takes SIGINT
+        return real(self, days, params)
+
+    monkeypatch.setattr(SqlWarehouse, "build_days", interrupted)
+    for _ in range(6):
+        code, out, err = cli("run", "--date", DAYS[0])
+        assert code == EXIT_INTERRUPTED, (out, err)
+        assert _one_line(err).startswith("interrupted;")
+    assert not presses and read_table(local_env) == []
+
+    code, out, err = cli("run", "--date", DAYS[0])  # the message was kept: this one builds
+    assert code == 0, (out, err)
+    assert {str(r["activity_date"]) for r in read_table(local_env)} == {DAYS[0]}
+    alerts = local_env / "alerts.jsonl"
+    assert not alerts.exists() or "dead_letter" not in alerts.read_text()
+
+
+def test_ctrl_c_while_the_modules_load_prints_no_traceback(local_env: Path) -> None:
+    """`-X importtime` writes a line as each module is loaded: the signal is sent once the
+    command line's own modules have started to load, well before `main` runs."""
+    for attempt in range(3):
+        child = subprocess.Popen(
+            [sys.executable, "-X", "importtime", "-m", "shared.cli", "status"],
+            cwd=REPO,
+            env=os.environ.copy(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert child.stderr is not None
+        seen: list[str] = []
+        for line in child.stderr:
+            seen.append(line)
+            if "shared.config" in line or "shared.domain" in line:
+                child.send_signal(signal.SIGINT)
+                break
+        rest = child.stderr.read()
+        child.wait(timeout=30)
+        said = [line for line in rest.splitlines() if not line.startswith("import time:")]
+        assert "Traceback" not in rest and "KeyboardInterrupt" not in rest, rest[-2000:]
+        if child.returncode == EXIT_INTERRUPTED:
+            assert said == ["interrupted before anything was done"], said
+            return
+        assert child.returncode == 0, (attempt, said)  # it finished first: try again
+    pytest.fail("the signal never landed while the modules loaded")
+
+
+def test_serve_starts_nothing_queued_once_it_is_stopping(pipeline: LocalPipeline, monkeypatch: Any) -> None:
+    started, release = threading.Event(), threading.Event()
+    delivered: list[str] = []
+    host = pipeline.host
+    real = host._deliver
+
+    def slow(envelope: Any, report: Any) -> None:
+        delivered.append(envelope.message_id)
+        started.set()
+        release.wait(10)
+        real(envelope, report)
+
+    monkeypatch.setattr(host, "_deliver", slow)
+    body = {"kind": "pending", "date": DAYS[0], "run_id": "t"}
+    pipeline.services.bus.send(
+        names.TRANSFORM_QUEUE, [OutgoingMessage(body=body, message_id=f"wake-{n}") for n in range(5)]
+    )
+    server = LocalServer(pipeline, port=0).start()
+    assert started.wait(10)
+    stopper = threading.Thread(target=server.stop)
+    stopper.start()
+    while not server._stop.is_set():
+        pass
+    release.set()
+    stopper.join(30)
+    assert delivered == ["wake-0"]
+    assert pipeline.host.bus.depth(names.TRANSFORM_QUEUE) == 4
