@@ -373,10 +373,10 @@ def test_a_long_fetch_renews_its_lease_and_a_finished_one_holds_none(
     leases: list[str] = []
     real_put = services.ledger.put
 
-    def put(partition: str, key: str, data: Any) -> None:
+    def put(partition: str, key: str, data: Any, **kwargs: Any) -> Any:
         if partition == names.FETCH and data.get("status") == "running":
             leases.append(data["lease_until"])
-        real_put(partition, key, data)
+        return real_put(partition, key, data, **kwargs)  # etag: a run starts by compare-and-swap
 
     services.ledger.put = put  # type: ignore[method-assign]
 
