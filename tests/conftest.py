@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -190,6 +192,24 @@ def cli(local_env: Path, capsys: pytest.CaptureFixture[str]) -> Callable[..., tu
         return code, out, err
 
     return run
+
+
+@pytest.fixture
+def serve_http() -> Iterator[Callable[[type[BaseHTTPRequestHandler]], str]]:
+    """Start a local HTTP server on `handler` with `serve_http(handler)`; returns its
+    "127.0.0.1:<port>". Every one started is shut down at teardown."""
+    servers: list[ThreadingHTTPServer] = []
+
+    def start(handler: type[BaseHTTPRequestHandler]) -> str:
+        server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"127.0.0.1:{server.server_address[1]}"
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
 
 
 @pytest.fixture
