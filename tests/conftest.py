@@ -223,6 +223,29 @@ def children() -> Iterator[Children]:
 # --- what a run leaves behind -------------------------------------------------------------
 
 
+def child_environment(data_dir: Path, api: UsageApiSimulator) -> dict[str, str]:
+    """The environment of a `python -m shared.cli` (or driver) process a test starts: LOCAL_DATA_DIR
+    `data_dir`, against the `api` simulator, fast backoff."""
+    return {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "LOCAL_DATA_DIR": str(data_dir),
+        "USAGE_API_BASE_URL": api.base_url,
+        "USAGE_API_KEY": API_KEY,
+        "USAGE_API_PAGE_SIZE": "10",
+        "USAGE_API_TIMEOUT_S": "20",
+        "USAGE_API_BACKOFF_BASE_S": "0.01",
+    }
+
+
+def one_error_line(err: str) -> str:
+    """A command's stderr that is one line and no traceback, that line (or the test fails)."""
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
 def read_table(
     data_dir: Path,
     sql: str = "SELECT * FROM analytics.company_daily_activity ORDER BY activity_date, company_id",

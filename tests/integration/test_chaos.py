@@ -12,7 +12,6 @@ random delay. docs/reliability.md lists the seeds and what they cover.
 from __future__ import annotations
 
 import hashlib
-import os
 import random
 import shutil
 import signal
@@ -26,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from shared.local.simulator import UsageApiSimulator
-from tests.conftest import API_KEY, GOLDEN, REPO, read_table
+from tests.conftest import API_KEY, GOLDEN, REPO, child_environment, read_table
 from tests.processes import Child, Children
 from tests.reference import diff_tables, expected_table
 from tests.test_reference import stage_golden
@@ -39,19 +38,6 @@ DAYS = sorted(GOLDEN.records())
 SIGNALS = (None, signal.SIGKILL, signal.SIGTERM, signal.SIGINT)
 # The snapshots dropped, A or B at random: two dates, so most drops replace or revert one.
 CHURNED = ("companies_2026-10-01.csv", "companies_2026-10-04.csv")
-
-
-def environment(data_dir: Path, api: UsageApiSimulator) -> dict[str, str]:
-    return {
-        **os.environ,
-        "PYTHONPATH": str(REPO),
-        "LOCAL_DATA_DIR": str(data_dir),
-        "USAGE_API_BASE_URL": api.base_url,
-        "USAGE_API_KEY": API_KEY,
-        "USAGE_API_PAGE_SIZE": "10",
-        "USAGE_API_TIMEOUT_S": "20",
-        "USAGE_API_BACKOFF_BASE_S": "0.01",
-    }
 
 
 def variants(folder: Path) -> dict[str, list[Path]]:
@@ -184,7 +170,7 @@ def test_chaos_then_let_it_finish_converges(seed: int, tmp_path: Path, children:
     data_dir = tmp_path / "local"
     seen: Counter[str] = Counter()
     with UsageApiSimulator(lambda d: records.get(d.isoformat(), []), api_key=API_KEY) as api:
-        env = environment(data_dir, api)
+        env = child_environment(data_dir, api)
         cli = [sys.executable, "-m", "shared.cli"]
         # Usage first, so that every snapshot replaced or reverted later has days to rebuild.
         code, out, err = children.start(
