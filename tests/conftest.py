@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import date
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -236,6 +238,15 @@ def child_environment(data_dir: Path, api: UsageApiSimulator) -> dict[str, str]:
         "USAGE_API_TIMEOUT_S": "20",
         "USAGE_API_BACKOFF_BASE_S": "0.01",
     }
+
+
+def ledger_rows(data_dir: Path, sql: str) -> list[tuple[Any, ...]]:
+    """The rows of `sql` on the local ledger of `data_dir`, opened read-only: read beside a
+    process writing it (WAL readers may). sqlite3.OperationalError when it cannot be read."""
+    with closing(
+        sqlite3.connect(f"{(data_dir / 'ledger.sqlite3').as_uri()}?mode=ro", uri=True, timeout=5)
+    ) as con:
+        return con.execute(sql).fetchall()
 
 
 def one_error_line(err: str) -> str:

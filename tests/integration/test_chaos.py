@@ -19,13 +19,12 @@ import sqlite3
 import sys
 import time
 from collections import Counter
-from contextlib import closing
 from pathlib import Path
 
 import pytest
 
 from shared.local.simulator import UsageApiSimulator
-from tests.conftest import API_KEY, GOLDEN, REPO, child_environment, read_table
+from tests.conftest import API_KEY, GOLDEN, REPO, child_environment, ledger_rows, read_table
 from tests.processes import Child, Children
 from tests.reference import diff_tables, expected_table
 from tests.test_reference import stage_golden
@@ -71,10 +70,10 @@ def _built(data_dir: Path) -> int:
     if not ledger.exists():
         return 0
     try:
-        with closing(sqlite3.connect(f"{ledger.as_uri()}?mode=ro", uri=True, timeout=5)) as con:
-            row = con.execute(
-                "SELECT COUNT(*) FROM entries WHERE partition = 'days' AND json_extract(data, '$.built_at') != ''"
-            ).fetchone()
+        [row] = ledger_rows(
+            data_dir,
+            "SELECT COUNT(*) FROM entries WHERE partition = 'days' AND json_extract(data, '$.built_at') != ''",
+        )
     except sqlite3.OperationalError:
         return 0
     return int(row[0])
@@ -82,12 +81,10 @@ def _built(data_dir: Path) -> int:
 
 def _pending(data_dir: Path) -> list[str]:
     """Days the ledger says still owe a build."""
-    with closing(
-        sqlite3.connect(f"{(data_dir / 'ledger.sqlite3').as_uri()}?mode=ro", uri=True, timeout=5)
-    ) as con:
-        rows = con.execute(
-            "SELECT key FROM entries WHERE partition = 'days' AND COALESCE(json_extract(data, '$.pending'), '') != ''"
-        ).fetchall()
+    rows = ledger_rows(
+        data_dir,
+        "SELECT key FROM entries WHERE partition = 'days' AND COALESCE(json_extract(data, '$.pending'), '') != ''",
+    )
     return sorted(str(r[0]) for r in rows)
 
 
@@ -141,13 +138,12 @@ def unannounced(data_dir: Path) -> list[Path]:
     staged: set[str] = set()
     ledger = data_dir / "ledger.sqlite3"
     if ledger.exists():
-        with closing(sqlite3.connect(f"{ledger.as_uri()}?mode=ro", uri=True, timeout=5)) as con:
-            staged = {
-                str(r[0])
-                for r in con.execute(
-                    "SELECT json_extract(data, '$.checksum') FROM entries WHERE partition = 'crm'"
-                )
-            }
+        staged = {
+            str(r[0])
+            for r in ledger_rows(
+                data_dir, "SELECT json_extract(data, '$.checksum') FROM entries WHERE partition = 'crm'"
+            )
+        }
     return [b for b in blobs if hashlib.sha256(b.read_bytes()).hexdigest() not in staged]
 
 

@@ -12,7 +12,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -21,7 +20,7 @@ from shared.config import Settings
 from shared.local.pipeline import LocalPipeline
 from shared.local.simulator import Fault, UsageApiSimulator
 from shared.services.status import crm_file_status
-from tests.conftest import API_KEY, GOLDEN, REPO, child_environment, read_table
+from tests.conftest import API_KEY, GOLDEN, REPO, child_environment, ledger_rows, read_table
 from tests.processes import Children
 from tests.reference import diff_tables, load_expected_csv
 
@@ -101,11 +100,10 @@ def _built_days(data_dir: Path) -> int:
     if not ledger.exists():
         return 0
     try:
-        with closing(sqlite3.connect(f"{ledger.as_uri()}?mode=ro", uri=True, timeout=5)) as con:
-            row = con.execute(
-                "SELECT COUNT(*) FROM entries WHERE partition = 'days'"
-                " AND json_extract(data, '$.status') = 'built'"
-            ).fetchone()
+        [row] = ledger_rows(
+            data_dir,
+            "SELECT COUNT(*) FROM entries WHERE partition = 'days' AND json_extract(data, '$.status') = 'built'",
+        )
     except sqlite3.OperationalError:  # the table is not made yet
         return 0
     return int(row[0])
