@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
+import threading
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import date
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -193,6 +197,24 @@ def cli(local_env: Path, capsys: pytest.CaptureFixture[str]) -> Callable[..., tu
 
 
 @pytest.fixture
+def serve_http() -> Iterator[Callable[[type[BaseHTTPRequestHandler]], str]]:
+    """Start a local HTTP server on `handler` with `serve_http(handler)`; returns its
+    "127.0.0.1:<port>". Every one started is shut down at teardown."""
+    servers: list[ThreadingHTTPServer] = []
+
+    def start(handler: type[BaseHTTPRequestHandler]) -> str:
+        server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"127.0.0.1:{server.server_address[1]}"
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
 def children() -> Iterator[Children]:
     """Start processes with `children.start([...])`; any still running at teardown is SIGKILLed."""
     started = Children()
@@ -201,6 +223,38 @@ def children() -> Iterator[Children]:
 
 
 # --- what a run leaves behind -------------------------------------------------------------
+
+
+def child_environment(data_dir: Path, api: UsageApiSimulator) -> dict[str, str]:
+    """The environment of a `python -m shared.cli` (or driver) process a test starts: LOCAL_DATA_DIR
+    `data_dir`, against the `api` simulator, fast backoff."""
+    return {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "LOCAL_DATA_DIR": str(data_dir),
+        "USAGE_API_BASE_URL": api.base_url,
+        "USAGE_API_KEY": API_KEY,
+        "USAGE_API_PAGE_SIZE": "10",
+        "USAGE_API_TIMEOUT_S": "20",
+        "USAGE_API_BACKOFF_BASE_S": "0.01",
+    }
+
+
+def ledger_rows(data_dir: Path, sql: str) -> list[tuple[Any, ...]]:
+    """The rows of `sql` on the local ledger of `data_dir`, opened read-only: read beside a
+    process writing it (WAL readers may). sqlite3.OperationalError when it cannot be read."""
+    with closing(
+        sqlite3.connect(f"{(data_dir / 'ledger.sqlite3').as_uri()}?mode=ro", uri=True, timeout=5)
+    ) as con:
+        return con.execute(sql).fetchall()
+
+
+def one_error_line(err: str) -> str:
+    """A command's stderr that is one line and no traceback, that line (or the test fails)."""
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    return lines[0]
 
 
 def read_table(

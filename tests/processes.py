@@ -74,23 +74,25 @@ class Child:
 
     def line(self, starts: str, timeout: float = READY_S) -> str:
         """The first stdout line starting with `starts`, once printed (or the test fails)."""
-        line = self._out.wait_for(lambda text: text.startswith(starts), timeout)
-        if line is None:
-            raise AssertionError(
-                f"no line starting {starts!r} from pid {self.pid} (exit {self.process.poll()});"
-                f" stdout: {''.join(self._out.lines)[-2000:]!r}; stderr: {''.join(self._err.lines)[-2000:]!r}"
-            )
-        return line
+        return self._first(self._out, "line", starts, timeout)
 
     def err_line(self, starts: str, timeout: float = READY_S) -> str:
         """The first stderr line starting with `starts`, once printed (or the test fails)."""
-        line = self._err.wait_for(lambda text: text.startswith(starts), timeout)
+        return self._first(self._err, "stderr line", starts, timeout)
+
+    def _first(self, stream: _Lines, what: str, starts: str, timeout: float) -> str:
+        line = stream.wait_for(lambda text: text.startswith(starts), timeout)
         if line is None:
+            out = f"stdout: {self._tail(self._out)}; " if stream is self._out else ""
             raise AssertionError(
-                f"no stderr line starting {starts!r} from pid {self.pid} (exit {self.process.poll()});"
-                f" stderr: {''.join(self._err.lines)[-2000:]!r}"
+                f"no {what} starting {starts!r} from pid {self.pid} (exit {self.process.poll()});"
+                f" {out}stderr: {self._tail(self._err)}"
             )
         return line
+
+    @staticmethod
+    def _tail(stream: _Lines) -> str:
+        return repr("".join(stream.lines)[-2000:])
 
     def send_signal(self, signum: int) -> None:
         self.process.send_signal(signum)
@@ -101,8 +103,7 @@ class Child:
             code = self.process.wait(timeout)
         except subprocess.TimeoutExpired:
             raise AssertionError(
-                f"pid {self.pid} still running after {timeout:.0f} s; stderr so far:"
-                f" {''.join(self._err.lines)[-2000:]!r}"
+                f"pid {self.pid} still running after {timeout:.0f} s; stderr so far: {self._tail(self._err)}"
             ) from None
         return code, self._out.text(timeout), self._err.text(timeout)
 

@@ -30,6 +30,7 @@ from urllib3.exceptions import NameResolutionError, NewConnectionError
 from shared.adapters.usage_api_pacing import RateLimiter
 from shared.config import Settings
 from shared.domain import http_status
+from shared.domain.text_limits import flattened, shortened
 from shared.domain.usage_page import MalformedPage, Page, TruncatedPage, parse_page
 from shared.observability.redact import public_url, redactor
 from shared.ports import ApiAsksToWait, ApiUnreachable, TransientApiError, UsageApiError
@@ -292,9 +293,7 @@ class UsageApiClient:
         """The start of an answer, to say why it failed: at most ANSWER_CHARS characters on one
         line, control characters removed, and no secret nor any piece of one."""
         text = body[: ANSWER_CHARS * 4].decode("utf-8", "replace")
-        text = " ".join("".join(c if c.isprintable() else " " for c in text).split())
-        text = self._redact(text)
-        return repr(text if len(text) <= ANSWER_CHARS else text[: ANSWER_CHARS - 3] + "...")
+        return repr(shortened(self._redact(flattened(text)), ANSWER_CHARS))
 
     def _where(self, url: str) -> str:
         """A URL to show: no user-info, no query (it may carry a token)."""

@@ -68,26 +68,7 @@ def decide_fetch(
     status = state.get("status") if state else None
     run_id = str(state["run_id"]) if state and state.get("run_id") else None
     if recheck and not force:
-        if state is None or status is None:
-            return FetchDecision(
-                "skip", False, reason="never fetched: the lookback re-checks fetched days only"
-            )
-        if status == "failed":
-            return FetchDecision(
-                "skip", False, run_id, "its last fetch failed: replay it once the API is fixed"
-            )
-        if status == "waiting" and _not_yet(state, now):
-            return FetchDecision("skip", False, run_id, "the API asked to wait: its fetch is scheduled")
-        if status in ("running", "waiting"):
-            if status == "running" and not lease_expired(state, now):
-                return FetchDecision("skip", False, run_id, "another fetch of it is running")
-            return FetchDecision("resume", bool(state.get("force")), run_id, "a fetch of it was cut off")
-        if status == "complete" and manifest_exists:
-            # A day a person forced through stays forced when its correction lands.
-            return FetchDecision(
-                "re-check", bool(state.get("force")), run_id, "fetched before: compared with the API"
-            )
-        return FetchDecision("start", False, reason="its manifest is gone: fetched again")
+        return _lookback_decision(state, status, run_id, manifest_exists=manifest_exists, now=now)
     if status == "complete" and manifest_exists and not force:
         return FetchDecision("re-announce", False, run_id, "already fetched")
     if run_id is not None and (status in ("running", "waiting") or (status == "complete" and not force)):
@@ -96,3 +77,31 @@ def decide_fetch(
             "resume", bool((state or {}).get("force")) or force, run_id, "resuming a cut-off run"
         )
     return FetchDecision("start", force, reason="forced" if force and status else "")
+
+
+def _lookback_decision(
+    state: Mapping[str, Any] | None,
+    status: Any,
+    run_id: str | None,
+    *,
+    manifest_exists: bool,
+    now: datetime,
+) -> FetchDecision:
+    """What a lookback re-check (not forced) of one day does: a fetched day is compared with
+    the API, a cut-off one resumed, and any other skipped."""
+    if state is None or status is None:
+        return FetchDecision("skip", False, reason="never fetched: the lookback re-checks fetched days only")
+    if status == "failed":
+        return FetchDecision("skip", False, run_id, "its last fetch failed: replay it once the API is fixed")
+    if status == "waiting" and _not_yet(state, now):
+        return FetchDecision("skip", False, run_id, "the API asked to wait: its fetch is scheduled")
+    if status in ("running", "waiting"):
+        if status == "running" and not lease_expired(state, now):
+            return FetchDecision("skip", False, run_id, "another fetch of it is running")
+        return FetchDecision("resume", bool(state.get("force")), run_id, "a fetch of it was cut off")
+    if status == "complete" and manifest_exists:
+        # A day a person forced through stays forced when its correction lands.
+        return FetchDecision(
+            "re-check", bool(state.get("force")), run_id, "fetched before: compared with the API"
+        )
+    return FetchDecision("start", False, reason="its manifest is gone: fetched again")

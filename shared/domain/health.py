@@ -10,6 +10,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from shared.domain.text_limits import flattened, shortened
+
 # Every piece the app depends on, in the order they are reported.
 CHECKS = ("settings", "blob_store", "ledger", "bus", "warehouse", "usage_api", "alert_sink")
 
@@ -45,8 +47,7 @@ class CheckResult:
 
 def one_line(text: str) -> str:
     """A detail as one line of at most MAX_DETAIL characters, no control characters."""
-    flat = " ".join("".join(c if c.isprintable() else " " for c in text).split())
-    return flat if len(flat) <= MAX_DETAIL else flat[: MAX_DETAIL - 3] + "..."
+    return shortened(flattened(text), MAX_DETAIL)
 
 
 # What a timeout most likely means, per check.

@@ -181,36 +181,11 @@ def _quarantine_text(
     the API when most share one kind of reason (True), else how many, whose, and why."""
     summary = _summary(entry)
     kinds = [k for k in summary.get("kinds") or [] if isinstance(k, list) and len(k) == 4]
-    where = str(summary.get("file") or "")
-    files = int(summary.get("files") or 0)
-    place = (
-        f"; the records are in quarantine/{where}" + (f" (and {files - 1} more files)" if files > 1 else "")
-        if where
-        else ""
-    )
-    top = kinds[0] if kinds else None
-    if (
-        top is not None
-        and str(top[0]) != "conflicting duplicate of company_id"
-        and 2 * int(top[1]) > quarantined
-        and int(top[1]) >= DRIFT_MIN_RECORDS
-        and int(top[1]) / received > MAX_QUARANTINED_SHARE
-    ):
-        kind, count, reason, company = str(top[0]), int(top[1]), str(top[2]), top[3]
-        example = reason.split(": ", 1)[1] if ": " in reason else ""
-        text = (
-            f"the usage API's format changed: {kind} in {count} of {received} records"
-            + (f" (e.g. {example}" + (f" for company {company}" if company else "") + ")" if example else "")
-            + f"; none of them is staged{place}. Have the API fixed, or the contract extended to"
-            f" accept it, then fetch the day again ({_refetch(day)}); forcing before that cannot"
-            " help: it builds the day with their usage unknown"
-        )
-        return text, True
-    companies = [str(c) for c in summary.get("companies") or []]
-    whose = ""
-    if companies:
-        whose = f", {'company' if len(companies) == 1 else 'companies'} {', '.join(companies)}"
-        whose += " and others" if quarantined > len(companies) and len(companies) >= SUMMARY_COMPANIES else ""
+    place = _quarantine_place(summary)
+    drift = _format_change(day, kinds, quarantined, received, place)
+    if drift is not None:
+        return drift, True
+    whose = _whose(summary, quarantined)
     why = "; ".join(str(k[2]) + (f" ({int(k[1])} records)" if int(k[1]) > 1 else "") for k in kinds[:3])
     text = (
         f"{quarantined} of {received} usage records quarantined ({quarantined / received:.1%}){whose}"
@@ -219,6 +194,52 @@ def _quarantine_text(
         f" ({_refetch(day)})"
     )
     return text, False
+
+
+def _quarantine_place(summary: Mapping[str, Any]) -> str:
+    """Where the quarantined records are, as a clause ("; the records are in quarantine/..."),
+    or "" when the summary names no file."""
+    where = str(summary.get("file") or "")
+    files = int(summary.get("files") or 0)
+    if not where:
+        return ""
+    return f"; the records are in quarantine/{where}" + (
+        f" (and {files - 1} more files)" if files > 1 else ""
+    )
+
+
+def _format_change(day: date, kinds: list[Any], quarantined: int, received: int, place: str) -> str | None:
+    """The format change the most common kind of reason shows, when it is most of the day's
+    quarantined records and enough of them (never conflicting duplicates); else None."""
+    top = kinds[0] if kinds else None
+    if (
+        top is None
+        or str(top[0]) == "conflicting duplicate of company_id"
+        or 2 * int(top[1]) <= quarantined
+        or int(top[1]) < DRIFT_MIN_RECORDS
+        or int(top[1]) / received <= MAX_QUARANTINED_SHARE
+    ):
+        return None
+    kind, count, reason, company = str(top[0]), int(top[1]), str(top[2]), top[3]
+    example = reason.split(": ", 1)[1] if ": " in reason else ""
+    return (
+        f"the usage API's format changed: {kind} in {count} of {received} records"
+        + (f" (e.g. {example}" + (f" for company {company}" if company else "") + ")" if example else "")
+        + f"; none of them is staged{place}. Have the API fixed, or the contract extended to"
+        f" accept it, then fetch the day again ({_refetch(day)}); forcing before that cannot"
+        " help: it builds the day with their usage unknown"
+    )
+
+
+def _whose(summary: Mapping[str, Any], quarantined: int) -> str:
+    """The companies the quarantined records name, as a clause (", companies a, b and others")."""
+    companies = [str(c) for c in summary.get("companies") or []]
+    if not companies:
+        return ""
+    whose = f", {'company' if len(companies) == 1 else 'companies'} {', '.join(companies)}"
+    return whose + (
+        " and others" if quarantined > len(companies) and len(companies) >= SUMMARY_COMPANIES else ""
+    )
 
 
 def _refetch(day: date) -> str:
@@ -285,23 +306,9 @@ def check_day(
             text += f" (above the {MAX_QUARANTINED_SHARE:.0%} limit)"
         (errors if over and received >= MIN_RECORDS_FOR_SHARE_ERROR else warnings).append(text)
 
-    baseline = [
-        int(usage[d]["staged"])
-        for d in ((day - timedelta(days=n)).isoformat() for n in range(1, BASELINE_DAYS + 1))
-        if d in usage
-    ]
-    if baseline and staged:
-        median = statistics.median(baseline)
-        if median > 0:
-            drop = (median - staged) / median
-            text = (
-                f"{staged} usage records, down {drop:.0%} against the median {median:g}"
-                f" of the previous {len(baseline)} staged days"
-            )
-            if drop > DROP_ERROR:
-                errors.append(f"{text}; if the API really has fewer, replay the day with force")
-            elif drop > DROP_WARNING:
-                warnings.append(text)
+    more_errors, more_warnings = _volume_drop(day, usage, staged)
+    errors += more_errors
+    warnings += more_warnings
 
     if coverage is not None:
         more_errors, more_warnings, coverage_advice = check_coverage(day, coverage)
@@ -313,3 +320,30 @@ def check_day(
     return GateResult(
         errors, warnings, overridden=bool(errors) and bool(entry.get("force")), advice="; ".join(advice)
     )
+
+
+def _volume_drop(
+    day: date, usage: Mapping[str, Mapping[str, Any]], staged: int
+) -> tuple[list[str], list[str]]:
+    """The error or warning a drop of the day's staged records against the median of the
+    previous BASELINE_DAYS staged days calls for: (errors, warnings)."""
+    baseline = [
+        int(usage[d]["staged"])
+        for d in ((day - timedelta(days=n)).isoformat() for n in range(1, BASELINE_DAYS + 1))
+        if d in usage
+    ]
+    if not baseline or not staged:
+        return [], []
+    median = statistics.median(baseline)
+    if median <= 0:
+        return [], []
+    drop = (median - staged) / median
+    text = (
+        f"{staged} usage records, down {drop:.0%} against the median {median:g}"
+        f" of the previous {len(baseline)} staged days"
+    )
+    if drop > DROP_ERROR:
+        return [f"{text}; if the API really has fewer, replay the day with force"], []
+    if drop > DROP_WARNING:
+        return [], [text]
+    return [], []

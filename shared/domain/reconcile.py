@@ -137,7 +137,13 @@ def reconcile_day(sources: DaySources, company: str | None = None) -> Reconcilia
     verdict: Verdict = (
         "differ" if any(f.difference for f in findings) else "incomplete" if sources.api_error else "agree"
     )
-    summary = {
+    summary = _day_summary(sources, views, findings)
+    return Reconciliation(sources.day, company, verdict, summary, views, findings)
+
+
+def _day_summary(sources: DaySources, views: list[CompanyView], findings: list[Finding]) -> dict[str, Any]:
+    """The day's counts and states, source by source, for the summary of a reconciliation."""
+    return {
         "api_records": len(sources.api) if sources.api is not None else None,
         "api_error": sources.api_error,
         "landed_records": len(sources.landed),
@@ -153,7 +159,6 @@ def reconcile_day(sources: DaySources, company: str | None = None) -> Reconcilia
         "companies_differing": len({f.company_id for f in findings if f.difference and f.company_id}),
         "day_state": (sources.day_state or {}).get("status") or "not built",
     }
-    return Reconciliation(sources.day, company, verdict, summary, views, findings)
 
 
 # --- the day as a whole ----------------------------------------------------------------------
@@ -477,33 +482,9 @@ def explain_row(
     users = ["?" if d in refused else str(by_day.get(d, (0, 0))[0]) for d in days]
     events = ["?" if d in refused else str(by_day.get(d, (0, 0))[1]) for d in days]
     lines = []
-    snapshot = row.get("crm_snapshot_date")
-    if row.get("company_name") is None and row.get("country") is None:
-        lines.append(f"CRM columns: empty: the company is not in the snapshot of {snapshot}")
-    else:
-        lines.append(
-            f"CRM columns: from the snapshot of {snapshot} (the latest on or before {day}"
-            + (f", at most {rules.crm_max_snapshot_age_days} days old" if rules else "")
-            + f"): {row.get('company_name')}, {row.get('country')}, {row.get('industry_tag')}"
-        )
-    if row.get("active_users") is None:
-        lines.append(
-            f"active_users, events: empty: usage of {day} unknown, not 0: its record was refused"
-            f" ({refused.get(day, 'the reason is not staged')})"
-        )
-    else:
-        lines.append(
-            f"active_users {row['active_users']}, events {row['events']}: the staged usage of {day}"
-            + ("" if day in by_day else " (no record: 0)")
-        )
-    if row.get("events_per_user") is None:
-        zero_or_unknown = "unknown" if row.get("active_users") is None else "0"
-        lines.append(f"events_per_user: empty, as active_users is {zero_or_unknown}")
-    else:
-        lines.append(
-            f"events_per_user {row['events_per_user']}: {row['events']} / {row['active_users']},"
-            " rounded half away from zero to 4 places"
-        )
+    lines.append(_crm_line(row, day, rules))
+    lines.append(_usage_line(row, day, by_day, refused))
+    lines.append(_ratio_line(row))
     terms = " + ".join(users)
     lines.append(
         f"rolling_7d_active_users {row['rolling_7d_active_users']} (user-days): {terms} over {first} .. {day}"
@@ -525,23 +506,59 @@ def explain_row(
             f"usage_unknown_7d {row['usage_unknown_7d']}: days whose usage is unknown (a record refused"
             f" for its counts): {', '.join(d.isoformat() for d in sorted(refused)) or 'none'}"
         )
-    contact = row.get("last_contact_at")
-    if contact is None:
-        lines.append("days_since_last_contact: empty: never contacted (or not in the CRM)")
-    else:
-        contact_day = contact.date() if hasattr(contact, "date") else contact
-        if contact_day > day:  # late evening west of UTC is the next day in UTC
-            lines.append(
-                f"days_since_last_contact {row['days_since_last_contact']}: the last contact ({contact_day},"
-                f" UTC) is after {day}: counted 0, never fewer"
-            )
-        else:
-            lines.append(f"days_since_last_contact {row['days_since_last_contact']}: {day} - {contact_day}")
+    lines.append(_contact_line(row, day))
     lines.append(_churn(row, rules, sorted(refused.items())))
     lines.append(
         f"written by run {row.get('pipeline_run_id')} at {row.get('loaded_at')} UTC (the row's last change)"
     )
     return lines
+
+
+def _crm_line(row: Mapping[str, Any], day: date, rules: Rules | None) -> str:
+    snapshot = row.get("crm_snapshot_date")
+    if row.get("company_name") is None and row.get("country") is None:
+        return f"CRM columns: empty: the company is not in the snapshot of {snapshot}"
+    return (
+        f"CRM columns: from the snapshot of {snapshot} (the latest on or before {day}"
+        + (f", at most {rules.crm_max_snapshot_age_days} days old" if rules else "")
+        + f"): {row.get('company_name')}, {row.get('country')}, {row.get('industry_tag')}"
+    )
+
+
+def _usage_line(
+    row: Mapping[str, Any], day: date, by_day: Mapping[date, tuple[int, int]], refused: Mapping[date, str]
+) -> str:
+    if row.get("active_users") is None:
+        return (
+            f"active_users, events: empty: usage of {day} unknown, not 0: its record was refused"
+            f" ({refused.get(day, 'the reason is not staged')})"
+        )
+    return f"active_users {row['active_users']}, events {row['events']}: the staged usage of {day}" + (
+        "" if day in by_day else " (no record: 0)"
+    )
+
+
+def _ratio_line(row: Mapping[str, Any]) -> str:
+    if row.get("events_per_user") is None:
+        zero_or_unknown = "unknown" if row.get("active_users") is None else "0"
+        return f"events_per_user: empty, as active_users is {zero_or_unknown}"
+    return (
+        f"events_per_user {row['events_per_user']}: {row['events']} / {row['active_users']},"
+        " rounded half away from zero to 4 places"
+    )
+
+
+def _contact_line(row: Mapping[str, Any], day: date) -> str:
+    contact = row.get("last_contact_at")
+    if contact is None:
+        return "days_since_last_contact: empty: never contacted (or not in the CRM)"
+    contact_day = contact.date() if hasattr(contact, "date") else contact
+    if contact_day > day:  # late evening west of UTC is the next day in UTC
+        return (
+            f"days_since_last_contact {row['days_since_last_contact']}: the last contact ({contact_day},"
+            f" UTC) is after {day}: counted 0, never fewer"
+        )
+    return f"days_since_last_contact {row['days_since_last_contact']}: {day} - {contact_day}"
 
 
 def _churn(row: Mapping[str, Any], rules: Rules | None, refused: Sequence[tuple[date, str]] = ()) -> str:

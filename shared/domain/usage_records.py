@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from shared.domain.text_limits import MAX_COMPANY_ID, length_problem
+from shared.domain.text_limits import MAX_COMPANY_ID, length_problem, shortened
 
 INT_MAX = 2**31 - 1  # the warehouse columns are INT
 UsageRow = tuple[str, int, int]  # company_id, active_users, events
@@ -97,9 +97,7 @@ def shown(value: Any) -> str:
         text = json.dumps(_clipped(value), ensure_ascii=False, default=str)
     except (ValueError, TypeError, RecursionError):
         text = type(value).__name__
-    if len(text) > _EXAMPLE_CHARS:
-        text = text[: _EXAMPLE_CHARS - 3] + "..."
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return shortened(text, _EXAMPLE_CHARS).encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _clipped(value: Any) -> Any:

@@ -46,6 +46,7 @@ from shared.observability.redact import RedactingWriter, printable, redact
 from shared.ports import SchemaVersionMismatch, WarehouseUnavailable
 
 if TYPE_CHECKING:  # the function host (azure.functions, DuckDB) is loaded by the commands that run it
+    from shared.domain.health import HealthReport
     from shared.local.host import DrainReport
     from shared.local.pipeline import LocalPipeline
 
@@ -731,7 +732,7 @@ def _health(args: argparse.Namespace) -> int:
                     piece.close()
         if lock is not None:
             lock.release()
-    return _print_health(result.to_json(), as_json=args.json)
+    return _print_health(result, as_json=args.json)
 
 
 def _not_opening_warehouse(load: Callable[[], Any], holder: str) -> Callable[[], Any]:
@@ -755,18 +756,14 @@ def _not_opening_warehouse(load: Callable[[], Any], holder: str) -> Callable[[],
     return loading
 
 
-def _print_health(payload: dict[str, Any], *, as_json: bool) -> int:
-    from shared.domain.health import CheckResult, HealthReport
-
-    result = HealthReport([CheckResult(**check) for check in payload["checks"]])
-    print(json.dumps(payload, indent=1) if as_json else "\n".join(result.lines()))
-    if result.ok:
-        return 0
-    first, *more = result.failing()
-    more = [c for c in more if not c.detail.startswith("not checked")]
-    also = f" (also failing: {', '.join(c.name for c in more)})" if more else ""
-    print(f"error: {first.name}: {first.detail}{also}", file=sys.stderr)
-    return 1
+def _print_health(result: HealthReport, *, as_json: bool) -> int:
+    print(json.dumps(result.to_json(), indent=1) if as_json else "\n".join(result.lines()))
+    if not result.ok:
+        first, *more = result.failing()
+        more = [c for c in more if not c.detail.startswith("not checked")]
+        also = f" (also failing: {', '.join(c.name for c in more)})" if more else ""
+        print(f"error: {first.name}: {first.detail}{also}", file=sys.stderr)
+    return result.exit_code
 
 
 def _serve(pipeline: LocalPipeline, port: int, lock: FolderLock | None) -> int:

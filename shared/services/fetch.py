@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 from shared.domain import blob_events, names
 from shared.domain.alerts import Alert
-from shared.domain.fetch_decision import decide_fetch
+from shared.domain.fetch_decision import FetchDecision, decide_fetch
 from shared.domain.usage_page import Page, parse_page
 from shared.observability.context import bind
 from shared.observability.redact import public_url
@@ -129,26 +129,9 @@ def fetch_day(
             message=f"{key} already fetched by {state['run_id']}; re-announced its manifest",
         )
     checking = decision.action == "re-check"
-    previous: dict[int, tuple[str, str]] = {}
-    if checking:
-        # A re-check is a fetch under a new run id whose pages equal to the last landed ones are
-        # not landed again: the ledger stays `complete` meanwhile, and nothing is written unless
-        # a page differs.
-        previous = _manifest_pages(services, str(state["manifest"]))
-        run_id = new_run_id("fetch", services.clock())
-        force = decision.force
-    elif decision.action == "resume":
-        run_id, force = str(decision.run_id), decision.force
-        state = {
-            **{k: v for k, v in state.items() if k not in WAIT_FIELDS},
-            "status": "running",
-            "lease_until": _lease_until(services),
-        }
-        services.ledger.put(names.FETCH, key, state)
-    else:
-        run_id, force = new_run_id("fetch", services.clock()), decision.force
-        state = _new_run(services, key, run_id, force)
     resuming = decision.action == "resume"
+    force = decision.force
+    run_id, state, previous = _start_run(services, key, state, decision)
     bind(run_id=run_id)
 
     budget = retry_budget_s(services)
@@ -158,66 +141,149 @@ def fetch_day(
         _not_known_unreachable(services, key)
         client = client or services.usage_api(services.settings)
         client.retry_budget_s = max(0.0, budget - spent)
-        try:
-            pages = _land_pages(
-                services,
-                client,
-                day,
-                run_id,
-                resuming=resuming,
-                previous=previous,
-                alive=None if checking else _keep_lease(services, key, state),
-            )
-        except ApiUnreachable as exc:
-            if exc.page != 1:
-                raise
-            # Nothing answered at all: fail now, with one alert, instead of redelivering; the
-            # next days of a backfill fail at once instead of trying the same dead API again.
-            _remember_unreachable(services, key, str(exc))
-            raise UsageApiError(f"{exc}; replay the day once it answers") from None
+        pages = _land_or_give_up(
+            services, client, day, run_id, state, resuming=resuming, checking=checking, previous=previous
+        )
     except ApiAsksToWait as exc:
         return _ask_again_later(services, day, state, run_id, exc, force=force, recheck=checking)
     except TransientApiError as exc:
         requests = requests_before + (client.attempts if client else 0)
         spent += client.retry_s if client else 0.0
-        tally = (
-            f"{requests} request{'s' if requests != 1 else ''} by this fetch, {spent:.0f} s spent retrying"
-        )
-        state = {**state, "requests": requests, "retry_s": round(spent, 3)} if not checking else state
-        if spent < budget:
-            # Raised on, so the request is redelivered; the ledger says why the run is unfinished.
-            error = "last_check_error" if checking else "last_error"
-            services.ledger.put(names.FETCH, key, {**state, error: f"{exc} ({tally})"})
-            raise TransientApiError(f"{exc} ({tally})", exc.retry_after_s) from None
-        # The retry budget of the whole fetch (all its deliveries together) is spent: fail now,
-        # once, instead of being redelivered for minutes more.
-        return _failed(
-            services,
-            key,
-            state,
-            run_id,
-            f"{exc} ({tally}; the retry budget, USAGE_API_MAX_ATTEMPTS x USAGE_API_TIMEOUT_S ="
-            f" {budget:g} s, is spent); replay the day once the API answers normally",
-            checking=checking,
+        return _redeliver_or_fail(
+            services, key, state, run_id, exc, requests, spent, budget=budget, checking=checking
         )
     except UsageApiError as exc:
         return _failed(services, key, state, run_id, str(exc), checking=checking)
 
-    records = sum(p.records for p in pages)
     if checking and _same_pages(pages, previous):
-        services.ledger.put(
-            names.FETCH,
-            key,
-            {
-                **{k: v for k, v in state.items() if k not in ("last_check_error", *WAIT_FIELDS)},
-                **_checked(services, "unchanged"),
-            },
-        )
-        log.info("re-checked %s against the API: unchanged (%d pages, %d records)", key, len(pages), records)
-        return FetchOutcome(
-            "unchanged", str(state["run_id"]), len(pages), records, message=f"{key} re-checked: unchanged"
-        )
+        return _unchanged(services, key, state, pages)
+    requests = requests_before + client.attempts  # every HTTP request of the run, retries included
+    return _complete(
+        services, day, state, run_id, pages, client.page_size, requests, force=force, checking=checking
+    )
 
+
+def _start_run(
+    services: Services, key: str, state: dict[str, Any], decision: FetchDecision
+) -> tuple[str, dict[str, Any], dict[int, tuple[str, str]]]:
+    """The run a fetch, a resume or a re-check goes on as: its id, the day's ledger state, and
+    (for a re-check) the pages last landed, to compare with."""
+    if decision.action == "re-check":
+        # A re-check is a fetch under a new run id whose pages equal to the last landed ones are
+        # not landed again: the ledger stays `complete` meanwhile, and nothing is written unless
+        # a page differs.
+        previous = _manifest_pages(services, str(state["manifest"]))
+        return new_run_id("fetch", services.clock()), state, previous
+    if decision.action == "resume":
+        state = {
+            **{k: v for k, v in state.items() if k not in WAIT_FIELDS},
+            "status": "running",
+            "lease_until": _lease_until(services),
+        }
+        services.ledger.put(names.FETCH, key, state)
+        return str(decision.run_id), state, {}
+    run_id = new_run_id("fetch", services.clock())
+    return run_id, _new_run(services, key, run_id, decision.force), {}
+
+
+def _land_or_give_up(
+    services: Services,
+    client: UsageApi,
+    day: date,
+    run_id: str,
+    state: dict[str, Any],
+    *,
+    resuming: bool,
+    checking: bool,
+    previous: dict[int, tuple[str, str]],
+) -> list[LandedPage]:
+    """`_land_pages`, except that an API that answers nothing at all fails the run at once."""
+    key = day.isoformat()
+    try:
+        return _land_pages(
+            services,
+            client,
+            day,
+            run_id,
+            resuming=resuming,
+            previous=previous,
+            alive=None if checking else _keep_lease(services, key, state),
+        )
+    except ApiUnreachable as exc:
+        if exc.page != 1:
+            raise
+        # Nothing answered at all: fail now, with one alert, instead of redelivering; the
+        # next days of a backfill fail at once instead of trying the same dead API again.
+        _remember_unreachable(services, key, str(exc))
+        raise UsageApiError(f"{exc}; replay the day once it answers") from None
+
+
+def _redeliver_or_fail(
+    services: Services,
+    key: str,
+    state: dict[str, Any],
+    run_id: str,
+    exc: TransientApiError,
+    requests: int,
+    spent: float,
+    *,
+    budget: float,
+    checking: bool,
+) -> FetchOutcome:
+    """A transient error that outlasted the client's retries: raised on (redelivered) while the
+    fetch's retry budget lasts, else the run fails."""
+    tally = f"{requests} request{'s' if requests != 1 else ''} by this fetch, {spent:.0f} s spent retrying"
+    state = {**state, "requests": requests, "retry_s": round(spent, 3)} if not checking else state
+    if spent < budget:
+        # Raised on, so the request is redelivered; the ledger says why the run is unfinished.
+        error = "last_check_error" if checking else "last_error"
+        services.ledger.put(names.FETCH, key, {**state, error: f"{exc} ({tally})"})
+        raise TransientApiError(f"{exc} ({tally})", exc.retry_after_s) from None
+    # The retry budget of the whole fetch (all its deliveries together) is spent: fail now,
+    # once, instead of being redelivered for minutes more.
+    return _failed(
+        services,
+        key,
+        state,
+        run_id,
+        f"{exc} ({tally}; the retry budget, USAGE_API_MAX_ATTEMPTS x USAGE_API_TIMEOUT_S ="
+        f" {budget:g} s, is spent); replay the day once the API answers normally",
+        checking=checking,
+    )
+
+
+def _unchanged(services: Services, key: str, state: dict[str, Any], pages: list[LandedPage]) -> FetchOutcome:
+    """A re-check that found every page as last landed: only the ledger says it was checked."""
+    records = sum(p.records for p in pages)
+    services.ledger.put(
+        names.FETCH,
+        key,
+        {
+            **{k: v for k, v in state.items() if k not in ("last_check_error", *WAIT_FIELDS)},
+            **_checked(services, "unchanged"),
+        },
+    )
+    log.info("re-checked %s against the API: unchanged (%d pages, %d records)", key, len(pages), records)
+    return FetchOutcome(
+        "unchanged", str(state["run_id"]), len(pages), records, message=f"{key} re-checked: unchanged"
+    )
+
+
+def _complete(
+    services: Services,
+    day: date,
+    state: dict[str, Any],
+    run_id: str,
+    pages: list[LandedPage],
+    page_size: int,
+    requests: int,
+    *,
+    force: bool,
+    checking: bool,
+) -> FetchOutcome:
+    """Every page landed: write the run's manifest, then mark the day complete in the ledger."""
+    key = day.isoformat()
+    records = sum(p.records for p in pages)
     # Orders re-fetches of the day: the ledger's count of its runs, never the clock (which may be
     # stepped back); fetched_at is only said. A re-check that found a change is a run of its own.
     generation = int(state.get("generation") or 0) + (1 if checking else 0)
@@ -227,7 +293,7 @@ def fetch_day(
         "force": force,
         "generation": generation,
         "fetched_at": services.clock().isoformat(timespec="microseconds"),
-        "page_size": client.page_size,
+        "page_size": page_size,
         "total_pages_reported": pages[0].total_pages if pages else None,
         "record_count": records,
         "pages": [
@@ -255,7 +321,7 @@ def fetch_day(
         "manifest": manifest_name,
         "pages": len(pages),
         "records": records,
-        "requests": requests_before + client.attempts,  # every HTTP request of the run, retries included
+        "requests": requests,
         "finished_at": services.clock().isoformat(),
     }
     services.ledger.put(names.FETCH, key, done)

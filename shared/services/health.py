@@ -36,6 +36,7 @@ from shared.config import (
 from shared.domain import names
 from shared.domain.alerts import Alert
 from shared.domain.health import CHECKS, TIMEOUTS_S, CheckResult, HealthReport, one_line, report, timed_out
+from shared.domain.text_limits import shortened
 from shared.observability.redact import redact, secret_url_parts
 from shared.ports import (
     ApiAsksToWait,
@@ -205,8 +206,7 @@ def _run(
 
 def _said(exc: BaseException, limit: int = 160) -> str:
     text = one_line(str(exc)) or "(no message)"
-    text = text if len(text) <= limit else text[: limit - 3] + "..."
-    return f"{exc.__class__.__name__}: {text}"
+    return f"{exc.__class__.__name__}: {shortened(text, limit)}"
 
 
 # --- the checks -----------------------------------------------------------------------------

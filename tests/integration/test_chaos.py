@@ -12,7 +12,6 @@ random delay. docs/reliability.md lists the seeds and what they cover.
 from __future__ import annotations
 
 import hashlib
-import os
 import random
 import shutil
 import signal
@@ -20,13 +19,12 @@ import sqlite3
 import sys
 import time
 from collections import Counter
-from contextlib import closing
 from pathlib import Path
 
 import pytest
 
 from shared.local.simulator import UsageApiSimulator
-from tests.conftest import API_KEY, GOLDEN, REPO, read_table
+from tests.conftest import API_KEY, GOLDEN, REPO, child_environment, ledger_rows, read_table
 from tests.processes import Child, Children
 from tests.reference import diff_tables, expected_table
 from tests.test_reference import stage_golden
@@ -39,19 +37,6 @@ DAYS = sorted(GOLDEN.records())
 SIGNALS = (None, signal.SIGKILL, signal.SIGTERM, signal.SIGINT)
 # The snapshots dropped, A or B at random: two dates, so most drops replace or revert one.
 CHURNED = ("companies_2026-10-01.csv", "companies_2026-10-04.csv")
-
-
-def environment(data_dir: Path, api: UsageApiSimulator) -> dict[str, str]:
-    return {
-        **os.environ,
-        "PYTHONPATH": str(REPO),
-        "LOCAL_DATA_DIR": str(data_dir),
-        "USAGE_API_BASE_URL": api.base_url,
-        "USAGE_API_KEY": API_KEY,
-        "USAGE_API_PAGE_SIZE": "10",
-        "USAGE_API_TIMEOUT_S": "20",
-        "USAGE_API_BACKOFF_BASE_S": "0.01",
-    }
 
 
 def variants(folder: Path) -> dict[str, list[Path]]:
@@ -85,10 +70,10 @@ def _built(data_dir: Path) -> int:
     if not ledger.exists():
         return 0
     try:
-        with closing(sqlite3.connect(f"{ledger.as_uri()}?mode=ro", uri=True, timeout=5)) as con:
-            row = con.execute(
-                "SELECT COUNT(*) FROM entries WHERE partition = 'days' AND json_extract(data, '$.built_at') != ''"
-            ).fetchone()
+        [row] = ledger_rows(
+            data_dir,
+            "SELECT COUNT(*) FROM entries WHERE partition = 'days' AND json_extract(data, '$.built_at') != ''",
+        )
     except sqlite3.OperationalError:
         return 0
     return int(row[0])
@@ -96,12 +81,10 @@ def _built(data_dir: Path) -> int:
 
 def _pending(data_dir: Path) -> list[str]:
     """Days the ledger says still owe a build."""
-    with closing(
-        sqlite3.connect(f"{(data_dir / 'ledger.sqlite3').as_uri()}?mode=ro", uri=True, timeout=5)
-    ) as con:
-        rows = con.execute(
-            "SELECT key FROM entries WHERE partition = 'days' AND COALESCE(json_extract(data, '$.pending'), '') != ''"
-        ).fetchall()
+    rows = ledger_rows(
+        data_dir,
+        "SELECT key FROM entries WHERE partition = 'days' AND COALESCE(json_extract(data, '$.pending'), '') != ''",
+    )
     return sorted(str(r[0]) for r in rows)
 
 
@@ -155,13 +138,12 @@ def unannounced(data_dir: Path) -> list[Path]:
     staged: set[str] = set()
     ledger = data_dir / "ledger.sqlite3"
     if ledger.exists():
-        with closing(sqlite3.connect(f"{ledger.as_uri()}?mode=ro", uri=True, timeout=5)) as con:
-            staged = {
-                str(r[0])
-                for r in con.execute(
-                    "SELECT json_extract(data, '$.checksum') FROM entries WHERE partition = 'crm'"
-                )
-            }
+        staged = {
+            str(r[0])
+            for r in ledger_rows(
+                data_dir, "SELECT json_extract(data, '$.checksum') FROM entries WHERE partition = 'crm'"
+            )
+        }
     return [b for b in blobs if hashlib.sha256(b.read_bytes()).hexdigest() not in staged]
 
 
@@ -184,7 +166,7 @@ def test_chaos_then_let_it_finish_converges(seed: int, tmp_path: Path, children:
     data_dir = tmp_path / "local"
     seen: Counter[str] = Counter()
     with UsageApiSimulator(lambda d: records.get(d.isoformat(), []), api_key=API_KEY) as api:
-        env = environment(data_dir, api)
+        env = child_environment(data_dir, api)
         cli = [sys.executable, "-m", "shared.cli"]
         # Usage first, so that every snapshot replaced or reverted later has days to rebuild.
         code, out, err = children.start(

@@ -6,14 +6,12 @@ transactions, so a kill leaves only work that is either done or still queued.
 
 from __future__ import annotations
 
-import os
 import signal
 import sqlite3
 import subprocess
 import sys
 import time
 from collections.abc import Callable
-from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -22,7 +20,7 @@ from shared.config import Settings
 from shared.local.pipeline import LocalPipeline
 from shared.local.simulator import Fault, UsageApiSimulator
 from shared.services.status import crm_file_status
-from tests.conftest import API_KEY, GOLDEN, REPO, read_table
+from tests.conftest import API_KEY, GOLDEN, REPO, child_environment, ledger_rows, read_table
 from tests.processes import Children
 from tests.reference import diff_tables, load_expected_csv
 
@@ -38,19 +36,6 @@ for path in sys.argv[1:]:
 pipeline.replay({"from": "2026-10-01", "to": "2026-10-10"})
 pipeline.close()
 """
-
-
-def environment(data_dir: Path, api: UsageApiSimulator) -> dict[str, str]:
-    return {
-        **os.environ,
-        "PYTHONPATH": str(REPO),
-        "LOCAL_DATA_DIR": str(data_dir),
-        "USAGE_API_BASE_URL": api.base_url,
-        "USAGE_API_KEY": API_KEY,
-        "USAGE_API_PAGE_SIZE": "10",
-        "USAGE_API_TIMEOUT_S": "20",
-        "USAGE_API_BACKOFF_BASE_S": "0.01",
-    }
 
 
 def wait_for(condition, timeout_s: float = 30.0) -> None:
@@ -72,7 +57,7 @@ def test_a_fetch_killed_part_way_resumes_from_the_landed_pages(tmp_path: Path, c
         return sorted(p.name for p in raw_day.rglob("page-*.json"))
 
     with UsageApiSimulator(lambda d: records.get(d.isoformat(), []), api_key=API_KEY, faults=[stall]) as api:
-        env = environment(tmp_path / "local", api)
+        env = child_environment(tmp_path / "local", api)
         process = subprocess.Popen(
             [sys.executable, "-m", "shared.cli", "run", "--date", "2026-10-01"],
             cwd=REPO,
@@ -115,11 +100,10 @@ def _built_days(data_dir: Path) -> int:
     if not ledger.exists():
         return 0
     try:
-        with closing(sqlite3.connect(f"{ledger.as_uri()}?mode=ro", uri=True, timeout=5)) as con:
-            row = con.execute(
-                "SELECT COUNT(*) FROM entries WHERE partition = 'days'"
-                " AND json_extract(data, '$.status') = 'built'"
-            ).fetchone()
+        [row] = ledger_rows(
+            data_dir,
+            "SELECT COUNT(*) FROM entries WHERE partition = 'days' AND json_extract(data, '$.status') = 'built'",
+        )
     except sqlite3.OperationalError:  # the table is not made yet
         return 0
     return int(row[0])
@@ -165,7 +149,7 @@ def test_killed_at_any_moment_the_next_run_converges(
     data_dir = tmp_path / "local"
     crm = [str(p) for p in GOLDEN.crm_files()]
     with UsageApiSimulator(lambda d: records.get(d.isoformat(), []), api_key=API_KEY) as api:
-        env = environment(data_dir, api)
+        env = child_environment(data_dir, api)
         for milestone in kill_at:
             _run_killed_at(milestone, children, env, api)
         for name in ("LOCAL_DATA_DIR", "USAGE_API_BASE_URL", "USAGE_API_KEY", "USAGE_API_PAGE_SIZE"):
@@ -206,7 +190,7 @@ def test_messages_queued_by_a_killed_process_are_delivered_by_the_next_one(
     records = GOLDEN.records()
     data_dir = tmp_path / "local"
     with UsageApiSimulator(lambda d: records.get(d.isoformat(), []), api_key=API_KEY) as api:
-        env = environment(data_dir, api)
+        env = child_environment(data_dir, api)
         killed = subprocess.run(
             [sys.executable, "-c", KILLED_AFTER_ENQUEUE, *map(str, GOLDEN.crm_files())],
             cwd=REPO,

@@ -22,16 +22,9 @@ from shared.local.cli import EXIT_INTERRUPTED
 from shared.local.pipeline import LocalPipeline
 from shared.local.server import LocalServer
 from shared.ports import BuildParams, BuildResult, OutgoingMessage
-from tests.conftest import GOLDEN, REPO, read_table
+from tests.conftest import GOLDEN, REPO, one_error_line, read_table
 
 DAYS = sorted(GOLDEN.records())
-
-
-def _one_line(err: str) -> str:
-    assert "Traceback" not in err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1, err
-    return lines[0]
 
 
 def test_ctrl_c_during_a_duckdb_build_exits_130_and_keeps_the_message(
@@ -52,7 +45,7 @@ def test_ctrl_c_during_a_duckdb_build_exits_130_and_keeps_the_message(
     for _ in range(6):
         code, out, err = cli("run", "--date", DAYS[0])
         assert code == EXIT_INTERRUPTED, (out, err)
-        assert _one_line(err).startswith("interrupted;")
+        assert one_error_line(err).startswith("interrupted;")
     assert not presses and read_table(local_env) == []
 
     code, out, err = cli("run", "--date", DAYS[0])  # the message was kept: this one builds

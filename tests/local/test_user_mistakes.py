@@ -19,20 +19,13 @@ import pytest
 from shared.local.cli import EXIT_INTERRUPTED
 from shared.local.folder_lock import FolderLock
 from shared.local.host import LocalHost
-from tests.conftest import GOLDEN, REPO, read_alerts, read_table
+from tests.conftest import GOLDEN, REPO, one_error_line, read_alerts, read_table
 from tests.processes import Child, Children
 from tests.reference import Settings as RuleSettings
 from tests.reference import diff_tables, expected_table
 from tests.test_reference import stage_golden
 
 DAYS = sorted(GOLDEN.records())
-
-
-def _one_line(err: str) -> str:
-    assert "Traceback" not in err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1, err
-    return lines[0]
 
 
 def _nothing_written(data_dir: Path) -> None:
@@ -67,11 +60,11 @@ def test_today_is_refused_like_tomorrow(cli, local_env: Path) -> None:
     for day in (today, today + timedelta(days=1)):
         code, _out, err = cli("run", "--date", day.isoformat())
         assert code == 1
-        assert "only finished UTC days can be run" in _one_line(err)
+        assert "only finished UTC days can be run" in one_error_line(err)
     code, _out, err = cli(
         "backfill", "--from", (today - timedelta(days=2)).isoformat(), "--to", today.isoformat()
     )
-    assert code == 1 and "is today" in _one_line(err)
+    assert code == 1 and "is today" in one_error_line(err)
     _nothing_written(local_env)
 
 
@@ -90,25 +83,25 @@ def test_a_setting_out_of_range_is_refused_before_anything_starts(
     monkeypatch.setenv(variable, value)
     code, out, err = cli("run", "--date", DAYS[0])
     assert code == 2 and out == ""
-    assert _one_line(err).startswith(f"error: setting {variable} must be")
+    assert one_error_line(err).startswith(f"error: setting {variable} must be")
     assert not local_env.exists()
 
 
 # --- the data folder --------------------------------------------------------------------------
 
 
-def test_an_unusable_data_folder_is_one_line(cli, tmp_path: Path, monkeypatch) -> None:
+def test_an_unusable_data_folder_isone_error_line(cli, tmp_path: Path, monkeypatch) -> None:
     # Before: even `status` died in a traceback, opening pipeline.log.
     a_file = tmp_path / "not-a-folder"
     a_file.write_text("x")
     monkeypatch.setenv("LOCAL_DATA_DIR", str(a_file))
     code, _out, err = cli("status")
-    assert code == 1 and "is a file, not a folder" in _one_line(err)
+    assert code == 1 and "is a file, not a folder" in one_error_line(err)
     assert a_file.read_text() == "x"
 
     monkeypatch.setenv("LOCAL_DATA_DIR", "/proc/self/company-activity")  # not creatable, even by root
     code, _out, err = cli("crm-drop", str(GOLDEN.crm_files()[0]))
-    assert code == 1 and "LOCAL_DATA_DIR /proc/self/company-activity cannot be created" in _one_line(err)
+    assert code == 1 and "LOCAL_DATA_DIR /proc/self/company-activity cannot be created" in one_error_line(err)
     code, out, err = cli("status")  # status only reads: it says there is nothing, and makes nothing
     assert code == 0 and out.startswith("nothing here yet") and not err
 
@@ -132,16 +125,16 @@ def test_a_data_folder_under_a_file_is_said_alike_by_every_command(
         monkeypatch.setenv("LOCAL_DATA_DIR", str(folder))
         code, out, err = cli(*command)
         assert (code, out) == (failed, "")
-        assert _one_line(err) == f"error: LOCAL_DATA_DIR {folder} cannot be created: Not a directory"
+        assert one_error_line(err) == f"error: LOCAL_DATA_DIR {folder} cannot be created: Not a directory"
     assert a_file.read_text() == "x"
 
 
-def test_a_folder_that_cannot_be_written_is_one_line(cli, monkeypatch) -> None:
+def test_a_folder_that_cannot_be_written_isone_error_line(cli, monkeypatch) -> None:
     # /proc/self is a folder no one can create files in, root included (tests run as root here).
     monkeypatch.setenv("LOCAL_DATA_DIR", "/proc/self")
     code, _out, err = cli("crm-drop", str(GOLDEN.crm_files()[0]))
     assert code == 1
-    assert _one_line(err).startswith("error: LOCAL_DATA_DIR /proc/self is not writable (")
+    assert one_error_line(err).startswith("error: LOCAL_DATA_DIR /proc/self is not writable (")
 
 
 # --- the API ----------------------------------------------------------------------------------
@@ -163,7 +156,7 @@ def test_an_unreachable_api_is_named_with_its_cause_and_fails_once(
     url = url.format(closed=_free_port(), api=api.base_url.rsplit(":", 1)[1])
     monkeypatch.setenv("USAGE_API_BASE_URL", url)
     code, _out, err = cli("run", "--date", DAYS[0])
-    line = _one_line(err)
+    line = one_error_line(err)
     assert code == 1
     assert f"usage API {url} cannot be reached: {cause}" in line, line
     assert "replay the day once it answers" in line
@@ -188,7 +181,7 @@ def test_an_api_that_never_answers_fails_within_the_unreachable_budget(
         monkeypatch.setenv("USAGE_API_TIMEOUT_S", "0.2")
         monkeypatch.setenv("USAGE_API_UNREACHABLE_S", "1")
         code, _out, err = cli("backfill", "--from", DAYS[0], "--to", DAYS[2])
-    line = _one_line(err)
+    line = one_error_line(err)
     assert code == 1
     assert f"usage API {url} cannot be reached: connected, but no answer within 0.2 s" in line, line
     alerts = [a for a in read_alerts(local_env) if a["kind"] == "fetch_failed"]
@@ -219,7 +212,8 @@ def test_ctrl_c_in_a_backfill_says_how_to_resume_and_the_rerun_converges(
     # Before: 95 lines of traceback and no word on what to do.
     assert code == 130
     assert (
-        _one_line(err) == "interrupted; run the same command again to resume; nothing staged or built is lost"
+        one_error_line(err)
+        == "interrupted; run the same command again to resume; nothing staged or built is lost"
     )
 
     monkeypatch.setattr(LocalHost, "_deliver", deliver)
@@ -247,13 +241,13 @@ def test_status_json_into_a_closed_pipe_says_nothing(cli, local_env: Path) -> No
     assert done.returncode == 141
 
 
-def test_a_busy_port_is_one_line(cli, local_env: Path) -> None:
+def test_a_busy_port_isone_error_line(cli, local_env: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
         code, _out, err = cli("serve", "--port", str(port))
-    assert code == 1 and _one_line(err) == f"error: port {port} is in use; choose another with --port"
+    assert code == 1 and one_error_line(err) == f"error: port {port} is in use; choose another with --port"
 
 
 def test_an_unexpected_failure_is_one_line_and_the_traceback_goes_to_the_log(
@@ -268,7 +262,9 @@ def test_an_unexpected_failure_is_one_line_and_the_traceback_goes_to_the_log(
     local_env.mkdir(parents=True, exist_ok=True)
     code, _out, err = cli("status")
     assert code == 70
-    assert _one_line(err) == f"error: RuntimeError: disk on fire (details in {local_env / 'pipeline.log'})"
+    assert (
+        one_error_line(err) == f"error: RuntimeError: disk on fire (details in {local_env / 'pipeline.log'})"
+    )
     assert "Traceback" in (local_env / "pipeline.log").read_text()
 
 
@@ -460,20 +456,20 @@ def test_a_terminal_sees_each_retry_of_an_unreachable_api(cli, monkeypatch) -> N
     assert retries[0].startswith(f"retrying: usage API {url}, {DAYS[0]} page 1: connection refused")
 
 
-def test_a_report_that_cannot_be_written_is_one_line(cli) -> None:
+def test_a_report_that_cannot_be_written_isone_error_line(cli) -> None:
     # Found by the CLI fuzz: a traceback-worthy OSError (exit 70) for a user's bad path.
     assert cli("crm-drop", str(GOLDEN.crm_files()[0]))[0] == 0  # something to report
     code, _out, err = cli("report", "--out", "/proc/self/report.html")
     assert code == 1
-    assert _one_line(err).startswith("error: cannot write the report to /proc/self/report.html: ")
+    assert one_error_line(err).startswith("error: cannot write the report to /proc/self/report.html: ")
 
 
-def test_a_control_character_in_an_argument_stays_on_one_line(cli, capsys) -> None:
+def test_a_control_character_in_an_argument_stays_onone_error_line(cli, capsys) -> None:
     # Found by the CLI fuzz: argparse echoed a raw record separator, which splits the line.
     with pytest.raises(SystemExit) as refused:
         cli("run", "--date", "2026-10-01", "\x1e")
     assert refused.value.code == 2
-    assert _one_line(capsys.readouterr().err) == (
+    assert one_error_line(capsys.readouterr().err) == (
         "error: unrecognized arguments: \\x1e (see: python -m shared.cli --help)"
     )
 
@@ -493,7 +489,7 @@ def test_a_warehouse_file_that_is_not_duckdb_is_one_line_and_loses_no_page(cli, 
     day = DAYS[0]
     code, _out, err = cli("run", "--date", day)
     assert code == 1
-    assert "warehouse.duckdb" in _one_line(err) or "DuckDB" in _one_line(err), err
+    assert "warehouse.duckdb" in one_error_line(err) or "DuckDB" in one_error_line(err), err
     pages = list((local_env / "blobs" / "raw" / "usage" / day).rglob("page-*.json"))
     assert pages, "the fetch landed nothing"
     (local_env / "warehouse.duckdb").rename(local_env / "note.txt")
