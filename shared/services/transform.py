@@ -135,7 +135,8 @@ def _one_round(work: _Round) -> bool:
     and carry the plan out. False when there was nothing left to do."""
     services, rules = work.services, work.rules
     usage = {e.key: e.data for e in services.ledger.query(names.USAGE)}
-    snapshots = sorted(date.fromisoformat(e.key) for e in services.ledger.query(names.CRM))
+    crm_entries = services.ledger.query(names.CRM)
+    snapshots = sorted(date.fromisoformat(e.key) for e in crm_entries)
     day_entries = services.ledger.query(names.DAYS)
     states = {e.key: e.data for e in day_entries}
     cap = _memory_cap(services)
@@ -149,7 +150,7 @@ def _one_round(work: _Round) -> bool:
     built = {date.fromisoformat(k) for k, s in states.items() if s.get("status") == "built"}
     limit = days_per_round(
         _largest(usage.values()),
-        _largest(e.data for e in services.ledger.query(names.CRM)),
+        _largest(e.data for e in crm_entries),
         cap,
     )
     if work.one_day:
@@ -418,8 +419,10 @@ def _work_left(work: _Round) -> bool:
     services = work.services
     day_entries = services.ledger.query(names.DAYS)
     states = {e.key: e.data for e in day_entries}
-    usage = {e.key: e.data for e in services.ledger.query(names.USAGE)}
-    held = _held_back(services, states, usage, _memory_cap(services), record=False)
+    held: set[date] = set()
+    if any(s.get("status") == "failed" for s in states.values()):  # the ledger's usage only then
+        usage = {e.key: e.data for e in services.ledger.query(names.USAGE)}
+        held = _held_back(services, states, usage, _memory_cap(services), record=False)
     if any(work.tried.get(d) != p.token and d not in held for d, p in pending_days(day_entries).items()):
         return True
     return any(d not in work.tried for d in stale_days(states, work.rules))
