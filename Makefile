@@ -120,6 +120,7 @@ bench: setup bench-venv
 	-$(PY) benchmarks/bench_crm_memory.py
 	-$(PY) benchmarks/bench_startup.py
 	-$(PY) benchmarks/bench_peer_dlt.py
+	-$(PY) benchmarks/bench_scale.py
 
 # The peer benchmark's own venv: dlt (benchmarks/peer/requirements.txt), never in .venv.
 BENCH_VENV := .venv-bench

@@ -47,7 +47,9 @@ class Settings:
     usage_api_key: str = _setting("USAGE_API_KEY", "", secret=True)
     usage_api_timeout_s: float = _setting("USAGE_API_TIMEOUT_S", 30.0, low=0.1, high=600)
     usage_api_page_size: int = _setting("USAGE_API_PAGE_SIZE", 500, low=1, high=1000)
-    usage_api_max_pages: int = _setting("USAGE_API_MAX_PAGES", 1000, low=1, high=1_000_000)
+    # A stop for an API whose has_next_page never turns false, sized to real data: 100,000 pages
+    # of 500 records is 50 million records a day, 50 times a million-company day.
+    usage_api_max_pages: int = _setting("USAGE_API_MAX_PAGES", 100_000, low=1, high=1_000_000)
     usage_api_max_attempts: int = _setting("USAGE_API_MAX_ATTEMPTS", 6, low=1, high=20)
     usage_api_backoff_base_s: float = _setting("USAGE_API_BACKOFF_BASE_S", 1.0, low=0, high=60)
     usage_api_backoff_max_s: float = _setting("USAGE_API_BACKOFF_MAX_S", 60.0, low=0, high=3600)

@@ -149,6 +149,14 @@ class SchemaVersionMismatch(PermanentError):
     kind = "schema_version_mismatch"
 
 
+class WarehouseOutOfMemory(PermanentError):
+    """The warehouse needed more memory than its cap lets it have (DuckDB's
+    LOCAL_WAREHOUSE_MEMORY_MB; the message names the setting). Trying again with the same cap
+    fails the same way, so the message settles at once, with the fix."""
+
+    kind = "warehouse_out_of_memory"
+
+
 @dataclass(frozen=True)
 class Lineage:
     run_id: str

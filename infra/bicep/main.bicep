@@ -124,7 +124,7 @@ param usageApiPageSize int = 500
 @description('USAGE_API_MAX_PAGES')
 @minValue(1)
 @maxValue(1000000)
-param usageApiMaxPages int = 1000
+param usageApiMaxPages int = 100000
 
 @description('USAGE_API_MAX_ATTEMPTS')
 @minValue(1)

@@ -32,8 +32,7 @@ from shared.adapters.warehouse_sql import (
     recorded_version,
     version_mismatch,
 )
-from shared.domain.errors import PermanentError
-from shared.ports import WarehouseUnavailable
+from shared.ports import WarehouseOutOfMemory, WarehouseUnavailable
 
 if TYPE_CHECKING:  # imported on first use: a command that never opens the warehouse never loads it
     import duckdb
@@ -45,13 +44,6 @@ _TYPES = {"text": "VARCHAR", "int": "INTEGER", "date": "DATE", "timestamp": "TIM
 # most 64 and three texts of at most 400 UTF-16 code units, a few KB at most. DuckDB sizes its CSV
 # buffers after this limit, so a generous one costs memory on every load.
 _MAX_LINE_BYTES = 1024 * 1024
-
-
-class WarehouseOutOfMemory(PermanentError):
-    """DuckDB needed more memory than LOCAL_WAREHOUSE_MEMORY_MB lets it have. Trying again
-    with the same cap fails the same way, so the message settles at once, with the fix."""
-
-    kind = "warehouse_out_of_memory"
 
 
 FINGERPRINT_PREFIX = "Company Activity schema "
@@ -126,11 +118,12 @@ class DuckDbWarehouse(SqlWarehouse):
 
     def _out_of_memory(self, exc: Exception) -> str:
         cap = f"LOCAL_WAREHOUSE_MEMORY_MB={self.memory_mb}" if self.memory_mb else "the machine's memory"
-        said = next((line for line in str(exc).splitlines() if "allocate" in line), str(exc))
+        lines = str(exc).splitlines() or [""]
+        said = next((line for line in lines if "allocate" in line or "Out of Memory" in line), lines[0])
         return (
             f"the local warehouse needed more memory than {cap} allows ({said.strip()[:160]});"
-            " set LOCAL_WAREHOUSE_MEMORY_MB higher (a CRM snapshot of 2,000,000 rows fits in 256),"
-            " then drop the file again or run the day again"
+            " set LOCAL_WAREHOUSE_MEMORY_MB higher (a CRM snapshot of 2,000,000 rows fits in 256, and a"
+            " build of 1,000,000 companies a day), then drop the file again, or `rebuild` the days"
         )
 
     def apply_schema(self) -> None:

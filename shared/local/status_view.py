@@ -94,6 +94,8 @@ def day_state(view: dict[str, Any]) -> str:
         return str(build["status"])
     if build.get("status") == "gate_failed":
         return "blocked"
+    if build.get("status") == "failed":
+        return "build failed"
     if usage:
         return "staged"
     if fetch.get("status") == "waiting":
@@ -236,6 +238,8 @@ def day_problem(view: dict[str, Any]) -> str | None:
         return f"{view['date']}: fetch incomplete: {fetch.get('last_error')}"
     if build.get("status") == "gate_failed":
         return f"{view['date']} not built: {'; '.join(build.get('errors') or [])}"
+    if build.get("status") == "failed":
+        return f"{view['date']} not built: {build.get('reason')}"
     return None
 
 

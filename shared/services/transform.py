@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -36,16 +37,21 @@ from shared.domain.transform_plan import (
     days_to_plan,
     plan_transform,
 )
-from shared.ports import BuildParams, OutgoingMessage, Services
+from shared.ports import BuildParams, OutgoingMessage, Services, WarehouseOutOfMemory
 from shared.services import build_lease
 from shared.services.alerts import raise_alert
-from shared.services.pending import PendingDay, mark_days, pending_days, settle_day
+from shared.services.pending import NEED, PendingDay, mark_days, pending_days, settle_day
 
 log = logging.getLogger(__name__)
 
 # One build (one warehouse transaction) takes at most this many days: a long backfill is built in
 # rounds, so no transaction and no function invocation grows without bound.
 MAX_DAYS_PER_BUILD = 31
+# Rows a round may touch per MB of a warehouse's memory cap (LOCAL_WAREHOUSE_MEMORY_MB), measured
+# on DuckDB (docs/performance.md): at 256 MB a round of one day of 1,000,000 companies with six
+# days of window behind it (8 million rows) builds, one of 7 such days (14 million) does not.
+# Set below the line, so a round's rows stay under about 6 million at 256 MB.
+BUILD_ROWS_PER_MB = 24_000
 # After this long, what is still pending goes to a new transform message instead: the function
 # timeout (host.json, 10 minutes) must never cut a round off.
 WORK_BUDGET_S = 300.0
@@ -70,6 +76,7 @@ class _Round:
     rules: Rules
     outcome: TransformOutcome
     tried: dict[date, str] = field(default_factory=dict)  # day -> the mark's token ("" for stale)
+    one_day: bool = False  # a round of several days did not fit in memory: one day a round
 
 
 def run_transform(services: Services, request: TransformRequest, holder: str = "") -> TransformOutcome:
@@ -128,17 +135,29 @@ def _one_round(work: _Round) -> bool:
     and carry the plan out. False when there was nothing left to do."""
     services, rules = work.services, work.rules
     usage = {e.key: e.data for e in services.ledger.query(names.USAGE)}
-    snapshots = sorted(date.fromisoformat(e.key) for e in services.ledger.query(names.CRM))
+    crm_entries = services.ledger.query(names.CRM)
+    snapshots = sorted(date.fromisoformat(e.key) for e in crm_entries)
     day_entries = services.ledger.query(names.DAYS)
     states = {e.key: e.data for e in day_entries}
-    pending = {d: p for d, p in pending_days(day_entries).items() if work.tried.get(d) != p.token}
+    cap = _memory_cap(services)
+    held = _held_back(services, states, usage, cap)
+    pending = {
+        d: p for d, p in pending_days(day_entries).items() if work.tried.get(d) != p.token and d not in held
+    }
     stale = [d for d in stale_days(states, rules) if d not in work.tried]
     if not pending and not stale:
         return False
     built = {date.fromisoformat(k) for k, s in states.items() if s.get("status") == "built"}
+    limit = days_per_round(
+        _largest(usage.values()),
+        _largest(e.data for e in crm_entries),
+        cap,
+    )
+    if work.one_day:
+        limit = 1
     coverage = _coverage(
         services,
-        days_to_plan(pending, stale, MAX_DAYS_PER_BUILD),
+        days_to_plan(pending, stale, limit),
         usage,
         snapshots,
         rules.crm_max_snapshot_age_days,
@@ -150,7 +169,7 @@ def _one_round(work: _Round) -> bool:
         rules.crm_max_snapshot_age_days,
         stale=stale,
         built=built,
-        limit=MAX_DAYS_PER_BUILD,
+        limit=limit,
         coverage=coverage,
     )
     if plan.rules_only:
@@ -163,6 +182,27 @@ def _one_round(work: _Round) -> bool:
     work.tried.update({d: pending[d].token if d in pending else "" for d in planned})
     _carry_out(work, plan, pending)
     return True
+
+
+def days_per_round(usage_rows: int, snapshot_rows: int, memory_mb: int | None) -> int:
+    """How many days one round builds: MAX_DAYS_PER_BUILD, or fewer when the warehouse has a
+    memory cap (DuckDB's LOCAL_WAREHOUSE_MEMORY_MB; Azure SQL has none of ours) that the round's
+    rows would pass. A round of k days reads the usage of k days and the ROLLING_DAYS - 1 before
+    them and writes k days of rows (the union of usage and snapshot companies); sized on the
+    largest day staged, so a round of a million-company backfill is one day at 256 MB, one of
+    100,000 companies 27 days. At least one day: a day that cannot fit fails with the setting
+    named (WarehouseOutOfMemory), once (`_carry_out`)."""
+    if not memory_mb or usage_rows <= 0:
+        return MAX_DAYS_PER_BUILD
+    budget = memory_mb * BUILD_ROWS_PER_MB
+    per_day = usage_rows + max(usage_rows, snapshot_rows)
+    fitting = (budget - (ROLLING_DAYS - 1) * usage_rows) // per_day
+    return max(1, min(MAX_DAYS_PER_BUILD, fitting))
+
+
+def _largest(entries: Iterable[Mapping[str, Any]]) -> int:
+    """The most rows any staged input holds (its ledger entry's `staged`)."""
+    return max((int(e.get("staged") or 0) for e in entries), default=0)
 
 
 def _coverage(
@@ -234,17 +274,21 @@ def _carry_out(work: _Round, plan: TransformPlan, pending: dict[date, PendingDay
     # Waiting days go to the warehouse too: one that lost its snapshot (a lower snapshot age
     # limit) must lose the rows it was built with.
     run_ids = {d: _run_of(d, pending, request) for d in plan.to_build + plan.waiting}
-    result = services.warehouse.build_days(
-        plan.to_build + plan.waiting,
-        BuildParams(
-            run_id=request.run_id,
-            churn_min_rolling_users=rules.churn_min_rolling_users,
-            churn_max_contact_age_days=rules.churn_max_contact_age_days,
-            crm_max_snapshot_age_days=rules.crm_max_snapshot_age_days,
-            rolling_days=ROLLING_DAYS,
-            day_run_ids=run_ids,
-        ),
-    )
+    try:
+        result = services.warehouse.build_days(
+            plan.to_build + plan.waiting,
+            BuildParams(
+                run_id=request.run_id,
+                churn_min_rolling_users=rules.churn_min_rolling_users,
+                churn_max_contact_age_days=rules.churn_max_contact_age_days,
+                crm_max_snapshot_age_days=rules.crm_max_snapshot_age_days,
+                rolling_days=ROLLING_DAYS,
+                day_run_ids=run_ids,
+            ),
+        )
+    except WarehouseOutOfMemory as exc:
+        _out_of_memory(work, plan, pending, exc)
+        return
     built_at = services.clock().isoformat()
     for built in result.days:
         gate = plan.gates[built.activity_date]
@@ -267,6 +311,81 @@ def _carry_out(work: _Round, plan: TransformPlan, pending: dict[date, PendingDay
         settle_day(services, built.activity_date, pending.get(built.activity_date), state)
         outcome.built.append(built.activity_date.isoformat())
     outcome.rows_changed += result.changed
+
+
+def _out_of_memory(
+    work: _Round, plan: TransformPlan, pending: dict[date, PendingDay], exc: WarehouseOutOfMemory
+) -> None:
+    """A round the warehouse's memory cap could not hold. Of several days, the next rounds take
+    one day each. One day that does not fit fails once: it is recorded as failed under this cap
+    with the message that names the setting, and the error settles the transform message at
+    once (a PermanentError). Its mark stands, but no redelivery or later wake-up builds it, nor
+    any other day about as large, under the same cap (`_held_back`); with a higher cap, the next
+    transform (`rebuild`) does."""
+    if len(plan.to_build) > 1:
+        log.warning(
+            "%d days did not fit in the warehouse's memory in one round; building them one a round",
+            len(plan.to_build),
+        )
+        work.one_day = True
+        for day in plan.to_build:
+            work.tried.pop(day, None)
+        return
+    services = work.services
+    usage = {e.key: e.data for e in services.ledger.query(names.USAGE)}
+    for day in plan.to_build:
+        _record_failed(services, day, str(exc), _memory_cap(services), _rows(usage, day))
+    log.error("transform %s: %s not built: %s", work.request.run_id, plan.to_build[0], exc)
+    raise exc
+
+
+# A day within this share of the size of a day that did not fit in memory does not fit either.
+FIT_MARGIN = 0.9
+
+
+def _memory_cap(services: Services) -> int | None:
+    """The warehouse's memory cap in MB (DuckDB's LOCAL_WAREHOUSE_MEMORY_MB), None without one."""
+    cap = getattr(services.warehouse, "memory_mb", None)
+    return cap if isinstance(cap, int) else None
+
+
+def _rows(usage: Mapping[str, Mapping[str, Any]], day: date) -> int:
+    return int((usage.get(day.isoformat()) or {}).get("staged") or 0)
+
+
+def _record_failed(services: Services, day: date, reason: str, cap: int | None, rows: int) -> None:
+    state = {"status": "failed", "reason": reason, "memory_mb": cap, "usage_rows": rows}
+    settle_day(services, day, None, state)  # the mark stands: a higher cap builds it
+
+
+def _held_back(
+    services: Services,
+    states: Mapping[str, Mapping[str, Any]],
+    usage: Mapping[str, Mapping[str, Any]],
+    cap: int | None,
+    *,
+    record: bool = True,
+) -> set[date]:
+    """The pending days not to build under this memory cap: a day of this cap's smallest failed
+    size (within FIT_MARGIN) or larger. Those not recorded as failed yet are (`record`)."""
+    failed = [s for s in states.values() if s.get("status") == "failed" and s.get("memory_mb") == cap]
+    if not failed:
+        return set()
+    smallest = min(int(s.get("usage_rows") or 0) for s in failed)
+    reason = str(failed[0].get("reason") or "")
+    held = set()
+    for day in _marked(states):
+        rows = _rows(usage, day)
+        if rows >= FIT_MARGIN * smallest:
+            held.add(day)
+            state = states.get(day.isoformat()) or {}
+            if record and not (state.get("status") == "failed" and state.get("memory_mb") == cap):
+                _record_failed(services, day, reason, cap, rows)
+    return held
+
+
+def _marked(states: Mapping[str, Mapping[str, Any]]) -> list[date]:
+    return [date.fromisoformat(k) for k, s in states.items() if s.get(NEED)]
 
 
 def _raise_warnings(work: _Round, plan: TransformPlan) -> None:
@@ -299,9 +418,13 @@ def _work_left(work: _Round) -> bool:
     """Anything pending that this transform has not acted on yet: marked while it held the lease."""
     services = work.services
     day_entries = services.ledger.query(names.DAYS)
-    if any(work.tried.get(d) != p.token for d, p in pending_days(day_entries).items()):
-        return True
     states = {e.key: e.data for e in day_entries}
+    held: set[date] = set()
+    if any(s.get("status") == "failed" for s in states.values()):  # the ledger's usage only then
+        usage = {e.key: e.data for e in services.ledger.query(names.USAGE)}
+        held = _held_back(services, states, usage, _memory_cap(services), record=False)
+    if any(work.tried.get(d) != p.token and d not in held for d, p in pending_days(day_entries).items()):
+        return True
     return any(d not in work.tried for d in stale_days(states, work.rules))
 
 

@@ -198,11 +198,10 @@ DELETE FROM analytics.company_daily_activity AS t
 USING build_removed AS r
 WHERE t.activity_date = r.activity_date AND t.company_id = r.company_id;
 
--- 4. The upsert.
-MERGE INTO analytics.company_daily_activity AS t
-USING build_changes AS s
-   ON t.activity_date = s.activity_date AND t.company_id = s.company_id
-WHEN MATCHED THEN UPDATE SET
+-- 4. The upsert, as its two halves: the rows that changed are updated, the new ones inserted.
+--    (T-SQL MERGEs; the outcome is the same.) A brand-new day is an INSERT alone: DuckDB's MERGE
+--    joined every new row to the keyed table once more to find it unmatched.
+UPDATE analytics.company_daily_activity AS t SET
     company_name = s.company_name,
     country = s.country,
     industry_tag = s.industry_tag,
@@ -219,17 +218,21 @@ WHEN MATCHED THEN UPDATE SET
     is_churn_risk = s.is_churn_risk,
     pipeline_run_id = s.build_run_id,
     loaded_at = $loaded_at
-WHEN NOT MATCHED THEN INSERT (
+FROM build_changes AS s
+WHERE NOT s.is_new AND t.activity_date = s.activity_date AND t.company_id = s.company_id;
+
+INSERT INTO analytics.company_daily_activity (
     company_id, activity_date, company_name, country, industry_tag, last_contact_at,
     crm_snapshot_date, active_users, events, events_per_user, rolling_7d_active_users,
     rolling_7d_events, usage_days_observed_7d, usage_unknown_7d, days_since_last_contact,
     is_churn_risk, pipeline_run_id, loaded_at
-) VALUES (
-    s.company_id, s.activity_date, s.company_name, s.country, s.industry_tag, s.last_contact_at,
-    s.crm_snapshot_date, s.active_users, s.events, s.events_per_user, s.rolling_7d_active_users,
-    s.rolling_7d_events, s.usage_days_observed_7d, s.usage_unknown_7d, s.days_since_last_contact,
-    s.is_churn_risk, s.build_run_id, $loaded_at
-);
+)
+SELECT s.company_id, s.activity_date, s.company_name, s.country, s.industry_tag, s.last_contact_at,
+       s.crm_snapshot_date, s.active_users, s.events, s.events_per_user, s.rolling_7d_active_users,
+       s.rolling_7d_events, s.usage_days_observed_7d, s.usage_unknown_7d, s.days_since_last_contact,
+       s.is_churn_risk, s.build_run_id, $loaded_at
+FROM build_changes AS s
+WHERE s.is_new;
 
 -- 5. What happened, per day (the adapter returns the last statement's rows).
 SELECT d.activity_date, d.snapshot_date,

@@ -75,7 +75,7 @@ param usageApiPageSize int = 500
 @description('Page cap for one day (USAGE_API_MAX_PAGES).')
 @minValue(1)
 @maxValue(1000000)
-param usageApiMaxPages int = 1000
+param usageApiMaxPages int = 100000
 
 @description('Attempts per page before the run fails (USAGE_API_MAX_ATTEMPTS).')
 @minValue(1)
