@@ -117,9 +117,19 @@ def _still_pending(pipeline: LocalPipeline, report: DrainReport) -> list[str]:
     from shared.services import build_lease
     from shared.services.pending import pending_days
 
-    waiting = sorted(pending_days(pipeline.services.ledger.query(names.DAYS)))
+    entries = pipeline.services.ledger.query(names.DAYS)
+    waiting = sorted(pending_days(entries))
     if not waiting:
         return []
+    shown = ", ".join(d.isoformat() for d in waiting[:3]) + (" ..." if len(waiting) > 3 else "")
+    too_big = [
+        e.data for e in entries if e.data.get("status") == "failed" and "memory" in str(e.data.get("reason"))
+    ]
+    if too_big:  # held back under this cap: trying again as it is would fail the same way
+        return [
+            f"{len(waiting)} days still have a build pending ({shown}): {too_big[0].get('reason')};"
+            " raise LOCAL_WAREHOUSE_MEMORY_MB, then: python -m shared.cli rebuild"
+        ]
     failed = [f for f in report.dead_lettered if f.startswith(f"{names.TRANSFORM_QUEUE}:")]
     failed += [f for f in report.failures if f.startswith("transform_days:")]
     failed += [a for a in report.error_alerts() if a.startswith("transform:")]  # settled: out of memory
@@ -129,7 +139,6 @@ def _still_pending(pipeline: LocalPipeline, report: DrainReport) -> list[str]:
         why = f"another transform holds the build lease ({holder})"
     else:
         why = "the transform did not build them"
-    shown = ", ".join(d.isoformat() for d in waiting[:3]) + (" ..." if len(waiting) > 3 else "")
     return [
         f"{len(waiting)} days still have a build pending ({shown}): {why};"
         " the next command tries again (or: python -m shared.cli rebuild)"

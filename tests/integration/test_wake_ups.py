@@ -67,25 +67,32 @@ def test_a_snapshot_reverted_to_an_earlier_file_is_built_again(pipeline: LocalPi
     assert diff_tables(table(pipeline), load_expected_csv(GOLDEN.expected_csv)) == []
 
 
-def test_a_build_that_ran_out_of_memory_is_woken_by_the_same_file_again(
+def test_a_build_that_ran_out_of_memory_stays_owed_and_is_built_once_the_cap_is_raised(
     pipeline: LocalPipeline, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Issue 21 case 2 with issue 24's rule: a day that did not fit settles once, stays pending
+    (never dropped), is not tried again under the same cap (it would fail the same way), and the
+    next command after the cap is raised builds it."""
     golden_built(pipeline)
-    real = pipeline.services.warehouse.build_days
-    fail = [True]
+    warehouse = pipeline.services.warehouse
+    real = warehouse.build_days
+    monkeypatch.setattr(warehouse, "memory_mb", 64)
 
-    def out_of_memory_once(days: list[date], params: BuildParams) -> BuildResult:
-        if fail and days:
-            fail.clear()
+    def out_of_memory_under_64(days: list[date], params: BuildParams) -> BuildResult:
+        if days and warehouse.memory_mb == 64:  # type: ignore[attr-defined]
             raise WarehouseOutOfMemory("needed more memory than LOCAL_WAREHOUSE_MEMORY_MB=64 lets it have")
         return real(days, params)
 
-    monkeypatch.setattr(pipeline.services.warehouse, "build_days", out_of_memory_once)
+    monkeypatch.setattr(warehouse, "build_days", out_of_memory_under_64)
     b = renamed(SNAPSHOT.read_bytes())
     pipeline.drop_crm(b, SNAPSHOT.name)
     assert pending(pipeline) == [date(2026, 10, 1)]  # settled without building: still owed
     assert "Renamed Six" not in names_on(pipeline, "2026-10-01")
 
+    pipeline.drop_crm(b, SNAPSHOT.name)  # the same cap: still owed, not tried in vain
+    assert pending(pipeline) == [date(2026, 10, 1)]
+
+    monkeypatch.setattr(warehouse, "memory_mb", 1024)  # LOCAL_WAREHOUSE_MEMORY_MB raised
     pipeline.drop_crm(b, SNAPSHOT.name)  # "unchanged", but the day it owes is built now
 
     assert pending(pipeline) == []
@@ -114,17 +121,18 @@ def test_a_lease_left_by_a_dead_command_does_not_block_the_next_one(pipeline: Lo
     assert "Renamed Six" in names_on(pipeline, "2026-10-01")
 
 
-def _one_shot_out_of_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+def _out_of_memory_under_64_mb(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Builds do not fit while LOCAL_WAREHOUSE_MEMORY_MB is 64, as a day too large for it would
+    not; they fit once the setting is raised."""
+    monkeypatch.setenv("LOCAL_WAREHOUSE_MEMORY_MB", "64")
     real = SqlWarehouse.build_days
-    fail = [True]
 
-    def out_of_memory_once(self: SqlWarehouse, days: list[date], params: BuildParams) -> BuildResult:
-        if fail and days:
-            fail.clear()
+    def out_of_memory_under_64(self: SqlWarehouse, days: list[date], params: BuildParams) -> BuildResult:
+        if days and getattr(self, "memory_mb", None) == 64:
             raise WarehouseOutOfMemory("needed more memory than LOCAL_WAREHOUSE_MEMORY_MB=64 lets it have")
         return real(self, days, params)
 
-    monkeypatch.setattr(SqlWarehouse, "build_days", out_of_memory_once)
+    monkeypatch.setattr(SqlWarehouse, "build_days", out_of_memory_under_64)
 
 
 def test_crm_drop_never_exits_0_with_a_day_still_pending(
@@ -138,12 +146,16 @@ def test_crm_drop_never_exits_0_with_a_day_still_pending(
     assert cli("backfill", "--from", DAYS[0], "--to", DAYS[-1])[0] == 0
     b = tmp_path / SNAPSHOT.name
     b.write_bytes(renamed(SNAPSHOT.read_bytes()))
-    _one_shot_out_of_memory(monkeypatch)
+    _out_of_memory_under_64_mb(monkeypatch)
 
     code, out, err = cli("crm-drop", str(b))
     assert code == 1, (out, err)
     assert "1 days still have a build pending (2026-10-01)" in err and "memory" in err
+    code, out, err = cli("crm-drop", str(b))  # the same cap: still owed, and said, non-zero
+    assert code == 1 and "build pending (2026-10-01)" in err, (out, err)
+    assert "raise LOCAL_WAREHOUSE_MEMORY_MB, then: python -m shared.cli rebuild" in err
 
+    monkeypatch.setenv("LOCAL_WAREHOUSE_MEMORY_MB", "1024")
     code, out, err = cli("crm-drop", str(b))  # the same file again: unchanged, and built now
     assert code == 0, (out, err)
     rows = read_table(local_env)
@@ -157,10 +169,11 @@ def test_rebuild_says_what_it_built_and_fails_when_nothing_was(
         assert cli("crm-drop", str(path))[0] == 0
     assert cli("run", "--date", DAYS[0])[0] == 0
     monkeypatch.setenv("CHURN_MIN_ROLLING_USERS", "4")  # the built day is now under other rules
-    _one_shot_out_of_memory(monkeypatch)
+    _out_of_memory_under_64_mb(monkeypatch)
 
     code, out, err = cli("rebuild")
     assert code == 1 and "rebuilt 0 days" in out, (out, err)
+    monkeypatch.setenv("LOCAL_WAREHOUSE_MEMORY_MB", "1024")
     code, out, err = cli("rebuild")
     assert code == 0 and "rebuilt 1 days" in out, (out, err)
 
