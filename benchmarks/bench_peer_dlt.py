@@ -296,11 +296,12 @@ def run_case(case: Case, repeats: int) -> dict[str, Any]:
     }
 
 
-# Issue 12's targets: ours / dlt's wall time, ours / the latency floor, day-builds per day.
+# Issue 24's targets (issue 12's, with the backfill's ratio lowered from 0.5 to 0.45): ours /
+# dlt's wall time; issue 12's ours / the latency floor and day-builds per day.
 TARGETS: dict[str, dict[str, float]] = {
     "day-100k-0ms": {"ratio": 0.3},
     "day-100k-20ms": {"ratio": 0.25, "over_floor": 3.0},
-    "backfill-30d-20k-0ms": {"ratio": 0.5, "builds": 1.2},
+    "backfill-30d-20k-0ms": {"ratio": 0.45, "builds": 1.2},
 }
 
 
