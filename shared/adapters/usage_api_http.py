@@ -19,7 +19,7 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import requests
 import urllib3
@@ -92,6 +92,7 @@ class UsageApiClient:
         # so what is quoted of it is redacted of the key and the URL's password, and of every
         # piece of them.
         self.shown_url = public_url(self.base_url)
+        self._request_root = _without_user_info(self.base_url)
         self._redact = redactor(tuple(s for s in (api_key, self.base_url) if s))
         self.timeout_s = timeout_s
         self.page_size = page_size
@@ -206,7 +207,8 @@ class UsageApiClient:
         request = requests.PreparedRequest()
         request.prepare(
             method="GET",
-            url=f"{self.base_url}/v2/usage",
+            # Without user-info: requests would turn it into Basic auth in place of the key.
+            url=f"{self._request_root}/v2/usage",
             params={"date": day.isoformat(), "page": str(number), "page_size": str(self.page_size)},
             headers=self._headers,
         )
@@ -254,7 +256,7 @@ class UsageApiClient:
             asked = retry_after_seconds(response.headers.get("Retry-After"), cap=math.inf)
             if asked is not None and asked > self.max_wait_s:
                 raise ApiAsksToWait(
-                    f"usage API {self.base_url} answered HTTP {status} {reason} for date {day} page {number}"
+                    f"usage API {self.shown_url} answered HTTP {status} {reason} for date {day} page {number}"
                     f" asking to wait {asked:.0f} s (Retry-After), longer than USAGE_API_MAX_WAIT_S"
                     f" ({self.max_wait_s:g} s)",
                     wait_s=asked,
@@ -445,3 +447,10 @@ def client_for(settings: Settings) -> UsageApiClient:
         pool_size=settings.usage_api_concurrency,
         max_wait_s=settings.usage_api_max_wait_s,
     )
+
+
+def _without_user_info(url: str) -> str:
+    """`url` without `user:password@`: the API is asked with its key (contract section 1)."""
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))

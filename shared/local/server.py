@@ -158,7 +158,8 @@ def _handler(server: LocalServer) -> type[BaseHTTPRequestHandler]:
                             response = pipeline.host.http(method, route, body=body, params=params)
                     except FolderBusy as exc:
                         raise _BadRequest(503, str(exc)) from None
-                headers = {k: v for k, v in response.headers.items() if k.lower() == "allow"}
+                # The headers a client acts on: Allow (405) and Retry-After (429, 503).
+                headers = {k: v for k, v in response.headers.items() if k.lower() in ("allow", "retry-after")}
                 self._send(response.status_code, response.get_body(), response.mimetype, headers)
             except _BadRequest as exc:
                 self._send(exc.status, _error(str(exc)))

@@ -334,7 +334,7 @@ def _out_of_memory(
     services = work.services
     usage = {e.key: e.data for e in services.ledger.query(names.USAGE)}
     for day in plan.to_build:
-        _record_failed(services, day, str(exc), _memory_cap(services), _rows(usage, day))
+        _record_failed(services, day, str(exc), _memory_cap(services), _rows(usage, day), work.request.run_id)
     log.error("transform %s: %s not built: %s", work.request.run_id, plan.to_build[0], exc)
     raise exc
 
@@ -353,9 +353,16 @@ def _rows(usage: Mapping[str, Mapping[str, Any]], day: date) -> int:
     return int((usage.get(day.isoformat()) or {}).get("staged") or 0)
 
 
-def _record_failed(services: Services, day: date, reason: str, cap: int | None, rows: int) -> None:
+def _record_failed(
+    services: Services, day: date, reason: str, cap: int | None, rows: int, run_id: str = "rebuild"
+) -> None:
+    """The day is recorded as failed under this cap and stays owed: its mark stands, and a day
+    rebuilt without one (for a change of rules) is marked, so a higher cap builds it."""
     state = {"status": "failed", "reason": reason, "memory_mb": cap, "usage_rows": rows}
-    settle_day(services, day, None, state)  # the mark stands: a higher cap builds it
+    settle_day(services, day, None, state)
+    entry = services.ledger.get(names.DAYS, day.isoformat())
+    if entry is None or not entry.data.get(NEED):
+        mark_days(services, {day: BUILD}, run_id)
 
 
 def _held_back(

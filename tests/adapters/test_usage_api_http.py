@@ -777,3 +777,14 @@ def test_a_redirect_within_the_api_is_followed() -> None:
     finally:
         close()
     assert fetched.records == [] and not fetched.has_next_page and len(calls) == 2
+
+
+def test_a_password_in_the_base_url_never_replaces_the_key(
+    start_api: Callable[..., UsageApiSimulator],
+) -> None:
+    """Found by the fresh-clone review: requests turned `user:pass@` into Basic auth in place of
+    `Authorization: Bearer <key>`, so the API (which wants the key) refused every page."""
+    api = start_api(3)
+    host = api.base_url.split("://", 1)[1]
+    client = UsageApiClient(f"http://svc:s3cretpassw0rd@{host}", API_KEY, page_size=10, timeout_s=5.0)
+    assert len(client.fetch_page(DAY, 1).records) == 3

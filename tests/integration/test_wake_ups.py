@@ -5,6 +5,7 @@ marks, and every message announcing it is new to duplicate detection, which keep
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
@@ -197,3 +198,26 @@ def test_a_dead_lettered_transform_lets_go_of_its_lease(
     assert any(d.startswith(f"{names.TRANSFORM_QUEUE}:") for d in report.dead_lettered)
     assert build_lease.holder_of(pipeline.services) == ""  # not for 11 minutes
     assert pending(pipeline) == [date(2026, 10, 1)]
+
+
+def test_a_rebuild_for_new_rules_that_ran_out_of_memory_stays_owed_until_it_fits(
+    cli: Callable[..., tuple[int, str, str]], local_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by the fresh-clone review: a day rebuilt for a change of rules had no mark, so when
+    it did not fit it was left 'failed' with its old rules and nothing owed it a build."""
+    for path in GOLDEN.crm_files():
+        assert cli("crm-drop", str(path))[0] == 0
+    assert cli("run", "--date", DAYS[0])[0] == 0
+    monkeypatch.setenv("CHURN_MIN_ROLLING_USERS", "4")
+    _out_of_memory_under_64_mb(monkeypatch)
+    code, out, err = cli("rebuild")
+    assert code == 1 and f"build pending ({DAYS[0]})" in err, (out, err)
+    code, out, err = cli("run", "--date", DAYS[0])  # the same cap: said again, non-zero
+    assert code == 1 and "LOCAL_WAREHOUSE_MEMORY_MB=64" in err, (out, err)
+
+    monkeypatch.setenv("LOCAL_WAREHOUSE_MEMORY_MB", "1024")
+    code, out, err = cli("rebuild")
+    assert code == 0 and "rebuilt 1 days" in out, (out, err)
+    code, out, err = cli("status", "--json")
+    (day,) = [d for d in json.loads(out)["days"] if d["date"] == DAYS[0]]
+    assert day["days"]["status"] == "built" and day["days"]["rules"]["churn_min_rolling_users"] == 4
