@@ -251,7 +251,8 @@ class UsageApiClient:
         reason = http_status.phrase(status)
         said = f": {self._quote(body)}" if body.strip() else ""
         if http_status.is_transient(status):
-            asked = retry_after_seconds(response.headers.get("Retry-After"), cap=math.inf)
+            header = response.headers.get("Retry-After")
+            asked = retry_after_seconds(header, cap=math.inf)
             if asked is not None and asked > self.max_wait_s:
                 raise ApiAsksToWait(
                     f"usage API {self.base_url} answered HTTP {status} {reason} for date {day} page {number}"
@@ -259,6 +260,7 @@ class UsageApiClient:
                     f" ({self.max_wait_s:g} s)",
                     wait_s=asked,
                     page=number,
+                    retry_after=(header or "").strip()[:80],
                 )
             raise TransientApiError(
                 f"page {number}: HTTP {status} {reason}{said}",

@@ -388,12 +388,20 @@ def _ask_again_later(
     message; locally the bus journal keeps it). The pages landed so far stay: the scheduled
     request resumes the same run."""
     key = day.isoformat()
+    what = "re-check" if recheck else "fetch"
+    asked = f"Retry-After: {exc.retry_after or f'{exc.wait_s:.0f}'} on page {exc.page}"
+    if not exc.wait_s <= MAX_RESCHEDULE_S:  # also inf / nan: an answer that is not a wait
+        days = exc.wait_s / 86400
+        error = (
+            f"the API asked to wait {days:,.0f} days ({asked}), more than MAX_RESCHEDULE_S"
+            f" ({MAX_RESCHEDULE_S // 86400} days): not scheduled; replay the day later"
+        )
+        return _failed(services, key, state, run_id, error, checking=recheck)
     when = services.clock() + timedelta(seconds=exc.wait_s)
     at = f"{when:%Y-%m-%d %H:%M} UTC"
     message = (
-        f"{'re-check' if recheck else 'fetch'} of {key}: the API asked to wait {exc.wait_s:.0f} s"
-        f" (Retry-After on page {exc.page}), more than USAGE_API_MAX_WAIT_S"
-        f" ({services.settings.usage_api_max_wait_s:g} s); it runs again at {at}"
+        f"{what} of {key}: the API asked to wait until {at} ({asked}), more than"
+        f" USAGE_API_MAX_WAIT_S ({services.settings.usage_api_max_wait_s:g} s); it runs again at {at}"
     )
     waiting = {"retry_at": when.isoformat(), "waiting_for": message}
     if recheck:  # the day stays as last fetched
@@ -423,6 +431,10 @@ def _ask_again_later(
     return FetchOutcome("rescheduled", run_id, message=message)
 
 
+# The longest Retry-After a fetch is rescheduled for (7 days). A longer one (a Retry-After of
+# 99999999999999 s, an HTTP-date in year 9999) is not a wait: the fetch fails with one alert
+# and a person replays the day later.
+MAX_RESCHEDULE_S = 7 * 86400
 WAIT_FIELDS = ("retry_at", "waiting_for")
 CHECK_FIELDS = ("last_checked_at", "last_check", "last_check_error")
 

@@ -475,12 +475,13 @@ def test_a_long_retry_after_reschedules_the_fetch_instead_of_waiting(
     assert time.monotonic() - started < 30  # not 2 hours
     assert not [w for w in waits if w > BACKOFF_MAX_S]  # the wait was not waited for, not even capped
     assert code == EXIT_FETCH_SCHEDULED == 75, err
-    assert err.count("\n") == 1 and "86400 s" in err and "runs again at" in err, err
+    assert err.count("\n") == 1 and "Retry-After: 86400 on page 2" in err and "runs again at" in err, err
+    assert "86400 s" not in err  # a long wait is told as a UTC time, not a seconds count
     when = datetime.now(UTC) + timedelta(seconds=86400)
     assert f"{when:%Y-%m-%d}" in err
     assert asking.count(date=DAY, page=2) == 1  # asked once, not retried
     fetch = day_status(cli, DAY)["fetch"]
-    assert fetch["status"] == "waiting" and "86400 s" in fetch["waiting_for"]
+    assert fetch["status"] == "waiting" and "Retry-After: 86400" in fetch["waiting_for"]
     code, status_out, _ = cli("status")
     assert "fetch scheduled" in status_out
     assert [a["kind"] for a in read_alerts(local_env) if a["activity_date"] == DAY] == ["fetch_rescheduled"]
@@ -501,6 +502,37 @@ def test_a_long_retry_after_reschedules_the_fetch_instead_of_waiting(
     fetch = day_status(cli, DAY)["fetch"]
     assert fetch["status"] == "complete" and "waiting_for" not in fetch
     assert_table_is_golden(local_env, DAY, NEXT_DAY)
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        Fault(kind="retry_after_seconds", date=DAY, page=2, seconds=99999999999999, times=-1),
+        # An HTTP-date in year 9999.
+        Fault(kind="retry_after_date", date=DAY, page=2, seconds=(9998 - 2026) * 365.2425 * 86400, times=-1),
+    ],
+    ids=["huge-seconds", "year-9999"],
+)
+def test_a_retry_after_beyond_the_reschedule_bound_fails_the_fetch_once(
+    cli: Cli, local_env: Path, hostile_api: StartApi, fault: Fault, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from shared.services.fetch import MAX_RESCHEDULE_S
+
+    asking = hostile_api([fault])
+    monkeypatch.setenv("USAGE_API_CONCURRENCY", "1")
+    drop_crm(cli, DAY)
+
+    code, _out, err = cli("run", "--date", DAY)
+
+    assert code not in (0, 75), err
+    assert "Traceback" not in err and "OverflowError" not in err, err
+    assert err.count("\n") == 1, err
+    assert f"{DAY}: fetch failed: the API asked to wait" in err and "Retry-After: " in err, err
+    assert f"({MAX_RESCHEDULE_S // 86400} days): not scheduled; replay the day later" in err, err
+    assert asking.count(date=DAY, page=2) == 1  # asked once, not retried, not redelivered
+    fetch = day_status(cli, DAY)["fetch"]
+    assert fetch["status"] == "failed" and "retry_at" not in fetch
+    assert [a["kind"] for a in read_alerts(local_env) if a["activity_date"] == DAY] == ["fetch_failed"]
 
 
 def test_the_warehouse_is_not_held_while_a_fetch_waits_on_the_api(
