@@ -581,6 +581,59 @@ def test_the_warehouse_is_not_held_while_a_fetch_waits_on_the_api(
     assert_table_is_golden(local_env, DAY, NEXT_DAY)
 
 
+def test_report_and_reconcile_do_not_wait_for_a_run_that_waits_on_the_api(
+    cli: Cli, local_env: Path, hostile_api: StartApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+    import subprocess
+    import sys
+    import time
+
+    sim = hostile_api([Fault(kind="delay", date=NEXT_DAY, page=2, seconds=40)])
+    monkeypatch.setenv("USAGE_API_TIMEOUT_S", "60")
+    monkeypatch.setenv("USAGE_API_CONCURRENCY", "1")
+    drop_crm(cli, DAY, NEXT_DAY)
+    code, _out, err = cli("run", "--date", DAY)  # the warehouse exists and has a built day
+    assert code == 0, err
+    root = Path(__file__).resolve().parents[2]
+    run = subprocess.Popen(
+        [sys.executable, "-m", "shared.cli", "run", "--date", NEXT_DAY],
+        cwd=root,
+        env=dict(os.environ),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60  # reached only when the run never asks for page 2
+        while not sim.count(date=NEXT_DAY, page=2) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert sim.count(date=NEXT_DAY, page=2), "the run never reached the slow page"
+
+        def command(*args: str) -> subprocess.CompletedProcess[str]:
+            # The timeout is only reached when the command waits for the run's folder lock.
+            return subprocess.run(
+                [sys.executable, "-m", "shared.cli", *args],
+                cwd=root,
+                env=dict(os.environ),
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+
+        report = command("report")
+        reconcile = command("reconcile", "--date", DAY, "--skip-api")
+        still_waiting = run.poll() is None
+    finally:
+        run.kill()
+        run.wait()
+
+    assert report.returncode == 0, report.stderr[-500:]
+    assert "report written to" in report.stdout
+    assert reconcile.returncode == 0, reconcile.stderr[-500:]
+    assert still_waiting  # both finished while the run was still waiting on the API
+    assert (local_env / "report.html").is_file()
+
+
 def test_an_api_that_ignores_page_is_stopped_at_once(
     cli: Cli, local_env: Path, hostile_api: StartApi
 ) -> None:
