@@ -180,3 +180,35 @@ def test_a_day_never_fetched_is_not_rechecked(
     assert code == 0, err
     assert {r.date for r in api.requests_seen[asked_before:]} == {"2026-10-04", YESTERDAY}
     assert copy.deepcopy(fetch_entry(cli, "2026-10-03")) == {}
+
+
+def test_usage_api_max_rps_holds_over_the_whole_lookback_not_per_day(
+    cli: Cli,
+    local_env: Path,
+    api: UsageApiSimulator,
+    golden_today: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rate, burst = 2, 1  # USAGE_API_MAX_RPS, and the limiter's burst
+    drop_crm(cli, [*FETCHED, YESTERDAY])
+    code, _out, err = cli("backfill", "--from", FETCHED[0], "--to", FETCHED[-1])
+    assert code == 0, err
+    monkeypatch.setenv("USAGE_API_MAX_RPS", str(rate))
+    asked_before = len(api.requests_seen)
+
+    code, _out, err = cli("run")  # yesterday and three re-checked days: 16 requests
+
+    assert code == 0, err
+    times = api.request_times[asked_before:]
+    assert {r.date for r in api.requests_seen[asked_before:]} == {*RECHECKED, YESTERDAY}
+    assert len(times) >= 12
+    # Counted on the times the simulator recorded: between any two requests at most
+    # rate x (their distance) + burst requests, and one more for the network's jitter.
+    worst = max(
+        (j - i + 1) - (rate * (times[j] - times[i]) + burst)
+        for i in range(len(times))
+        for j in range(i, len(times))
+    )
+    assert worst <= 1, f"{[round(t - times[0], 2) for t in times]} {worst:.2f} requests over USAGE_API_MAX_RPS={rate} in some window"
+    # And so no 1-second window of recorded requests holds more than rate + burst.
+    assert max(sum(1 for u in times if t <= u < t + 1) for t in times) <= rate + burst
