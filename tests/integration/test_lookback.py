@@ -209,6 +209,8 @@ def test_usage_api_max_rps_holds_over_the_whole_lookback_not_per_day(
         for i in range(len(times))
         for j in range(i, len(times))
     )
-    assert worst <= 1, f"{[round(t - times[0], 2) for t in times]} {worst:.2f} requests over USAGE_API_MAX_RPS={rate} in some window"
+    assert worst <= 1, (
+        f"{[round(t - times[0], 2) for t in times]} {worst:.2f} requests over USAGE_API_MAX_RPS={rate} in some window"
+    )
     # And so no 1-second window of recorded requests holds more than rate + burst.
     assert max(sum(1 for u in times if t <= u < t + 1) for t in times) <= rate + burst
