@@ -214,3 +214,58 @@ def test_usage_api_max_rps_holds_over_the_whole_lookback_not_per_day(
     )
     # And so no 1-second window of recorded requests holds more than rate + burst.
     assert max(sum(1 for u in times if t <= u < t + 1) for t in times) <= rate + burst
+
+
+def test_run_without_date_respects_the_wait_the_api_asked_for_yesterday(
+    cli: Cli,
+    local_env: Path,
+    api_records: dict[str, list[dict[str, Any]]],
+    start_api: Callable[..., UsageApiSimulator],
+    golden_today: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import sqlite3
+    import time
+
+    import shared.adapters.bus_in_process as bus_in_process
+    from shared.local.simulator import Fault
+
+    # The bus's clock runs as the services' (golden_today): the scheduled message is not due.
+    shift = datetime.now(UTC).date() - TODAY
+    monkeypatch.setattr(bus_in_process, "utc_now", lambda: datetime.now(UTC) - shift)
+
+    waiting = start_api(
+        api_records,
+        faults=[Fault(kind="retry_after_seconds", date=YESTERDAY, page=2, seconds=86400, times=-1)],
+    )
+    monkeypatch.setenv("USAGE_API_BASE_URL", waiting.base_url)
+    monkeypatch.setenv("USAGE_API_CONCURRENCY", "1")
+    monkeypatch.setenv("USAGE_API_LOOKBACK_DAYS", "0")
+    drop_crm(cli, [YESTERDAY])
+
+    def scheduled() -> list[str]:
+        with sqlite3.connect(local_env / "bus.sqlite3") as con:
+            rows = con.execute("SELECT message_id FROM messages WHERE message_id LIKE 'later-%'").fetchall()
+        return [r[0] for r in rows]
+
+    code, _out, err = cli("run")
+    assert code == 75, err
+    asked = waiting.count(date=YESTERDAY)
+    retry_at = fetch_entry(cli, YESTERDAY)["retry_at"]
+    assert len(scheduled()) == 1
+
+    # The timer's path again, before that time: the API is not asked, nothing more is scheduled.
+    code, _out, err = cli("run")
+    assert code in (0, 75), err
+    assert waiting.count(date=YESTERDAY) == asked
+    assert fetch_entry(cli, YESTERDAY)["retry_at"] == retry_at
+    assert len(scheduled()) == 1
+
+    # A person's explicit request goes early; the scheduled message stays the one there was
+    # (a second later, so a time-stamped id would differ).
+    time.sleep(1.1)
+    code, _out, err = cli("run", "--date", YESTERDAY)
+    assert code == 75, err
+    assert waiting.count(date=YESTERDAY) > asked
+    assert len(scheduled()) == 1
+    assert fetch_entry(cli, YESTERDAY)["status"] == "waiting"
