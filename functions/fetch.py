@@ -35,4 +35,6 @@ def on_fetch_request(msg: func.ServiceBusMessage) -> None:
         request = FetchRequest.from_json(body, services.clock().date())
         with log_context(date=request.day):
             fetch_started(services, request.day, body)
-            fetch_day(services, request.day, force=request.force, recheck=request.recheck)
+            fetch_day(
+                services, request.day, force=request.force, recheck=request.recheck, daily=request.daily
+            )

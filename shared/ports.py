@@ -301,10 +301,11 @@ class ApiAsksToWait(RuntimeError):
     """The API asked (Retry-After) for a longer wait than USAGE_API_MAX_WAIT_S: the fetch is not
     held for it but asked for again at that time (contract section 1)."""
 
-    def __init__(self, message: str, wait_s: float, page: int) -> None:
+    def __init__(self, message: str, wait_s: float, page: int, retry_after: str = "") -> None:
         super().__init__(message)
         self.wait_s = wait_s
         self.page = page
+        self.retry_after = retry_after  # the header as the API sent it, for messages
 
 
 class UsageApi(Protocol):

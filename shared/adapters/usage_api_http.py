@@ -27,7 +27,7 @@ from requests.adapters import HTTPAdapter
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exponential_jitter
 from urllib3.exceptions import NameResolutionError, NewConnectionError
 
-from shared.adapters.usage_api_pacing import RateLimiter
+from shared.adapters.usage_api_pacing import RateLimiter, shared_limiter
 from shared.config import Settings
 from shared.domain import http_status
 from shared.domain.text_limits import flattened, shortened
@@ -253,7 +253,8 @@ class UsageApiClient:
         reason = http_status.phrase(status)
         said = f": {self._quote(body)}" if body.strip() else ""
         if http_status.is_transient(status):
-            asked = retry_after_seconds(response.headers.get("Retry-After"), cap=math.inf)
+            header = response.headers.get("Retry-After")
+            asked = retry_after_seconds(header, cap=math.inf)
             if asked is not None and asked > self.max_wait_s:
                 raise ApiAsksToWait(
                     f"usage API {self.shown_url} answered HTTP {status} {reason} for date {day} page {number}"
@@ -261,6 +262,7 @@ class UsageApiClient:
                     f" ({self.max_wait_s:g} s)",
                     wait_s=asked,
                     page=number,
+                    retry_after=(header or "").strip()[:80],
                 )
             raise TransientApiError(
                 f"page {number}: HTTP {status} {reason}{said}",
@@ -432,8 +434,9 @@ def _pooled_session(pool_size: int, base_url: str) -> requests.Session:
 
 
 def client_for(settings: Settings) -> UsageApiClient:
-    """A client for one day's fetch, with its own rate limiter shared by that fetch's workers:
-    the API's limit is per client, not per thread."""
+    """A client for one day's fetch. Its rate limiter is the process's one for this API
+    (`shared_limiter`): every fetch of a lookback or backfill, and every worker of each,
+    together stay within USAGE_API_MAX_RPS."""
     return UsageApiClient(
         settings.usage_api_base_url,
         settings.usage_api_key,
@@ -443,7 +446,7 @@ def client_for(settings: Settings) -> UsageApiClient:
         backoff_base_s=settings.usage_api_backoff_base_s,
         backoff_max_s=settings.usage_api_backoff_max_s,
         unreachable_s=settings.usage_api_unreachable_s,
-        limiter=RateLimiter(settings.usage_api_max_rps),
+        limiter=shared_limiter(settings.usage_api_base_url, settings.usage_api_max_rps),
         pool_size=settings.usage_api_concurrency,
         max_wait_s=settings.usage_api_max_wait_s,
     )

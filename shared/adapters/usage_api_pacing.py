@@ -140,3 +140,19 @@ class RateLimiter:
         count = max(1, len(self._sent))
         oldest = self._sent[0] if self._sent else now
         return count / max(now - oldest, 1e-3)
+
+
+_limiters: dict[tuple[str, float], RateLimiter] = {}
+_limiters_lock = threading.Lock()
+
+
+def shared_limiter(base_url: str, rate_rps: float) -> RateLimiter:
+    """The one limiter of this process for the API at `base_url` limited to `rate_rps`:
+    USAGE_API_MAX_RPS holds for the process, over every day a lookback or backfill fetches
+    (each fetch builds its own client), not within one fetch only."""
+    key = (base_url.rstrip("/"), float(rate_rps))
+    with _limiters_lock:
+        limiter = _limiters.get(key)
+        if limiter is None:
+            limiter = _limiters[key] = RateLimiter(rate_rps)
+        return limiter

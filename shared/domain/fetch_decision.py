@@ -10,7 +10,8 @@ is still in the store), asks, and does what the answer says. The answers:
 * `re-check`    the lookback (contract section 1): ask the API for the day again and compare
                 its pages with the last landed ones; only a difference lands as a new fetch.
   A fetch that the API asked to wait for (a long Retry-After) is `waiting`: a request for it
-  before its time (a re-check) skips it, the scheduled request or a person's resumes it.
+  before its time from the daily timer (or `run` without --date) or a re-check skips it; the
+  scheduled request, or a person's (`run --date`, replay, --force), resumes it.
 * `skip`        nothing to do: a lookback re-check of a day never fetched, or whose last fetch
                 failed (a failed day is replayed by a person, not retried daily with an alert
                 each time), or one that another fetch holds right now (its lease has not expired).
@@ -61,14 +62,18 @@ def decide_fetch(
     recheck: bool,
     manifest_exists: bool,
     now: datetime,
+    daily: bool = False,
 ) -> FetchDecision:
     """What a request for one day does. `state` is the day's fetch ledger entry (None: never
     asked), `recheck` marks a lookback request, `manifest_exists` whether the entry's manifest is
-    still in the store."""
+    still in the store; `daily` marks the daily timer's request for yesterday (also `run`
+    without --date), which respects a wait the API asked for."""
     status = state.get("status") if state else None
     run_id = str(state["run_id"]) if state and state.get("run_id") else None
     if recheck and not force:
         return _lookback_decision(state, status, run_id, manifest_exists=manifest_exists, now=now)
+    if daily and not force and status == "waiting" and state and _not_yet(state, now):
+        return FetchDecision("skip", False, run_id, "the API asked to wait: its fetch is scheduled")
     if status == "complete" and manifest_exists and not force:
         return FetchDecision("re-announce", False, run_id, "already fetched")
     if run_id is not None and (status in ("running", "waiting") or (status == "complete" and not force)):

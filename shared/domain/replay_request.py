@@ -63,6 +63,7 @@ class FetchRequest:
     day: date
     force: bool = False
     recheck: bool = False  # a lookback re-check (contract section 1), not a request to fetch
+    daily: bool = False  # the daily timer's (or `run` without --date): respects the API's wait
 
     @classmethod
     def from_json(cls, body: Any, today: date) -> FetchRequest:
@@ -75,7 +76,7 @@ class FetchRequest:
             raise BadFetchRequest(f"fetch request with a bad date {str(body.get('date'))[:40]!r}") from None
         if refusal := unfinished_day(day, today) or too_early(day):
             raise BadFetchRequest(refusal)
-        return cls(day, bool(body.get("force")), body.get("recheck") is True)
+        return cls(day, bool(body.get("force")), body.get("recheck") is True, body.get("daily") is True)
 
 
 def _day(value: Any, name: str) -> date:

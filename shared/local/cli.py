@@ -53,10 +53,12 @@ if TYPE_CHECKING:  # the function host (azure.functions, DuckDB) is loaded by th
 log = logging.getLogger(__name__)
 
 # Commands that work on LOCAL_DATA_DIR and so take its lock; `status` only reads the ledger,
-# `simulator` touches nothing. `serve` lets go of it whenever its queues are empty.
-LOCKING_COMMANDS = frozenset(
-    {"run", "backfill", "crm-drop", "demo", "init-db", "report", "rebuild", "serve", "reconcile"}
-)
+# `simulator` touches nothing. `serve` lets go of it whenever its queues are empty. `report`
+# and `reconcile` only read (the ledger and the warehouse opened read-only, the bus not
+# journaled): they run while a `run` waits on the API, and a warehouse another program has
+# open is their one line.
+LOCKING_COMMANDS = frozenset({"run", "backfill", "crm-drop", "demo", "init-db", "rebuild", "serve"})
+READ_ONLY_COMMANDS = frozenset({"report", "reconcile"})
 EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 141  # what a shell reports for a reader that went away (128 + SIGPIPE)
 EXIT_INTERNAL = 70
@@ -503,7 +505,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings, lock: FolderLock | N
     from shared.services.pending import pending_days
     from shared.services.status import crm_file_status, days_under_other_rules
 
-    pipeline = LocalPipeline(settings, read_only=args.command == "reconcile")
+    pipeline = LocalPipeline(settings, read_only=args.command in READ_ONLY_COMMANDS)
     try:
         started = datetime.now(UTC).isoformat()
         if args.command == "run" and args.date is None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import html
 import json
 import math
+import os
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime
 from pathlib import Path
@@ -242,7 +244,15 @@ def write_report(services: Services, path: Path) -> Path:
     if not path.parent.is_dir():
         raise FileNotFoundError(2, "No such folder", str(path.parent))
     # The ledger and alerts it shows are stored redacted; this holds for those written before.
-    path.write_text(redact(render_report(services), services.settings.secrets()), encoding="utf-8")
+    page = redact(render_report(services), services.settings.secrets())
+    # Written aside and renamed: `report` takes no folder lock, so two at once each leave a
+    # whole page, never a mix.
+    aside = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        aside.write_text(page, encoding="utf-8")
+        os.replace(aside, path)
+    finally:
+        aside.unlink(missing_ok=True)
     return path
 
 

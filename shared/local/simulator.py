@@ -177,6 +177,7 @@ class UsageApiSimulator:
         self._port = port
         self._lock = threading.Lock()
         self._log: list[RequestRecord] = []
+        self._times: list[float] = []  # time.monotonic() of each entry of _log, as recorded
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         # Set on stop() so "delay" faults wake up instead of holding a thread for `seconds`.
@@ -240,6 +241,12 @@ class UsageApiSimulator:
         with self._lock:
             return list(self._log)
 
+    @property
+    def request_times(self) -> list[float]:
+        """When (time.monotonic()) each request of `requests_seen` was recorded, oldest first."""
+        with self._lock:
+            return list(self._times)
+
     def count(self, *, status: int | None = None, date: str | None = None, page: int | None = None) -> int:
         """How many logged requests match all given filters."""
         with self._lock:
@@ -267,6 +274,7 @@ class UsageApiSimulator:
     def _record(self, entry: RequestRecord) -> None:
         with self._lock:
             self._log.append(entry)
+            self._times.append(time.monotonic())
 
     def _enter(self) -> None:
         with self._lock:

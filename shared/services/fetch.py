@@ -96,6 +96,7 @@ def fetch_day(
     *,
     force: bool = False,
     recheck: bool = False,
+    daily: bool = False,
     client: UsageApi | None = None,
 ) -> FetchOutcome:
     """Do what `decide_fetch` says for `day`: fetch it, resume a cut-off run, re-announce its
@@ -112,6 +113,7 @@ def fetch_day(
         state or None,
         force=force,
         recheck=recheck,
+        daily=daily,
         manifest_exists=isinstance(manifest, str) and services.blobs.exists(names.RAW_CONTAINER, manifest),
         now=services.clock(),
     )
@@ -388,14 +390,33 @@ def _ask_again_later(
     message; locally the bus journal keeps it). The pages landed so far stay: the scheduled
     request resumes the same run."""
     key = day.isoformat()
-    when = services.clock() + timedelta(seconds=exc.wait_s)
+    what = "re-check" if recheck else "fetch"
+    asked = f"Retry-After: {exc.retry_after or f'{exc.wait_s:.0f}'} on page {exc.page}"
+    if not exc.wait_s <= MAX_RESCHEDULE_S:  # also inf / nan: an answer that is not a wait
+        days = exc.wait_s / 86400
+        error = (
+            f"the API asked to wait {days:,.0f} days ({asked}), more than MAX_RESCHEDULE_S"
+            f" ({MAX_RESCHEDULE_S // 86400} days): not scheduled; replay the day later"
+        )
+        return _failed(services, key, state, run_id, error, checking=recheck)
+    asked_until = services.clock() + timedelta(seconds=exc.wait_s)
+    # One scheduled message per day and wait: while the one sent before has not come due (a
+    # person asked early with `run --date`), no other is sent; it runs then and asks again.
+    pending = _pending_retry(services, state)
+    when = pending[1] if pending else asked_until
+    message_id = pending[0] if pending else f"later-{key}-{run_id}-{when:%Y%m%dT%H%M%S}"
     at = f"{when:%Y-%m-%d %H:%M} UTC"
     message = (
-        f"{'re-check' if recheck else 'fetch'} of {key}: the API asked to wait {exc.wait_s:.0f} s"
-        f" (Retry-After on page {exc.page}), more than USAGE_API_MAX_WAIT_S"
-        f" ({services.settings.usage_api_max_wait_s:g} s); it runs again at {at}"
+        f"{what} of {key}: the API asked to wait until {asked_until:%Y-%m-%d %H:%M} UTC ({asked}),"
+        f" more than USAGE_API_MAX_WAIT_S ({services.settings.usage_api_max_wait_s:g} s);"
+        f" it runs again at {at}"
     )
-    waiting = {"retry_at": when.isoformat(), "waiting_for": message}
+    waiting = {
+        "retry_at": when.isoformat(),
+        "waiting_for": message,
+        "retry_message_id": message_id,
+        "retry_message_at": when.isoformat(),
+    }
     if recheck:  # the day stays as last fetched
         services.ledger.put(names.FETCH, key, {**state, **waiting})
     else:
@@ -407,23 +428,43 @@ def _ask_again_later(
         "requested_by": "retry-after",
         **({"recheck": True} if recheck else {}),
     }
-    services.bus.send(
-        names.FETCH_QUEUE,
-        [
-            OutgoingMessage(
-                body=body,
-                message_id=f"later-{key}-{run_id}-{when:%Y%m%dT%H%M%S}",
-                properties={"date": key},
-                scheduled_enqueue_time_utc=when,
-            )
-        ],
-    )
+    if not pending:
+        services.bus.send(
+            names.FETCH_QUEUE,
+            [
+                OutgoingMessage(
+                    body=body,
+                    message_id=message_id,
+                    properties={"date": key},
+                    scheduled_enqueue_time_utc=when,
+                )
+            ],
+        )
     raise_alert(services.bus, Alert("warning", "fetch", "fetch_rescheduled", message, run_id, key))
     log.warning("%s", message)
     return FetchOutcome("rescheduled", run_id, message=message)
 
 
+# The longest Retry-After a fetch is rescheduled for (7 days). A longer one (a Retry-After of
+# 99999999999999 s, an HTTP-date in year 9999) is not a wait: the fetch fails with one alert
+# and a person replays the day later.
+MAX_RESCHEDULE_S = 7 * 86400
 WAIT_FIELDS = ("retry_at", "waiting_for")
+
+
+def _pending_retry(services: Services, state: dict[str, Any]) -> tuple[str, datetime] | None:
+    """The scheduled request sent for this day that has not come due yet (its id and time), or
+    None. Kept in the ledger apart from WAIT_FIELDS, which a resume clears."""
+    message_id, at = state.get("retry_message_id"), state.get("retry_message_at")
+    if not isinstance(message_id, str) or not isinstance(at, str):
+        return None
+    try:
+        when = datetime.fromisoformat(at)
+    except ValueError:
+        return None
+    return (message_id, when) if when > services.clock() else None
+
+
 CHECK_FIELDS = ("last_checked_at", "last_check", "last_check_error")
 
 

@@ -46,6 +46,7 @@ def enqueue_fetches(
     requested_by: str,
     caller: str = "",
     recheck: Sequence[date] = (),
+    daily: bool = False,
 ) -> Enqueued:
     """One fetch request per day not already queued on `fetch-requests`, and one lookback
     re-check request per day of `recheck` (never forced, never coalesced: a re-check of an
@@ -74,6 +75,7 @@ def enqueue_fetches(
                     "request_id": request_id,
                     "requested_by": requested_by,
                     **({"recheck": True} if again else {}),
+                    **({"daily": True} if daily and not again else {}),
                 },
                 message_id=f"{'recheck' if again else 'fetch'}-{d.isoformat()}-{request_id}",
                 properties={"date": d.isoformat()},
@@ -95,7 +97,9 @@ def enqueue_daily(services: Services, *, requested_by: str) -> tuple[date, list[
     """The daily timer's requests (also `run` without --date): fetch yesterday, re-check the
     USAGE_API_LOOKBACK_DAYS days before it. Returns (yesterday, the days re-checked)."""
     yesterday, lookback = daily_days(services.clock().date(), services.settings.usage_api_lookback_days)
-    enqueue_fetches(services, [yesterday], force=False, requested_by=requested_by, recheck=lookback)
+    enqueue_fetches(
+        services, [yesterday], force=False, requested_by=requested_by, recheck=lookback, daily=True
+    )
     return yesterday, lookback
 
 

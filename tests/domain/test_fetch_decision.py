@@ -47,6 +47,10 @@ def decide(state: dict[str, Any] | None, **kw: Any) -> FetchDecision:
         (WAITING, {}, "resume", "fetch-a", False),
         (WAITING, {"recheck": True}, "skip", "fetch-a", False),
         ({**WAITING, "retry_at": DEAD}, {"recheck": True}, "resume", "fetch-a", False),
+        # The daily timer's request (`run` without --date) respects the wait; --force does not.
+        (WAITING, {"daily": True}, "skip", "fetch-a", False),
+        ({**WAITING, "retry_at": DEAD}, {"daily": True}, "resume", "fetch-a", False),
+        (WAITING, {"daily": True, "force": True}, "resume", "fetch-a", True),
     ],
 )
 def test_decisions(

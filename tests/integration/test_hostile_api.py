@@ -475,12 +475,13 @@ def test_a_long_retry_after_reschedules_the_fetch_instead_of_waiting(
     assert time.monotonic() - started < 30  # not 2 hours
     assert not [w for w in waits if w > BACKOFF_MAX_S]  # the wait was not waited for, not even capped
     assert code == EXIT_FETCH_SCHEDULED == 75, err
-    assert err.count("\n") == 1 and "86400 s" in err and "runs again at" in err, err
+    assert err.count("\n") == 1 and "Retry-After: 86400 on page 2" in err and "runs again at" in err, err
+    assert "86400 s" not in err  # a long wait is told as a UTC time, not a seconds count
     when = datetime.now(UTC) + timedelta(seconds=86400)
     assert f"{when:%Y-%m-%d}" in err
     assert asking.count(date=DAY, page=2) == 1  # asked once, not retried
     fetch = day_status(cli, DAY)["fetch"]
-    assert fetch["status"] == "waiting" and "86400 s" in fetch["waiting_for"]
+    assert fetch["status"] == "waiting" and "Retry-After: 86400" in fetch["waiting_for"]
     code, status_out, _ = cli("status")
     assert "fetch scheduled" in status_out
     assert [a["kind"] for a in read_alerts(local_env) if a["activity_date"] == DAY] == ["fetch_rescheduled"]
@@ -501,6 +502,37 @@ def test_a_long_retry_after_reschedules_the_fetch_instead_of_waiting(
     fetch = day_status(cli, DAY)["fetch"]
     assert fetch["status"] == "complete" and "waiting_for" not in fetch
     assert_table_is_golden(local_env, DAY, NEXT_DAY)
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        Fault(kind="retry_after_seconds", date=DAY, page=2, seconds=99999999999999, times=-1),
+        # An HTTP-date in year 9999.
+        Fault(kind="retry_after_date", date=DAY, page=2, seconds=(9998 - 2026) * 365.2425 * 86400, times=-1),
+    ],
+    ids=["huge-seconds", "year-9999"],
+)
+def test_a_retry_after_beyond_the_reschedule_bound_fails_the_fetch_once(
+    cli: Cli, local_env: Path, hostile_api: StartApi, fault: Fault, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from shared.services.fetch import MAX_RESCHEDULE_S
+
+    asking = hostile_api([fault])
+    monkeypatch.setenv("USAGE_API_CONCURRENCY", "1")
+    drop_crm(cli, DAY)
+
+    code, _out, err = cli("run", "--date", DAY)
+
+    assert code not in (0, 75), err
+    assert "Traceback" not in err and "OverflowError" not in err, err
+    assert err.count("\n") == 1, err
+    assert f"{DAY}: fetch failed: the API asked to wait" in err and "Retry-After: " in err, err
+    assert f"({MAX_RESCHEDULE_S // 86400} days): not scheduled; replay the day later" in err, err
+    assert asking.count(date=DAY, page=2) == 1  # asked once, not retried, not redelivered
+    fetch = day_status(cli, DAY)["fetch"]
+    assert fetch["status"] == "failed" and "retry_at" not in fetch
+    assert [a["kind"] for a in read_alerts(local_env) if a["activity_date"] == DAY] == ["fetch_failed"]
 
 
 def test_the_warehouse_is_not_held_while_a_fetch_waits_on_the_api(
@@ -547,6 +579,59 @@ def test_the_warehouse_is_not_held_while_a_fetch_waits_on_the_api(
     assert probe and probe[0].returncode == 0, probe[0].stderr[-500:] if probe else "no probe"
     assert int(probe[0].stdout) == len(expected_rows(DAY))
     assert_table_is_golden(local_env, DAY, NEXT_DAY)
+
+
+def test_report_and_reconcile_do_not_wait_for_a_run_that_waits_on_the_api(
+    cli: Cli, local_env: Path, hostile_api: StartApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+    import subprocess
+    import sys
+    import time
+
+    sim = hostile_api([Fault(kind="delay", date=NEXT_DAY, page=2, seconds=40)])
+    monkeypatch.setenv("USAGE_API_TIMEOUT_S", "60")
+    monkeypatch.setenv("USAGE_API_CONCURRENCY", "1")
+    drop_crm(cli, DAY, NEXT_DAY)
+    code, _out, err = cli("run", "--date", DAY)  # the warehouse exists and has a built day
+    assert code == 0, err
+    root = Path(__file__).resolve().parents[2]
+    run = subprocess.Popen(
+        [sys.executable, "-m", "shared.cli", "run", "--date", NEXT_DAY],
+        cwd=root,
+        env=dict(os.environ),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60  # reached only when the run never asks for page 2
+        while not sim.count(date=NEXT_DAY, page=2) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert sim.count(date=NEXT_DAY, page=2), "the run never reached the slow page"
+
+        def command(*args: str) -> subprocess.CompletedProcess[str]:
+            # The timeout is only reached when the command waits for the run's folder lock.
+            return subprocess.run(
+                [sys.executable, "-m", "shared.cli", *args],
+                cwd=root,
+                env=dict(os.environ),
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+
+        report = command("report")
+        reconcile = command("reconcile", "--date", DAY, "--skip-api")
+        still_waiting = run.poll() is None
+    finally:
+        run.kill()
+        run.wait()
+
+    assert report.returncode == 0, report.stderr[-500:]
+    assert "report written to" in report.stdout
+    assert reconcile.returncode == 0, reconcile.stderr[-500:]
+    assert still_waiting  # both finished while the run was still waiting on the API
+    assert (local_env / "report.html").is_file()
 
 
 def test_an_api_that_ignores_page_is_stopped_at_once(

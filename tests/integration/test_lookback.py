@@ -180,3 +180,92 @@ def test_a_day_never_fetched_is_not_rechecked(
     assert code == 0, err
     assert {r.date for r in api.requests_seen[asked_before:]} == {"2026-10-04", YESTERDAY}
     assert copy.deepcopy(fetch_entry(cli, "2026-10-03")) == {}
+
+
+def test_usage_api_max_rps_holds_over_the_whole_lookback_not_per_day(
+    cli: Cli,
+    local_env: Path,
+    api: UsageApiSimulator,
+    golden_today: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rate, burst = 2, 1  # USAGE_API_MAX_RPS, and the limiter's burst
+    drop_crm(cli, [*FETCHED, YESTERDAY])
+    code, _out, err = cli("backfill", "--from", FETCHED[0], "--to", FETCHED[-1])
+    assert code == 0, err
+    monkeypatch.setenv("USAGE_API_MAX_RPS", str(rate))
+    asked_before = len(api.requests_seen)
+
+    code, _out, err = cli("run")  # yesterday and three re-checked days: 16 requests
+
+    assert code == 0, err
+    times = api.request_times[asked_before:]
+    assert {r.date for r in api.requests_seen[asked_before:]} == {*RECHECKED, YESTERDAY}
+    assert len(times) >= 12
+    # Counted on the times the simulator recorded: between any two requests at most
+    # rate x (their distance) + burst requests, and one more for the network's jitter.
+    worst = max(
+        (j - i + 1) - (rate * (times[j] - times[i]) + burst)
+        for i in range(len(times))
+        for j in range(i, len(times))
+    )
+    assert worst <= 1, (
+        f"{[round(t - times[0], 2) for t in times]} {worst:.2f} requests over USAGE_API_MAX_RPS={rate} in some window"
+    )
+    # And so no 1-second window of recorded requests holds more than rate + burst.
+    assert max(sum(1 for u in times if t <= u < t + 1) for t in times) <= rate + burst
+
+
+def test_run_without_date_respects_the_wait_the_api_asked_for_yesterday(
+    cli: Cli,
+    local_env: Path,
+    api_records: dict[str, list[dict[str, Any]]],
+    start_api: Callable[..., UsageApiSimulator],
+    golden_today: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import sqlite3
+    import time
+
+    import shared.adapters.bus_in_process as bus_in_process
+    from shared.local.simulator import Fault
+
+    # The bus's clock runs as the services' (golden_today): the scheduled message is not due.
+    shift = datetime.now(UTC).date() - TODAY
+    monkeypatch.setattr(bus_in_process, "utc_now", lambda: datetime.now(UTC) - shift)
+
+    waiting = start_api(
+        api_records,
+        faults=[Fault(kind="retry_after_seconds", date=YESTERDAY, page=2, seconds=86400, times=-1)],
+    )
+    monkeypatch.setenv("USAGE_API_BASE_URL", waiting.base_url)
+    monkeypatch.setenv("USAGE_API_CONCURRENCY", "1")
+    monkeypatch.setenv("USAGE_API_LOOKBACK_DAYS", "0")
+    drop_crm(cli, [YESTERDAY])
+
+    def scheduled() -> list[str]:
+        with sqlite3.connect(local_env / "bus.sqlite3") as con:
+            rows = con.execute("SELECT message_id FROM messages WHERE message_id LIKE 'later-%'").fetchall()
+        return [r[0] for r in rows]
+
+    code, _out, err = cli("run")
+    assert code == 75, err
+    asked = waiting.count(date=YESTERDAY)
+    retry_at = fetch_entry(cli, YESTERDAY)["retry_at"]
+    assert len(scheduled()) == 1
+
+    # The timer's path again, before that time: the API is not asked, nothing more is scheduled.
+    code, _out, err = cli("run")
+    assert code in (0, 75), err
+    assert waiting.count(date=YESTERDAY) == asked
+    assert fetch_entry(cli, YESTERDAY)["retry_at"] == retry_at
+    assert len(scheduled()) == 1
+
+    # A person's explicit request goes early; the scheduled message stays the one there was
+    # (a second later, so a time-stamped id would differ).
+    time.sleep(1.1)
+    code, _out, err = cli("run", "--date", YESTERDAY)
+    assert code == 75, err
+    assert waiting.count(date=YESTERDAY) > asked
+    assert len(scheduled()) == 1
+    assert fetch_entry(cli, YESTERDAY)["status"] == "waiting"

@@ -317,11 +317,15 @@ def test_transient_errors_raise_the_lowest_page(
     assert queued_alerts(services) == []
 
 
-def test_one_limiter_per_fetch_from_the_settings(
+def test_one_limiter_per_process_per_api_from_the_settings(
     start_api: Callable[..., UsageApiSimulator], make_services: Callable[..., Services]
 ) -> None:
+    # USAGE_API_MAX_RPS holds over every fetch of the process (a lookback, a backfill), not
+    # within one: every client for the same API and rate shares one limiter.
     services = make_services(start_api(5), usage_api_max_rps=7.5)
     first, second = services.usage_api(services.settings), services.usage_api(services.settings)
     assert first.limiter is not None and second.limiter is not None
-    assert first.limiter is not second.limiter
+    assert first.limiter is second.limiter
     assert first.limiter.rate == 7.5
+    other = make_services(start_api(5), usage_api_max_rps=7.5)  # another API: its own
+    assert other.usage_api(other.settings).limiter is not first.limiter
