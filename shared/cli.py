@@ -13,7 +13,11 @@ def _main() -> int:
     except KeyboardInterrupt:
         print("interrupted before anything was done", file=sys.stderr)
         return 130
-    return main()
+    try:
+        return main()
+    except KeyboardInterrupt:  # one that slipped past the command's own handling (a lazy import)
+        print("interrupted: what was not finished is taken up by the next command", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
