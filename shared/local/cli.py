@@ -49,6 +49,7 @@ if TYPE_CHECKING:  # the function host (azure.functions, DuckDB) is loaded by th
     from shared.domain.health import HealthReport
     from shared.local.host import DrainReport
     from shared.local.pipeline import LocalPipeline
+    from shared.local.stop_signals import StopSignals
 
 log = logging.getLogger(__name__)
 
@@ -778,6 +779,15 @@ def _print_health(result: HealthReport, *, as_json: bool) -> int:
 
 
 def _serve(pipeline: LocalPipeline, port: int, lock: FolderLock | None) -> int:
+    from shared.local.stop_signals import StopSignals
+
+    # Ctrl-C, kill and hangup alike, even if inherited ignored, from before the banner on: a stop
+    # at any moment after it is answered with the stop lines below.
+    with StopSignals() as stop:
+        return _serve_until(pipeline, port, lock, stop)
+
+
+def _serve_until(pipeline: LocalPipeline, port: int, lock: FolderLock | None, stop: StopSignals) -> int:
     from shared.local.server import STOP_WAIT_S, LocalServer
 
     if not pipeline.settings.usage_api_base_url:
@@ -792,11 +802,11 @@ def _serve(pipeline: LocalPipeline, port: int, lock: FolderLock | None) -> int:
         raise CliError(f"cannot listen on port {port}: {exc.strerror}") from None
     print(
         f"serving {server.base_url}/api/replay (POST), {server.base_url}/api/status (GET),"
-        f" {server.base_url}/api/reconcile (GET) and {server.base_url}/api/health (GET); Ctrl-C stops"
+        f" {server.base_url}/api/reconcile (GET) and {server.base_url}/api/health (GET); Ctrl-C stops",
+        flush=True,
     )
     try:
-        threading.Event().wait()
-    except KeyboardInterrupt:
+        stop.wait()
         print()
     finally:
         # Said before the wait, with its bound: the message being delivered is finished (a build

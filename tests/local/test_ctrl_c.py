@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -23,6 +24,7 @@ from shared.local.pipeline import LocalPipeline
 from shared.local.server import LocalServer
 from shared.ports import BuildParams, BuildResult, OutgoingMessage
 from tests.conftest import GOLDEN, REPO, one_error_line, read_table
+from tests.processes import Children
 
 DAYS = sorted(GOLDEN.records())
 
@@ -112,3 +114,19 @@ def test_serve_starts_nothing_queued_once_it_is_stopping(pipeline: LocalPipeline
     stopper.join(30)
     assert delivered == ["wake-0"]
     assert pipeline.host.bus.depth(names.TRANSFORM_QUEUE) == 4
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
+def test_serve_says_how_it_stops_on_every_stop_signal(local_env: Path, children: Children, stop: int) -> None:
+    """Found by the fresh-clone review: `kill` (SIGTERM) stopped serve with no word at all."""
+    with socket.socket() as probe:  # a free port, given back before serve binds it
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = children.start([sys.executable, "-m", "shared.cli", "serve", "--port", str(port)])
+    server.line("serving ")
+    server.send_signal(stop)
+    code, out, err = server.finish()
+    assert code == 0, err
+    assert "stopping: finishing the message being delivered (at most" in out
+    assert out.rstrip().endswith("stopped")
+    assert "Traceback" not in err
