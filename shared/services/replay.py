@@ -116,10 +116,6 @@ def fetch_started(services: Services, day: date, body: Mapping[str, Any]) -> Non
 
 
 def _queued(services: Services, day: date, force: bool, now: datetime) -> bool:
-    """Queued and not started, or being fetched now (a live fetch lands what the API says now,
-    which is what a forced fetch would land too)."""
-    if _being_fetched(services, day, now):
-        return True
     entry = services.ledger.get(names.REPLAYS, day.isoformat())
     if entry is None or not entry.data.get("request_id"):
         return False
@@ -130,16 +126,6 @@ def _queued(services: Services, day: date, force: bool, now: datetime) -> bool:
     except ValueError:
         return False
     return timedelta(0) <= now - queued_at <= timedelta(seconds=QUEUED_FOR_S)
-
-
-def _being_fetched(services: Services, day: date, now: datetime) -> bool:
-    entry = services.ledger.get(names.FETCH, day.isoformat())
-    if entry is None or entry.data.get("status") != "running":
-        return False
-    try:
-        return now < datetime.fromisoformat(str(entry.data.get("lease_until")))
-    except ValueError:
-        return False  # a fetch without a lease (an older version's) is not taken as live
 
 
 def _count_forced(services: Services, caller: str, days: int, now: datetime) -> None:

@@ -47,23 +47,6 @@ def test_forty_posts_of_one_forced_range_queue_it_once(pipeline: LocalPipeline) 
     )
 
 
-def test_a_day_being_fetched_now_is_not_queued_again(pipeline: LocalPipeline) -> None:
-    """Found by the fresh-clone review: a day's mark was cleared when its fetch started, so the
-    next POSTs queued it again while it was being fetched (184 fetches for 93 days)."""
-    pipeline.services.clock = lambda: NOW
-    running = {
-        "run_id": "fetch-x",
-        "status": "running",
-        "lease_until": (NOW + timedelta(minutes=5)).isoformat(),
-    }
-    pipeline.services.ledger.put(names.FETCH, "2026-06-01", running)
-    code, payload, _ = post(pipeline, {"date": "2026-06-01", "force": True})
-    assert code == 202 and payload["queued"] == [] and payload["already_queued"] == ["2026-06-01"]
-    expired = {**running, "lease_until": (NOW - timedelta(minutes=1)).isoformat()}  # its holder died
-    pipeline.services.ledger.put(names.FETCH, "2026-06-01", expired)
-    assert post(pipeline, {"date": "2026-06-01", "force": True})[1]["queued"] == ["2026-06-01"]
-
-
 def test_a_forced_request_is_queued_over_a_plain_one(pipeline: LocalPipeline) -> None:
     pipeline.services.clock = lambda: NOW
     assert post(pipeline, {"date": "2026-06-01"})[1]["queued"] == ["2026-06-01"]
