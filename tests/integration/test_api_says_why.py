@@ -53,7 +53,8 @@ def test_a_400_shows_the_apis_explanation_everywhere(
 
     assert code == 1
     assert "HTTP 400" in err and EXPLANATION in err, err
-    assert f"http://***@{api}/v2/usage?date={DAY}&page=1" in err, err
+    assert f"usage API http://***@{api} answered HTTP 400" in err, err  # the setting, shown redacted
+    assert f"(GET http://{api}/v2/usage?date={DAY}&page=1" in err, err  # asked without user-info
     assert "s3cretpassw0rd" not in err
     assert EXPLANATION in (local_env / "pipeline.log").read_text()
     [alert] = [a for a in read_alerts(local_env) if a["kind"] == "fetch_failed"]
