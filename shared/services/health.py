@@ -145,11 +145,8 @@ def _secrets(settings: Settings) -> list[str]:
 
 def _raw_secrets(environ: Mapping[str, str] | None) -> list[str]:
     """The secret settings as written, for when they do not load."""
-    env = os.environ if environ is None else environ
-    values = [
-        env.get(f.metadata["env"], "").strip() for f in dataclasses.fields(Settings) if f.metadata["secret"]
-    ] + Settings.secret_values(env)  # and the API's URL when it carries a password
-    return [part for v in values if v for part in (v, *secret_url_parts(v))]
+    # Settings.secret_values: every secret setting, and the API's URL when it carries a password.
+    return [part for v in Settings.secret_values(environ) for part in (v, *secret_url_parts(v))]
 
 
 def _run(
