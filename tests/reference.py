@@ -2,7 +2,10 @@
 
 This module re-derives the analytics table from *staged* inputs with plain Python
 loops, straight from the rules of ``docs/contract.md`` section 3. It shares
-no code with the SQL pipeline on purpose: tests compare the two.
+no code with the SQL pipeline on purpose: tests compare the two. The one exception
+is the churn rule's decision, declared once in ``shared/domain/churn_rule.py``
+(pure, no SQL): the oracle asks it, and tests/infra/test_churn_rule_dialects.py
+holds both dialects' SQL to it over every combination of its inputs.
 
 Inputs are the staged datasets, already validated and de-duplicated:
 
@@ -26,6 +29,8 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation, localcontext
 from pathlib import Path
 from typing import Any
+
+from shared.domain.churn_rule import ChurnRule
 
 UsageByDay = Mapping[date, Mapping[str, tuple[int, int]]]
 CrmRow = tuple[str | None, str | None, str | None, datetime | None]
@@ -109,15 +114,9 @@ def events_per_user(active_users: int, events: int) -> Decimal | None:
         return (Decimal(events) / Decimal(active_users)).quantize(FOUR_PLACES, rounding=ROUND_HALF_UP)
 
 
-def churn_rule(rolling_active_users: int, days_since_last_contact: int | None, settings: Settings) -> bool:
-    if rolling_active_users == 0:
-        return True
-    if rolling_active_users < settings.churn_min_rolling_users:
-        if days_since_last_contact is None:
-            return True
-        if days_since_last_contact > settings.churn_max_contact_age_days:
-            return True
-    return False
+def churn_rule(settings: Settings) -> ChurnRule:
+    """The declared rule (shared/domain/churn_rule.py) at the settings' thresholds."""
+    return ChurnRule(settings.churn_min_rolling_users, settings.churn_max_contact_age_days)
 
 
 def is_churn_risk(
@@ -125,8 +124,7 @@ def is_churn_risk(
 ) -> bool | None:
     """The rule, or None (cannot tell) when it would flag a company whose usage is unknown on a
     day of the window: more users could only make it false."""
-    flagged = churn_rule(rolling_active_users, days_since_last_contact, settings)
-    return None if flagged and unknown_days > 0 else flagged
+    return churn_rule(settings).is_churn_risk(rolling_active_users, days_since_last_contact, unknown_days)
 
 
 def _build_row(

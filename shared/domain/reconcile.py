@@ -571,21 +571,7 @@ def _churn(row: Mapping[str, Any], rules: Rules | None, refused: Sequence[tuple[
         flag = "at churn risk" if row["is_churn_risk"] else "not at churn risk"
     if rules is None:
         return f"is_churn_risk {row['is_churn_risk']}: {flag} (the rules it was built under are not recorded)"
-    if rolling == 0:
-        why = "no activity in 7 days"
-    elif rolling >= rules.churn_min_rolling_users:
-        why = f"{rolling} user-days in 7 days, at least {rules.churn_min_rolling_users}"
-    elif since is None or since > rules.churn_max_contact_age_days:
-        contact = "never contacted" if since is None else f"last contact {since} days ago"
-        why = (
-            f"{rolling} user-days, under {rules.churn_min_rolling_users}, and {contact}"
-            f" (more than {rules.churn_max_contact_age_days})"
-        )
-    else:
-        why = (
-            f"{rolling} user-days, under {rules.churn_min_rolling_users}, but contacted {since} days ago"
-            f" (within {rules.churn_max_contact_age_days})"
-        )
+    why = rules.churn.reason(rolling, since)
     if row["is_churn_risk"] is None:
         return f"is_churn_risk empty: {flag}: {why} (rules {rules.short()})"
     if refused:

@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass
 from datetime import date
 from typing import Any
 
+from shared.domain.churn_rule import ChurnRule
+
 # Day states whose outcome depends on the rules: a built day's rows, a waiting day's wait (the
 # snapshot age limit decides it). A day the quality gate blocked has no rows of its build.
 RULED_STATES = ("built", "waiting")
@@ -41,12 +43,13 @@ class Rules:
         """10/30/7: CHURN_MIN_ROLLING_USERS / CHURN_MAX_CONTACT_AGE_DAYS / CRM_MAX_SNAPSHOT_AGE_DAYS."""
         return f"{self.churn_min_rolling_users}/{self.churn_max_contact_age_days}/{self.crm_max_snapshot_age_days}"
 
+    @property
+    def churn(self) -> ChurnRule:
+        """The churn rule at these thresholds."""
+        return ChurnRule(self.churn_min_rolling_users, self.churn_max_contact_age_days)
+
     def describe(self) -> str:
-        return (
-            f"churn risk: no activity in 7 days, or under {self.churn_min_rolling_users} user-days in 7 days"
-            f" and no contact for more than {self.churn_max_contact_age_days} days;"
-            f" CRM snapshots count for {self.crm_max_snapshot_age_days} days"
-        )
+        return f"{self.churn.describe()}; CRM snapshots count for {self.crm_max_snapshot_age_days} days"
 
 
 RULES_LEGEND = "CHURN_MIN_ROLLING_USERS/CHURN_MAX_CONTACT_AGE_DAYS/CRM_MAX_SNAPSHOT_AGE_DAYS"

@@ -1,12 +1,14 @@
-"""Both warehouses' churn rule, evaluated, against the oracle over every combination of its inputs
-(issue 19 item 5, issue 22: the three-valued rule).
+"""Both warehouses' churn rule, evaluated, against the declared rule over every combination of its
+inputs (issue 19 item 5, issue 22: the three-valued rule).
 
 The `is_churn_risk` expression is taken out of each dialect's build_days.sql with sqlglot: from
 DuckDB's final SELECT (its `rule_flags` replaced by the `ruled` CTE's expression), and from the
 T-SQL SELECT INTO #build_source. The T-SQL one is transpiled to DuckDB with two substitutions:
 the parameters become the thresholds, and `CAST(... AS BIT)` becomes a cast to BOOLEAN, since
 sqlglot keeps BIT and DuckDB's BIT is a bitstring (CAST(1 AS BIT) = '000...01'), while T-SQL's is
-0/1/NULL. Both are evaluated in DuckDB over the grid and compared with tests/reference.py.
+0/1/NULL. Both are evaluated in DuckDB over the grid and compared with the rule as declared once,
+`ChurnRule.is_churn_risk` (shared/domain/churn_rule.py; tests/reference.py asks it too). The grid
+is built from the declared thresholds: each side of each boundary.
 
 The self-check breaks each file's text the ways a change could (the unknown clause dropped, a
 threshold's comparison loosened) and requires the comparison to catch every one; nothing broken
@@ -26,17 +28,21 @@ from sqlglot import exp
 
 from shared.adapters.sql_files import SQL_ROOT
 from shared.config import Settings
-from tests.reference import is_churn_risk
+from shared.domain.churn_rule import ChurnRule
+from shared.domain.days import ROLLING_DAYS
 
 MIN_USERS, MAX_AGE = 10, 30
-ROLLING = (0, 1, 9, 10, 11)
-SINCE = (None, 0, 29, 30, 31)
-UNKNOWN = (0, 1, 7)
-GRID = list(itertools.product(ROLLING, SINCE, UNKNOWN))
-PARAMETERS = {"churn_min_rolling_users": MIN_USERS, "churn_max_contact_age_days": MAX_AGE}
 SETTINGS = replace(
     Settings.from_env({}), churn_min_rolling_users=MIN_USERS, churn_max_contact_age_days=MAX_AGE
 )
+RULE = SETTINGS.rules().churn
+# Each side of each declared boundary: no activity, the user threshold, the contact age limit,
+# never contacted; no unknown day, one, all of the window's.
+ROLLING = (0, 1, RULE.min_rolling_users - 1, RULE.min_rolling_users, RULE.min_rolling_users + 1)
+SINCE = (None, 0, RULE.max_contact_age_days - 1, RULE.max_contact_age_days, RULE.max_contact_age_days + 1)
+UNKNOWN = (0, 1, ROLLING_DAYS)
+GRID = list(itertools.product(ROLLING, SINCE, UNKNOWN))
+PARAMETERS = {"churn_min_rolling_users": MIN_USERS, "churn_max_contact_age_days": MAX_AGE}
 
 Row = tuple[int, int | None, int]
 
@@ -122,21 +128,21 @@ def evaluate(rule: str) -> dict[Row, bool | None]:
     return found
 
 
-def mismatches(rule: str) -> list[str]:
+def mismatches(rule: str, declared: ChurnRule = RULE) -> list[str]:
     found = evaluate(rule)
     return [
         f"rolling {r}, days since contact {d}, unknown days {u}: the SQL gives {found.get((r, d, u))!r},"
-        f" the oracle {is_churn_risk(r, d, SETTINGS, u)!r}"
+        f" the declared rule {declared.is_churn_risk(r, d, u)!r}"
         for r, d, u in GRID
-        if found.get((r, d, u), "missing") is not is_churn_risk(r, d, SETTINGS, u)
+        if found.get((r, d, u), "missing") is not declared.is_churn_risk(r, d, u)
     ]
 
 
 EXTRACT: dict[str, Callable[[str], str]] = {"duckdb": duckdb_rule, "mssql": mssql_rule}
 
 
-def test_the_grid_holds_every_answer_of_the_oracle() -> None:
-    answers = {is_churn_risk(r, d, SETTINGS, u) for r, d, u in GRID}
+def test_the_grid_holds_every_answer_of_the_declared_rule() -> None:
+    answers = {RULE.is_churn_risk(r, d, u) for r, d, u in GRID}
     assert answers == {True, False, None}
 
 
@@ -187,3 +193,34 @@ def test_the_comparison_catches_a_broken_rule(dialect: str) -> None:
         assert text.count(before) >= 1, f"{dialect}/build_days.sql no longer says {before!r}: update BREAKS"
         broken = text.replace(before, after)
         assert mismatches(EXTRACT[dialect](broken)), f"{dialect}: breaking {before!r} went unnoticed"
+
+
+class _NeverCannotTell(ChurnRule):
+    """The declared rule without its third value."""
+
+    def is_churn_risk(self, rolling_users: int, days_since_contact: int | None, unknown_days: int) -> bool:
+        return self.flags(rolling_users, days_since_contact)
+
+
+class _NeverContactedIsRecent(ChurnRule):
+    def out_of_touch(self, days_since_contact: int | None) -> bool:
+        return days_since_contact is not None and days_since_contact > self.max_contact_age_days
+
+
+# The declared rule changed the ways an edit of it could: the unchanged SQL must then disagree.
+OTHER_RULES = [
+    ChurnRule(MIN_USERS + 1, MAX_AGE),
+    ChurnRule(MIN_USERS - 1, MAX_AGE),
+    ChurnRule(MIN_USERS, MAX_AGE + 1),
+    ChurnRule(MIN_USERS, MAX_AGE - 1),
+    _NeverCannotTell(MIN_USERS, MAX_AGE),
+    _NeverContactedIsRecent(MIN_USERS, MAX_AGE),
+]
+
+
+@pytest.mark.parametrize("dialect", ["duckdb", "mssql"])
+def test_the_comparison_catches_a_changed_declared_rule(dialect: str) -> None:
+    """Self-check from the other side: the SQL as it is, held to a declared rule changed."""
+    rule = EXTRACT[dialect](_file(dialect))
+    for other in OTHER_RULES:
+        assert mismatches(rule, other), f"{dialect}: the declared rule changed to {other} went unnoticed"
