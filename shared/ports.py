@@ -167,6 +167,27 @@ class Lineage:
 # "staged" (replaced), "unchanged" (same content), "stale" (older than what is staged)
 StageStatus = Literal["staged", "unchanged", "stale"]
 Dialect = Literal["duckdb", "mssql"]
+# The read-only queries of sql/<dialect>/ that `fetch_rows` runs by name. The other files there
+# are the adapters' own (schema, staging, the build): shared/adapters/warehouse_sql.py names them.
+QueryName = Literal[
+    "churn_risk_on_day",
+    "company_daily_activity",
+    "coverage_day",
+    "reconcile_company_window",
+    "reconcile_daily_rows",
+    "reconcile_observed_days",
+    "reconcile_snapshot_companies",
+    "reconcile_staged_usage",
+    "reconcile_unknown_days",
+    "report_crm_snapshots",
+    "report_daily_trend",
+    "report_freshness",
+    "report_top_churn_risk",
+    "report_weekly_trend",
+    "summary_days",
+    "summary_not_in_crm",
+    "summary_rows_since",
+]
 
 
 @dataclass(frozen=True)
@@ -263,7 +284,9 @@ class Warehouse(Protocol):
         Days without staged usage or an effective snapshot are skipped."""
         ...
 
-    def fetch_rows(self, sql_name: str, params: Mapping[str, Any] | None = None) -> Iterator[dict[str, Any]]:
+    def fetch_rows(
+        self, sql_name: QueryName, params: Mapping[str, Any] | None = None
+    ) -> Iterator[dict[str, Any]]:
         """Run a named read-only query from sql/<dialect>/ (status, reports, tests)."""
         ...
 

@@ -26,6 +26,7 @@ from shared.adapters.warehouse_sql import (
     INIT_DB,
     SCHEMA_VERSION,
     Column,
+    SqlName,
     SqlWarehouse,
     T,
     probe_detail,
@@ -243,7 +244,7 @@ class DuckDbWarehouse(SqlWarehouse):
             pass  # no transaction left to roll back
 
     def _run(
-        self, session: duckdb.DuckDBPyConnection, name: str, params: Mapping[str, Any]
+        self, session: duckdb.DuckDBPyConnection, name: SqlName, params: Mapping[str, Any]
     ) -> list[tuple[Any, ...]]:
         """Every statement of the file, each with the parameters it names; rows of the last one."""
         rows: list[tuple[Any, ...]] = []
@@ -276,12 +277,12 @@ class DuckDbWarehouse(SqlWarehouse):
             f" max_line_size = {_MAX_LINE_BYTES}, columns = {{{spec}}})"
         )
 
-    def _read(self, name: str, params: Mapping[str, Any]) -> tuple[list[str], list[tuple[Any, ...]]]:
+    def _read(self, name: SqlName, params: Mapping[str, Any]) -> tuple[list[str], list[tuple[Any, ...]]]:
         self.check_schema()
         return self._read_statements(self._con, name, params)
 
     def _read_statements(
-        self, con: duckdb.DuckDBPyConnection, name: str, params: Mapping[str, Any] | None = None
+        self, con: duckdb.DuckDBPyConnection, name: SqlName, params: Mapping[str, Any] | None = None
     ) -> tuple[list[str], list[tuple[Any, ...]]]:
         session = con.cursor()
         try:

@@ -33,6 +33,7 @@ from shared.adapters.warehouse_sql import (
     INIT_DB,
     SCHEMA_VERSION,
     Column,
+    SqlName,
     SqlWarehouse,
     probe_detail,
     recorded_version,
@@ -281,7 +282,7 @@ class MssqlWarehouse(SqlWarehouse):
     def _attempt(self, work: Callable[[], T]) -> T:
         return self._retry(work)  # the whole transaction, on a fresh connection
 
-    def _run(self, session: Any, name: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+    def _run(self, session: Any, name: SqlName, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
         text, names = sql_file(name)
         session.execute(text, [params[n] for n in names])
         rows: list[tuple[Any, ...]] = []
@@ -319,14 +320,14 @@ class MssqlWarehouse(SqlWarehouse):
         finally:
             loader.close()
 
-    def _read(self, name: str, params: Mapping[str, Any]) -> tuple[list[str], list[tuple[Any, ...]]]:
+    def _read(self, name: SqlName, params: Mapping[str, Any]) -> tuple[list[str], list[tuple[Any, ...]]]:
         def work() -> tuple[list[str], list[tuple[Any, ...]]]:
             self.check_schema()
             return self._read_once(name, params)
 
         return self._retry(work)
 
-    def _read_once(self, name: str, params: Mapping[str, Any]) -> tuple[list[str], list[tuple[Any, ...]]]:
+    def _read_once(self, name: SqlName, params: Mapping[str, Any]) -> tuple[list[str], list[tuple[Any, ...]]]:
         connection = self._connection()
         cursor = connection.cursor()
         try:

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from shared.domain.usage_records import UsageRow
 from shared.ports import (
@@ -20,6 +20,7 @@ from shared.ports import (
     BuiltDay,
     Dialect,
     Lineage,
+    QueryName,
     SchemaVersionMismatch,
     StageStatus,
 )
@@ -42,6 +43,19 @@ CRM_COLUMNS: Sequence[Column] = (
     ("last_contact_at", "timestamp"),
 )
 BUILD_DAY_COLUMNS: Sequence[Column] = (("activity_date", "date"), ("run_id", "text"))
+# The adapters' own files of sql/<dialect>/: the schema and its probes, staging, the build.
+# With QueryName (what callers may read) they are every file there, in both dialects.
+StatementName = Literal[
+    "build_days",
+    "crm_snapshot_state",
+    "probe_tables",
+    "schema",
+    "schema_version",
+    "stage_crm_snapshot",
+    "stage_usage_day",
+    "usage_dataset_state",
+]
+SqlName = QueryName | StatementName
 
 
 @dataclass(frozen=True)
@@ -60,9 +74,9 @@ class Replacement:
     """How one staged input is replaced: the file that reads what is staged now, the loads, and
     the file that swaps them in."""
 
-    state_file: str
+    state_file: StatementName
     loads: Sequence[Load]
-    stage_file: str
+    stage_file: StatementName
 
 
 def compare(state: list[tuple[Any, ...]], checksum: str, version: str) -> StageStatus:
@@ -112,7 +126,7 @@ class SqlWarehouse(ABC):
         """A session inside one transaction, committed on success; builds and loads serialize."""
 
     @abstractmethod
-    def _run(self, session: Any, name: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+    def _run(self, session: Any, name: SqlName, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
         """Run `sql/<dialect>/<name>.sql`; the rows of its result set (or [])."""
 
     @abstractmethod
@@ -122,7 +136,7 @@ class SqlWarehouse(ABC):
         """Create the temp table `table` and bulk-load the rows (no row-by-row inserts)."""
 
     @abstractmethod
-    def _read(self, name: str, params: Mapping[str, Any]) -> tuple[list[str], list[tuple[Any, ...]]]:
+    def _read(self, name: SqlName, params: Mapping[str, Any]) -> tuple[list[str], list[tuple[Any, ...]]]:
         """Run a read-only file outside any write transaction: column names and rows."""
 
     @abstractmethod
@@ -236,7 +250,9 @@ class SqlWarehouse(ABC):
         summary = self._attempt(work)
         return BuildResult([BuiltDay(_day(r[0]), _day(r[1]), *(int(v) for v in r[2:6])) for r in summary])
 
-    def fetch_rows(self, sql_name: str, params: Mapping[str, Any] | None = None) -> Iterator[dict[str, Any]]:
+    def fetch_rows(
+        self, sql_name: QueryName, params: Mapping[str, Any] | None = None
+    ) -> Iterator[dict[str, Any]]:
         columns, rows = self._read(sql_name, params or {})
         return iter([dict(zip(columns, row, strict=True)) for row in rows])
 
