@@ -184,18 +184,9 @@ class DuckDbWarehouse(SqlWarehouse):
         wanted = _schema_fingerprint()
         if fingerprint == wanted:
             return
-        con = self._con.cursor()
-        try:
-            con.execute("BEGIN TRANSACTION")
-            try:
-                self._run(con, "schema", {})
-                con.execute(f"COMMENT ON TABLE analytics.company_daily_activity IS '{wanted}'")
-                con.execute("COMMIT")
-            except BaseException:
-                self._roll_back(con)
-                raise
-        finally:
-            con.close()
+        with self._begin() as con:
+            self._run(con, "schema", {})
+            con.execute(f"COMMENT ON TABLE analytics.company_daily_activity IS '{wanted}'")
 
     def probe(self) -> str:
         """The health check: open the file (another program holding it is one line), check the
@@ -219,17 +210,24 @@ class DuckDbWarehouse(SqlWarehouse):
         with self._write_lock, tempfile.TemporaryDirectory(prefix="warehouse-load-") as spool:
             self.check_schema()
             self._spool = Path(spool)  # the CSV files `_load` writes live as long as the transaction
-            con = self._con.cursor()  # a cursor is a session: its temp tables are its own
+            with self._begin() as con:
+                yield con
+
+    @contextmanager
+    def _begin(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """One transaction on a cursor of its own (a cursor is a session: its temp tables are its
+        own), committed when the block ends, rolled back when it raises."""
+        con = self._con.cursor()
+        try:
+            con.execute("BEGIN TRANSACTION")
             try:
-                con.execute("BEGIN TRANSACTION")
-                try:
-                    yield con
-                    con.execute("COMMIT")
-                except BaseException:
-                    self._roll_back(con)
-                    raise
-            finally:
-                con.close()
+                yield con
+                con.execute("COMMIT")
+            except BaseException:
+                self._roll_back(con)
+                raise
+        finally:
+            con.close()
 
     def _roll_back(self, con: duckdb.DuckDBPyConnection) -> None:
         """Roll back, keeping the error that caused it: a COMMIT that failed for want of memory
@@ -246,13 +244,20 @@ class DuckDbWarehouse(SqlWarehouse):
     def _run(
         self, session: duckdb.DuckDBPyConnection, name: SqlName, params: Mapping[str, Any]
     ) -> list[tuple[Any, ...]]:
-        """Every statement of the file, each with the parameters it names; rows of the last one."""
-        rows: list[tuple[Any, ...]] = []
+        return self._execute(session, name, params)[1]
+
+    def _execute(
+        self, session: duckdb.DuckDBPyConnection, name: SqlName, params: Mapping[str, Any]
+    ) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """Every statement of the file, each with the parameters it names: the last one's column
+        names and rows."""
+        result = None
         for sql in statements(self.dialect, name):
             wanted = {p: params[p] for p in _PARAM.findall(sql)}
             result = session.execute(sql, wanted) if wanted else session.execute(sql)
-            rows = result.fetchall() if result.description else []
-        return rows
+        if result is None or result.description is None:
+            return [], []
+        return [d[0] for d in result.description], result.fetchall()
 
     def _load(
         self,
@@ -284,14 +289,9 @@ class DuckDbWarehouse(SqlWarehouse):
     def _read_statements(
         self, con: duckdb.DuckDBPyConnection, name: SqlName, params: Mapping[str, Any] | None = None
     ) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """The file on a cursor of its own, outside any transaction."""
         session = con.cursor()
         try:
-            result = None
-            for sql in statements(self.dialect, name):
-                wanted = {p: (params or {})[p] for p in _PARAM.findall(sql)}
-                result = session.execute(sql, wanted) if wanted else session.execute(sql)
-            if result is None or result.description is None:
-                return [], []
-            return [d[0] for d in result.description], result.fetchall()
+            return self._execute(session, name, params or {})
         finally:
             session.close()

@@ -283,14 +283,23 @@ class MssqlWarehouse(SqlWarehouse):
         return self._retry(work)  # the whole transaction, on a fresh connection
 
     def _run(self, session: Any, name: SqlName, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        return self._execute(session, name, params)[1]
+
+    def _execute(
+        self, cursor: Any, name: SqlName, params: Mapping[str, Any]
+    ) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """The file as one batch, its parameters bound in the order it declares them: the last
+        result set's column names and rows."""
         text, names = sql_file(name)
-        session.execute(text, [params[n] for n in names])
+        cursor.execute(text, [params[n] for n in names])
+        columns: list[str] = []
         rows: list[tuple[Any, ...]] = []
         while True:  # the last result set wins; SET NOCOUNT ON keeps row counts out of the way
-            if session.description:
-                rows = [tuple(r) for r in session.fetchall()]
-            if not session.nextset():
-                return rows
+            if cursor.description:
+                columns = [d[0] for d in cursor.description]
+                rows = [tuple(r) for r in cursor.fetchall()]
+            if not cursor.nextset():
+                return columns, rows
 
     def _load(
         self, session: Any, table: str, columns: Sequence[Column], rows: Iterable[Sequence[Any]]
@@ -331,18 +340,9 @@ class MssqlWarehouse(SqlWarehouse):
         connection = self._connection()
         cursor = connection.cursor()
         try:
-            text, names = sql_file(name)
-            cursor.execute(text, [params[n] for n in names])
-            columns: list[str] = []
-            rows: list[tuple[Any, ...]] = []
-            while True:
-                if cursor.description:
-                    columns = [d[0] for d in cursor.description]
-                    rows = [tuple(r) for r in cursor.fetchall()]
-                if not cursor.nextset():
-                    break
+            result = self._execute(cursor, name, params)
             connection.commit()
-            return columns, rows
+            return result
         finally:
             cursor.close()
 
