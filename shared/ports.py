@@ -287,7 +287,8 @@ class Warehouse(Protocol):
     def fetch_rows(
         self, sql_name: QueryName, params: Mapping[str, Any] | None = None
     ) -> Iterator[dict[str, Any]]:
-        """Run a named read-only query from sql/<dialect>/ (status, reports, tests)."""
+        """Run a named read-only query from sql/<dialect>/ (status, reports, tests) with exactly
+        the parameters it takes."""
         ...
 
     def close(self) -> None: ...

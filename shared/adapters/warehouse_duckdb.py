@@ -18,6 +18,7 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -53,6 +54,12 @@ FINGERPRINT_PREFIX = "Company Activity schema "
 def _schema_fingerprint() -> str:
     digest = hashlib.sha256("\n;\n".join(statements("duckdb", "schema")).encode()).hexdigest()
     return f"{FINGERPRINT_PREFIX}{digest[:16]}"
+
+
+@cache
+def _parameters_of(name: str) -> frozenset[str]:
+    """The $names the statements of sql/duckdb/<name>.sql use."""
+    return frozenset(p for sql in statements("duckdb", name) for p in _PARAM.findall(sql))
 
 
 class DuckDbWarehouse(SqlWarehouse):
@@ -246,11 +253,15 @@ class DuckDbWarehouse(SqlWarehouse):
     ) -> list[tuple[Any, ...]]:
         return self._execute(session, name, params)[1]
 
+    def _parameters(self, name: SqlName) -> Iterable[str]:
+        return _parameters_of(name)
+
     def _execute(
         self, session: duckdb.DuckDBPyConnection, name: SqlName, params: Mapping[str, Any]
     ) -> tuple[list[str], list[tuple[Any, ...]]]:
         """Every statement of the file, each with the parameters it names: the last one's column
         names and rows."""
+        self._check(name, params)
         result = None
         for sql in statements(self.dialect, name):
             wanted = {p: params[p] for p in _PARAM.findall(sql)}

@@ -285,11 +285,15 @@ class MssqlWarehouse(SqlWarehouse):
     def _run(self, session: Any, name: SqlName, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
         return self._execute(session, name, params)[1]
 
+    def _parameters(self, name: SqlName) -> Iterable[str]:
+        return sql_file(name)[1]
+
     def _execute(
         self, cursor: Any, name: SqlName, params: Mapping[str, Any]
     ) -> tuple[list[str], list[tuple[Any, ...]]]:
         """The file as one batch, its parameters bound in the order it declares them: the last
         result set's column names and rows."""
+        self._check(name, params)
         text, names = sql_file(name)
         cursor.execute(text, [params[n] for n in names])
         columns: list[str] = []

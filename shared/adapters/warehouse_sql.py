@@ -58,6 +58,22 @@ StatementName = Literal[
 SqlName = QueryName | StatementName
 
 
+class SqlParameterMismatch(TypeError):
+    """A file of sql/<dialect>/ was run with other parameters than the ones it takes: the code
+    that runs it is wrong, and binding by name would fail later, or pass something unused."""
+
+
+def check_parameters(where: str, takes: Iterable[str], given: Mapping[str, Any]) -> None:
+    """Before a file runs: the parameters given must be exactly the ones it takes."""
+    wanted = set(takes)
+    missing, extra = sorted(wanted - set(given)), sorted(set(given) - wanted)
+    if missing or extra:
+        said = [f"missing parameter {', '.join(missing)}"] if missing else []
+        said += [f"unexpected parameter {', '.join(extra)}"] if extra else []
+        takes_text = ", ".join(sorted(wanted)) or "none"
+        raise SqlParameterMismatch(f"{where}: {'; '.join(said)} (it takes: {takes_text})")
+
+
 @dataclass(frozen=True)
 class Load:
     """Rows bulk-loaded into a temp table before a staging file runs. `rows` are iterated once
@@ -140,6 +156,10 @@ class SqlWarehouse(ABC):
         """Run a read-only file outside any write transaction: column names and rows."""
 
     @abstractmethod
+    def _parameters(self, name: SqlName) -> Iterable[str]:
+        """The names of the parameters `sql/<dialect>/<name>.sql` takes."""
+
+    @abstractmethod
     def apply_schema(self) -> None: ...
 
     @abstractmethod
@@ -154,6 +174,10 @@ class SqlWarehouse(ABC):
     def _attempt(self, work: Callable[[], T]) -> T:
         """Run one whole transaction; a dialect may retry it on transient errors."""
         return work()
+
+    def _check(self, name: SqlName, params: Mapping[str, Any]) -> None:
+        """What a dialect does before it runs a file: bind by name only what the file takes."""
+        check_parameters(f"sql/{self.dialect}/{name}.sql", self._parameters(name), params)
 
     # --- the Warehouse port ---
     def replace_usage_day(
@@ -173,10 +197,11 @@ class SqlWarehouse(ABC):
         )
         return self._replace(
             Replacement("usage_dataset_state", loads, "stage_usage_day"),
-            {"activity_date": day, "quarantined_count": quarantined},
+            {"activity_date": day},
             lineage,
             checksum,
             version,
+            quarantined_count=quarantined,
         )
 
     def replace_crm_snapshot(
@@ -205,10 +230,13 @@ class SqlWarehouse(ABC):
         lineage: Lineage,
         checksum: str,
         version: str,
+        **details: Any,
     ) -> StageStatus:
-        """Replace a staged input as a whole unless it is a repeat or older than what is staged."""
+        """Replace a staged input as a whole unless it is a repeat or older than what is staged.
+        The state file reads what is staged under `keys`; the stage file also records `details`."""
         params = {
             **keys,
+            **details,
             "run_id": lineage.run_id,
             "source_blob": lineage.source_blob,
             "loaded_at": naive_utc(lineage.loaded_at),
@@ -218,7 +246,7 @@ class SqlWarehouse(ABC):
 
         def work() -> StageStatus:
             with self._transaction() as session:
-                status = compare(self._run(session, replacement.state_file, params), checksum, version)
+                status = compare(self._run(session, replacement.state_file, keys), checksum, version)
                 if status == "staged":
                     for load in replacement.loads:
                         self._load(session, load.table, load.columns, load.rows)
