@@ -15,9 +15,12 @@ from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from shared.domain.text_limits import MAX_COMPANY_ID, MAX_TEXT, length_problem, too_long
+
+if TYPE_CHECKING:
+    from _csv import Reader
 
 __all__ = [
     "FIELD_SIZE_LIMIT",
@@ -229,20 +232,7 @@ class CrmReader:
         # Set on every pass: the limit is process-global and other code may have changed it.
         csv.field_size_limit(FIELD_SIZE_LIMIT)
         reader = csv.reader(_text_stream(self.chunks()), strict=True)
-        header_fields: list[str] | None = None
-        prev_end = 0  # physical line the previous record ended on
-        try:
-            for record in reader:
-                prev_end = reader.line_num
-                if not _is_blank(record):
-                    header_fields = record
-                    break
-        except csv.Error as exc:
-            raise CrmFileRejected(_csv_error_reason(exc, prev_end + 1), data_rows=0) from exc
-        except UnicodeDecodeError:
-            raise _not_utf8(self.chunks) from None
-        if header_fields is None:
-            raise CrmFileRejected("empty file", data_rows=0)
+        header_fields, prev_end = self._header(reader)  # prev_end: line the previous record ended on
         self.columns = columns = _resolve_header(header_fields)
 
         i_id, i_name, i_country, i_tag, i_ts = columns.indexes
@@ -259,6 +249,7 @@ class CrmReader:
         pool: dict[str, str] = {}
         shared = pool.setdefault
         data_rows = 0
+        half_text = MAX_TEXT // 2  # while the three texts together are no longer, none is too long
         try:
             for record in reader:
                 start = prev_end + 1
@@ -290,19 +281,11 @@ class CrmReader:
                 name = record[i_name].strip()
                 country = record[i_country].strip()
                 industry_tag = record[i_tag].strip()
-                if (
-                    len(name) > MAX_TEXT // 2
-                    or len(country) > MAX_TEXT // 2
-                    or len(industry_tag) > MAX_TEXT // 2
+                if len(name) + len(country) + len(industry_tag) > half_text and (
+                    problem := _text_problem(name, country, industry_tag)
                 ):
-                    problem = (
-                        length_problem("name", name, MAX_TEXT)
-                        or length_problem("country", country, MAX_TEXT)
-                        or length_problem("industry_tag", industry_tag, MAX_TEXT)
-                    )
-                    if problem:
-                        rejected.append(RejectedRow(start, problem, _raw(keys, record)))
-                        continue
+                    rejected.append(RejectedRow(start, problem, _raw(keys, record)))
+                    continue
                 self.data_rows = data_rows
                 yield (
                     start,
@@ -324,6 +307,20 @@ class CrmReader:
         self.data_rows = data_rows
         if data_rows == 0:
             raise CrmFileRejected("no data rows", data_rows=0)
+
+    def _header(self, reader: Reader) -> tuple[list[str], int]:
+        """The header (the first record that is not blank) and the line it ends on."""
+        header_end = 0
+        try:
+            for record in reader:
+                header_end = reader.line_num
+                if not _is_blank(record):
+                    return record, header_end
+        except csv.Error as exc:
+            raise CrmFileRejected(_csv_error_reason(exc, header_end + 1), data_rows=0) from exc
+        except UnicodeDecodeError:
+            raise _not_utf8(self.chunks) from None
+        raise CrmFileRejected("empty file", data_rows=0)
 
     def duplicate_losers(self, fingerprints: Sequence[int], lines: Sequence[int]) -> list[RejectedRow]:
         """The rows a later row of the same company_id replaces (the last one wins), quarantined
@@ -470,6 +467,15 @@ def _not_utf8(chunks: Chunks) -> CrmFileRejected:
     return CrmFileRejected(f"not valid UTF-8; {SAVE_AS_UTF8}")
 
 
+def _text_problem(name: str, country: str, industry_tag: str) -> str | None:
+    """What is wrong with the first text column that is too long, if one is."""
+    return (
+        length_problem("name", name, MAX_TEXT)
+        or length_problem("country", country, MAX_TEXT)
+        or length_problem("industry_tag", industry_tag, MAX_TEXT)
+    )
+
+
 def _is_blank(record: list[str]) -> bool:
     # A blank line, or whitespace an editor left behind. Never a header or data row:
     # those have at least five fields.
@@ -488,8 +494,23 @@ def _resolve_header(header: list[str]) -> _Columns:
     # rows read like the file; lookups use the lower-cased form.
     keys = [name.strip(" \t\r\n\ufeff") for name in header]
     keys = [key or f"(column {pos})" for pos, key in enumerate(keys, start=1)]
-    normalised = [name.strip(" \t\r\n\ufeff").lower() for name in header]
+    seen = _column_positions([name.strip(" \t\r\n\ufeff").lower() for name in header])
+    if "name" not in seen and _NAME_ALIAS in seen:
+        seen["name"] = seen.pop(_NAME_ALIAS)
+    missing = [col for col in REQUIRED_COLUMNS if col not in seen]
+    if missing:
+        raise _missing_columns(missing, header)
 
+    i_id, i_name, i_country, i_tag, i_contact = (seen[col] for col in REQUIRED_COLUMNS)
+    indexes = (i_id, i_name, i_country, i_tag, i_contact)
+    used = set(indexes)
+    extra = [keys[pos] for pos in range(len(header)) if pos not in used]
+    warnings = [f"ignored extra columns: {', '.join(map(_show, extra))}"] if extra else []
+    return _Columns(indexes=indexes, keys=keys, warnings=warnings)
+
+
+def _column_positions(normalised: list[str]) -> dict[str, int]:
+    """Each named column's position, or ``CrmFileRejected`` naming the columns found twice."""
     seen: dict[str, int] = {}
     duplicated: list[str] = []
     for pos, name in enumerate(normalised):
@@ -500,24 +521,17 @@ def _resolve_header(header: list[str]) -> _Columns:
         seen.setdefault(name, pos)
     if duplicated:
         raise CrmFileRejected(f"duplicate column(s) in header: {', '.join(map(_show, duplicated))}")
+    return seen
 
-    if "name" not in seen and _NAME_ALIAS in seen:
-        seen["name"] = seen.pop(_NAME_ALIAS)
-    missing = [col for col in REQUIRED_COLUMNS if col not in seen]
-    if missing:
-        shown = ", ".join(f"{col} (or {_NAME_ALIAS})" if col == "name" else col for col in missing)
-        found = _show(",".join(header), limit=200)
-        raise CrmFileRejected(
-            f"missing required column(s): {shown}; header has {len(header)} column(s): {found}"
-            + _delimiter_hint(header)
-        )
 
-    i_id, i_name, i_country, i_tag, i_contact = (seen[col] for col in REQUIRED_COLUMNS)
-    indexes = (i_id, i_name, i_country, i_tag, i_contact)
-    used = set(indexes)
-    extra = [keys[pos] for pos in range(len(header)) if pos not in used]
-    warnings = [f"ignored extra columns: {', '.join(map(_show, extra))}"] if extra else []
-    return _Columns(indexes=indexes, keys=keys, warnings=warnings)
+def _missing_columns(missing: list[str], header: list[str]) -> CrmFileRejected:
+    """The rejection naming the required columns the header lacks, and what it holds instead."""
+    shown = ", ".join(f"{col} (or {_NAME_ALIAS})" if col == "name" else col for col in missing)
+    found = _show(",".join(header), limit=200)
+    return CrmFileRejected(
+        f"missing required column(s): {shown}; header has {len(header)} column(s): {found}"
+        + _delimiter_hint(header)
+    )
 
 
 def _delimiter_hint(header: list[str]) -> str:

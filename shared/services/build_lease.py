@@ -3,9 +3,10 @@
 Service Bus delivers several transform messages at once, on several instances; each would build
 every pending day, and the builds would queue on the warehouse's lock to do the same work again.
 The first transform to take the lease builds; the others complete at once. The holder looks for
-pending days again after it lets go of the lease (`run_transform`), so a day marked while it
-worked is never left behind: either the holder sees the mark, or the marker's own transform finds
-the lease free.
+pending days again after it lets go of the lease, so a day marked while it worked is never left
+behind: either the holder sees the mark, or the marker's own transform finds the lease free. The
+holder extends the lease before each round and stops building when that is refused. The
+protocol is written out in one place: `shared.services.transform._build_under_lease`.
 
 A holder that dies keeps the lease until it expires (LEASE_S, longer than the function timeout);
 a redelivery of the holder's own message (the same message id) takes it over at once.

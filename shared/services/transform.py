@@ -6,7 +6,8 @@ every pending mark, plans them together (`plan_transform`: which days wait for a
 the quality gate blocks, which are built, which only needed their gate checked again), raises the
 alerts, has the warehouse rebuild the days in one set-based MERGE per round, and clears the marks
 it acted on. A transform whose marks another transform already built finds nothing to do. One
-transform builds at a time (`build_lease`), so a burst of messages does the work once.
+transform builds at a time (`build_lease`), so a burst of messages does the work once; how
+rounds, the lease and the work budget fit together is `_build_under_lease`.
 
 Each day records the rules it was decided under; days decided under other rules are rebuilt with
 the next round, so a change of CHURN_* or CRM_MAX_SNAPSHOT_AGE_DAYS never leaves a mixed table.
@@ -21,7 +22,7 @@ import logging
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from shared.domain import names
@@ -37,7 +38,7 @@ from shared.domain.transform_plan import (
     days_to_plan,
     plan_transform,
 )
-from shared.ports import BuildParams, OutgoingMessage, Services, WarehouseOutOfMemory
+from shared.ports import BuildParams, LedgerEntry, OutgoingMessage, Services, WarehouseOutOfMemory
 from shared.services import build_lease
 from shared.services.alerts import raise_alert
 from shared.services.pending import NEED, PendingDay, mark_days, pending_days, settle_day
@@ -68,47 +69,47 @@ class TransformOutcome:
 
 
 @dataclass
-class _Round:
-    """One plan over the ledger, carried out."""
+class _Transform:
+    """What one transform message carries from round to round."""
 
     services: Services
     request: TransformRequest
     rules: Rules
-    outcome: TransformOutcome
+    holder: str  # this attempt's name on the build lease
+    started: datetime
+    outcome: TransformOutcome = field(default_factory=TransformOutcome)
     tried: dict[date, str] = field(default_factory=dict)  # day -> the mark's token ("" for stale)
     one_day: bool = False  # a round of several days did not fit in memory: one day a round
+
+    def untried(self, day: date, mark: PendingDay | None = None) -> bool:
+        """Not acted on by this transform yet: a day it has not planned, or a pending day marked
+        again since it was planned (a new mark is new work; a stale day is tried once)."""
+        return day not in self.tried or (mark is not None and self.tried[day] != mark.token)
+
+    def have_tried(self, days: Iterable[date], pending: Mapping[date, PendingDay]) -> None:
+        self.tried.update({d: pending[d].token if d in pending else "" for d in days})
+
+    def try_again(self, days: Iterable[date]) -> None:
+        for day in days:
+            self.tried.pop(day, None)
+
+    def out_of_time(self) -> bool:
+        return (self.services.clock() - self.started).total_seconds() > WORK_BUDGET_S
 
 
 def run_transform(services: Services, request: TransformRequest, holder: str = "") -> TransformOutcome:
     """Build everything pending. `holder` names this attempt for the build lease: the message id,
     so that a redelivery of the same message takes over a lease its dead attempt left behind."""
-    holder = holder or f"{request.run_id}/{uuid.uuid4().hex[:8]}"
     if request.kind == "day":
         _mark_requested_day(services, request)
-    work = _Round(services, request, services.settings.rules(), TransformOutcome())
-    started = services.clock()
-    while True:
-        if not build_lease.acquire(services, holder):
-            # The holder looks for pending days after it lets go: it builds ours too.
-            log.info(
-                "another transform is building (%s); it takes this change too",
-                build_lease.holder_of(services),
-            )
-            work.outcome.deferred = True
-            break
-        try:
-            while _one_round(work):
-                if (services.clock() - started).total_seconds() > WORK_BUDGET_S:
-                    break
-                build_lease.acquire(services, holder)  # extend it for the next round
-        finally:
-            build_lease.release(services, holder)
-        if not _work_left(work):
-            break
-        if (services.clock() - started).total_seconds() > WORK_BUDGET_S:
-            _continue_later(services, request)
-            work.outcome.deferred = True
-            break
+    work = _Transform(
+        services,
+        request,
+        services.settings.rules(),
+        holder or f"{request.run_id}/{uuid.uuid4().hex[:8]}",
+        services.clock(),
+    )
+    _build_under_lease(work)
     outcome = work.outcome
     log.info(
         "transform %s %s (run %s): built %s, waiting %s, blocked %s, rechecked %s, %d rows changed",
@@ -124,13 +125,80 @@ def run_transform(services: Services, request: TransformRequest, holder: str = "
     return outcome
 
 
+def _build_under_lease(work: _Transform) -> None:
+    """The concurrency protocol. Each pass holds the build lease (takes it, or extends it for
+    one more round), builds one round, then goes on under the lease or lets go and looks again.
+
+    * The lease refused, taken or extended: another holder builds. This transform builds
+      nothing more and leaves the rest to it (the holder looks for marks after it lets go).
+    * A round that found work, within WORK_BUDGET_S: the next round follows under the lease.
+    * Otherwise the lease is let go and the ledger read once more, since a day marked before
+      that found the lease taken and was left to us. What is left is built in another pass,
+      or, past the budget, handed to a new transform message.
+    """
+    services, holder, leased = work.services, work.holder, False
+    while True:
+        if not build_lease.acquire(services, holder):
+            _leave_to_holder(work, lost=leased)
+            return
+        leased = True
+        try:
+            found_work = _one_round(work)
+        except BaseException:
+            build_lease.release(services, holder)
+            raise
+        out_of_time = work.out_of_time()
+        if found_work and not out_of_time:
+            continue
+        build_lease.release(services, holder)
+        leased = False
+        if not _work_left(work):
+            return
+        if out_of_time:
+            _continue_later(services, work.request)
+            work.outcome.deferred = True
+            return
+
+
+def _leave_to_holder(work: _Transform, *, lost: bool) -> None:
+    """Another transform holds the lease: it builds what is pending, this one's marks too."""
+    holder = build_lease.holder_of(work.services)
+    if lost:  # ours expired under a slow round; building on would build beside the new holder
+        log.warning(
+            "transform %s lost the build lease to %s; it builds the rest", work.request.run_id, holder
+        )
+    else:
+        log.info("another transform is building (%s); it takes this change too", holder)
+    work.outcome.deferred = True
+
+
 def _mark_requested_day(services: Services, request: TransformRequest) -> None:
     """A day rebuilt by hand is marked like any other, if it has usage to build from."""
     staged = {e.key for e in services.ledger.query(names.USAGE)}
     mark_days(services, days_to_mark("day", request.day, [], 0, staged), request.run_id)
 
 
-def _one_round(work: _Round) -> bool:
+@dataclass(frozen=True)
+class _Untried:
+    """One look at the ledger: the work in it that this transform has not tried yet."""
+
+    pending: dict[date, PendingDay]  # marked, but for the days held back under the memory cap
+    stale: list[date]  # decided under other rules
+
+    @property
+    def empty(self) -> bool:
+        return not self.pending and not self.stale
+
+
+def _untried(work: _Transform, day_entries: list[LedgerEntry], held: set[date]) -> _Untried:
+    states = {e.key: e.data for e in day_entries}
+    return _Untried(
+        pending={d: p for d, p in pending_days(day_entries).items() if d not in held and work.untried(d, p)},
+        stale=[d for d in stale_days(states, work.rules) if work.untried(d)],
+    )
+
+
+def _one_round(work: _Transform) -> bool:
     """Plan the pending days (and the days decided under other rules) up to one build's worth,
     and carry the plan out. False when there was nothing left to do."""
     services, rules = work.services, work.rules
@@ -140,13 +208,10 @@ def _one_round(work: _Round) -> bool:
     day_entries = services.ledger.query(names.DAYS)
     states = {e.key: e.data for e in day_entries}
     cap = _memory_cap(services)
-    held = _held_back(services, states, usage, cap)
-    pending = {
-        d: p for d, p in pending_days(day_entries).items() if work.tried.get(d) != p.token and d not in held
-    }
-    stale = [d for d in stale_days(states, rules) if d not in work.tried]
-    if not pending and not stale:
+    untried = _untried(work, day_entries, _held_back(services, states, usage, cap))
+    if untried.empty:
         return False
+    pending, stale = untried.pending, untried.stale
     built = {date.fromisoformat(k) for k, s in states.items() if s.get("status") == "built"}
     limit = days_per_round(
         _largest(usage.values()),
@@ -179,7 +244,7 @@ def _one_round(work: _Round) -> bool:
             rules.short(),
         )
     planned = [*plan.skipped, *plan.waiting, *plan.blocked, *plan.standing, *plan.to_build]
-    work.tried.update({d: pending[d].token if d in pending else "" for d in planned})
+    work.have_tried(planned, pending)
     _carry_out(work, plan, pending)
     return True
 
@@ -223,7 +288,7 @@ def _coverage(
     return found
 
 
-def _carry_out(work: _Round, plan: TransformPlan, pending: dict[date, PendingDay]) -> None:
+def _carry_out(work: _Transform, plan: TransformPlan, pending: dict[date, PendingDay]) -> None:
     services, request, rules, outcome = work.services, work.request, work.rules, work.outcome
     encoded = rules.encode()
     for day in plan.skipped:
@@ -314,7 +379,7 @@ def _carry_out(work: _Round, plan: TransformPlan, pending: dict[date, PendingDay
 
 
 def _out_of_memory(
-    work: _Round, plan: TransformPlan, pending: dict[date, PendingDay], exc: WarehouseOutOfMemory
+    work: _Transform, plan: TransformPlan, pending: dict[date, PendingDay], exc: WarehouseOutOfMemory
 ) -> None:
     """A round the warehouse's memory cap could not hold. Of several days, the next rounds take
     one day each. One day that does not fit fails once: it is recorded as failed under this cap
@@ -328,8 +393,7 @@ def _out_of_memory(
             len(plan.to_build),
         )
         work.one_day = True
-        for day in plan.to_build:
-            work.tried.pop(day, None)
+        work.try_again(plan.to_build)
         return
     services = work.services
     usage = {e.key: e.data for e in services.ledger.query(names.USAGE)}
@@ -395,7 +459,7 @@ def _marked(states: Mapping[str, Mapping[str, Any]]) -> list[date]:
     return [date.fromisoformat(k) for k, s in states.items() if s.get(NEED)]
 
 
-def _raise_warnings(work: _Round, plan: TransformPlan) -> None:
+def _raise_warnings(work: _Transform, plan: TransformPlan) -> None:
     """Warnings of every checked day, but of the days rebuilt only for a change of rules: their
     input did not change, so their warnings were raised when they were first checked."""
     for day, gate in plan.gates.items():
@@ -421,7 +485,7 @@ def _run_of(day: date, pending: dict[date, PendingDay], request: TransformReques
     return mark.run_id if mark is not None and mark.need == BUILD and mark.run_id else request.run_id
 
 
-def _work_left(work: _Round) -> bool:
+def _work_left(work: _Transform) -> bool:
     """Anything pending that this transform has not acted on yet: marked while it held the lease."""
     services = work.services
     day_entries = services.ledger.query(names.DAYS)
@@ -430,9 +494,7 @@ def _work_left(work: _Round) -> bool:
     if any(s.get("status") == "failed" for s in states.values()):  # the ledger's usage only then
         usage = {e.key: e.data for e in services.ledger.query(names.USAGE)}
         held = _held_back(services, states, usage, _memory_cap(services), record=False)
-    if any(work.tried.get(d) != p.token and d not in held for d, p in pending_days(day_entries).items()):
-        return True
-    return any(d not in work.tried for d in stale_days(states, work.rules))
+    return not _untried(work, day_entries, held).empty
 
 
 def _continue_later(services: Services, request: TransformRequest) -> None:

@@ -165,6 +165,33 @@ def test_an_expired_lease_is_taken_over(pipeline: LocalPipeline) -> None:
         services.clock = real_clock
 
 
+def test_a_transform_that_lost_the_lease_mid_build_builds_no_further_day(
+    pipeline: LocalPipeline, builds: list[list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(transform, "MAX_DAYS_PER_BUILD", 1)
+    drop_golden_snapshots(pipeline)
+    pipeline.replay({"from": "2026-10-01", "to": "2026-10-02"})
+    builds.clear()
+    services = pipeline.services
+    counting = services.warehouse.build_days
+    real_clock = services.clock
+
+    def lease_taken_over_meanwhile(days: list[date], params: BuildParams) -> BuildResult:
+        if len(builds) == 0:  # the round outlasts the lease: another instance takes it over
+            services.clock = lambda: real_clock() + timedelta(seconds=build_lease.LEASE_S + 1)
+            assert build_lease.acquire(services, "next-holder")
+            services.clock = real_clock
+        return counting(days, params)
+
+    monkeypatch.setattr(services.warehouse, "build_days", lease_taken_over_meanwhile)
+    mark_days(services, {date(2026, 10, 1): "build", date(2026, 10, 2): "build"}, "manual")
+    outcome = run_transform(services, TransformRequest.from_json({"kind": "usage", "date": "2026-10-01"}))
+
+    assert builds == [["2026-10-01"]] and outcome.built == ["2026-10-01"] and outcome.deferred
+    assert pending(services) == {"2026-10-02": "build"}  # the next holder's to build
+    assert build_lease.holder_of(services) == "next-holder"
+
+
 def test_a_day_marked_while_the_holder_builds_is_built_before_it_lets_go(
     pipeline: LocalPipeline, builds: list[list[str]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
