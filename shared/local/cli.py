@@ -28,10 +28,13 @@ import shutil
 import sys
 import tempfile
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from enum import Enum
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, BinaryIO, NoReturn
 
 from shared.config import Settings, SettingsError
@@ -53,13 +56,6 @@ if TYPE_CHECKING:  # the function host (azure.functions, DuckDB) is loaded by th
 
 log = logging.getLogger(__name__)
 
-# Commands that work on LOCAL_DATA_DIR and so take its lock; `status` only reads the ledger,
-# `simulator` touches nothing. `serve` lets go of it whenever its queues are empty. `report`
-# and `reconcile` only read (the ledger and the warehouse opened read-only, the bus not
-# journaled): they run while a `run` waits on the API, and a warehouse another program has
-# open is their one line.
-LOCKING_COMMANDS = frozenset({"run", "backfill", "crm-drop", "demo", "init-db", "rebuild", "serve"})
-READ_ONLY_COMMANDS = frozenset({"report", "reconcile"})
 EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 141  # what a shell reports for a reader that went away (128 + SIGPIPE)
 EXIT_INTERNAL = 70
@@ -67,6 +63,82 @@ EXIT_COULD_NOT_TELL = 2  # reconcile: the API could not be asked, or the questio
 # A fetch the API asked to wait for longer than USAGE_API_MAX_WAIT_S: nothing failed, the fetch
 # is scheduled for later (EX_TEMPFAIL of sysexits.h: try again later).
 EXIT_FETCH_SCHEDULED = 75
+
+
+class Folder(Enum):
+    """What a command does with LOCAL_DATA_DIR."""
+
+    LOCKS = "locks"  # works on it: creates it and takes its lock (`serve` lets go while idle)
+    WRITES = "writes"  # creates it and writes beside the others, without the lock
+    # Only reads: never creates it (a mistyped LOCAL_DATA_DIR is said, not made) and works on a
+    # folder it may not write (a copy to inspect).
+    READS = "reads"
+    # Reads the settings as far as they are valid and probes the folder itself, its lock taken
+    # only when free (health: a bad setting, or a folder that is not one, is what it reports).
+    PROBES = "probes"
+
+
+class Pipeline(Enum):
+    """Whether a command opens the local pipeline (function host, ledger, bus, warehouse)."""
+
+    NONE = "none"
+    WRITES = "writes"
+    # The ledger and the warehouse opened read-only, the bus not journaled: it runs while a
+    # `run` waits on the API, and a warehouse another program has open is its one line.
+    READS = "reads"
+
+
+@dataclass(frozen=True)
+class Call:
+    """One command as invoked: its arguments and settings, the folder lock it holds and the
+    pipeline it opened (each when its table entry says so)."""
+
+    args: argparse.Namespace
+    settings: Settings
+    lock: FolderLock | None = None
+    opened: LocalPipeline | None = None
+
+    @property
+    def pipeline(self) -> LocalPipeline:
+        if self.opened is None:  # a handler whose table entry opens no pipeline
+            raise RuntimeError(f"{self.args.command} opens no pipeline")
+        return self.opened
+
+
+Precondition = Callable[[argparse.Namespace, Settings], int | None]
+Check = Callable[[argparse.Namespace, Settings], None]
+
+
+def _no_arguments(parser: argparse.ArgumentParser) -> None:
+    pass
+
+
+def _no_mistake(args: argparse.Namespace) -> str | None:
+    return None
+
+
+@dataclass(frozen=True)
+class Command:
+    """Everything that decides what one command may do. The parser, the folder lock, the
+    checks, the dispatch and the exit status are all derived from COMMANDS."""
+
+    name: str
+    help: str
+    handler: Callable[[Call], int]
+    arguments: Callable[[argparse.ArgumentParser], None] = _no_arguments
+    epilog: str | None = None
+    folder: Folder = Folder.LOCKS
+    pipeline: Pipeline = Pipeline.NONE
+    # An argument mistake argparse cannot see (exit 2, like its own).
+    argument_mistake: Callable[[argparse.Namespace], str | None] = _no_mistake
+    # Before LOCAL_DATA_DIR is made or locked: a mistake in the question (CliError) or nothing
+    # to do (an exit status, its line printed); either way nothing is created.
+    before: tuple[Precondition, ...] = ()
+    # Once the folder is taken, before the pipeline opens: a CliError is said as any failure.
+    checks: tuple[Check, ...] = ()
+    failure_exit: int = 1
+    resumable: bool = False  # interrupted, it resumes when run again
+    shows_demo_key: bool = False  # it prints the demo's key for the user to export: public
 
 
 def _finish(
@@ -180,66 +252,12 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The parser, one sub-command per entry of COMMANDS, in its order."""
     parser = _Parser(prog="python -m shared.cli", description="Company Activity, locally.")
     parser.add_argument("-v", "--verbose", action="store_true", help="also print the log on stderr")
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser(
-        "run",
-        help="fetch, stage and build one day; without --date what the daily timer does (yesterday,"
-        " and the USAGE_API_LOOKBACK_DAYS days before it re-checked against the API)",
-        epilog="exit status: 0 everything finished, 1 something failed, 75 a fetch is scheduled for"
-        " later because the API asked to wait longer than USAGE_API_MAX_WAIT_S (the line says when)",
-    )
-    run.add_argument("--date", type=_parse_day)
-    run.add_argument("--force", action="store_true", help="re-fetch and override quality-gate errors")
-    backfill = sub.add_parser("backfill", help="run a range of days")
-    backfill.add_argument("--from", dest="first", type=_parse_day, required=True)
-    backfill.add_argument("--to", dest="last", type=_parse_day, required=True)
-    backfill.add_argument("--force", action="store_true")
-    drop = sub.add_parser("crm-drop", help="drop a CRM snapshot CSV into the crm-drop container")
-    drop.add_argument("file", type=Path)
-    drop.add_argument("--name", help="blob name (default: the file's name)")
-    drop.add_argument(
-        "--force", action="store_true", help="stage it even if its company count fell by more than half"
-    )
-    status = sub.add_parser("status", help="what the ledger knows per day")
-    status.add_argument("--date", type=_parse_day)
-    status.add_argument("--json", action="store_true")
-    sub.add_parser("demo", help="run the whole pipeline on a built-in API simulator")
-    sub.add_parser(
-        "rebuild",
-        help="rebuild every day decided under rules other than those in force, and every pending one",
-    )
-    sub.add_parser("init-db", help="apply sql/<dialect>/schema.sql to the configured warehouse")
-    report = sub.add_parser("report", help="write one self-contained HTML report of the table")
-    report.add_argument("--out", type=Path, help="where (default: LOCAL_DATA_DIR/report.html)")
-    reconcile = sub.add_parser(
-        "reconcile",
-        help="a day (or one company) across the API, the landed pages, staging and the table",
-        epilog="exit status: 0 everything agrees, 1 something differs (each difference explained),"
-        " 2 could not tell (the API could not be asked, or a mistake in the question)",
-    )
-    reconcile.add_argument("--date", type=_parse_day, required=True)
-    reconcile.add_argument("--company", help="one company_id: every number of its row explained")
-    reconcile.add_argument("--json", action="store_true")
-    reconcile.add_argument(
-        "--skip-api", action="store_true", help="compare only what is stored (the API is not asked)"
-    )
-    serve = sub.add_parser(
-        "serve", help="the replay, status, reconcile and health routes on http://127.0.0.1:PORT/api/"
-    )
-    serve.add_argument("--port", type=_whole_number(1, 65535), default=7071)
-    health = sub.add_parser(
-        "health",
-        help="check every piece the pipeline depends on, as GET /api/health does",
-        epilog="exit status: 0 every check passes, 1 one fails (its line says what to fix)",
-    )
-    health.add_argument("--json", action="store_true", help="print the JSON GET /api/health answers")
-    health.add_argument("--send-test-alert", action="store_true", help="also deliver a test alert")
-    simulator = sub.add_parser("simulator", help="start the built-in Product Usage API on its own")
-    simulator.add_argument("--port", type=_whole_number(0, 65535), default=8000, help="0: any free port")
-    simulator.add_argument("--companies", type=_whole_number(1, 1_000_000), default=60)
-    simulator.add_argument("--days", type=_whole_number(1, 366), default=21, help="days up to yesterday")
+    for command in COMMANDS.values():
+        command.arguments(sub.add_parser(command.name, help=command.help, epilog=command.epilog))
     return parser
 
 
@@ -257,10 +275,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted before anything was done", file=sys.stderr)
         return EXIT_INTERRUPTED
-    if args.command == "backfill" and args.last < args.first:
-        parser.error(f"--to {args.last} is before --from {args.first}")  # an argument mistake: exit 2
+    command = COMMANDS[args.command]
+    if mistake := command.argument_mistake(args):
+        parser.error(mistake)  # an argument mistake: exit 2
     secrets = Settings.secret_values()
-    if args.command == "simulator":  # it prints the demo's key for the user to export: public
+    if command.shows_demo_key:  # it prints the demo's key for the user to export: public
         from shared.local.demo import DEMO_KEY
 
         secrets = [s for s in secrets if s != DEMO_KEY]
@@ -292,9 +311,7 @@ def _main_interrupted(args: argparse.Namespace) -> int:
         if not _working.is_set():
             print(f"{start}interrupted before anything was done", file=sys.stderr)
             return EXIT_INTERRUPTED
-        resume = (
-            " run the same command again to resume;" if args.command in ("run", "backfill", "demo") else ""
-        )
+        resume = " run the same command again to resume;" if COMMANDS[args.command].resumable else ""
         print(f"{start}interrupted;{resume} nothing staged or built is lost", file=sys.stderr)
         return EXIT_INTERRUPTED
     except BrokenPipeError:
@@ -303,68 +320,58 @@ def _main_interrupted(args: argparse.Namespace) -> int:
 
 
 def _main(args: argparse.Namespace) -> int:
-    if args.command == "health":  # a bad setting, or a folder that is not one, is what it says
-        return _health(args)
+    command = COMMANDS[args.command]
+    if command.folder is Folder.PROBES:  # a bad setting, or a folder that is not one, is what it says
+        return command.handler(Call(args, Settings.read_env()[0]))
     try:
         settings = Settings.from_env()
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    # `status` and `reconcile` only read: they work on a folder they may not write (a copy to
-    # inspect) and never create one (a mistyped LOCAL_DATA_DIR is said, not made).
-    reads_only = args.command in ("status", "reconcile")
-    # reconcile exits like diff: 0 the same, 1 different, 2 could not tell (a mistake included).
-    failed = EXIT_COULD_NOT_TELL if args.command == "reconcile" else 1
-    if settings.local_data_dir.exists() and not settings.local_data_dir.is_dir():
-        print(f"error: LOCAL_DATA_DIR {settings.local_data_dir} is a file, not a folder", file=sys.stderr)
-        return failed
-    if _under_a_file(settings.local_data_dir):  # a folder no command can make, said by every one
-        print(
-            f"error: LOCAL_DATA_DIR {settings.local_data_dir} cannot be created: {os.strerror(errno.ENOTDIR)}",
-            file=sys.stderr,
-        )
-        return failed
-    if args.command == "reconcile":
-        try:
-            _check_reconcile_question(args)  # what is wrong with the question comes first
-        except CliError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return failed
-    if args.command == "rebuild" and not _has_ledger(settings):  # nothing built: make nothing
-        print(f"nothing built yet in {settings.local_data_dir}. {_FIRST_STEPS}")
-        return 0
-    if args.command == "report" and not _has_warehouse(settings):  # nothing to report: make nothing
-        print(f"nothing to report yet: {settings.local_data_dir} holds no warehouse. {_FIRST_STEPS}")
-        return 0
-    if args.command == "reconcile" and not (_has_warehouse(settings) and _has_ledger(settings)):
-        print(
-            f"error: nothing to reconcile yet: {settings.local_data_dir} holds no pipeline data. {_FIRST_STEPS}",
-            file=sys.stderr,
-        )
-        return failed
     try:
-        writable = _check_data_folder(settings.local_data_dir, create=not reads_only)
+        if (done := _before_the_folder(command, args, settings)) is not None:
+            return done
+        writable = _check_data_folder(settings.local_data_dir, create=command.folder is not Folder.READS)
     except CliError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return failed
-    # The log goes to LOCAL_DATA_DIR/pipeline.log; stderr stays for the one-line reason (or -v).
+        return command.failure_exit
+    _start_logging(settings, writable, verbose=args.verbose)
+    return _settled(command, Call(args, settings), writable)
+
+
+def _before_the_folder(command: Command, args: argparse.Namespace, settings: Settings) -> int | None:
+    """What is said before LOCAL_DATA_DIR is made or locked: a folder no command can use, then
+    the command's own preconditions. A number: the command ends with it (its line printed)."""
+    folder = settings.local_data_dir
+    if folder.exists() and not folder.is_dir():
+        raise CliError(f"LOCAL_DATA_DIR {folder} is a file, not a folder")
+    if _under_a_file(folder):  # a folder no command can make, said by every one
+        raise CliError(f"LOCAL_DATA_DIR {folder} cannot be created: {os.strerror(errno.ENOTDIR)}")
+    for precondition in command.before:
+        if (done := precondition(args, settings)) is not None:
+            return done
+    return None
+
+
+def _start_logging(settings: Settings, writable: bool, *, verbose: bool) -> None:
+    """The log goes to LOCAL_DATA_DIR/pipeline.log; stderr stays for the one-line reason (or -v)."""
     global _log_file
     _log_file = settings.local_data_dir / "pipeline.log" if writable else None
-    configure_logging(settings, level=logging.INFO, log_file=_log_file, to_stderr=args.verbose)
+    configure_logging(settings, level=logging.INFO, log_file=_log_file, to_stderr=verbose)
     # A log that cannot be written (a full disk) loses the record, never prints a traceback.
     logging.raiseExceptions = False
+
+
+def _settled(command: Command, call: Call, writable: bool) -> int:
+    """The command run, and whatever it raised turned into its line and exit status."""
+    settings = call.settings
     try:
-        if args.command in LOCKING_COMMANDS and writable:  # nobody writes a read-only folder
-            with FolderLock(settings.local_data_dir, _command_line(args)) as lock:
-                _working.set()
-                return _run(args, settings, lock)
-        _working.set()
-        return _run(args, settings, None)
+        return _in_the_folder(command, call, writable)
     except DiskFull as exc:
         return _disk_full(settings, exc)
     except (CliError, WarehouseUnavailable, SchemaVersionMismatch) as exc:
         print(f"error: {printable(redact(str(exc), settings.secrets()))}", file=sys.stderr)
-        return failed
+        return command.failure_exit
     except (KeyboardInterrupt, BrokenPipeError):
         raise
     except OSError as exc:
@@ -372,11 +379,35 @@ def _main(args: argparse.Namespace) -> int:
             _quiet_stdout()
             print(f"error: cannot write: {exc.strerror}", file=sys.stderr)
             return 1
-        return _unforeseen(args, settings, exc)
+        return _unforeseen(call.args, settings, exc)
     except Exception as exc:  # a failure we did not foresee: one line here, the traceback in the log
         if disk_full(exc):
             return _disk_full(settings, exc)
-        return _unforeseen(args, settings, exc)
+        return _unforeseen(call.args, settings, exc)
+
+
+def _in_the_folder(command: Command, call: Call, writable: bool) -> int:
+    if command.folder is Folder.LOCKS and writable:  # nobody writes a read-only folder
+        with FolderLock(call.settings.local_data_dir, _command_line(call.args)) as lock:
+            _working.set()
+            return _run(command, dataclasses.replace(call, lock=lock))
+    _working.set()
+    return _run(command, call)
+
+
+def _run(command: Command, call: Call) -> int:
+    """The command's checks, then its handler, on the pipeline it opens (closed after)."""
+    for check in command.checks:
+        check(call.args, call.settings)
+    if command.pipeline is Pipeline.NONE:
+        return command.handler(call)
+    from shared.local.pipeline import LocalPipeline
+
+    pipeline = LocalPipeline(call.settings, read_only=command.pipeline is Pipeline.READS)
+    try:
+        return command.handler(dataclasses.replace(call, opened=pipeline))
+    finally:
+        pipeline.close()
 
 
 def _disk_full(settings: Settings, exc: BaseException) -> int:
@@ -398,16 +429,6 @@ def _unforeseen(args: argparse.Namespace, settings: Settings, exc: Exception) ->
     details = f"details in {_log_file}" if _log_file else "run with -v for details"
     print(f"error: {line} ({details})", file=sys.stderr)
     return EXIT_INTERNAL
-
-
-def _run(args: argparse.Namespace, settings: Settings, lock: FolderLock | None) -> int:
-    if args.command == "demo":
-        from shared.local.demo import run_demo
-
-        return run_demo(settings)
-    if args.command == "simulator":
-        return _simulator(args.port, args.companies, args.days)
-    return _dispatch(args, settings, lock)
 
 
 def _under_a_file(folder: Path) -> bool:
@@ -446,16 +467,17 @@ def _check_data_folder(folder: Path, *, create: bool = True) -> bool:
     return True
 
 
-def _check_days(args: argparse.Namespace) -> None:
+def _check_days(args: argparse.Namespace, settings: Settings) -> None:
     """The replay's own rules (only finished days, not before 1970, at most 93), said before
     anything else is asked for."""
     from shared.domain.replay_request import BadReplayRequest, ReplayRequest
 
-    body = (
-        {"date": args.date.isoformat()}
-        if args.command == "run"
-        else {"from": args.first.isoformat(), "to": args.last.isoformat()}
-    )
+    if args.command == "backfill":
+        body = {"from": args.first.isoformat(), "to": args.last.isoformat()}
+    elif args.date is not None:
+        body = {"date": args.date.isoformat()}
+    else:
+        return  # the daily run: the timer's days, none asked for
     try:
         ReplayRequest.parse(body, datetime.now(UTC).date())
     except BadReplayRequest as exc:
@@ -487,104 +509,113 @@ def _quiet_stdout() -> None:
         pass
 
 
-def _dispatch(args: argparse.Namespace, settings: Settings, lock: FolderLock | None) -> int:
-    if args.command == "init-db":
-        return init_db(settings)
-    if args.command == "run" and args.date is None and args.force:
+def _daily_never_forces(args: argparse.Namespace, settings: Settings) -> None:
+    if args.date is None and args.force:
         raise CliError("--force needs --date: the daily run (run without --date) never forces")
-    if args.command == "backfill" or (args.command == "run" and args.date is not None):
-        _check_days(args)  # what is wrong with the days comes before what is missing to fetch them
-    if args.command in ("run", "backfill") and not settings.usage_api_base_url:
+
+
+def _needs_the_api(args: argparse.Namespace, settings: Settings) -> None:
+    if not settings.usage_api_base_url:
         raise CliError(
             "USAGE_API_BASE_URL is not set; start the built-in API with `python -m shared.cli simulator`"
             " and set the URL it prints"
         )
-    if args.command == "status":
-        return _status(settings, args.date, as_json=args.json)
 
-    from shared.local.pipeline import LocalPipeline
-    from shared.services.pending import pending_days
-    from shared.services.status import crm_file_status, days_under_other_rules
 
-    pipeline = LocalPipeline(settings, read_only=args.command in READ_ONLY_COMMANDS)
+def _run_days(call: Call) -> int:
+    """`run`: one day through the replay, or (without --date) what the daily timer does."""
+    args, pipeline = call.args, call.pipeline
+    started = datetime.now(UTC).isoformat()
+    if args.date is None:
+        with _retries_shown():
+            report, yesterday, lookback = pipeline.daily()
+        # The re-checked days (a day never fetched is not re-checked), then yesterday.
+        checked = [d for d in lookback if pipeline.services.ledger.get(names.FETCH, d.isoformat())]
+        return _finish(pipeline, report, [*checked, yesterday], since=started)
+    with _retries_shown():
+        report = pipeline.replay({"date": args.date.isoformat(), "force": args.force})
+    return _finish(pipeline, report, [args.date], since=started)
+
+
+def _backfill(call: Call) -> int:
+    args, pipeline = call.args, call.pipeline
+    started = datetime.now(UTC).isoformat()
+    body = {"from": args.first.isoformat(), "to": args.last.isoformat(), "force": args.force}
+    with _retries_shown():
+        report = pipeline.replay(body, progress=True)
+    days = [date.fromisoformat(d) for d in _days(args.first, args.last)]
+    return _finish(pipeline, report, days, since=started)
+
+
+def _crm_drop(call: Call) -> int:
+    from shared.services.status import crm_file_status
+
+    args, pipeline = call.args, call.pipeline
+    name = _drop_name(args)
+    with _open_drop(args.file) as data:
+        try:
+            report = pipeline.drop_crm(data, name, force=args.force)
+        except UnsafeBlobName as exc:  # a name this store cannot hold (a segment too long)
+            raise CliError(f"{exc}; give --name a shorter plain file name") from None
+        except (FileExistsError, NotADirectoryError, IsADirectoryError):
+            # Azure's flat names allow both x.csv and x.csv/y.csv; a folder store cannot.
+            raise CliError(
+                f"cannot drop as {names.CRM_CONTAINER}/{name}: a part of that name is already"
+                " used the other way (a file where a folder would be, or a folder where the file"
+                " would be); give --name another name"
+            ) from None
+    file = crm_file_status(pipeline.services, name)
+    print(printable(f"dropped {args.file} as {names.CRM_CONTAINER}/{name}: {file_line(file)}"))
+    return _finish(pipeline, report, [], file)
+
+
+def _drop_name(args: argparse.Namespace) -> str:
+    """The blob name the file is dropped as, if the contract allows it."""
+    name: str = args.name or args.file.name
     try:
-        started = datetime.now(UTC).isoformat()
-        if args.command == "run" and args.date is None:
-            with _retries_shown():
-                report, yesterday, lookback = pipeline.daily()
-            # The re-checked days (a day never fetched is not re-checked), then yesterday.
-            checked = [d for d in lookback if pipeline.services.ledger.get(names.FETCH, d.isoformat())]
-            return _finish(pipeline, report, [*checked, yesterday], since=started)
-        if args.command == "run":
-            with _retries_shown():
-                report = pipeline.replay({"date": args.date.isoformat(), "force": args.force})
-            return _finish(pipeline, report, [args.date], since=started)
-        if args.command == "backfill":
-            body = {"from": args.first.isoformat(), "to": args.last.isoformat(), "force": args.force}
-            with _retries_shown():
-                report = pipeline.replay(body, progress=True)
-            days = [date.fromisoformat(d) for d in _days(args.first, args.last)]
-            return _finish(pipeline, report, days, since=started)
-        if args.command == "crm-drop":
-            name = args.name or args.file.name
-            try:
-                check_blob_name(names.CRM_CONTAINER, name)
-            except UnsafeBlobName as exc:
-                raise CliError(
-                    f"{exc}; give --name a plain file name such as companies_2026-11-20.csv"
-                ) from None
-            with _open_drop(args.file) as data:
-                try:
-                    report = pipeline.drop_crm(data, name, force=args.force)
-                except UnsafeBlobName as exc:  # a name this store cannot hold (a segment too long)
-                    raise CliError(f"{exc}; give --name a shorter plain file name") from None
-                except (FileExistsError, NotADirectoryError, IsADirectoryError):
-                    # Azure's flat names allow both x.csv and x.csv/y.csv; a folder store cannot.
-                    raise CliError(
-                        f"cannot drop as {names.CRM_CONTAINER}/{name}: a part of that name is already"
-                        " used the other way (a file where a folder would be, or a folder where the file"
-                        " would be); give --name another name"
-                    ) from None
-            file = crm_file_status(pipeline.services, name)
-            print(printable(f"dropped {args.file} as {names.CRM_CONTAINER}/{name}: {file_line(file)}"))
-            return _finish(pipeline, report, [], file)
-        if args.command == "report":
-            from shared.local.report import write_report
+        check_blob_name(names.CRM_CONTAINER, name)
+    except UnsafeBlobName as exc:
+        raise CliError(f"{exc}; give --name a plain file name such as companies_2026-11-20.csv") from None
+    return name
 
-            out = args.out or settings.local_data_dir / "report.html"
-            try:
-                path = write_report(pipeline.services, out)
-            except FileNotFoundError:
-                raise CliError(f"cannot write the report to {out}: no folder {out.parent}") from None
-            except OSError as exc:
-                raise CliError(f"cannot write the report to {out}: {exc.strerror}") from None
-            print(f"report written to {path}")
-            return 0
-        if args.command == "serve":
-            return _serve(pipeline, args.port, lock)
-        if args.command == "reconcile":
-            return _reconcile(pipeline, args)
-        if args.command == "rebuild":
-            if not pipeline.services.ledger.query(names.DAYS):
-                raise CliError("nothing built yet: run or backfill some days first")
-            stale = days_under_other_rules(pipeline.services)
-            waiting = pending_days(pipeline.services.ledger.query(names.DAYS))  # a transform never ran
-            if not stale and not waiting:
-                print(
-                    "nothing to rebuild: every day was decided under the rules in force"
-                    f" ({settings.rules().short()}) and no build is pending"
-                )
-                return 0
-            report = pipeline.rebuild(f"rebuild-{datetime.now(UTC):%Y%m%dT%H%M%S}")
-            built = _built_since(pipeline, started)
-            print(
-                f"rebuilt {len(built)} days (asked: {len(stale)} decided under other rules,"
-                f" {len(waiting)} with a build pending), under {settings.rules().short()}"
-            )
-            return _finish(pipeline, report, [])
-    finally:
-        pipeline.close()
-    raise CliError(f"unknown command {args.command}")
+
+def _report(call: Call) -> int:
+    from shared.local.report import write_report
+
+    out = call.args.out or call.settings.local_data_dir / "report.html"
+    try:
+        path = write_report(call.pipeline.services, out)
+    except FileNotFoundError:
+        raise CliError(f"cannot write the report to {out}: no folder {out.parent}") from None
+    except OSError as exc:
+        raise CliError(f"cannot write the report to {out}: {exc.strerror}") from None
+    print(f"report written to {path}")
+    return 0
+
+
+def _rebuild(call: Call) -> int:
+    from shared.services.pending import pending_days
+    from shared.services.status import days_under_other_rules
+
+    pipeline, settings = call.pipeline, call.settings
+    started = datetime.now(UTC).isoformat()
+    if not pipeline.services.ledger.query(names.DAYS):
+        raise CliError("nothing built yet: run or backfill some days first")
+    stale = days_under_other_rules(pipeline.services)
+    waiting = pending_days(pipeline.services.ledger.query(names.DAYS))  # a transform never ran
+    if not stale and not waiting:
+        print(
+            "nothing to rebuild: every day was decided under the rules in force"
+            f" ({settings.rules().short()}) and no build is pending"
+        )
+        return 0
+    report = pipeline.rebuild(f"rebuild-{datetime.now(UTC):%Y%m%dT%H%M%S}")
+    built = _built_since(pipeline, started)
+    print(
+        f"rebuilt {len(built)} days (asked: {len(stale)} decided under other rules,"
+        f" {len(waiting)} with a build pending), under {settings.rules().short()}"
+    )
+    return _finish(pipeline, report, [])
 
 
 def _built_since(pipeline: LocalPipeline, since: str) -> list[str]:
@@ -616,6 +647,20 @@ def _status(settings: Settings, day: date | None, *, as_json: bool) -> int:
     print(status_table([payload] if day else payload["days"], settings.rules()))
     if not day:
         print(crm_table(payload.get("crm_snapshots", []), payload.get("crm_files", [])))
+    return 0
+
+
+def _nothing_built_yet(args: argparse.Namespace, settings: Settings) -> int | None:
+    if _has_ledger(settings):
+        return None
+    print(f"nothing built yet in {settings.local_data_dir}. {_FIRST_STEPS}")  # and nothing made
+    return 0
+
+
+def _nothing_to_report(args: argparse.Namespace, settings: Settings) -> int | None:
+    if _has_warehouse(settings):
+        return None
+    print(f"nothing to report yet: {settings.local_data_dir} holds no warehouse. {_FIRST_STEPS}")
     return 0
 
 
@@ -652,7 +697,7 @@ def _reconcile_params(args: argparse.Namespace) -> dict[str, str]:
     return params
 
 
-def _check_reconcile_question(args: argparse.Namespace) -> None:
+def _check_reconcile_question(args: argparse.Namespace, settings: Settings) -> None:
     """GET /api/reconcile's own rules, asked before anything is opened."""
     from shared.domain.reconcile_request import BadReconcileRequest, ReconcileRequest
 
@@ -662,11 +707,19 @@ def _check_reconcile_question(args: argparse.Namespace) -> None:
         raise CliError(str(exc)) from None
 
 
-def _reconcile(pipeline: LocalPipeline, args: argparse.Namespace) -> int:
+def _nothing_to_reconcile(args: argparse.Namespace, settings: Settings) -> None:
+    if not (_has_warehouse(settings) and _has_ledger(settings)):
+        raise CliError(
+            f"nothing to reconcile yet: {settings.local_data_dir} holds no pipeline data. {_FIRST_STEPS}"
+        )
+
+
+def _reconcile(call: Call) -> int:
     """Through the real GET /api/reconcile handler; exit 0 when everything agrees, 1 when
     something differs, 2 when it cannot tell."""
     from shared.local.reconcile_view import reconcile_text
 
+    pipeline, args = call.pipeline, call.args
     response = pipeline.host.http("GET", "reconcile", params=_reconcile_params(args))
     payload = json.loads(response.get_body())
     if response.status_code != 200:
@@ -694,7 +747,7 @@ def _retries_shown() -> Iterator[None]:
         source.removeHandler(handler)
 
 
-def _health(args: argparse.Namespace) -> int:
+def _health(args: argparse.Namespace, settings: Settings) -> int:
     """The checks GET /api/health runs, on the pieces the local pipeline runs on. Exit 0 when
     every check passes, 1 when one fails.
 
@@ -706,7 +759,6 @@ def _health(args: argparse.Namespace) -> int:
     from shared.bootstrap import build_services
     from shared.services.health import check_health
 
-    settings, _ = Settings.read_env()
     folder = settings.local_data_dir
     global _log_file
     writable = folder.is_dir() and os.access(folder, os.W_OK)
@@ -901,6 +953,179 @@ def init_db(settings: Settings) -> int:
 
 def _days(first: date, last: date) -> list[str]:
     return [(first + timedelta(days=n)).isoformat() for n in range((last - first).days + 1)]
+
+
+def _run_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--date", type=_parse_day)
+    parser.add_argument("--force", action="store_true", help="re-fetch and override quality-gate errors")
+
+
+def _backfill_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--from", dest="first", type=_parse_day, required=True)
+    parser.add_argument("--to", dest="last", type=_parse_day, required=True)
+    parser.add_argument("--force", action="store_true")
+
+
+def _backfill_range(args: argparse.Namespace) -> str | None:
+    return f"--to {args.last} is before --from {args.first}" if args.last < args.first else None
+
+
+def _crm_drop_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", type=Path)
+    parser.add_argument("--name", help="blob name (default: the file's name)")
+    parser.add_argument(
+        "--force", action="store_true", help="stage it even if its company count fell by more than half"
+    )
+
+
+def _status_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--date", type=_parse_day)
+    parser.add_argument("--json", action="store_true")
+
+
+def _report_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", type=Path, help="where (default: LOCAL_DATA_DIR/report.html)")
+
+
+def _reconcile_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--date", type=_parse_day, required=True)
+    parser.add_argument("--company", help="one company_id: every number of its row explained")
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--skip-api", action="store_true", help="compare only what is stored (the API is not asked)"
+    )
+
+
+def _serve_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--port", type=_whole_number(1, 65535), default=7071)
+
+
+def _health_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print the JSON GET /api/health answers")
+    parser.add_argument("--send-test-alert", action="store_true", help="also deliver a test alert")
+
+
+def _simulator_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--port", type=_whole_number(0, 65535), default=8000, help="0: any free port")
+    parser.add_argument("--companies", type=_whole_number(1, 1_000_000), default=60)
+    parser.add_argument("--days", type=_whole_number(1, 366), default=21, help="days up to yesterday")
+
+
+def _demo(call: Call) -> int:
+    from shared.local.demo import run_demo
+
+    return run_demo(call.settings)
+
+
+# Every command, in the order `--help` lists them: what each may do is read from here alone.
+COMMANDS: Mapping[str, Command] = MappingProxyType(
+    {
+        command.name: command
+        for command in (
+            Command(
+                "run",
+                help="fetch, stage and build one day; without --date what the daily timer does (yesterday,"
+                " and the USAGE_API_LOOKBACK_DAYS days before it re-checked against the API)",
+                epilog="exit status: 0 everything finished, 1 something failed, 75 a fetch is scheduled for"
+                " later because the API asked to wait longer than USAGE_API_MAX_WAIT_S (the line says when)",
+                handler=_run_days,
+                arguments=_run_arguments,
+                pipeline=Pipeline.WRITES,
+                # What is wrong with the days comes before what is missing to fetch them.
+                checks=(_daily_never_forces, _check_days, _needs_the_api),
+                resumable=True,
+            ),
+            Command(
+                "backfill",
+                help="run a range of days",
+                handler=_backfill,
+                arguments=_backfill_arguments,
+                pipeline=Pipeline.WRITES,
+                argument_mistake=_backfill_range,
+                checks=(_check_days, _needs_the_api),
+                resumable=True,
+            ),
+            Command(
+                "crm-drop",
+                help="drop a CRM snapshot CSV into the crm-drop container",
+                handler=_crm_drop,
+                arguments=_crm_drop_arguments,
+                pipeline=Pipeline.WRITES,
+            ),
+            Command(
+                "status",
+                help="what the ledger knows per day",
+                handler=lambda call: _status(call.settings, call.args.date, as_json=call.args.json),
+                arguments=_status_arguments,
+                folder=Folder.READS,  # only the ledger, read-only: it runs beside any command
+            ),
+            Command(
+                "demo",
+                help="run the whole pipeline on a built-in API simulator",
+                handler=_demo,
+                resumable=True,
+            ),
+            Command(
+                "rebuild",
+                help="rebuild every day decided under rules other than those in force, and every pending one",
+                handler=_rebuild,
+                pipeline=Pipeline.WRITES,
+                before=(_nothing_built_yet,),
+            ),
+            Command(
+                "init-db",
+                help="apply sql/<dialect>/schema.sql to the configured warehouse",
+                handler=lambda call: init_db(call.settings),
+            ),
+            Command(
+                "report",
+                help="write one self-contained HTML report of the table",
+                handler=_report,
+                arguments=_report_arguments,
+                folder=Folder.WRITES,  # report.html, beside a command that holds the folder
+                pipeline=Pipeline.READS,
+                before=(_nothing_to_report,),
+            ),
+            Command(
+                "reconcile",
+                help="a day (or one company) across the API, the landed pages, staging and the table",
+                epilog="exit status: 0 everything agrees, 1 something differs (each difference explained),"
+                " 2 could not tell (the API could not be asked, or a mistake in the question)",
+                handler=_reconcile,
+                arguments=_reconcile_arguments,
+                folder=Folder.READS,
+                pipeline=Pipeline.READS,
+                # What is wrong with the question comes first.
+                before=(_check_reconcile_question, _nothing_to_reconcile),
+                # Like diff: 0 the same, 1 different, 2 could not tell (a mistake included).
+                failure_exit=EXIT_COULD_NOT_TELL,
+            ),
+            Command(
+                "serve",
+                help="the replay, status, reconcile and health routes on http://127.0.0.1:PORT/api/",
+                handler=lambda call: _serve(call.pipeline, call.args.port, call.lock),
+                arguments=_serve_arguments,
+                pipeline=Pipeline.WRITES,
+            ),
+            Command(
+                "health",
+                help="check every piece the pipeline depends on, as GET /api/health does",
+                epilog="exit status: 0 every check passes, 1 one fails (its line says what to fix)",
+                handler=lambda call: _health(call.args, call.settings),
+                arguments=_health_arguments,
+                folder=Folder.PROBES,
+            ),
+            Command(
+                "simulator",
+                help="start the built-in Product Usage API on its own",
+                handler=lambda call: _simulator(call.args.port, call.args.companies, call.args.days),
+                arguments=_simulator_arguments,
+                folder=Folder.WRITES,  # only its log: it touches no pipeline data
+                shows_demo_key=True,
+            ),
+        )
+    }
+)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 from shared.config import Settings
 from shared.local.demo_world import DemoWorld
@@ -60,66 +62,87 @@ def _summary(
 ) -> None:
     warehouse = pipeline.services.warehouse
     days = list(warehouse.fetch_rows("summary_days"))
-    latest = days[-1]["activity_date"] if days else None
-    at_risk = list(warehouse.fetch_rows("churn_risk_on_day", {"activity_date": latest})) if latest else []
-    unknown = list(warehouse.fetch_rows("summary_not_in_crm", {"activity_date": latest})) if latest else []
+    latest = days[-1] if days else None
+    on_latest = {"activity_date": latest["activity_date"]} if latest else {}
+    at_risk = list(warehouse.fetch_rows("churn_risk_on_day", on_latest)) if latest else []
+    unknown = list(warehouse.fetch_rows("summary_not_in_crm", on_latest)) if latest else []
     [written] = warehouse.fetch_rows("summary_rows_since", {"since": started})
     data_dir = pipeline.settings.local_data_dir
     # This run's alerts: the ones its own commands raised, not whatever alerts.jsonl held before.
     alerts = [a for report in reports for a in report.alerts]
-    quarantine = [p for p in (data_dir / "blobs" / "quarantine").rglob("*") if p.is_file()]
-
-    rows = sum(d["row_count"] for d in days)
-    changed = written["rows_written"]
     print("\nSummary")
-    print(
-        f"  days built        {len(days)} of {world.days}, {rows} rows;"
-        + (
-            f" {changed} written by this run (new or changed)"
-            if changed
-            else " this run changed none (it was all built already)"
-        )
-        + f"; {api_requests} API requests"
-    )
+    print(_days_built(days, world.days, written["rows_written"], api_requests))
     if latest:
-        print(
-            f"  latest day        {latest}: {days[-1]['row_count']} companies,"
-            f" {days[-1]['active_users'] or 0} active users, {len(at_risk)} at churn risk"
-            + (
-                f", {days[-1]['churn_cannot_tell']} cannot tell (usage refused)"
-                if days[-1].get("churn_cannot_tell")
-                else ""
-            )
-        )
-    for row in at_risk[:8]:
-        contact = (
-            "never contacted"
-            if row["days_since_last_contact"] is None
-            else (f"last contact {row['days_since_last_contact']} days ago")
-        )
-        print(
-            f"    {row['company_id']:<8} {str(row['company_name'] or '(not in CRM)')[:28]:<28}"
-            f" {row['rolling_7d_active_users']:>4} user-days in 7 days, {contact}"
-        )
-    if len(at_risk) > 8:
-        print(f"    ... and {len(at_risk) - 8} more")
+        print(_latest_day(latest, len(at_risk)))
+    for line in _at_risk_lines(at_risk):
+        print(line)
     if unknown:
-        ids = ", ".join(r["company_id"] for r in unknown[:5]) + (" ..." if len(unknown) > 5 else "")
-        print(
-            f"  not in the CRM    {_count(len(unknown), 'company', 'companies')} with usage the CRM snapshot does not"
-            f" know ({ids}): their rows have no name, country or industry tag. The API reports them; the CRM"
-            " export does not (yet) list them."
-        )
+        print(_not_in_crm(unknown))
+    print(_alerts(alerts, data_dir / "alerts.jsonl"))
+    quarantine = [p for p in (data_dir / "blobs" / "quarantine").rglob("*") if p.is_file()]
+    print(f"  quarantine        {_count(len(quarantine), 'file')} under {data_dir / 'blobs' / 'quarantine'}")
+    print(f"  warehouse         {data_dir / 'warehouse.duckdb'}")
+    # A company worth a look: the first at risk, else the first the CRM does not know.
+    example = next((row["company_id"] for row in [*at_risk, *unknown]), None)
+    _try_next(data_dir, latest["activity_date"] if latest else None, example)
+
+
+def _days_built(days: list[dict[str, Any]], of: int, changed: int, api_requests: int) -> str:
+    rows = sum(d["row_count"] for d in days)
+    written = (
+        f" {changed} written by this run (new or changed)"
+        if changed
+        else " this run changed none (it was all built already)"
+    )
+    return f"  days built        {len(days)} of {of}, {rows} rows;{written}; {api_requests} API requests"
+
+
+def _latest_day(day: dict[str, Any], at_risk: int) -> str:
+    cannot_tell = (
+        f", {day['churn_cannot_tell']} cannot tell (usage refused)" if day.get("churn_cannot_tell") else ""
+    )
+    return (
+        f"  latest day        {day['activity_date']}: {day['row_count']} companies,"
+        f" {day['active_users'] or 0} active users, {at_risk} at churn risk{cannot_tell}"
+    )
+
+
+def _at_risk_lines(at_risk: list[dict[str, Any]], shown: int = 8) -> list[str]:
+    lines = [_at_risk_line(row) for row in at_risk[:shown]]
+    return lines + ([f"    ... and {len(at_risk) - shown} more"] if len(at_risk) > shown else [])
+
+
+def _at_risk_line(row: dict[str, Any]) -> str:
+    contact = (
+        "never contacted"
+        if row["days_since_last_contact"] is None
+        else f"last contact {row['days_since_last_contact']} days ago"
+    )
+    return (
+        f"    {row['company_id']:<8} {str(row['company_name'] or '(not in CRM)')[:28]:<28}"
+        f" {row['rolling_7d_active_users']:>4} user-days in 7 days, {contact}"
+    )
+
+
+def _not_in_crm(unknown: list[dict[str, Any]]) -> str:
+    ids = ", ".join(r["company_id"] for r in unknown[:5]) + (" ..." if len(unknown) > 5 else "")
+    return (
+        f"  not in the CRM    {_count(len(unknown), 'company', 'companies')} with usage the CRM snapshot does not"
+        f" know ({ids}): their rows have no name, country or industry tag. The API reports them; the CRM"
+        " export does not (yet) list them."
+    )
+
+
+def _alerts(alerts: list[dict[str, Any]], alerts_path: Path) -> str:
     by_severity = {s: sum(1 for a in alerts if a.get("severity", "error") == s) for s in ("error", "warning")}
-    alerts_path = data_dir / "alerts.jsonl"
     where = f" -> {alerts_path}" if alerts and alerts_path.exists() else ""
-    print(
+    return (
         f"  alerts            {_count(by_severity['error'], 'error')}, {_count(by_severity['warning'], 'warning')}"
         f" raised by this run{where}"
     )
-    print(f"  quarantine        {_count(len(quarantine), 'file')} under {data_dir / 'blobs' / 'quarantine'}")
-    print(f"  warehouse         {data_dir / 'warehouse.duckdb'}")
-    example = at_risk[0]["company_id"] if at_risk else (unknown[0]["company_id"] if unknown else None)
+
+
+def _try_next(data_dir: Path, latest: date | None, example: str | None) -> None:
     print("\nTry next:")
     print(
         "  .venv/bin/python -m shared.cli status       # every day, every CRM snapshot, what each was built from"

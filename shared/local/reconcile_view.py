@@ -17,59 +17,87 @@ _VERDICTS = {
 def reconcile_text(result: dict[str, Any]) -> str:
     """The JSON answer of GET /api/reconcile, as lines for a person."""
     s = result["summary"]
+    lines = [
+        _headline(result),
+        f"  sources: {_api_source(s)}; {_landed_source(s)}; staged {s['staged_rows']} rows"
+        f" ({s['quarantined']} quarantined); table {s['analytics_rows']} rows (day {s['day_state']})",
+        *_unknown_line(s),
+        *_findings(result["differences"], "differences (--json lists them all)"),
+        *_notes(result["notes"]),
+        *[_company_line(company) for company in result.get("companies") or []],
+    ]
+    if result.get("explanation"):
+        lines.append("  every number of the row:")
+        lines += [f"    {line}" for line in result["explanation"]]
+    return "\n".join(lines)
+
+
+def _headline(result: dict[str, Any]) -> str:
+    s = result["summary"]
     who = f" {result['company_id']}" if result.get("company_id") else ""
     head = f"reconcile {result['date']}{who}: {_VERDICTS[result['verdict']]}"
     if result["verdict"] == "differ" and not who and s["companies_differing"]:
         head += f" ({s['companies_differing']} of {s['companies_compared']} companies)"
+    return head
+
+
+def _api_source(s: dict[str, Any]) -> str:
     if s["api_records"] is not None:
-        api = f"API now: {s['api_records']} records"
-    elif s["api_error"]:
-        api = f"API could not be asked ({s['api_error']})"
-    else:
-        api = "API not asked (--skip-api)"
+        return f"API now: {s['api_records']} records"
+    if s["api_error"]:
+        return f"API could not be asked ({s['api_error']})"
+    return "API not asked (--skip-api)"
+
+
+def _landed_source(s: dict[str, Any]) -> str:
     landed = (
         f"landed by {s['landed_by']} at {s['fetched_at']}: {s['landed_records']} records"
         if s["landed_by"] and s["landed_records"]
         else "nothing landed"
     )
-    if s.get("landed_by"):
-        landed += (
-            f"; last checked against the API {s['last_checked']}"
-            if s.get("last_checked")
-            else "; not re-checked against the API since"
-        )
-    lines = [
-        head,
-        f"  sources: {api}; {landed}; staged {s['staged_rows']} rows ({s['quarantined']} quarantined);"
-        f" table {s['analytics_rows']} rows (day {s['day_state']})",
+    if not s.get("landed_by"):
+        return landed
+    if s.get("last_checked"):
+        return f"{landed}; last checked against the API {s['last_checked']}"
+    return f"{landed}; not re-checked against the API since"
+
+
+def _unknown_line(s: dict[str, Any]) -> list[str]:
+    if not (s.get("usage_unknown") or s.get("churn_cannot_tell")):
+        return []
+    unknown = int(s.get("usage_unknown") or 0)
+    return [
+        f"  unknown usage: {unknown} {'company' if unknown == 1 else 'companies'} (a record refused:"
+        f" NULL, not 0); churn flag cannot tell: {s.get('churn_cannot_tell', 0)}"
     ]
-    if s.get("usage_unknown") or s.get("churn_cannot_tell"):
-        unknown = int(s.get("usage_unknown") or 0)
-        lines.append(
-            f"  unknown usage: {unknown} {'company' if unknown == 1 else 'companies'} (a record refused:"
-            f" NULL, not 0); churn flag cannot tell: {s.get('churn_cannot_tell', 0)}"
-        )
-    differences, notes = result["differences"], result["notes"]
-    for finding in differences[:MAX_SHOWN]:
-        lines.append(f"  {printable(finding['company_id'] or 'day'):<10} {printable(finding['text'])}")
-    if len(differences) > MAX_SHOWN:
-        lines.append(f"  ... and {len(differences) - MAX_SHOWN} more differences (--json lists them all)")
-    if notes:
-        lines.append("  notes (numbers that agree, explained):")
-        for finding in notes[:MAX_SHOWN]:
-            lines.append(f"  {printable(finding['company_id'] or 'day'):<10} {printable(finding['text'])}")
-        if len(notes) > MAX_SHOWN:
-            lines.append(f"  ... and {len(notes) - MAX_SHOWN} more notes")
-    for company in result.get("companies") or []:
-        lines.append(
-            f"  {printable(company['company_id'])}: API {_counts(company['api'])} | landed {_counts(company['landed'])}"
-            f" | staged {_counts(company['staged'])} | table"
-            f" {'unknown (NULL)' if company.get('unknown') else _counts(company['analytics'])}"
-        )
-    if result.get("explanation"):
-        lines.append("  every number of the row:")
-        lines += [f"    {line}" for line in result["explanation"]]
-    return "\n".join(lines)
+
+
+def _findings(findings: list[dict[str, Any]], what: str) -> list[str]:
+    """The first MAX_SHOWN findings, one a line, then how many more `what` there are."""
+    lines = [
+        f"  {printable(finding['company_id'] or 'day'):<10} {printable(finding['text'])}"
+        for finding in findings[:MAX_SHOWN]
+    ]
+    return lines + (
+        [f"  ... and {len(findings) - MAX_SHOWN} more {what}"] if len(findings) > MAX_SHOWN else []
+    )
+
+
+def _notes(notes: list[dict[str, Any]]) -> list[str]:
+    if not notes:
+        return []
+    return [
+        "  notes (numbers that agree, explained):",
+        *_findings(notes, "notes"),
+    ]
+
+
+def _company_line(company: dict[str, Any]) -> str:
+    table = "unknown (NULL)" if company.get("unknown") else _counts(company["analytics"])
+    return (
+        f"  {printable(company['company_id'])}: API {_counts(company['api'])} | landed {_counts(company['landed'])}"
+        f" | staged {_counts(company['staged'])} | table {table}"
+    )
 
 
 def _counts(value: Any) -> str:

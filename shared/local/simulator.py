@@ -390,11 +390,28 @@ class _Handler(BaseHTTPRequestHandler):
             sim._leave()
 
     def _answer(self, sim: UsageApiSimulator) -> None:
+        asked = self._admitted(sim)
+        if asked is None:
+            return
+        iso = asked.day.isoformat()
+        fault = sim._take_fault(iso, asked.page, asked.page_size, len(asked.records))
+        # Log before any I/O, so a client that just got (or timed out on) an answer sees it counted.
+        sim._record(
+            RequestRecord(iso, asked.page, asked.page_size, _status_for(fault), fault.kind if fault else None)
+        )
+        if fault is None:
+            self._send_json(200, self._page_of(asked, sim))
+        elif answer := _FAULT_ANSWERS.get(fault.kind):
+            answer(self, sim, fault, asked)
+
+    def _admitted(self, sim: UsageApiSimulator) -> _Asked | None:
+        """The page asked for, with the day's records; None once a refusal is answered (an
+        unknown path, no key, a bad parameter, the rate limit, a failing record source)."""
         url = urlsplit(self.path)
         if url.path.rstrip("/") != USAGE_PATH:
             sim._record(RequestRecord(None, None, None, 404, None))
             self._send_json(404, {"error": f"no such path: {url.path}"})
-            return
+            return None
 
         query = parse_qs(url.query, keep_blank_values=True)
         raw_date = _first(query, "date")
@@ -404,19 +421,19 @@ class _Handler(BaseHTTPRequestHandler):
         if not sim._check_auth(self.headers.get("Authorization")):
             sim._record(RequestRecord(raw_date, page, page_size, 401, None))
             self._send_json(401, {"error": "missing or invalid bearer token"}, {"WWW-Authenticate": "Bearer"})
-            return
+            return None
 
         try:
             day, page, page_size = _validate(query)
         except _BadRequest as bad:
             sim._record(RequestRecord(raw_date, page, page_size, 400, None))
             self._send_json(400, {"error": str(bad)})
-            return
+            return None
 
         if not sim._admit():
             sim._record(RequestRecord(day.isoformat(), page, page_size, 429, "rate_limit"))
             self._send_json(429, {"error": "rate limit exceeded"}, {"Retry-After": "1"})
-            return
+            return None
 
         try:
             # Served as the source holds it: a page is a slice, the day is never copied (a copy
@@ -426,55 +443,63 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception as exc:
             sim._record(RequestRecord(raw_date, page, page_size, 500, None))
             self._send_json(500, {"error": f"record source failed: {type(exc).__name__}"})
+            return None
+        return _Asked(day, page, page_size, records)
+
+    def _page_of(self, asked: _Asked, sim: UsageApiSimulator) -> dict[str, Any]:
+        return self._page_body(asked.records, asked.page, asked.page_size, sim.include_total_pages)
+
+    # One answer per fault kind, looked up in _FAULT_ANSWERS.
+
+    def _status_fault(self, sim: UsageApiSimulator, fault: Fault, asked: _Asked) -> None:
+        self._send_json(fault.status, {"error": "injected fault", "status": fault.status})
+
+    def _retry_after_seconds(self, sim: UsageApiSimulator, fault: Fault, asked: _Asked) -> None:
+        retry = str(math.ceil(fault.seconds))
+        self._send_json(429, {"error": "too many requests"}, {"Retry-After": retry})
+
+    def _retry_after_date(self, sim: UsageApiSimulator, fault: Fault, asked: _Asked) -> None:
+        # Round up: an HTTP-date has 1 s resolution and must not promise less than `seconds`.
+        retry = formatdate(math.ceil(time.time() + fault.seconds), usegmt=True)
+        self._send_json(429, {"error": "too many requests"}, {"Retry-After": retry})
+
+    def _reset_fault(self, sim: UsageApiSimulator, fault: Fault, asked: _Asked) -> None:
+        self._reset()
+
+    def _truncate(self, sim: UsageApiSimulator, fault: Fault, asked: _Asked) -> None:
+        body = _dumps(self._page_of(asked, sim))
+        self._send_bytes(200, body[: len(body) // 2])
+
+    def _delay(self, sim: UsageApiSimulator, fault: Fault, asked: _Asked) -> None:
+        if sim._stopping.wait(fault.seconds):
+            self.close_connection = True
             return
+        self._send_json(200, self._page_of(asked, sim))
 
-        iso = day.isoformat()
-        fault = sim._take_fault(iso, page, page_size, len(records))
-        kind = fault.kind if fault else None
-        # Log before any I/O, so a client that just got (or timed out on) an answer sees it counted.
-        status = _status_for(fault)
-        sim._record(RequestRecord(iso, page, page_size, status, kind))
+    def _drift_duplicate(self, sim: UsageApiSimulator, fault: Fault, asked: _Asked) -> None:
+        drifted = self._page_of(asked, sim)
+        drifted["data"].insert(0, asked.records[(asked.page - 1) * asked.page_size - 1])
+        self._send_json(200, drifted)
 
-        if fault is None:
-            self._send_json(200, self._page_body(records, page, page_size, sim.include_total_pages))
-        elif fault.kind == "status":
-            self._send_json(fault.status, {"error": "injected fault", "status": fault.status})
-        elif fault.kind == "retry_after_seconds":
-            retry = str(math.ceil(fault.seconds))
-            self._send_json(429, {"error": "too many requests"}, {"Retry-After": retry})
-        elif fault.kind == "retry_after_date":
-            # Round up: an HTTP-date has 1 s resolution and must not promise less than `seconds`.
-            retry = formatdate(math.ceil(time.time() + fault.seconds), usegmt=True)
-            self._send_json(429, {"error": "too many requests"}, {"Retry-After": retry})
-        elif fault.kind == "reset":
-            self._reset()
-        elif fault.kind == "truncate":
-            body = _dumps(self._page_body(records, page, page_size, sim.include_total_pages))
-            self._send_bytes(200, body[: len(body) // 2])
-        elif fault.kind == "delay":
-            if sim._stopping.wait(fault.seconds):
-                self.close_connection = True
-                return
-            self._send_json(200, self._page_body(records, page, page_size, sim.include_total_pages))
-        elif fault.kind == "drift_duplicate":
-            drifted = self._page_body(records, page, page_size, sim.include_total_pages)
-            drifted["data"].insert(0, records[(page - 1) * page_size - 1])
-            self._send_json(200, drifted)
-        elif fault.kind == "overstated_total_pages":
-            overstated = self._page_body(records, page, page_size, include_total_pages=True)
-            overstated["total_pages"] += fault.extra_pages
-            self._send_json(200, overstated)
-        elif fault.kind == "trickle":  # the page, a few bytes every `seconds`: never a read timeout
-            body = _dumps(self._page_body(records, page, page_size, sim.include_total_pages))
-            self._trickle(body, fault.seconds, sim)
-        elif fault.kind == "ignores_page":  # page 1, whatever was asked for, always "more to come"
-            first = self._page_body(records, 1, page_size, include_total_pages=False)
-            first["has_next_page"] = True
-            self._send_json(200, first)
-        elif fault.kind == "endless":
-            endless = self._page_body(records, page, page_size, include_total_pages=False)
-            endless["has_next_page"] = True
-            self._send_json(200, endless)
+    def _overstated_total_pages(self, sim: UsageApiSimulator, fault: Fault, asked: _Asked) -> None:
+        overstated = self._page_body(asked.records, asked.page, asked.page_size, include_total_pages=True)
+        overstated["total_pages"] += fault.extra_pages
+        self._send_json(200, overstated)
+
+    def _trickle_fault(self, sim: UsageApiSimulator, fault: Fault, asked: _Asked) -> None:
+        # The page, a few bytes every `seconds`: never a read timeout.
+        self._trickle(_dumps(self._page_of(asked, sim)), fault.seconds, sim)
+
+    def _ignores_page(self, sim: UsageApiSimulator, fault: Fault, asked: _Asked) -> None:
+        # Page 1, whatever was asked for, always "more to come".
+        first = self._page_body(asked.records, 1, asked.page_size, include_total_pages=False)
+        first["has_next_page"] = True
+        self._send_json(200, first)
+
+    def _endless(self, sim: UsageApiSimulator, fault: Fault, asked: _Asked) -> None:
+        endless = self._page_body(asked.records, asked.page, asked.page_size, include_total_pages=False)
+        endless["has_next_page"] = True
+        self._send_json(200, endless)
 
     @staticmethod
     def _page_body(
@@ -533,6 +558,30 @@ class _Handler(BaseHTTPRequestHandler):
             conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             # detach + os.close: socket.close() would wait for rfile/wfile to drop their refs.
             os.close(conn.detach())
+
+
+class _Asked(NamedTuple):
+    """A page a request may have: its day, page and size, and the day's records."""
+
+    day: date
+    page: int
+    page_size: int
+    records: Sequence[dict[str, Any]]
+
+
+_FAULT_ANSWERS: dict[str, Callable[[_Handler, UsageApiSimulator, Fault, _Asked], None]] = {
+    "status": _Handler._status_fault,
+    "retry_after_seconds": _Handler._retry_after_seconds,
+    "retry_after_date": _Handler._retry_after_date,
+    "reset": _Handler._reset_fault,
+    "truncate": _Handler._truncate,
+    "delay": _Handler._delay,
+    "drift_duplicate": _Handler._drift_duplicate,
+    "overstated_total_pages": _Handler._overstated_total_pages,
+    "trickle": _Handler._trickle_fault,
+    "ignores_page": _Handler._ignores_page,
+    "endless": _Handler._endless,
+}
 
 
 def _status_for(fault: Fault | None) -> int:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from shared.domain.fetch_decision import lease_expired
 from shared.domain.rules import RULED_STATES, RULES_LEGEND, Rules
+from shared.domain.transform_plan import BUILD
 from shared.observability.redact import printable
+from shared.services.pending import NEED
 
 
 def day_line(view: dict[str, Any], since: str | None = None) -> str:
@@ -26,50 +28,90 @@ def day_line(view: dict[str, Any], since: str | None = None) -> str:
 
 
 def _day_line(view: dict[str, Any], since: str | None) -> str:
-    day, state = view["date"], day_state(view)
-    build, usage, fetch = view.get("days") or {}, view.get("usage") or {}, view.get("fetch") or {}
+    state = day_state(view)
     if state == "built":
-        warnings = build.get("warnings") or []
-        text = f"{day}  built      {build.get('rows', 0):>6} rows  snapshot {build.get('snapshot_date')}"
-        built_at = str(build.get("built_at") or "")
-        if since is not None and built_at < since:
-            text += f"  unchanged: nothing to rebuild (last built {built_at[:16].replace('T', ' ')} UTC)"
-        else:
-            text += (
-                f"  last build: {build.get('inserted', 0)} new, {build.get('updated', 0)} updated,"
-                f" {build.get('deleted', 0)} removed"
-            )
-        if build.get("pending"):
-            text += f"  ({'rebuild' if build['pending'] == 'build' else 'gate check'} pending)"
-        if unknown_usage(view):
-            text += f"  usage unknown: {unknown_usage(view)}"
-        return text + (f"  warnings: {'; '.join(warnings)}" if warnings else "")
-    if state == "waiting":
-        # The quality gate runs when a snapshot arrives; quarantined records are said now too.
-        quarantined = int(usage.get("quarantined") or 0)
-        return (
-            f"{day}  waiting    usage staged ({usage.get('staged', 0)} records"
-            + (f", {quarantined} quarantined" if quarantined else "")
-            + (f"; usage unknown: {unknown_usage(view)}" if unknown_usage(view) else "")
-            + f"); {build.get('reason')} (drop one: python -m shared.cli crm-drop FILE)"
-        )
-    if state == "blocked":
-        return f"{day}  blocked    quality gate: {'; '.join(build.get('errors') or [])}"
-    if state == "staged":
-        return f"{day}  staged     {usage.get('staged')} records, not built yet"
-    if state == "fetch incomplete":
-        return f"{day}  fetch incomplete: {fetch.get('last_error')}; the next run resumes it"
-    if state == "fetch scheduled":
-        return f"{day}  fetch scheduled: {fetch.get('waiting_for')}"
-    if state == "fetch interrupted":
-        return (
-            f"{day}  fetch interrupted (started {str(fetch.get('started_at'))[:16]}); the next run resumes it"
-        )
-    if fetch:
-        return f"{day}  fetch {fetch.get('status')}" + (
-            f": {fetch.get('error')}" if fetch.get("error") else ""
-        )
-    return f"{day}  nothing yet"
+        return _built_line(view, since)
+    return _STATE_LINES.get(state, _fetch_line)(view)
+
+
+def _built_line(view: dict[str, Any], since: str | None) -> str:
+    build = view.get("days") or {}
+    text = f"{view['date']}  built      {build.get('rows', 0):>6} rows  snapshot {build.get('snapshot_date')}"
+    text += _last_build(build, since)
+    if build.get(NEED):
+        text += f"  ({'rebuild' if build[NEED] == BUILD else 'gate check'} pending)"
+    if unknown := unknown_usage(view):
+        text += f"  usage unknown: {unknown}"
+    warnings = build.get("warnings") or []
+    return text + (f"  warnings: {'; '.join(warnings)}" if warnings else "")
+
+
+def _last_build(build: dict[str, Any], since: str | None) -> str:
+    """What the day's last build changed, or that this command (begun at `since`) left it alone."""
+    built_at = str(build.get("built_at") or "")
+    if since is not None and built_at < since:
+        return f"  unchanged: nothing to rebuild (last built {built_at[:16].replace('T', ' ')} UTC)"
+    return (
+        f"  last build: {build.get('inserted', 0)} new, {build.get('updated', 0)} updated,"
+        f" {build.get('deleted', 0)} removed"
+    )
+
+
+def _waiting_line(view: dict[str, Any]) -> str:
+    # The quality gate runs when a snapshot arrives; quarantined records are said now too.
+    build, usage = view.get("days") or {}, view.get("usage") or {}
+    quarantined = int(usage.get("quarantined") or 0)
+    unknown = unknown_usage(view)
+    return (
+        f"{view['date']}  waiting    usage staged ({usage.get('staged', 0)} records"
+        + (f", {quarantined} quarantined" if quarantined else "")
+        + (f"; usage unknown: {unknown}" if unknown else "")
+        + f"); {build.get('reason')} (drop one: python -m shared.cli crm-drop FILE)"
+    )
+
+
+def _blocked_line(view: dict[str, Any]) -> str:
+    return (
+        f"{view['date']}  blocked    quality gate: {'; '.join((view.get('days') or {}).get('errors') or [])}"
+    )
+
+
+def _staged_line(view: dict[str, Any]) -> str:
+    return f"{view['date']}  staged     {(view.get('usage') or {}).get('staged')} records, not built yet"
+
+
+def _incomplete_line(view: dict[str, Any]) -> str:
+    fetch = view.get("fetch") or {}
+    return f"{view['date']}  fetch incomplete: {fetch.get('last_error')}; the next run resumes it"
+
+
+def _scheduled_line(view: dict[str, Any]) -> str:
+    return f"{view['date']}  fetch scheduled: {(view.get('fetch') or {}).get('waiting_for')}"
+
+
+def _interrupted_line(view: dict[str, Any]) -> str:
+    started = str((view.get("fetch") or {}).get("started_at"))[:16]
+    return f"{view['date']}  fetch interrupted (started {started}); the next run resumes it"
+
+
+def _fetch_line(view: dict[str, Any]) -> str:
+    """Any other state: the fetch's own status, if there is a fetch at all."""
+    fetch = view.get("fetch") or {}
+    if not fetch:
+        return f"{view['date']}  nothing yet"
+    return f"{view['date']}  fetch {fetch.get('status')}" + (
+        f": {fetch.get('error')}" if fetch.get("error") else ""
+    )
+
+
+_STATE_LINES: dict[str, Callable[[dict[str, Any]], str]] = {
+    "waiting": _waiting_line,
+    "blocked": _blocked_line,
+    "staged": _staged_line,
+    "fetch incomplete": _incomplete_line,
+    "fetch scheduled": _scheduled_line,
+    "fetch interrupted": _interrupted_line,
+}
 
 
 def unknown_usage(view: dict[str, Any]) -> str:
@@ -113,51 +155,61 @@ def day_rules(view: dict[str, Any]) -> Rules | None:
     return Rules.decode((view.get("days") or {}).get("rules"))
 
 
+_TABLE_HEADER = (
+    "DATE",
+    "USAGE",
+    "SNAPSHOT",
+    "STATE",
+    "ROWS",
+    "UNKNOWN",
+    "RULES",
+    "WARN",
+    "ERR",
+    "LAST RUN",
+    "AT (UTC)",
+    "API CHECKED (UTC)",
+)
+
+
 def status_table(views: Sequence[dict[str, Any]], in_force: Rules | None = None) -> str:
     """The per-day table of `status`: what is staged, what was built from what, under which
     rules, and by which run."""
-    header = (
-        "DATE",
-        "USAGE",
-        "SNAPSHOT",
-        "STATE",
-        "ROWS",
-        "UNKNOWN",
-        "RULES",
-        "WARN",
-        "ERR",
-        "LAST RUN",
-        "AT (UTC)",
-        "API CHECKED (UTC)",
+    lines = _aligned(_TABLE_HEADER, [_table_row(view, in_force) for view in views])
+    notes = [*_day_notes(views), *_unknown_note(views), *_rules_notes(views, in_force)]
+    return "\n".join(lines + (["", *notes] if notes else []))
+
+
+def _table_row(view: dict[str, Any], in_force: Rules | None) -> tuple[str, ...]:
+    build, usage, fetch = view.get("days") or {}, view.get("usage") or {}, view.get("fetch") or {}
+    when = str(build.get("built_at") or usage.get("loaded_at") or fetch.get("finished_at") or "-")[:16]
+    return (
+        view["date"],
+        f"{usage['staged']} (+{usage.get('quarantined', 0)} q)" if usage else "-",
+        build.get("snapshot_date") or "-",
+        day_state(view),
+        str(build.get("rows", "-")) if build.get("status") == "built" else "-",
+        str(int(usage.get("unknown") or 0)) if usage else "-",
+        _rules_cell(view, in_force),
+        str(len(build.get("warnings") or [])),
+        str(len(build.get("errors") or []) + bool(_fetch_problem(fetch))),
+        build.get("run_id") or usage.get("run_id") or fetch.get("run_id") or "-",
+        when.replace("T", " "),
+        _checked_cell(fetch),
     )
-    rows = []
-    for view in views:
-        build, usage, fetch = view.get("days") or {}, view.get("usage") or {}, view.get("fetch") or {}
-        staged = f"{usage['staged']} (+{usage.get('quarantined', 0)} q)" if usage else "-"
-        run = build.get("run_id") or usage.get("run_id") or fetch.get("run_id") or "-"
-        when = str(build.get("built_at") or usage.get("loaded_at") or fetch.get("finished_at") or "-")[:16]
-        rows.append(
-            (
-                view["date"],
-                staged,
-                build.get("snapshot_date") or "-",
-                day_state(view),
-                str(build.get("rows", "-")) if build.get("status") == "built" else "-",
-                str(int(usage.get("unknown") or 0)) if usage else "-",
-                _rules_cell(view, in_force),
-                str(len(build.get("warnings") or [])),
-                str(len(build.get("errors") or []) + bool(_fetch_problem(fetch))),
-                run,
-                when.replace("T", " "),
-                _checked_cell(fetch),
-            )
-        )
+
+
+def _aligned(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> list[str]:
+    """The header and the rows in columns as wide as their widest cell."""
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    lines = [
+    return [
         "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
         for row in [header, *rows]
     ]
-    notes = [
+
+
+def _day_notes(views: Sequence[dict[str, Any]]) -> list[str]:
+    """Under the table, each day's fetch problem, errors and warnings, one a line."""
+    return [
         printable(f"{view['date']}: {note}")
         for view in views
         for note in [
@@ -166,23 +218,32 @@ def status_table(views: Sequence[dict[str, Any]], in_force: Rules | None = None)
             *((view.get("days") or {}).get("warnings") or []),
         ]
     ]
+
+
+def _unknown_note(views: Sequence[dict[str, Any]]) -> list[str]:
     unknown = [f"{view['date']} {unknown_usage(view)}" for view in views if unknown_usage(view)]
-    if unknown:
+    if not unknown:
+        return []
+    return [
+        "UNKNOWN: companies whose record of the day was refused for its counts: their usage that"
+        " day is NULL (never 0) and they cannot be flagged from it (is_churn_risk is empty where"
+        " the rule would flag them):"
+        f" {'; '.join(unknown)}"
+    ]
+
+
+def _rules_notes(views: Sequence[dict[str, Any]], in_force: Rules | None) -> list[str]:
+    """The legend of the RULES column, and the days decided under other rules than `in_force`."""
+    if in_force is None:
+        return []
+    notes = [f"RULES: {RULES_LEGEND}; in force: {in_force.short()} ({in_force.describe()})"]
+    stale = [v["date"] for v in views if _rules_cell(v, in_force).endswith("*")]
+    if stale:
         notes.append(
-            "UNKNOWN: companies whose record of the day was refused for its counts: their usage that"
-            " day is NULL (never 0) and they cannot be flagged from it (is_churn_risk is empty where"
-            " the rule would flag them):"
-            f" {'; '.join(unknown)}"
+            f"* {len(stale)} days were decided under other rules; the next build rebuilds them,"
+            " or now: python -m shared.cli rebuild"
         )
-    if in_force is not None:
-        stale = [v["date"] for v in views if _rules_cell(v, in_force).endswith("*")]
-        notes.append(f"RULES: {RULES_LEGEND}; in force: {in_force.short()} ({in_force.describe()})")
-        if stale:
-            notes.append(
-                f"* {len(stale)} days were decided under other rules; the next build rebuilds them,"
-                " or now: python -m shared.cli rebuild"
-            )
-    return "\n".join(lines + (["", *notes] if notes else []))
+    return notes
 
 
 def _fetch_problem(fetch: dict[str, Any]) -> str | None:

@@ -317,6 +317,12 @@ def test_unknown_fault_kind_is_rejected() -> None:
         Fault("status", status=418)
 
 
+def test_every_fault_kind_has_its_answer() -> None:
+    from shared.local.simulator import _FAULT_ANSWERS, FAULT_KINDS
+
+    assert set(_FAULT_ANSWERS) == FAULT_KINDS  # a kind without one would answer nothing at all
+
+
 # ------------------------------------------------------------------ latency and rate limit
 
 
