@@ -1,8 +1,10 @@
 """Settings: environment variables with the same names as the Function App's app settings.
 
-Each setting is declared once, as a field of `Settings`: its variable name, its default, and
-the range it must be in. `Settings.from_env` reads them all the same way, and a value out of
-range is refused with one line naming the setting and the range (contract section 6): a
+Each setting is declared once, as a field of `Settings`: its variable name, its type and
+default, what it accepts (a range, a URL), whether it is a secret, and a one-line description;
+README's settings table is generated from these declarations (tests/settings_table.py) and a
+test holds it to them. `Settings.from_env` reads them all the same way, and a value it does not
+accept is refused with one line naming the setting and what it accepts (contract section 6): a
 clamped or ignored value would run the pipeline on rules nobody chose.
 """
 
@@ -30,62 +32,203 @@ class SettingsError(ValueError):
 def _setting(
     env: str,
     default: Any,
+    description: str,
     *,
     secret: bool = False,
     low: float | None = None,
     high: float | None = None,
+    url: bool = False,
 ) -> Any:
-    """A field read from `env`. Secrets never appear in repr(); numbers must lie in [low, high]."""
+    """The one declaration of a setting: read from `env`, `default` when unset (its type is the
+    setting's), what it is for in one line (README's settings table is generated from it), and
+    what it accepts: a number in [low, high], an http(s) URL. Secrets never appear in repr()."""
     return dataclasses.field(
-        default=default, repr=not secret, metadata={"env": env, "secret": secret, "low": low, "high": high}
+        default=default,
+        repr=not secret,
+        metadata={
+            "env": env,
+            "description": description,
+            "secret": secret,
+            "low": low,
+            "high": high,
+            "url": url,
+        },
     )
 
 
 @dataclass(frozen=True)
 class Settings:
-    usage_api_base_url: str = _setting("USAGE_API_BASE_URL", "")
-    usage_api_key: str = _setting("USAGE_API_KEY", "", secret=True)
-    usage_api_timeout_s: float = _setting("USAGE_API_TIMEOUT_S", 30.0, low=0.1, high=600)
-    usage_api_page_size: int = _setting("USAGE_API_PAGE_SIZE", 500, low=1, high=1000)
-    # A stop for an API whose has_next_page never turns false, sized to real data: 100,000 pages
-    # of 500 records is 50 million records a day, 50 times a million-company day.
-    usage_api_max_pages: int = _setting("USAGE_API_MAX_PAGES", 100_000, low=1, high=1_000_000)
-    usage_api_max_attempts: int = _setting("USAGE_API_MAX_ATTEMPTS", 6, low=1, high=20)
-    usage_api_backoff_base_s: float = _setting("USAGE_API_BACKOFF_BASE_S", 1.0, low=0, high=60)
-    usage_api_backoff_max_s: float = _setting("USAGE_API_BACKOFF_MAX_S", 60.0, low=0, high=3600)
-    # How long a day's fetch keeps trying an API it cannot reach at all (refused, DNS, TLS,
-    # timeouts) before it gives up with one alert, instead of every attempt of every delivery.
-    usage_api_unreachable_s: float = _setting("USAGE_API_UNREACHABLE_S", 60.0, low=0, high=3600)
-    # Pages fetched at once when the API reports total_pages.
-    usage_api_concurrency: int = _setting("USAGE_API_CONCURRENCY", 8, low=1, high=64)
-    # Client-side request rate cap; 0: none until the API says 429.
-    usage_api_max_rps: float = _setting("USAGE_API_MAX_RPS", 0.0, low=0, high=10_000)
-    # Finished days before yesterday that the daily run re-checks against the API (contract
-    # section 1: corrections are picked up without anyone asking); 0 turns the re-check off.
-    usage_api_lookback_days: int = _setting("USAGE_API_LOOKBACK_DAYS", 3, low=0, high=31)
-    # The longest Retry-After waited for inside a fetch; a longer one reschedules the fetch.
-    usage_api_max_wait_s: float = _setting("USAGE_API_MAX_WAIT_S", 300.0, low=0, high=3600)
-    local_data_dir: Path = _setting("LOCAL_DATA_DIR", Path(".local"))  # noqa: RUF009 - a field()
-    # DuckDB's memory for the local warehouse; past it, DuckDB spills to disk. Its own default
-    # (80% of the machine) would let a large CRM drop look like it needs gigabytes.
-    local_warehouse_memory_mb: int = _setting("LOCAL_WAREHOUSE_MEMORY_MB", 256, low=64, high=1_048_576)
+    usage_api_base_url: str = _setting(
+        "USAGE_API_BASE_URL",
+        "",
+        "product API root; unset, `demo` starts a simulator and `simulator` starts one on its own",
+        url=True,
+    )
+    usage_api_key: str = _setting("USAGE_API_KEY", "", "bearer token of the API", secret=True)
+    usage_api_timeout_s: float = _setting(
+        "USAGE_API_TIMEOUT_S", 30.0, "read timeout of one API request, seconds", low=0.1, high=600
+    )
+    usage_api_page_size: int = _setting(
+        "USAGE_API_PAGE_SIZE", 500, "records per page asked for", low=1, high=1000
+    )
+    usage_api_max_pages: int = _setting(
+        "USAGE_API_MAX_PAGES",
+        100_000,
+        "page cap for one day: stops an API whose `has_next_page` never turns false. 100,000 pages"
+        " of 500 records is 50 million records a day, 50 times a million-company day",
+        low=1,
+        high=1_000_000,
+    )
+    usage_api_max_attempts: int = _setting(
+        "USAGE_API_MAX_ATTEMPTS", 6, "attempts per page before the run fails", low=1, high=20
+    )
+    usage_api_backoff_base_s: float = _setting(
+        "USAGE_API_BACKOFF_BASE_S",
+        1.0,
+        "exponential backoff between attempts: its base, seconds",
+        low=0,
+        high=60,
+    )
+    usage_api_backoff_max_s: float = _setting(
+        "USAGE_API_BACKOFF_MAX_S",
+        60.0,
+        "exponential backoff between attempts: its cap, seconds",
+        low=0,
+        high=3600,
+    )
+    # One alert for an API that cannot be reached at all, instead of every attempt of every delivery.
+    usage_api_unreachable_s: float = _setting(
+        "USAGE_API_UNREACHABLE_S",
+        60.0,
+        "how long a page that gets no answer at all (refused, DNS, TLS, connect timeout) is tried;"
+        " on the first page the run then fails with one alert instead of being redelivered",
+        low=0,
+        high=3600,
+    )
+    usage_api_concurrency: int = _setting(
+        "USAGE_API_CONCURRENCY", 8, "pages fetched at once when the API reports `total_pages`", low=1, high=64
+    )
+    usage_api_max_rps: float = _setting(
+        "USAGE_API_MAX_RPS",
+        0.0,
+        "cap on API requests per second of the process, over every day a lookback or backfill"
+        " fetches (decimal; one limiter per process per API); 0: none, but a 429 still slows the"
+        " fetch down",
+        low=0,
+        high=10_000,
+    )
+    # Contract section 1: corrections are picked up without anyone asking.
+    usage_api_lookback_days: int = _setting(
+        "USAGE_API_LOOKBACK_DAYS",
+        3,
+        "finished days before yesterday that the daily run (the timer, `run` without `--date`)"
+        " re-checks against the API, if they were fetched before; a day whose pages changed is"
+        " fetched again and rebuilt, one that did not is left untouched; 0: no re-check",
+        low=0,
+        high=31,
+    )
+    usage_api_max_wait_s: float = _setting(
+        "USAGE_API_MAX_WAIT_S",
+        300.0,
+        "the longest `Retry-After` waited for inside a fetch; a longer one reschedules the fetch"
+        " for that time instead; one longer than `MAX_RESCHEDULE_S` (7 days, a constant) fails"
+        " the fetch instead",
+        low=0,
+        high=3600,
+    )
+    local_data_dir: Path = _setting(  # noqa: RUF009 - a field()
+        "LOCAL_DATA_DIR", Path(".local"), "where the local host keeps everything"
+    )
+    # DuckDB's own default (80% of the machine) would let a large CRM drop look like it needs gigabytes.
+    local_warehouse_memory_mb: int = _setting(
+        "LOCAL_WAREHOUSE_MEMORY_MB",
+        256,
+        "memory DuckDB may use for the local warehouse; beyond it, it spills to disk where it can."
+        " A CRM snapshot of 2,000,000 rows fits in 256, and so does a build of 1,000,000 companies"
+        " a day: builds are sized to it (about 24,000 rows a MB: at 256, one day a round at a"
+        " million companies, 29 at 100,000, never more than 31), so a backfill of any length"
+        " builds. A load or a day that does not fit fails once with alert"
+        " `warehouse_out_of_memory`, which names this setting; later messages do not try that day"
+        " (or one about as large) again under the same setting, and `rebuild` builds it once the"
+        " setting is higher",
+        low=64,
+        high=1_048_576,
+    )
     # The rule settings (contract section 3): recorded with every built day.
-    churn_min_rolling_users: int = _setting("CHURN_MIN_ROLLING_USERS", 10, low=0, high=1_000_000_000)
-    churn_max_contact_age_days: int = _setting("CHURN_MAX_CONTACT_AGE_DAYS", 30, low=0, high=36_500)
-    crm_max_snapshot_age_days: int = _setting("CRM_MAX_SNAPSHOT_AGE_DAYS", 7, low=0, high=366)
-    alert_webhook_url: str = _setting("ALERT_WEBHOOK_URL", "", secret=True)
-    alert_webhook_backoff_s: float = _setting("ALERT_WEBHOOK_BACKOFF_S", 0.5, low=0, high=60)
-    # One delivery of the same alert per window.
-    alert_repeat_window_s: float = _setting("ALERT_REPEAT_WINDOW_S", 3600.0, low=0, high=7 * 86_400)
-    max_delivery_count: int = _setting("MAX_DELIVERY_COUNT", 5, low=1, high=100)
+    churn_min_rolling_users: int = _setting(
+        "CHURN_MIN_ROLLING_USERS",
+        10,
+        "churn threshold, a rule: fewer rolling 7-day active users than this, without a recent contact,"
+        " is a churn risk",
+        low=0,
+        high=1_000_000_000,
+    )
+    churn_max_contact_age_days: int = _setting(
+        "CHURN_MAX_CONTACT_AGE_DAYS",
+        30,
+        "churn threshold, a rule: a last contact more than this many days ago is not recent",
+        low=0,
+        high=36_500,
+    )
+    crm_max_snapshot_age_days: int = _setting(
+        "CRM_MAX_SNAPSHOT_AGE_DAYS",
+        7,
+        "effective snapshot age limit, a rule: a day uses the latest CRM snapshot at most this many"
+        " days older than it",
+        low=0,
+        high=366,
+    )
+    alert_webhook_url: str = _setting(
+        "ALERT_WEBHOOK_URL",
+        "",
+        "Teams/Slack-style webhook for alerts; unset, they go to `alerts.jsonl`",
+        secret=True,
+        url=True,
+    )
+    alert_webhook_backoff_s: float = _setting(
+        "ALERT_WEBHOOK_BACKOFF_S", 0.5, "backoff base between webhook attempts, seconds", low=0, high=60
+    )
+    alert_repeat_window_s: float = _setting(
+        "ALERT_REPEAT_WINDOW_S",
+        3600.0,
+        "the same alert is delivered once per window, seconds",
+        low=0,
+        high=7 * 86_400,
+    )
+    max_delivery_count: int = _setting(
+        "MAX_DELIVERY_COUNT",
+        5,
+        "local bus deliveries before dead-lettering (Service Bus: the queue's `maxDeliveryCount`)",
+        low=1,
+        high=100,
+    )
     # Azure. Unset locally; each one set switches its port to the Azure adapter.
-    data_storage_connection: str = _setting("DATA_STORAGE_CONNECTION", "", secret=True)  # Azurite, dev
-    data_storage_account_name: str = _setting("DATA_STORAGE_ACCOUNT_NAME", "")  # identity-based
-    service_bus_connection: str = _setting("ServiceBusConnection", "", secret=True)  # dev
-    service_bus_namespace: str = _setting("ServiceBusConnection__fullyQualifiedNamespace", "")  # identity
-    sql_connection_string: str = _setting("SQL_CONNECTION_STRING", "", secret=True)  # SQL auth
-    sql_server: str = _setting("SQL_SERVER", "")  # identity-based: <server>.database.windows.net ...
-    sql_database: str = _setting("SQL_DATABASE", "")  # ... and the database name
+    data_storage_connection: str = _setting(
+        "DATA_STORAGE_CONNECTION",
+        "",
+        "Blob and Table storage by connection string (Azurite, development); set, they are Azure's",
+        secret=True,
+    )
+    data_storage_account_name: str = _setting(
+        "DATA_STORAGE_ACCOUNT_NAME", "", "Blob and Table storage by managed identity: the account's name"
+    )
+    service_bus_connection: str = _setting(
+        "ServiceBusConnection", "", "Service Bus by connection string (development)", secret=True
+    )
+    service_bus_namespace: str = _setting(
+        "ServiceBusConnection__fullyQualifiedNamespace",
+        "",
+        "Service Bus by managed identity: `<namespace>.servicebus.windows.net`",
+    )
+    sql_connection_string: str = _setting(
+        "SQL_CONNECTION_STRING", "", "Azure SQL by connection string (SQL authentication)", secret=True
+    )
+    sql_server: str = _setting(
+        "SQL_SERVER",
+        "",
+        "Azure SQL by managed identity: `<server>.database.windows.net`, with `SQL_DATABASE`",
+    )
+    sql_database: str = _setting("SQL_DATABASE", "", "the Azure SQL database's name, with `SQL_SERVER`")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -105,16 +248,11 @@ class Settings:
         values: dict[str, Any] = {}
         problems: dict[str, SettingsError] = {}
         for f in dataclasses.fields(cls):
-            raw = env.get(f.metadata["env"], "").strip()
-            if f.metadata["secret"] and raw.startswith(_KEY_VAULT_REFERENCE):
-                # The secret was never set, or the identity cannot read it: the app gets the
-                # reference's literal text. Treated as unset; `unresolved_key_vault_references`
-                # names it (the health check says it, and the services log it once logging is up).
-                raw = ""
+            raw = _raw(env, f)
             if raw:
                 try:
                     value = _parse(f, raw)
-                    _check_range(f, value, shown=raw)  # named as the user wrote it
+                    _check(f, value, shown=raw)  # named as the user wrote it
                 except SettingsError as exc:
                     problems[f.metadata["env"]] = exc
                     continue
@@ -128,29 +266,12 @@ class Settings:
         """The secrets as set in `env`, valid or not: what logging redacts before any setting
         is checked (a webhook URL that is not a URL is still a secret)."""
         env = os.environ if env is None else env
-        found = [
-            raw
-            for f in dataclasses.fields(cls)
-            if f.metadata["secret"]
-            and (raw := env.get(f.metadata["env"], "").strip())
-            and not raw.startswith(_KEY_VAULT_REFERENCE)
-        ]
-        api = env.get(_field("usage_api_base_url").metadata["env"], "").strip()
-        return found + ([api] if _has_user_info(api) else [])
+        return _secrets_among({f.name: _raw(env, f) for f in dataclasses.fields(cls)})
 
     def __post_init__(self) -> None:
-        # Here rather than in from_env: settings built in code are held to the same ranges.
+        # As well as in read_env: settings built in code are held to the same rules.
         for f in dataclasses.fields(self):
-            _check_range(f, getattr(self, f.name))
-        for f in (_field("usage_api_base_url"), _field("alert_webhook_url")):
-            url = getattr(self, f.name)
-            problem = _url_problem(url) if url else None
-            if problem:
-                shown = "(not shown: a secret)" if f.metadata["secret"] else repr(url)
-                raise SettingsError(
-                    f"setting {f.metadata['env']} must be an http:// or https:// URL with a host, got {shown}"
-                    f" ({problem})"
-                )
+            _check(f, getattr(self, f.name))
 
     @classmethod
     def variables(cls) -> list[str]:
@@ -175,15 +296,24 @@ class Settings:
     def secrets(self) -> list[str]:
         """Values that must never appear in logs, alerts or errors: the secret settings, and the
         API's URL when it carries a password (`https://user:pass@host`)."""
-        found = [
-            value
-            for f in dataclasses.fields(self)
-            if f.metadata["secret"] and (value := getattr(self, f.name))
-        ]
-        return found + ([self.usage_api_base_url] if _has_user_info(self.usage_api_base_url) else [])
+        return _secrets_among({f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
 
 
-_URL_SETTINGS = ("USAGE_API_BASE_URL", "ALERT_WEBHOOK_URL")
+def _raw(env: Mapping[str, str], f: dataclasses.Field[Any]) -> str:
+    """The setting's text in `env`, "" when unset or when a secret is a Key Vault reference: the
+    secret was never set, or the identity cannot read it, and the app gets the reference's
+    literal text (`unresolved_key_vault_references` names it; the health check says it)."""
+    raw = env.get(f.metadata["env"], "").strip()
+    return "" if f.metadata["secret"] and raw.startswith(_KEY_VAULT_REFERENCE) else raw
+
+
+def _secrets_among(values: Mapping[str, Any]) -> list[str]:
+    """The secrets among the settings' `values` (by field name): the secret settings that are
+    set, and the API's URL when it carries user-info."""
+    found = [values[f.name] for f in dataclasses.fields(Settings) if f.metadata["secret"] and values[f.name]]
+    api = values["usage_api_base_url"]
+    return found + ([api] if _has_user_info(api) else [])
+
 
 # Which settings each piece is built from (contract section 8: each function checks the settings
 # it needs when it runs). A function or a health check needs the pieces it uses; a bad setting
@@ -210,6 +340,8 @@ def settings_of(*pieces: str) -> frozenset[str]:
 # The timer's schedule is read by the Functions host (a binding expression), not by Settings;
 # an invalid one stops the daily fetch silently, so the health check validates it.
 SCHEDULE_SETTING = "FETCH_SCHEDULE"
+SCHEDULE_DESCRIPTION = "NCRONTAB schedule of the daily timer, read by the Functions host (Azure)"
+SCHEDULE_ACCEPTS = "a 6-field NCRONTAB schedule such as '0 30 2 * * *'"
 # NCRONTAB fields: second, minute, hour, day, month, day of week; names as the host accepts them.
 _CRON_FIELDS = (
     ("second", 0, 59, ()),
@@ -255,7 +387,7 @@ def schedule_from_env(env: Mapping[str, str] | None = None) -> SettingsError | N
     problem = schedule_problem(raw) if raw else "empty"
     if problem:
         return SettingsError(
-            f"setting {SCHEDULE_SETTING} must be a 6-field NCRONTAB schedule such as '0 30 2 * * *',"
+            f"setting {SCHEDULE_SETTING} must be {SCHEDULE_ACCEPTS},"
             f" got {raw!r} ({problem}); until it is, the daily fetch never runs"
         )
     return None
@@ -297,10 +429,6 @@ def _url_problem(url: str) -> str | None:
     return None
 
 
-def _field(name: str) -> dataclasses.Field[Any]:
-    return next(f for f in dataclasses.fields(Settings) if f.name == name)
-
-
 # Numbers as people write them in a settings file, ASCII only: not 1_000, not "٣" (an Arabic-Indic
 # three), not "nan" or "inf", which int() and float() would take.
 _WHOLE = re.compile(r"-?[0-9]+")
@@ -311,28 +439,46 @@ def _parse(f: dataclasses.Field[Any], raw: str) -> Any:
     default: Any = f.default  # every setting has one
     name, kind = f.metadata["env"], type(default)
     if kind is str:
-        if f.metadata["env"] in _URL_SETTINGS and (problem := _url_problem(raw)):
-            shown = "(not shown: a secret)" if f.metadata["secret"] else repr(raw)
-            raise SettingsError(
-                f"setting {name} must be an http:// or https:// URL with a host, got {shown} ({problem})"
-            )
         return raw
     if issubclass(kind, Path):
         return Path(raw).expanduser()  # "~/data" means what a shell would make of it
     if not (_WHOLE if kind is int else _DECIMAL).fullmatch(raw):
-        raise SettingsError(f"setting {name} must be {_kind(kind)}{_range(f)}, got {raw!r}")
+        raise SettingsError(f"setting {name} must be {accepts(f)}, got {raw!r}")
     return kind(raw)
 
 
-def _check_range(f: dataclasses.Field[Any], value: Any, shown: str | None = None) -> None:
+def _check(f: dataclasses.Field[Any], value: Any, shown: str | None = None) -> None:
+    """Refuse a number out of its range or a URL that is not one, the same way whether it came
+    from the environment (`shown`: as the user wrote it) or from code."""
+    if f.metadata["url"]:
+        problem = _url_problem(value) if value else None
+        if problem is None:
+            return
+        detail = f" ({problem})"
+    elif _in_range(f, value):
+        return
+    else:
+        detail = ""
+    got = "(not shown: a secret)" if f.metadata["secret"] else repr(value if shown is None else shown)
+    raise SettingsError(f"setting {f.metadata['env']} must be {accepts(f)}, got {got}{detail}")
+
+
+def _in_range(f: dataclasses.Field[Any], value: Any) -> bool:
     low, high = f.metadata["low"], f.metadata["high"]
     if low is None and high is None:
-        return
+        return True
     finite = not isinstance(value, float) or math.isfinite(value)
-    if not finite or (low is not None and value < low) or (high is not None and value > high):
-        kind = type(f.default)
-        got = repr(shown) if shown is not None else repr(value)
-        raise SettingsError(f"setting {f.metadata['env']} must be {_kind(kind)}{_range(f)}, got {got}")
+    return finite and (low is None or value >= low) and (high is None or value <= high)
+
+
+def accepts(f: dataclasses.Field[Any]) -> str:
+    """What the setting accepts, as its error message and README's settings table say it."""
+    if f.metadata["url"]:
+        return "an http:// or https:// URL with a host"
+    kind = type(f.default)
+    if kind in (int, float):
+        return f"{_kind(kind)}{_range(f)}"
+    return "a folder path (`~` expands)" if issubclass(kind, Path) else "any text"
 
 
 def _kind(kind: type) -> str:

@@ -1,11 +1,11 @@
 """docs/contract.md carries the contract word for word between its markers; where the upstream
-copy is at hand (COMPANY_ACTIVITY_UPSTREAM, see tests/conftest.py), the two must say the same."""
+copy is at hand (COMPANY_ACTIVITY_UPSTREAM, see tests/support.py), the two must say the same."""
 
 from __future__ import annotations
 
 import pytest
 
-from tests.conftest import REPO, UPSTREAM
+from tests.support import REPO, UPSTREAM
 
 DOC = REPO / "docs" / "contract.md"
 UPSTREAM_CONTRACT = UPSTREAM / "spec" / "contract.md"

@@ -1,5 +1,5 @@
 """The repository's golden case is the upstream one, file for file, where the upstream copy is
-at hand (COMPANY_ACTIVITY_UPSTREAM, see tests/conftest.py); a user's clone has none, and needs none."""
+at hand (COMPANY_ACTIVITY_UPSTREAM, see tests/support.py); a user's clone has none, and needs none."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import GOLDEN, UPSTREAM
+from tests.support import GOLDEN, UPSTREAM
 
 UPSTREAM_GOLDEN = UPSTREAM / "golden"
 

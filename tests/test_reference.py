@@ -18,7 +18,6 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import GOLDEN
 from tests.reference import (
     COLUMNS,
     CrmRow,
@@ -27,6 +26,7 @@ from tests.reference import (
     expected_table,
     load_expected_csv,
 )
+from tests.support import GOLDEN
 
 EXPECTED_CSV = GOLDEN.expected_csv
 

@@ -22,7 +22,7 @@ import random
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -282,3 +282,9 @@ class InProcessBus:
     def depth(self, queue: str) -> int:
         with self._lock:
             return len(self.queues.get(queue, ()))
+
+    def waiting(self, queue: str) -> list[Envelope]:
+        """Copies of the messages waiting in `queue`, in queue order: for looking in (tests,
+        diagnostics) without reaching into the bus's state; changing them changes nothing."""
+        with self._lock:
+            return [replace(e, properties=dict(e.properties)) for e in self.queues.get(queue, ())]

@@ -127,26 +127,22 @@ def check_health(
                     name, False, f"not checked: {', '.join(bad)} not valid (see the settings check)", 0
                 )
             )
-    secrets = [*_secrets(services.settings), *_raw_secrets(environ)]
+    secrets = [*_secret_parts(services.settings.secrets()), *_raw_secrets(environ)]
     results = report([first, *skipped_results, *_run(checks, timeouts, secrets)])
     for check in results.failing():
         log.warning("health: %s failing: %s", check.name, check.detail)
     return results
 
 
-def _secrets(settings: Settings) -> list[str]:
-    """The settings' secrets, and the parts of them that are secret alone: a webhook's path
-    and query, a URL's user-info."""
-    found = [*settings.secrets(), *secret_url_parts(settings.alert_webhook_url)]
-    if "@" in settings.usage_api_base_url:
-        found.append(settings.usage_api_base_url.split("://", 1)[-1].rpartition("@")[0])
-    return [s for s in found if s]
+def _secret_parts(secrets: list[str]) -> list[str]:
+    """Each secret, and the parts of it that are secret alone: a webhook's path and query, a
+    URL's user-info."""
+    return [part for secret in secrets for part in (secret, *secret_url_parts(secret))]
 
 
 def _raw_secrets(environ: Mapping[str, str] | None) -> list[str]:
     """The secret settings as written, for when they do not load."""
-    # Settings.secret_values: every secret setting, and the API's URL when it carries a password.
-    return [part for v in Settings.secret_values(environ) for part in (v, *secret_url_parts(v))]
+    return _secret_parts(Settings.secret_values(environ))
 
 
 def _run(

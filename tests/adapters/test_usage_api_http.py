@@ -19,7 +19,7 @@ from shared.adapters.usage_api_http import MAX_RETRY_AFTER_S, UsageApiClient, re
 from shared.adapters.usage_api_pacing import RateLimiter
 from shared.local.simulator import NO_RESPONSE, Fault, UsageApiSimulator
 from shared.ports import ApiAsksToWait, ApiUnreachable, TransientApiError, UsageApiError
-from tests.conftest import API_KEY, DAY, ISO, make_records, page_bytes
+from tests.support import API_KEY, DAY, ISO, make_records, page_bytes
 
 PAGE_SIZE = 10
 

@@ -12,7 +12,7 @@ import pytest
 
 from shared.adapters.warehouse_sql import SCHEMA_VERSION
 from shared.ports import BuildParams, Lineage, Warehouse
-from tests.conftest import MSSQL, empty_mssql_tables, require_mssql
+from tests.support import MSSQL, empty_mssql_tables, require_mssql
 
 D1 = date(2026, 10, 1)
 PARAMS = BuildParams(

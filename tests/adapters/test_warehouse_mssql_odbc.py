@@ -32,7 +32,7 @@ import pytest
 
 from shared.adapters.sql_files import SQL_ROOT
 from shared.adapters.warehouse_sql import SCHEMA_VERSION
-from tests.conftest import REPO
+from tests.support import REPO
 
 DRIVER_SO = "libsqlite3odbc.so"
 

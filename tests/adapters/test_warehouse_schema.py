@@ -18,7 +18,7 @@ import pytest
 from shared.adapters.warehouse_duckdb import DuckDbWarehouse
 from shared.adapters.warehouse_sql import SCHEMA_VERSION
 from shared.ports import Lineage, SchemaVersionMismatch
-from tests.conftest import REPO
+from tests.support import REPO
 
 V0 = (REPO / "tests" / "data" / "schema_v0" / "duckdb.sql").read_text(encoding="utf-8")
 LINEAGE = Lineage("run-1", "source.json", datetime(2026, 10, 2, tzinfo=UTC))

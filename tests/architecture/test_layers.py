@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.support import REPO
 
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 

@@ -26,7 +26,7 @@ from shared.domain.crm_csv import (
     parse_timestamp_utc,
     snapshot_date_from_name,
 )
-from tests.conftest import GOLDEN
+from tests.support import GOLDEN
 
 HEADER = "company_id,name,country,industry_tag,last_contact_at"
 NAME = "crm-drop/companies_2026-10-01.csv"

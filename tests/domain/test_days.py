@@ -17,7 +17,7 @@ from shared.domain.days import (
     yesterday,
 )
 from shared.domain.quality import BASELINE_DAYS
-from tests.conftest import day
+from tests.support import day
 
 SNAPSHOTS = [day("2026-10-01"), day("2026-10-04"), day("2026-10-20")]
 

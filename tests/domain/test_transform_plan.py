@@ -16,7 +16,7 @@ from shared.domain.transform_plan import (
     merge_needs,
     plan_transform,
 )
-from tests.conftest import day
+from tests.support import day
 
 
 def usage(*days: str, staged: int = 100) -> dict[str, dict[str, Any]]:

@@ -13,7 +13,7 @@ from shared.config import Settings
 from shared.domain import names
 from shared.domain.health import CHECKS
 from shared.local.pipeline import LocalPipeline
-from tests.conftest import read_alerts
+from tests.support import read_alerts
 
 
 @pytest.mark.parametrize(

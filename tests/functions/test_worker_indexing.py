@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.support import REPO
 
 WORKER_PYTHON = REPO / ".venv-worker" / "bin" / "python"
 

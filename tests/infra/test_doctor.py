@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import REPO
+from tests.support import REPO
 
 DOCTOR = Path(sys.executable).with_name("azure-functions-doctor")
 # Warnings that stay, and why the project cannot make them go away.

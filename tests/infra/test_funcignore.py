@@ -7,7 +7,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from tests.conftest import REPO
+from tests.support import REPO
 
 NEEDED = {"function_app.py", "host.json", "requirements.txt", "shared/ports.py", "shared/bootstrap.py"}
 NEEDED_FOLDERS = ("functions/", "shared/domain/", "shared/services/", "shared/adapters/", "sql/mssql/")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.support import REPO
 
 HOOK = REPO / "infra" / "hooks" / "postprovision.sh"
 SUBSCRIPTION = "11111111-2222-3333-4444-555555555555"

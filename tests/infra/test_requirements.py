@@ -12,8 +12,8 @@ from functools import cache
 from importlib.metadata import PackageNotFoundError, distributions, version
 from pathlib import Path
 
-from tests.conftest import REPO
 from tests.infra.test_funcignore import packaged
+from tests.support import REPO
 
 LOCK = REPO / "requirements.txt"
 PINNED = re.compile(r"(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)==(?P<version>[A-Za-z0-9][A-Za-z0-9.+!_-]*)")

@@ -11,7 +11,7 @@ from datetime import timedelta
 
 from shared.services.build_lease import LEASE_S
 from shared.services.transform import WORK_BUDGET_S
-from tests.conftest import REPO
+from tests.support import REPO
 
 
 def function_timeout() -> timedelta:

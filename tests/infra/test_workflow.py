@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import REPO
+from tests.support import REPO
 
 WORKFLOW = REPO / ".github" / "workflows" / "ci.yml"
 HOOKS = sorted((REPO / "infra" / "hooks").glob("*.sh"))

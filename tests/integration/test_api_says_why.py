@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import read_alerts
+from tests.support import read_alerts
 
 DAY = "2026-10-01"
 EXPLANATION = "page_size must be between 1 and 100"

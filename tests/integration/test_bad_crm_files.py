@@ -30,7 +30,7 @@ import pytest
 from shared.adapters.ledger_sqlite import SqliteLedger
 from shared.domain.crm_csv import FIELD_SIZE_LIMIT
 from shared.domain.names import file_key
-from tests.conftest import REPO, read_alerts, read_table
+from tests.support import REPO, read_alerts, read_table
 
 CORPUS = REPO / "tests" / "data" / "crm_bad"
 HEADER = "company_id,name,country,industry_tag,last_contact_at"

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import read_alerts, read_table
+from tests.support import read_alerts, read_table
 
 DAY = "2026-11-20"
 COMPANIES = [f"H-{n:03d}" for n in range(1, 31)]

@@ -20,8 +20,8 @@ from shared.ports import BuildParams, BuildResult, Lineage, WarehouseOutOfMemory
 from shared.services import transform
 from shared.services.pending import pending_days
 from shared.services.transform import MAX_DAYS_PER_BUILD, days_per_round
-from tests.conftest import GOLDEN
 from tests.reference import diff_tables, load_expected_csv
+from tests.support import GOLDEN
 
 GOLDEN_DAYS = [f"2026-10-{n:02d}" for n in range(1, 11)]
 CAP_MB = 64

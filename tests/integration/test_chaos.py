@@ -24,9 +24,9 @@ from pathlib import Path
 import pytest
 
 from shared.local.simulator import UsageApiSimulator
-from tests.conftest import API_KEY, GOLDEN, REPO, child_environment, ledger_rows, read_table
 from tests.processes import Child, Children
 from tests.reference import diff_tables, expected_table
+from tests.support import API_KEY, GOLDEN, REPO, child_environment, ledger_rows, read_table
 from tests.test_reference import stage_golden
 
 pytestmark = pytest.mark.slow

@@ -8,7 +8,7 @@ from typing import Any
 
 from shared.domain import names
 from shared.local.pipeline import LocalPipeline
-from tests.conftest import GOLDEN
+from tests.support import GOLDEN
 
 DAY = "2026-10-01"
 

@@ -18,8 +18,8 @@ from shared.ports import BuildParams, BuildResult, Services
 from shared.services import build_lease, transform
 from shared.services.pending import mark_days, pending_days, settle_day
 from shared.services.transform import run_transform
-from tests.conftest import GOLDEN
 from tests.reference import diff_tables, load_expected_csv
+from tests.support import GOLDEN
 
 GOLDEN_DAYS = [f"2026-10-{n:02d}" for n in range(1, 11)]
 

@@ -17,8 +17,8 @@ from shared.domain import blob_events, names
 from shared.local.pipeline import LocalPipeline
 from shared.local.simulator import UsageApiSimulator
 from shared.ports import OutgoingMessage
-from tests.conftest import GOLDEN, read_table
 from tests.reference import diff_tables, load_expected_csv
+from tests.support import GOLDEN, read_table
 
 DAYS = sorted(GOLDEN.records())
 CRM_FILES = GOLDEN.crm_files()

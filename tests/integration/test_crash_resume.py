@@ -20,9 +20,9 @@ from shared.config import Settings
 from shared.local.pipeline import LocalPipeline
 from shared.local.simulator import Fault, UsageApiSimulator
 from shared.services.status import crm_file_status
-from tests.conftest import API_KEY, GOLDEN, REPO, child_environment, ledger_rows, read_table
 from tests.processes import Children
 from tests.reference import diff_tables, load_expected_csv
+from tests.support import API_KEY, GOLDEN, REPO, child_environment, ledger_rows, read_table
 
 EXPECTED = load_expected_csv(GOLDEN.expected_csv)
 DRIVER = """

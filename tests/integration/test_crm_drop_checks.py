@@ -10,7 +10,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from tests.conftest import read_alerts
+from tests.support import read_alerts
 
 HEADER = "company_id,name,country,industry_tag,last_contact_at"
 

@@ -14,8 +14,8 @@ from shared.domain import blob_events, names
 from shared.local.pipeline import LocalPipeline
 from shared.local.simulator import Fault, UsageApiSimulator
 from shared.ports import OutgoingMessage
-from tests.conftest import GOLDEN, build_concurrently, read_alerts
 from tests.reference import diff_tables, load_expected_csv
+from tests.support import GOLDEN, build_concurrently, read_alerts
 
 
 def table(pipe: LocalPipeline) -> list[dict]:

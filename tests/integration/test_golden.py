@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.conftest import GOLDEN, read_alerts, read_table
 from tests.reference import diff_tables, load_expected_csv
+from tests.support import GOLDEN, read_alerts, read_table
 
 
 def quarantined(data_dir: Path, suffix: str) -> list[dict]:

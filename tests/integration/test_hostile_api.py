@@ -22,8 +22,8 @@ import pytest
 import shared.local.cli
 from shared import bootstrap
 from shared.local.simulator import NO_RESPONSE, Fault, RequestRecord, UsageApiSimulator
-from tests.conftest import API_KEY, GOLDEN, read_alerts, read_table
 from tests.reference import diff_tables, load_expected_csv
+from tests.support import API_KEY, GOLDEN, read_alerts, read_table
 
 DAY = "2026-10-01"
 NEXT_DAY = "2026-10-02"

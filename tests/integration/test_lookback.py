@@ -22,8 +22,8 @@ import pytest
 import shared.local.pipeline
 from shared.domain import names
 from shared.local.simulator import UsageApiSimulator
-from tests.conftest import GOLDEN, read_table
 from tests.reference import diff_tables, expected_table
+from tests.support import GOLDEN, read_table
 from tests.test_reference import stage_golden
 
 Cli = Callable[..., tuple[int, str, str]]

@@ -12,8 +12,8 @@ from azure.storage.blob import BlobServiceClient
 
 from shared.domain import names
 from tests.azurite import azurite  # noqa: F401  (the session fixture)
-from tests.conftest import GOLDEN, read_table
 from tests.reference import diff_tables, load_expected_csv
+from tests.support import GOLDEN, read_table
 
 pytestmark = pytest.mark.azurite
 

@@ -21,7 +21,8 @@ from typing import Any
 import pytest
 
 from shared.config import Settings
-from tests.conftest import (
+from tests.reference import diff_tables, load_expected_csv
+from tests.support import (
     GOLDEN,
     MSSQL,
     MSSQL_ADMIN,
@@ -30,7 +31,6 @@ from tests.conftest import (
     empty_mssql_tables,
     require_mssql,
 )
-from tests.reference import diff_tables, load_expected_csv
 
 
 @pytest.fixture

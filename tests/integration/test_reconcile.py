@@ -21,8 +21,8 @@ import duckdb
 import pytest
 
 from shared.local.simulator import Fault, UsageApiSimulator
-from tests.conftest import GOLDEN, REPO
 from tests.processes import Children
+from tests.support import GOLDEN, REPO
 
 DAY = "2026-10-03"  # the golden day with c-bad-neg's negative count among 39 records
 NOT_IN_CRM = "c-usage-only"

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from shared.local.pipeline import LocalPipeline
-from tests.conftest import GOLDEN
 from tests.reference import load_expected_csv
+from tests.support import GOLDEN
 
 Key = Callable[[date], tuple[Any, ...]]
 

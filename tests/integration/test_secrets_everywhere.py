@@ -25,7 +25,7 @@ import requests
 from shared.config import Settings
 from shared.local.pipeline import LocalPipeline
 from shared.local.server import LocalServer
-from tests.conftest import GOLDEN
+from tests.support import GOLDEN
 
 KEY = "sk-live-4f9a2c7e1b3d8a6f0c2"  # 27 characters
 TRUNCATED = KEY[:18]  # what a proxy that cuts the header shows

@@ -20,8 +20,8 @@ from shared.config import Settings
 from shared.domain import names
 from shared.local.pipeline import LocalPipeline
 from shared.local.simulator import UsageApiSimulator
-from tests.conftest import GOLDEN, read_table
 from tests.reference import diff_tables, expected_table
+from tests.support import GOLDEN, read_table
 from tests.test_reference import stage_golden
 
 Cli = Callable[..., tuple[int, str, str]]

@@ -21,8 +21,8 @@ from shared.local.pipeline import LocalPipeline
 from shared.ports import BuildParams, BuildResult
 from shared.services import build_lease, transform
 from shared.services.pending import pending_days
-from tests.conftest import GOLDEN, read_table
 from tests.reference import diff_tables, load_expected_csv
+from tests.support import GOLDEN, read_table
 
 DAYS = sorted(GOLDEN.records())
 DAY_LONG = 86_400.0

@@ -6,7 +6,7 @@ import json
 import os
 from pathlib import Path
 
-from tests.conftest import GOLDEN, REPO, read_alerts, read_table
+from tests.support import GOLDEN, REPO, read_alerts, read_table
 
 
 def test_run_without_api_url_fails_with_one_line(cli, monkeypatch) -> None:

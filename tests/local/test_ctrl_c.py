@@ -23,8 +23,8 @@ from shared.local.cli import EXIT_INTERRUPTED
 from shared.local.pipeline import LocalPipeline
 from shared.local.server import LocalServer
 from shared.ports import BuildParams, BuildResult, OutgoingMessage
-from tests.conftest import GOLDEN, REPO, one_error_line, read_table
 from tests.processes import Children
+from tests.support import GOLDEN, REPO, one_error_line, read_table
 
 DAYS = sorted(GOLDEN.records())
 

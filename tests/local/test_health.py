@@ -23,7 +23,7 @@ from shared.config import Settings
 from shared.domain.health import CHECKS
 from shared.local.pipeline import LocalPipeline
 from shared.local.server import LocalServer
-from tests.conftest import API_KEY, GOLDEN, read_alerts
+from tests.support import API_KEY, GOLDEN, read_alerts
 
 
 def closed_port() -> int:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.conftest import GOLDEN
+from tests.support import GOLDEN
 
 Cli = Callable[..., tuple[int, str, str]]
 DAY = "2026-10-01"

@@ -12,7 +12,7 @@ from shared.local.host import DrainReport
 from shared.local.pipeline import LocalPipeline, _progress_line
 from shared.local.server import LocalServer
 from shared.local.status_view import status_table
-from tests.conftest import GOLDEN
+from tests.support import GOLDEN
 
 
 def test_status_shows_a_table_per_day(cli, api_records) -> None:

@@ -16,7 +16,7 @@ import pytest
 from shared.config import Settings
 from shared.local.pipeline import LocalPipeline
 from shared.local.report import TOP_AT_RISK, render_report, write_report
-from tests.conftest import GOLDEN, read_table
+from tests.support import GOLDEN, read_table
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")  # CI on GitHub points it at google-chrome
 LATEST = "2026-10-10"

@@ -24,7 +24,7 @@ from shared.local import server as server_module
 from shared.local.folder_lock import FolderLock
 from shared.local.pipeline import LocalPipeline
 from shared.local.server import LocalServer
-from tests.conftest import GOLDEN, REPO
+from tests.support import GOLDEN, REPO
 
 
 @pytest.fixture

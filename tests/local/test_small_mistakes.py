@@ -16,7 +16,7 @@ from shared.adapters.warehouse_sql import SqlWarehouse
 from shared.domain import names
 from shared.local.pipeline import LocalPipeline
 from shared.ports import BuildParams, BuildResult
-from tests.conftest import GOLDEN, one_error_line
+from tests.support import GOLDEN, one_error_line
 
 DAYS = sorted(GOLDEN.records())
 SNAPSHOT = GOLDEN.root / "crm" / "companies_2026-10-01.csv"

@@ -19,10 +19,10 @@ import pytest
 from shared.local.cli import EXIT_INTERRUPTED
 from shared.local.folder_lock import FolderLock
 from shared.local.host import LocalHost
-from tests.conftest import GOLDEN, REPO, one_error_line, read_alerts, read_table
 from tests.processes import Child, Children
 from tests.reference import Settings as RuleSettings
 from tests.reference import diff_tables, expected_table
+from tests.support import GOLDEN, REPO, one_error_line, read_alerts, read_table
 from tests.test_reference import stage_golden
 
 DAYS = sorted(GOLDEN.records())

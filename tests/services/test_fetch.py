@@ -16,7 +16,16 @@ from shared.domain import names
 from shared.local.simulator import Fault, UsageApiSimulator
 from shared.ports import Services, TransientApiError
 from shared.services.fetch import FetchOutcome, fetch_day
-from tests.conftest import API_KEY, DAY, ISO, fetch_state, make_records, page_bytes, queued_alerts
+from tests.support import (
+    API_KEY,
+    DAY,
+    ISO,
+    fetch_state,
+    in_process_bus,
+    make_records,
+    page_bytes,
+    queued_alerts,
+)
 
 PAGE_SIZE = 10
 
@@ -26,7 +35,7 @@ def raw_blobs(services: Services, run_id: str) -> list[str]:
 
 
 def queued(services: Services, queue: str) -> list[Any]:
-    return list(services.bus.queues.get(queue, []))  # type: ignore[attr-defined]
+    return in_process_bus(services).waiting(queue)
 
 
 def page_records(services: Services, run_id: str, number: int) -> list[dict[str, Any]]:
@@ -197,7 +206,7 @@ def test_already_fetched_day_is_re_announced_not_refetched(
     services = make_services(api)
     first = fetch_day(services, DAY)
     requests_before = api.count()
-    depth_before = services.bus.depth(names.INGEST_QUEUE)  # type: ignore[attr-defined]
+    depth_before = in_process_bus(services).depth(names.INGEST_QUEUE)
 
     again = fetch_day(services, DAY)
 
@@ -205,7 +214,7 @@ def test_already_fetched_day_is_re_announced_not_refetched(
     assert again.run_id == first.run_id
     assert (again.pages, again.records) == (2, 15)
     assert api.count() == requests_before  # no API traffic
-    assert services.bus.depth(names.INGEST_QUEUE) == depth_before + 1  # type: ignore[attr-defined]
+    assert in_process_bus(services).depth(names.INGEST_QUEUE) == depth_before + 1
     event = queued(services, names.INGEST_QUEUE)[-1].json()
     assert event["subject"].endswith(f"/blobs/{names.manifest_blob(DAY, first.run_id)}")
 
@@ -249,7 +258,7 @@ def test_endless_pagination_stops_at_the_page_cap_and_fails(
     state = fetch_state(services)
     assert state["status"] == "failed" and "page cap" in state["error"]
     assert not services.blobs.exists(names.RAW_CONTAINER, names.manifest_blob(DAY, outcome.run_id))
-    assert services.bus.depth(names.INGEST_QUEUE) == 0  # type: ignore[attr-defined]
+    assert in_process_bus(services).depth(names.INGEST_QUEUE) == 0
 
 
 def test_401_fails_the_fetch_with_an_alert_that_does_not_show_the_key(

@@ -23,7 +23,16 @@ from shared.domain import names
 from shared.local.simulator import Fault, UsageApiSimulator
 from shared.ports import Services, TransientApiError
 from shared.services.fetch import FetchOutcome, fetch_day
-from tests.conftest import API_KEY, DAY, ISO, fetch_state, make_records, page_bytes, queued_alerts
+from tests.support import (
+    API_KEY,
+    DAY,
+    ISO,
+    fetch_state,
+    in_process_bus,
+    make_records,
+    page_bytes,
+    queued_alerts,
+)
 
 PAGE_SIZE = 5
 
@@ -257,7 +266,7 @@ def test_a_permanent_error_fails_once_with_one_alert_and_starts_no_more_pages(
     assert (alerts[0]["kind"], alerts[0]["run_id"]) == ("fetch_failed", outcome.run_id)
     assert fetch_state(services)["status"] == "failed"
     assert not services.blobs.exists(names.RAW_CONTAINER, names.manifest_blob(DAY, outcome.run_id))
-    assert services.bus.depth(names.INGEST_QUEUE) == 0  # type: ignore[attr-defined]
+    assert in_process_bus(services).depth(names.INGEST_QUEUE) == 0
 
 
 def test_a_permanent_error_past_a_page_that_did_not_land_is_not_decisive(

@@ -13,13 +13,13 @@ from shared.ports import Services
 from shared.services.fetch import fetch_day
 from shared.services.staging import load_crm_drop, load_usage_manifest
 from shared.services.transform import run_transform
-from tests.conftest import DAY, ISO, make_records, queued_alerts
+from tests.support import DAY, ISO, in_process_bus, make_records, queued_alerts
 
 CRM = "company_id,name,country,industry_tag,last_contact_at\nc-0001,Acme,DE,saas,2026-11-01\n"
 
 
 def transforms(services: Services) -> list[dict]:
-    return [e.json() for e in services.bus.queues.get(names.TRANSFORM_QUEUE, [])]  # type: ignore[attr-defined]
+    return [e.json() for e in in_process_bus(services).waiting(names.TRANSFORM_QUEUE)]
 
 
 def test_a_manifest_is_staged_once_with_its_bad_record_quarantined(
