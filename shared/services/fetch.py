@@ -181,6 +181,7 @@ def _start_run(
             **{k: v for k, v in state.items() if k not in WAIT_FIELDS},
             "status": "running",
             "lease_until": _lease_until(services),
+            **heartbeat(services),
         }
         services.ledger.put(names.FETCH, key, state)
         return str(decision.run_id), state, {}
@@ -486,23 +487,39 @@ def _lease_until(services: Services) -> str:
 
 def _keep_lease(services: Services, key: str, state: dict[str, Any]) -> Callable[[], None]:
     """Called before each page: renews the running fetch's lease every FETCH_LEASE_S / 4, so a
-    long fetch that is alive never shows as interrupted, and one that died does within the lease."""
+    long fetch that is alive never shows as interrupted, and one that died does within the lease;
+    and stamps its heartbeat every HEARTBEAT_S, so a replay knows it is really in progress."""
     lock = threading.Lock()
-    renewed = [services.clock()]
+    renewed, stamped = [services.clock()], [services.clock()]
 
     def alive() -> None:
         now = services.clock()
         with lock:
-            if (now - renewed[0]).total_seconds() < FETCH_LEASE_S / 4:
+            renew = (now - renewed[0]).total_seconds() >= FETCH_LEASE_S / 4
+            if not renew and (now - stamped[0]).total_seconds() < HEARTBEAT_S:
                 return
-            renewed[0] = now
-        state["lease_until"] = _lease_until(services)
+            stamped[0] = now
+            renewed[0] = now if renew else renewed[0]
+        if renew:
+            state["lease_until"] = _lease_until(services)
+        state.update(heartbeat(services))
         services.ledger.put(names.FETCH, key, state)
 
     return alive
 
 
 FETCH_LEASE_S = 3600  # renewed every quarter of it while pages land
+# The heartbeat: a running fetch stamps ALIVE_AT when it starts and then before a page at most
+# every HEARTBEAT_S. Unlike the lease it is short and cleared when the fetch stops by raising
+# (`replay.fetch_in_progress`), so "running" means a holder that is alive, not a claim that
+# outlived it.
+HEARTBEAT_S = 15
+ALIVE_AT = "alive_at"
+
+
+def heartbeat(services: Services) -> dict[str, str]:
+    """The ledger field that says this fetch's holder is alive now."""
+    return {ALIVE_AT: services.clock().isoformat()}
 
 
 def _manifest_pages(services: Services, manifest_name: str) -> dict[int, tuple[str, str]]:
@@ -718,6 +735,7 @@ def _new_run(services: Services, key: str, run_id: str, force: bool) -> dict[str
             "force": force,
             "started_at": services.clock().isoformat(),
             "lease_until": _lease_until(services),
+            **heartbeat(services),
             "generation": int((current or {}).get("generation") or 0) + 1,
         }
 
