@@ -22,6 +22,7 @@ from typing import Any, Literal
 from shared.domain.days import ROLLING_DAYS
 from shared.domain.rules import Rules
 from shared.domain.usage_records import record_problem, row_of, valid_row
+from shared.domain.wording import counted
 
 Verdict = Literal["agree", "differ", "incomplete"]
 Counts = tuple[int, int]  # active_users, events
@@ -520,7 +521,7 @@ def _crm_line(row: Mapping[str, Any], day: date, rules: Rules | None) -> str:
         return f"CRM columns: empty: the company is not in the snapshot of {snapshot}"
     return (
         f"CRM columns: from the snapshot of {snapshot} (the latest on or before {day}"
-        + (f", at most {rules.crm_max_snapshot_age_days} days old" if rules else "")
+        + (f", at most {counted(rules.crm_max_snapshot_age_days, 'day')} old" if rules else "")
         + f"): {row.get('company_name')}, {row.get('country')}, {row.get('industry_tag')}"
     )
 
@@ -576,14 +577,14 @@ def _churn(row: Mapping[str, Any], rules: Rules | None, refused: Sequence[tuple[
     elif rolling >= rules.churn_min_rolling_users:
         why = f"{rolling} user-days in 7 days, at least {rules.churn_min_rolling_users}"
     elif since is None or since > rules.churn_max_contact_age_days:
-        contact = "never contacted" if since is None else f"last contact {since} days ago"
+        contact = "never contacted" if since is None else f"last contact {counted(since, 'day')} ago"
         why = (
             f"{rolling} user-days, under {rules.churn_min_rolling_users}, and {contact}"
             f" (more than {rules.churn_max_contact_age_days})"
         )
     else:
         why = (
-            f"{rolling} user-days, under {rules.churn_min_rolling_users}, but contacted {since} days ago"
+            f"{rolling} user-days, under {rules.churn_min_rolling_users}, but contacted {counted(since, 'day')} ago"
             f" (within {rules.churn_max_contact_age_days})"
         )
     if row["is_churn_risk"] is None:

@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass
 from datetime import date
 from typing import Any
 
+from shared.domain.wording import counted
+
 # Day states whose outcome depends on the rules: a built day's rows, a waiting day's wait (the
 # snapshot age limit decides it). A day the quality gate blocked has no rows of its build.
 RULED_STATES = ("built", "waiting")
@@ -44,8 +46,8 @@ class Rules:
     def describe(self) -> str:
         return (
             f"churn risk: no activity in 7 days, or under {self.churn_min_rolling_users} user-days in 7 days"
-            f" and no contact for more than {self.churn_max_contact_age_days} days;"
-            f" CRM snapshots count for {self.crm_max_snapshot_age_days} days"
+            f" and no contact for more than {counted(self.churn_max_contact_age_days, 'day')};"
+            f" CRM snapshots count for {counted(self.crm_max_snapshot_age_days, 'day')}"
         )
 
 

@@ -6,6 +6,7 @@ import dataclasses
 from datetime import UTC, datetime, timedelta
 
 from shared.config import Settings
+from shared.domain.wording import counted
 from shared.local.demo_world import DemoWorld
 from shared.local.host import DrainReport
 from shared.local.pipeline import CliError, LocalPipeline
@@ -95,7 +96,7 @@ def _summary(
         contact = (
             "never contacted"
             if row["days_since_last_contact"] is None
-            else (f"last contact {row['days_since_last_contact']} days ago")
+            else (f"last contact {counted(row['days_since_last_contact'], 'day')} ago")
         )
         print(
             f"    {row['company_id']:<8} {str(row['company_name'] or '(not in CRM)')[:28]:<28}"

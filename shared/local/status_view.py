@@ -8,6 +8,7 @@ from typing import Any
 
 from shared.domain.fetch_decision import lease_expired
 from shared.domain.rules import RULED_STATES, RULES_LEGEND, Rules
+from shared.domain.wording import agreeing, counted
 from shared.observability.redact import printable
 
 
@@ -179,7 +180,8 @@ def status_table(views: Sequence[dict[str, Any]], in_force: Rules | None = None)
         notes.append(f"RULES: {RULES_LEGEND}; in force: {in_force.short()} ({in_force.describe()})")
         if stale:
             notes.append(
-                f"* {len(stale)} days were decided under other rules; the next build rebuilds them,"
+                f"* {counted(len(stale), 'day')} {agreeing(len(stale), 'was', 'were')} decided under other rules;"
+                " the next build rebuilds them,"
                 " or now: python -m shared.cli rebuild"
             )
     return "\n".join(lines + (["", *notes] if notes else []))
