@@ -30,6 +30,7 @@ from shared.domain import blob_events, names
 from shared.domain.alerts import Alert
 from shared.domain.fetch_decision import FetchDecision, decide_fetch
 from shared.domain.usage_page import Page, parse_page
+from shared.domain.wording import counted
 from shared.observability.context import bind
 from shared.observability.redact import public_url
 from shared.ports import (
@@ -235,8 +236,17 @@ def _redeliver_or_fail(
 ) -> FetchOutcome:
     """A transient error that outlasted the client's retries: raised on (redelivered) while the
     fetch's retry budget lasts, else the run fails."""
-    tally = f"{requests} request{'s' if requests != 1 else ''} by this fetch, {spent:.0f} s spent retrying"
-    state = {**state, "requests": requests, "retry_s": round(spent, 3)} if not checking else state
+    # Attempts: this one and the earlier ones of the run that ended the same way (deliveries).
+    tries = (0 if checking else int(state.get("attempts") or 0)) + 1
+    tally = (
+        f"{counted(tries, 'attempt')} of this fetch made {counted(requests, 'HTTP request')} in all,"
+        f" retries included; {spent:.0f} s spent on failed requests and backoff"
+    )
+    state = (
+        {**state, "requests": requests, "retry_s": round(spent, 3), "attempts": tries}
+        if not checking
+        else state
+    )
     if spent < budget:
         # Raised on, so the request is redelivered; the ledger says why the run is unfinished.
         error = "last_check_error" if checking else "last_error"

@@ -201,6 +201,20 @@ def test_after_a_fetch_ended_unfinished_a_replay_queues_the_day_and_it_runs(
     assert page_ones(api, day) == fetches + 1
 
 
+def test_a_fetch_that_gave_up_says_how_many_attempts_and_requests_it_made(
+    pipeline: LocalPipeline, api: UsageApiSimulator, script: ApiScript
+) -> None:
+    """Before: "(30 requests by this fetch, 1 s spent retrying)", the five deliveries unsaid."""
+    end_the_fetch(pipeline, api, script, "given up")
+    attempts = pipeline.host.bus.max_delivery_count
+    requests = attempts * pipeline.settings.usage_api_max_attempts
+
+    error = fetch_of(pipeline)["last_error"]
+
+    assert f"({attempts} attempts of this fetch made {requests} HTTP requests in all," in error, error
+    assert requests == api.count(date=DAY) and fetch_of(pipeline)["requests"] == requests
+
+
 @pytest.mark.parametrize("how", ["given up", "failed", "interrupted"])
 def test_after_a_fetch_ended_unfinished_run_date_fetches_the_day(
     pipeline: LocalPipeline,
