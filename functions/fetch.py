@@ -12,7 +12,7 @@ from shared.domain.days import yesterday
 from shared.domain.replay_request import FetchRequest
 from shared.observability.context import log_context
 from shared.services.fetch import fetch_day
-from shared.services.replay import enqueue_daily, fetch_started
+from shared.services.replay import enqueue_daily, fetch_in_progress, fetch_started
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,7 @@ def on_fetch_request(msg: func.ServiceBusMessage) -> None:
         request = FetchRequest.from_json(body, services.clock().date())
         with log_context(date=request.day):
             fetch_started(services, request.day, body)
-            fetch_day(
-                services, request.day, force=request.force, recheck=request.recheck, daily=request.daily
-            )
+            with fetch_in_progress(services, request.day):
+                fetch_day(
+                    services, request.day, force=request.force, recheck=request.recheck, daily=request.daily
+                )

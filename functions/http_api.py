@@ -20,7 +20,7 @@ from shared.ports import Services
 from shared.services.health import check_health
 from shared.services.reconcile import as_json as reconcile_json
 from shared.services.reconcile import reconcile as run_reconcile
-from shared.services.replay import TooManyForcedDays, enqueue_fetches
+from shared.services.replay import Enqueued, TooManyForcedDays, enqueue_fetches
 from shared.services.status import status_payload
 
 
@@ -75,11 +75,21 @@ def _replay(req: func.HttpRequest, services: Services) -> func.HttpResponse:
         "queued": [d.isoformat() for d in enqueued.queued],
         # Days whose fetch was queued already and has not started: this request added nothing.
         "already_queued": [d.isoformat() for d in enqueued.already_queued],
+        # Days being fetched right now (a forced request: by a forced fetch): nothing added.
+        "running": [d.isoformat() for d in enqueued.running],
         "status_urls": [f"/api/status?date={d.isoformat()}" for d in request.days[:31]],
     }
-    if enqueued.already_queued and not enqueued.queued:
-        payload["note"] = "every day asked for is queued already; nothing was added"
+    if not enqueued.queued:
+        payload["note"] = _nothing_added(enqueued)
     return _json(202, payload)
+
+
+def _nothing_added(enqueued: Enqueued) -> str:
+    if not enqueued.running:
+        return "every day asked for is queued already; nothing was added"
+    if not enqueued.already_queued:
+        return "every day asked for is being fetched now; nothing was added"
+    return "every day asked for is queued already or being fetched now; nothing was added"
 
 
 def status(req: func.HttpRequest) -> func.HttpResponse:

@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from shared.domain.days import ROLLING_DAYS
+from shared.domain.wording import counted
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,7 @@ class ChurnRule:
         """The rule with its thresholds, in a sentence (status, report)."""
         return (
             f"churn risk: no activity in {ROLLING_DAYS} days, or under {self.min_rolling_users}"
-            f" user-days in {ROLLING_DAYS} days and no contact for more than {self.max_contact_age_days} days"
+            f" user-days in {ROLLING_DAYS} days and no contact for more than {counted(self.max_contact_age_days, 'day')}"
         )
 
     def reason(self, rolling_users: int, days_since_contact: int | None) -> str:
@@ -71,13 +72,14 @@ class ChurnRule:
             contact = (
                 "never contacted"
                 if days_since_contact is None
-                else f"last contact {days_since_contact} days ago"
+                else f"last contact {counted(days_since_contact, 'day')} ago"
             )
             return (
                 f"{rolling_users} user-days, under {self.min_rolling_users}, and {contact}"
                 f" (more than {self.max_contact_age_days})"
             )
+        assert days_since_contact is not None  # None is out of touch, answered above
         return (
-            f"{rolling_users} user-days, under {self.min_rolling_users}, but contacted {days_since_contact}"
-            f" days ago (within {self.max_contact_age_days})"
+            f"{rolling_users} user-days, under {self.min_rolling_users}, but contacted"
+            f" {counted(days_since_contact, 'day')} ago (within {self.max_contact_age_days})"
         )

@@ -10,6 +10,7 @@ from datetime import date, timedelta
 from typing import Any
 
 from shared.domain.usage_records import RejectedRecord, reason_kind, shown
+from shared.domain.wording import counted
 
 MAX_QUARANTINED_SHARE = 0.05
 # A share needs a sample: 2 bad records among 38 is 5.3% but says little about the API. Below
@@ -340,7 +341,7 @@ def _volume_drop(
     drop = (median - staged) / median
     text = (
         f"{staged} usage records, down {drop:.0%} against the median {median:g}"
-        f" of the previous {len(baseline)} staged days"
+        f" of the previous {counted(len(baseline), 'staged day')}"
     )
     if drop > DROP_ERROR:
         return [f"{text}; if the API really has fewer, replay the day with force"], []

@@ -22,6 +22,7 @@ from typing import Any, Literal
 from shared.domain.days import ROLLING_DAYS
 from shared.domain.rules import Rules
 from shared.domain.usage_records import record_problem, row_of, valid_row
+from shared.domain.wording import counted
 
 Verdict = Literal["agree", "differ", "incomplete"]
 Counts = tuple[int, int]  # active_users, events
@@ -520,7 +521,7 @@ def _crm_line(row: Mapping[str, Any], day: date, rules: Rules | None) -> str:
         return f"CRM columns: empty: the company is not in the snapshot of {snapshot}"
     return (
         f"CRM columns: from the snapshot of {snapshot} (the latest on or before {day}"
-        + (f", at most {rules.crm_max_snapshot_age_days} days old" if rules else "")
+        + (f", at most {counted(rules.crm_max_snapshot_age_days, 'day')} old" if rules else "")
         + f"): {row.get('company_name')}, {row.get('country')}, {row.get('industry_tag')}"
     )
 

@@ -14,6 +14,7 @@ from datetime import date
 from typing import Any
 
 from shared.domain.churn_rule import ChurnRule
+from shared.domain.wording import counted
 
 # Day states whose outcome depends on the rules: a built day's rows, a waiting day's wait (the
 # snapshot age limit decides it). A day the quality gate blocked has no rows of its build.
@@ -49,7 +50,7 @@ class Rules:
         return ChurnRule(self.churn_min_rolling_users, self.churn_max_contact_age_days)
 
     def describe(self) -> str:
-        return f"{self.churn.describe()}; CRM snapshots count for {self.crm_max_snapshot_age_days} days"
+        return f"{self.churn.describe()}; CRM snapshots count for {counted(self.crm_max_snapshot_age_days, 'day')}"
 
 
 RULES_LEGEND = "CHURN_MIN_ROLLING_USERS/CHURN_MAX_CONTACT_AGE_DAYS/CRM_MAX_SNAPSHOT_AGE_DAYS"

@@ -41,6 +41,7 @@ from shared.config import Settings, SettingsError
 from shared.domain import names
 from shared.domain.blob_names import UnsafeBlobName, check_blob_name
 from shared.domain.days import parse_day
+from shared.domain.wording import agreeing, counted
 from shared.local.errors import CliError, DiskFull, disk_full
 from shared.local.folder_lock import FolderBusy, FolderLock
 from shared.local.status_view import crm_table, day_line, day_problem, file_line, status_table
@@ -163,7 +164,8 @@ def _finish(
 
     if stale := days_under_other_rules(pipeline.services):  # this command built nothing that found them
         print(
-            f"note: {len(stale)} days were decided under other rules than those in force"
+            f"note: {counted(len(stale), 'day')} {agreeing(len(stale), 'was', 'were')} decided under other"
+            " rules than those in force"
             f" ({pipeline.settings.rules().short()}); rebuild them with: python -m shared.cli rebuild"
         )
     if problems:
@@ -178,6 +180,11 @@ def _finish(
         )
         return EXIT_FETCH_SCHEDULED
     return 0
+
+
+def _pending_builds(waiting: list[date]) -> str:
+    """`1 day still has a build pending`, `3 days still have ...`."""
+    return f"{counted(len(waiting), 'day')} still {agreeing(len(waiting), 'has', 'have')} a build pending"
 
 
 def _scheduled_fetch(pipeline: LocalPipeline, day: date) -> str | None:
@@ -202,7 +209,7 @@ def _still_pending(pipeline: LocalPipeline, report: DrainReport) -> list[str]:
     ]
     if too_big:  # held back under this cap: trying again as it is would fail the same way
         return [
-            f"{len(waiting)} days still have a build pending ({shown}): {too_big[0].get('reason')};"
+            f"{_pending_builds(waiting)} ({shown}): {too_big[0].get('reason')};"
             " raise LOCAL_WAREHOUSE_MEMORY_MB, then: python -m shared.cli rebuild"
         ]
     failed = [f for f in report.dead_lettered if f.startswith(f"{names.TRANSFORM_QUEUE}:")]
@@ -215,7 +222,7 @@ def _still_pending(pipeline: LocalPipeline, report: DrainReport) -> list[str]:
     else:
         why = "the transform did not build them"
     return [
-        f"{len(waiting)} days still have a build pending ({shown}): {why};"
+        f"{_pending_builds(waiting)} ({shown}): {why};"
         " the next command tries again (or: python -m shared.cli rebuild)"
     ]
 
@@ -612,7 +619,7 @@ def _rebuild(call: Call) -> int:
     report = pipeline.rebuild(f"rebuild-{datetime.now(UTC):%Y%m%dT%H%M%S}")
     built = _built_since(pipeline, started)
     print(
-        f"rebuilt {len(built)} days (asked: {len(stale)} decided under other rules,"
+        f"rebuilt {counted(len(built), 'day')} (asked: {len(stale)} decided under other rules,"
         f" {len(waiting)} with a build pending), under {settings.rules().short()}"
     )
     return _finish(pipeline, report, [])

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.config import Settings
+from shared.domain.wording import counted
 from shared.local.demo_world import DemoWorld
 from shared.local.host import DrainReport
 from shared.local.pipeline import CliError, LocalPipeline
@@ -116,7 +117,7 @@ def _at_risk_line(row: dict[str, Any]) -> str:
     contact = (
         "never contacted"
         if row["days_since_last_contact"] is None
-        else f"last contact {row['days_since_last_contact']} days ago"
+        else f"last contact {counted(row['days_since_last_contact'], 'day')} ago"
     )
     return (
         f"    {row['company_id']:<8} {str(row['company_name'] or '(not in CRM)')[:28]:<28}"

@@ -19,6 +19,7 @@ from shared.local.host import DrainReport, LocalHost
 from shared.ports import OutgoingMessage, Services
 from shared.services import build_lease
 from shared.services.pending import pending_days
+from shared.services.replay import let_go_of_fetches
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,11 @@ class LocalPipeline:
         # The warehouse is opened for staging and building only, never held while a fetch waits
         # on the API (contract section 1): readers of the file are not blocked by a slow API.
         self.host.before_delivery = self._let_go_of_warehouse_before_fetch
+        if not read_only:
+            # A writing command holds LOCAL_DATA_DIR's lock: no other process fetches, so a
+            # fetch the ledger shows alive was left by a killed command and must not hold
+            # this command's replays back.
+            let_go_of_fetches(self.services)
 
     def _let_go_of_warehouse_before_fetch(self, queue: str) -> None:
         if queue == names.FETCH_QUEUE:

@@ -20,6 +20,7 @@ from typing import Any
 from shared.domain import names
 from shared.domain.days import ROLLING_DAYS
 from shared.domain.rules import RULES_LEGEND
+from shared.domain.wording import agreeing, counted
 from shared.observability.redact import redact
 from shared.ports import Services
 from shared.services.status import days_under_other_rules
@@ -80,7 +81,8 @@ def render_report(services: Services) -> str:
         f'<p class="sub">analytics.company_daily_activity, generated {_e(generated)}</p>',
         f'<p class="sub">Rules in force ({_e(RULES_LEGEND)} = {_e(rules.short())}): {_e(rules.describe())}.'
         + (
-            f" <b>{len(stale)} days were built under other rules</b>; rebuild them with"
+            f" <b>{counted(len(stale), 'day')} {agreeing(len(stale), 'was', 'were')} built under other rules</b>;"
+            " rebuild them with"
             " <code>python -m shared.cli rebuild</code>.</p>"
             if stale
             else " Every day was built under them.</p>"

@@ -9,6 +9,7 @@ from typing import Any
 from shared.domain.fetch_decision import lease_expired
 from shared.domain.rules import RULED_STATES, RULES_LEGEND, Rules
 from shared.domain.transform_plan import BUILD
+from shared.domain.wording import agreeing, counted
 from shared.observability.redact import printable
 from shared.services.pending import NEED
 
@@ -240,7 +241,8 @@ def _rules_notes(views: Sequence[dict[str, Any]], in_force: Rules | None) -> lis
     stale = [v["date"] for v in views if _rules_cell(v, in_force).endswith("*")]
     if stale:
         notes.append(
-            f"* {len(stale)} days were decided under other rules; the next build rebuilds them,"
+            f"* {counted(len(stale), 'day')} {agreeing(len(stale), 'was', 'were')} decided under other rules;"
+            " the next build rebuilds them,"
             " or now: python -m shared.cli rebuild"
         )
     return notes

@@ -30,6 +30,7 @@ from shared.domain import blob_events, names
 from shared.domain.alerts import Alert
 from shared.domain.fetch_decision import FetchDecision, decide_fetch
 from shared.domain.usage_page import Page, parse_page
+from shared.domain.wording import counted
 from shared.observability.context import bind
 from shared.observability.redact import public_url
 from shared.ports import (
@@ -181,6 +182,7 @@ def _start_run(
             **{k: v for k, v in state.items() if k not in WAIT_FIELDS},
             "status": "running",
             "lease_until": _lease_until(services),
+            **heartbeat(services),
         }
         services.ledger.put(names.FETCH, key, state)
         return str(decision.run_id), state, {}
@@ -234,8 +236,17 @@ def _redeliver_or_fail(
 ) -> FetchOutcome:
     """A transient error that outlasted the client's retries: raised on (redelivered) while the
     fetch's retry budget lasts, else the run fails."""
-    tally = f"{requests} request{'s' if requests != 1 else ''} by this fetch, {spent:.0f} s spent retrying"
-    state = {**state, "requests": requests, "retry_s": round(spent, 3)} if not checking else state
+    # Attempts: this one and the earlier ones of the run that ended the same way (deliveries).
+    tries = (0 if checking else int(state.get("attempts") or 0)) + 1
+    tally = (
+        f"{counted(tries, 'attempt')} of this fetch made {counted(requests, 'HTTP request')} in all,"
+        f" retries included; {spent:.0f} s spent on failed requests and backoff"
+    )
+    state = (
+        {**state, "requests": requests, "retry_s": round(spent, 3), "attempts": tries}
+        if not checking
+        else state
+    )
     if spent < budget:
         # Raised on, so the request is redelivered; the ledger says why the run is unfinished.
         error = "last_check_error" if checking else "last_error"
@@ -486,23 +497,39 @@ def _lease_until(services: Services) -> str:
 
 def _keep_lease(services: Services, key: str, state: dict[str, Any]) -> Callable[[], None]:
     """Called before each page: renews the running fetch's lease every FETCH_LEASE_S / 4, so a
-    long fetch that is alive never shows as interrupted, and one that died does within the lease."""
+    long fetch that is alive never shows as interrupted, and one that died does within the lease;
+    and stamps its heartbeat every HEARTBEAT_S, so a replay knows it is really in progress."""
     lock = threading.Lock()
-    renewed = [services.clock()]
+    renewed, stamped = [services.clock()], [services.clock()]
 
     def alive() -> None:
         now = services.clock()
         with lock:
-            if (now - renewed[0]).total_seconds() < FETCH_LEASE_S / 4:
+            renew = (now - renewed[0]).total_seconds() >= FETCH_LEASE_S / 4
+            if not renew and (now - stamped[0]).total_seconds() < HEARTBEAT_S:
                 return
-            renewed[0] = now
-        state["lease_until"] = _lease_until(services)
+            stamped[0] = now
+            renewed[0] = now if renew else renewed[0]
+        if renew:
+            state["lease_until"] = _lease_until(services)
+        state.update(heartbeat(services))
         services.ledger.put(names.FETCH, key, state)
 
     return alive
 
 
 FETCH_LEASE_S = 3600  # renewed every quarter of it while pages land
+# The heartbeat: a running fetch stamps ALIVE_AT when it starts and then before a page at most
+# every HEARTBEAT_S. Unlike the lease it is short and cleared when the fetch stops by raising
+# (`replay.fetch_in_progress`), so "running" means a holder that is alive, not a claim that
+# outlived it.
+HEARTBEAT_S = 15
+ALIVE_AT = "alive_at"
+
+
+def heartbeat(services: Services) -> dict[str, str]:
+    """The ledger field that says this fetch's holder is alive now."""
+    return {ALIVE_AT: services.clock().isoformat()}
 
 
 def _manifest_pages(services: Services, manifest_name: str) -> dict[int, tuple[str, str]]:
@@ -718,6 +745,7 @@ def _new_run(services: Services, key: str, run_id: str, force: bool) -> dict[str
             "force": force,
             "started_at": services.clock().isoformat(),
             "lease_until": _lease_until(services),
+            **heartbeat(services),
             "generation": int((current or {}).get("generation") or 0) + 1,
         }
 

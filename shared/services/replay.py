@@ -1,23 +1,31 @@
 """Asking for days to be fetched: one `fetch-requests` message per day (HTTP replay, timer, CLI).
 
-Requests are coalesced: a day whose fetch is queued and not started yet (as forced, when this
-request is forced) is not queued again; the answer says which days were. One caller (a function
-key) queues at most FORCED_DAYS_PER_MINUTE forced days a minute: a forced fetch re-reads every
-page of the day from the API.
+Requests are coalesced: a day whose fetch is queued and not started yet, or running now, is
+not queued again (a forced request is queued over a plain one, queued or running); the answer
+says which days were coalesced and why. "Running" means the fetch's ledger entry says `running`
+and its holder stamped its heartbeat lately (`fetch.HEARTBEAT_S`), never the hour-long lease
+alone: a fetch that ended in any way, or whose holder died, does not count. One caller (a
+function key) queues at most FORCED_DAYS_PER_MINUTE forced days a minute: a forced fetch
+re-reads every page of the day from the API.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
 from shared.domain import names
 from shared.ports import OutgoingMessage, Services
+from shared.services.fetch import ALIVE_AT, HEARTBEAT_S, retry_budget_s
 from shared.services.ledger import update_entry
+
+log = logging.getLogger(__name__)
 
 FORCED_DAYS_PER_MINUTE = 200  # two full forced ranges (MAX_REPLAY_DAYS) a minute, per key
 QUEUED_FOR_S = 3600  # a queued mark older than this is not trusted (its message may be lost)
@@ -36,6 +44,7 @@ class Enqueued:
     request_id: str
     queued: list[date] = field(default_factory=list)
     already_queued: list[date] = field(default_factory=list)  # coalesced: nothing added for them
+    running: list[date] = field(default_factory=list)  # coalesced: being fetched now
 
 
 def enqueue_fetches(
@@ -55,7 +64,8 @@ def enqueue_fetches(
     now = services.clock()
     request_id = f"req-{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
     already = [d for d in days if _queued(services, d, force, now)]
-    todo = [d for d in days if d not in set(already)]
+    running = [d for d in days if d not in already and _running(services, d, force, now)]
+    todo = [d for d in days if d not in {*already, *running}]
     if force and todo:
         _count_forced(services, caller, len(todo), now)
     for d in todo:
@@ -83,7 +93,7 @@ def enqueue_fetches(
             for d, again in asked
         ],
     )
-    return Enqueued(request_id, todo, already)
+    return Enqueued(request_id, todo, already, running)
 
 
 def daily_days(today: date, lookback_days: int) -> tuple[date, list[date]]:
@@ -113,6 +123,64 @@ def fetch_started(services: Services, day: date, body: Mapping[str, Any]) -> Non
         return {"request_id": "", "force": False, "queued_at": ""}
 
     update_entry(services.ledger, names.REPLAYS, day.isoformat(), clear)
+
+
+@contextmanager
+def fetch_in_progress(services: Services, day: date) -> Iterator[None]:
+    """Around a fetch: when it stops by raising (redelivered, given up to the dead letters,
+    Ctrl-C, any error) its heartbeat is cleared, so a replay of the day queues it again at once.
+    A fetch that returns says how it ended in its status (complete, failed, waiting)."""
+    try:
+        yield
+    except BaseException:
+        _clear_heartbeat(services, day.isoformat())
+        raise
+
+
+def let_go_of_fetches(services: Services) -> list[str]:
+    """The days whose fetch the ledger shows alive, let go. Only for a caller that knows no
+    other process fetches now (a local command holding LOCAL_DATA_DIR's lock): such a heartbeat
+    was left by a command that was killed."""
+    alive = [e.key for e in services.ledger.query(names.FETCH) if e.data.get(ALIVE_AT)]
+    for key in alive:
+        _clear_heartbeat(services, key)
+    return alive
+
+
+def running_for_s(services: Services) -> float:
+    """How long after its last heartbeat a fetch still counts as running: a live fetch stamps
+    before each page, and one page takes at most its retry budget (waits the API asks for
+    aside: a fetch past it while waiting may be queued once more, which resumes the same run)."""
+    return HEARTBEAT_S + retry_budget_s(services)
+
+
+def _clear_heartbeat(services: Services, key: str) -> None:
+    def clear(current: Mapping[str, Any] | None) -> dict[str, Any] | None:
+        if not current or not current.get(ALIVE_AT):
+            return None
+        return {k: v for k, v in current.items() if k != ALIVE_AT}
+
+    try:
+        update_entry(services.ledger, names.FETCH, key, clear)
+    except Exception as exc:  # the error that stopped the fetch is the one to tell
+        log.warning("could not clear the heartbeat of %s's fetch (%s); it goes stale", key, exc)
+
+
+def _running(services: Services, day: date, force: bool, now: datetime) -> bool:
+    """A fetch of the day is in progress now, and covers this request: a plain request is
+    covered by any fetch, a forced one only by a forced fetch (which lands what the API says
+    now for every page it has not landed yet; see docs/reliability.md, replays)."""
+    entry = services.ledger.get(names.FETCH, day.isoformat())
+    if entry is None or entry.data.get("status") != "running":
+        return False
+    if force and not entry.data.get("force"):
+        return False  # a forced request is more than the plain fetch running
+    try:
+        alive_at = datetime.fromisoformat(str(entry.data.get(ALIVE_AT)))
+    except ValueError:
+        return False  # no heartbeat: it stopped, or was written before heartbeats existed
+    # Either way round: another instance's clock may be a little ahead of this one's.
+    return abs((now - alive_at).total_seconds()) <= running_for_s(services)
 
 
 def _queued(services: Services, day: date, force: bool, now: datetime) -> bool:

@@ -38,6 +38,7 @@ from shared.domain.transform_plan import (
     days_to_plan,
     plan_transform,
 )
+from shared.domain.wording import counted
 from shared.ports import BuildParams, LedgerEntry, OutgoingMessage, Services, WarehouseOutOfMemory
 from shared.services import build_lease
 from shared.services.alerts import raise_alert
@@ -294,7 +295,7 @@ def _carry_out(work: _Transform, plan: TransformPlan, pending: dict[date, Pendin
     for day in plan.skipped:
         settle_day(services, day, pending.get(day))
     for day in plan.waiting:
-        reason = f"no CRM snapshot within {rules.crm_max_snapshot_age_days} days"
+        reason = f"no CRM snapshot within {counted(rules.crm_max_snapshot_age_days, 'day')}"
         state: dict[str, Any] = {
             "status": "waiting",
             "reason": reason,

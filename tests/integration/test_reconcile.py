@@ -387,7 +387,7 @@ def test_a_pending_build_is_named_and_rebuild_does_it(cli, local_env: Path) -> N
     }
     code, out, err = cli("rebuild")
     assert code in (0, 1), err
-    assert "rebuilt 1 days (asked: 0 decided under other rules, 1 with a build pending)" in out
+    assert "rebuilt 1 day (asked: 0 decided under other rules, 1 with a build pending)" in out
     _code, result = reconcile(cli, "--skip-api")
     assert not texts(result, "rebuild_pending")
     code, out, _err = cli("rebuild")
