@@ -19,7 +19,7 @@ from shared.local.pipeline import LocalPipeline
 from shared.local.simulator import Fault, UsageApiSimulator
 from shared.services import replay
 from shared.services.fetch import ALIVE_AT
-from tests.conftest import make_records
+from tests.support import make_records
 
 NOW = datetime(2026, 12, 7, 10, 0, 5, tzinfo=UTC)
 DAY = "2026-06-01"  # three pages of ten records (local_env's page size)
