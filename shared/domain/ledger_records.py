@@ -269,6 +269,62 @@ class DayRecord(LedgerRecord):
     pending_since: str = ""
 
 
+# What the transform decides of a day, each state with exactly the fields it sets: settling a day
+# writes them over its entry, and the entry's other fields (the pending mark's) stay.
+
+
+@dataclass(frozen=True, kw_only=True)
+class DayBuilt(LedgerRecord):
+    status: Literal["built"] = "built"
+    snapshot_date: str = ""
+    rows: int = 0
+    inserted: int = 0
+    updated: int = 0
+    deleted: int = 0
+    warnings: tuple[str, ...] = ()
+    errors: tuple[str, ...] = ()
+    run_id: str = ""
+    built_at: str = ""
+    rules: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class DayWaiting(LedgerRecord):
+    """No effective snapshot. A waiting day holds no rows: nothing of an earlier build may show."""
+
+    status: Literal["waiting"] = "waiting"
+    reason: str = ""
+    run_id: str = ""
+    rules: str = ""
+    snapshot_date: str = ""
+    rows: int = 0
+    built_at: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class DayBlocked(LedgerRecord):
+    """The quality gate blocked the day; its rows, if any, are an earlier build's."""
+
+    status: Literal["gate_failed"] = "gate_failed"
+    errors: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+    run_id: str = ""
+    rules: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class DayFailed(LedgerRecord):
+    """The build did not fit in the warehouse's memory cap."""
+
+    status: Literal["failed"] = "failed"
+    reason: str = ""
+    memory_mb: int | None = None
+    usage_rows: int = 0
+
+
+DayState = DayBuilt | DayWaiting | DayBlocked | DayFailed
+
+
 @dataclass(frozen=True, kw_only=True)
 class AlertRecord(LedgerRecord):
     """alerts/<fingerprint>: the last delivery of an alert, for its repeat window."""

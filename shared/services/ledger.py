@@ -57,13 +57,14 @@ def update_record(
     ledger: RunLedger, cls: type[R], key: str, change: Callable[[R | None], R | None]
 ) -> R | None:
     """`update_entry` on typed records: `change` gets the stored record (None when there is none)
-    and returns the record to write, or None (or the record unchanged) to leave it as it is.
-    Fields the record does not know are written back as read."""
+    and returns the record to write, or None (or the record unchanged, or an empty one where
+    there was none) to leave it as it is. Fields the record does not know are written back."""
 
     def typed(current: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
         before = from_data(cls, current) if current is not None else None
         after = change(before)
-        return None if after is None or after == before else to_data(after)
+        unchanged = before if before is not None else from_data(cls, None)
+        return None if after is None or after == unchanged else to_data(after)
 
     entry = update_entry(ledger, cls.PARTITION, key, typed)
     return from_data(cls, entry.data) if entry is not None else None

@@ -82,8 +82,15 @@ def test_every_record_names_its_partition() -> None:
     from shared.domain import names
 
     records = [c for c in vars(lr).values() if isinstance(c, type) and issubclass(c, lr.LedgerRecord)]
-    partitions = {c.PARTITION for c in records if c is not lr.LedgerRecord}
+    partitions = {c.PARTITION for c in records if hasattr(c, "PARTITION")}
     assert partitions == {
         names.FETCH, names.USAGE, names.CRM, names.FILES, names.DAYS, names.ALERTS,
         names.REPLAYS, names.LOCKS, names.API, names.HEALTH,
     }  # fmt: skip
+
+
+def test_a_day_state_sets_fields_of_the_day_entry_only() -> None:
+    day_fields = {f.name for f in dataclasses.fields(DayRecord)}
+    for state in (lr.DayBuilt, lr.DayWaiting, lr.DayBlocked, lr.DayFailed):
+        assert to_data(state()).keys() <= day_fields, state
+        assert not to_data(state()).keys() & set(lr.PENDING_FIELDS), state
