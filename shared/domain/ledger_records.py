@@ -19,7 +19,7 @@ import dataclasses
 import json
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, TypeVar, get_args, get_origin
 
@@ -77,12 +77,21 @@ def from_data(cls: type[R], data: Mapping[str, Any] | None) -> R:
 
 def to_data(record: LedgerRecord) -> dict[str, Any]:
     """The flat mapping to store: `unknown_fields` first, so that a known field always wins."""
+    return _fields_of(record, _encode)
+
+
+def to_view(record: LedgerRecord) -> dict[str, Any]:
+    """The mapping `to_data` stores, with lists as lists: what status views show."""
+    return _fields_of(record, lambda hint, value: list(value) if _is_list(hint) else value)
+
+
+def _fields_of(record: LedgerRecord, encode: Callable[[Any, Any], Any]) -> dict[str, Any]:
     data = dict(record.unknown_fields)
     read = record.read_fields
     for name, (hint, default) in _stored_fields(type(record)).items():
         value = getattr(record, name)
         if read is None or name in read or value != default:
-            data[name] = _encode(hint, value)
+            data[name] = encode(hint, value)
     return data
 
 
