@@ -77,7 +77,8 @@ def settle_day(
     """Record the day's new state (when there is one) and clear the mark the transform acted on,
     unless the day was marked again since it was read: that mark is the next round's work.
 
-    The state's fields replace the entry's; the others (the marks', an earlier build's) stay."""
+    The state's fields (a DayState, or the same fields as stored) replace the entry's; the
+    others (the marks', an earlier build's) stay."""
     decided = to_data(state) if isinstance(state, LedgerRecord) else state
 
     def settle(current: DayRecord | None) -> DayRecord | None:
