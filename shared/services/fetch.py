@@ -26,10 +26,9 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, Literal
 
-from shared.domain import blob_events, names
+from shared.domain import blob_events, ledger_records, names
 from shared.domain.alerts import Alert
 from shared.domain.fetch_decision import FetchDecision, decide_fetch
-from shared.domain.ledger_records import ApiRecord
 from shared.domain.usage_page import Page, parse_page
 from shared.observability.context import bind
 from shared.observability.redact import public_url
@@ -527,7 +526,7 @@ def _remember_unreachable(services: Services, day: str, message: str) -> None:
     process or another instance) fails at once for USAGE_API_UNREACHABLE_S instead of spending
     the same budget again: a 93-day backfill against a dead API takes one minute, not 93."""
     until = services.clock() + timedelta(seconds=services.settings.usage_api_unreachable_s)
-    verdict = ApiRecord(
+    verdict = ledger_records.ApiRecord(
         url=public_url(services.settings.usage_api_base_url),  # never its password
         until=until.isoformat(),
         message=message,
@@ -538,7 +537,7 @@ def _remember_unreachable(services: Services, day: str, message: str) -> None:
 
 def _not_known_unreachable(services: Services, day: str) -> None:
     """Fail at once when the API was found unreachable a moment ago (the same verdict)."""
-    verdict = read_record(services.ledger, ApiRecord, UNREACHABLE_KEY)
+    verdict = read_record(services.ledger, ledger_records.ApiRecord, UNREACHABLE_KEY)
     if (
         verdict is None
         or verdict.url != public_url(services.settings.usage_api_base_url)

@@ -33,10 +33,9 @@ from shared.config import (
     settings_of,
     unresolved_key_vault_references,
 )
-from shared.domain import names
+from shared.domain import ledger_records, names
 from shared.domain.alerts import Alert
 from shared.domain.health import CHECKS, TIMEOUTS_S, CheckResult, HealthReport, one_line, report, timed_out
-from shared.domain.ledger_records import HealthRecord
 from shared.domain.text_limits import shortened
 from shared.observability.redact import redact, secret_url_parts
 from shared.ports import (
@@ -308,11 +307,11 @@ def _ledger(services: Services) -> str:
     stamp = services.clock().isoformat()
     step = "read"
     try:
-        read_record(services.ledger, HealthRecord, PROBE_KEY)
+        read_record(services.ledger, ledger_records.HealthRecord, PROBE_KEY)
         step = "write"
-        put_record(services.ledger, PROBE_KEY, HealthRecord(checked_at=stamp))
+        put_record(services.ledger, PROBE_KEY, ledger_records.HealthRecord(checked_at=stamp))
         step = "read back"
-        back = read_record(services.ledger, HealthRecord, PROBE_KEY)
+        back = read_record(services.ledger, ledger_records.HealthRecord, PROBE_KEY)
     except Exception as exc:
         raise CheckFailed(
             f"cannot {step} the probe entry {names.HEALTH}/{PROBE_KEY} ({_said(exc)}); {fix}"
