@@ -20,6 +20,7 @@ from datetime import date, timedelta
 from typing import Any, Literal
 
 from shared.domain.days import ROLLING_DAYS
+from shared.domain.ledger_records import DayRecord, from_data
 from shared.domain.rules import Rules
 from shared.domain.usage_records import record_problem, row_of, valid_row
 from shared.domain.wording import counted
@@ -158,7 +159,7 @@ def _day_summary(sources: DaySources, views: list[CompanyView], findings: list[F
         "churn_cannot_tell": sum(1 for row in sources.analytics.values() if row.get("is_churn_risk") is None),
         "companies_compared": len(views),
         "companies_differing": len({f.company_id for f in findings if f.difference and f.company_id}),
-        "day_state": (sources.day_state or {}).get("status") or "not built",
+        "day_state": _day(sources).status or "not built",
     }
 
 
@@ -208,14 +209,11 @@ def _day_findings(sources: DaySources) -> list[Finding]:
                 True,
             )
         )
-    state = sources.day_state or {}
-    status = state.get("status")
-    if status == "waiting":
-        found.append(
-            Finding(None, "waiting", f"the day is not built: {state.get('reason')}", bool(sources.staged))
-        )
-    elif status == "gate_failed":
-        errors = "; ".join(_as_list(state.get("errors")))
+    state = _day(sources)
+    if state.status == "waiting":
+        found.append(Finding(None, "waiting", f"the day is not built: {state.reason}", bool(sources.staged)))
+    elif state.status == "gate_failed":
+        errors = "; ".join(state.errors)
         found.append(
             Finding(
                 None,
@@ -224,7 +222,7 @@ def _day_findings(sources: DaySources) -> list[Finding]:
                 True,
             )
         )
-    if state.get("pending") == "build":
+    if state.pending == "build":
         found.append(
             Finding(
                 None, "rebuild_pending", "a rebuild of the day is pending: the table is behind staging", True
@@ -349,7 +347,7 @@ def _company_findings(
     row = sources.analytics.get(company_id)
     if row is not None:
         found += _row_notes(company_id, row, view, sources)
-    elif view.staged is not None and (sources.day_state or {}).get("status") == "built":
+    elif view.staged is not None and _day(sources).status == "built":
         found.append(
             Finding(
                 company_id, "row_missing", f"staged {_show(view.staged)} but the day's table has no row", True
@@ -613,7 +611,6 @@ def _missing(days: list[date], by_day: Mapping[date, Counts], refused: Mapping[d
     )
 
 
-def _as_list(value: Any) -> list[str]:
-    if isinstance(value, list):
-        return [str(v) for v in value]
-    return [str(value)] if value else []
+def _day(sources: DaySources) -> DayRecord:
+    """The day's ledger entry (as status shows it) read as the typed record."""
+    return from_data(DayRecord, sources.day_state)

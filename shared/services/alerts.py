@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime
+from dataclasses import replace
+from datetime import UTC, datetime
 
 from shared.domain import names
 from shared.domain.alerts import Alert
+from shared.domain.ledger_records import AlertRecord
 from shared.ports import MessageBus, OutgoingMessage, Services
+from shared.services.ledger import put_record, read_record
 
 log = logging.getLogger(__name__)
 
@@ -30,28 +33,28 @@ def deliver_alert(services: Services, alert: Alert) -> None:
     that fails the same way on every run should page someone once, not every time."""
     window_s = services.settings.alert_repeat_window_s
     key = alert.fingerprint()
-    previous = services.ledger.get(names.ALERTS, key)
+    previous = read_record(services.ledger, AlertRecord, key)
     now = services.clock()
-    if previous is not None:
-        last = datetime.fromisoformat(str(previous.data["last_sent"]))
-        if (now - last).total_seconds() < window_s:
-            log.info("alert repeated within %.0f s, not sent again: %s", window_s, alert.message)
-            services.ledger.put(
-                names.ALERTS,
-                key,
-                {**previous.data, "suppressed": int(previous.data.get("suppressed", 0)) + 1},
-            )
-            return
+    if previous is not None and (now - _last_sent(previous)).total_seconds() < window_s:
+        log.info("alert repeated within %.0f s, not sent again: %s", window_s, alert.message)
+        put_record(services.ledger, key, replace(previous, suppressed=previous.suppressed + 1))
+        return
     services.alert_sink(services.settings).deliver(alert)
-    services.ledger.put(
-        names.ALERTS,
-        key,
-        {
-            "kind": alert.kind,
-            "stage": alert.stage,
-            "activity_date": alert.activity_date or "",
-            "message": alert.message[:1000],
-            "last_sent": now.isoformat(),
-            "suppressed": 0,
-        },
+    sent = AlertRecord(
+        kind=alert.kind,
+        stage=alert.stage,
+        activity_date=alert.activity_date or "",
+        message=alert.message[:1000],
+        last_sent=now.isoformat(),
+        suppressed=0,
     )
+    put_record(services.ledger, key, sent)
+
+
+def _last_sent(previous: AlertRecord) -> datetime:
+    """When the alert was last delivered; an entry that cannot say counts as long ago."""
+    try:
+        sent = datetime.fromisoformat(previous.last_sent)
+    except ValueError:
+        return datetime.min.replace(tzinfo=UTC)
+    return sent if sent.tzinfo else sent.replace(tzinfo=UTC)

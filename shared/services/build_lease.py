@@ -14,13 +14,12 @@ a redelivery of the holder's own message (the same message id) takes it over at 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
-from shared.domain import names
+from shared.domain.ledger_records import LockRecord
 from shared.ports import Services
-from shared.services.ledger import update_entry
+from shared.services.ledger import read_record, update_record
 
 KEY = "transform"
 LEASE_S = 11 * 60  # host.json functionTimeout is 10 minutes: no live holder outlasts this
@@ -30,37 +29,38 @@ def acquire(services: Services, holder: str) -> bool:
     """Take (or extend) the lease; False when another live holder has it."""
     now = services.clock()
 
-    def take(current: Mapping[str, Any] | None) -> dict[str, Any] | None:
-        if current and current.get("holder") not in ("", holder) and _expires(current) > now:
+    def take(current: LockRecord | None) -> LockRecord | None:
+        if current and current.holder not in ("", holder) and _expires(current) > now:
             return None
-        return {"holder": holder, "expires_at": (now + timedelta(seconds=LEASE_S)).isoformat()}
+        expires_at = (now + timedelta(seconds=LEASE_S)).isoformat()
+        return replace(current or LockRecord(), holder=holder, expires_at=expires_at)
 
-    entry = update_entry(services.ledger, names.LOCKS, KEY, take)
-    return entry is not None and entry.data.get("holder") == holder
+    lease = update_record(services.ledger, LockRecord, KEY, take)
+    return lease is not None and lease.holder == holder
 
 
 def release(services: Services, holder: str) -> None:
     """Let go of the lease, if it is still ours."""
 
-    def free(current: Mapping[str, Any] | None) -> dict[str, Any] | None:
-        if not current or current.get("holder") != holder:
+    def free(current: LockRecord | None) -> LockRecord | None:
+        if not current or current.holder != holder:
             return None
-        return {"holder": "", "expires_at": ""}
+        return replace(current, holder="", expires_at="")
 
-    update_entry(services.ledger, names.LOCKS, KEY, free)
+    update_record(services.ledger, LockRecord, KEY, free)
 
 
 def holder_of(services: Services) -> str:
     """Who holds the lease now ("" when nobody does)."""
-    entry = services.ledger.get(names.LOCKS, KEY)
-    if entry is None or _expires(entry.data) <= services.clock():
+    lease = read_record(services.ledger, LockRecord, KEY)
+    if lease is None or _expires(lease) <= services.clock():
         return ""
-    return str(entry.data.get("holder") or "")
+    return lease.holder
 
 
-def _expires(data: Mapping[str, Any]) -> datetime:
+def _expires(lease: LockRecord) -> datetime:
     try:
-        expires = datetime.fromisoformat(str(data.get("expires_at")))
+        expires = datetime.fromisoformat(lease.expires_at)
     except ValueError:
         return datetime.min.replace(tzinfo=UTC)
     return expires if expires.tzinfo else expires.replace(tzinfo=UTC)

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, Literal
 
-from shared.domain import blob_events, names
+from shared.domain import blob_events, ledger_records, names
 from shared.domain.alerts import Alert
 from shared.domain.fetch_decision import FetchDecision, decide_fetch
 from shared.domain.usage_page import Page, parse_page
@@ -44,7 +44,7 @@ from shared.ports import (
     UsageApiError,
 )
 from shared.services.alerts import raise_alert
-from shared.services.ledger import update_entry
+from shared.services.ledger import put_record, read_record, update_entry
 
 log = logging.getLogger(__name__)
 
@@ -553,29 +553,32 @@ def _remember_unreachable(services: Services, day: str, message: str) -> None:
     process or another instance) fails at once for USAGE_API_UNREACHABLE_S instead of spending
     the same budget again: a 93-day backfill against a dead API takes one minute, not 93."""
     until = services.clock() + timedelta(seconds=services.settings.usage_api_unreachable_s)
-    verdict = {
-        "url": public_url(services.settings.usage_api_base_url),  # never its password
-        "until": until.isoformat(),
-        "message": message,
-        "day": day,
-    }
-    services.ledger.put(names.API, UNREACHABLE_KEY, verdict)
+    verdict = ledger_records.ApiRecord(
+        url=public_url(services.settings.usage_api_base_url),  # never its password
+        until=until.isoformat(),
+        message=message,
+        day=day,
+    )
+    put_record(services.ledger, UNREACHABLE_KEY, verdict)
 
 
 def _not_known_unreachable(services: Services, day: str) -> None:
     """Fail at once when the API was found unreachable a moment ago (the same verdict)."""
-    entry = services.ledger.get(names.API, UNREACHABLE_KEY)
+    verdict = read_record(services.ledger, ledger_records.ApiRecord, UNREACHABLE_KEY)
     if (
-        entry is None
-        or entry.data.get("url") != public_url(services.settings.usage_api_base_url)
-        or entry.data.get("day") == day
+        verdict is None
+        or verdict.url != public_url(services.settings.usage_api_base_url)
+        or verdict.day == day
     ):
         return
-    until = datetime.fromisoformat(str(entry.data["until"]))
+    try:
+        until = datetime.fromisoformat(verdict.until)
+    except ValueError:
+        return  # a verdict without a time it holds until holds no longer
     if until <= services.clock():
         return
     raise UsageApiError(
-        f"{entry.data['message']} (found while fetching {entry.data['day']}; not tried again before"
+        f"{verdict.message} (found while fetching {verdict.day}; not tried again before"
         f" {until:%H:%M:%S} UTC); replay the day once it answers"
     )
 

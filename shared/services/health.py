@@ -33,7 +33,7 @@ from shared.config import (
     settings_of,
     unresolved_key_vault_references,
 )
-from shared.domain import names
+from shared.domain import ledger_records, names
 from shared.domain.alerts import Alert
 from shared.domain.health import CHECKS, TIMEOUTS_S, CheckResult, HealthReport, one_line, report, timed_out
 from shared.domain.text_limits import shortened
@@ -48,9 +48,11 @@ from shared.ports import (
     WarehouseProbeFailed,
     WarehouseUnavailable,
 )
+from shared.services.ledger import put_record, read_record
 
 log = logging.getLogger(__name__)
 
+PROBE_KEY = "probe"  # the ledger probe's entry, in the health partition nothing else reads
 MAX_RUNNING = 32  # check threads alive at once in this process, hung ones included
 _slots = threading.BoundedSemaphore(MAX_RUNNING)
 
@@ -301,14 +303,14 @@ def _ledger(services: Services) -> str:
     stamp = services.clock().isoformat()
     step = "read"
     try:
-        services.ledger.get(names.HEALTH, "probe")
+        read_record(services.ledger, ledger_records.HealthRecord, PROBE_KEY)
         step = "write"
-        services.ledger.put(names.HEALTH, "probe", {"checked_at": stamp})
+        put_record(services.ledger, PROBE_KEY, ledger_records.HealthRecord(checked_at=stamp))
         step = "read back"
-        back = services.ledger.get(names.HEALTH, "probe")
+        back = read_record(services.ledger, ledger_records.HealthRecord, PROBE_KEY)
     except Exception as exc:
         raise CheckFailed(
-            f"cannot {step} the probe entry {names.HEALTH}/probe ({_said(exc)}); {fix}"
+            f"cannot {step} the probe entry {names.HEALTH}/{PROBE_KEY} ({_said(exc)}); {fix}"
         ) from None
     if back is None:
         raise CheckFailed(f"the probe entry {names.HEALTH}/probe was written but cannot be read back; {fix}")

@@ -11,20 +11,22 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from typing import Any
 
-from shared.domain import names
+from shared.domain import ledger_records
+from shared.domain.ledger_records import DayRecord, DayState, LedgerRecord, from_data, to_data
 from shared.domain.transform_plan import BUILD, Need, merge_needs
 from shared.ports import LedgerEntry, Services
-from shared.services.ledger import update_entry
+from shared.services.ledger import update_record
 
-# Fields of a `days` entry; the transform's own fields (status, rows, rules, ...) sit beside them.
-NEED = "pending"  # "build", "gate", or "" once settled
-TOKEN = "pending_token"  # changes with every mark
-RUN = "pending_run_id"  # the run whose input asked for the rebuild: the rows' pipeline_run_id
-SINCE = "pending_since"  # when the day was first marked since it was last settled
+# Fields of a `days` entry (`DayRecord`); the transform's own fields (status, rows, rules, ...)
+# sit beside them. Kept under these names for the modules that read them.
+NEED = ledger_records.PENDING
+TOKEN = ledger_records.PENDING_TOKEN
+RUN = ledger_records.PENDING_RUN_ID
+SINCE = ledger_records.PENDING_SINCE
 
 
 @dataclass(frozen=True)
@@ -41,28 +43,28 @@ def mark_days(services: Services, marks: Mapping[date, Need], run_id: str) -> No
     for day, need in sorted(marks.items()):
         token = f"{run_id}/{uuid.uuid4().hex[:12]}"
 
-        def mark(current: Mapping[str, Any] | None, need: Need = need, token: str = token) -> dict[str, Any]:
-            entry = dict(current or {})
-            was = entry.get(NEED) or None
-            entry[NEED] = merge_needs(need, was)
-            entry[TOKEN] = token
-            if need == BUILD or not entry.get(RUN):
-                entry[RUN] = run_id
-            if not was:
-                entry[SINCE] = now
-            return entry
+        def mark(current: DayRecord | None, need: Need = need, token: str = token) -> DayRecord:
+            entry = current or from_data(DayRecord, None)
+            was = entry.pending or None
+            return replace(
+                entry,
+                pending=merge_needs(need, was),
+                pending_token=token,
+                pending_run_id=run_id if need == BUILD or not entry.pending_run_id else entry.pending_run_id,
+                pending_since=entry.pending_since if was else now,
+            )
 
-        update_entry(services.ledger, names.DAYS, day.isoformat(), mark)
+        update_record(services.ledger, DayRecord, day.isoformat(), mark)
 
 
 def pending_days(entries: Iterable[LedgerEntry]) -> dict[date, PendingDay]:
     """The marked days among the `days` entries."""
     found = {}
     for entry in entries:
-        need = entry.data.get(NEED)
-        if need:
+        record = from_data(DayRecord, entry.data)
+        if record.pending:
             day = date.fromisoformat(entry.key)
-            found[day] = PendingDay(day, need, str(entry.data.get(TOKEN, "")), str(entry.data.get(RUN, "")))
+            found[day] = PendingDay(day, record.pending, record.pending_token, record.pending_run_id)
     return found
 
 
@@ -70,18 +72,23 @@ def settle_day(
     services: Services,
     day: date,
     seen: PendingDay | None,
-    state: Mapping[str, Any] | None = None,
+    state: DayState | Mapping[str, Any] | None = None,
 ) -> None:
     """Record the day's new state (when there is one) and clear the mark the transform acted on,
-    unless the day was marked again since it was read: that mark is the next round's work."""
+    unless the day was marked again since it was read: that mark is the next round's work.
 
-    def settle(current: Mapping[str, Any] | None) -> dict[str, Any] | None:
-        entry = dict(current or {})
-        if state is not None:
-            entry.update(state)
-            entry["updated_at"] = services.clock().isoformat()
-        if seen is not None and entry.get(TOKEN) == seen.token:
-            entry.update({NEED: "", TOKEN: "", RUN: "", SINCE: ""})
-        return entry if entry != dict(current or {}) else None
+    The state's fields (a DayState, or the same fields as stored) replace the entry's; the
+    others (the marks', an earlier build's) stay."""
+    decided = to_data(state) if isinstance(state, LedgerRecord) else state
 
-    update_entry(services.ledger, names.DAYS, day.isoformat(), settle)
+    def settle(current: DayRecord | None) -> DayRecord | None:
+        entry = current or from_data(DayRecord, None)
+        if decided is not None:
+            entry = from_data(
+                DayRecord, {**to_data(entry), **decided, "updated_at": services.clock().isoformat()}
+            )
+        if seen is not None and entry.pending_token == seen.token:
+            entry = replace(entry, pending="", pending_token="", pending_run_id="", pending_since="")
+        return entry
+
+    update_record(services.ledger, DayRecord, day.isoformat(), settle)

@@ -16,14 +16,15 @@ import logging
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
 from shared.domain import names
+from shared.domain.ledger_records import QuotaRecord, ReplayRecord
 from shared.ports import OutgoingMessage, Services
 from shared.services.fetch import ALIVE_AT, HEARTBEAT_S, retry_budget_s
-from shared.services.ledger import update_entry
+from shared.services.ledger import put_record, read_record, update_entry, update_record
 
 log = logging.getLogger(__name__)
 
@@ -68,12 +69,9 @@ def enqueue_fetches(
     todo = [d for d in days if d not in {*already, *running}]
     if force and todo:
         _count_forced(services, caller, len(todo), now)
+    queued = ReplayRecord(request_id=request_id, force=force, queued_at=now.isoformat())
     for d in todo:
-        services.ledger.put(
-            names.REPLAYS,
-            d.isoformat(),
-            {"request_id": request_id, "force": force, "queued_at": now.isoformat()},
-        )
+        put_record(services.ledger, d.isoformat(), queued)
     asked = [(d, False) for d in todo] + [(d, True) for d in recheck]
     services.bus.send(
         names.FETCH_QUEUE,
@@ -117,12 +115,12 @@ def fetch_started(services: Services, day: date, body: Mapping[str, Any]) -> Non
     """The fetch of a queued request starts: a new request for the day is queued again."""
     request_id = str(body.get("request_id") or "")
 
-    def clear(current: Mapping[str, Any] | None) -> dict[str, Any] | None:
-        if not current or not request_id or current.get("request_id") != request_id:
+    def clear(current: ReplayRecord | None) -> ReplayRecord | None:
+        if not current or not request_id or current.request_id != request_id:
             return None
-        return {"request_id": "", "force": False, "queued_at": ""}
+        return replace(current, request_id="", force=False, queued_at="")
 
-    update_entry(services.ledger, names.REPLAYS, day.isoformat(), clear)
+    update_record(services.ledger, ReplayRecord, day.isoformat(), clear)
 
 
 @contextmanager
@@ -184,13 +182,13 @@ def _running(services: Services, day: date, force: bool, now: datetime) -> bool:
 
 
 def _queued(services: Services, day: date, force: bool, now: datetime) -> bool:
-    entry = services.ledger.get(names.REPLAYS, day.isoformat())
-    if entry is None or not entry.data.get("request_id"):
+    queued = read_record(services.ledger, ReplayRecord, day.isoformat())
+    if queued is None or not queued.request_id:
         return False
-    if force and not entry.data.get("force"):
+    if force and not queued.force:
         return False  # a forced request is more than the plain one queued
     try:
-        queued_at = datetime.fromisoformat(str(entry.data.get("queued_at")))
+        queued_at = datetime.fromisoformat(queued.queued_at)
     except ValueError:
         return False
     return timedelta(0) <= now - queued_at <= timedelta(seconds=QUEUED_FOR_S)
@@ -201,15 +199,15 @@ def _count_forced(services: Services, caller: str, days: int, now: datetime) -> 
     window = now.replace(second=0, microsecond=0).isoformat()
     refused: list[str] = []
 
-    def count(current: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    def count(current: QuotaRecord | None) -> QuotaRecord | None:
         refused.clear()
-        used = int((current or {}).get("count") or 0) if (current or {}).get("window") == window else 0
+        used = current.count if current and current.window == window else 0
         if used + days > FORCED_DAYS_PER_MINUTE:
             refused.append(str(used))
             return None
-        return {"window": window, "count": used + days}
+        return replace(current or QuotaRecord(), window=window, count=used + days)
 
-    update_entry(services.ledger, names.REPLAYS, key, count)
+    update_record(services.ledger, QuotaRecord, key, count)
     if refused:
         retry_after = max(1, 60 - now.second)
         raise TooManyForcedDays(

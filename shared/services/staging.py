@@ -12,9 +12,9 @@ import json
 import logging
 import uuid
 from array import array
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from typing import Any, Literal
 
@@ -22,16 +22,25 @@ from shared.domain import blob_events, names
 from shared.domain.alerts import Alert
 from shared.domain.blob_names import check_blob_name
 from shared.domain.crm_csv import NUL_REASON, CrmFileRejected, CrmReader, CrmRow, RejectedRow
-from shared.domain.days import snapshot_day_problem
+from shared.domain.crm_drop import (
+    Accept,
+    CheckedDrop,
+    PreviousSnapshot,
+    Reject,
+    check_drop_date,
+    decide_drop,
+    replaced_snapshot_warning,
+)
 from shared.domain.errors import PermanentError
-from shared.domain.quality import check_snapshot_size, summarize_quarantine
+from shared.domain.ledger_records import CrmRecord, FileRecord, FileStatus, UsageRecord
+from shared.domain.quality import summarize_quarantine
 from shared.domain.transform_plan import InputKind, days_to_mark
 from shared.domain.usage_page import parse_page
 from shared.domain.usage_records import ValidatedDay, validate_page
 from shared.observability.context import bind
 from shared.ports import BlobNotFound, Lineage, OutgoingMessage, Services, StageStatus
 from shared.services.alerts import raise_alert
-from shared.services.ledger import update_entry
+from shared.services.ledger import put_record, query_records, read_record, update_record
 from shared.services.pending import mark_days
 
 log = logging.getLogger(__name__)
@@ -133,20 +142,23 @@ def _send_transform(
     )
 
 
-def _record_latest(services: Services, partition: str, key: str, data: dict[str, Any]) -> None:
+StagedRecord = UsageRecord | CrmRecord
+
+
+def _record_latest(services: Services, key: str, record: StagedRecord) -> None:
     """Write the ledger entry unless a newer version is recorded already."""
 
-    def newest(current: Any) -> dict[str, Any] | None:
-        return None if current and str(current.get("version", "")) > str(data["version"]) else data
+    def newest(current: StagedRecord | None) -> StagedRecord | None:
+        return None if current and current.version > record.version else record
 
-    update_entry(services.ledger, partition, key, newest)
+    update_record(services.ledger, type(record), key, newest)
 
 
 def _announce_staged(
     services: Services,
     kind: InputKind,
     outcome: StageOutcome,
-    entry: dict[str, Any],
+    record: StagedRecord,
     source: str,
     extra: str,
     *,
@@ -161,27 +173,25 @@ def _announce_staged(
     if outcome.status == "stale":
         log.info("%s %s: %s is older than what is staged; nothing to do", kind, outcome.key, source)
         return
-    partition = names.USAGE if kind == "usage" else names.CRM
-    before = services.ledger.get(partition, outcome.key)
+    before = read_record(services.ledger, type(record), outcome.key)
     marked = (
         before is not None
-        and before.data.get("checksum") == entry["checksum"]
-        and bool(before.data.get("force")) == force
-        and bool(before.data.get("days_marked"))
+        and before.checksum == record.checksum
+        and _forced(before) == force
+        and before.days_marked
     )
-    _record_latest(services, partition, outcome.key, {**entry, "days_marked": marked})
+    _record_latest(services, outcome.key, replace(record, days_marked=marked))
     if not marked:
         _mark_affected_days(services, kind, date.fromisoformat(outcome.key), outcome.run_id)
-        update_entry(
-            services.ledger,
-            partition,
-            outcome.key,
-            lambda current: (
-                {**current, "days_marked": True}
-                if current and current.get("checksum") == entry["checksum"]
+
+        def days_marked(current: StagedRecord | None) -> StagedRecord | None:
+            return (
+                replace(current, days_marked=True)
+                if current and current.checksum == record.checksum
                 else None
-            ),
-        )
+            )
+
+        update_record(services.ledger, type(record), outcome.key, days_marked)
     log.info(
         "%s %s %s from %s: %d staged, %d quarantined, %s (run %s)",
         kind,
@@ -193,7 +203,12 @@ def _announce_staged(
         extra,
         outcome.run_id,
     )
-    _send_transform(services, kind, outcome.key, outcome.run_id, str(entry["checksum"]), force)
+    _send_transform(services, kind, outcome.key, outcome.run_id, record.checksum, force)
+
+
+def _forced(record: StagedRecord) -> bool:
+    """A forced load is a load of its own (a snapshot is never forced)."""
+    return record.force if isinstance(record, UsageRecord) else False
 
 
 def _mark_affected_days(services: Services, kind: InputKind, day: date, run_id: str) -> None:
@@ -315,27 +330,27 @@ def load_usage_manifest(services: Services, manifest_name: str) -> StageOutcome:
         unknown=unknown,
     )
     outcome = StageOutcome(status, key, run_id, len(rows), quarantined)
-    entry = {
-        "version": version,
-        "run_id": run_id,
-        "manifest": manifest_name,
-        "checksum": checksum,
-        "received": validated.received,
-        "staged": len(rows),
-        "quarantined": quarantined,
-        "unknown": len(unknown),
+    record = UsageRecord(
+        version=version,
+        run_id=run_id,
+        manifest=manifest_name,
+        checksum=checksum,
+        received=validated.received,
+        staged=len(rows),
+        quarantined=quarantined,
+        unknown=len(unknown),
         # The first companies whose usage is unknown (status names them; the warehouse's
-        # stg.usage_unknown holds them all, with their reasons), as JSON text: ledger values are flat.
-        "unknown_companies": json.dumps([c for c, _ in unknown[:UNKNOWN_NAMED]], ensure_ascii=False),
-        "duplicates": validated.duplicates,
+        # stg.usage_unknown holds them all, with their reasons).
+        unknown_companies=tuple(c for c, _ in unknown[:UNKNOWN_NAMED]),
+        duplicates=validated.duplicates,
         # What the quality gate says of the quarantined records (kinds of reason, companies,
         # examples, where they are), small: the records themselves are in quarantine.
-        "quarantine_summary": summarize_quarantine(validated.rejected, files),
-        "force": force,
-        "loaded_at": services.clock().isoformat(),
-    }
+        quarantine_summary=summarize_quarantine(validated.rejected, files),
+        force=force,
+        loaded_at=services.clock().isoformat(),
+    )
     _announce_staged(
-        services, "usage", outcome, entry, manifest_name, f"{validated.duplicates} duplicates", force=force
+        services, "usage", outcome, record, manifest_name, f"{validated.duplicates} duplicates", force=force
     )
     return outcome
 
@@ -351,16 +366,50 @@ class DropChanged(RuntimeError):
 def load_crm_drop(services: Services, blob_name: str) -> StageOutcome:
     """Check a CRM drop and stage it, holding no more of it than a chunk at a time: one pass
     hashes it, one checks every row (keeping one fingerprint per row for the duplicate rule),
-    and the warehouse reads it once more as it stages it."""
+    and the warehouse reads it once more as it stages it. Whether it is staged is
+    `shared.domain.crm_drop`'s decision; this carries it out."""
+    drop = _open_drop(services, blob_name)
+    read = check_drop_date(drop.reader.snapshot_date, services.clock().date()) or _read_rows(drop)
+    if isinstance(read, Reject):
+        return _reject_crm_file(services, drop, read)
+    checked, lost = read
+    previous = _previous_snapshot(services, checked.snapshot_date)
+    decision = decide_drop(checked, previous, forced=drop.forced)
+    if isinstance(decision, Reject):
+        return _reject_crm_file(services, drop, decision)
+    return _stage_drop(services, drop, checked, lost, decision)
+
+
+# What a dropped file became. unchanged: the same snapshot was already staged, and nothing is
+# rebuilt for it; superseded: a later drop of its day is staged already.
+FILE_STATUS: dict[StageStatus, FileStatus] = {
+    "staged": "staged",
+    "unchanged": "unchanged",
+    "stale": "superseded",
+}
+
+
+@dataclass(frozen=True)
+class _Drop:
+    """The CRM drop being loaded: this version of the blob, and a reader of its bytes."""
+
+    blob_name: str
+    run_id: str  # deterministic: a redelivered event is the same run
+    version: str  # the later drop of a day wins
+    content_hash: str  # its checksum: the same drop again is "unchanged" without staging a row
+    has_nul: bool
+    forced: bool
+    reader: CrmReader
+
+
+def _open_drop(services: Services, blob_name: str) -> _Drop:
     try:
         info = services.blobs.info(names.CRM_CONTAINER, blob_name)
         content_hash, has_nul = _scan(services.blobs.chunks(names.CRM_CONTAINER, blob_name))
     except BlobNotFound:
         raise DropMissing(f"CRM drop {blob_name} no longer exists") from None
-    run_id = f"crm-{content_hash[:12]}"  # deterministic: a redelivered event is the same run
+    run_id = f"crm-{content_hash[:12]}"
     bind(run_id=run_id)
-    version = f"{info.last_modified.isoformat(timespec='microseconds')}|{blob_name}"  # later drop wins
-    key_of_file = names.file_key(blob_name)
 
     def chunks() -> Iterator[bytes]:
         """The drop once more, checked to be the bytes that were hashed."""
@@ -371,11 +420,23 @@ def load_crm_drop(services: Services, blob_name: str) -> StageOutcome:
         if digest.hexdigest() != content_hash:
             raise DropChanged(f"CRM drop {blob_name} changed while it was read; it is read again")
 
-    reader = CrmReader(chunks, blob_name, info.created_at)
-    if problem := snapshot_day_problem(reader.snapshot_date, services.clock().date()):
-        return _reject_crm_file(services, blob_name, run_id, problem, [], 0)
+    return _Drop(
+        blob_name,
+        run_id,
+        f"{info.last_modified.isoformat(timespec='microseconds')}|{blob_name}",
+        content_hash,
+        has_nul,
+        str(info.metadata.get("force", "")).lower() == "true",
+        CrmReader(chunks, blob_name, info.created_at),
+    )
+
+
+def _read_rows(drop: _Drop) -> tuple[CheckedDrop, set[int]] | Reject:
+    """Every row checked: what the decision needs, and the lines of the duplicates a later row
+    replaced (left out of staging); or the file's rejection."""
+    reader = drop.reader
     try:
-        if has_nul:
+        if drop.has_nul:
             raise CrmFileRejected(NUL_REASON)
         with _gc_paused():
             fingerprints, lines = array("q"), array("q")
@@ -385,120 +446,101 @@ def load_crm_drop(services: Services, blob_name: str) -> StageOutcome:
             losers = reader.duplicate_losers(fingerprints, lines)
             rejected, warnings = reader.finish(losers)
     except CrmFileRejected as exc:
-        rows = [_row_record(r) for r in exc.rejected]
-        return _reject_crm_file(services, blob_name, run_id, str(exc), rows, exc.data_rows or 0)
-    companies = len(lines) - len(losers)
-    del fingerprints, lines
-
-    forced = str(info.metadata.get("force", "")).lower() == "true"
-    errors, size_warnings = _snapshot_size(services, reader.snapshot_date, companies)
-    if errors and not forced:
-        reason = (
-            f"{errors[0]}; if that is right, drop it again with --force"
-            " (or upload it with blob metadata force=true)"
-        )
-        return _reject_crm_file(services, blob_name, run_id, reason, [], reader.data_rows)
-    size_warnings += [f"size check overridden by force: {e}" for e in errors]
-    no_date = [w for w in warnings if w.startswith(("no date in the file name", "no calendar date"))]
-    warnings.extend(size_warnings)
-    for warning in size_warnings + no_date:
-        raise_alert(
-            services.bus,
-            Alert(
-                "warning",
-                "crm-load",
-                "crm_file_warning",
-                f"CRM file {blob_name}: {warning}",
-                run_id,
-                reader.snapshot_date.isoformat(),
-            ),
-        )
-
-    key = reader.snapshot_date.isoformat()
-    bind(date=key)
-    quarantined_at = ""
-    if rejected:
-        text = "".join(json.dumps(_row_record(r), ensure_ascii=False) + "\n" for r in rejected)
-        leaf = _quarantine(
-            services, names.CRM_CONTAINER, blob_name, run_id, "rejected-rows.jsonl", text.encode()
-        )
-        quarantined_at = f"{names.QUARANTINE_CONTAINER}/{leaf}"
-    for warning in warnings:
-        log.warning("CRM file %s: %s", blob_name, warning)
-
-    # The file's own hash: the same drop again is "unchanged" without staging a row.
-    checksum = content_hash
-    previous = services.ledger.get(names.CRM, key)  # the drop staged for that day so far
-    try:
-        with _gc_paused():
-            status = services.warehouse.replace_crm_snapshot(
-                reader.snapshot_date,
-                _StagedRows(reader, {r.line for r in losers}),
-                Lineage(run_id, blob_name, services.clock()),
-                checksum=checksum,
-                version=version,
-            )
-    except PermanentError as exc:  # the warehouse cannot take it (out of memory): the alert says why
-        services.ledger.put(
-            names.FILES,
-            key_of_file,
-            {
-                "blob": blob_name,
-                "status": "failed",
-                "reason": str(exc),
-                "snapshot_date": key,
-                "run_id": run_id,
-                "data_rows": reader.data_rows,
-                "loaded_at": services.clock().isoformat(),
-            },
-        )
-        raise
-    if status == "staged" and previous and (before := str(previous.data.get("blob") or "")) != blob_name:
-        # Two names for one day: a backlog of exports, or a file named for the wrong day.
-        replaced = _replaced_warning(blob_name, before, key)
-        warnings.append(replaced)
-        log.warning("CRM file %s: %s", blob_name, replaced)
-        raise_alert(
-            services.bus,
-            Alert("warning", "crm-load", "crm_file_warning", f"CRM file {replaced}", run_id, key),
-        )
-    services.ledger.put(
-        names.FILES,
-        key_of_file,
-        {
-            "blob": blob_name,
-            # unchanged: the same snapshot was already staged, and nothing is rebuilt for it.
-            "status": {"stale": "superseded"}.get(status, status),
-            "snapshot_date": key,
-            "run_id": run_id,
-            "data_rows": reader.data_rows,
-            "staged": companies,
-            "quarantined": len(rejected),
-            "quarantine": quarantined_at,
-            "warnings": json.dumps(warnings),
-            "loaded_at": services.clock().isoformat(),
-        },
+        return Reject(str(exc), tuple(exc.rejected), exc.data_rows or 0)
+    checked = CheckedDrop(
+        reader.snapshot_date, reader.data_rows, len(lines) - len(losers), rejected, warnings
     )
-    outcome = StageOutcome(status, key, run_id, companies, len(rejected))
-    entry = {
-        "version": version,
-        "run_id": run_id,
-        "blob": blob_name,
-        "checksum": checksum,
-        "data_rows": reader.data_rows,
-        "staged": companies,
-        "quarantined": len(rejected),
-        "loaded_at": services.clock().isoformat(),
-    }
-    _announce_staged(services, "crm", outcome, entry, blob_name, f"{reader.data_rows} data rows", force=False)
+    return checked, {r.line for r in losers}
+
+
+def _stage_drop(
+    services: Services, drop: _Drop, checked: CheckedDrop, lost: set[int], decision: Accept
+) -> StageOutcome:
+    """Stage an accepted drop: its warnings alerted, its rejected rows quarantined, the snapshot
+    replaced in the warehouse, the file and the snapshot recorded, the transform woken."""
+    key = checked.snapshot_date.isoformat()
+    for warning in decision.alerts:
+        _warn(services, drop, f"CRM file {drop.blob_name}: {warning}", key)
+    bind(date=key)
+    quarantined_at = _quarantine_rows(services, drop, checked.rejected)
+    for warning in decision.warnings:
+        log.warning("CRM file %s: %s", drop.blob_name, warning)
+    previous = read_record(services.ledger, CrmRecord, key)  # the drop staged for that day so far
+    status = _replace_snapshot(services, drop, checked, lost)
+    warnings = list(decision.warnings)
+    replaced = replaced_snapshot_warning(drop.blob_name, previous.blob, key) if previous else None
+    if status == "staged" and replaced:
+        warnings.append(replaced)
+        log.warning("CRM file %s: %s", drop.blob_name, replaced)
+        _warn(services, drop, f"CRM file {replaced}", key)
+    staged = FileRecord(
+        blob=drop.blob_name,
+        status=FILE_STATUS[status],
+        snapshot_date=key,
+        run_id=drop.run_id,
+        data_rows=checked.data_rows,
+        staged=checked.companies,
+        quarantined=len(checked.rejected),
+        quarantine=quarantined_at,
+        warnings=tuple(warnings),
+        loaded_at=services.clock().isoformat(),
+    )
+    put_record(services.ledger, names.file_key(drop.blob_name), staged)
+    snapshot = CrmRecord(
+        version=drop.version,
+        run_id=drop.run_id,
+        blob=drop.blob_name,
+        checksum=drop.content_hash,
+        data_rows=checked.data_rows,
+        staged=checked.companies,
+        quarantined=len(checked.rejected),
+        loaded_at=services.clock().isoformat(),
+    )
+    outcome = StageOutcome(status, key, drop.run_id, checked.companies, len(checked.rejected))
+    extra = f"{checked.data_rows} data rows"
+    _announce_staged(services, "crm", outcome, snapshot, drop.blob_name, extra, force=False)
     return outcome
 
 
-def _replaced_warning(blob_name: str, previous_blob: str, key: str) -> str:
-    return (
-        f"{blob_name} replaces the snapshot of {key} staged from {previous_blob}"
-        f" (both file names give {key}); if {previous_blob} was the right one, drop it again"
+def _warn(services: Services, drop: _Drop, message: str, key: str) -> None:
+    raise_alert(services.bus, Alert("warning", "crm-load", "crm_file_warning", message, drop.run_id, key))
+
+
+def _quarantine_rows(services: Services, drop: _Drop, rejected: Sequence[RejectedRow]) -> str:
+    """The drop's rejected rows, quarantined: where they are ("" when there are none)."""
+    if not rejected:
+        return ""
+    text = "".join(json.dumps(_row_record(r), ensure_ascii=False) + "\n" for r in rejected)
+    leaf = _quarantine(
+        services, names.CRM_CONTAINER, drop.blob_name, drop.run_id, "rejected-rows.jsonl", text.encode()
     )
+    return f"{names.QUARANTINE_CONTAINER}/{leaf}"
+
+
+def _replace_snapshot(services: Services, drop: _Drop, checked: CheckedDrop, lost: set[int]) -> StageStatus:
+    """The snapshot's rows replaced in the warehouse; a warehouse that cannot take them (out of
+    memory) leaves the file recorded as failed, and the alert says why."""
+    try:
+        with _gc_paused():
+            return services.warehouse.replace_crm_snapshot(
+                checked.snapshot_date,
+                _StagedRows(drop.reader, lost),
+                Lineage(drop.run_id, drop.blob_name, services.clock()),
+                checksum=drop.content_hash,
+                version=drop.version,
+            )
+    except PermanentError as exc:
+        failed = FileRecord(
+            blob=drop.blob_name,
+            status="failed",
+            reason=str(exc),
+            snapshot_date=checked.snapshot_date.isoformat(),
+            run_id=drop.run_id,
+            data_rows=checked.data_rows,
+            loaded_at=services.clock().isoformat(),
+        )
+        put_record(services.ledger, names.file_key(drop.blob_name), failed)
+        raise
 
 
 def _scan(chunks: Iterable[bytes]) -> tuple[str, bool]:
@@ -523,21 +565,16 @@ class _StagedRows:
         return (row for line, row in self.reader.valid_rows() if line not in lost)
 
 
-def _reject_crm_file(
-    services: Services,
-    blob_name: str,
-    run_id: str,
-    reason: str,
-    rejected_rows: list[dict[str, Any]],
-    data_rows: int,
-) -> StageOutcome:
+def _reject_crm_file(services: Services, drop: _Drop, rejection: Reject) -> StageOutcome:
     """Nothing from the file is staged: it goes to quarantine with the reason, the ledger says
     so, and one alert is raised."""
+    blob_name, run_id, reason = drop.blob_name, drop.run_id, rejection.reason
     try:
         data = services.blobs.get(names.CRM_CONTAINER, blob_name)  # the failure path: held once, to copy it
     except BlobNotFound:
         raise DropMissing(f"CRM drop {blob_name} no longer exists") from None
     _quarantine(services, names.CRM_CONTAINER, blob_name, run_id, blob_name.rsplit("/", 1)[-1], data)
+    rejected_rows = [_row_record(r) for r in rejection.rejected]
     _quarantine(
         services,
         names.CRM_CONTAINER,
@@ -550,20 +587,18 @@ def _reject_crm_file(
             indent=1,
         ).encode(),
     )
-    services.ledger.put(
-        names.FILES,
-        names.file_key(blob_name),
-        {
-            "blob": blob_name,
-            "status": "rejected",
-            "reason": reason,
-            "run_id": run_id,
-            "data_rows": data_rows,
-            "quarantined": len(rejected_rows),
-            "quarantine": f"{names.QUARANTINE_CONTAINER}/{_quarantine_folder(names.CRM_CONTAINER, blob_name, run_id)}",
-            "loaded_at": services.clock().isoformat(),
-        },
+    folder = _quarantine_folder(names.CRM_CONTAINER, blob_name, run_id)
+    rejected = FileRecord(
+        blob=blob_name,
+        status="rejected",
+        reason=reason,
+        run_id=run_id,
+        data_rows=rejection.data_rows,
+        quarantined=len(rejected_rows),
+        quarantine=f"{names.QUARANTINE_CONTAINER}/{folder}",
+        loaded_at=services.clock().isoformat(),
     )
+    put_record(services.ledger, names.file_key(blob_name), rejected)
     raise_alert(
         services.bus,
         Alert("error", "crm-load", "crm_file_rejected", f"CRM file {blob_name} rejected: {reason}", run_id),
@@ -571,15 +606,15 @@ def _reject_crm_file(
     return StageOutcome("rejected", "", run_id, message=reason)
 
 
-def _snapshot_size(services: Services, snapshot: date, companies: int) -> tuple[list[str], list[str]]:
-    """The size check against the latest staged snapshot before this one."""
-    earlier = [e for e in services.ledger.query(names.CRM) if e.key < snapshot.isoformat()]
+def _previous_snapshot(services: Services, snapshot: date) -> PreviousSnapshot | None:
+    """The latest staged snapshot before this one: the size check's yardstick."""
+    earlier = [
+        (k, r) for k, r in query_records(services.ledger, CrmRecord).items() if k < snapshot.isoformat()
+    ]
     if not earlier:
-        return [], []
-    previous = max(earlier, key=lambda e: e.key)
-    return check_snapshot_size(
-        companies, int(previous.data.get("staged", 0)), date.fromisoformat(previous.key)
-    )
+        return None
+    key, record = max(earlier, key=lambda kr: kr[0])
+    return PreviousSnapshot(date.fromisoformat(key), record.staged)
 
 
 def _row_record(row: RejectedRow) -> dict[str, Any]:

@@ -17,7 +17,6 @@ of these messages cannot change the outcome: the table converges.
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
 from collections.abc import Iterable, Mapping
@@ -28,6 +27,7 @@ from typing import Any
 from shared.domain import names
 from shared.domain.alerts import Alert
 from shared.domain.days import ROLLING_DAYS, effective_snapshot
+from shared.domain.ledger_records import DayBlocked, DayBuilt, DayFailed, DayRecord, DayWaiting
 from shared.domain.quality import FORCE_ADVICE, Coverage
 from shared.domain.rules import Rules, stale_days
 from shared.domain.transform_plan import (
@@ -42,6 +42,7 @@ from shared.domain.wording import counted
 from shared.ports import BuildParams, LedgerEntry, OutgoingMessage, Services, WarehouseOutOfMemory
 from shared.services import build_lease
 from shared.services.alerts import raise_alert
+from shared.services.ledger import read_record
 from shared.services.pending import NEED, PendingDay, mark_days, pending_days, settle_day
 
 log = logging.getLogger(__name__)
@@ -296,18 +297,10 @@ def _carry_out(work: _Transform, plan: TransformPlan, pending: dict[date, Pendin
         settle_day(services, day, pending.get(day))
     for day in plan.waiting:
         reason = f"no CRM snapshot within {counted(rules.crm_max_snapshot_age_days, 'day')}"
-        state: dict[str, Any] = {
-            "status": "waiting",
-            "reason": reason,
-            "run_id": _run_of(day, pending, request),
-            "rules": encoded,
-            # A day waiting holds no rows (one that lost its snapshot had them removed): nothing
-            # of an earlier build may show as if it were current.
-            "snapshot_date": "",
-            "rows": 0,
-            "built_at": "",
-        }
-        settle_day(services, day, pending.get(day), state)
+        # A day waiting holds no rows (one that lost its snapshot had them removed): DayWaiting
+        # clears its snapshot, rows and build time, so nothing of an earlier build shows as current.
+        waiting = DayWaiting(reason=reason, run_id=_run_of(day, pending, request), rules=encoded)
+        settle_day(services, day, pending.get(day), waiting)
         outcome.waiting.append(day.isoformat())
     _raise_warnings(work, plan)
     for day in plan.blocked:
@@ -324,14 +317,13 @@ def _carry_out(work: _Transform, plan: TransformPlan, pending: dict[date, Pendin
                 detail=gate.advice or FORCE_ADVICE,
             ),
         )
-        state = {
-            "status": "gate_failed",
-            "errors": json.dumps(gate.errors),
-            "warnings": json.dumps(gate.warnings),
-            "run_id": _run_of(day, pending, request),
-            "rules": encoded,
-        }
-        settle_day(services, day, pending.get(day), state)
+        blocked = DayBlocked(
+            errors=tuple(gate.errors),
+            warnings=tuple(gate.warnings),
+            run_id=_run_of(day, pending, request),
+            rules=encoded,
+        )
+        settle_day(services, day, pending.get(day), blocked)
         outcome.blocked.append(key)
     for day in plan.standing:
         settle_day(services, day, pending.get(day))
@@ -361,19 +353,18 @@ def _carry_out(work: _Transform, plan: TransformPlan, pending: dict[date, Pendin
         notes = gate.warnings + (
             [f"errors overridden by a forced replay: {'; '.join(gate.errors)}"] if gate.overridden else []
         )
-        state = {
-            "status": "built",
-            "snapshot_date": built.snapshot_date.isoformat(),
-            "rows": built.rows,
-            "inserted": built.inserted,
-            "updated": built.updated,
-            "deleted": built.deleted,
-            "warnings": json.dumps(notes),
-            "errors": "[]",
-            "run_id": run_ids[built.activity_date],
-            "built_at": built_at,
-            "rules": encoded,
-        }
+        state = DayBuilt(
+            snapshot_date=built.snapshot_date.isoformat(),
+            rows=built.rows,
+            inserted=built.inserted,
+            updated=built.updated,
+            deleted=built.deleted,
+            warnings=tuple(notes),
+            errors=(),
+            run_id=run_ids[built.activity_date],
+            built_at=built_at,
+            rules=encoded,
+        )
         settle_day(services, built.activity_date, pending.get(built.activity_date), state)
         outcome.built.append(built.activity_date.isoformat())
     outcome.rows_changed += result.changed
@@ -423,10 +414,9 @@ def _record_failed(
 ) -> None:
     """The day is recorded as failed under this cap and stays owed: its mark stands, and a day
     rebuilt without one (for a change of rules) is marked, so a higher cap builds it."""
-    state = {"status": "failed", "reason": reason, "memory_mb": cap, "usage_rows": rows}
-    settle_day(services, day, None, state)
-    entry = services.ledger.get(names.DAYS, day.isoformat())
-    if entry is None or not entry.data.get(NEED):
+    settle_day(services, day, None, DayFailed(reason=reason, memory_mb=cap, usage_rows=rows))
+    entry = read_record(services.ledger, DayRecord, day.isoformat())
+    if entry is None or not entry.pending:
         mark_days(services, {day: BUILD}, run_id)
 
 
