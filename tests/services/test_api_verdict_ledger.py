@@ -11,7 +11,7 @@ from shared.local.simulator import UsageApiSimulator
 from shared.observability.redact import public_url
 from shared.ports import Services
 from shared.services.fetch import fetch_day
-from tests.conftest import DAY
+from tests.support import DAY
 
 
 def test_a_verdict_without_a_readable_time_does_not_stop_a_fetch(
