@@ -21,6 +21,7 @@ import types
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal, TypeVar, get_args, get_origin
 
 from shared.domain import names
@@ -398,3 +399,13 @@ class HealthRecord(LedgerRecord):
     PARTITION: ClassVar[str] = names.HEALTH
 
     checked_at: str = ""
+
+
+def stamp_time(stamp: str) -> datetime:
+    """A time the ledger stored (ISO 8601, UTC when it names no zone). One that cannot be read
+    counts as long ago: an entry that cannot say when it expires has expired."""
+    try:
+        when = datetime.fromisoformat(stamp)
+    except ValueError:
+        return datetime.min.replace(tzinfo=UTC)
+    return when if when.tzinfo else when.replace(tzinfo=UTC)

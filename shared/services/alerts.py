@@ -5,11 +5,10 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import replace
-from datetime import UTC, datetime
 
 from shared.domain import names
 from shared.domain.alerts import Alert
-from shared.domain.ledger_records import AlertRecord
+from shared.domain.ledger_records import AlertRecord, stamp_time
 from shared.ports import MessageBus, OutgoingMessage, Services
 from shared.services.ledger import put_record, read_record
 
@@ -35,7 +34,7 @@ def deliver_alert(services: Services, alert: Alert) -> None:
     key = alert.fingerprint()
     previous = read_record(services.ledger, AlertRecord, key)
     now = services.clock()
-    if previous is not None and (now - _last_sent(previous)).total_seconds() < window_s:
+    if previous is not None and (now - stamp_time(previous.last_sent)).total_seconds() < window_s:
         log.info("alert repeated within %.0f s, not sent again: %s", window_s, alert.message)
         put_record(services.ledger, key, replace(previous, suppressed=previous.suppressed + 1))
         return
@@ -49,12 +48,3 @@ def deliver_alert(services: Services, alert: Alert) -> None:
         suppressed=0,
     )
     put_record(services.ledger, key, sent)
-
-
-def _last_sent(previous: AlertRecord) -> datetime:
-    """When the alert was last delivered; an entry that cannot say counts as long ago."""
-    try:
-        sent = datetime.fromisoformat(previous.last_sent)
-    except ValueError:
-        return datetime.min.replace(tzinfo=UTC)
-    return sent if sent.tzinfo else sent.replace(tzinfo=UTC)

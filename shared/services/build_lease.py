@@ -15,9 +15,9 @@ a redelivery of the holder's own message (the same message id) takes it over at 
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
-from shared.domain.ledger_records import LockRecord
+from shared.domain.ledger_records import LockRecord, stamp_time
 from shared.ports import Services
 from shared.services.ledger import read_record, update_record
 
@@ -30,7 +30,7 @@ def acquire(services: Services, holder: str) -> bool:
     now = services.clock()
 
     def take(current: LockRecord | None) -> LockRecord | None:
-        if current and current.holder not in ("", holder) and _expires(current) > now:
+        if current and current.holder not in ("", holder) and stamp_time(current.expires_at) > now:
             return None
         expires_at = (now + timedelta(seconds=LEASE_S)).isoformat()
         return replace(current or LockRecord(), holder=holder, expires_at=expires_at)
@@ -53,14 +53,6 @@ def release(services: Services, holder: str) -> None:
 def holder_of(services: Services) -> str:
     """Who holds the lease now ("" when nobody does)."""
     lease = read_record(services.ledger, LockRecord, KEY)
-    if lease is None or _expires(lease) <= services.clock():
+    if lease is None or stamp_time(lease.expires_at) <= services.clock():
         return ""
     return lease.holder
-
-
-def _expires(lease: LockRecord) -> datetime:
-    try:
-        expires = datetime.fromisoformat(lease.expires_at)
-    except ValueError:
-        return datetime.min.replace(tzinfo=UTC)
-    return expires if expires.tzinfo else expires.replace(tzinfo=UTC)
