@@ -677,21 +677,31 @@ def _reconcile(pipeline: LocalPipeline, args: argparse.Namespace) -> int:
 
 class _RetryLines(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
+        if record.name.endswith(".wait"):
+            return  # told by _WaitLines
         print(f"\rretrying: {record.getMessage()[:200]}", file=sys.stderr, flush=True)
+
+
+class _WaitLines(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        start = "\r" if sys.stderr.isatty() else ""
+        print(f"{start}waiting: {record.getMessage()[:200]}", file=sys.stderr, flush=True)
 
 
 @contextmanager
 def _retries_shown() -> Iterator[None]:
-    """On a terminal, each API retry as it happens: a slow or dead API is not silence."""
-    if not sys.stderr.isatty():
-        yield
-        return
+    """Each wait the API asks for, as it starts (stderr, terminal or not: a fetch held by the
+    API is not silence), and on a terminal each API retry as it happens."""
+    waits, wait_lines = logging.getLogger("shared.adapters.usage_api_http.wait"), _WaitLines(logging.WARNING)
+    waits.addHandler(wait_lines)
     source, handler = logging.getLogger("shared.adapters.usage_api_http"), _RetryLines(logging.WARNING)
-    source.addHandler(handler)
+    if sys.stderr.isatty():
+        source.addHandler(handler)
     try:
         yield
     finally:
         source.removeHandler(handler)
+        waits.removeHandler(wait_lines)
 
 
 def _health(args: argparse.Namespace) -> int:

@@ -143,6 +143,7 @@ def fetch_day(
         _not_known_unreachable(services, key)
         client = client or services.usage_api(services.settings)
         client.retry_budget_s = max(0.0, budget - spent)
+        client.waited_s = float(state.get("waited_s") or 0.0) if resuming else 0.0
         pages = _land_or_give_up(
             services, client, day, run_id, state, resuming=resuming, checking=checking, previous=previous
         )
@@ -152,7 +153,16 @@ def fetch_day(
         requests = requests_before + (client.attempts if client else 0)
         spent += client.retry_s if client else 0.0
         return _redeliver_or_fail(
-            services, key, state, run_id, exc, requests, spent, budget=budget, checking=checking
+            services,
+            key,
+            state,
+            run_id,
+            exc,
+            requests,
+            spent,
+            budget=budget,
+            checking=checking,
+            waited=client.waited_s if client else 0.0,
         )
     except UsageApiError as exc:
         return _failed(services, key, state, run_id, str(exc), checking=checking)
@@ -231,11 +241,13 @@ def _redeliver_or_fail(
     *,
     budget: float,
     checking: bool,
+    waited: float = 0.0,
 ) -> FetchOutcome:
     """A transient error that outlasted the client's retries: raised on (redelivered) while the
     fetch's retry budget lasts, else the run fails."""
     tally = f"{requests} request{'s' if requests != 1 else ''} by this fetch, {spent:.0f} s spent retrying"
-    state = {**state, "requests": requests, "retry_s": round(spent, 3)} if not checking else state
+    if not checking:  # the next delivery goes on from these (a re-check starts afresh)
+        state = {**state, "requests": requests, "retry_s": round(spent, 3), "waited_s": round(waited, 3)}
     if spent < budget:
         # Raised on, so the request is redelivered; the ledger says why the run is unfinished.
         error = "last_check_error" if checking else "last_error"
@@ -313,7 +325,7 @@ def _complete(
         **{
             k: v
             for k, v in state.items()
-            if k not in ("last_error", "last_check_error", "lease_until", *WAIT_FIELDS)
+            if k not in ("last_error", "last_check_error", "lease_until", "waited_s", *WAIT_FIELDS)
         },
         **(_checked(services, "changed") if checking else {}),
         "run_id": run_id,
@@ -342,8 +354,8 @@ def _complete(
 def retry_budget_s(services: Services) -> float:
     """The most seconds one fetch run spends on failed requests and its own backoff, over all
     its deliveries together: USAGE_API_MAX_ATTEMPTS x USAGE_API_TIMEOUT_S (6 x 30 s = 180 s by
-    default). Waits the API asks for (Retry-After) are not counted: they are bounded by
-    USAGE_API_MAX_WAIT_S each."""
+    default). Waits the API asks for (Retry-After) have their own bound: USAGE_API_MAX_WAIT_S
+    in total per fetch, past which the fetch is rescheduled (the client's `waited_s`)."""
     settings = services.settings
     return settings.usage_api_max_attempts * settings.usage_api_timeout_s
 
@@ -392,6 +404,9 @@ def _ask_again_later(
     key = day.isoformat()
     what = "re-check" if recheck else "fetch"
     asked = f"Retry-After: {exc.retry_after or f'{exc.wait_s:.0f}'} on page {exc.page}"
+    total = ""
+    if exc.waited_s:  # a short wait that took the fetch's waits past the bound
+        asked, total = f"{asked}, after {exc.waited_s:.0f} s of waits", " in total"
     if not exc.wait_s <= MAX_RESCHEDULE_S:  # also inf / nan: an answer that is not a wait
         days = exc.wait_s / 86400
         error = (
@@ -408,7 +423,7 @@ def _ask_again_later(
     at = f"{when:%Y-%m-%d %H:%M} UTC"
     message = (
         f"{what} of {key}: the API asked to wait until {asked_until:%Y-%m-%d %H:%M} UTC ({asked}),"
-        f" more than USAGE_API_MAX_WAIT_S ({services.settings.usage_api_max_wait_s:g} s);"
+        f" more than USAGE_API_MAX_WAIT_S ({services.settings.usage_api_max_wait_s:g} s){total};"
         f" it runs again at {at}"
     )
     waiting = {
@@ -420,7 +435,8 @@ def _ask_again_later(
     if recheck:  # the day stays as last fetched
         services.ledger.put(names.FETCH, key, {**state, **waiting})
     else:
-        entry = {k: v for k, v in state.items() if k not in ("lease_until", "last_error")}
+        # The scheduled request honours the wait: the resumed fetch starts a new wait total.
+        entry = {k: v for k, v in state.items() if k not in ("lease_until", "last_error", "waited_s")}
         services.ledger.put(names.FETCH, key, {**entry, "status": "waiting", **waiting})
     body = {
         "date": key,

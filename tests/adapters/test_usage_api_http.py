@@ -185,6 +185,38 @@ def test_429_retry_after_up_to_the_max_wait_is_waited_for(
     assert sleeps == [900]
 
 
+def test_the_waits_of_a_fetch_count_together_within_the_max_wait(
+    start_api: Callable[..., UsageApiSimulator], make_client: Callable[..., UsageApiClient]
+) -> None:
+    # Each Retry-After is within the bound; together they are not: the third is not waited for.
+    api = start_api({ISO: make_records(25)}, faults=[Fault("retry_after_seconds", seconds=100, times=-1)])
+    clock = FakeClock()
+    client = make_client(api, clock=clock, sleep=clock.sleep, max_attempts=6, max_wait_s=250)
+
+    with pytest.raises(ApiAsksToWait, match=r"after 200 s of waits") as raised:
+        client.fetch_page(DAY, 1)
+
+    assert clock.slept == [100, 100]
+    assert (raised.value.wait_s, raised.value.waited_s, client.waited_s) == (100, 200, 200)
+    assert api.count() == 3
+    with pytest.raises(ApiAsksToWait):  # the bound is the fetch's, not the page's
+        client.fetch_page(DAY, 2)
+    assert clock.slept == [100, 100]
+
+
+def test_overlapping_waits_of_concurrent_pages_count_once(
+    start_api: Callable[..., UsageApiSimulator], make_client: Callable[..., UsageApiClient]
+) -> None:
+    api = start_api({ISO: make_records(25)}, faults=[Fault("retry_after_seconds", seconds=100, times=2)])
+    clock = FakeClock()
+    client = make_client(api, clock=clock, sleep=lambda s: None, max_wait_s=150)
+
+    client.fetch_page(DAY, 1)  # asked to wait 100 s at clock 0 ...
+    client.fetch_page(DAY, 2)  # ... and again at clock 0: the same 100 s, not 200
+
+    assert client.waited_s == 100
+
+
 @pytest.mark.parametrize("fault", list(TRANSIENT_FAULTS.values()), ids=list(TRANSIENT_FAULTS))
 def test_transient_failures_are_retried_then_succeed(
     start_api: Callable[..., UsageApiSimulator],

@@ -504,6 +504,34 @@ def test_a_long_retry_after_reschedules_the_fetch_instead_of_waiting(
     assert_table_is_golden(local_env, DAY, NEXT_DAY)
 
 
+def test_many_short_retry_afters_count_in_one_wait_bound_and_reschedule_the_fetch(
+    cli: Cli, local_env: Path, hostile_api: StartApi, waits: list[float], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from shared.local.cli import EXIT_FETCH_SCHEDULED
+
+    # Each Retry-After (1 s) is within USAGE_API_MAX_WAIT_S (2 s), forever: without a bound on
+    # the waits together, the fetch would wait at every attempt of every delivery.
+    asking = hostile_api([Fault(kind="retry_after_seconds", date=DAY, page=2, seconds=1, times=-1)])
+    monkeypatch.setenv("USAGE_API_CONCURRENCY", "1")
+    monkeypatch.setenv("USAGE_API_MAX_WAIT_S", "2")
+    drop_crm(cli, DAY)
+
+    code, out, err = cli("run", "--date", DAY)
+
+    assert code == EXIT_FETCH_SCHEDULED, err
+    assert f"{DAY}  fetch scheduled" in out
+    assert [w for w in waits if w > BACKOFF_MAX_S] == [1.0, 1.0]  # 2 s of waits, then no more
+    assert asking.count(date=DAY, page=2) == 3  # two waits between three answers, one delivery
+    lines = err.splitlines()
+    waiting = [line for line in lines if line.startswith("waiting: ")]
+    assert len(waiting) == 2 and "asked to wait 1 s (Retry-After" in waiting[0], err  # one per wait
+    assert "USAGE_API_MAX_WAIT_S (2 s) in total" in lines[-1] and "after 2 s of waits" in lines[-1], err
+    assert "Traceback" not in err
+    fetch = day_status(cli, DAY)["fetch"]
+    assert fetch["status"] == "waiting" and "lease_until" not in fetch and "waited_s" not in fetch
+    assert_key_nowhere(local_env, out, err)
+
+
 @pytest.mark.parametrize(
     "fault",
     [
