@@ -147,6 +147,37 @@ def test_run_without_date_rechecks_the_lookback_and_heals_a_corrected_day(
     assert f"last checked against the API {TODAY.isoformat()}" in out and "(unchanged)" in out, out
 
 
+def test_the_same_records_reordered_and_repaged_are_unchanged(
+    cli: Cli,
+    local_env: Path,
+    api: UsageApiSimulator,
+    api_records: dict[str, list[dict[str, Any]]],
+    golden_today: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    drop_crm(cli, [*FETCHED, YESTERDAY])
+    code, _out, err = cli("backfill", "--from", FETCHED[0], "--to", FETCHED[-1])
+    assert code == 0, err
+    table, blobs = read_table(local_env), raw_blobs(local_env)
+    # The API now sends every re-checked day's records in reverse order, 7 a page instead of 10,
+    # and one count as 12.0 instead of 12: every page's bytes differ, the records do not.
+    for day in RECHECKED:
+        api_records[day].reverse()
+        api_records[day][0]["events"] = float(api_records[day][0]["events"])
+    monkeypatch.setenv("USAGE_API_PAGE_SIZE", "7")
+
+    code, _out, err = cli("run")
+
+    assert code == 0, err
+    for day in RECHECKED:
+        assert fetch_entry(cli, day)["last_check"] == "unchanged", day
+    new = raw_blobs(local_env) - blobs
+    assert {b.split("/")[1] for b in new} == {YESTERDAY}, sorted(new)  # no blob for a re-checked day
+    after = by_key(read_table(local_env))
+    for key, row in by_key(table).items():  # nothing staged or built again: loaded_at stays
+        assert after[key]["loaded_at"] == row["loaded_at"], key
+
+
 def test_lookback_zero_rechecks_nothing(
     cli: Cli,
     local_env: Path,
