@@ -512,9 +512,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings, lock: FolderLock | N
         if args.command == "run" and args.date is None:
             with _retries_shown():
                 report, yesterday, lookback = pipeline.daily()
-            # The re-checked days (a day never fetched is not re-checked), then yesterday.
-            checked = [d for d in lookback if pipeline.services.ledger.get(names.FETCH, d.isoformat())]
-            return _finish(pipeline, report, [*checked, yesterday], since=started)
+            # The lookback's days (re-checked, or fetched: never fetched or failed), then yesterday.
+            return _finish(pipeline, report, [*lookback, yesterday], since=started)
         if args.command == "run":
             with _retries_shown():
                 report = pipeline.replay({"date": args.date.isoformat(), "force": args.force})

@@ -18,11 +18,13 @@ def day_line(view: dict[str, Any], since: str | None = None) -> str:
     text = _day_line(view, since)
     fetch = view.get("fetch") or {}
     checked = str(fetch.get("last_checked_at") or "")
+    note = ""
     if fetch.get("last_check"):
         note = f"  (last checked against the API {checked[:16].replace('T', ' ')} UTC: {fetch['last_check']})"
-        head, sep, warnings = text.partition("  warnings: ")
-        text = head + note + sep + warnings  # before the warnings, which can be long
-    return text
+    if fetch.get("lookback_fetch") and str(fetch.get("lookback_fetch_at")) > checked:
+        note = f"  ({fetch['lookback_fetch']})"  # the lookback fetched it rather than re-checked it
+    head, sep, warnings = text.partition("  warnings: ")
+    return head + note + sep + warnings  # before the warnings, which can be long
 
 
 def _day_line(view: dict[str, Any], since: str | None) -> str:

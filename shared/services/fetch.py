@@ -29,7 +29,7 @@ from typing import Any, Literal
 from shared.domain import blob_events, names
 from shared.domain.alerts import Alert
 from shared.domain.day_digest import DIGEST_KIND, day_digest, page_digest
-from shared.domain.fetch_decision import FetchDecision, decide_fetch
+from shared.domain.fetch_decision import NEVER_FETCHED, RETRIED, FetchDecision, decide_fetch
 from shared.domain.usage_page import Page, parse_page
 from shared.observability.context import bind
 from shared.observability.redact import public_url
@@ -200,7 +200,7 @@ def _start_run(
         services.ledger.put(names.FETCH, key, state)
         return str(decision.run_id), state, LastLanding()
     run_id = new_run_id("fetch", services.clock())
-    return run_id, _new_run(services, key, run_id, decision.force), LastLanding()
+    return run_id, _new_run(services, key, run_id, decision.force, note=decision.reason), LastLanding()
 
 
 def _land_or_give_up(
@@ -793,13 +793,20 @@ def _landed_page(services: Services, blob: str, number: int) -> Page | None:
         return None
 
 
-def _new_run(services: Services, key: str, run_id: str, force: bool) -> dict[str, Any]:
+def _new_run(services: Services, key: str, run_id: str, force: bool, *, note: str = "") -> dict[str, Any]:
     """Start a fetch run of the day, one generation after the day's last run (compare-and-swap:
     two runs started at once get two generations). A later run's manifest always replaces an
-    earlier one's, whatever the clocks said."""
+    earlier one's, whatever the clocks said. `note`: why the lookback fetches the day (never
+    fetched, or its last fetch failed), kept for `run` and `status` to say."""
+    lookback = note in (NEVER_FETCHED, RETRIED)
 
     def start(current: Any) -> dict[str, Any]:
         return {
+            **(
+                {"lookback_fetch": note, "lookback_fetch_at": services.clock().isoformat()}
+                if lookback
+                else {}
+            ),
             **{k: v for k, v in (current or {}).items() if k in CHECK_FIELDS},  # when last checked
             "run_id": run_id,
             "status": "running",
