@@ -25,6 +25,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -283,9 +284,33 @@ def _redacted_output(secrets: list[str]) -> Iterator[None]:
         sys.stdout, sys.stderr = real
 
 
+@contextmanager
+def _stopped_like_ctrl_c(command: str) -> Iterator[None]:
+    """`kill` (SIGTERM) and a closed terminal (SIGHUP) stop a command that fetches or builds as
+    Ctrl-C does: what it was doing is given back and said (a fetch lets go of its claim, so
+    `status` says interrupted), instead of the process vanishing mid-way."""
+    previous: dict[signal.Signals, Any] = {}
+    if (
+        command in ("run", "backfill", "crm-drop", "rebuild")
+        and threading.current_thread() is threading.main_thread()
+    ):
+
+        def interrupt(_signum: int, _frame: Any) -> None:
+            raise KeyboardInterrupt
+
+        previous = {stop: signal.signal(stop, interrupt) for stop in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for stop, handler in previous.items():
+            if handler is not None:
+                signal.signal(stop, handler)
+
+
 def _main_interrupted(args: argparse.Namespace) -> int:
     try:
-        return _main(args)
+        with _stopped_like_ctrl_c(args.command):
+            return _main(args)
     except KeyboardInterrupt:
         # A terminal may be in the middle of a progress line; a log file is not.
         start = "\n" if sys.stderr.isatty() else ""

@@ -64,8 +64,11 @@ def _day_line(view: dict[str, Any], since: str | None) -> str:
     if state == "fetch scheduled":
         return f"{day}  fetch scheduled: {fetch.get('waiting_for')}"
     if state == "fetch interrupted":
+        stopped = str(fetch.get("interrupted_at") or "")
+        how = f"stopped {stopped[:16].replace('T', ' ')} UTC by Ctrl-C or kill; " if stopped else ""
         return (
-            f"{day}  fetch interrupted (started {str(fetch.get('started_at'))[:16]}); the next run resumes it"
+            f"{day}  fetch interrupted (started {str(fetch.get('started_at'))[:16]}; {how}the next run"
+            f" resumes it: python -m shared.cli run --date {day})"
         )
     if fetch:
         return f"{day}  fetch {fetch.get('status')}" + (
@@ -163,7 +166,7 @@ def status_table(views: Sequence[dict[str, Any]], in_force: Rules | None = None)
         printable(f"{view['date']}: {note}")
         for view in views
         for note in [
-            *[p for p in [_fetch_problem(view.get("fetch") or {})] if p],
+            *[p for p in [_fetch_problem(view.get("fetch") or {}), _fetch_note(view)] if p],
             *((view.get("days") or {}).get("errors") or []),
             *((view.get("days") or {}).get("warnings") or []),
         ]
@@ -194,6 +197,19 @@ def _fetch_problem(fetch: dict[str, Any]) -> str | None:
         return f"fetch failed: {fetch.get('error')}"
     if fetch.get("status") == "running" and fetch.get("last_error"):
         return f"fetch incomplete: {fetch.get('last_error')}"
+    return None
+
+
+def _fetch_note(view: dict[str, Any]) -> str | None:
+    """What to know of an unfinished fetch that is not an error: stopped by a signal, and what
+    to do."""
+    fetch, state = view.get("fetch") or {}, day_state(view)
+    if state == "fetch interrupted" and fetch.get("interrupted_at"):
+        stopped = str(fetch["interrupted_at"])[:16].replace("T", " ")
+        return (
+            f"fetch interrupted {stopped} UTC by Ctrl-C or kill; the next run resumes it:"
+            f" python -m shared.cli run --date {view['date']}"
+        )
     return None
 
 

@@ -170,6 +170,10 @@ def fetch_day(
         )
     except UsageApiError as exc:
         return _failed(services, key, state, run_id, str(exc), checking=checking)
+    except KeyboardInterrupt:  # Ctrl-C, or kill / hangup, which the CLI turns into one
+        if not checking:  # a re-check holds no claim: the day stays as last fetched
+            _let_go(services, key, state)
+        raise
 
     if held is not None:
         if _same_day(pages, last):
@@ -193,7 +197,7 @@ def _start_run(
         return new_run_id("fetch", services.clock()), state, _last_landing(services, str(state["manifest"]))
     if decision.action == "resume":
         state = {
-            **{k: v for k, v in state.items() if k not in WAIT_FIELDS},
+            **{k: v for k, v in state.items() if k not in (*WAIT_FIELDS, "interrupted_at")},
             "status": "running",
             "lease_until": _lease_until(services),
         }
@@ -332,7 +336,15 @@ def _complete(
         **{
             k: v
             for k, v in state.items()
-            if k not in ("last_error", "last_check_error", "lease_until", "waited_s", *WAIT_FIELDS)
+            if k
+            not in (
+                "last_error",
+                "last_check_error",
+                "lease_until",
+                "waited_s",
+                "interrupted_at",
+                *WAIT_FIELDS,
+            )
         },
         **(_checked(services, "changed") if checking else {}),
         "run_id": run_id,
@@ -526,6 +538,15 @@ def _keep_lease(services: Services, key: str, state: dict[str, Any]) -> Callable
 
 
 FETCH_LEASE_S = 3600  # renewed every quarter of it while pages land
+
+
+def _let_go(services: Services, key: str, state: dict[str, Any]) -> None:
+    """A stop signal during the fetch: its claim ends now (the lease expires at once), so
+    `status` says the fetch was interrupted instead of `fetching` for up to the lease's hour,
+    and the next request resumes it at once. A killed process (SIGKILL) still relies on the
+    lease."""
+    now = services.clock().isoformat()
+    services.ledger.put(names.FETCH, key, {**state, "lease_until": now, "interrupted_at": now})
 
 
 @dataclass(frozen=True)
@@ -727,7 +748,12 @@ def _land_concurrently(numbers: range, land: Callable[[int], LandedPage], worker
     with ThreadPoolExecutor(max_workers=min(workers, len(numbers)), thread_name_prefix="fetch-page") as pool:
         # Each worker runs in a copy of this context, so its log lines keep the day and run id.
         futures = [pool.submit(contextvars.copy_context().run, task, n) for n in numbers]
-        wait(futures)
+        try:
+            wait(futures)
+        except BaseException:  # a stop (Ctrl-C): start no other page, let the running ones end
+            for future in futures:
+                future.cancel()
+            raise
 
     landed: list[LandedPage] = []
     failures: list[tuple[int, BaseException]] = []

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date
@@ -23,6 +24,7 @@ import shared.local.cli
 from shared import bootstrap
 from shared.local.simulator import NO_RESPONSE, Fault, RequestRecord, UsageApiSimulator
 from tests.conftest import API_KEY, GOLDEN, read_alerts, read_table
+from tests.processes import Children
 from tests.reference import diff_tables, load_expected_csv
 
 DAY = "2026-10-01"
@@ -530,6 +532,44 @@ def test_many_short_retry_afters_count_in_one_wait_bound_and_reschedule_the_fetc
     fetch = day_status(cli, DAY)["fetch"]
     assert fetch["status"] == "waiting" and "lease_until" not in fetch and "waited_s" not in fetch
     assert_key_nowhere(local_env, out, err)
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["kill", "ctrl-c"])
+def test_a_fetch_stopped_by_a_signal_shows_as_interrupted_at_once(
+    cli: Cli,
+    local_env: Path,
+    hostile_api: StartApi,
+    children: Children,
+    monkeypatch: pytest.MonkeyPatch,
+    stop: int,
+) -> None:
+    import sys
+
+    asking = hostile_api([Fault(kind="retry_after_seconds", date=DAY, page=2, seconds=100, times=-1)])
+    monkeypatch.setenv("USAGE_API_CONCURRENCY", "1")
+    drop_crm(cli, DAY)
+    run = children.start([sys.executable, "-m", "shared.cli", "run", "--date", DAY])
+    run.err_line("waiting: ")  # the fetch holds the day, waiting on the API's Retry-After
+
+    run.send_signal(stop)
+    code, _out, err = run.finish()
+
+    assert code == 130 and err.splitlines()[-1].startswith("interrupted; run the same command again"), err
+    assert "Traceback" not in err
+    code, out, err = cli("status", "--date", DAY)
+    assert code == 0, err
+    assert f"{DAY}  -      -         fetch interrupted" in out, out  # at once, not after the lease's hour
+    assert (
+        f"{DAY}: fetch interrupted " in out and f"resumes it: python -m shared.cli run --date {DAY}" in out
+    ), out
+    fetch = day_status(cli, DAY)["fetch"]
+    assert fetch["status"] == "running" and fetch["interrupted_at"], fetch
+
+    recovered = hostile_api([])  # the next run resumes it at once: page 1 is read back
+    code, _out, err = cli("run", "--date", DAY)
+    assert code == 0, err
+    assert log_of(recovered, DAY) == healthy(2, 3, 4) and asking.count(date=DAY, page=1) == 1
+    assert "interrupted_at" not in day_status(cli, DAY)["fetch"]
 
 
 @pytest.mark.parametrize(
