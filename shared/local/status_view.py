@@ -201,8 +201,8 @@ def _fetch_problem(fetch: dict[str, Any]) -> str | None:
 
 
 def _fetch_note(view: dict[str, Any]) -> str | None:
-    """What to know of an unfinished fetch that is not an error: stopped by a signal, and what
-    to do."""
+    """What to know of an unfinished fetch that is not an error: stopped by a signal (and what
+    to do), or scheduled by the API's wait (and when it runs)."""
     fetch, state = view.get("fetch") or {}, day_state(view)
     if state == "fetch interrupted" and fetch.get("interrupted_at"):
         stopped = str(fetch["interrupted_at"])[:16].replace("T", " ")
@@ -210,6 +210,8 @@ def _fetch_note(view: dict[str, Any]) -> str | None:
             f"fetch interrupted {stopped} UTC by Ctrl-C or kill; the next run resumes it:"
             f" python -m shared.cli run --date {view['date']}"
         )
+    if state == "fetch scheduled" and fetch.get("retry_at"):
+        return f"fetch scheduled: runs again at {str(fetch['retry_at'])[:16].replace('T', ' ')} UTC ({fetch.get('waiting_for')})"
     return None
 
 

@@ -534,6 +534,28 @@ def test_many_short_retry_afters_count_in_one_wait_bound_and_reschedule_the_fetc
     assert_key_nowhere(local_env, out, err)
 
 
+def test_status_and_reconcile_say_when_a_scheduled_fetch_runs(
+    cli: Cli, local_env: Path, hostile_api: StartApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    hostile_api([Fault(kind="retry_after_seconds", date=DAY, page=2, seconds=86400, times=-1)])
+    monkeypatch.setenv("USAGE_API_CONCURRENCY", "1")
+    drop_crm(cli, DAY)
+    assert cli("run", "--date", DAY)[0] == 75
+    retry_at = datetime.fromisoformat(day_status(cli, DAY)["fetch"]["retry_at"])
+    assert retry_at - datetime.now(UTC) > timedelta(hours=23)
+    at = f"{retry_at:%Y-%m-%d %H:%M} UTC"
+
+    code, out, err = cli("status")
+    assert code == 0, err
+    assert f"{DAY}: fetch scheduled: runs again at {at}" in out, out
+
+    code, out, _err = cli("reconcile", "--date", DAY, "--skip-api")
+    assert f"is scheduled: the API asked to wait, and it runs again at {at}" in out, out
+    assert "--force" not in out and "run the day again" not in out, out
+
+
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["kill", "ctrl-c"])
 def test_a_fetch_stopped_by_a_signal_shows_as_interrupted_at_once(
     cli: Cli,
