@@ -341,10 +341,11 @@ class UsageApiClient:
         return response
 
     def _quote(self, body: bytes) -> str:
-        """The start of an answer, to say why it failed: at most ANSWER_CHARS characters on one
-        line, control characters removed, and no secret nor any piece of one."""
+        """The start of an answer, to say why it failed, as the API wrote it (not repr-quoted:
+        `can't` stays `can't`, a JSON `\"` stays one backslash): at most ANSWER_CHARS characters
+        on one line, control characters removed, and no secret nor any piece of one."""
         text = body[: ANSWER_CHARS * 4].decode("utf-8", "replace")
-        return repr(shortened(self._redact(flattened(text)), ANSWER_CHARS))
+        return shortened(self._redact(flattened(text)), ANSWER_CHARS)
 
     def _where(self, url: str) -> str:
         """A URL to show: no user-info, no query (it may carry a token)."""
