@@ -327,14 +327,38 @@ def _main_interrupted(args: argparse.Namespace) -> int:
         return EXIT_BROKEN_PIPE
 
 
+# What `status` needs to be right: where the data is, and the rules it names as in force.
+STATUS_SETTINGS = frozenset(
+    {"LOCAL_DATA_DIR", "CHURN_MIN_ROLLING_USERS", "CHURN_MAX_CONTACT_AGE_DAYS", "CRM_MAX_SNAPSHOT_AGE_DAYS"}
+)
+
+
+def _settings_to_read(error: SettingsError) -> Settings | SettingsError:
+    """`status` only reads: an invalid setting it does not use (USAGE_API_LOOKBACK_DAYS=99) is
+    one warning line, not a refusal; what is wrong with one it uses is returned, to refuse."""
+    settings, problems = Settings.read_env()
+    needed = [problem for name, problem in problems.items() if name in STATUS_SETTINGS]
+    if needed or not problems:
+        return needed[0] if needed else error
+    said = "; ".join(str(p).removeprefix("setting ") for p in problems.values())
+    print(
+        f"warning: {said}; status shows what is stored, the other commands refuse until it is fixed",
+        file=sys.stderr,
+    )
+    return settings
+
+
 def _main(args: argparse.Namespace) -> int:
     if args.command == "health":  # a bad setting, or a folder that is not one, is what it says
         return _health(args)
     try:
         settings = Settings.from_env()
     except SettingsError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        readable = _settings_to_read(exc) if args.command == "status" else exc
+        if isinstance(readable, SettingsError):
+            print(f"error: {readable}", file=sys.stderr)
+            return 2
+        settings = readable
     # `status` and `reconcile` only read: they work on a folder they may not write (a copy to
     # inspect) and never create one (a mistyped LOCAL_DATA_DIR is said, not made).
     reads_only = args.command in ("status", "reconcile")

@@ -341,3 +341,22 @@ def test_run_without_date_respects_the_wait_the_api_asked_for_yesterday(
     assert waiting.count(date=YESTERDAY) > asked
     assert len(scheduled()) == 1
     assert fetch_entry(cli, YESTERDAY)["status"] == "waiting"
+
+
+def test_status_reads_beside_a_bad_lookback_setting_and_says_it_in_one_line(
+    cli: Cli, local_env: Path, api: UsageApiSimulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    drop_crm(cli, [FETCHED[0]])
+    assert cli("run", "--date", FETCHED[0])[0] == 0
+    monkeypatch.setenv("USAGE_API_LOOKBACK_DAYS", "99")
+
+    code, out, err = cli("status")
+
+    assert code == 0 and f"{FETCHED[0]}  " in out, err
+    assert err.count("\n") == 1 and err.startswith("warning: USAGE_API_LOOKBACK_DAYS must be"), err
+    assert "status shows what is stored" in err
+    code, _out, err = cli("run")  # what uses it still refuses
+    assert code == 2 and err.startswith("error: setting USAGE_API_LOOKBACK_DAYS"), err
+    monkeypatch.setenv("CHURN_MIN_ROLLING_USERS", "-1")  # one status uses: it refuses, naming it
+    code, _out, err = cli("status")
+    assert code == 2 and err.startswith("error: setting CHURN_MIN_ROLLING_USERS"), err
