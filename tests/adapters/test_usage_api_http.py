@@ -618,7 +618,7 @@ def test_a_permanent_status_names_the_api(start_api, make_client) -> None:
     assert str(failed.value) == (
         f"usage API {api.base_url} answered HTTP 404 Not Found for date {ISO} page 1"
         f" (GET {api.base_url}/v2/usage?date={ISO}&page=1&page_size={PAGE_SIZE}):"
-        """ '{"error":"injected fault","status":404}'"""
+        """ {"error":"injected fault","status":404}"""
     )
 
 
@@ -716,7 +716,7 @@ def test_a_web_page_instead_of_json_fails_at_once_naming_what_came() -> None:
     finally:
         close()
     assert str(failed.value).startswith(
-        f"usage API {url} answered 200 with a page that is not JSON (text/html: '<!DOCTYPE html>"
+        f"usage API {url} answered 200 with a page that is not JSON (text/html: <!DOCTYPE html>"
     )
     assert str(failed.value).endswith("check USAGE_API_BASE_URL") and len(calls) == 1
 
