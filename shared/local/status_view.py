@@ -21,8 +21,10 @@ def day_line(view: dict[str, Any], since: str | None = None) -> str:
     note = ""
     if fetch.get("last_check"):
         note = f"  (last checked against the API {checked[:16].replace('T', ' ')} UTC: {fetch['last_check']})"
+    # The lookback fetched it (never fetched, or failed) and has not re-checked it since. Both
+    # times are to the second: a re-check in the same second as the fetch comes after it.
     if fetch.get("lookback_fetch") and str(fetch.get("lookback_fetch_at")) > checked:
-        note = f"  ({fetch['lookback_fetch']})"  # the lookback fetched it rather than re-checked it
+        note = f"  ({fetch['lookback_fetch']})"
     head, sep, warnings = text.partition("  warnings: ")
     return head + note + sep + warnings  # before the warnings, which can be long
 

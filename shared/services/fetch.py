@@ -829,7 +829,7 @@ def _new_run(services: Services, key: str, run_id: str, force: bool, *, note: st
     def start(current: Any) -> dict[str, Any]:
         return {
             **(
-                {"lookback_fetch": note, "lookback_fetch_at": services.clock().isoformat()}
+                {"lookback_fetch": note, "lookback_fetch_at": services.clock().isoformat(timespec="seconds")}
                 if lookback
                 else {}
             ),
