@@ -325,11 +325,14 @@ class ApiAsksToWait(RuntimeError):
     """The API asked (Retry-After) for a longer wait than USAGE_API_MAX_WAIT_S: the fetch is not
     held for it but asked for again at that time (contract section 1)."""
 
-    def __init__(self, message: str, wait_s: float, page: int, retry_after: str = "") -> None:
+    def __init__(
+        self, message: str, wait_s: float, page: int, retry_after: str = "", waited_s: float = 0.0
+    ) -> None:
         super().__init__(message)
         self.wait_s = wait_s
         self.page = page
         self.retry_after = retry_after  # the header as the API sent it, for messages
+        self.waited_s = waited_s  # the waits already spent: a short wait that tips the total over
 
 
 class UsageApi(Protocol):
@@ -339,6 +342,7 @@ class UsageApi(Protocol):
     attempts: int  # HTTP requests made so far, retries included
     retry_s: float  # seconds spent on failed requests and backoff so far
     retry_budget_s: float  # past it, nothing is tried again
+    waited_s: float  # seconds waited because the API asked; past USAGE_API_MAX_WAIT_S: ApiAsksToWait
 
     def fetch_page(self, day: date, number: int) -> Page:
         """The page, or UsageApiError (permanent) or TransientApiError (retries exhausted)."""

@@ -36,6 +36,9 @@ from shared.observability.redact import public_url, redactor
 from shared.ports import ApiAsksToWait, ApiUnreachable, TransientApiError, UsageApiError
 
 log = logging.getLogger(__name__)
+# One line when a wait the API asked for starts (the CLI prints these on stderr): a fetch that
+# waits on the API is not silence.
+wait_log = logging.getLogger(f"{__name__}.wait")
 
 MAX_RETRY_AFTER_S = 300.0  # a server asking for more than this is treated as asking for this
 ANSWER_CHARS = 300  # how much of a failed answer a message quotes (contract section 1)
@@ -115,6 +118,10 @@ class UsageApiClient:
         # is tried again.
         self.retry_s = 0.0
         self.retry_budget_s = math.inf
+        # Seconds the fetch has waited because the API asked (Retry-After), overlapping waits of
+        # concurrent pages counted once: past max_wait_s in total the fetch is rescheduled.
+        self.waited_s = 0.0
+        self._waiting_until = -math.inf  # clock() at which the current wait ends
         self._backoff = wait_exponential_jitter(
             multiplier=backoff_base_s, max=backoff_max_s, jitter=backoff_base_s
         )
@@ -168,15 +175,7 @@ class UsageApiClient:
             retry=retry_if_exception_type(TransientApiError),
             sleep=self.sleep,
             reraise=True,
-            before_sleep=lambda s: log.warning(
-                "usage API %s, %s %s; retry %d of %d in %.1f s",
-                self.shown_url,
-                day,
-                s.outcome.exception() if s.outcome else "?",
-                s.attempt_number,
-                self.max_attempts - 1,
-                s.upcoming_sleep,
-            ),
+            before_sleep=lambda s: self._before_retry(s, day, number),
         )
         try:
             return retrying(attempt)
@@ -199,6 +198,54 @@ class UsageApiClient:
                 f"usage API {self.shown_url} {day} page {number}: still failing after"
                 f" {attempts} request{'s' if attempts != 1 else ''} over {tried:.0f} s: {exc}"
             ) from None
+
+    def _before_retry(self, state: RetryCallState, day: date, number: int) -> None:
+        """Just before a pause between two attempts of a page (never after the last one)."""
+        error = state.outcome.exception() if state.outcome else None
+        if isinstance(error, TransientApiError) and error.retry_after_s is not None:
+            self._reserve_wait(day, number, error.retry_after_s)
+        log.warning(
+            "usage API %s, %s %s; retry %d of %d in %.1f s",
+            self.shown_url,
+            day,
+            error if error is not None else "?",
+            state.attempt_number,
+            self.max_attempts - 1,
+            state.upcoming_sleep,
+        )
+
+    def _reserve_wait(self, day: date, number: int, asked_s: float) -> None:
+        """Count a wait the API asked for in the fetch's wait total, or raise ApiAsksToWait when
+        it would take the total past max_wait_s: many short Retry-Afters must not hold a fetch
+        for hours. Waits of concurrent pages that overlap count once, and are told once."""
+        with self._lock:
+            now = self.clock()
+            ends = now + asked_s
+            added = max(0.0, ends - max(now, self._waiting_until))
+            if self.waited_s + added > self.max_wait_s:
+                raise ApiAsksToWait(
+                    f"usage API {self.shown_url} asked for date {day} page {number} to wait"
+                    f" {asked_s:.0f} s more (Retry-After) after {self.waited_s:.0f} s of waits:"
+                    f" more than USAGE_API_MAX_WAIT_S ({self.max_wait_s:g} s) in total",
+                    wait_s=asked_s,
+                    page=number,
+                    retry_after=f"{asked_s:.0f}",
+                    waited_s=self.waited_s,
+                )
+            starts = now >= self._waiting_until
+            self.waited_s += added
+            self._waiting_until = max(self._waiting_until, ends)
+        if starts:
+            wait_log.warning(
+                "usage API %s asked to wait %.0f s (Retry-After, %s page %d); %.0f s of waits so far"
+                " of at most %g s (USAGE_API_MAX_WAIT_S)",
+                self.shown_url,
+                asked_s,
+                day,
+                number,
+                self.waited_s,
+                self.max_wait_s,
+            )
 
     def _request_page(self, day: date, number: int) -> Page:
         ticket = self.limiter.acquire() if self.limiter else 0  # every attempt, retries included
@@ -294,10 +341,11 @@ class UsageApiClient:
         return response
 
     def _quote(self, body: bytes) -> str:
-        """The start of an answer, to say why it failed: at most ANSWER_CHARS characters on one
-        line, control characters removed, and no secret nor any piece of one."""
+        """The start of an answer, to say why it failed, as the API wrote it (not repr-quoted:
+        `can't` stays `can't`, a JSON `\"` stays one backslash): at most ANSWER_CHARS characters
+        on one line, control characters removed, and no secret nor any piece of one."""
         text = body[: ANSWER_CHARS * 4].decode("utf-8", "replace")
-        return repr(shortened(self._redact(flattened(text)), ANSWER_CHARS))
+        return shortened(self._redact(flattened(text)), ANSWER_CHARS)
 
     def _where(self, url: str) -> str:
         """A URL to show: no user-info, no query (it may carry a token)."""

@@ -12,9 +12,10 @@ is still in the store), asks, and does what the answer says. The answers:
   A fetch that the API asked to wait for (a long Retry-After) is `waiting`: a request for it
   before its time from the daily timer (or `run` without --date) or a re-check skips it; the
   scheduled request, or a person's (`run --date`, replay, --force), resumes it.
-* `skip`        nothing to do: a lookback re-check of a day never fetched, or whose last fetch
-                failed (a failed day is replayed by a person, not retried daily with an alert
-                each time), or one that another fetch holds right now (its lease has not expired).
+  The lookback also fetches (`start`) a day in its window never fetched, and one whose last
+  fetch failed: once per daily run, as a fetch, not a re-check.
+* `skip`        nothing to do: a lookback request for a day another fetch holds right now (its
+                lease has not expired), or whose fetch the API asked to wait for.
 """
 
 from __future__ import annotations
@@ -47,6 +48,39 @@ def lease_expired(state: Mapping[str, Any], now: datetime) -> bool:
         return True
 
 
+SCHEDULED = "the API asked to wait: its fetch is scheduled"
+
+
+@dataclass(frozen=True)
+class _Day:
+    """What a decision needs of the day's fetch entry, read once."""
+
+    status: str | None  # None: never asked
+    run_id: str | None
+    forced: bool  # the entry's own force flag
+    manifest_exists: bool
+    scheduled: bool  # waiting for a time the API named, not come yet
+    held: bool  # running under a live lease: another fetch holds it
+
+    @classmethod
+    def of(cls, state: Mapping[str, Any] | None, manifest_exists: bool, now: datetime) -> _Day:
+        state = state or {}
+        status = state.get("status")
+        return cls(
+            status=str(status) if status else None,
+            run_id=str(state["run_id"]) if state.get("run_id") else None,
+            forced=bool(state.get("force")),
+            manifest_exists=manifest_exists,
+            scheduled=status == "waiting" and _not_yet(state, now),
+            held=status == "running" and not lease_expired(state, now),
+        )
+
+    @property
+    def unfinished(self) -> bool:
+        """A run that stopped part way (cut off, or waiting for the API)."""
+        return self.status in ("running", "waiting")
+
+
 def _not_yet(state: Mapping[str, Any], now: datetime) -> bool:
     until = state.get("retry_at")
     try:
@@ -68,45 +102,44 @@ def decide_fetch(
     asked), `recheck` marks a lookback request, `manifest_exists` whether the entry's manifest is
     still in the store; `daily` marks the daily timer's request for yesterday (also `run`
     without --date), which respects a wait the API asked for."""
-    status = state.get("status") if state else None
-    run_id = str(state["run_id"]) if state and state.get("run_id") else None
+    day = _Day.of(state, manifest_exists, now)
     if recheck and not force:
-        return _lookback_decision(state, status, run_id, manifest_exists=manifest_exists, now=now)
-    if daily and not force and status == "waiting" and state and _not_yet(state, now):
-        return FetchDecision("skip", False, run_id, "the API asked to wait: its fetch is scheduled")
-    if status == "complete" and manifest_exists and not force:
-        return FetchDecision("re-announce", False, run_id, "already fetched")
-    if run_id is not None and (status in ("running", "waiting") or (status == "complete" and not force)):
+        return _lookback_decision(day)
+    if daily and not force and day.scheduled:
+        return FetchDecision("skip", False, day.run_id, SCHEDULED)
+    return _requested_decision(day, force)
+
+
+def _requested_decision(day: _Day, force: bool) -> FetchDecision:
+    """What a request for the day (a person's, the timer's for yesterday, a scheduled one) does."""
+    if day.status == "complete" and day.manifest_exists and not force:
+        return FetchDecision("re-announce", False, day.run_id, "already fetched")
+    if day.run_id is not None and (day.unfinished or (day.status == "complete" and not force)):
         # Cut off, or complete with its manifest lost: the same run, landed pages read back.
-        return FetchDecision(
-            "resume", bool((state or {}).get("force")) or force, run_id, "resuming a cut-off run"
-        )
-    return FetchDecision("start", force, reason="forced" if force and status else "")
+        return FetchDecision("resume", day.forced or force, day.run_id, "resuming a cut-off run")
+    return FetchDecision("start", force, reason="forced" if force and day.status else "")
 
 
-def _lookback_decision(
-    state: Mapping[str, Any] | None,
-    status: Any,
-    run_id: str | None,
-    *,
-    manifest_exists: bool,
-    now: datetime,
-) -> FetchDecision:
-    """What a lookback re-check (not forced) of one day does: a fetched day is compared with
-    the API, a cut-off one resumed, and any other skipped."""
-    if state is None or status is None:
-        return FetchDecision("skip", False, reason="never fetched: the lookback re-checks fetched days only")
-    if status == "failed":
-        return FetchDecision("skip", False, run_id, "its last fetch failed: replay it once the API is fixed")
-    if status == "waiting" and _not_yet(state, now):
-        return FetchDecision("skip", False, run_id, "the API asked to wait: its fetch is scheduled")
-    if status in ("running", "waiting"):
-        if status == "running" and not lease_expired(state, now):
-            return FetchDecision("skip", False, run_id, "another fetch of it is running")
-        return FetchDecision("resume", bool(state.get("force")), run_id, "a fetch of it was cut off")
-    if status == "complete" and manifest_exists:
+def _lookback_decision(day: _Day) -> FetchDecision:
+    """What the daily run's request for a day of its lookback window (not forced) does: a
+    fetched day is compared with the API; a day never fetched is fetched, and one whose last
+    fetch failed is fetched again (once per daily run); a cut-off one is resumed."""
+    if day.status is None:
+        return FetchDecision("start", False, reason=NEVER_FETCHED)
+    if day.status == "failed":
+        return FetchDecision("start", False, reason=RETRIED)
+    if day.scheduled:
+        return FetchDecision("skip", False, day.run_id, SCHEDULED)
+    if day.held:
+        return FetchDecision("skip", False, day.run_id, "another fetch of it is running")
+    if day.unfinished:
+        return FetchDecision("resume", day.forced, day.run_id, "a fetch of it was cut off")
+    if day.status == "complete" and day.manifest_exists:
         # A day a person forced through stays forced when its correction lands.
-        return FetchDecision(
-            "re-check", bool(state.get("force")), run_id, "fetched before: compared with the API"
-        )
+        return FetchDecision("re-check", day.forced, day.run_id, "fetched before: compared with the API")
     return FetchDecision("start", False, reason="its manifest is gone: fetched again")
+
+
+# What the lookback says of a day it fetches rather than re-checks (`status` and `run` show it).
+NEVER_FETCHED = "never fetched before: fetched by the lookback"
+RETRIED = "its last fetch had failed: fetched again by the lookback, once per daily run"

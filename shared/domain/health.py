@@ -108,3 +108,17 @@ def report(results: Iterable[CheckResult]) -> HealthReport:
     order = {name: i for i, name in enumerate(CHECKS)}
     listed = list(results)
     return HealthReport(sorted(listed, key=lambda c: (order.get(c.name, len(CHECKS)), listed.index(c))))
+
+
+def spoken_duration(seconds: float) -> str:
+    """A wait as a person says it, to the minute past an hour: 45 -> "45 s", 90 -> "1 min 30 s",
+    5400 -> "1 h 30 min", 86400 -> "1 day", 93784 -> "1 day 2 h 3 min"."""
+    if not seconds < 10**12:  # inf, nan, or beyond any calendar
+        return "for ever"
+    whole = max(0, round(seconds))
+    days, rest = divmod(whole, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [f"{days:,} day{'s' if days != 1 else ''}" if days else "", f"{hours} h" if hours else ""]
+    parts += [f"{minutes} min" if minutes else "", f"{secs} s" if secs and not (days or hours) else ""]
+    return " ".join(p for p in parts if p) or "0 s"

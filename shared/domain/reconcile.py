@@ -54,6 +54,7 @@ class Fetch:
     manifest: str
     status: str  # running, complete, failed
     last_checked: str | None = None  # when the lookback last compared the day with the API, and what it found
+    retry_at: str | None = None  # when its fetch (or re-check) runs again: the API asked to wait
 
 
 @dataclass
@@ -189,13 +190,12 @@ def _day_findings(sources: DaySources) -> list[Finding]:
         )
     elif sources.fetch.status != "complete":
         done = "failed" if sources.fetch.status == "failed" else "did not finish"
+        advice = f"run the day again (python -m shared.cli run --date {iso})"
+        if sources.fetch.retry_at:
+            done, advice = "is scheduled", _scheduled(sources.fetch.retry_at)
         found.append(
             Finding(
-                None,
-                "fetch_unfinished",
-                f"the last fetch ({sources.fetch.run_id}) {done}: run the day again"
-                f" (python -m shared.cli run --date {iso})",
-                True,
+                None, "fetch_unfinished", f"the last fetch ({sources.fetch.run_id}) {done}: {advice}", True
             )
         )
     if sources.fetch is not None and not sources.staged and sources.staged_run is None:
@@ -287,6 +287,14 @@ def _first_valid(records: Iterable[tuple[Any, LandedRecord | None]], iso: str) -
     return found
 
 
+def _scheduled(when: str) -> str:
+    """The advice for a day whose fetch the API asked to wait for: when it runs, not a force."""
+    return (
+        f"the API asked to wait, and it runs again at {when} (the first run, backfill or crm-drop"
+        " after that time runs it); forcing it sooner only asks the API to wait again"
+    )
+
+
 def _company_findings(
     view: CompanyView, sources: DaySources, api_asked: bool, landed: _Valid
 ) -> list[Finding]:
@@ -303,12 +311,14 @@ def _company_findings(
             text = (
                 f"the API now answers {_show(view.api)} where our fetch at {when} landed {_show(view.landed)}"
             )
+        advice = f"replay it with force (python -m shared.cli run --date {iso} --force)"
+        if sources.fetch is not None and sources.fetch.retry_at:
+            advice = f"its re-check is scheduled: {_scheduled(sources.fetch.retry_at)}"
         found.append(
             Finding(
                 company_id,
                 "api_changed",
-                f"{text}: the API corrected this day after our fetch; replay it with force"
-                f" (python -m shared.cli run --date {iso} --force)",
+                f"{text}: the API corrected this day after our fetch; {advice}",
                 True,
             )
         )

@@ -25,6 +25,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -309,9 +310,33 @@ def _redacted_output(secrets: list[str]) -> Iterator[None]:
         sys.stdout, sys.stderr = real
 
 
+@contextmanager
+def _stopped_like_ctrl_c(command: str) -> Iterator[None]:
+    """`kill` (SIGTERM) and a closed terminal (SIGHUP) stop a command that fetches or builds as
+    Ctrl-C does: what it was doing is given back and said (a fetch lets go of its claim, so
+    `status` says interrupted), instead of the process vanishing mid-way."""
+    previous: dict[signal.Signals, Any] = {}
+    if (
+        command in ("run", "backfill", "crm-drop", "rebuild")
+        and threading.current_thread() is threading.main_thread()
+    ):
+
+        def interrupt(_signum: int, _frame: Any) -> None:
+            raise KeyboardInterrupt
+
+        previous = {stop: signal.signal(stop, interrupt) for stop in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for stop, handler in previous.items():
+            if handler is not None:
+                signal.signal(stop, handler)
+
+
 def _main_interrupted(args: argparse.Namespace) -> int:
     try:
-        return _main(args)
+        with _stopped_like_ctrl_c(args.command):
+            return _main(args)
     except KeyboardInterrupt:
         # A terminal may be in the middle of a progress line; a log file is not.
         start = "\n" if sys.stderr.isatty() else ""
@@ -326,6 +351,27 @@ def _main_interrupted(args: argparse.Namespace) -> int:
         return EXIT_BROKEN_PIPE
 
 
+# What `status` needs to be right: where the data is, and the rules it names as in force.
+STATUS_SETTINGS = frozenset(
+    {"LOCAL_DATA_DIR", "CHURN_MIN_ROLLING_USERS", "CHURN_MAX_CONTACT_AGE_DAYS", "CRM_MAX_SNAPSHOT_AGE_DAYS"}
+)
+
+
+def _settings_to_read(error: SettingsError) -> Settings | SettingsError:
+    """`status` only reads: an invalid setting it does not use (USAGE_API_LOOKBACK_DAYS=99) is
+    one warning line, not a refusal; what is wrong with one it uses is returned, to refuse."""
+    settings, problems = Settings.read_env()
+    needed = [problem for name, problem in problems.items() if name in STATUS_SETTINGS]
+    if needed or not problems:
+        return needed[0] if needed else error
+    said = "; ".join(str(p).removeprefix("setting ") for p in problems.values())
+    print(
+        f"warning: {said}; status shows what is stored, the other commands refuse until it is fixed",
+        file=sys.stderr,
+    )
+    return settings
+
+
 def _main(args: argparse.Namespace) -> int:
     command = COMMANDS[args.command]
     if command.folder is Folder.PROBES:  # a bad setting, or a folder that is not one, is what it says
@@ -333,8 +379,11 @@ def _main(args: argparse.Namespace) -> int:
     try:
         settings = Settings.from_env()
     except SettingsError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        readable = _settings_to_read(exc) if args.command == "status" else exc
+        if isinstance(readable, SettingsError):
+            print(f"error: {readable}", file=sys.stderr)
+            return 2
+        settings = readable
     try:
         if (done := _before_the_folder(command, args, settings)) is not None:
             return done
@@ -536,9 +585,8 @@ def _run_days(call: Call) -> int:
     if args.date is None:
         with _retries_shown():
             report, yesterday, lookback = pipeline.daily()
-        # The re-checked days (a day never fetched is not re-checked), then yesterday.
-        checked = [d for d in lookback if pipeline.services.ledger.get(names.FETCH, d.isoformat())]
-        return _finish(pipeline, report, [*checked, yesterday], since=started)
+        # The lookback's days (re-checked, or fetched: never fetched or failed), then yesterday.
+        return _finish(pipeline, report, [*lookback, yesterday], since=started)
     with _retries_shown():
         report = pipeline.replay({"date": args.date.isoformat(), "force": args.force})
     return _finish(pipeline, report, [args.date], since=started)
@@ -737,21 +785,31 @@ def _reconcile(call: Call) -> int:
 
 class _RetryLines(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
+        if record.name.endswith(".wait"):
+            return  # told by _WaitLines
         print(f"\rretrying: {record.getMessage()[:200]}", file=sys.stderr, flush=True)
+
+
+class _WaitLines(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        start = "\r" if sys.stderr.isatty() else ""
+        print(f"{start}waiting: {record.getMessage()[:200]}", file=sys.stderr, flush=True)
 
 
 @contextmanager
 def _retries_shown() -> Iterator[None]:
-    """On a terminal, each API retry as it happens: a slow or dead API is not silence."""
-    if not sys.stderr.isatty():
-        yield
-        return
+    """Each wait the API asks for, as it starts (stderr, terminal or not: a fetch held by the
+    API is not silence), and on a terminal each API retry as it happens."""
+    waits, wait_lines = logging.getLogger("shared.adapters.usage_api_http.wait"), _WaitLines(logging.WARNING)
+    waits.addHandler(wait_lines)
     source, handler = logging.getLogger("shared.adapters.usage_api_http"), _RetryLines(logging.WARNING)
-    source.addHandler(handler)
+    if sys.stderr.isatty():
+        source.addHandler(handler)
     try:
         yield
     finally:
         source.removeHandler(handler)
+        waits.removeHandler(wait_lines)
 
 
 def _health(args: argparse.Namespace, settings: Settings) -> int:

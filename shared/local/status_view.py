@@ -21,11 +21,15 @@ def day_line(view: dict[str, Any], since: str | None = None) -> str:
     text = _day_line(view, since)
     fetch = view.get("fetch") or {}
     checked = str(fetch.get("last_checked_at") or "")
+    note = ""
     if fetch.get("last_check"):
         note = f"  (last checked against the API {checked[:16].replace('T', ' ')} UTC: {fetch['last_check']})"
-        head, sep, warnings = text.partition("  warnings: ")
-        text = head + note + sep + warnings  # before the warnings, which can be long
-    return text
+    # The lookback fetched it (never fetched, or failed) and has not re-checked it since. Both
+    # times are to the second: a re-check in the same second as the fetch comes after it.
+    if fetch.get("lookback_fetch") and str(fetch.get("lookback_fetch_at")) > checked:
+        note = f"  ({fetch['lookback_fetch']})"
+    head, sep, warnings = text.partition("  warnings: ")
+    return head + note + sep + warnings  # before the warnings, which can be long
 
 
 def _day_line(view: dict[str, Any], since: str | None) -> str:
@@ -91,8 +95,13 @@ def _scheduled_line(view: dict[str, Any]) -> str:
 
 
 def _interrupted_line(view: dict[str, Any]) -> str:
-    started = str((view.get("fetch") or {}).get("started_at"))[:16]
-    return f"{view['date']}  fetch interrupted (started {started}); the next run resumes it"
+    fetch, day = view.get("fetch") or {}, view["date"]
+    stopped = str(fetch.get("interrupted_at") or "")
+    how = f"stopped {stopped[:16].replace('T', ' ')} UTC by Ctrl-C or kill; " if stopped else ""
+    return (
+        f"{day}  fetch interrupted (started {str(fetch.get('started_at'))[:16]}; {how}the next run"
+        f" resumes it: python -m shared.cli run --date {day})"
+    )
 
 
 def _fetch_line(view: dict[str, Any]) -> str:
@@ -214,7 +223,7 @@ def _day_notes(views: Sequence[dict[str, Any]]) -> list[str]:
         printable(f"{view['date']}: {note}")
         for view in views
         for note in [
-            *[p for p in [_fetch_problem(view.get("fetch") or {})] if p],
+            *[p for p in [_fetch_problem(view.get("fetch") or {}), _fetch_note(view)] if p],
             *((view.get("days") or {}).get("errors") or []),
             *((view.get("days") or {}).get("warnings") or []),
         ]
@@ -246,6 +255,22 @@ def _rules_notes(views: Sequence[dict[str, Any]], in_force: Rules | None) -> lis
             " or now: python -m shared.cli rebuild"
         )
     return notes
+
+
+def _fetch_note(view: dict[str, Any]) -> str | None:
+    """What to know of an unfinished fetch that is not an error: stopped by a signal (and what
+    to do), or scheduled by the API's wait (and when it runs)."""
+    fetch, state = view.get("fetch") or {}, day_state(view)
+    if state == "fetch interrupted" and fetch.get("interrupted_at"):
+        stopped = str(fetch["interrupted_at"])[:16].replace("T", " ")
+        return (
+            f"fetch interrupted {stopped} UTC by Ctrl-C or kill; the next run resumes it:"
+            f" python -m shared.cli run --date {view['date']}"
+        )
+    if state == "fetch scheduled" and fetch.get("retry_at"):
+        retry_at = str(fetch["retry_at"])[:16].replace("T", " ")
+        return f"fetch scheduled: runs again at {retry_at} UTC ({fetch.get('waiting_for')})"
+    return None
 
 
 def _fetch_problem(fetch: dict[str, Any]) -> str | None:

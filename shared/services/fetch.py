@@ -28,7 +28,8 @@ from typing import Any, Literal
 
 from shared.domain import blob_events, ledger_records, names
 from shared.domain.alerts import Alert
-from shared.domain.fetch_decision import FetchDecision, decide_fetch
+from shared.domain.day_digest import DIGEST_KIND, day_digest, page_digest
+from shared.domain.fetch_decision import NEVER_FETCHED, RETRIED, FetchDecision, decide_fetch
 from shared.domain.usage_page import Page, parse_page
 from shared.domain.wording import counted
 from shared.observability.context import bind
@@ -72,9 +73,10 @@ class LandedPage:
     has_next_page: bool
     total_pages: int | None
     reused: bool  # read back from an earlier attempt of this run, not fetched
+    records_digest: int | None  # day_digest's part of this page: its records, whatever their order
 
     @classmethod
-    def of(cls, blob: str, page: Page, *, reused: bool) -> LandedPage:
+    def of(cls, blob: str, page: Page, *, reused: bool, day: date) -> LandedPage:
         return cls(
             number=page.number,
             blob=blob,
@@ -84,6 +86,7 @@ class LandedPage:
             has_next_page=page.has_next_page,
             total_pages=page.total_pages,
             reused=reused,
+            records_digest=page_digest(page.records, day.isoformat()),
         )
 
 
@@ -134,7 +137,8 @@ def fetch_day(
     checking = decision.action == "re-check"
     resuming = decision.action == "resume"
     force = decision.force
-    run_id, state, previous = _start_run(services, key, state, decision)
+    run_id, state, last = _start_run(services, key, state, decision)
+    held = HeldPages(services) if checking else None
     bind(run_id=run_id)
 
     budget = retry_budget_s(services)
@@ -144,8 +148,9 @@ def fetch_day(
         _not_known_unreachable(services, key)
         client = client or services.usage_api(services.settings)
         client.retry_budget_s = max(0.0, budget - spent)
+        client.waited_s = float(state.get("waited_s") or 0.0) if resuming else 0.0
         pages = _land_or_give_up(
-            services, client, day, run_id, state, resuming=resuming, checking=checking, previous=previous
+            services, client, day, run_id, state, resuming=resuming, previous=last.pages, held=held
         )
     except ApiAsksToWait as exc:
         return _ask_again_later(services, day, state, run_id, exc, force=force, recheck=checking)
@@ -153,13 +158,28 @@ def fetch_day(
         requests = requests_before + (client.attempts if client else 0)
         spent += client.retry_s if client else 0.0
         return _redeliver_or_fail(
-            services, key, state, run_id, exc, requests, spent, budget=budget, checking=checking
+            services,
+            key,
+            state,
+            run_id,
+            exc,
+            requests,
+            spent,
+            budget=budget,
+            checking=checking,
+            waited=client.waited_s if client else 0.0,
         )
     except UsageApiError as exc:
         return _failed(services, key, state, run_id, str(exc), checking=checking)
+    except KeyboardInterrupt:  # Ctrl-C, or kill / hangup, which the CLI turns into one
+        if not checking:  # a re-check holds no claim: the day stays as last fetched
+            _let_go(services, key, state)
+        raise
 
-    if checking and _same_pages(pages, previous):
-        return _unchanged(services, key, state, pages)
+    if held is not None:
+        if _same_day(pages, last):
+            return _unchanged(services, key, state, pages)  # what was held is dropped
+        held.land()
     requests = requests_before + client.attempts  # every HTTP request of the run, retries included
     return _complete(
         services, day, state, run_id, pages, client.page_size, requests, force=force, checking=checking
@@ -168,26 +188,25 @@ def fetch_day(
 
 def _start_run(
     services: Services, key: str, state: dict[str, Any], decision: FetchDecision
-) -> tuple[str, dict[str, Any], dict[int, tuple[str, str]]]:
+) -> tuple[str, dict[str, Any], LastLanding]:
     """The run a fetch, a resume or a re-check goes on as: its id, the day's ledger state, and
     (for a re-check) the pages last landed, to compare with."""
     if decision.action == "re-check":
         # A re-check is a fetch under a new run id whose pages equal to the last landed ones are
         # not landed again: the ledger stays `complete` meanwhile, and nothing is written unless
         # a page differs.
-        previous = _manifest_pages(services, str(state["manifest"]))
-        return new_run_id("fetch", services.clock()), state, previous
+        return new_run_id("fetch", services.clock()), state, _last_landing(services, str(state["manifest"]))
     if decision.action == "resume":
         state = {
-            **{k: v for k, v in state.items() if k not in WAIT_FIELDS},
+            **{k: v for k, v in state.items() if k not in (*WAIT_FIELDS, "interrupted_at")},
             "status": "running",
             "lease_until": _lease_until(services),
             **heartbeat(services),
         }
         services.ledger.put(names.FETCH, key, state)
-        return str(decision.run_id), state, {}
+        return str(decision.run_id), state, LastLanding()
     run_id = new_run_id("fetch", services.clock())
-    return run_id, _new_run(services, key, run_id, decision.force), {}
+    return run_id, _new_run(services, key, run_id, decision.force, note=decision.reason), LastLanding()
 
 
 def _land_or_give_up(
@@ -198,8 +217,8 @@ def _land_or_give_up(
     state: dict[str, Any],
     *,
     resuming: bool,
-    checking: bool,
     previous: dict[int, tuple[str, str]],
+    held: HeldPages | None,
 ) -> list[LandedPage]:
     """`_land_pages`, except that an API that answers nothing at all fails the run at once."""
     key = day.isoformat()
@@ -211,7 +230,8 @@ def _land_or_give_up(
             run_id,
             resuming=resuming,
             previous=previous,
-            alive=None if checking else _keep_lease(services, key, state),
+            alive=None if held is not None else _keep_lease(services, key, state),
+            put=held.put if held is not None else None,
         )
     except ApiUnreachable as exc:
         if exc.page != 1:
@@ -233,6 +253,7 @@ def _redeliver_or_fail(
     *,
     budget: float,
     checking: bool,
+    waited: float = 0.0,
 ) -> FetchOutcome:
     """A transient error that outlasted the client's retries: raised on (redelivered) while the
     fetch's retry budget lasts, else the run fails."""
@@ -243,7 +264,13 @@ def _redeliver_or_fail(
         f" retries included; {spent:.0f} s spent on failed requests and backoff"
     )
     state = (
-        {**state, "requests": requests, "retry_s": round(spent, 3), "attempts": tries}
+        {
+            **state,
+            "requests": requests,
+            "retry_s": round(spent, 3),
+            "waited_s": round(waited, 3),
+            "attempts": tries,
+        }
         if not checking
         else state
     )
@@ -309,6 +336,7 @@ def _complete(
         "page_size": page_size,
         "total_pages_reported": pages[0].total_pages if pages else None,
         "record_count": records,
+        **_digest_fields(pages),
         "pages": [
             # A re-check's unchanged page keeps the blob it was landed as (same bytes, same sha256).
             {"page": p.number, "blob": p.blob, "records": p.records, "bytes": p.bytes, "sha256": p.sha256}
@@ -324,7 +352,15 @@ def _complete(
         **{
             k: v
             for k, v in state.items()
-            if k not in ("last_error", "last_check_error", "lease_until", *WAIT_FIELDS)
+            if k
+            not in (
+                "last_error",
+                "last_check_error",
+                "lease_until",
+                "waited_s",
+                "interrupted_at",
+                *WAIT_FIELDS,
+            )
         },
         **(_checked(services, "changed") if checking else {}),
         "run_id": run_id,
@@ -353,8 +389,8 @@ def _complete(
 def retry_budget_s(services: Services) -> float:
     """The most seconds one fetch run spends on failed requests and its own backoff, over all
     its deliveries together: USAGE_API_MAX_ATTEMPTS x USAGE_API_TIMEOUT_S (6 x 30 s = 180 s by
-    default). Waits the API asks for (Retry-After) are not counted: they are bounded by
-    USAGE_API_MAX_WAIT_S each."""
+    default). Waits the API asks for (Retry-After) have their own bound: USAGE_API_MAX_WAIT_S
+    in total per fetch, past which the fetch is rescheduled (the client's `waited_s`)."""
     settings = services.settings
     return settings.usage_api_max_attempts * settings.usage_api_timeout_s
 
@@ -403,6 +439,9 @@ def _ask_again_later(
     key = day.isoformat()
     what = "re-check" if recheck else "fetch"
     asked = f"Retry-After: {exc.retry_after or f'{exc.wait_s:.0f}'} on page {exc.page}"
+    total = ""
+    if exc.waited_s:  # a short wait that took the fetch's waits past the bound
+        asked, total = f"{asked}, after {exc.waited_s:.0f} s of waits", " in total"
     if not exc.wait_s <= MAX_RESCHEDULE_S:  # also inf / nan: an answer that is not a wait
         days = exc.wait_s / 86400
         error = (
@@ -419,7 +458,7 @@ def _ask_again_later(
     at = f"{when:%Y-%m-%d %H:%M} UTC"
     message = (
         f"{what} of {key}: the API asked to wait until {asked_until:%Y-%m-%d %H:%M} UTC ({asked}),"
-        f" more than USAGE_API_MAX_WAIT_S ({services.settings.usage_api_max_wait_s:g} s);"
+        f" more than USAGE_API_MAX_WAIT_S ({services.settings.usage_api_max_wait_s:g} s){total};"
         f" it runs again at {at}"
     )
     waiting = {
@@ -431,7 +470,8 @@ def _ask_again_later(
     if recheck:  # the day stays as last fetched
         services.ledger.put(names.FETCH, key, {**state, **waiting})
     else:
-        entry = {k: v for k, v in state.items() if k not in ("lease_until", "last_error")}
+        # The scheduled request honours the wait: the resumed fetch starts a new wait total.
+        entry = {k: v for k, v in state.items() if k not in ("lease_until", "last_error", "waited_s")}
         services.ledger.put(names.FETCH, key, {**entry, "status": "waiting", **waiting})
     body = {
         "date": key,
@@ -532,20 +572,87 @@ def heartbeat(services: Services) -> dict[str, str]:
     return {ALIVE_AT: services.clock().isoformat()}
 
 
-def _manifest_pages(services: Services, manifest_name: str) -> dict[int, tuple[str, str]]:
-    """Page number -> (blob, sha256) of a landed manifest; none when it cannot be read (then
-    every page counts as changed, and the day is fetched again as a whole)."""
+def _let_go(services: Services, key: str, state: dict[str, Any]) -> None:
+    """A stop signal during the fetch: its claim ends now (the lease expires at once), so
+    `status` says the fetch was interrupted instead of `fetching` for up to the lease's hour,
+    and the next request resumes it at once. A killed process (SIGKILL) still relies on the
+    lease."""
+    now = services.clock().isoformat()
+    services.ledger.put(names.FETCH, key, {**state, "lease_until": now, "interrupted_at": now})
+
+
+@dataclass(frozen=True)
+class LastLanding:
+    """What a re-check compares with: the day's last manifest's pages (number -> (blob,
+    sha256)) and its records' digest (None in manifests written before digests)."""
+
+    pages: dict[int, tuple[str, str]] = dataclasses.field(default_factory=dict)
+    records_digest: str | None = None
+
+
+def _last_landing(services: Services, manifest_name: str) -> LastLanding:
+    """The last landing as its manifest says; nothing when it cannot be read (then every page
+    counts as changed, and the day is fetched again as a whole)."""
     try:
         manifest = json.loads(services.blobs.get(names.RAW_CONTAINER, manifest_name))
-        return {int(p["page"]): (str(p["blob"]), str(p["sha256"])) for p in manifest["pages"]}
-    except (BlobNotFound, ValueError, TypeError, KeyError):
+        pages = {int(p["page"]): (str(p["blob"]), str(p["sha256"])) for p in manifest["pages"]}
+        digest = (
+            manifest.get("records_digest") if manifest.get("records_digest_kind") == DIGEST_KIND else None
+        )
+        return LastLanding(pages, digest if isinstance(digest, str) else None)
+    except (BlobNotFound, ValueError, TypeError, KeyError, AttributeError):
         log.warning("manifest %s is unreadable; the re-check fetches the day again", manifest_name)
-        return {}
+        return LastLanding()
 
 
-def _same_pages(pages: list[LandedPage], previous: dict[int, tuple[str, str]]) -> bool:
-    """The re-checked day equals the last landed one: as many pages, each with the same bytes."""
+def _digest_fields(pages: list[LandedPage]) -> dict[str, str]:
+    """The manifest's records digest (none when a page's records have no canonical form)."""
+    digest = day_digest(p.records_digest for p in pages)
+    return {} if digest is None else {"records_digest": digest, "records_digest_kind": DIGEST_KIND}
+
+
+def _same_day(pages: list[LandedPage], last: LastLanding) -> bool:
+    """The re-checked day holds the records last landed: the same records digest, however the
+    API paged or ordered them; for a manifest without one, as many pages with the same bytes."""
+    if last.records_digest is not None:
+        return day_digest(p.records_digest for p in pages) == last.records_digest
+    previous = last.pages
     return len(pages) == len(previous) and all(previous.get(p.number, ("", ""))[1] == p.sha256 for p in pages)
+
+
+# A re-check keeps the pages that differ in memory up to this many bytes until it knows whether
+# the day changed: the same records paged differently then write nothing. A larger day's pages
+# are landed as they come (as blobs nothing refers to if the records turn out the same).
+RECHECK_HOLD_BYTES = 64 * 1024 * 1024
+
+
+class HeldPages:
+    """A re-check's changed pages, written only once the day is known to differ."""
+
+    def __init__(self, services: Services, limit_bytes: int = RECHECK_HOLD_BYTES) -> None:
+        self._services = services
+        self._limit = limit_bytes
+        self._pages: dict[str, bytes] = {}
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def put(self, blob: str, body: bytes) -> None:
+        with self._lock:
+            if self._bytes + len(body) <= self._limit:
+                self._pages[blob] = body
+                self._bytes += len(body)
+                return
+        self._write({blob: body})  # past the bound: landed now
+
+    def land(self) -> None:
+        """The day differs: write what was held (before the manifest that names it)."""
+        with self._lock:
+            pages, self._pages, self._bytes = self._pages, {}, 0
+        self._write(pages)
+
+    def _write(self, pages: dict[str, bytes]) -> None:
+        for blob, body in pages.items():
+            self._services.blobs.put(names.RAW_CONTAINER, blob, body)
 
 
 def _remember_unreachable(services: Services, day: str, message: str) -> None:
@@ -595,6 +702,7 @@ def _land_pages(
     resuming: bool,
     previous: dict[int, tuple[str, str]] | None = None,
     alive: Callable[[], None] | None = None,
+    put: Callable[[str, bytes], None] | None = None,
 ) -> list[LandedPage]:
     """Every page of the day, landed, in page order.
 
@@ -614,7 +722,9 @@ def _land_pages(
             )
         if alive is not None:
             alive()
-        return _land_page(services, client, day, run_id, number, resuming=resuming, previous=previous)
+        return _land_page(
+            services, client, day, run_id, number, resuming=resuming, previous=previous, put=put
+        )
 
     pages = [land(1)]
     total = pages[0].total_pages
@@ -673,7 +783,12 @@ def _land_concurrently(numbers: range, land: Callable[[int], LandedPage], worker
     with ThreadPoolExecutor(max_workers=min(workers, len(numbers)), thread_name_prefix="fetch-page") as pool:
         # Each worker runs in a copy of this context, so its log lines keep the day and run id.
         futures = [pool.submit(contextvars.copy_context().run, task, n) for n in numbers]
-        wait(futures)
+        try:
+            wait(futures)
+        except BaseException:  # a stop (Ctrl-C): start no other page, let the running ones end
+            for future in futures:
+                future.cancel()
+            raise
 
     landed: list[LandedPage] = []
     failures: list[tuple[int, BaseException]] = []
@@ -706,6 +821,7 @@ def _land_page(
     *,
     resuming: bool,
     previous: dict[int, tuple[str, str]] | None = None,
+    put: Callable[[str, bytes], None] | None = None,
 ) -> LandedPage:
     """Land page `number` (or, resuming a run, read it back when an earlier attempt landed it).
 
@@ -714,13 +830,16 @@ def _land_page(
     blob = names.page_blob(day, run_id, number)
     page = _landed_page(services, blob, number) if resuming else None
     if page is not None:
-        return LandedPage.of(blob, page, reused=True)
+        return LandedPage.of(blob, page, reused=True, day=day)
     page = client.fetch_page(day, number)
-    landed = LandedPage.of(blob, page, reused=False)
+    landed = LandedPage.of(blob, page, reused=False, day=day)
     same = (previous or {}).get(number)
     if same is not None and same[1] == landed.sha256:
         return dataclasses.replace(landed, blob=same[0], reused=True)
-    services.blobs.put(names.RAW_CONTAINER, blob, page.body)
+    if put is not None:
+        put(blob, page.body)  # a re-check's page: written once the day is known to differ
+    else:
+        services.blobs.put(names.RAW_CONTAINER, blob, page.body)
     return landed
 
 
@@ -735,13 +854,20 @@ def _landed_page(services: Services, blob: str, number: int) -> Page | None:
         return None
 
 
-def _new_run(services: Services, key: str, run_id: str, force: bool) -> dict[str, Any]:
+def _new_run(services: Services, key: str, run_id: str, force: bool, *, note: str = "") -> dict[str, Any]:
     """Start a fetch run of the day, one generation after the day's last run (compare-and-swap:
     two runs started at once get two generations). A later run's manifest always replaces an
-    earlier one's, whatever the clocks said."""
+    earlier one's, whatever the clocks said. `note`: why the lookback fetches the day (never
+    fetched, or its last fetch failed), kept for `run` and `status` to say."""
+    lookback = note in (NEVER_FETCHED, RETRIED)
 
     def start(current: Any) -> dict[str, Any]:
         return {
+            **(
+                {"lookback_fetch": note, "lookback_fetch_at": services.clock().isoformat(timespec="seconds")}
+                if lookback
+                else {}
+            ),
             **{k: v for k, v in (current or {}).items() if k in CHECK_FIELDS},  # when last checked
             "run_id": run_id,
             "status": "running",

@@ -35,7 +35,16 @@ from shared.config import (
 )
 from shared.domain import ledger_records, names
 from shared.domain.alerts import Alert
-from shared.domain.health import CHECKS, TIMEOUTS_S, CheckResult, HealthReport, one_line, report, timed_out
+from shared.domain.health import (
+    CHECKS,
+    TIMEOUTS_S,
+    CheckResult,
+    HealthReport,
+    one_line,
+    report,
+    spoken_duration,
+    timed_out,
+)
 from shared.domain.text_limits import shortened
 from shared.observability.redact import redact, secret_url_parts
 from shared.ports import (
@@ -422,7 +431,8 @@ def _usage_api(services: Services, timeout_s: float, unresolved: list[str]) -> s
         raise CheckFailed(f"the API at {root} answered but failed ({exc}); try again later") from None
     except ApiAsksToWait as exc:
         raise CheckFailed(
-            f"the API at {root} answered but asks to wait {exc.wait_s:.0f} s (Retry-After); try again then"
+            f"the API at {root} answered but asks to wait {spoken_duration(exc.wait_s)} (Retry-After:"
+            f" {exc.retry_after or f'{exc.wait_s:.0f}'}); try again then"
         ) from None
     total = f", {page.total_pages} pages of 1" if page.total_pages is not None else ""
     return f"{root} accepted the key: page 1 of {day} with page_size=1 ({len(page.records)} record{total})"

@@ -49,6 +49,8 @@ def reconcile(
     bind(date=day.isoformat(), run_id=str(fetch_entry.get("run_id") or "reconcile"))
     api, api_error = _ask_api(services, day) if ask_api else (None, None)
     fetch, landed, quarantine = _landed(services, fetch_entry)
+    if fetch is not None:
+        fetch = dataclasses.replace(fetch, retry_at=_scheduled_for(services, fetch_entry))
     staged = {
         r["company_id"]: (int(r["active_users"]), int(r["events"]))
         for r in services.warehouse.fetch_rows("reconcile_staged_usage", {"activity_date": day})
@@ -141,6 +143,16 @@ def _ask_api(services: Services, day: date) -> tuple[list[Any] | None, str | Non
                 return records, None
     except (UsageApiError, TransientApiError, PermanentError, ApiAsksToWait) as exc:
         return None, str(exc)
+
+
+def _scheduled_for(services: Services, fetch_entry: dict[str, Any]) -> str | None:
+    """When the day's scheduled fetch (or re-check) runs, if the API asked to wait and that time
+    has not come: "2026-12-08 04:20 UTC"."""
+    try:
+        when = datetime.fromisoformat(str(fetch_entry.get("retry_at")))
+    except ValueError:
+        return None
+    return f"{when:%Y-%m-%d %H:%M} UTC" if when > services.clock() else None
 
 
 def _landed(

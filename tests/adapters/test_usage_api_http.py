@@ -185,6 +185,38 @@ def test_429_retry_after_up_to_the_max_wait_is_waited_for(
     assert sleeps == [900]
 
 
+def test_the_waits_of_a_fetch_count_together_within_the_max_wait(
+    start_api: Callable[..., UsageApiSimulator], make_client: Callable[..., UsageApiClient]
+) -> None:
+    # Each Retry-After is within the bound; together they are not: the third is not waited for.
+    api = start_api({ISO: make_records(25)}, faults=[Fault("retry_after_seconds", seconds=100, times=-1)])
+    clock = FakeClock()
+    client = make_client(api, clock=clock, sleep=clock.sleep, max_attempts=6, max_wait_s=250)
+
+    with pytest.raises(ApiAsksToWait, match=r"after 200 s of waits") as raised:
+        client.fetch_page(DAY, 1)
+
+    assert clock.slept == [100, 100]
+    assert (raised.value.wait_s, raised.value.waited_s, client.waited_s) == (100, 200, 200)
+    assert api.count() == 3
+    with pytest.raises(ApiAsksToWait):  # the bound is the fetch's, not the page's
+        client.fetch_page(DAY, 2)
+    assert clock.slept == [100, 100]
+
+
+def test_overlapping_waits_of_concurrent_pages_count_once(
+    start_api: Callable[..., UsageApiSimulator], make_client: Callable[..., UsageApiClient]
+) -> None:
+    api = start_api({ISO: make_records(25)}, faults=[Fault("retry_after_seconds", seconds=100, times=2)])
+    clock = FakeClock()
+    client = make_client(api, clock=clock, sleep=lambda s: None, max_wait_s=150)
+
+    client.fetch_page(DAY, 1)  # asked to wait 100 s at clock 0 ...
+    client.fetch_page(DAY, 2)  # ... and again at clock 0: the same 100 s, not 200
+
+    assert client.waited_s == 100
+
+
 @pytest.mark.parametrize("fault", list(TRANSIENT_FAULTS.values()), ids=list(TRANSIENT_FAULTS))
 def test_transient_failures_are_retried_then_succeed(
     start_api: Callable[..., UsageApiSimulator],
@@ -586,7 +618,7 @@ def test_a_permanent_status_names_the_api(start_api, make_client) -> None:
     assert str(failed.value) == (
         f"usage API {api.base_url} answered HTTP 404 Not Found for date {ISO} page 1"
         f" (GET {api.base_url}/v2/usage?date={ISO}&page=1&page_size={PAGE_SIZE}):"
-        """ '{"error":"injected fault","status":404}'"""
+        """ {"error":"injected fault","status":404}"""
     )
 
 
@@ -684,7 +716,7 @@ def test_a_web_page_instead_of_json_fails_at_once_naming_what_came() -> None:
     finally:
         close()
     assert str(failed.value).startswith(
-        f"usage API {url} answered 200 with a page that is not JSON (text/html: '<!DOCTYPE html>"
+        f"usage API {url} answered 200 with a page that is not JSON (text/html: <!DOCTYPE html>"
     )
     assert str(failed.value).endswith("check USAGE_API_BASE_URL") and len(calls) == 1
 
@@ -700,18 +732,18 @@ def _answering(status: int, body: bytes, headers: str = "") -> Callable[[Any], N
 
 
 def test_a_refusal_says_what_the_api_said() -> None:
-    """A 400's body is the API's explanation: quoted in the message with the URL (issue 23 item 5)."""
-    url, close = _serve_once_per_connection(
-        _answering(400, b'{"error": "page_size must be between 1 and 100"}')
-    )
+    """A 400's body is the API's explanation: shown as it was written, after the URL (issue 23
+    item 5; the review: it was repr-quoted, `can\'t` and doubled backslashes)."""
+    said = '{"error": "can\'t use page_size=500: \\"must be between 1 and 100\\""}'
+    url, close = _serve_once_per_connection(_answering(400, said.encode()))
     try:
         with pytest.raises(UsageApiError) as failed:
             UsageApiClient(url, API_KEY, page_size=500).fetch_page(DAY, 1)
     finally:
         close()
     message = str(failed.value)
-    assert "HTTP 400 Bad Request" in message and "page_size must be between 1 and 100" in message
-    assert f"GET {url}/v2/usage?date={ISO}&page=1&page_size=500" in message
+    assert "HTTP 400 Bad Request" in message
+    assert message.endswith(f"GET {url}/v2/usage?date={ISO}&page=1&page_size=500): {said}"), message
 
 
 KEY = "sk-live-4f9a2c7e1b3d8a6f0c2"
@@ -733,7 +765,7 @@ def test_an_answer_is_quoted_short_on_one_line_and_without_any_piece_of_the_key_
         close()
     message = str(failed.value)
     quoted = message.split(": ", 1)[1]
-    assert len(quoted) <= 302 and quoted.endswith("...'"), quoted  # 300 characters and the quotes
+    assert len(quoted) <= 300 and quoted.endswith("..."), quoted
     assert all(c.isprintable() for c in message), message
     for secret in (KEY, "s3cretpassw0rd"):
         assert not [secret[i : i + 8] for i in range(len(secret) - 7) if secret[i : i + 8] in message], (

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from shared.domain.fetch_decision import FetchDecision, decide_fetch, lease_expired
+from shared.domain.fetch_decision import NEVER_FETCHED, RETRIED, FetchDecision, decide_fetch, lease_expired
 
 NOW = datetime(2026, 11, 21, 6, 0, tzinfo=UTC)
 LIVE = (NOW + timedelta(minutes=5)).isoformat()
@@ -35,8 +35,9 @@ def decide(state: dict[str, Any] | None, **kw: Any) -> FetchDecision:
         (RUNNING, {}, "resume", "fetch-a", True),  # keeps its own force
         (FAILED, {}, "start", None, False),
         # The lookback.
-        (None, {"recheck": True}, "skip", None, False),
-        (FAILED, {"recheck": True}, "skip", "fetch-a", False),
+        # The lookback fetches a day never fetched, and again one whose last fetch failed.
+        (None, {"recheck": True}, "start", None, False),
+        (FAILED, {"recheck": True}, "start", None, False),
         (COMPLETE, {"recheck": True}, "re-check", "fetch-a", False),
         ({**COMPLETE, "force": True}, {"recheck": True}, "re-check", "fetch-a", True),  # stays forced
         (COMPLETE, {"recheck": True, "manifest_exists": False}, "start", None, False),
@@ -60,9 +61,11 @@ def test_decisions(
     assert (decision.action, decision.run_id, decision.force) == (action, run_id, force)
 
 
-def test_a_skip_says_why() -> None:
-    assert "never fetched" in decide(None, recheck=True).reason
-    assert "failed" in decide(FAILED, recheck=True).reason
+def test_the_lookback_says_why_it_fetches_or_skips() -> None:
+    assert decide(None, recheck=True).reason == NEVER_FETCHED
+    assert decide(FAILED, recheck=True).reason == RETRIED
+    assert "wait" in decide(WAITING, recheck=True).reason
+    assert "running" in decide(RUNNING, recheck=True).reason
 
 
 def test_a_lease_expires() -> None:

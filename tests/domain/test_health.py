@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from shared.domain.health import CHECKS, MAX_DETAIL, TIMEOUTS_S, CheckResult, one_line, report, timed_out
+from shared.domain.health import (
+    CHECKS,
+    MAX_DETAIL,
+    TIMEOUTS_S,
+    CheckResult,
+    one_line,
+    report,
+    spoken_duration,
+    timed_out,
+)
 
 
 def passing(name: str) -> CheckResult:
@@ -48,3 +57,20 @@ def test_a_timeout_says_so_and_what_to_do() -> None:
         assert result.ms == int(TIMEOUTS_S[name] * 1000)
     assert "resume" in timed_out("warehouse", 45).detail
     assert max(TIMEOUTS_S.values()) <= 60 and set(TIMEOUTS_S) == set(CHECKS)
+
+
+def test_a_wait_is_said_as_a_person_says_it() -> None:
+    said = {
+        s: spoken_duration(s) for s in (0, 45, 90, 3600, 5400, 86400, 93784, 7 * 86400 + 59, float("inf"))
+    }
+    assert said == {
+        0: "0 s",
+        45: "45 s",
+        90: "1 min 30 s",
+        3600: "1 h",
+        5400: "1 h 30 min",
+        86400: "1 day",
+        93784: "1 day 2 h 3 min",
+        7 * 86400 + 59: "7 days",
+        float("inf"): "for ever",
+    }

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date
@@ -22,6 +23,7 @@ import pytest
 import shared.local.cli
 from shared import bootstrap
 from shared.local.simulator import NO_RESPONSE, Fault, RequestRecord, UsageApiSimulator
+from tests.processes import Children
 from tests.reference import diff_tables, load_expected_csv
 from tests.support import API_KEY, GOLDEN, read_alerts, read_table
 
@@ -502,6 +504,94 @@ def test_a_long_retry_after_reschedules_the_fetch_instead_of_waiting(
     fetch = day_status(cli, DAY)["fetch"]
     assert fetch["status"] == "complete" and "waiting_for" not in fetch
     assert_table_is_golden(local_env, DAY, NEXT_DAY)
+
+
+def test_many_short_retry_afters_count_in_one_wait_bound_and_reschedule_the_fetch(
+    cli: Cli, local_env: Path, hostile_api: StartApi, waits: list[float], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from shared.local.cli import EXIT_FETCH_SCHEDULED
+
+    # Each Retry-After (1 s) is within USAGE_API_MAX_WAIT_S (2 s), forever: without a bound on
+    # the waits together, the fetch would wait at every attempt of every delivery.
+    asking = hostile_api([Fault(kind="retry_after_seconds", date=DAY, page=2, seconds=1, times=-1)])
+    monkeypatch.setenv("USAGE_API_CONCURRENCY", "1")
+    monkeypatch.setenv("USAGE_API_MAX_WAIT_S", "2")
+    drop_crm(cli, DAY)
+
+    code, out, err = cli("run", "--date", DAY)
+
+    assert code == EXIT_FETCH_SCHEDULED, err
+    assert f"{DAY}  fetch scheduled" in out
+    assert [w for w in waits if w > BACKOFF_MAX_S] == [1.0, 1.0]  # 2 s of waits, then no more
+    assert asking.count(date=DAY, page=2) == 3  # two waits between three answers, one delivery
+    lines = err.splitlines()
+    waiting = [line for line in lines if line.startswith("waiting: ")]
+    assert len(waiting) == 2 and "asked to wait 1 s (Retry-After" in waiting[0], err  # one per wait
+    assert "USAGE_API_MAX_WAIT_S (2 s) in total" in lines[-1] and "after 2 s of waits" in lines[-1], err
+    assert "Traceback" not in err
+    fetch = day_status(cli, DAY)["fetch"]
+    assert fetch["status"] == "waiting" and "lease_until" not in fetch and "waited_s" not in fetch
+    assert_key_nowhere(local_env, out, err)
+
+
+def test_status_and_reconcile_say_when_a_scheduled_fetch_runs(
+    cli: Cli, local_env: Path, hostile_api: StartApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    hostile_api([Fault(kind="retry_after_seconds", date=DAY, page=2, seconds=86400, times=-1)])
+    monkeypatch.setenv("USAGE_API_CONCURRENCY", "1")
+    drop_crm(cli, DAY)
+    assert cli("run", "--date", DAY)[0] == 75
+    retry_at = datetime.fromisoformat(day_status(cli, DAY)["fetch"]["retry_at"])
+    assert retry_at - datetime.now(UTC) > timedelta(hours=23)
+    at = f"{retry_at:%Y-%m-%d %H:%M} UTC"
+
+    code, out, err = cli("status")
+    assert code == 0, err
+    assert f"{DAY}: fetch scheduled: runs again at {at}" in out, out
+
+    code, out, _err = cli("reconcile", "--date", DAY, "--skip-api")
+    assert f"is scheduled: the API asked to wait, and it runs again at {at}" in out, out
+    assert "--force" not in out and "run the day again" not in out, out
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["kill", "ctrl-c"])
+def test_a_fetch_stopped_by_a_signal_shows_as_interrupted_at_once(
+    cli: Cli,
+    local_env: Path,
+    hostile_api: StartApi,
+    children: Children,
+    monkeypatch: pytest.MonkeyPatch,
+    stop: int,
+) -> None:
+    import sys
+
+    asking = hostile_api([Fault(kind="retry_after_seconds", date=DAY, page=2, seconds=100, times=-1)])
+    monkeypatch.setenv("USAGE_API_CONCURRENCY", "1")
+    drop_crm(cli, DAY)
+    run = children.start([sys.executable, "-m", "shared.cli", "run", "--date", DAY])
+    run.err_line("waiting: ")  # the fetch holds the day, waiting on the API's Retry-After
+
+    run.send_signal(stop)
+    code, _out, err = run.finish()
+
+    assert code == 130 and err.splitlines()[-1].startswith("interrupted; run the same command again"), err
+    assert "Traceback" not in err
+    code, out, err = cli("status", "--date", DAY)
+    assert code == 0, err
+    assert f"{DAY}  -      -         fetch interrupted" in out, out  # at once, not after the lease's hour
+    assert (
+        f"{DAY}: fetch interrupted " in out and f"resumes it: python -m shared.cli run --date {DAY}" in out
+    ), out
+    fetch = day_status(cli, DAY)["fetch"]
+    assert fetch["status"] == "running" and fetch["interrupted_at"], fetch
+
+    recovered = hostile_api([])  # the next run resumes it at once: page 1 is read back
+    code, _out, err = cli("run", "--date", DAY)
+    assert code == 0, err
+    assert log_of(recovered, DAY) == healthy(2, 3, 4) and asking.count(date=DAY, page=1) == 1
+    assert "interrupted_at" not in day_status(cli, DAY)["fetch"]
 
 
 @pytest.mark.parametrize(

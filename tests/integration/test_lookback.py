@@ -11,7 +11,6 @@ run would get a new loaded_at.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -147,6 +146,37 @@ def test_run_without_date_rechecks_the_lookback_and_heals_a_corrected_day(
     assert f"last checked against the API {TODAY.isoformat()}" in out and "(unchanged)" in out, out
 
 
+def test_the_same_records_reordered_and_repaged_are_unchanged(
+    cli: Cli,
+    local_env: Path,
+    api: UsageApiSimulator,
+    api_records: dict[str, list[dict[str, Any]]],
+    golden_today: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    drop_crm(cli, [*FETCHED, YESTERDAY])
+    code, _out, err = cli("backfill", "--from", FETCHED[0], "--to", FETCHED[-1])
+    assert code == 0, err
+    table, blobs = read_table(local_env), raw_blobs(local_env)
+    # The API now sends every re-checked day's records in reverse order, 7 a page instead of 10,
+    # and one count as 12.0 instead of 12: every page's bytes differ, the records do not.
+    for day in RECHECKED:
+        api_records[day].reverse()
+        api_records[day][0]["events"] = float(api_records[day][0]["events"])
+    monkeypatch.setenv("USAGE_API_PAGE_SIZE", "7")
+
+    code, _out, err = cli("run")
+
+    assert code == 0, err
+    for day in RECHECKED:
+        assert fetch_entry(cli, day)["last_check"] == "unchanged", day
+    new = raw_blobs(local_env) - blobs
+    assert {b.split("/")[1] for b in new} == {YESTERDAY}, sorted(new)  # no blob for a re-checked day
+    after = by_key(read_table(local_env))
+    for key, row in by_key(table).items():  # nothing staged or built again: loaded_at stays
+        assert after[key]["loaded_at"] == row["loaded_at"], key
+
+
 def test_lookback_zero_rechecks_nothing(
     cli: Cli,
     local_env: Path,
@@ -167,7 +197,7 @@ def test_lookback_zero_rechecks_nothing(
     assert YESTERDAY in out and " built " in out
 
 
-def test_a_day_never_fetched_is_not_rechecked(
+def test_a_day_never_fetched_in_the_window_is_fetched_and_says_so(
     cli: Cli, local_env: Path, api: UsageApiSimulator, golden_today: None
 ) -> None:
     drop_crm(cli, [*FETCHED, YESTERDAY])
@@ -175,11 +205,53 @@ def test_a_day_never_fetched_is_not_rechecked(
     assert code == 0, err
     asked_before = len(api.requests_seen)
 
-    code, _out, err = cli("run")
+    code, out, err = cli("run")
 
     assert code == 0, err
-    assert {r.date for r in api.requests_seen[asked_before:]} == {"2026-10-04", YESTERDAY}
-    assert copy.deepcopy(fetch_entry(cli, "2026-10-03")) == {}
+    assert {r.date for r in api.requests_seen[asked_before:]} == {*RECHECKED, YESTERDAY}
+    for day in ("2026-10-02", "2026-10-03"):
+        line = next(line for line in out.splitlines() if line.startswith(day))
+        assert " built " in line and "(never fetched before: fetched by the lookback)" in line, out
+        assert fetch_entry(cli, day)["status"] == "complete"
+    assert "(last checked against the API" in next(line for line in out.splitlines() if "2026-10-04" in line)
+
+
+def test_a_failed_day_in_the_window_is_fetched_again_once_per_run(
+    cli: Cli,
+    local_env: Path,
+    api: UsageApiSimulator,
+    api_records: dict[str, list[dict[str, Any]]],
+    start_api: Callable[..., UsageApiSimulator],
+    golden_today: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from shared.local.simulator import Fault
+
+    drop_crm(cli, [*FETCHED, YESTERDAY])
+    refusing = start_api(api_records, faults=[Fault(kind="status", status=404, date=CORRECTED, times=-1)])
+    monkeypatch.setenv("USAGE_API_BASE_URL", refusing.base_url)
+    code, _out, err = cli("backfill", "--from", FETCHED[0], "--to", FETCHED[-1])
+    assert code == 1 and "404" in err, err
+    assert fetch_entry(cli, CORRECTED)["status"] == "failed"
+
+    code, out, err = cli("run")  # the API still refuses it: asked once more, and said so
+
+    assert code == 1 and f"{CORRECTED}: fetch failed" in err, err
+    assert refusing.count(date=CORRECTED) == 2  # the backfill's request, and this run's one
+    line = next(line for line in out.splitlines() if line.startswith(CORRECTED))
+    assert "fetch failed" in line and "fetched again by the lookback, once per daily run" in line, out
+
+    monkeypatch.setenv("USAGE_API_BASE_URL", api.base_url)  # the API is fixed
+    code, out, err = cli("run")
+
+    assert code == 0, err
+    pages = -(-len(api_records[CORRECTED]) // 10)
+    assert api.count(date=CORRECTED) == pages  # fetched, not re-checked and then fetched
+    line = next(line for line in out.splitlines() if line.startswith(CORRECTED))
+    assert " built " in line and "fetched again by the lookback" in line, out
+    code, out, err = cli("run")  # from now on it is re-checked like any fetched day
+    assert code == 0, err
+    assert "(last checked against the API" in next(ln for ln in out.splitlines() if ln.startswith(CORRECTED))
 
 
 def test_usage_api_max_rps_holds_over_the_whole_lookback_not_per_day(
@@ -269,3 +341,22 @@ def test_run_without_date_respects_the_wait_the_api_asked_for_yesterday(
     assert waiting.count(date=YESTERDAY) > asked
     assert len(scheduled()) == 1
     assert fetch_entry(cli, YESTERDAY)["status"] == "waiting"
+
+
+def test_status_reads_beside_a_bad_lookback_setting_and_says_it_in_one_line(
+    cli: Cli, local_env: Path, api: UsageApiSimulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    drop_crm(cli, [FETCHED[0]])
+    assert cli("run", "--date", FETCHED[0])[0] == 0
+    monkeypatch.setenv("USAGE_API_LOOKBACK_DAYS", "99")
+
+    code, out, err = cli("status")
+
+    assert code == 0 and f"{FETCHED[0]}  " in out, err
+    assert err.count("\n") == 1 and err.startswith("warning: USAGE_API_LOOKBACK_DAYS must be"), err
+    assert "status shows what is stored" in err
+    code, _out, err = cli("run")  # what uses it still refuses
+    assert code == 2 and err.startswith("error: setting USAGE_API_LOOKBACK_DAYS"), err
+    monkeypatch.setenv("CHURN_MIN_ROLLING_USERS", "-1")  # one status uses: it refuses, naming it
+    code, _out, err = cli("status")
+    assert code == 2 and err.startswith("error: setting CHURN_MIN_ROLLING_USERS"), err

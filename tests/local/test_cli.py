@@ -115,11 +115,13 @@ def test_the_timer_asks_for_yesterday_and_the_lookback(local_env: Path) -> None:
         yesterday = (datetime.now(UTC) - timedelta(days=1)).date().isoformat()
         fetch = pipeline.services.ledger.get("fetch", yesterday)
         assert fetch is not None and fetch.data["status"] == "complete"
-        # Yesterday, and a re-check of each of the USAGE_API_LOOKBACK_DAYS (3) days before it;
-        # those were never fetched, so they are skipped without asking the API.
+        # Yesterday, and a request for each of the USAGE_API_LOOKBACK_DAYS (3) days before it;
+        # those were never fetched, so they are fetched (a fetched day would be re-checked).
         assert report.handled["fetch-requests"] == 4
         before = (datetime.now(UTC) - timedelta(days=2)).date().isoformat()
-        assert pipeline.services.ledger.get("fetch", before) is None
+        entry = pipeline.services.ledger.get("fetch", before)
+        assert entry is not None and entry.data["status"] == "complete"
+        assert entry.data["lookback_fetch"] == "never fetched before: fetched by the lookback"
     finally:
         pipeline.close()
 

@@ -303,10 +303,12 @@ FAILURES: dict[str, tuple[Callable[[World], None], str, str]] = {
     ),
     "api-asks-to-wait": (
         lambda w: setattr(
-            w, "api_fail", ApiAsksToWait("usage API x answered HTTP 429", wait_s=86400, page=1)
+            w,
+            "api_fail",
+            ApiAsksToWait("usage API x answered HTTP 429", wait_s=5400, page=1, retry_after="5400"),
         ),
         "usage_api",
-        "asks to wait 86400 s (Retry-After)",
+        "asks to wait 1 h 30 min (Retry-After: 5400)",
     ),
 }
 
