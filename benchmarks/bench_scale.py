@@ -46,13 +46,15 @@ PYTHON = str(REPO / ".venv" / "bin" / "python")
 MINIMAL = str(REPO / "benchmarks" / "minimal_pipeline.py")
 
 
-def _serve(companies: int, latency_s: float, ready: Any) -> None:
+def _serve(companies: int, latency_s: float, warm: list[date], ready: Any) -> None:
     from shared.local.simulator import UsageApiSimulator
 
     @functools.lru_cache(maxsize=8)
     def day_records(day: date) -> list[dict[str, Any]]:
         return usage_records(day, companies)
 
+    for day in warm:  # made before the first request: a 1M day takes longer than a client waits
+        day_records(day)
     api = UsageApiSimulator(day_records, api_key=KEY, latency_s=latency_s).start()
     ready.send(api.base_url)
     threading.Event().wait()
@@ -60,11 +62,16 @@ def _serve(companies: int, latency_s: float, ready: Any) -> None:
 
 class Simulator:
     """The simulator in its own process; a day's records are made on first request (and kept for
-    the last 8 days asked for), so a long history never holds every day at once."""
+    the last 8 days asked for), so a long history never holds every day at once. The `warm` days
+    are made before it answers: on a loaded machine making a day of 1,000,000 companies took
+    longer than the clients' 30 s read timeout, and both the minimal pipeline and our fetch
+    failed on it (2026-12-07, load 17)."""
 
-    def __init__(self, companies: int) -> None:
+    def __init__(self, companies: int, warm: list[date] | None = None) -> None:
         parent, child = multiprocessing.Pipe()
-        self.process = multiprocessing.Process(target=_serve, args=(companies, 0.0, child), daemon=True)
+        self.process = multiprocessing.Process(
+            target=_serve, args=(companies, 0.0, warm or [], child), daemon=True
+        )
         self.process.start()
         self.base_url = parent.recv()
 
@@ -92,6 +99,10 @@ def snapshots_for(case: Case, folder: Path) -> list[Path]:
         write_snapshot(path, day, case.companies)
         paths.append(path)
     return paths
+
+
+def case_days(case: Case) -> list[date]:
+    return [FIRST_DAY + timedelta(days=n) for n in range(case.days)]
 
 
 def run_ours(case: Case, api: str, snapshots: list[Path], work: Path) -> dict[str, Any]:
@@ -122,7 +133,7 @@ def against_minimal(case: Case, repeats: int) -> dict[str, Any]:
     minimal: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
         snapshots = snapshots_for(case, Path(tmp) / "crm")
-        api = Simulator(case.companies)
+        api = Simulator(case.companies, warm=case_days(case))
         try:
             run_minimal(case, api.base_url, snapshots, Path(tmp) / "warm")  # the simulator makes the day
             for n in range(repeats):
@@ -149,7 +160,7 @@ def against_minimal(case: Case, repeats: int) -> dict[str, Any]:
 def backfill(case: Case) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
         snapshots = snapshots_for(case, Path(tmp) / "crm")
-        api = Simulator(case.companies)
+        api = Simulator(case.companies, warm=case_days(case))
         try:
             result = run_ours(case, api.base_url, snapshots, Path(tmp) / "ours")
         finally:

@@ -58,50 +58,52 @@ window_snapshots AS (
     FROM stg.crm_company_snapshot AS s
     WHERE s.snapshot_date BETWEEN getvariable('build_first_snapshot') AND getvariable('build_last_snapshot')
 ),
+-- The companies each built day has a row for: those of its snapshot and those with usage on it
+-- (a company in both is listed twice: the grouping below makes it one).
 day_companies AS (
     SELECT d.activity_date, s.company_id
     FROM build_plan AS d
     JOIN window_snapshots AS s ON s.snapshot_date = d.snapshot_date
-    UNION
+    UNION ALL
     SELECT d.activity_date, u.company_id
     FROM build_plan AS d
     JOIN window_usage AS u ON u.activity_date = d.activity_date
 ),
--- The rolling sums as a window over each company's timeline, in date order: its usage rows, its
--- unknown days and a marker row for every day it has a row on. A RANGE frame of the
--- $rolling_days calendar days ending on the row's day sums what the window holds (missing days
--- add nothing), in one pass: joining every built day to every usage row of its window grew with
--- days x window instead.
-timeline AS (
-    SELECT company_id, activity_date, active_users, events, 0 AS unknown, 0 AS has_row FROM window_usage
-    UNION ALL
-    SELECT company_id, activity_date, 0, 0, 1, 0 FROM window_unknown
-    UNION ALL
-    SELECT company_id, activity_date, 0, 0, 0, 1 FROM day_companies
+-- Each company's timeline, one row per day it has anything on: its usage, whether its usage is
+-- unknown (it counts 0 in the sums, but the day is counted in usage_unknown_7d and its own usage
+-- is NULL) and whether the day is a built day it has a row on.
+daily AS (
+    SELECT company_id, activity_date,
+           SUM(active_users) AS active_users, SUM(events) AS events,
+           SUM(unknown) AS unknown, MAX(has_row) AS has_row
+    FROM (
+        SELECT company_id, activity_date, active_users, events, 0 AS unknown, 0 AS has_row FROM window_usage
+        UNION ALL
+        SELECT company_id, activity_date, 0, 0, 1, 0 FROM window_unknown
+        UNION ALL
+        SELECT company_id, activity_date, 0, 0, 0, 1 FROM day_companies
+    ) AS timeline
+    GROUP BY company_id, activity_date
 ),
-summed AS (
-    SELECT company_id, activity_date, active_users, events, unknown, has_row,
-           SUM(active_users) OVER last_days AS rolling_users,
-           SUM(events) OVER last_days AS rolling_events,
-           SUM(unknown) OVER last_days AS unknown_days
-    FROM timeline
-    WINDOW last_days AS (PARTITION BY company_id ORDER BY activity_date
-                         RANGE BETWEEN INTERVAL (getvariable('window_back')) DAY PRECEDING AND CURRENT ROW)
-),
--- A day's rows of one company (its usage row or unknown mark, if any, and its marker row) share
--- a frame: the day's usage is their sum (NULL when unknown), the rolling sums those of any of
--- them. Only (day, company) pairs with a marker row become rows.
+-- The rolling sums as a window over each company's timeline in date order, a RANGE frame of the
+-- $rolling_days calendar days ending on the row's day (missing days add nothing), in one pass.
+-- The frame is over the day's number, an integer: over the date DuckDB compares timestamps, and
+-- the window was most of the build's time (issue 24).
 rolling AS (
-    SELECT s.activity_date, s.company_id,
-           CASE WHEN MAX(s.unknown) = 1 THEN NULL ELSE SUM(s.active_users) END AS active_users,
-           CASE WHEN MAX(s.unknown) = 1 THEN NULL ELSE SUM(s.events) END AS events,
-           MAX(s.rolling_users) AS rolling_7d_active_users,
-           MAX(s.rolling_events) AS rolling_7d_events,
-           MAX(s.unknown_days) AS usage_unknown_7d
-    FROM summed AS s
-    WHERE s.activity_date IN (SELECT activity_date FROM build_plan)
-    GROUP BY s.activity_date, s.company_id
-    HAVING MAX(s.has_row) = 1
+    SELECT activity_date, company_id,
+           CASE WHEN unknown > 0 THEN NULL ELSE active_users END AS active_users,
+           CASE WHEN unknown > 0 THEN NULL ELSE events END AS events,
+           rolling_7d_active_users, rolling_7d_events, usage_unknown_7d
+    FROM (
+        SELECT *,
+               SUM(active_users) OVER last_days AS rolling_7d_active_users,
+               SUM(events) OVER last_days AS rolling_7d_events,
+               SUM(unknown) OVER last_days AS usage_unknown_7d
+        FROM daily
+        WINDOW last_days AS (PARTITION BY company_id ORDER BY activity_date - DATE '1970-01-01'
+                             RANGE BETWEEN getvariable('window_back') PRECEDING AND CURRENT ROW)
+    ) AS summed
+    WHERE has_row = 1
 ),
 observed AS (
     SELECT d.activity_date, COUNT(ds.activity_date) AS usage_days_observed_7d
