@@ -311,8 +311,10 @@ def _secrets_among(values: Mapping[str, Any]) -> list[str]:
     """The secrets among the settings' `values` (by field name): the secret settings that are
     set, and the API's URL when it carries user-info."""
     found = [values[f.name] for f in dataclasses.fields(Settings) if f.metadata["secret"] and values[f.name]]
-    api = values["usage_api_base_url"]
-    return found + ([api] if _has_user_info(api) else [])
+    user_info = _user_info(values["usage_api_base_url"])
+    # Only the user-info is secret (and what basic auth makes of it): the host and path stay
+    # readable, so a wrong path in an error is still shown.
+    return found + ([f"http://{user_info}@"] if user_info else [])
 
 
 # Which settings each piece is built from (contract section 8: each function checks the settings
@@ -406,7 +408,13 @@ def unresolved_key_vault_references(env: Mapping[str, str] | None = None) -> lis
 
 def _has_user_info(url: str) -> bool:
     """Whether a URL carries user-info (`user:password@`) before its host."""
-    return "@" in url.partition("://")[2].split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
+    return bool(_user_info(url))
+
+
+def _user_info(url: str) -> str:
+    """The user-info (`user:password`) a URL carries before its host, or ""."""
+    authority = url.partition("://")[2].split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
+    return authority.rpartition("@")[0]
 
 
 def _url_problem(url: str) -> str | None:
@@ -441,7 +449,12 @@ def _parse(f: dataclasses.Field[Any], raw: str) -> Any:
     if kind is str:
         return raw
     if issubclass(kind, Path):
-        return Path(raw).expanduser()  # "~/data" means what a shell would make of it
+        try:
+            return Path(raw).expanduser()  # "~/data" means what a shell would make of it
+        except RuntimeError:  # "~nosuchuser/x": no such user, no home to expand to
+            raise SettingsError(
+                f"setting {name} must be {accepts(f)}, got {raw!r} (no such home folder)"
+            ) from None
     if not (_WHOLE if kind is int else _DECIMAL).fullmatch(raw):
         raise SettingsError(f"setting {name} must be {accepts(f)}, got {raw!r}")
     return kind(raw)

@@ -185,3 +185,9 @@ def test_fetch_schedule_is_a_six_field_ncrontab() -> None:
     assert schedule_from_env({}) is None  # unset locally: the timer is Azure's
     problem = schedule_from_env({"FETCH_SCHEDULE": "30 2 * * *"})
     assert problem is not None and "FETCH_SCHEDULE" in str(problem) and "'30 2 * * *'" in str(problem)
+
+
+def test_a_home_folder_that_does_not_exist_is_one_settings_error() -> None:
+    # Path.expanduser raises RuntimeError for an unknown user: a traceback before this.
+    with pytest.raises(SettingsError, match=r"LOCAL_DATA_DIR .*'~nosuchuser-4711/x' \(no such home folder\)"):
+        Settings.from_env({"LOCAL_DATA_DIR": "~nosuchuser-4711/x"})

@@ -23,6 +23,7 @@ except ImportError:  # older SDKs
 from shared.config import Settings
 from shared.observability.context import bind, log_context
 from shared.observability.logs import configure_logging
+from shared.observability.redact import redact
 
 
 @pytest.fixture
@@ -105,9 +106,22 @@ def test_every_piece_of_a_secret_of_8_characters_is_redacted(text: str, shown: s
 
 def test_settings_count_a_password_in_the_api_url_as_a_secret() -> None:
     settings = Settings(usage_api_base_url="https://svc:pw@api.example.com", usage_api_key=KEY)
-    assert "https://svc:pw@api.example.com" in settings.secrets()
+    assert "http://svc:pw@" in settings.secrets()  # the user-info, not the host or path
     assert Settings(usage_api_base_url="https://api.example.com/a@b").secrets() == []
-    assert Settings.secret_values({"USAGE_API_BASE_URL": "https://svc:pw@h"}) == ["https://svc:pw@h"]
+    assert Settings.secret_values({"USAGE_API_BASE_URL": "https://svc:pw@h"}) == ["http://svc:pw@"]
+
+
+def test_a_password_in_the_api_url_hides_itself_not_the_url_around_it() -> None:
+    # A wrong path is the whole problem in "no such path": it must stay readable.
+    url = "http://bob:Sup3rS3cretPw0rd@127.0.0.1:18519/nope"
+    secrets = Settings(usage_api_base_url=url).secrets()
+    shown = redact(f"GET {url}/v2/usage answered 404: no such path: /nope/v2/usage", secrets)
+    assert shown == "GET http://***@127.0.0.1:18519/nope/v2/usage answered 404: no such path: /nope/v2/usage"
+    # An unparsable host (a broken IPv6 literal) still hides the password, and only it.
+    broken = "https://user:s3cretpassw0rd@[::1"
+    assert redact(f"got {broken!r}", Settings.secret_values({"USAGE_API_BASE_URL": broken})) == (
+        "got 'https://***@[::1'"
+    )
 
 
 def test_printed_output_is_redacted_and_cannot_drive_the_terminal() -> None:
