@@ -43,7 +43,7 @@ from shared.domain import names
 from shared.domain.blob_names import UnsafeBlobName, check_blob_name
 from shared.domain.days import parse_day
 from shared.domain.wording import agreeing, counted
-from shared.local.errors import CliError, DiskFull, disk_full
+from shared.local.errors import ArgumentMistake, CliError, DiskFull, disk_full
 from shared.local.folder_lock import FolderBusy, FolderLock
 from shared.local.status_view import crm_table, day_line, day_problem, file_line, status_table
 from shared.observability.logs import configure_logging
@@ -61,6 +61,7 @@ log = logging.getLogger(__name__)
 EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 141  # what a shell reports for a reader that went away (128 + SIGPIPE)
 EXIT_INTERNAL = 70
+EXIT_USAGE = 2  # a mistaken argument or setting
 EXIT_COULD_NOT_TELL = 2  # reconcile: the API could not be asked, or the question was wrong
 # A fetch the API asked to wait for longer than USAGE_API_MAX_WAIT_S: nothing failed, the fetch
 # is scheduled for later (EX_TEMPFAIL of sysexits.h: try again later).
@@ -390,9 +391,14 @@ def _main(args: argparse.Namespace) -> int:
         writable = _check_data_folder(settings.local_data_dir, create=command.folder is not Folder.READS)
     except CliError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return command.failure_exit
+        return _exit_for(command, exc)
     _start_logging(settings, writable, verbose=args.verbose)
     return _settled(command, Call(args, settings), writable)
+
+
+def _exit_for(command: Command, exc: Exception) -> int:
+    """A mistaken argument exits 2 (as argparse's refusals); any other failure, the command's."""
+    return EXIT_USAGE if isinstance(exc, ArgumentMistake) else command.failure_exit
 
 
 def _before_the_folder(command: Command, args: argparse.Namespace, settings: Settings) -> int | None:
@@ -427,7 +433,7 @@ def _settled(command: Command, call: Call, writable: bool) -> int:
         return _disk_full(settings, exc)
     except (CliError, WarehouseUnavailable, SchemaVersionMismatch) as exc:
         print(f"error: {printable(redact(str(exc), settings.secrets()))}", file=sys.stderr)
-        return command.failure_exit
+        return _exit_for(command, exc)
     except (KeyboardInterrupt, BrokenPipeError):
         raise
     except OSError as exc:
@@ -537,7 +543,7 @@ def _check_days(args: argparse.Namespace, settings: Settings) -> None:
     try:
         ReplayRequest.parse(body, datetime.now(UTC).date())
     except BadReplayRequest as exc:
-        raise CliError(str(exc)) from None
+        raise ArgumentMistake(str(exc)) from None
 
 
 def _open_drop(path: Path) -> BinaryIO:
@@ -567,7 +573,7 @@ def _quiet_stdout() -> None:
 
 def _daily_never_forces(args: argparse.Namespace, settings: Settings) -> None:
     if args.date is None and args.force:
-        raise CliError("--force needs --date: the daily run (run without --date) never forces")
+        raise ArgumentMistake("--force needs --date: the daily run (run without --date) never forces")
 
 
 def _needs_the_api(args: argparse.Namespace, settings: Settings) -> None:

@@ -7,6 +7,11 @@ class CliError(Exception):
     """A failure reported as one line on stderr with a non-zero exit status."""
 
 
+class ArgumentMistake(CliError):
+    """An argument the command cannot take (a day not finished yet, a range too long, --force
+    without --date): exit 2, as argparse's own refusals."""
+
+
 _FULL = ("database or disk is full", "no space left on device", "disk quota exceeded", "disk is full")
 
 

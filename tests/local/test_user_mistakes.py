@@ -59,12 +59,16 @@ def test_today_is_refused_like_tomorrow(cli, local_env: Path) -> None:
     today = datetime.now(UTC).date()
     for day in (today, today + timedelta(days=1)):
         code, _out, err = cli("run", "--date", day.isoformat())
-        assert code == 1
+        assert code == 2  # a mistaken argument, as README says
         assert "only finished UTC days can be run" in one_error_line(err)
     code, _out, err = cli(
         "backfill", "--from", (today - timedelta(days=2)).isoformat(), "--to", today.isoformat()
     )
-    assert code == 1 and "is today" in one_error_line(err)
+    assert code == 2 and "is today" in one_error_line(err)
+    code, _out, err = cli("backfill", "--from", "2000-01-01", "--to", (today - timedelta(days=1)).isoformat())
+    assert code == 2 and "above the limit of 93" in one_error_line(err)
+    code, _out, err = cli("run", "--force")
+    assert code == 2 and "--force needs --date" in one_error_line(err)
     _nothing_written(local_env)
 
 
