@@ -182,7 +182,13 @@ def _bus(settings: Settings, local_bus: bool, durable: bool) -> MessageBus:
 def _on_azure_storage(settings: Settings, adapter: Any) -> Any:
     """Blob and Table storage share one account: a connection string, or identity by name."""
     if settings.data_storage_connection:
-        return adapter.from_connection_string(settings.data_storage_connection)
+        try:
+            return adapter.from_connection_string(settings.data_storage_connection)
+        except ValueError as exc:  # the SDK's words for a string that is not a connection string
+            raise SettingsError(
+                f"setting DATA_STORAGE_CONNECTION is not a storage connection string (not shown: a"
+                f" secret): {exc}"
+            ) from None
     return adapter.from_account_name(settings.data_storage_account_name)
 
 

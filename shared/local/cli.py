@@ -431,6 +431,9 @@ def _settled(command: Command, call: Call, writable: bool) -> int:
         return _in_the_folder(command, call, writable)
     except DiskFull as exc:
         return _disk_full(settings, exc)
+    except SettingsError as exc:  # one found only when its piece is built (a connection string)
+        print(f"error: {printable(redact(str(exc), settings.secrets()))}", file=sys.stderr)
+        return EXIT_USAGE
     except (CliError, WarehouseUnavailable, SchemaVersionMismatch) as exc:
         print(f"error: {printable(redact(str(exc), settings.secrets()))}", file=sys.stderr)
         return _exit_for(command, exc)

@@ -91,6 +91,16 @@ def test_a_setting_out_of_range_is_refused_before_anything_starts(
     assert not local_env.exists()
 
 
+def test_a_connection_string_that_is_not_one_is_a_settings_line(cli, local_env: Path, monkeypatch) -> None:
+    # Before: "error: ValueError: Connection string missing required connection details.", exit 70
+    # (an unforeseen error), though README says a bad setting exits 2.
+    monkeypatch.setenv("DATA_STORAGE_CONNECTION", "AccountKey=abcdefghijklmnop")
+    code, _out, err = cli("status")
+    line = one_error_line(err)
+    assert code == 2 and line.startswith("error: setting DATA_STORAGE_CONNECTION is not a storage connection")
+    assert "abcdefghijklmnop" not in err
+
+
 # --- the data folder --------------------------------------------------------------------------
 
 
