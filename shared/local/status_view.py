@@ -267,9 +267,11 @@ def _fetch_note(view: dict[str, Any]) -> str | None:
             f"fetch interrupted {stopped} UTC by Ctrl-C or kill; the next run resumes it:"
             f" python -m shared.cli run --date {view['date']}"
         )
-    if state == "fetch scheduled" and fetch.get("retry_at"):
+    if fetch.get("status") == "waiting" and fetch.get("retry_at"):
+        # Also under a built day: its rows are from the last fetch until the new one lands.
         retry_at = str(fetch["retry_at"])[:16].replace("T", " ")
-        return f"fetch scheduled: runs again at {retry_at} UTC ({fetch.get('waiting_for')})"
+        kept = " (the rows shown are from the last fetch until then)" if state != "fetch scheduled" else ""
+        return f"fetch scheduled: runs again at {retry_at} UTC ({fetch.get('waiting_for')}){kept}"
     return None
 
 

@@ -556,6 +556,23 @@ def test_status_and_reconcile_say_when_a_scheduled_fetch_runs(
     assert "--force" not in out and "run the day again" not in out, out
 
 
+def test_status_says_a_forced_refetch_of_a_built_day_is_scheduled(
+    cli: Cli, local_env: Path, hostile_api: StartApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Before: the day showed `built` and nothing said a re-fetch was waiting on the API.
+    hostile_api([])
+    monkeypatch.setenv("USAGE_API_CONCURRENCY", "1")
+    drop_crm(cli, DAY)
+    assert cli("run", "--date", DAY)[0] == 0
+    hostile_api([Fault(kind="retry_after_seconds", date=DAY, page=2, seconds=86400, times=-1)])
+    assert cli("run", "--date", DAY, "--force")[0] == 75
+    code, out, err = cli("status")
+    assert code == 0, err
+    assert f"{DAY}  built" in out, out
+    assert f"{DAY}: fetch scheduled: runs again at " in out, out
+    assert "(the rows shown are from the last fetch until then)" in out, out
+
+
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["kill", "ctrl-c"])
 def test_a_fetch_stopped_by_a_signal_shows_as_interrupted_at_once(
     cli: Cli,
