@@ -55,7 +55,10 @@ def _default(value: Any) -> str:
     return f"{int(value):,}" if value == int(value) else str(value)
 
 
-def main() -> int:
+def main(argv: list[str]) -> int:
+    if argv:  # --help included: this writes README, so it takes nothing it could misread
+        print("usage: python -m tests.settings_table  (rewrites README.md's settings table)", file=sys.stderr)
+        return 0 if argv in (["-h"], ["--help"]) else 2
     text = README.read_text()
     before, rest = text.split(BEGIN, 1)
     after = rest.split(END, 1)[1]
@@ -65,4 +68,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))
