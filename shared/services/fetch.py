@@ -28,7 +28,6 @@ from typing import Any, Literal
 
 from shared.domain import blob_events, ledger_records, names
 from shared.domain.alerts import Alert
-from shared.domain.day_digest import DIGEST_KIND, day_digest, page_digest
 from shared.domain.fetch_decision import NEVER_FETCHED, RETRIED, FetchDecision, decide_fetch
 from shared.domain.usage_page import Page, parse_page
 from shared.domain.wording import counted
@@ -73,10 +72,9 @@ class LandedPage:
     has_next_page: bool
     total_pages: int | None
     reused: bool  # read back from an earlier attempt of this run, not fetched
-    records_digest: int | None  # day_digest's part of this page: its records, whatever their order
 
     @classmethod
-    def of(cls, blob: str, page: Page, *, reused: bool, day: date) -> LandedPage:
+    def of(cls, blob: str, page: Page, *, reused: bool) -> LandedPage:
         return cls(
             number=page.number,
             blob=blob,
@@ -86,7 +84,6 @@ class LandedPage:
             has_next_page=page.has_next_page,
             total_pages=page.total_pages,
             reused=reused,
-            records_digest=page_digest(page.records, day.isoformat()),
         )
 
 
@@ -137,8 +134,7 @@ def fetch_day(
     checking = decision.action == "re-check"
     resuming = decision.action == "resume"
     force = decision.force
-    run_id, state, last = _start_run(services, key, state, decision)
-    held = HeldPages(services) if checking else None
+    run_id, state, previous = _start_run(services, key, state, decision)
     bind(run_id=run_id)
 
     budget = retry_budget_s(services)
@@ -150,7 +146,7 @@ def fetch_day(
         client.retry_budget_s = max(0.0, budget - spent)
         client.waited_s = float(state.get("waited_s") or 0.0) if resuming else 0.0
         pages = _land_or_give_up(
-            services, client, day, run_id, state, resuming=resuming, previous=last.pages, held=held
+            services, client, day, run_id, state, resuming=resuming, checking=checking, previous=previous
         )
     except ApiAsksToWait as exc:
         return _ask_again_later(services, day, state, run_id, exc, force=force, recheck=checking)
@@ -176,10 +172,8 @@ def fetch_day(
             _let_go(services, key, state)
         raise
 
-    if held is not None:
-        if _same_day(pages, last):
-            return _unchanged(services, key, state, pages)  # what was held is dropped
-        held.land()
+    if checking and _same_pages(pages, previous):
+        return _unchanged(services, key, state, pages)
     requests = requests_before + client.attempts  # every HTTP request of the run, retries included
     return _complete(
         services, day, state, run_id, pages, client.page_size, requests, force=force, checking=checking
@@ -188,14 +182,15 @@ def fetch_day(
 
 def _start_run(
     services: Services, key: str, state: dict[str, Any], decision: FetchDecision
-) -> tuple[str, dict[str, Any], LastLanding]:
+) -> tuple[str, dict[str, Any], dict[int, tuple[str, str]]]:
     """The run a fetch, a resume or a re-check goes on as: its id, the day's ledger state, and
     (for a re-check) the pages last landed, to compare with."""
     if decision.action == "re-check":
         # A re-check is a fetch under a new run id whose pages equal to the last landed ones are
         # not landed again: the ledger stays `complete` meanwhile, and nothing is written unless
         # a page differs.
-        return new_run_id("fetch", services.clock()), state, _last_landing(services, str(state["manifest"]))
+        previous = _manifest_pages(services, str(state["manifest"]))
+        return new_run_id("fetch", services.clock()), state, previous
     if decision.action == "resume":
         state = {
             **{k: v for k, v in state.items() if k not in (*WAIT_FIELDS, "interrupted_at")},
@@ -204,9 +199,9 @@ def _start_run(
             **heartbeat(services),
         }
         services.ledger.put(names.FETCH, key, state)
-        return str(decision.run_id), state, LastLanding()
+        return str(decision.run_id), state, {}
     run_id = new_run_id("fetch", services.clock())
-    return run_id, _new_run(services, key, run_id, decision.force, note=decision.reason), LastLanding()
+    return run_id, _new_run(services, key, run_id, decision.force, note=decision.reason), {}
 
 
 def _land_or_give_up(
@@ -217,8 +212,8 @@ def _land_or_give_up(
     state: dict[str, Any],
     *,
     resuming: bool,
+    checking: bool,
     previous: dict[int, tuple[str, str]],
-    held: HeldPages | None,
 ) -> list[LandedPage]:
     """`_land_pages`, except that an API that answers nothing at all fails the run at once."""
     key = day.isoformat()
@@ -230,8 +225,7 @@ def _land_or_give_up(
             run_id,
             resuming=resuming,
             previous=previous,
-            alive=None if held is not None else _keep_lease(services, key, state),
-            put=held.put if held is not None else None,
+            alive=None if checking else _keep_lease(services, key, state),
         )
     except ApiUnreachable as exc:
         if exc.page != 1:
@@ -336,7 +330,6 @@ def _complete(
         "page_size": page_size,
         "total_pages_reported": pages[0].total_pages if pages else None,
         "record_count": records,
-        **_digest_fields(pages),
         "pages": [
             # A re-check's unchanged page keeps the blob it was landed as (same bytes, same sha256).
             {"page": p.number, "blob": p.blob, "records": p.records, "bytes": p.bytes, "sha256": p.sha256}
@@ -581,78 +574,22 @@ def _let_go(services: Services, key: str, state: dict[str, Any]) -> None:
     services.ledger.put(names.FETCH, key, {**state, "lease_until": now, "interrupted_at": now})
 
 
-@dataclass(frozen=True)
-class LastLanding:
-    """What a re-check compares with: the day's last manifest's pages (number -> (blob,
-    sha256)) and its records' digest (None in manifests written before digests)."""
-
-    pages: dict[int, tuple[str, str]] = dataclasses.field(default_factory=dict)
-    records_digest: str | None = None
-
-
-def _last_landing(services: Services, manifest_name: str) -> LastLanding:
-    """The last landing as its manifest says; nothing when it cannot be read (then every page
-    counts as changed, and the day is fetched again as a whole)."""
+def _manifest_pages(services: Services, manifest_name: str) -> dict[int, tuple[str, str]]:
+    """Page number -> (blob, sha256) of a landed manifest; none when it cannot be read (then
+    every page counts as changed, and the day is fetched again as a whole)."""
     try:
         manifest = json.loads(services.blobs.get(names.RAW_CONTAINER, manifest_name))
-        pages = {int(p["page"]): (str(p["blob"]), str(p["sha256"])) for p in manifest["pages"]}
-        digest = (
-            manifest.get("records_digest") if manifest.get("records_digest_kind") == DIGEST_KIND else None
-        )
-        return LastLanding(pages, digest if isinstance(digest, str) else None)
+        return {int(p["page"]): (str(p["blob"]), str(p["sha256"])) for p in manifest["pages"]}
     except (BlobNotFound, ValueError, TypeError, KeyError, AttributeError):
         log.warning("manifest %s is unreadable; the re-check fetches the day again", manifest_name)
-        return LastLanding()
+        return {}
 
 
-def _digest_fields(pages: list[LandedPage]) -> dict[str, str]:
-    """The manifest's records digest (none when a page's records have no canonical form)."""
-    digest = day_digest(p.records_digest for p in pages)
-    return {} if digest is None else {"records_digest": digest, "records_digest_kind": DIGEST_KIND}
-
-
-def _same_day(pages: list[LandedPage], last: LastLanding) -> bool:
-    """The re-checked day holds the records last landed: the same records digest, however the
-    API paged or ordered them; for a manifest without one, as many pages with the same bytes."""
-    if last.records_digest is not None:
-        return day_digest(p.records_digest for p in pages) == last.records_digest
-    previous = last.pages
+def _same_pages(pages: list[LandedPage], previous: dict[int, tuple[str, str]]) -> bool:
+    """The re-checked day equals the last landed one (contract section 1: by the manifest's
+    checksums): as many pages, each with the same bytes. The same records paged or ordered
+    differently count as a change, landed and rebuilt like any correction."""
     return len(pages) == len(previous) and all(previous.get(p.number, ("", ""))[1] == p.sha256 for p in pages)
-
-
-# A re-check keeps the pages that differ in memory up to this many bytes until it knows whether
-# the day changed: the same records paged differently then write nothing. A larger day's pages
-# are landed as they come (as blobs nothing refers to if the records turn out the same).
-RECHECK_HOLD_BYTES = 64 * 1024 * 1024
-
-
-class HeldPages:
-    """A re-check's changed pages, written only once the day is known to differ."""
-
-    def __init__(self, services: Services, limit_bytes: int = RECHECK_HOLD_BYTES) -> None:
-        self._services = services
-        self._limit = limit_bytes
-        self._pages: dict[str, bytes] = {}
-        self._bytes = 0
-        self._lock = threading.Lock()
-
-    def put(self, blob: str, body: bytes) -> None:
-        with self._lock:
-            if self._bytes + len(body) <= self._limit:
-                self._pages[blob] = body
-                self._bytes += len(body)
-                return
-        self._write({blob: body})  # past the bound: landed now
-
-    def land(self) -> None:
-        """The day differs: write what was held (before the manifest that names it)."""
-        with self._lock:
-            pages, self._pages, self._bytes = self._pages, {}, 0
-        self._write(pages)
-
-    def _write(self, pages: dict[str, bytes]) -> None:
-        for blob, body in pages.items():
-            self._services.blobs.put(names.RAW_CONTAINER, blob, body)
 
 
 def _remember_unreachable(services: Services, day: str, message: str) -> None:
@@ -702,7 +639,6 @@ def _land_pages(
     resuming: bool,
     previous: dict[int, tuple[str, str]] | None = None,
     alive: Callable[[], None] | None = None,
-    put: Callable[[str, bytes], None] | None = None,
 ) -> list[LandedPage]:
     """Every page of the day, landed, in page order.
 
@@ -722,9 +658,7 @@ def _land_pages(
             )
         if alive is not None:
             alive()
-        return _land_page(
-            services, client, day, run_id, number, resuming=resuming, previous=previous, put=put
-        )
+        return _land_page(services, client, day, run_id, number, resuming=resuming, previous=previous)
 
     pages = [land(1)]
     total = pages[0].total_pages
@@ -821,7 +755,6 @@ def _land_page(
     *,
     resuming: bool,
     previous: dict[int, tuple[str, str]] | None = None,
-    put: Callable[[str, bytes], None] | None = None,
 ) -> LandedPage:
     """Land page `number` (or, resuming a run, read it back when an earlier attempt landed it).
 
@@ -830,16 +763,13 @@ def _land_page(
     blob = names.page_blob(day, run_id, number)
     page = _landed_page(services, blob, number) if resuming else None
     if page is not None:
-        return LandedPage.of(blob, page, reused=True, day=day)
+        return LandedPage.of(blob, page, reused=True)
     page = client.fetch_page(day, number)
-    landed = LandedPage.of(blob, page, reused=False, day=day)
+    landed = LandedPage.of(blob, page, reused=False)
     same = (previous or {}).get(number)
     if same is not None and same[1] == landed.sha256:
         return dataclasses.replace(landed, blob=same[0], reused=True)
-    if put is not None:
-        put(blob, page.body)  # a re-check's page: written once the day is known to differ
-    else:
-        services.blobs.put(names.RAW_CONTAINER, blob, page.body)
+    services.blobs.put(names.RAW_CONTAINER, blob, page.body)
     return landed
 
 
