@@ -122,8 +122,10 @@ class Settings:
         "USAGE_API_LOOKBACK_DAYS",
         3,
         "finished days before yesterday that the daily run (the timer, `run` without `--date`)"
-        " re-checks against the API, if they were fetched before; a day whose pages changed is"
-        " fetched again and rebuilt, one that did not is left untouched; 0: no re-check",
+        " re-checks against the API, if they were fetched before: a day whose pages differ from"
+        " the last landed ones (by the manifest's checksums) is fetched again and rebuilt, one"
+        " whose pages are equal is left untouched; a day never fetched, or whose last fetch"
+        " failed, is fetched (once per run); 0: no re-check",
         low=0,
         high=31,
     )

@@ -65,6 +65,26 @@ R = TypeVar("R", bound=LedgerRecord)
 _OWN_FIELDS = frozenset({"unknown_fields", "read_fields"})
 
 
+def new_entry(cls: type[R], **values: Any) -> R:
+    """A record made from scratch that stores only the fields given (a default one among them
+    too), as a dict literal did; a field set later is stored once it is not its default."""
+    return cls(**values, read_fields=frozenset(values))
+
+
+def without(record: R, *names: str) -> R:
+    """The record with the fields `names` back at their defaults and no longer stored (until set
+    again): what deleting the keys from the entry did. A name it does not know is dropped from
+    `unknown_fields`."""
+    known = _stored_fields(type(record))
+    stored = frozenset(known) if record.read_fields is None else record.read_fields
+    return dataclasses.replace(
+        record,
+        **{name: known[name][1] for name in names if name in known},
+        unknown_fields={k: v for k, v in record.unknown_fields.items() if k not in names},
+        read_fields=stored - frozenset(names),
+    )
+
+
 def from_data(cls: type[R], data: Mapping[str, Any] | None) -> R:
     """The record of a stored entry (None: nothing stored); never fails on an entry's shape."""
     data = data or {}
@@ -176,12 +196,18 @@ class FetchRecord(LedgerRecord):
     generation: int = 0  # the day's count of fetch runs: orders re-fetches, never the clock
     started_at: str = ""
     lease_until: str = ""  # past it, a running fetch shows as interrupted
+    alive_at: str = ""  # the holder's heartbeat; cleared when the fetch stops by raising
+    interrupted_at: str = ""  # a stop signal let go of the fetch then
     finished_at: str = ""
     manifest: str = ""
     pages: int = 0
     records: int = 0
-    requests: int = 0
-    retry_s: float = 0.0
+    requests: int = 0  # HTTP requests of the run, retries included, over all its deliveries
+    retry_s: float = 0.0  # seconds spent on failed requests and backoff, over all deliveries
+    waited_s: float = 0.0  # seconds waited for the API's Retry-After, in this delivery's run
+    attempts: int = 0  # deliveries of the run that ended in a transient error
+    lookback_fetch: str = ""  # why the lookback fetched the day (never fetched, or failed)
+    lookback_fetch_at: str = ""
     error: str = ""  # why the run failed
     last_error: str = ""  # why the run is unfinished (it is redelivered)
     last_checked_at: str = ""

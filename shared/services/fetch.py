@@ -22,14 +22,14 @@ import threading
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
-from typing import Any, Literal
+from typing import Literal
 
 from shared.domain import blob_events, ledger_records, names
 from shared.domain.alerts import Alert
-from shared.domain.day_digest import DIGEST_KIND, day_digest, page_digest
 from shared.domain.fetch_decision import NEVER_FETCHED, RETRIED, FetchDecision, decide_fetch
+from shared.domain.ledger_records import CheckResult, FetchRecord, from_data, new_entry, without
 from shared.domain.usage_page import Page, parse_page
 from shared.domain.wording import counted
 from shared.observability.context import bind
@@ -45,7 +45,7 @@ from shared.ports import (
     UsageApiError,
 )
 from shared.services.alerts import raise_alert
-from shared.services.ledger import put_record, read_record, update_entry
+from shared.services.ledger import put_record, read_record, update_record
 
 log = logging.getLogger(__name__)
 
@@ -73,10 +73,9 @@ class LandedPage:
     has_next_page: bool
     total_pages: int | None
     reused: bool  # read back from an earlier attempt of this run, not fetched
-    records_digest: int | None  # day_digest's part of this page: its records, whatever their order
 
     @classmethod
-    def of(cls, blob: str, page: Page, *, reused: bool, day: date) -> LandedPage:
+    def of(cls, blob: str, page: Page, *, reused: bool) -> LandedPage:
         return cls(
             number=page.number,
             blob=blob,
@@ -86,7 +85,6 @@ class LandedPage:
             has_next_page=page.has_next_page,
             total_pages=page.total_pages,
             reused=reused,
-            records_digest=page_digest(page.records, day.isoformat()),
         )
 
 
@@ -111,56 +109,60 @@ def fetch_day(
     """
     key = day.isoformat()
     entry = services.ledger.get(names.FETCH, key)
-    state = dict(entry.data) if entry else {}
-    manifest = state.get("manifest")
+    state = from_data(FetchRecord, entry.data if entry else None)
+    manifest = state.manifest
     decision = decide_fetch(
-        state or None,
+        entry.data if entry else None,
         force=force,
         recheck=recheck,
         daily=daily,
-        manifest_exists=isinstance(manifest, str) and services.blobs.exists(names.RAW_CONTAINER, manifest),
+        manifest_exists=bool(manifest) and services.blobs.exists(names.RAW_CONTAINER, manifest),
         now=services.clock(),
     )
     if decision.action == "skip":
-        return FetchOutcome(
-            "skipped", state.get("run_id", ""), message=f"{key} not re-checked: {decision.reason}"
-        )
+        return FetchOutcome("skipped", state.run_id, message=f"{key} not re-checked: {decision.reason}")
     if decision.action == "re-announce":
-        _announce_manifest(services, state["manifest"])
+        _announce_manifest(services, state.manifest)
         return FetchOutcome(
             "already-fetched",
-            state["run_id"],
-            state.get("pages", 0),
-            state.get("records", 0),
-            message=f"{key} already fetched by {state['run_id']}; re-announced its manifest",
+            state.run_id,
+            state.pages,
+            state.records,
+            message=f"{key} already fetched by {state.run_id}; re-announced its manifest",
         )
     checking = decision.action == "re-check"
     resuming = decision.action == "resume"
     force = decision.force
-    run_id, state, last = _start_run(services, key, state, decision)
-    held = HeldPages(services) if checking else None
+    run_id, state, previous = _start_run(services, key, state, decision)
+    claim = _Claim(services, key, state)  # every later write of this run starts from its record
     bind(run_id=run_id)
 
     budget = retry_budget_s(services)
-    spent = float(state.get("retry_s") or 0.0) if resuming else 0.0
-    requests_before = int(state.get("requests") or 0) if resuming else 0
+    spent = state.retry_s if resuming else 0.0
+    requests_before = state.requests if resuming else 0
     try:
         _not_known_unreachable(services, key)
         client = client or services.usage_api(services.settings)
         client.retry_budget_s = max(0.0, budget - spent)
-        client.waited_s = float(state.get("waited_s") or 0.0) if resuming else 0.0
+        client.waited_s = state.waited_s if resuming else 0.0
         pages = _land_or_give_up(
-            services, client, day, run_id, state, resuming=resuming, previous=last.pages, held=held
+            services,
+            client,
+            day,
+            run_id,
+            resuming=resuming,
+            previous=previous,
+            alive=None if checking else claim.alive,
         )
     except ApiAsksToWait as exc:
-        return _ask_again_later(services, day, state, run_id, exc, force=force, recheck=checking)
+        return _ask_again_later(services, day, claim.record, run_id, exc, force=force, recheck=checking)
     except TransientApiError as exc:
         requests = requests_before + (client.attempts if client else 0)
         spent += client.retry_s if client else 0.0
         return _redeliver_or_fail(
             services,
             key,
-            state,
+            claim.record,
             run_id,
             exc,
             requests,
@@ -170,43 +172,42 @@ def fetch_day(
             waited=client.waited_s if client else 0.0,
         )
     except UsageApiError as exc:
-        return _failed(services, key, state, run_id, str(exc), checking=checking)
+        return _failed(services, key, claim.record, run_id, str(exc), checking=checking)
     except KeyboardInterrupt:  # Ctrl-C, or kill / hangup, which the CLI turns into one
         if not checking:  # a re-check holds no claim: the day stays as last fetched
-            _let_go(services, key, state)
+            _let_go(services, key, claim.record)
         raise
 
-    if held is not None:
-        if _same_day(pages, last):
-            return _unchanged(services, key, state, pages)  # what was held is dropped
-        held.land()
+    if checking and _same_pages(pages, previous):
+        return _unchanged(services, key, claim.record, pages)
     requests = requests_before + client.attempts  # every HTTP request of the run, retries included
     return _complete(
-        services, day, state, run_id, pages, client.page_size, requests, force=force, checking=checking
+        services, day, claim.record, run_id, pages, client.page_size, requests, force=force, checking=checking
     )
 
 
 def _start_run(
-    services: Services, key: str, state: dict[str, Any], decision: FetchDecision
-) -> tuple[str, dict[str, Any], LastLanding]:
+    services: Services, key: str, state: FetchRecord, decision: FetchDecision
+) -> tuple[str, FetchRecord, dict[int, tuple[str, str]]]:
     """The run a fetch, a resume or a re-check goes on as: its id, the day's ledger state, and
     (for a re-check) the pages last landed, to compare with."""
     if decision.action == "re-check":
         # A re-check is a fetch under a new run id whose pages equal to the last landed ones are
         # not landed again: the ledger stays `complete` meanwhile, and nothing is written unless
         # a page differs.
-        return new_run_id("fetch", services.clock()), state, _last_landing(services, str(state["manifest"]))
+        previous = _manifest_pages(services, state.manifest)
+        return new_run_id("fetch", services.clock()), state, previous
     if decision.action == "resume":
-        state = {
-            **{k: v for k, v in state.items() if k not in (*WAIT_FIELDS, "interrupted_at")},
-            "status": "running",
-            "lease_until": _lease_until(services),
-            **heartbeat(services),
-        }
-        services.ledger.put(names.FETCH, key, state)
-        return str(decision.run_id), state, LastLanding()
+        state = replace(
+            without(state, *WAIT_FIELDS, "interrupted_at"),
+            status="running",
+            lease_until=_lease_until(services),
+            alive_at=heartbeat(services),
+        )
+        put_record(services.ledger, key, state)
+        return str(decision.run_id), state, {}
     run_id = new_run_id("fetch", services.clock())
-    return run_id, _new_run(services, key, run_id, decision.force, note=decision.reason), LastLanding()
+    return run_id, _new_run(services, key, run_id, decision.force, note=decision.reason), {}
 
 
 def _land_or_give_up(
@@ -214,25 +215,15 @@ def _land_or_give_up(
     client: UsageApi,
     day: date,
     run_id: str,
-    state: dict[str, Any],
     *,
     resuming: bool,
     previous: dict[int, tuple[str, str]],
-    held: HeldPages | None,
+    alive: Callable[[], None] | None,
 ) -> list[LandedPage]:
     """`_land_pages`, except that an API that answers nothing at all fails the run at once."""
     key = day.isoformat()
     try:
-        return _land_pages(
-            services,
-            client,
-            day,
-            run_id,
-            resuming=resuming,
-            previous=previous,
-            alive=None if held is not None else _keep_lease(services, key, state),
-            put=held.put if held is not None else None,
-        )
+        return _land_pages(services, client, day, run_id, resuming=resuming, previous=previous, alive=alive)
     except ApiUnreachable as exc:
         if exc.page != 1:
             raise
@@ -245,7 +236,7 @@ def _land_or_give_up(
 def _redeliver_or_fail(
     services: Services,
     key: str,
-    state: dict[str, Any],
+    state: FetchRecord,
     run_id: str,
     exc: TransientApiError,
     requests: int,
@@ -258,26 +249,25 @@ def _redeliver_or_fail(
     """A transient error that outlasted the client's retries: raised on (redelivered) while the
     fetch's retry budget lasts, else the run fails."""
     # Attempts: this one and the earlier ones of the run that ended the same way (deliveries).
-    tries = (0 if checking else int(state.get("attempts") or 0)) + 1
+    tries = (0 if checking else state.attempts) + 1
     tally = (
         f"{counted(tries, 'attempt')} of this fetch made {counted(requests, 'HTTP request')} in all,"
         f" retries included; {spent:.0f} s spent on failed requests and backoff"
     )
-    state = (
-        {
-            **state,
-            "requests": requests,
-            "retry_s": round(spent, 3),
-            "waited_s": round(waited, 3),
-            "attempts": tries,
-        }
-        if not checking
-        else state
-    )
+    if not checking:  # the next delivery goes on from these (a re-check starts afresh)
+        state = replace(
+            state, requests=requests, retry_s=round(spent, 3), waited_s=round(waited, 3), attempts=tries
+        )
     if spent < budget:
         # Raised on, so the request is redelivered; the ledger says why the run is unfinished.
-        error = "last_check_error" if checking else "last_error"
-        services.ledger.put(names.FETCH, key, {**state, error: f"{exc} ({tally})"})
+        unfinished = f"{exc} ({tally})"
+        put_record(
+            services.ledger,
+            key,
+            replace(state, last_check_error=unfinished)
+            if checking
+            else replace(state, last_error=unfinished),
+        )
         raise TransientApiError(f"{exc} ({tally})", exc.retry_after_s) from None
     # The retry budget of the whole fetch (all its deliveries together) is spent: fail now,
     # once, instead of being redelivered for minutes more.
@@ -292,27 +282,24 @@ def _redeliver_or_fail(
     )
 
 
-def _unchanged(services: Services, key: str, state: dict[str, Any], pages: list[LandedPage]) -> FetchOutcome:
+def _unchanged(services: Services, key: str, state: FetchRecord, pages: list[LandedPage]) -> FetchOutcome:
     """A re-check that found every page as last landed: only the ledger says it was checked."""
     records = sum(p.records for p in pages)
-    services.ledger.put(
-        names.FETCH,
+    put_record(
+        services.ledger,
         key,
-        {
-            **{k: v for k, v in state.items() if k not in ("last_check_error", *WAIT_FIELDS)},
-            **_checked(services, "unchanged"),
-        },
+        _checked(services, without(state, "last_check_error", *WAIT_FIELDS), "unchanged"),
     )
     log.info("re-checked %s against the API: unchanged (%d pages, %d records)", key, len(pages), records)
     return FetchOutcome(
-        "unchanged", str(state["run_id"]), len(pages), records, message=f"{key} re-checked: unchanged"
+        "unchanged", state.run_id, len(pages), records, message=f"{key} re-checked: unchanged"
     )
 
 
 def _complete(
     services: Services,
     day: date,
-    state: dict[str, Any],
+    state: FetchRecord,
     run_id: str,
     pages: list[LandedPage],
     page_size: int,
@@ -326,7 +313,7 @@ def _complete(
     records = sum(p.records for p in pages)
     # Orders re-fetches of the day: the ledger's count of its runs, never the clock (which may be
     # stepped back); fetched_at is only said. A re-check that found a change is a run of its own.
-    generation = int(state.get("generation") or 0) + (1 if checking else 0)
+    generation = state.generation + (1 if checking else 0)
     manifest = {
         "activity_date": key,
         "run_id": run_id,
@@ -336,7 +323,6 @@ def _complete(
         "page_size": page_size,
         "total_pages_reported": pages[0].total_pages if pages else None,
         "record_count": records,
-        **_digest_fields(pages),
         "pages": [
             # A re-check's unchanged page keeps the blob it was landed as (same bytes, same sha256).
             {"page": p.number, "blob": p.blob, "records": p.records, "bytes": p.bytes, "sha256": p.sha256}
@@ -348,32 +334,21 @@ def _complete(
     # Manifest first, ledger second: if we die in between, the next request resumes this run
     # (every page is landed by then), rewrites the manifest and so announces it again.
     services.blobs.put(names.RAW_CONTAINER, manifest_name, json.dumps(manifest, indent=1).encode())
-    done = {
-        **{
-            k: v
-            for k, v in state.items()
-            if k
-            not in (
-                "last_error",
-                "last_check_error",
-                "lease_until",
-                "waited_s",
-                "interrupted_at",
-                *WAIT_FIELDS,
-            )
-        },
-        **(_checked(services, "changed") if checking else {}),
-        "run_id": run_id,
-        "status": "complete",
-        "force": force,
-        "generation": generation,
-        "manifest": manifest_name,
-        "pages": len(pages),
-        "records": records,
-        "requests": requests,
-        "finished_at": services.clock().isoformat(),
-    }
-    services.ledger.put(names.FETCH, key, done)
+    done = replace(
+        without(
+            state, "last_error", "last_check_error", "lease_until", "waited_s", "interrupted_at", *WAIT_FIELDS
+        ),
+        run_id=run_id,
+        status="complete",
+        force=force,
+        generation=generation,
+        manifest=manifest_name,
+        pages=len(pages),
+        records=records,
+        requests=requests,
+        finished_at=services.clock().isoformat(),
+    )
+    put_record(services.ledger, key, _checked(services, done, "changed") if checking else done)
     log.info(
         "%s %s: %d pages (%d reused), %d records, run %s",
         "re-checked, changed:" if checking else "fetched",
@@ -396,28 +371,23 @@ def retry_budget_s(services: Services) -> float:
 
 
 def _failed(
-    services: Services, key: str, state: dict[str, Any], run_id: str, error: str, *, checking: bool
+    services: Services, key: str, state: FetchRecord, run_id: str, error: str, *, checking: bool
 ) -> FetchOutcome:
     """A permanent failure: the run fails with one alert (a re-check leaves the day's data as it
     was and warns)."""
     if checking:
         message = f"re-check of {key} failed: {error}; its data is as last fetched"
-        services.ledger.put(
-            names.FETCH, key, {**state, **_checked(services, "failed"), "last_check_error": error}
-        )
+        put_record(services.ledger, key, replace(_checked(services, state, "failed"), last_check_error=error))
         raise_alert(services.bus, Alert("warning", "fetch", "recheck_failed", message, run_id, key))
         return FetchOutcome("failed", run_id, message=message)
     message = f"fetch of {key} failed: {error}"
-    services.ledger.put(
-        names.FETCH,
-        key,
-        {
-            **{k: v for k, v in state.items() if k not in ("last_error", "lease_until")},
-            "status": "failed",
-            "error": error,
-            "finished_at": services.clock().isoformat(),
-        },
+    failed = replace(
+        without(state, "last_error", "lease_until"),
+        status="failed",
+        error=error,
+        finished_at=services.clock().isoformat(),
     )
+    put_record(services.ledger, key, failed)
     raise_alert(services.bus, Alert("error", "fetch", "fetch_failed", message, run_id, key))
     return FetchOutcome("failed", run_id, message=message)
 
@@ -425,7 +395,7 @@ def _failed(
 def _ask_again_later(
     services: Services,
     day: date,
-    state: dict[str, Any],
+    state: FetchRecord,
     run_id: str,
     exc: ApiAsksToWait,
     *,
@@ -461,18 +431,17 @@ def _ask_again_later(
         f" more than USAGE_API_MAX_WAIT_S ({services.settings.usage_api_max_wait_s:g} s){total};"
         f" it runs again at {at}"
     )
-    waiting = {
-        "retry_at": when.isoformat(),
-        "waiting_for": message,
-        "retry_message_id": message_id,
-        "retry_message_at": when.isoformat(),
-    }
-    if recheck:  # the day stays as last fetched
-        services.ledger.put(names.FETCH, key, {**state, **waiting})
-    else:
+    if not recheck:  # a re-check leaves the day as last fetched
         # The scheduled request honours the wait: the resumed fetch starts a new wait total.
-        entry = {k: v for k, v in state.items() if k not in ("lease_until", "last_error", "waited_s")}
-        services.ledger.put(names.FETCH, key, {**entry, "status": "waiting", **waiting})
+        state = replace(without(state, "lease_until", "last_error", "waited_s"), status="waiting")
+    waiting = replace(
+        state,
+        retry_at=when.isoformat(),
+        waiting_for=message,
+        retry_message_id=message_id,
+        retry_message_at=when.isoformat(),
+    )
+    put_record(services.ledger, key, waiting)
     body = {
         "date": key,
         "force": force,
@@ -503,25 +472,22 @@ MAX_RESCHEDULE_S = 7 * 86400
 WAIT_FIELDS = ("retry_at", "waiting_for")
 
 
-def _pending_retry(services: Services, state: dict[str, Any]) -> tuple[str, datetime] | None:
+def _pending_retry(services: Services, state: FetchRecord) -> tuple[str, datetime] | None:
     """The scheduled request sent for this day that has not come due yet (its id and time), or
     None. Kept in the ledger apart from WAIT_FIELDS, which a resume clears."""
-    message_id, at = state.get("retry_message_id"), state.get("retry_message_at")
-    if not isinstance(message_id, str) or not isinstance(at, str):
+    message_id = state.retry_message_id
+    if not message_id:
         return None
     try:
-        when = datetime.fromisoformat(at)
+        when = datetime.fromisoformat(state.retry_message_at)
     except ValueError:
         return None
     return (message_id, when) if when > services.clock() else None
 
 
-CHECK_FIELDS = ("last_checked_at", "last_check", "last_check_error")
-
-
-def _checked(services: Services, result: str) -> dict[str, str]:
-    """The ledger fields of a lookback re-check: when, and unchanged / changed / failed."""
-    return {"last_checked_at": services.clock().isoformat(timespec="seconds"), "last_check": result}
+def _checked(services: Services, state: FetchRecord, result: CheckResult) -> FetchRecord:
+    """The entry with a lookback re-check's fields: when, and unchanged / changed / failed."""
+    return replace(state, last_checked_at=services.clock().isoformat(timespec="seconds"), last_check=result)
 
 
 def _lease_until(services: Services) -> str:
@@ -535,27 +501,31 @@ def _lease_until(services: Services) -> str:
     return (services.clock() + timedelta(seconds=max(FETCH_LEASE_S, longest_page_s))).isoformat()
 
 
-def _keep_lease(services: Services, key: str, state: dict[str, Any]) -> Callable[[], None]:
-    """Called before each page: renews the running fetch's lease every FETCH_LEASE_S / 4, so a
-    long fetch that is alive never shows as interrupted, and one that died does within the lease;
-    and stamps its heartbeat every HEARTBEAT_S, so a replay knows it is really in progress."""
-    lock = threading.Lock()
-    renewed, stamped = [services.clock()], [services.clock()]
+class _Claim:
+    """A running fetch's entry as this run last wrote it. `alive`, called before each page,
+    renews its lease every FETCH_LEASE_S / 4, so a long fetch that is alive never shows as
+    interrupted, and one that died does within the lease; and stamps its heartbeat every
+    HEARTBEAT_S, so a replay knows it is really in progress. Every later write of the run starts
+    from `record`, so it keeps the renewed lease."""
 
-    def alive() -> None:
+    def __init__(self, services: Services, key: str, record: FetchRecord) -> None:
+        self.record = record
+        self._services, self._key = services, key
+        self._lock = threading.Lock()
+        self._renewed = self._stamped = services.clock()
+
+    def alive(self) -> None:
+        services = self._services
         now = services.clock()
-        with lock:
-            renew = (now - renewed[0]).total_seconds() >= FETCH_LEASE_S / 4
-            if not renew and (now - stamped[0]).total_seconds() < HEARTBEAT_S:
+        with self._lock:
+            renew = (now - self._renewed).total_seconds() >= FETCH_LEASE_S / 4
+            if not renew and (now - self._stamped).total_seconds() < HEARTBEAT_S:
                 return
-            stamped[0] = now
-            renewed[0] = now if renew else renewed[0]
-        if renew:
-            state["lease_until"] = _lease_until(services)
-        state.update(heartbeat(services))
-        services.ledger.put(names.FETCH, key, state)
-
-    return alive
+            self._stamped = now
+            self._renewed = now if renew else self._renewed
+            lease = _lease_until(services) if renew else self.record.lease_until
+            self.record = record = replace(self.record, lease_until=lease, alive_at=heartbeat(services))
+        put_record(services.ledger, self._key, record)
 
 
 FETCH_LEASE_S = 3600  # renewed every quarter of it while pages land
@@ -567,92 +537,36 @@ HEARTBEAT_S = 15
 ALIVE_AT = "alive_at"
 
 
-def heartbeat(services: Services) -> dict[str, str]:
-    """The ledger field that says this fetch's holder is alive now."""
-    return {ALIVE_AT: services.clock().isoformat()}
+def heartbeat(services: Services) -> str:
+    """The time in ALIVE_AT that says this fetch's holder is alive now."""
+    return services.clock().isoformat()
 
 
-def _let_go(services: Services, key: str, state: dict[str, Any]) -> None:
+def _let_go(services: Services, key: str, state: FetchRecord) -> None:
     """A stop signal during the fetch: its claim ends now (the lease expires at once), so
     `status` says the fetch was interrupted instead of `fetching` for up to the lease's hour,
     and the next request resumes it at once. A killed process (SIGKILL) still relies on the
     lease."""
     now = services.clock().isoformat()
-    services.ledger.put(names.FETCH, key, {**state, "lease_until": now, "interrupted_at": now})
+    put_record(services.ledger, key, replace(state, lease_until=now, interrupted_at=now))
 
 
-@dataclass(frozen=True)
-class LastLanding:
-    """What a re-check compares with: the day's last manifest's pages (number -> (blob,
-    sha256)) and its records' digest (None in manifests written before digests)."""
-
-    pages: dict[int, tuple[str, str]] = dataclasses.field(default_factory=dict)
-    records_digest: str | None = None
-
-
-def _last_landing(services: Services, manifest_name: str) -> LastLanding:
-    """The last landing as its manifest says; nothing when it cannot be read (then every page
-    counts as changed, and the day is fetched again as a whole)."""
+def _manifest_pages(services: Services, manifest_name: str) -> dict[int, tuple[str, str]]:
+    """Page number -> (blob, sha256) of a landed manifest; none when it cannot be read (then
+    every page counts as changed, and the day is fetched again as a whole)."""
     try:
         manifest = json.loads(services.blobs.get(names.RAW_CONTAINER, manifest_name))
-        pages = {int(p["page"]): (str(p["blob"]), str(p["sha256"])) for p in manifest["pages"]}
-        digest = (
-            manifest.get("records_digest") if manifest.get("records_digest_kind") == DIGEST_KIND else None
-        )
-        return LastLanding(pages, digest if isinstance(digest, str) else None)
+        return {int(p["page"]): (str(p["blob"]), str(p["sha256"])) for p in manifest["pages"]}
     except (BlobNotFound, ValueError, TypeError, KeyError, AttributeError):
         log.warning("manifest %s is unreadable; the re-check fetches the day again", manifest_name)
-        return LastLanding()
+        return {}
 
 
-def _digest_fields(pages: list[LandedPage]) -> dict[str, str]:
-    """The manifest's records digest (none when a page's records have no canonical form)."""
-    digest = day_digest(p.records_digest for p in pages)
-    return {} if digest is None else {"records_digest": digest, "records_digest_kind": DIGEST_KIND}
-
-
-def _same_day(pages: list[LandedPage], last: LastLanding) -> bool:
-    """The re-checked day holds the records last landed: the same records digest, however the
-    API paged or ordered them; for a manifest without one, as many pages with the same bytes."""
-    if last.records_digest is not None:
-        return day_digest(p.records_digest for p in pages) == last.records_digest
-    previous = last.pages
+def _same_pages(pages: list[LandedPage], previous: dict[int, tuple[str, str]]) -> bool:
+    """The re-checked day equals the last landed one (contract section 1: by the manifest's
+    checksums): as many pages, each with the same bytes. The same records paged or ordered
+    differently count as a change, landed and rebuilt like any correction."""
     return len(pages) == len(previous) and all(previous.get(p.number, ("", ""))[1] == p.sha256 for p in pages)
-
-
-# A re-check keeps the pages that differ in memory up to this many bytes until it knows whether
-# the day changed: the same records paged differently then write nothing. A larger day's pages
-# are landed as they come (as blobs nothing refers to if the records turn out the same).
-RECHECK_HOLD_BYTES = 64 * 1024 * 1024
-
-
-class HeldPages:
-    """A re-check's changed pages, written only once the day is known to differ."""
-
-    def __init__(self, services: Services, limit_bytes: int = RECHECK_HOLD_BYTES) -> None:
-        self._services = services
-        self._limit = limit_bytes
-        self._pages: dict[str, bytes] = {}
-        self._bytes = 0
-        self._lock = threading.Lock()
-
-    def put(self, blob: str, body: bytes) -> None:
-        with self._lock:
-            if self._bytes + len(body) <= self._limit:
-                self._pages[blob] = body
-                self._bytes += len(body)
-                return
-        self._write({blob: body})  # past the bound: landed now
-
-    def land(self) -> None:
-        """The day differs: write what was held (before the manifest that names it)."""
-        with self._lock:
-            pages, self._pages, self._bytes = self._pages, {}, 0
-        self._write(pages)
-
-    def _write(self, pages: dict[str, bytes]) -> None:
-        for blob, body in pages.items():
-            self._services.blobs.put(names.RAW_CONTAINER, blob, body)
 
 
 def _remember_unreachable(services: Services, day: str, message: str) -> None:
@@ -702,7 +616,6 @@ def _land_pages(
     resuming: bool,
     previous: dict[int, tuple[str, str]] | None = None,
     alive: Callable[[], None] | None = None,
-    put: Callable[[str, bytes], None] | None = None,
 ) -> list[LandedPage]:
     """Every page of the day, landed, in page order.
 
@@ -722,9 +635,7 @@ def _land_pages(
             )
         if alive is not None:
             alive()
-        return _land_page(
-            services, client, day, run_id, number, resuming=resuming, previous=previous, put=put
-        )
+        return _land_page(services, client, day, run_id, number, resuming=resuming, previous=previous)
 
     pages = [land(1)]
     total = pages[0].total_pages
@@ -821,7 +732,6 @@ def _land_page(
     *,
     resuming: bool,
     previous: dict[int, tuple[str, str]] | None = None,
-    put: Callable[[str, bytes], None] | None = None,
 ) -> LandedPage:
     """Land page `number` (or, resuming a run, read it back when an earlier attempt landed it).
 
@@ -830,16 +740,13 @@ def _land_page(
     blob = names.page_blob(day, run_id, number)
     page = _landed_page(services, blob, number) if resuming else None
     if page is not None:
-        return LandedPage.of(blob, page, reused=True, day=day)
+        return LandedPage.of(blob, page, reused=True)
     page = client.fetch_page(day, number)
-    landed = LandedPage.of(blob, page, reused=False, day=day)
+    landed = LandedPage.of(blob, page, reused=False)
     same = (previous or {}).get(number)
     if same is not None and same[1] == landed.sha256:
         return dataclasses.replace(landed, blob=same[0], reused=True)
-    if put is not None:
-        put(blob, page.body)  # a re-check's page: written once the day is known to differ
-    else:
-        services.blobs.put(names.RAW_CONTAINER, blob, page.body)
+    services.blobs.put(names.RAW_CONTAINER, blob, page.body)
     return landed
 
 
@@ -854,32 +761,38 @@ def _landed_page(services: Services, blob: str, number: int) -> Page | None:
         return None
 
 
-def _new_run(services: Services, key: str, run_id: str, force: bool, *, note: str = "") -> dict[str, Any]:
+def _new_run(services: Services, key: str, run_id: str, force: bool, *, note: str = "") -> FetchRecord:
     """Start a fetch run of the day, one generation after the day's last run (compare-and-swap:
     two runs started at once get two generations). A later run's manifest always replaces an
     earlier one's, whatever the clocks said. `note`: why the lookback fetches the day (never
     fetched, or its last fetch failed), kept for `run` and `status` to say."""
     lookback = note in (NEVER_FETCHED, RETRIED)
 
-    def start(current: Any) -> dict[str, Any]:
-        return {
-            **(
-                {"lookback_fetch": note, "lookback_fetch_at": services.clock().isoformat(timespec="seconds")}
-                if lookback
-                else {}
-            ),
-            **{k: v for k, v in (current or {}).items() if k in CHECK_FIELDS},  # when last checked
-            "run_id": run_id,
-            "status": "running",
-            "force": force,
-            "started_at": services.clock().isoformat(),
-            "lease_until": _lease_until(services),
-            **heartbeat(services),
-            "generation": int((current or {}).get("generation") or 0) + 1,
-        }
+    def start(current: FetchRecord | None) -> FetchRecord:
+        started = new_entry(
+            FetchRecord,
+            run_id=run_id,
+            status="running",
+            force=force,
+            started_at=services.clock().isoformat(),
+            lease_until=_lease_until(services),
+            alive_at=heartbeat(services),
+            generation=(current.generation if current else 0) + 1,
+        )
+        if lookback:
+            at = services.clock().isoformat(timespec="seconds")
+            started = replace(started, lookback_fetch=note, lookback_fetch_at=at)
+        if current is None:
+            return started
+        # When the day was last checked outlives its runs.
+        return replace(
+            started,
+            last_checked_at=current.last_checked_at,
+            last_check=current.last_check,
+            last_check_error=current.last_check_error,
+        )
 
-    entry = update_entry(services.ledger, names.FETCH, key, start)
-    return dict(entry.data) if entry is not None else start(None)
+    return update_record(services.ledger, FetchRecord, key, start) or start(None)
 
 
 def _announce_manifest(services: Services, manifest_name: str) -> None:

@@ -21,10 +21,10 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from shared.domain import names
-from shared.domain.ledger_records import QuotaRecord, ReplayRecord
+from shared.domain.ledger_records import FetchRecord, QuotaRecord, ReplayRecord, without
 from shared.ports import OutgoingMessage, Services
 from shared.services.fetch import ALIVE_AT, HEARTBEAT_S, retry_budget_s
-from shared.services.ledger import put_record, read_record, update_entry, update_record
+from shared.services.ledger import put_record, query_records, read_record, update_record
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +139,7 @@ def let_go_of_fetches(services: Services) -> list[str]:
     """The days whose fetch the ledger shows alive, let go. Only for a caller that knows no
     other process fetches now (a local command holding LOCAL_DATA_DIR's lock): such a heartbeat
     was left by a command that was killed."""
-    alive = [e.key for e in services.ledger.query(names.FETCH) if e.data.get(ALIVE_AT)]
+    alive = [key for key, fetch in query_records(services.ledger, FetchRecord).items() if fetch.alive_at]
     for key in alive:
         _clear_heartbeat(services, key)
     return alive
@@ -153,13 +153,11 @@ def running_for_s(services: Services) -> float:
 
 
 def _clear_heartbeat(services: Services, key: str) -> None:
-    def clear(current: Mapping[str, Any] | None) -> dict[str, Any] | None:
-        if not current or not current.get(ALIVE_AT):
-            return None
-        return {k: v for k, v in current.items() if k != ALIVE_AT}
+    def clear(current: FetchRecord | None) -> FetchRecord | None:
+        return without(current, ALIVE_AT) if current and current.alive_at else None
 
     try:
-        update_entry(services.ledger, names.FETCH, key, clear)
+        update_record(services.ledger, FetchRecord, key, clear)
     except Exception as exc:  # the error that stopped the fetch is the one to tell
         log.warning("could not clear the heartbeat of %s's fetch (%s); it goes stale", key, exc)
 
@@ -168,13 +166,13 @@ def _running(services: Services, day: date, force: bool, now: datetime) -> bool:
     """A fetch of the day is in progress now, and covers this request: a plain request is
     covered by any fetch, a forced one only by a forced fetch (which lands what the API says
     now for every page it has not landed yet; see docs/reliability.md, replays)."""
-    entry = services.ledger.get(names.FETCH, day.isoformat())
-    if entry is None or entry.data.get("status") != "running":
+    fetch = read_record(services.ledger, FetchRecord, day.isoformat())
+    if fetch is None or fetch.status != "running":
         return False
-    if force and not entry.data.get("force"):
+    if force and not fetch.force:
         return False  # a forced request is more than the plain fetch running
     try:
-        alive_at = datetime.fromisoformat(str(entry.data.get(ALIVE_AT)))
+        alive_at = datetime.fromisoformat(fetch.alive_at)
     except ValueError:
         return False  # no heartbeat: it stopped, or was written before heartbeats existed
     # Either way round: another instance's clock may be a little ahead of this one's.

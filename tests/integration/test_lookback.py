@@ -11,6 +11,7 @@ run would get a new loaded_at.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -64,11 +65,14 @@ def by_key(rows: list[dict[str, Any]]) -> dict[tuple[str, date], dict[str, Any]]
 
 
 def fetch_entry(cli: Cli, day: str) -> dict[str, Any]:
-    import json
+    return ledger_view(cli, day, "fetch")
 
+
+def ledger_view(cli: Cli, day: str, part: str) -> dict[str, Any]:
+    """The day's entry of one ledger partition, as `status --json` shows it."""
     code, out, err = cli("status", "--date", day, "--json")
     assert code == 0, err
-    return dict(json.loads(out)["fetch"] or {})
+    return dict(json.loads(out)[part] or {})
 
 
 def test_run_without_date_rechecks_the_lookback_and_heals_a_corrected_day(
@@ -146,7 +150,7 @@ def test_run_without_date_rechecks_the_lookback_and_heals_a_corrected_day(
     assert f"last checked against the API {TODAY.isoformat()}" in out and "(unchanged)" in out, out
 
 
-def test_the_same_records_reordered_and_repaged_are_unchanged(
+def test_the_same_records_reordered_and_repaged_land_as_a_new_fetch_and_rebuild(
     cli: Cli,
     local_env: Path,
     api: UsageApiSimulator,
@@ -154,10 +158,15 @@ def test_the_same_records_reordered_and_repaged_are_unchanged(
     golden_today: None,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """Contract section 1: a re-check compares the day's pages with the last landed ones by the
+    manifest's checksums. The same records reordered and repaged are different pages: the day
+    lands as a new fetch and is rebuilt, and the table stays the from-scratch computation."""
     drop_crm(cli, [*FETCHED, YESTERDAY])
     code, _out, err = cli("backfill", "--from", FETCHED[0], "--to", FETCHED[-1])
     assert code == 0, err
-    table, blobs = read_table(local_env), raw_blobs(local_env)
+    blobs = raw_blobs(local_env)
+    generations = {day: fetch_entry(cli, day)["generation"] for day in RECHECKED}
+    built = {day: ledger_view(cli, day, "days")["built_at"] for day in FETCHED}
     # The API now sends every re-checked day's records in reverse order, 7 a page instead of 10,
     # and one count as 12.0 instead of 12: every page's bytes differ, the records do not.
     for day in RECHECKED:
@@ -168,13 +177,23 @@ def test_the_same_records_reordered_and_repaged_are_unchanged(
     code, _out, err = cli("run")
 
     assert code == 0, err
-    for day in RECHECKED:
-        assert fetch_entry(cli, day)["last_check"] == "unchanged", day
     new = raw_blobs(local_env) - blobs
-    assert {b.split("/")[1] for b in new} == {YESTERDAY}, sorted(new)  # no blob for a re-checked day
-    after = by_key(read_table(local_env))
-    for key, row in by_key(table).items():  # nothing staged or built again: loaded_at stays
-        assert after[key]["loaded_at"] == row["loaded_at"], key
+    for day in RECHECKED:
+        entry = fetch_entry(cli, day)
+        assert entry["last_check"] == "changed", entry
+        assert entry["generation"] == generations[day] + 1, entry  # a new fetch of the day
+        assert entry["manifest"] in new, entry
+        manifest = json.loads((local_env / "blobs" / names.RAW_CONTAINER / entry["manifest"]).read_text())
+        assert "records_digest" not in manifest, manifest  # no digest computed or stored
+        assert len(manifest["pages"]) == -(-len(api_records[day]) // 7), manifest
+    for day in RECHECKED:  # rebuilt (10-01, before the first changed day, is not)
+        assert ledger_view(cli, day, "days")["built_at"] != built[day], day
+    assert ledger_view(cli, FETCHED[0], "days")["built_at"] == built[FETCHED[0]]
+    staged = stage_golden()
+    usage = {d: v for d, v in staged.usage.items() if d.isoformat() in [*FETCHED, YESTERDAY]}
+    snapshots = {d: s for d, s in staged.snapshots.items() if d <= date.fromisoformat(YESTERDAY)}
+    differences = diff_tables(read_table(local_env), expected_table(usage, snapshots))
+    assert differences == [], "\n".join(differences[:20])
 
 
 def test_lookback_zero_rechecks_nothing(
