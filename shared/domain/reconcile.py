@@ -298,31 +298,33 @@ def _scheduled(when: str) -> str:
 def _company_findings(
     view: CompanyView, sources: DaySources, api_asked: bool, landed: _Valid
 ) -> list[Finding]:
-    company_id, found = view.company_id, []
+    """Each step from the API to the analytics row where this company's numbers part."""
+    return [
+        *(_api_finding(view, sources) if api_asked and view.api != view.landed else []),
+        *_landing_findings(view, sources, landed),
+        *_staged_findings(view, sources),
+    ]
+
+
+def _api_finding(view: CompanyView, sources: DaySources) -> list[Finding]:
+    """The API now against what our fetch landed."""
     when = sources.fetch.fetched_at if sources.fetch else "?"
-    iso = sources.day.isoformat()
-    # The API now against what our fetch landed.
-    if api_asked and view.api != view.landed:
-        if view.landed is None and view.api is not None:
-            text = f"the API now answers {_show(view.api)}, which our fetch at {when} did not land"
-        elif view.api is None:
-            text = f"the API no longer answers a record our fetch at {when} landed ({_show(view.landed)})"
-        else:
-            text = (
-                f"the API now answers {_show(view.api)} where our fetch at {when} landed {_show(view.landed)}"
-            )
-        advice = f"replay it with force (python -m shared.cli run --date {iso} --force)"
-        if sources.fetch is not None and sources.fetch.retry_at:
-            advice = f"its re-check is scheduled: {_scheduled(sources.fetch.retry_at)}"
-        found.append(
-            Finding(
-                company_id,
-                "api_changed",
-                f"{text}: the API corrected this day after our fetch; {advice}",
-                True,
-            )
-        )
-    # What the landed pages held against what was staged from them.
+    if view.landed is None and view.api is not None:
+        text = f"the API now answers {_show(view.api)}, which our fetch at {when} did not land"
+    elif view.api is None:
+        text = f"the API no longer answers a record our fetch at {when} landed ({_show(view.landed)})"
+    else:
+        text = f"the API now answers {_show(view.api)} where our fetch at {when} landed {_show(view.landed)}"
+    advice = f"replay it with force (python -m shared.cli run --date {sources.day.isoformat()} --force)"
+    if sources.fetch is not None and sources.fetch.retry_at:
+        advice = f"its re-check is scheduled: {_scheduled(sources.fetch.retry_at)}"
+    message = f"{text}: the API corrected this day after our fetch; {advice}"
+    return [Finding(view.company_id, "api_changed", message, True)]
+
+
+def _landing_findings(view: CompanyView, sources: DaySources, landed: _Valid) -> list[Finding]:
+    """What the landed pages held against what was staged from them."""
+    company_id, found = view.company_id, []
     for where, problem in landed.problems.get(company_id, []):
         path = sources.quarantine.get((where.page, where.index)) if where else None
         place = f"page {where.page}, record {where.index}" if where else "a record"
@@ -345,25 +347,20 @@ def _company_findings(
             )
         )
     if view.landed != view.staged and view.landed is not None and view.staged is not None:
-        found.append(
-            Finding(
-                company_id,
-                "staging_differs",
-                f"staged {_show(view.staged)} but the last fetch landed {_show(view.landed)}",
-                True,
-            )
-        )
-    # What was staged against the analytics row.
-    row = sources.analytics.get(company_id)
-    if row is not None:
-        found += _row_notes(company_id, row, view, sources)
-    elif view.staged is not None and _day(sources).status == "built":
-        found.append(
-            Finding(
-                company_id, "row_missing", f"staged {_show(view.staged)} but the day's table has no row", True
-            )
-        )
+        message = f"staged {_show(view.staged)} but the last fetch landed {_show(view.landed)}"
+        found.append(Finding(company_id, "staging_differs", message, True))
     return found
+
+
+def _staged_findings(view: CompanyView, sources: DaySources) -> list[Finding]:
+    """What was staged against the analytics row."""
+    row = sources.analytics.get(view.company_id)
+    if row is not None:
+        return _row_notes(view.company_id, row, view, sources)
+    if view.staged is not None and _day(sources).status == "built":
+        message = f"staged {_show(view.staged)} but the day's table has no row"
+        return [Finding(view.company_id, "row_missing", message, True)]
+    return []
 
 
 def _row_notes(
