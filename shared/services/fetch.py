@@ -149,6 +149,7 @@ def fetch_day(
         client = client or services.usage_api(services.settings)
         client.retry_budget_s = max(0.0, budget - spent)
         client.waited_s = float(state.get("waited_s") or 0.0) if resuming else 0.0
+        resuming = _one_page_size(services, key, state, client, resuming=resuming, checking=checking)
         pages = _land_or_give_up(
             services, client, day, run_id, state, resuming=resuming, previous=last.pages, held=held
         )
@@ -207,6 +208,27 @@ def _start_run(
         return str(decision.run_id), state, LastLanding()
     run_id = new_run_id("fetch", services.clock())
     return run_id, _new_run(services, key, run_id, decision.force, note=decision.reason), LastLanding()
+
+
+def _one_page_size(
+    services: Services, key: str, state: dict[str, Any], client: UsageApi, *, resuming: bool, checking: bool
+) -> bool:
+    """Every page of a run is asked at the page size the run started with, whatever
+    USAGE_API_PAGE_SIZE says now: pages 1-8 of 10 records then page 9 of 100 would skip records
+    81-800. Returns whether the pages an earlier attempt landed may be reused: not when that
+    attempt did not record its page size (they are fetched again, at today's size)."""
+    if checking:
+        return resuming  # a re-check lands under a run of its own, never resumed
+    recorded = state.get(PAGE_SIZE)
+    if resuming and isinstance(recorded, int) and recorded > 0:
+        client.page_size = recorded
+        return True
+    state[PAGE_SIZE] = client.page_size
+    services.ledger.put(names.FETCH, key, state)
+    return False
+
+
+PAGE_SIZE = "page_size"  # the ledger field: the page size a run asks every one of its pages at
 
 
 def _land_or_give_up(
