@@ -21,7 +21,7 @@ import logging
 import threading
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, Literal
@@ -804,12 +804,11 @@ def _land_concurrently(numbers: range, land: Callable[[int], LandedPage], worker
 
     with ThreadPoolExecutor(max_workers=min(workers, len(numbers)), thread_name_prefix="fetch-page") as pool:
         # Each worker runs in a copy of this context, so its log lines keep the day and run id.
-        futures = [pool.submit(contextvars.copy_context().run, task, n) for n in numbers]
-        try:
-            wait(futures)
+        try:  # a stop while the pages are queued cancels the queue too
+            futures = [pool.submit(contextvars.copy_context().run, task, n) for n in numbers]
+            _wait_interruptibly(futures)
         except BaseException:  # a stop (Ctrl-C): start no other page, let the running ones end
-            for future in futures:
-                future.cancel()
+            pool.shutdown(wait=False, cancel_futures=True)
             raise
 
     landed: list[LandedPage] = []
@@ -832,6 +831,17 @@ def _land_concurrently(numbers: range, land: Callable[[int], LandedPage], worker
         decisive = [e for n, e in failures if isinstance(e, UsageApiError) and n <= numbers[0] + len(landed)]
         raise decisive[0] if decisive else failures[0][1]
     return landed
+
+
+# How often a wait for the page workers looks for a stop (Ctrl-C): the kernel may hand SIGINT to
+# a worker thread, and then an untimed wait would see it only once every queued page has landed.
+STOP_CHECK_S = 0.1
+
+
+def _wait_interruptibly(futures: list[Future[LandedPage | None]]) -> None:
+    """Wait for every future, in short steps, so that a stop is raised within STOP_CHECK_S."""
+    while wait(futures, timeout=STOP_CHECK_S).not_done:
+        pass
 
 
 def _land_page(

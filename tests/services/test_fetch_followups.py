@@ -6,11 +6,17 @@ Against the simulator over real HTTP, as test_fetch.py."""
 from __future__ import annotations
 
 import dataclasses
+import os
+import signal
+import sys
+import threading
 from collections.abc import Callable
+from datetime import date
 
 import pytest
 
 from shared.domain import names
+from shared.domain.usage_page import Page
 from shared.local.simulator import Fault, UsageApiSimulator
 from shared.ports import Services, TransientApiError
 from shared.services.fetch import fetch_day
@@ -60,3 +66,53 @@ def test_a_resume_of_a_run_that_did_not_record_its_page_size_fetches_every_page_
     outcome = fetch_day(services, DAY)
 
     assert (outcome.status, outcome.records, outcome.pages, outcome.pages_reused) == ("fetched", 600, 6, 0)
+
+
+def test_a_stop_while_pages_land_concurrently_starts_none_of_the_queued_pages(
+    start_api: Callable[..., UsageApiSimulator], make_services: Callable[..., Services]
+) -> None:
+    # 100 pages, 4 workers. Once every page is queued, page 5 gets SIGINT on its own worker
+    # thread (the kernel may pick any thread); every later page is slow, so the queue is still
+    # long when the stop comes.
+    api = start_api({ISO: make_records(1000)})
+    services = make_services(api, usage_api_page_size=10, usage_api_concurrency=4)
+    client = services.usage_api(services.settings)
+    fetch_page = client.fetch_page
+    never = threading.Event()
+
+    def slow_after_a_stop(day: date, number: int) -> Page:
+        if number == 5:
+            main_thread_waits_for_the_pages()
+            signal.pthread_kill(threading.get_ident(), signal.SIGINT)
+        elif number > 5:
+            never.wait(SLOW_PAGE_S)
+        return fetch_page(day, number)
+
+    client.fetch_page = slow_after_a_stop  # type: ignore[method-assign]
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            fetch_day(services, DAY, client=client)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+    # Page 5, and at most the pages already in flight: not the 95 queued behind them.
+    assert len(api.requests_seen) <= 5 + 4, sorted(r.page for r in api.requests_seen)
+    assert fetch_state(services)["interrupted_at"]
+
+
+SLOW_PAGE_S = 0.3  # far longer than the stop takes to be seen (STOP_CHECK_S)
+
+
+def main_thread_waits_for_the_pages() -> None:
+    """Returns once the main thread waits for the page workers (every page queued)."""
+    main = threading.main_thread().ident
+    for _ in range(500):  # a bound, not a time: 500 looks
+        frame = sys._current_frames().get(main or 0)
+        while frame is not None:
+            code = frame.f_code
+            if code.co_name == "wait" and code.co_filename.endswith(os.path.join("futures", "_base.py")):
+                return
+            frame = frame.f_back
+        threading.Event().wait(0.01)
+    raise AssertionError("the main thread never waited for the page workers")
