@@ -783,6 +783,8 @@ def _land_concurrently(numbers: range, land: Callable[[int], LandedPage], worker
     on a page every earlier page of which landed saying there is more (redelivering cannot get
     past it), else the lowest page's error (the one a page-by-page walk would have met first).
     """
+    if not numbers:
+        return []  # USAGE_API_MAX_PAGES=1: nothing past page 1 is fetched at once
     lowest_failed = [numbers[-1] + 1]
     last_needed = [numbers[-1]]  # lowered by a page that says it is the last
     lock = threading.Lock()

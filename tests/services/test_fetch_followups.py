@@ -116,3 +116,16 @@ def main_thread_waits_for_the_pages() -> None:
             frame = frame.f_back
         threading.Event().wait(0.01)
     raise AssertionError("the main thread never waited for the page workers")
+
+
+def test_a_page_cap_of_one_fails_the_day_at_the_cap(
+    start_api: Callable[..., UsageApiSimulator], make_services: Callable[..., Services]
+) -> None:
+    api = start_api({ISO: make_records(30)})  # 3 pages, total_pages reported
+    services = make_services(api, usage_api_page_size=10, usage_api_concurrency=4, usage_api_max_pages=1)
+
+    outcome = fetch_day(services, DAY)
+
+    assert outcome.status == "failed"
+    assert "stopped at the page cap (USAGE_API_MAX_PAGES)" in outcome.message
+    assert [r.page for r in api.requests_seen] == [1]
