@@ -282,8 +282,8 @@ def _redeliver_or_fail(
     # Attempts: this one and the earlier ones of the run that ended the same way (deliveries).
     tries = (0 if checking else int(state.get("attempts") or 0)) + 1
     tally = (
-        f"{counted(tries, 'attempt')} of this fetch made {counted(requests, 'HTTP request')} in all,"
-        f" retries included; {spent:.0f} s spent on failed requests and backoff"
+        f"{counted(tries, 'attempt')} of this fetch made {counted(requests, 'HTTP request')} in all"
+        f"{_retries_included(tries, requests)}; {_seconds(spent)} s spent on failed requests and backoff"
     )
     state = (
         {
@@ -312,6 +312,17 @@ def _redeliver_or_fail(
         f" {budget:g} s, is spent); replay the day once the API answers normally",
         checking=checking,
     )
+
+
+def _retries_included(tries: int, requests: int) -> str:
+    """What the request count holds: no more requests than attempts means each attempt made
+    one request, the one that failed, and none was retried."""
+    return ", retries included" if requests > tries else ""
+
+
+def _seconds(spent: float) -> str:
+    """Seconds as precisely as the retry budget beside them is said (a budget of 0.2 s)."""
+    return f"{spent:.1f}" if spent < 10 else f"{spent:.0f}"
 
 
 def _unchanged(services: Services, key: str, state: dict[str, Any], pages: list[LandedPage]) -> FetchOutcome:

@@ -129,3 +129,19 @@ def test_a_page_cap_of_one_fails_the_day_at_the_cap(
     assert outcome.status == "failed"
     assert "stopped at the page cap (USAGE_API_MAX_PAGES)" in outcome.message
     assert [r.page for r in api.requests_seen] == [1]
+
+
+def test_a_failed_fetch_says_its_time_as_precisely_as_its_budget_and_no_retries_it_did_not_make(
+    start_api: Callable[..., UsageApiSimulator], make_services: Callable[..., Services]
+) -> None:
+    # One attempt that trickles past 0.2 s (the whole budget): one request, nothing retried.
+    api = start_api({ISO: make_records(5)}, faults=[Fault("trickle", page=1, seconds=0.1, times=-1)])
+    services = make_services(api, usage_api_max_attempts=1, usage_api_timeout_s=0.2)
+
+    outcome = fetch_day(services, DAY)
+
+    assert outcome.status == "failed", outcome
+    assert "(1 attempt of this fetch made 1 HTTP request in all; 0." in outcome.message, outcome.message
+    spent = float(outcome.message.split("in all; ")[1].split(" s spent")[0])
+    assert spent >= 0.2  # the budget it says is spent
+    assert "= 0.2 s, is spent" in outcome.message
