@@ -750,7 +750,7 @@ def _land_pages(
     def land(number: int) -> LandedPage:
         if number > max_pages:
             raise UsageApiError(
-                f"has_next_page still true after {max_pages} pages for {day}; stopped at the page cap"
+                f"has_next_page still true after {counted(max_pages, 'page')} for {day}; stopped at the page cap"
                 " (USAGE_API_MAX_PAGES)"
             )
         if alive is not None:

@@ -127,6 +127,7 @@ def test_a_page_cap_of_one_fails_the_day_at_the_cap(
     outcome = fetch_day(services, DAY)
 
     assert outcome.status == "failed"
+    assert "has_next_page still true after 1 page for" in outcome.message  # not "1 pages"
     assert "stopped at the page cap (USAGE_API_MAX_PAGES)" in outcome.message
     assert [r.page for r in api.requests_seen] == [1]
 
