@@ -11,7 +11,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
@@ -19,7 +19,7 @@ from shared.domain import names
 from shared.domain.usage_page import Page
 from shared.local.simulator import Fault, UsageApiSimulator
 from shared.ports import Services, TransientApiError
-from shared.services.fetch import fetch_day
+from shared.services.fetch import ALIVE_AT, HEARTBEAT_S, fetch_day
 from tests.support import DAY, ISO, fetch_state, make_records
 
 
@@ -146,3 +146,29 @@ def test_a_failed_fetch_says_its_time_as_precisely_as_its_budget_and_no_retries_
     spent = float(outcome.message.split("in all; ")[1].split(" s spent")[0])
     assert spent >= 0.2  # the budget it says is spent
     assert "= 0.2 s, is spent" in outcome.message
+
+
+def test_the_heartbeat_is_stamped_again_while_pages_land(
+    start_api: Callable[..., UsageApiSimulator], make_services: Callable[..., Services]
+) -> None:
+    services = make_services(start_api(45, include_total_pages=False), usage_api_concurrency=1)  # 5 pages
+    now = [datetime(2026, 11, 21, 6, 0, tzinfo=UTC)]
+
+    def clock() -> datetime:
+        now[0] += timedelta(seconds=HEARTBEAT_S + 1)  # every look at the clock: a heartbeat later
+        return now[0]
+
+    services.clock = clock
+    client = services.usage_api(services.settings)
+    fetch_page = client.fetch_page
+    seen: list[str] = []
+
+    def fetch_and_look(day: date, number: int) -> Page:
+        seen.append(fetch_state(services)[ALIVE_AT])  # what a replay reads while the page is asked
+        return fetch_page(day, number)
+
+    client.fetch_page = fetch_and_look  # type: ignore[method-assign]
+    assert fetch_day(services, DAY, client=client).status == "fetched"
+
+    assert len(seen) == 5 and len(set(seen)) == 5, seen  # stamped again before every page
+    assert seen == sorted(seen)
