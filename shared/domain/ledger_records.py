@@ -206,6 +206,7 @@ class FetchRecord(LedgerRecord):
     retry_s: float = 0.0  # seconds spent on failed requests and backoff, over all deliveries
     waited_s: float = 0.0  # seconds waited for the API's Retry-After, in this delivery's run
     attempts: int = 0  # deliveries of the run that ended in a transient error
+    page_size: int = 0  # every page of the run is asked at this size, resumed or not
     lookback_fetch: str = ""  # why the lookback fetched the day (never fetched, or failed)
     lookback_fetch_at: str = ""
     error: str = ""  # why the run failed

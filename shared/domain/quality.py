@@ -55,7 +55,7 @@ def check_snapshot_size(
     if not previous or companies >= previous:
         return [], []
     drop = (previous - companies) / previous
-    text = f"{companies} companies, down {drop:.0%} against the {previous} of the snapshot of {previous_date}"
+    text = f"{counted(companies, 'company', 'companies')}, down {drop:.0%} against the {previous} of the snapshot of {previous_date}"
     if drop > DROP_ERROR:
         return [text], []
     if drop > DROP_WARNING:
@@ -148,7 +148,7 @@ def check_coverage(day: date, coverage: Coverage) -> tuple[list[str], list[str],
         return [], [], ""
     share = matched / companies
     text = (
-        f"only {matched} of {companies} companies with usage on {day} are in the CRM snapshot of"
+        f"only {matched} of {counted(companies, 'company', 'companies')} with usage on {day} are in the CRM snapshot of"
         f" {coverage.snapshot_date} ({share:.0%}); the others get empty CRM columns and may be flagged at risk"
     )
     near = [(u, c) for u, c in coverage.examples if c is not None]

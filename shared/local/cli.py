@@ -947,7 +947,7 @@ def _serve_until(pipeline: LocalPipeline, port: int, lock: FolderLock | None, st
         queued = sum(bus.depth(q) for q in names.QUEUES) if hasattr(bus, "depth") else 0
     if queued:
         print(
-            f"stopped with {queued} messages still queued; they are kept in {pipeline.settings.local_data_dir}"
+            f"stopped with {counted(queued, 'message')} still queued; they are kept in {pipeline.settings.local_data_dir}"
             " and delivered by the next command (or serve)"
         )
     else:
@@ -988,7 +988,7 @@ def _simulator(port: int, companies: int, days: int) -> int:
             if stop.requested:
                 return 0
             print(
-                f"Product Usage API simulator at {api.base_url}: {world.companies} companies,"
+                f"Product Usage API simulator at {api.base_url}: {counted(world.companies, 'company', 'companies')},"
                 f" {world.first_day} to {world.last_day} (the demo's world); Ctrl-C stops\n"
                 f"Its CRM snapshots are in {crm}/\n"
                 f"In another terminal:\n"

@@ -14,6 +14,7 @@ from typing import Any, BinaryIO
 from shared.bootstrap import build_local, use_services
 from shared.config import Settings
 from shared.domain import names
+from shared.domain.wording import counted
 from shared.local.errors import CliError
 from shared.local.host import DrainReport, LocalHost
 from shared.ports import OutgoingMessage, Services
@@ -150,7 +151,7 @@ def _progress_line(days: int) -> Callable[[DrainReport], None]:
     def show(report: DrainReport) -> None:
         handled = report.handled
         print(
-            f"\r{handled.get(names.FETCH_QUEUE, 0)}/{days} days fetched, "
+            f"\r{handled.get(names.FETCH_QUEUE, 0)}/{counted(days, 'day')} fetched, "
             f"{handled.get(names.INGEST_QUEUE, 0)} loads, {handled.get(names.TRANSFORM_QUEUE, 0)} builds",
             end="",
             file=sys.stderr,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from shared.domain.wording import counted
 from shared.observability.redact import printable
 
 MAX_SHOWN = 40  # differences listed; the rest are counted (--json has them all)
@@ -19,8 +20,8 @@ def reconcile_text(result: dict[str, Any]) -> str:
     s = result["summary"]
     lines = [
         _headline(result),
-        f"  sources: {_api_source(s)}; {_landed_source(s)}; staged {s['staged_rows']} rows"
-        f" ({s['quarantined']} quarantined); table {s['analytics_rows']} rows (day {s['day_state']})",
+        f"  sources: {_api_source(s)}; {_landed_source(s)}; staged {_count(s['staged_rows'], 'row')}"
+        f" ({s['quarantined']} quarantined); table {_count(s['analytics_rows'], 'row')} (day {s['day_state']})",
         *_unknown_line(s),
         *_findings(result["differences"], "differences (--json lists them all)"),
         *_notes(result["notes"]),
@@ -32,18 +33,23 @@ def reconcile_text(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _count(value: Any, noun: str, plural: str = "") -> str:
+    """A count of the answer in words (a value that is not a count as it is)."""
+    return counted(value, noun, plural) if isinstance(value, int) else f"{value} {plural or noun + 's'}"
+
+
 def _headline(result: dict[str, Any]) -> str:
     s = result["summary"]
     who = f" {result['company_id']}" if result.get("company_id") else ""
     head = f"reconcile {result['date']}{who}: {_VERDICTS[result['verdict']]}"
     if result["verdict"] == "differ" and not who and s["companies_differing"]:
-        head += f" ({s['companies_differing']} of {s['companies_compared']} companies)"
+        head += f" ({s['companies_differing']} of {_count(s['companies_compared'], 'company', 'companies')})"
     return head
 
 
 def _api_source(s: dict[str, Any]) -> str:
     if s["api_records"] is not None:
-        return f"API now: {s['api_records']} records"
+        return f"API now: {_count(s['api_records'], 'record')}"
     if s["api_error"]:
         return f"API could not be asked ({s['api_error']})"
     return "API not asked (--skip-api)"
@@ -51,7 +57,7 @@ def _api_source(s: dict[str, Any]) -> str:
 
 def _landed_source(s: dict[str, Any]) -> str:
     landed = (
-        f"landed by {s['landed_by']} at {s['fetched_at']}: {s['landed_records']} records"
+        f"landed by {s['landed_by']} at {s['fetched_at']}: {_count(s['landed_records'], 'record')}"
         if s["landed_by"] and s["landed_records"]
         else "nothing landed"
     )

@@ -26,6 +26,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from shared.local.folder_lock import FolderBusy, FolderLock
+from shared.services.replay import let_go_of_fetches
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,9 @@ class LocalServer:
             if self.lock is not None and not self.lock.held:
                 self.lock.acquire(wait=False)
                 self.pipeline.services.bus.resync()  # another command may have worked meanwhile
+                # As at a command's start (LocalPipeline): holding the folder, no other process
+                # fetches, so a heartbeat in the ledger was left by a command killed meanwhile.
+                let_go_of_fetches(self.pipeline.services)
             yield
 
     def _deliver(self) -> None:

@@ -41,7 +41,8 @@ def _day_line(view: dict[str, Any], since: str | None) -> str:
 
 def _built_line(view: dict[str, Any], since: str | None) -> str:
     build = view.get("days") or {}
-    text = f"{view['date']}  built      {build.get('rows', 0):>6} rows  snapshot {build.get('snapshot_date')}"
+    rows = build.get("rows", 0)
+    text = f"{view['date']}  built      {rows:>6} {agreeing(rows, 'row', 'rows')}  snapshot {build.get('snapshot_date')}"
     text += _last_build(build, since)
     if build.get(NEED):
         text += f"  ({'rebuild' if build[NEED] == BUILD else 'gate check'} pending)"
@@ -68,7 +69,7 @@ def _waiting_line(view: dict[str, Any]) -> str:
     quarantined = int(usage.get("quarantined") or 0)
     unknown = unknown_usage(view)
     return (
-        f"{view['date']}  waiting    usage staged ({usage.get('staged', 0)} records"
+        f"{view['date']}  waiting    usage staged ({_count(usage.get('staged', 0), 'record')}"
         + (f", {quarantined} quarantined" if quarantined else "")
         + (f"; usage unknown: {unknown}" if unknown else "")
         + f"); {build.get('reason')} (drop one: python -m shared.cli crm-drop FILE)"
@@ -82,7 +83,12 @@ def _blocked_line(view: dict[str, Any]) -> str:
 
 
 def _staged_line(view: dict[str, Any]) -> str:
-    return f"{view['date']}  staged     {(view.get('usage') or {}).get('staged')} records, not built yet"
+    return f"{view['date']}  staged     {_count((view.get('usage') or {}).get('staged'), 'record')}, not built yet"
+
+
+def _count(value: Any, noun: str) -> str:
+    """A stored count in words; a value that is not one (missing) as it was always said."""
+    return counted(value, noun) if isinstance(value, int) else f"{value} {noun}s"
 
 
 def _incomplete_line(view: dict[str, Any]) -> str:
@@ -308,7 +314,7 @@ def file_line(entry: dict[str, Any] | None) -> str:
     if entry.get("status") == "failed":
         return f"not staged: {entry.get('reason')}"
     status = entry.get("status")
-    text = f"snapshot {entry.get('snapshot_date')} {status}: {entry.get('staged')} rows"
+    text = f"snapshot {entry.get('snapshot_date')} {status}: {_count(entry.get('staged'), 'row')}"
     if status == "unchanged":
         text += ", the same as already staged: nothing to rebuild"
     quarantined = int(entry.get("quarantined") or 0)
@@ -367,7 +373,7 @@ def crm_table(snapshots: Sequence[dict[str, Any]], files: Sequence[dict[str, Any
     for file in quarantined:
         lines.append(
             printable(
-                f"{file.get('blob')}: {int(file['quarantined'])} rows quarantined ({file.get('quarantine')})"
+                f"{file.get('blob')}: {counted(int(file['quarantined']), 'row')} quarantined ({file.get('quarantine')})"
             )
         )
     return "\n".join(lines)

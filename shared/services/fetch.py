@@ -21,7 +21,7 @@ import logging
 import threading
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Literal
@@ -145,6 +145,7 @@ def fetch_day(
         client = client or services.usage_api(services.settings)
         client.retry_budget_s = max(0.0, budget - spent)
         client.waited_s = state.waited_s if resuming else 0.0
+        resuming = _one_page_size(services, claim, client, resuming=resuming, checking=checking)
         pages = _land_or_give_up(
             services,
             client,
@@ -210,6 +211,24 @@ def _start_run(
     return run_id, _new_run(services, key, run_id, decision.force, note=decision.reason), {}
 
 
+def _one_page_size(
+    services: Services, claim: _Claim, client: UsageApi, *, resuming: bool, checking: bool
+) -> bool:
+    """Every page of a run is asked at the page size the run started with, whatever
+    USAGE_API_PAGE_SIZE says now: pages 1-8 of 10 records then page 9 of 100 would skip records
+    81-800. Returns whether the pages an earlier attempt landed may be reused: not when that
+    attempt did not record its page size (they are fetched again, at today's size)."""
+    if checking:
+        return resuming  # a re-check lands under a run of its own, never resumed
+    recorded = claim.record.page_size
+    if resuming and recorded > 0:
+        client.page_size = recorded
+        return True
+    claim.record = replace(claim.record, page_size=client.page_size)
+    put_record(services.ledger, claim.key, claim.record)
+    return False
+
+
 def _land_or_give_up(
     services: Services,
     client: UsageApi,
@@ -251,8 +270,8 @@ def _redeliver_or_fail(
     # Attempts: this one and the earlier ones of the run that ended the same way (deliveries).
     tries = (0 if checking else state.attempts) + 1
     tally = (
-        f"{counted(tries, 'attempt')} of this fetch made {counted(requests, 'HTTP request')} in all,"
-        f" retries included; {spent:.0f} s spent on failed requests and backoff"
+        f"{counted(tries, 'attempt')} of this fetch made {counted(requests, 'HTTP request')} in all"
+        f"{_retries_included(tries, requests)}; {_seconds(spent)} s spent on failed requests and backoff"
     )
     if not checking:  # the next delivery goes on from these (a re-check starts afresh)
         state = replace(
@@ -280,6 +299,17 @@ def _redeliver_or_fail(
         f" {budget:g} s, is spent); replay the day once the API answers normally",
         checking=checking,
     )
+
+
+def _retries_included(tries: int, requests: int) -> str:
+    """What the request count holds: no more requests than attempts means each attempt made
+    one request, the one that failed, and none was retried."""
+    return ", retries included" if requests > tries else ""
+
+
+def _seconds(spent: float) -> str:
+    """Seconds as precisely as the retry budget beside them is said (a budget of 0.2 s)."""
+    return f"{spent:.1f}" if spent < 10 else f"{spent:.0f}"
 
 
 def _unchanged(services: Services, key: str, state: FetchRecord, pages: list[LandedPage]) -> FetchOutcome:
@@ -510,7 +540,7 @@ class _Claim:
 
     def __init__(self, services: Services, key: str, record: FetchRecord) -> None:
         self.record = record
-        self._services, self._key = services, key
+        self._services, self.key = services, key
         self._lock = threading.Lock()
         self._renewed = self._stamped = services.clock()
 
@@ -525,7 +555,7 @@ class _Claim:
             self._renewed = now if renew else self._renewed
             lease = _lease_until(services) if renew else self.record.lease_until
             self.record = record = replace(self.record, lease_until=lease, alive_at=heartbeat(services))
-        put_record(services.ledger, self._key, record)
+        put_record(services.ledger, self.key, record)
 
 
 FETCH_LEASE_S = 3600  # renewed every quarter of it while pages land
@@ -630,7 +660,7 @@ def _land_pages(
     def land(number: int) -> LandedPage:
         if number > max_pages:
             raise UsageApiError(
-                f"has_next_page still true after {max_pages} pages for {day}; stopped at the page cap"
+                f"has_next_page still true after {counted(max_pages, 'page')} for {day}; stopped at the page cap"
                 " (USAGE_API_MAX_PAGES)"
             )
         if alive is not None:
@@ -672,6 +702,8 @@ def _land_concurrently(numbers: range, land: Callable[[int], LandedPage], worker
     on a page every earlier page of which landed saying there is more (redelivering cannot get
     past it), else the lowest page's error (the one a page-by-page walk would have met first).
     """
+    if not numbers:
+        return []  # USAGE_API_MAX_PAGES=1: nothing past page 1 is fetched at once
     lowest_failed = [numbers[-1] + 1]
     last_needed = [numbers[-1]]  # lowered by a page that says it is the last
     lock = threading.Lock()
@@ -693,12 +725,11 @@ def _land_concurrently(numbers: range, land: Callable[[int], LandedPage], worker
 
     with ThreadPoolExecutor(max_workers=min(workers, len(numbers)), thread_name_prefix="fetch-page") as pool:
         # Each worker runs in a copy of this context, so its log lines keep the day and run id.
-        futures = [pool.submit(contextvars.copy_context().run, task, n) for n in numbers]
-        try:
-            wait(futures)
+        try:  # a stop while the pages are queued cancels the queue too
+            futures = [pool.submit(contextvars.copy_context().run, task, n) for n in numbers]
+            _wait_interruptibly(futures)
         except BaseException:  # a stop (Ctrl-C): start no other page, let the running ones end
-            for future in futures:
-                future.cancel()
+            pool.shutdown(wait=False, cancel_futures=True)
             raise
 
     landed: list[LandedPage] = []
@@ -721,6 +752,17 @@ def _land_concurrently(numbers: range, land: Callable[[int], LandedPage], worker
         decisive = [e for n, e in failures if isinstance(e, UsageApiError) and n <= numbers[0] + len(landed)]
         raise decisive[0] if decisive else failures[0][1]
     return landed
+
+
+# How often a wait for the page workers looks for a stop (Ctrl-C): the kernel may hand SIGINT to
+# a worker thread, and then an untimed wait would see it only once every queued page has landed.
+STOP_CHECK_S = 0.1
+
+
+def _wait_interruptibly(futures: list[Future[LandedPage | None]]) -> None:
+    """Wait for every future, in short steps, so that a stop is raised within STOP_CHECK_S."""
+    while wait(futures, timeout=STOP_CHECK_S).not_done:
+        pass
 
 
 def _land_page(

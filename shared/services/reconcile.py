@@ -28,6 +28,7 @@ from shared.domain.reconcile import (
 )
 from shared.domain.rules import Rules
 from shared.domain.usage_page import parse_page
+from shared.domain.wording import counted
 from shared.observability.context import bind
 from shared.ports import ApiAsksToWait, BlobNotFound, Services, TransientApiError, UsageApiError
 from shared.services.status import day_status
@@ -136,7 +137,7 @@ def _ask_api(services: Services, day: date) -> tuple[list[Any] | None, str | Non
         while True:
             number += 1
             if number > settings.usage_api_max_pages:
-                return None, f"has_next_page still true after {settings.usage_api_max_pages} pages"
+                return None, f"has_next_page still true after {counted(settings.usage_api_max_pages, 'page')}"
             page = client.fetch_page(day, number)
             records += page.records
             if not page.has_next_page:
