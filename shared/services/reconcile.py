@@ -142,7 +142,12 @@ def _ask_api(services: Services, day: date) -> tuple[list[Any] | None, str | Non
             records += page.records
             if not page.has_next_page:
                 return records, None
-    except (UsageApiError, TransientApiError, PermanentError, ApiAsksToWait) as exc:
+    except ApiAsksToWait as exc:  # said in reconcile's terms: the setting did not bound this wait
+        return None, (
+            f"the API asks to wait {exc.wait_s:.0f} s (Retry-After) before it answers page {exc.page};"
+            " reconcile does not wait: ask again after that, or add --skip-api"
+        )
+    except (UsageApiError, TransientApiError, PermanentError) as exc:
         return None, str(exc)
 
 
