@@ -275,9 +275,10 @@ def _fetch_note(view: dict[str, Any]) -> str | None:
         )
     if fetch.get("status") == "waiting" and fetch.get("retry_at"):
         # Also under a built day: its rows are from the last fetch until the new one lands.
-        retry_at = str(fetch["retry_at"])[:16].replace("T", " ")
+        # To the second: a command run in the minute but before the second does not run it yet.
+        retry_at = str(fetch["retry_at"])[:19].replace("T", " ")
         kept = " (the rows shown are from the last fetch until then)" if state != "fetch scheduled" else ""
-        return f"fetch scheduled: runs again at {retry_at} UTC ({fetch.get('waiting_for')}){kept}"
+        return f"fetch scheduled: runs again at {retry_at} UTC, as the API asked (Retry-After){kept}"
     return None
 
 

@@ -549,7 +549,9 @@ def test_status_and_reconcile_say_when_a_scheduled_fetch_runs(
 
     code, out, err = cli("status")
     assert code == 0, err
-    assert f"{DAY}: fetch scheduled: runs again at {at}" in out, out
+    seconds = f"{retry_at:%Y-%m-%d %H:%M:%S} UTC"
+    assert f"{DAY}: fetch scheduled: runs again at {seconds}, as the API asked (Retry-After)" in out, out
+    assert out.count(f"{retry_at:%Y-%m-%d %H:%M}") == 1, out  # said once (it was said twice)
 
     code, out, _err = cli("reconcile", "--date", DAY, "--skip-api")
     assert f"is scheduled: the API asked to wait, and it runs again at {at}" in out, out
