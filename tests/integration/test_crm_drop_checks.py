@@ -169,7 +169,7 @@ def test_a_snapshot_that_lost_most_of_its_companies_is_rejected_unless_forced(
     code, out, err = drop(cli, tmp_path, "companies_2026-10-03.csv", companies_csv(1))
     assert code == 1
     line = one_line(err)
-    assert "1 companies, down 98% against the 60 of the snapshot of 2026-10-01" in line
+    assert "1 company, down 98% against the 60 of the snapshot of 2026-10-01" in line
     assert "drop it again with --force (or upload it with blob metadata force=true)" in line
     assert staged_companies(local_env, "2026-10-03") == 0 and staged_companies(local_env, "2026-10-01") == 60
     assert any(p.startswith("crm-drop/companies_2026-10-03.csv/") for p in quarantined(local_env))
@@ -177,7 +177,7 @@ def test_a_snapshot_that_lost_most_of_its_companies_is_rejected_unless_forced(
 
     code, out, err = drop(cli, tmp_path, "companies_2026-10-03.csv", companies_csv(1), "--force")
     assert code == 0, err
-    assert "size check overridden by force: 1 companies, down 98%" in out
+    assert "size check overridden by force: 1 company, down 98%" in out
     assert staged_companies(local_env, "2026-10-03") == 1
 
 
@@ -245,7 +245,7 @@ def test_rows_quarantined_from_a_crm_file_show_in_status(cli, local_env: Path, t
     assert f"1 quarantined ({where}" in out
     # Before: status said nothing about the CRM side.
     code, out, _err = cli("status")
-    assert code == 0 and f"companies_2026-10-01.csv: 1 rows quarantined ({where}" in out
+    assert code == 0 and f"companies_2026-10-01.csv: 1 row quarantined ({where}" in out
     code, out, _err = cli("status", "--json")
     files = json.loads(out)["crm_files"]
     assert [(f["blob"], f["status"], f["quarantined"]) for f in files] == [
@@ -291,7 +291,7 @@ def test_status_shows_each_snapshot_the_days_it_serves_and_each_rejected_file(
         "..",
         "2026-10-11",
     ]
-    assert any(line.startswith("companies_2026-10-06.csv: rejected (1 companies, down 98%") for line in lines)
+    assert any(line.startswith("companies_2026-10-06.csv: rejected (1 company, down 98%") for line in lines)
     snapshots = json.loads(cli("status", "--json")[1])["crm_snapshots"]
     assert [
         (s["snapshot_date"], s["companies"], s["effective_from"], s["effective_to"]) for s in snapshots
