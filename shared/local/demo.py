@@ -95,7 +95,10 @@ def _days_built(days: list[dict[str, Any]], of: int, changed: int, api_requests:
         if changed
         else " this run changed none (it was all built already)"
     )
-    return f"  days built        {len(days)} of {of}, {rows} rows;{written}; {api_requests} API requests"
+    return (
+        f"  days built        {len(days)} of {of}, {counted(rows, 'row')};{written};"
+        f" {counted(api_requests, 'API request')}"
+    )
 
 
 def _latest_day(day: dict[str, Any], at_risk: int) -> str:
@@ -103,7 +106,7 @@ def _latest_day(day: dict[str, Any], at_risk: int) -> str:
         f", {day['churn_cannot_tell']} cannot tell (usage refused)" if day.get("churn_cannot_tell") else ""
     )
     return (
-        f"  latest day        {day['activity_date']}: {day['row_count']} companies,"
+        f"  latest day        {day['activity_date']}: {counted(day['row_count'], 'company', 'companies')},"
         f" {day['active_users'] or 0} active users, {at_risk} at churn risk{cannot_tell}"
     )
 
