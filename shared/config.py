@@ -408,11 +408,6 @@ def unresolved_key_vault_references(env: Mapping[str, str] | None = None) -> lis
     ]
 
 
-def _has_user_info(url: str) -> bool:
-    """Whether a URL carries user-info (`user:password@`) before its host."""
-    return bool(_user_info(url))
-
-
 def _user_info(url: str) -> str:
     """The user-info (`user:password`) a URL carries before its host, or ""."""
     authority = url.partition("://")[2].split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]

@@ -151,11 +151,13 @@ def _finish(
     file: dict[str, Any] | None = None,
     since: str | None = None,
 ) -> int:
-    problems = []
+    problems, later = [], []
     for day in days:
         view = pipeline.status(day.isoformat())
         print(printable(day_line(view, since)))  # one line, whatever a file name holds
         problems += [p for p in [day_problem(view)] if p]
+        # A fetch the API asked to wait for (a long Retry-After): what it waits for.
+        later += [w for w in [str((view.get("fetch") or {}).get("waiting_for") or "")] if w]
     if file and file.get("status") == "rejected":
         problems.append(f"CRM file {file.get('blob')} rejected: {file.get('reason')}")
     # The state says it best; alerts and dead letters only when the state shows no failure
@@ -173,7 +175,6 @@ def _finish(
     if problems:
         more = f" (and {len(problems) - 1} more; see alerts)" if len(problems) > 1 else ""
         raise CliError(problems[0] + more)
-    later = [f for d in days if (f := _scheduled_fetch(pipeline, d))]
     if later:
         more = f" (and {len(later) - 1} more days)" if len(later) > 1 else ""
         print(
@@ -189,12 +190,6 @@ def _pending_builds(waiting: list[date]) -> str:
     return f"{counted(len(waiting), 'day')} still {agreeing(len(waiting), 'has', 'have')} a build pending"
 
 
-def _scheduled_fetch(pipeline: LocalPipeline, day: date) -> str | None:
-    """What the fetch of `day` is waiting for, when the API asked for a long wait (Retry-After)."""
-    entry = pipeline.services.ledger.get(names.FETCH, day.isoformat())
-    return str(entry.data["waiting_for"]) if entry and entry.data.get("waiting_for") else None
-
-
 def _still_pending(pipeline: LocalPipeline, report: DrainReport) -> list[str]:
     """Days the transform still owes once the queues are empty: a command never exits 0 while
     one is pending. The line says which and why (the transform's last failure, or the lease)."""
@@ -206,9 +201,8 @@ def _still_pending(pipeline: LocalPipeline, report: DrainReport) -> list[str]:
     if not waiting:
         return []
     shown = ", ".join(d.isoformat() for d in waiting[:3]) + (" ..." if len(waiting) > 3 else "")
-    too_big = [
-        e.data for e in entries if e.data.get("status") == "failed" and "memory" in str(e.data.get("reason"))
-    ]
+    # A day is settled as failed only when it did not fit in LOCAL_WAREHOUSE_MEMORY_MB.
+    too_big = [e.data for e in entries if e.data.get("status") == "failed"]
     if too_big:  # held back under this cap: trying again as it is would fail the same way
         return [
             f"{_pending_builds(waiting)} ({shown}): {too_big[0].get('reason')};"

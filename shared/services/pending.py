@@ -21,12 +21,9 @@ from shared.domain.transform_plan import BUILD, Need, merge_needs
 from shared.ports import LedgerEntry, Services
 from shared.services.ledger import update_record
 
-# Fields of a `days` entry (`DayRecord`); the transform's own fields (status, rows, rules, ...)
-# sit beside them. Kept under these names for the modules that read them.
+# The field of a `days` entry (`DayRecord`) that says what is owed; the transform's own fields
+# (status, rows, rules, ...) sit beside the marks. Kept under this name for the views.
 NEED = ledger_records.PENDING
-TOKEN = ledger_records.PENDING_TOKEN
-RUN = ledger_records.PENDING_RUN_ID
-SINCE = ledger_records.PENDING_SINCE
 
 
 @dataclass(frozen=True)
