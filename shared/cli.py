@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 
 
@@ -11,13 +12,21 @@ def _main() -> int:
     try:
         from shared.local.cli import main
     except KeyboardInterrupt:
+        _stopping()
         print("interrupted before anything was done", file=sys.stderr)
         return 130
     try:
         return main()
     except KeyboardInterrupt:  # one that slipped past the command's own handling (a lazy import)
+        _stopping()
         print("interrupted: what was not finished is taken up by the next command", file=sys.stderr)
         return 130
+
+
+def _stopping() -> None:
+    """Already stopping: a second Ctrl-C or kill must not cut the last line short."""
+    for stop in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(stop, signal.SIG_IGN)
 
 
 if __name__ == "__main__":

@@ -309,23 +309,30 @@ def _redacted_output(secrets: list[str]) -> Iterator[None]:
 def _stopped_like_ctrl_c(command: str) -> Iterator[None]:
     """`kill` (SIGTERM) and a closed terminal (SIGHUP) stop a command that fetches or builds as
     Ctrl-C does: what it was doing is given back and said (a fetch lets go of its claim, so
-    `status` says interrupted), instead of the process vanishing mid-way."""
+    `status` says interrupted), instead of the process vanishing mid-way. One stop is enough:
+    a second signal while the first is being handled is ignored, so the giving back and the
+    one line are never cut short by a traceback."""
     previous: dict[signal.Signals, Any] = {}
+    stopping = threading.Event()
     if (
         command in ("run", "backfill", "crm-drop", "rebuild")
         and threading.current_thread() is threading.main_thread()
     ):
 
         def interrupt(_signum: int, _frame: Any) -> None:
-            raise KeyboardInterrupt
+            if not stopping.is_set():
+                stopping.set()
+                raise KeyboardInterrupt
 
-        previous = {stop: signal.signal(stop, interrupt) for stop in (signal.SIGTERM, signal.SIGHUP)}
+        stops = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+        previous = {stop: signal.signal(stop, interrupt) for stop in stops}
     try:
         yield
     finally:
-        for stop, handler in previous.items():
-            if handler is not None:
-                signal.signal(stop, handler)
+        if not stopping.is_set():  # once stopping, later signals stay ignored until exit
+            for stop, handler in previous.items():
+                if handler is not None:
+                    signal.signal(stop, handler)
 
 
 def _main_interrupted(args: argparse.Namespace) -> int:
