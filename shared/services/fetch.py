@@ -118,6 +118,7 @@ def fetch_day(
         daily=daily,
         manifest_exists=bool(manifest) and services.blobs.exists(names.RAW_CONTAINER, manifest),
         now=services.clock(),
+        alive_for_s=HEARTBEAT_S + retry_budget_s(services),  # as replay's `running_for_s`
     )
     if decision.action == "skip":
         return FetchOutcome("skipped", state.run_id, message=f"{key} not re-checked: {decision.reason}")
