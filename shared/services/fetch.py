@@ -124,6 +124,7 @@ def fetch_day(
         return FetchOutcome("skipped", state.run_id, message=f"{key} not re-checked: {decision.reason}")
     if decision.action == "re-announce":
         _announce_manifest(services, state.manifest)
+        _forget_lookback_note(services, key, state)
         return FetchOutcome(
             "already-fetched",
             state.run_id,
@@ -186,6 +187,13 @@ def fetch_day(
     return _complete(
         services, day, claim.record, run_id, pages, client.page_size, requests, force=force, checking=checking
     )
+
+
+def _forget_lookback_note(services: Services, key: str, state: FetchRecord) -> None:
+    """A request that is not the lookback's (a person's `run --date`, a replay) answered for the
+    day now: its line no longer says the lookback fetched it, as if this request had."""
+    if state.lookback_fetch or state.lookback_fetch_at:
+        put_record(services.ledger, key, without(state, "lookback_fetch", "lookback_fetch_at"))
 
 
 def _start_run(
