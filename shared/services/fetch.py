@@ -680,7 +680,7 @@ def _land_pages(
     total = pages[0].total_pages
     if workers > 1 and pages[0].has_next_page and total is not None and total > 1:
         # Up to the cap only: past it the sequential walk below fails as it always did.
-        pages += _land_concurrently(range(2, min(total, max_pages) + 1), land, workers)
+        pages += _land_concurrently(range(2, min(total, max_pages) + 1), land, workers, client.stop)
         for earlier, later in itertools.pairwise(pages):
             _not_the_same_page_again(day, earlier, later)
     while pages[-1].has_next_page:
@@ -700,7 +700,9 @@ def _not_the_same_page_again(day: date, earlier: LandedPage, later: LandedPage) 
         )
 
 
-def _land_concurrently(numbers: range, land: Callable[[int], LandedPage], workers: int) -> list[LandedPage]:
+def _land_concurrently(
+    numbers: range, land: Callable[[int], LandedPage], workers: int, stop: Callable[[], None]
+) -> list[LandedPage]:
     """Land `numbers` with at most `workers` at a time; the pages up to and including the first
     that says `has_next_page` false (all of them if none does), in page order.
 
@@ -732,14 +734,16 @@ def _land_concurrently(numbers: range, land: Callable[[int], LandedPage], worker
                 last_needed[0] = min(last_needed[0], number)
         return page
 
-    with ThreadPoolExecutor(max_workers=min(workers, len(numbers)), thread_name_prefix="fetch-page") as pool:
+    pool = ThreadPoolExecutor(max_workers=min(workers, len(numbers)), thread_name_prefix="fetch-page")
+    try:  # not `with`: leaving it would wait for the workers, a stop must not
         # Each worker runs in a copy of this context, so its log lines keep the day and run id.
-        try:  # a stop while the pages are queued cancels the queue too
-            futures = [pool.submit(contextvars.copy_context().run, task, n) for n in numbers]
-            _wait_interruptibly(futures)
-        except BaseException:  # a stop (Ctrl-C): start no other page, let the running ones end
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
+        futures = [pool.submit(contextvars.copy_context().run, task, n) for n in numbers]
+        _wait_interruptibly(futures)
+    except BaseException:  # a stop (Ctrl-C): wake the waiting workers, start no other page
+        stop()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
 
     landed: list[LandedPage] = []
     failures: list[tuple[int, BaseException]] = []
