@@ -107,8 +107,16 @@ def fetch_day(
     Permanent API errors fail the run with an alert and return; transient ones that outlast the
     retries raise, so the message is redelivered and finally dead-lettered to `alerts`.
     """
-    key = day.isoformat()
-    entry = services.ledger.get(names.FETCH, key)
+    state, decision = _decide(services, day, force=force, recheck=recheck, daily=daily)
+    answered = _without_fetching(services, day.isoformat(), state, decision)
+    return answered if answered is not None else _fetch_run(services, day, state, decision, client)
+
+
+def _decide(
+    services: Services, day: date, *, force: bool, recheck: bool, daily: bool
+) -> tuple[FetchRecord, FetchDecision]:
+    """The day's fetch entry and what `decide_fetch` makes of it."""
+    entry = services.ledger.get(names.FETCH, day.isoformat())
     state = from_data(FetchRecord, entry.data if entry else None)
     manifest = state.manifest
     decision = decide_fetch(
@@ -120,33 +128,43 @@ def fetch_day(
         now=services.clock(),
         alive_for_s=HEARTBEAT_S + retry_budget_s(services),  # as replay's `running_for_s`
     )
+    return state, decision
+
+
+def _without_fetching(
+    services: Services, key: str, state: FetchRecord, decision: FetchDecision
+) -> FetchOutcome | None:
+    """The outcome of a decision that asks the API nothing (skip, re-announce), else None."""
     if decision.action == "skip":
         return FetchOutcome("skipped", state.run_id, message=f"{key} not re-checked: {decision.reason}")
-    if decision.action == "re-announce":
-        _announce_manifest(services, state.manifest)
-        _forget_lookback_note(services, key, state)
-        return FetchOutcome(
-            "already-fetched",
-            state.run_id,
-            state.pages,
-            state.records,
-            message=f"{key} already fetched by {state.run_id}; re-announced its manifest",
-        )
+    if decision.action != "re-announce":
+        return None
+    _announce_manifest(services, state.manifest)
+    _forget_lookback_note(services, key, state)
+    return FetchOutcome(
+        "already-fetched",
+        state.run_id,
+        state.pages,
+        state.records,
+        message=f"{key} already fetched by {state.run_id}; re-announced its manifest",
+    )
+
+
+def _fetch_run(
+    services: Services, day: date, state: FetchRecord, decision: FetchDecision, client: UsageApi | None
+) -> FetchOutcome:
+    """Start, resume or re-check a run of the day, land its pages and settle its outcome."""
+    key = day.isoformat()
     checking = decision.action == "re-check"
     resuming = decision.action == "resume"
-    force = decision.force
     run_id, state, previous = _start_run(services, key, state, decision)
     claim = _Claim(services, key, state)  # every later write of this run starts from its record
     bind(run_id=run_id)
-
-    budget = retry_budget_s(services)
-    spent = state.retry_s if resuming else 0.0
-    requests_before = state.requests if resuming else 0
+    earlier = _Earlier.of(state, resuming=resuming)
     try:
         _not_known_unreachable(services, key)
         client = client or services.usage_api(services.settings)
-        client.retry_budget_s = max(0.0, budget - spent)
-        client.waited_s = state.waited_s if resuming else 0.0
+        earlier.hand_to(client, retry_budget_s(services))
         resuming = _one_page_size(services, claim, client, resuming=resuming, checking=checking)
         pages = _land_or_give_up(
             services,
@@ -158,10 +176,11 @@ def fetch_day(
             alive=None if checking else claim.alive,
         )
     except ApiAsksToWait as exc:
-        return _ask_again_later(services, day, claim.record, run_id, exc, force=force, recheck=checking)
+        return _ask_again_later(
+            services, day, claim.record, run_id, exc, force=decision.force, recheck=checking
+        )
     except TransientApiError as exc:
-        requests = requests_before + (client.attempts if client else 0)
-        spent += client.retry_s if client else 0.0
+        spent, requests, waited = earlier.with_client(client)
         return _redeliver_or_fail(
             services,
             key,
@@ -170,9 +189,9 @@ def fetch_day(
             exc,
             requests,
             spent,
-            budget=budget,
+            budget=retry_budget_s(services),
             checking=checking,
-            waited=client.waited_s if client else 0.0,
+            waited=waited,
         )
     except UsageApiError as exc:
         return _failed(services, key, claim.record, run_id, str(exc), checking=checking)
@@ -183,10 +202,42 @@ def fetch_day(
 
     if checking and _same_pages(pages, previous):
         return _unchanged(services, key, claim.record, pages)
-    requests = requests_before + client.attempts  # every HTTP request of the run, retries included
+    requests = earlier.requests + client.attempts  # every HTTP request of the run, retries included
     return _complete(
-        services, day, claim.record, run_id, pages, client.page_size, requests, force=force, checking=checking
+        services,
+        day,
+        claim.record,
+        run_id,
+        pages,
+        client.page_size,
+        requests,
+        force=decision.force,
+        checking=checking,
     )
+
+
+@dataclass(frozen=True)
+class _Earlier:
+    """What the earlier deliveries of a resumed run spent (a new run starts from nothing)."""
+
+    retry_s: float = 0.0
+    requests: int = 0
+    waited_s: float = 0.0
+
+    @classmethod
+    def of(cls, state: FetchRecord, *, resuming: bool) -> _Earlier:
+        return cls(state.retry_s, state.requests, state.waited_s) if resuming else cls()
+
+    def hand_to(self, client: UsageApi, budget: float) -> None:
+        """The client goes on from here: what is left of the retry budget, the waits so far."""
+        client.retry_budget_s = max(0.0, budget - self.retry_s)
+        client.waited_s = self.waited_s
+
+    def with_client(self, client: UsageApi | None) -> tuple[float, int, float]:
+        """Seconds spent on failures, HTTP requests and seconds waited: these and the client's."""
+        if client is None:
+            return self.retry_s, self.requests, self.waited_s
+        return self.retry_s + client.retry_s, self.requests + client.attempts, client.waited_s
 
 
 def _forget_lookback_note(services: Services, key: str, state: FetchRecord) -> None:
@@ -715,36 +766,68 @@ def _land_concurrently(
     """
     if not numbers:
         return []  # USAGE_API_MAX_PAGES=1: nothing past page 1 is fetched at once
-    lowest_failed = [numbers[-1] + 1]
-    last_needed = [numbers[-1]]  # lowered by a page that says it is the last
-    lock = threading.Lock()
+    futures = _run_pool(numbers, _PageGate(numbers, land).land, workers, stop)
+    landed, failures = _unbroken_landed(numbers, futures)
+    ended = next((p.number for p in landed if not p.has_next_page), None)
+    if ended is not None:
+        for number, error in failures:
+            if number > ended:
+                log.info("page %d failed (%s) but page %d ended the day; ignored", number, error, ended)
+        return [p for p in landed if p.number <= ended]
+    if failures:
+        decisive = [e for n, e in failures if isinstance(e, UsageApiError) and n <= numbers[0] + len(landed)]
+        raise decisive[0] if decisive else failures[0][1]
+    return landed
 
-    def task(number: int) -> LandedPage | None:
-        with lock:
-            if number >= lowest_failed[0] or number > last_needed[0]:
+
+class _PageGate:
+    """Which queued pages still start: none above a page that failed, none past a page that
+    said it is the last."""
+
+    def __init__(self, numbers: range, land: Callable[[int], LandedPage]) -> None:
+        self._land = land
+        self._lowest_failed = numbers[-1] + 1
+        self._last_needed = numbers[-1]  # lowered by a page that says it is the last
+        self._lock = threading.Lock()
+
+    def land(self, number: int) -> LandedPage | None:
+        with self._lock:
+            if number >= self._lowest_failed or number > self._last_needed:
                 return None  # not started: a lower page failed, or the day ends before it
         try:
-            page = land(number)
+            page = self._land(number)
         except BaseException:
-            with lock:  # before the pool can hand this worker another page
-                lowest_failed[0] = min(lowest_failed[0], number)
+            with self._lock:  # before the pool can hand this worker another page
+                self._lowest_failed = min(self._lowest_failed, number)
             raise
         if not page.has_next_page:
-            with lock:
-                last_needed[0] = min(last_needed[0], number)
+            with self._lock:
+                self._last_needed = min(self._last_needed, number)
         return page
 
+
+def _run_pool(
+    numbers: range, task: Callable[[int], LandedPage | None], workers: int, stop: Callable[[], None]
+) -> list[Future[LandedPage | None]]:
+    """Every page's future, once all are done. A stop (Ctrl-C) wakes the waiting workers, starts
+    no other page and is raised at once, without waiting for the workers."""
     pool = ThreadPoolExecutor(max_workers=min(workers, len(numbers)), thread_name_prefix="fetch-page")
     try:  # not `with`: leaving it would wait for the workers, a stop must not
         # Each worker runs in a copy of this context, so its log lines keep the day and run id.
         futures = [pool.submit(contextvars.copy_context().run, task, n) for n in numbers]
         _wait_interruptibly(futures)
-    except BaseException:  # a stop (Ctrl-C): wake the waiting workers, start no other page
+    except BaseException:
         stop()
         pool.shutdown(wait=False, cancel_futures=True)
         raise
     pool.shutdown(wait=True)
+    return futures
 
+
+def _unbroken_landed(
+    numbers: range, futures: list[Future[LandedPage | None]]
+) -> tuple[list[LandedPage], list[tuple[int, BaseException]]]:
+    """The unbroken run of landed pages from the first, and every page's failure."""
     landed: list[LandedPage] = []
     failures: list[tuple[int, BaseException]] = []
     for number, future in zip(numbers, futures, strict=True):
@@ -754,17 +837,8 @@ def _land_concurrently(
             continue
         page = future.result()
         if page is not None and not failures and len(landed) == number - numbers[0]:
-            landed.append(page)  # the unbroken run of landed pages from the first
-    ended = next((p.number for p in landed if not p.has_next_page), None)
-    if ended is not None:
-        ignored = [(n, e) for n, e in failures if n > ended]
-        for number, error in ignored:
-            log.info("page %d failed (%s) but page %d ended the day; ignored", number, error, ended)
-        return [p for p in landed if p.number <= ended]
-    if failures:
-        decisive = [e for n, e in failures if isinstance(e, UsageApiError) and n <= numbers[0] + len(landed)]
-        raise decisive[0] if decisive else failures[0][1]
-    return landed
+            landed.append(page)
+    return landed, failures
 
 
 # How often a wait for the page workers looks for a stop (Ctrl-C): the kernel may hand SIGINT to
