@@ -522,8 +522,14 @@ def _ask_again_later(
         f" it runs again at {at}"
     )
     if not recheck:  # a re-check leaves the day as last fetched
-        # The scheduled request honours the wait: the resumed fetch starts a new wait total.
-        state = replace(without(state, "lease_until", "last_error", "waited_s"), status="waiting")
+        # The run's wait total survives: the resumed fetch goes on from it, so a fetch the API
+        # keeps asking to wait a moment is rescheduled after one more request, not after
+        # USAGE_API_MAX_WAIT_S more of waits each time.
+        state = replace(
+            without(state, "lease_until", "last_error"),
+            status="waiting",
+            waited_s=round(max(state.waited_s, exc.waited_s), 3),
+        )
     waiting = replace(
         state,
         retry_at=when.isoformat(),

@@ -530,7 +530,8 @@ def test_many_short_retry_afters_count_in_one_wait_bound_and_reschedule_the_fetc
     assert "USAGE_API_MAX_WAIT_S (2 s) in total" in lines[-1] and "after 2 s of waits" in lines[-1], err
     assert "Traceback" not in err
     fetch = day_status(cli, DAY)["fetch"]
-    assert fetch["status"] == "waiting" and "lease_until" not in fetch and "waited_s" not in fetch
+    assert fetch["status"] == "waiting" and "lease_until" not in fetch
+    assert fetch["waited_s"] == 2  # the run's wait total: the scheduled fetch goes on from it
     assert_key_nowhere(local_env, out, err)
 
 
@@ -796,3 +797,30 @@ def test_a_trickling_api_is_bounded_by_the_retry_budget_and_the_real_requests_ar
     assert [a["kind"] for a in alerts if a["activity_date"] == DAY] == ["fetch_failed"]
     assert not [a for a in alerts if a["kind"] == "dead_letter"]
     assert day_status(cli, DAY)["fetch"]["requests"] == MAX_ATTEMPTS
+
+
+def test_a_page_always_asked_to_wait_a_moment_ends_each_command(
+    cli: Cli, local_env: Path, hostile_api: StartApi, children: Children, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Page 2 always answers 429 Retry-After: 1; the waits of a fetch are bounded at 3 s. Each
+    # reschedule comes due a second later, within the same command: before issue 23's review
+    # the second command took turns between the two scheduled fetches of the day, each with a
+    # fresh wait total, until killed.
+    import sys
+
+    asking = hostile_api([Fault(kind="retry_after_seconds", date=DAY, page=2, seconds=1, times=-1)])
+    monkeypatch.setenv("USAGE_API_MAX_WAIT_S", "3")
+    drop_crm(cli, DAY)
+
+    for _command in range(2):
+        run = children.start([sys.executable, "-m", "shared.cli", "run", "--date", DAY])
+        code, _out, err = run.finish()
+        assert code == 75, err
+        assert "Traceback" not in err
+
+    # The first fetch's four requests (three waits, then one past the bound), then one request
+    # per delivery: each delivery goes on from the run's wait total, and each command delivers
+    # at most one scheduled fetch of the day that came due while it ran.
+    assert asking.count(date=DAY, page=2) <= 4 + 2 * 3, log_of(asking, DAY)
+    fetch = day_status(cli, DAY)["fetch"]
+    assert fetch["status"] == "waiting" and fetch["waited_s"] >= 3, fetch
