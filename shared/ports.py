@@ -348,6 +348,10 @@ class UsageApi(Protocol):
         """The page, or UsageApiError (permanent) or TransientApiError (retries exhausted)."""
         ...
 
+    def stop(self) -> None:
+        """End every wait and backoff now (a Ctrl-C while pages are fetched by other threads)."""
+        ...
+
 
 # --- Alert sink ---------------------------------------------------------------------------
 

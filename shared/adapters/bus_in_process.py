@@ -70,6 +70,9 @@ class InProcessBus:
     _lock: threading.RLock = field(default_factory=threading.RLock)
     journal: BusJournal | None = None
     scheduled: list[Envelope] = field(default_factory=list)  # not due yet
+    # (queue, date) of the scheduled messages released since this process took up the journal:
+    # one more that comes due for the same day waits for the next command (or `resync`).
+    _released: set[tuple[str, str]] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self._load_journal()
@@ -89,6 +92,7 @@ class InProcessBus:
                 return
             self.queues.clear()
             self.scheduled.clear()
+            self._released.clear()
             self._seen_ids.clear()
             self._load_journal()
 
@@ -162,12 +166,21 @@ class InProcessBus:
             self.queues.setdefault(envelope.queue, []).append(envelope)
 
     def _release_due(self) -> None:
-        """Scheduled messages whose time has come join their queues."""
+        """Scheduled messages whose time has come join their queues, one per day and queue
+        while this process has the journal: a fetch the API keeps asking to wait a moment is
+        rescheduled a moment later each time, and a command delivering each of those would
+        never end (issue 23). The next command delivers the one held back."""
         if not self.scheduled:
             return
         now = utc_now()
         due = [e for e in self.scheduled if e.scheduled_at is None or e.scheduled_at <= now]
         for envelope in due:
+            day = envelope.properties.get("date")
+            key = (envelope.queue, str(day))
+            if day is not None and key in self._released:
+                continue
+            if day is not None:
+                self._released.add(key)
             self.scheduled.remove(envelope)
             self.queues.setdefault(envelope.queue, []).append(envelope)
 

@@ -65,6 +65,11 @@ def retry_after_seconds(
     return min(max(delta, 0.0), cap)
 
 
+class FetchStopped(BaseException):
+    """Raised in a page worker whose client was stopped: not an API error, never retried nor
+    caught as one; the thread that stopped the client raises the KeyboardInterrupt itself."""
+
+
 class UsageApiClient:
     def __init__(
         self,
@@ -78,7 +83,7 @@ class UsageApiClient:
         backoff_max_s: float = 60.0,
         unreachable_s: float = 60.0,
         session: requests.Session | None = None,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         limiter: RateLimiter | None = None,
         pool_size: int = 10,
@@ -109,7 +114,11 @@ class UsageApiClient:
             "Authorization": f"Bearer {api_key}",
             "Accept": "application/json",
         }
-        self.sleep = sleep
+        # Set by `stop`: every wait and backoff ends at once. Pages fetched by a thread pool sleep
+        # in the workers, where a Ctrl-C never arrives; time.sleep would hold the stop for as
+        # long as the API asked (Retry-After), and the process exit with it.
+        self._stopping = threading.Event()
+        self.sleep = sleep or self._sleep_unless_stopped
         self.limiter = limiter
         self._lock = threading.Lock()  # fetch workers share one client
         self.attempts = 0  # every HTTP request made, retries included
@@ -125,6 +134,15 @@ class UsageApiClient:
         self._backoff = wait_exponential_jitter(
             multiplier=backoff_base_s, max=backoff_max_s, jitter=backoff_base_s
         )
+
+    def stop(self) -> None:
+        """End every wait and backoff of this client now, and start no other request: the
+        fetch was stopped (Ctrl-C, SIGTERM). The pages waiting raise FetchStopped."""
+        self._stopping.set()
+
+    def _sleep_unless_stopped(self, seconds: float) -> None:
+        if self._stopping.wait(seconds):
+            raise FetchStopped("the fetch was stopped")
 
     def _wait(self, state: RetryCallState) -> float:
         error = state.outcome.exception() if state.outcome else None
@@ -159,6 +177,8 @@ class UsageApiClient:
             return pause
 
         def attempt() -> Page:
+            if self._stopping.is_set():
+                raise FetchStopped("the fetch was stopped")
             began = self.clock()
             try:
                 return self._request_page(day, number)

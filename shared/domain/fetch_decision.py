@@ -15,7 +15,9 @@ is still in the store), asks, and does what the answer says. The answers:
   The lookback also fetches (`start`) a day in its window never fetched, and one whose last
   fetch failed: once per daily run, as a fetch, not a re-check.
 * `skip`        nothing to do: a lookback request for a day another fetch holds right now (its
-                lease has not expired), or whose fetch the API asked to wait for.
+                lease has not expired and its heartbeat is fresh), or whose fetch the API asked
+                to wait for. A running entry without a fresh heartbeat stopped (it ran out of
+                retries, or died): the lookback resumes it.
 """
 
 from __future__ import annotations
@@ -48,6 +50,17 @@ def lease_expired(state: Mapping[str, Any], now: datetime) -> bool:
         return True
 
 
+def heartbeat_fresh(state: Mapping[str, Any], now: datetime, alive_for_s: float) -> bool:
+    """A running fetch's heartbeat (`alive_at`) is at most `alive_for_s` old: its holder is
+    alive. A fetch that stopped by raising (out of retries) clears it, but keeps its lease."""
+    stamped = state.get("alive_at")
+    try:
+        alive_at = datetime.fromisoformat(stamped) if isinstance(stamped, str) else None
+    except ValueError:
+        return False
+    return alive_at is not None and abs((now - alive_at).total_seconds()) <= alive_for_s
+
+
 SCHEDULED = "the API asked to wait: its fetch is scheduled"
 
 
@@ -60,10 +73,12 @@ class _Day:
     forced: bool  # the entry's own force flag
     manifest_exists: bool
     scheduled: bool  # waiting for a time the API named, not come yet
-    held: bool  # running under a live lease: another fetch holds it
+    held: bool  # running under a live lease, with a fresh heartbeat: another fetch holds it
 
     @classmethod
-    def of(cls, state: Mapping[str, Any] | None, manifest_exists: bool, now: datetime) -> _Day:
+    def of(
+        cls, state: Mapping[str, Any] | None, manifest_exists: bool, now: datetime, alive_for_s: float
+    ) -> _Day:
         state = state or {}
         status = state.get("status")
         return cls(
@@ -72,7 +87,9 @@ class _Day:
             forced=bool(state.get("force")),
             manifest_exists=manifest_exists,
             scheduled=status == "waiting" and _not_yet(state, now),
-            held=status == "running" and not lease_expired(state, now),
+            held=status == "running"
+            and not lease_expired(state, now)
+            and heartbeat_fresh(state, now, alive_for_s),
         )
 
     @property
@@ -97,12 +114,14 @@ def decide_fetch(
     manifest_exists: bool,
     now: datetime,
     daily: bool = False,
+    alive_for_s: float = 0.0,
 ) -> FetchDecision:
     """What a request for one day does. `state` is the day's fetch ledger entry (None: never
     asked), `recheck` marks a lookback request, `manifest_exists` whether the entry's manifest is
     still in the store; `daily` marks the daily timer's request for yesterday (also `run`
-    without --date), which respects a wait the API asked for."""
-    day = _Day.of(state, manifest_exists, now)
+    without --date), which respects a wait the API asked for; `alive_for_s` how long after its
+    last heartbeat a running fetch still counts as alive (the service's `running_for_s`)."""
+    day = _Day.of(state, manifest_exists, now, alive_for_s)
     if recheck and not force:
         return _lookback_decision(day)
     if daily and not force and day.scheduled:

@@ -107,8 +107,16 @@ def fetch_day(
     Permanent API errors fail the run with an alert and return; transient ones that outlast the
     retries raise, so the message is redelivered and finally dead-lettered to `alerts`.
     """
-    key = day.isoformat()
-    entry = services.ledger.get(names.FETCH, key)
+    state, decision = _decide(services, day, force=force, recheck=recheck, daily=daily)
+    answered = _without_fetching(services, day.isoformat(), state, decision)
+    return answered if answered is not None else _fetch_run(services, day, state, decision, client)
+
+
+def _decide(
+    services: Services, day: date, *, force: bool, recheck: bool, daily: bool
+) -> tuple[FetchRecord, FetchDecision]:
+    """The day's fetch entry and what `decide_fetch` makes of it."""
+    entry = services.ledger.get(names.FETCH, day.isoformat())
     state = from_data(FetchRecord, entry.data if entry else None)
     manifest = state.manifest
     decision = decide_fetch(
@@ -118,33 +126,45 @@ def fetch_day(
         daily=daily,
         manifest_exists=bool(manifest) and services.blobs.exists(names.RAW_CONTAINER, manifest),
         now=services.clock(),
+        alive_for_s=HEARTBEAT_S + retry_budget_s(services),  # as replay's `running_for_s`
     )
+    return state, decision
+
+
+def _without_fetching(
+    services: Services, key: str, state: FetchRecord, decision: FetchDecision
+) -> FetchOutcome | None:
+    """The outcome of a decision that asks the API nothing (skip, re-announce), else None."""
     if decision.action == "skip":
         return FetchOutcome("skipped", state.run_id, message=f"{key} not re-checked: {decision.reason}")
-    if decision.action == "re-announce":
-        _announce_manifest(services, state.manifest)
-        return FetchOutcome(
-            "already-fetched",
-            state.run_id,
-            state.pages,
-            state.records,
-            message=f"{key} already fetched by {state.run_id}; re-announced its manifest",
-        )
+    if decision.action != "re-announce":
+        return None
+    _announce_manifest(services, state.manifest)
+    _forget_lookback_note(services, key, state)
+    return FetchOutcome(
+        "already-fetched",
+        state.run_id,
+        state.pages,
+        state.records,
+        message=f"{key} already fetched by {state.run_id}; re-announced its manifest",
+    )
+
+
+def _fetch_run(
+    services: Services, day: date, state: FetchRecord, decision: FetchDecision, client: UsageApi | None
+) -> FetchOutcome:
+    """Start, resume or re-check a run of the day, land its pages and settle its outcome."""
+    key = day.isoformat()
     checking = decision.action == "re-check"
     resuming = decision.action == "resume"
-    force = decision.force
     run_id, state, previous = _start_run(services, key, state, decision)
     claim = _Claim(services, key, state)  # every later write of this run starts from its record
     bind(run_id=run_id)
-
-    budget = retry_budget_s(services)
-    spent = state.retry_s if resuming else 0.0
-    requests_before = state.requests if resuming else 0
+    earlier = _Earlier.of(state, resuming=resuming)
     try:
         _not_known_unreachable(services, key)
         client = client or services.usage_api(services.settings)
-        client.retry_budget_s = max(0.0, budget - spent)
-        client.waited_s = state.waited_s if resuming else 0.0
+        earlier.hand_to(client, retry_budget_s(services))
         resuming = _one_page_size(services, claim, client, resuming=resuming, checking=checking)
         pages = _land_or_give_up(
             services,
@@ -156,10 +176,11 @@ def fetch_day(
             alive=None if checking else claim.alive,
         )
     except ApiAsksToWait as exc:
-        return _ask_again_later(services, day, claim.record, run_id, exc, force=force, recheck=checking)
+        return _ask_again_later(
+            services, day, claim.record, run_id, exc, force=decision.force, recheck=checking
+        )
     except TransientApiError as exc:
-        requests = requests_before + (client.attempts if client else 0)
-        spent += client.retry_s if client else 0.0
+        spent, requests, waited = earlier.with_client(client)
         return _redeliver_or_fail(
             services,
             key,
@@ -168,9 +189,9 @@ def fetch_day(
             exc,
             requests,
             spent,
-            budget=budget,
+            budget=retry_budget_s(services),
             checking=checking,
-            waited=client.waited_s if client else 0.0,
+            waited=waited,
         )
     except UsageApiError as exc:
         return _failed(services, key, claim.record, run_id, str(exc), checking=checking)
@@ -181,10 +202,49 @@ def fetch_day(
 
     if checking and _same_pages(pages, previous):
         return _unchanged(services, key, claim.record, pages)
-    requests = requests_before + client.attempts  # every HTTP request of the run, retries included
+    requests = earlier.requests + client.attempts  # every HTTP request of the run, retries included
     return _complete(
-        services, day, claim.record, run_id, pages, client.page_size, requests, force=force, checking=checking
+        services,
+        day,
+        claim.record,
+        run_id,
+        pages,
+        client.page_size,
+        requests,
+        force=decision.force,
+        checking=checking,
     )
+
+
+@dataclass(frozen=True)
+class _Earlier:
+    """What the earlier deliveries of a resumed run spent (a new run starts from nothing)."""
+
+    retry_s: float = 0.0
+    requests: int = 0
+    waited_s: float = 0.0
+
+    @classmethod
+    def of(cls, state: FetchRecord, *, resuming: bool) -> _Earlier:
+        return cls(state.retry_s, state.requests, state.waited_s) if resuming else cls()
+
+    def hand_to(self, client: UsageApi, budget: float) -> None:
+        """The client goes on from here: what is left of the retry budget, the waits so far."""
+        client.retry_budget_s = max(0.0, budget - self.retry_s)
+        client.waited_s = self.waited_s
+
+    def with_client(self, client: UsageApi | None) -> tuple[float, int, float]:
+        """Seconds spent on failures, HTTP requests and seconds waited: these and the client's."""
+        if client is None:
+            return self.retry_s, self.requests, self.waited_s
+        return self.retry_s + client.retry_s, self.requests + client.attempts, client.waited_s
+
+
+def _forget_lookback_note(services: Services, key: str, state: FetchRecord) -> None:
+    """A request that is not the lookback's (a person's `run --date`, a replay) answered for the
+    day now: its line no longer says the lookback fetched it, as if this request had."""
+    if state.lookback_fetch or state.lookback_fetch_at:
+        put_record(services.ledger, key, without(state, "lookback_fetch", "lookback_fetch_at"))
 
 
 def _start_run(
@@ -462,8 +522,14 @@ def _ask_again_later(
         f" it runs again at {at}"
     )
     if not recheck:  # a re-check leaves the day as last fetched
-        # The scheduled request honours the wait: the resumed fetch starts a new wait total.
-        state = replace(without(state, "lease_until", "last_error", "waited_s"), status="waiting")
+        # The run's wait total survives: the resumed fetch goes on from it, so a fetch the API
+        # keeps asking to wait a moment is rescheduled after one more request, not after
+        # USAGE_API_MAX_WAIT_S more of waits each time.
+        state = replace(
+            without(state, "lease_until", "last_error"),
+            status="waiting",
+            waited_s=round(max(state.waited_s, exc.waited_s), 3),
+        )
     waiting = replace(
         state,
         retry_at=when.isoformat(),
@@ -671,7 +737,7 @@ def _land_pages(
     total = pages[0].total_pages
     if workers > 1 and pages[0].has_next_page and total is not None and total > 1:
         # Up to the cap only: past it the sequential walk below fails as it always did.
-        pages += _land_concurrently(range(2, min(total, max_pages) + 1), land, workers)
+        pages += _land_concurrently(range(2, min(total, max_pages) + 1), land, workers, client.stop)
         for earlier, later in itertools.pairwise(pages):
             _not_the_same_page_again(day, earlier, later)
     while pages[-1].has_next_page:
@@ -691,7 +757,9 @@ def _not_the_same_page_again(day: date, earlier: LandedPage, later: LandedPage) 
         )
 
 
-def _land_concurrently(numbers: range, land: Callable[[int], LandedPage], workers: int) -> list[LandedPage]:
+def _land_concurrently(
+    numbers: range, land: Callable[[int], LandedPage], workers: int, stop: Callable[[], None]
+) -> list[LandedPage]:
     """Land `numbers` with at most `workers` at a time; the pages up to and including the first
     that says `has_next_page` false (all of them if none does), in page order.
 
@@ -704,34 +772,68 @@ def _land_concurrently(numbers: range, land: Callable[[int], LandedPage], worker
     """
     if not numbers:
         return []  # USAGE_API_MAX_PAGES=1: nothing past page 1 is fetched at once
-    lowest_failed = [numbers[-1] + 1]
-    last_needed = [numbers[-1]]  # lowered by a page that says it is the last
-    lock = threading.Lock()
+    futures = _run_pool(numbers, _PageGate(numbers, land).land, workers, stop)
+    landed, failures = _unbroken_landed(numbers, futures)
+    ended = next((p.number for p in landed if not p.has_next_page), None)
+    if ended is not None:
+        for number, error in failures:
+            if number > ended:
+                log.info("page %d failed (%s) but page %d ended the day; ignored", number, error, ended)
+        return [p for p in landed if p.number <= ended]
+    if failures:
+        decisive = [e for n, e in failures if isinstance(e, UsageApiError) and n <= numbers[0] + len(landed)]
+        raise decisive[0] if decisive else failures[0][1]
+    return landed
 
-    def task(number: int) -> LandedPage | None:
-        with lock:
-            if number >= lowest_failed[0] or number > last_needed[0]:
+
+class _PageGate:
+    """Which queued pages still start: none above a page that failed, none past a page that
+    said it is the last."""
+
+    def __init__(self, numbers: range, land: Callable[[int], LandedPage]) -> None:
+        self._land = land
+        self._lowest_failed = numbers[-1] + 1
+        self._last_needed = numbers[-1]  # lowered by a page that says it is the last
+        self._lock = threading.Lock()
+
+    def land(self, number: int) -> LandedPage | None:
+        with self._lock:
+            if number >= self._lowest_failed or number > self._last_needed:
                 return None  # not started: a lower page failed, or the day ends before it
         try:
-            page = land(number)
+            page = self._land(number)
         except BaseException:
-            with lock:  # before the pool can hand this worker another page
-                lowest_failed[0] = min(lowest_failed[0], number)
+            with self._lock:  # before the pool can hand this worker another page
+                self._lowest_failed = min(self._lowest_failed, number)
             raise
         if not page.has_next_page:
-            with lock:
-                last_needed[0] = min(last_needed[0], number)
+            with self._lock:
+                self._last_needed = min(self._last_needed, number)
         return page
 
-    with ThreadPoolExecutor(max_workers=min(workers, len(numbers)), thread_name_prefix="fetch-page") as pool:
-        # Each worker runs in a copy of this context, so its log lines keep the day and run id.
-        try:  # a stop while the pages are queued cancels the queue too
-            futures = [pool.submit(contextvars.copy_context().run, task, n) for n in numbers]
-            _wait_interruptibly(futures)
-        except BaseException:  # a stop (Ctrl-C): start no other page, let the running ones end
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
 
+def _run_pool(
+    numbers: range, task: Callable[[int], LandedPage | None], workers: int, stop: Callable[[], None]
+) -> list[Future[LandedPage | None]]:
+    """Every page's future, once all are done. A stop (Ctrl-C) wakes the waiting workers, starts
+    no other page and is raised at once, without waiting for the workers."""
+    pool = ThreadPoolExecutor(max_workers=min(workers, len(numbers)), thread_name_prefix="fetch-page")
+    try:  # not `with`: leaving it would wait for the workers, a stop must not
+        # Each worker runs in a copy of this context, so its log lines keep the day and run id.
+        futures = [pool.submit(contextvars.copy_context().run, task, n) for n in numbers]
+        _wait_interruptibly(futures)
+    except BaseException:
+        stop()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+    return futures
+
+
+def _unbroken_landed(
+    numbers: range, futures: list[Future[LandedPage | None]]
+) -> tuple[list[LandedPage], list[tuple[int, BaseException]]]:
+    """The unbroken run of landed pages from the first, and every page's failure."""
     landed: list[LandedPage] = []
     failures: list[tuple[int, BaseException]] = []
     for number, future in zip(numbers, futures, strict=True):
@@ -741,17 +843,8 @@ def _land_concurrently(numbers: range, land: Callable[[int], LandedPage], worker
             continue
         page = future.result()
         if page is not None and not failures and len(landed) == number - numbers[0]:
-            landed.append(page)  # the unbroken run of landed pages from the first
-    ended = next((p.number for p in landed if not p.has_next_page), None)
-    if ended is not None:
-        ignored = [(n, e) for n, e in failures if n > ended]
-        for number, error in ignored:
-            log.info("page %d failed (%s) but page %d ended the day; ignored", number, error, ended)
-        return [p for p in landed if p.number <= ended]
-    if failures:
-        decisive = [e for n, e in failures if isinstance(e, UsageApiError) and n <= numbers[0] + len(landed)]
-        raise decisive[0] if decisive else failures[0][1]
-    return landed
+            landed.append(page)
+    return landed, failures
 
 
 # How often a wait for the page workers looks for a stop (Ctrl-C): the kernel may hand SIGINT to

@@ -212,3 +212,29 @@ def test_bus_peek_sees_without_receiving(bus: InProcessBus) -> None:
     assert bus.sent_count == {Q: 2}
     with pytest.raises(KeyError, match="no queue"):
         bus.peek("fetch-request")
+
+
+def test_a_scheduled_message_for_a_day_comes_due_once_per_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A fetch the API keeps asking to wait a moment is rescheduled a moment later each time:
+    # one command delivers one of them that came due while it ran, the next command the next.
+    from datetime import UTC, datetime, timedelta
+
+    now = datetime(2026, 10, 2, 6, 0, tzinfo=UTC)
+    monkeypatch.setattr(bus_in_process, "utc_now", lambda: now)
+    bus = InProcessBus()
+
+    def later(message_id: str, seconds: int, day: str = "2026-10-01") -> OutgoingMessage:
+        at = now + timedelta(seconds=seconds)
+        return OutgoingMessage({"date": day}, message_id, {"date": day}, scheduled_enqueue_time_utc=at)
+
+    bus.send(Q, [later("first", 1), later("second", 2), later("other-day", 2, "2026-10-02")])
+    monkeypatch.setattr(bus_in_process, "utc_now", lambda: now + timedelta(seconds=3))
+
+    delivered = [bus.receive(Q), bus.receive(Q), bus.receive(Q)]
+
+    assert [e.message_id if e else None for e in delivered] == ["first", "other-day", None]
+    assert [body["date"] for _, body in bus.scheduled_messages(Q)] == ["2026-10-01"]  # held
+    for envelope in delivered[:2]:
+        assert envelope is not None
+        bus.complete(envelope)
+    assert bus.idle()  # the command ends

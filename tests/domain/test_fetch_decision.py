@@ -14,13 +14,14 @@ NOW = datetime(2026, 11, 21, 6, 0, tzinfo=UTC)
 LIVE = (NOW + timedelta(minutes=5)).isoformat()
 DEAD = (NOW - timedelta(minutes=5)).isoformat()
 COMPLETE = {"run_id": "fetch-a", "status": "complete", "manifest": "m.json", "force": False}
-RUNNING = {"run_id": "fetch-a", "status": "running", "force": True, "lease_until": LIVE}
+ALIVE = (NOW - timedelta(seconds=5)).isoformat()
+RUNNING = {"run_id": "fetch-a", "status": "running", "force": True, "lease_until": LIVE, "alive_at": ALIVE}
 WAITING = {"run_id": "fetch-a", "status": "waiting", "force": False, "retry_at": LIVE}
 FAILED = {"run_id": "fetch-a", "status": "failed", "error": "HTTP 404"}
 
 
 def decide(state: dict[str, Any] | None, **kw: Any) -> FetchDecision:
-    args = {"force": False, "recheck": False, "manifest_exists": True, "now": NOW, **kw}
+    args = {"force": False, "recheck": False, "manifest_exists": True, "now": NOW, "alive_for_s": 60, **kw}
     return decide_fetch(state, **args)
 
 
@@ -43,6 +44,10 @@ def decide(state: dict[str, Any] | None, **kw: Any) -> FetchDecision:
         (COMPLETE, {"recheck": True, "manifest_exists": False}, "start", None, False),
         (RUNNING, {"recheck": True}, "skip", "fetch-a", False),  # another fetch holds it
         ({**RUNNING, "lease_until": DEAD}, {"recheck": True}, "resume", "fetch-a", True),
+        # Out of retries: the lease still holds, but nobody is alive behind it (issue 23).
+        ({**RUNNING, "alive_at": ""}, {"recheck": True}, "resume", "fetch-a", True),
+        ({k: v for k, v in RUNNING.items() if k != "alive_at"}, {"recheck": True}, "resume", "fetch-a", True),
+        ({**RUNNING, "alive_at": DEAD}, {"recheck": True}, "resume", "fetch-a", True),  # stale
         # A long Retry-After: the scheduled request (or a person's) resumes; a re-check before
         # that time leaves it alone.
         (WAITING, {}, "resume", "fetch-a", False),
