@@ -426,7 +426,14 @@ def _complete(
     services.blobs.put(names.RAW_CONTAINER, manifest_name, json.dumps(manifest, indent=1).encode())
     done = replace(
         without(
-            state, "last_error", "last_check_error", "lease_until", "waited_s", "interrupted_at", *WAIT_FIELDS
+            state,
+            "last_error",
+            "last_check_error",
+            "lease_until",
+            "waited_s",
+            "interrupted_at",
+            ALIVE_AT,  # a finished fetch is not alive: its heartbeat goes with it
+            *WAIT_FIELDS,
         ),
         run_id=run_id,
         status="complete",
@@ -472,7 +479,7 @@ def _failed(
         return FetchOutcome("failed", run_id, message=message)
     message = f"fetch of {key} failed: {error}"
     failed = replace(
-        without(state, "last_error", "lease_until"),
+        without(state, "last_error", "lease_until", ALIVE_AT),
         status="failed",
         error=error,
         finished_at=services.clock().isoformat(),
@@ -526,7 +533,7 @@ def _ask_again_later(
         # keeps asking to wait a moment is rescheduled after one more request, not after
         # USAGE_API_MAX_WAIT_S more of waits each time.
         state = replace(
-            without(state, "lease_until", "last_error"),
+            without(state, "lease_until", "last_error", ALIVE_AT),
             status="waiting",
             waited_s=round(max(state.waited_s, exc.waited_s), 3),
         )

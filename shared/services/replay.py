@@ -139,7 +139,8 @@ def let_go_of_fetches(services: Services) -> list[str]:
     """The days whose fetch the ledger shows alive, let go. Only for a caller that knows no
     other process fetches now (a local command holding LOCAL_DATA_DIR's lock): such a heartbeat
     was left by a command that was killed."""
-    alive = [key for key, fetch in query_records(services.ledger, FetchRecord).items() if fetch.alive_at]
+    fetches = query_records(services.ledger, FetchRecord).items()
+    alive = [key for key, fetch in fetches if fetch.status == "running" and fetch.alive_at]
     for key in alive:
         _clear_heartbeat(services, key)
     return alive

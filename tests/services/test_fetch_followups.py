@@ -172,3 +172,21 @@ def test_the_heartbeat_is_stamped_again_while_pages_land(
 
     assert len(seen) == 5 and len(set(seen)) == 5, seen  # stamped again before every page
     assert seen == sorted(seen)
+
+
+@pytest.mark.parametrize("ends", ["complete", "failed"])
+def test_a_fetch_that_ended_leaves_no_heartbeat(
+    start_api: Callable[..., UsageApiSimulator], make_services: Callable[..., Services], ends: str
+) -> None:
+    # Before: a finished fetch kept `alive_at`, so every later command "let go" of every day
+    # fetched so far, one ledger write each.
+    from shared.services.replay import let_go_of_fetches
+
+    faults = [Fault("status", page=1, status=400, times=-1)] if ends == "failed" else []
+    services = make_services(start_api({ISO: make_records(5)}, faults=faults))
+
+    outcome = fetch_day(services, DAY)
+
+    assert fetch_state(services)["status"] == ends, outcome
+    assert not fetch_state(services).get(ALIVE_AT)
+    assert let_go_of_fetches(services) == []
