@@ -21,7 +21,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from shared.domain import names
-from shared.domain.ledger_records import FetchRecord, QuotaRecord, ReplayRecord, without
+from shared.domain.ledger_records import FetchRecord, QuotaRecord, ReplayRecord, stamp_time, without
 from shared.ports import OutgoingMessage, Services
 from shared.services.fetch import ALIVE_AT, HEARTBEAT_S, retry_budget_s
 from shared.services.ledger import put_record, query_records, read_record, update_record
@@ -172,12 +172,9 @@ def _running(services: Services, day: date, force: bool, now: datetime) -> bool:
         return False
     if force and not fetch.force:
         return False  # a forced request is more than the plain fetch running
-    try:
-        alive_at = datetime.fromisoformat(fetch.alive_at)
-    except ValueError:
-        return False  # no heartbeat: it stopped, or was written before heartbeats existed
+    # No heartbeat (it stopped, or was written before heartbeats existed) reads as long ago.
     # Either way round: another instance's clock may be a little ahead of this one's.
-    return abs((now - alive_at).total_seconds()) <= running_for_s(services)
+    return abs((now - stamp_time(fetch.alive_at)).total_seconds()) <= running_for_s(services)
 
 
 def _queued(services: Services, day: date, force: bool, now: datetime) -> bool:
@@ -186,11 +183,7 @@ def _queued(services: Services, day: date, force: bool, now: datetime) -> bool:
         return False
     if force and not queued.force:
         return False  # a forced request is more than the plain one queued
-    try:
-        queued_at = datetime.fromisoformat(queued.queued_at)
-    except ValueError:
-        return False
-    return timedelta(0) <= now - queued_at <= timedelta(seconds=QUEUED_FOR_S)
+    return timedelta(0) <= now - stamp_time(queued.queued_at) <= timedelta(seconds=QUEUED_FOR_S)
 
 
 def _count_forced(services: Services, caller: str, days: int, now: datetime) -> None:
