@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 import sys
 
 
@@ -10,23 +9,16 @@ def _main() -> int:
     """Ctrl-C while the command line's modules load (its first ~150 ms) stops it like any other
     moment: one line and exit 130, never a traceback of the import."""
     try:
-        from shared.local.cli import main
+        from shared.local.cli import main, stopping_already
     except KeyboardInterrupt:
-        _stopping()
         print("interrupted before anything was done", file=sys.stderr)
         return 130
     try:
         return main()
     except KeyboardInterrupt:  # one that slipped past the command's own handling (a lazy import)
-        _stopping()
-        print("interrupted: what was not finished is taken up by the next command", file=sys.stderr)
-        return 130
-
-
-def _stopping() -> None:
-    """Already stopping: a second Ctrl-C or kill must not cut the last line short."""
-    for stop in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(stop, signal.SIG_IGN)
+        with stopping_already():
+            print("interrupted: what was not finished is taken up by the next command", file=sys.stderr)
+            return 130
 
 
 if __name__ == "__main__":

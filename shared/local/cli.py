@@ -46,6 +46,7 @@ from shared.domain.wording import agreeing, counted
 from shared.local.errors import ArgumentMistake, CliError, DiskFull, disk_full
 from shared.local.folder_lock import FolderBusy, FolderLock
 from shared.local.status_view import crm_table, day_line, day_problem, file_line, status_table
+from shared.local.stop_signals import stopping_already
 from shared.observability.logs import configure_logging
 from shared.observability.redact import RedactingWriter, printable, redact
 from shared.ports import SchemaVersionMismatch, WarehouseUnavailable
@@ -327,12 +328,11 @@ def _stopped_like_ctrl_c(command: str) -> Iterator[None]:
         stops = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
         previous = {stop: signal.signal(stop, interrupt) for stop in stops}
     try:
-        yield
+        yield  # while the stop unwinds (a fetch letting go), later signals do nothing
     finally:
-        if not stopping.is_set():  # once stopping, later signals stay ignored until exit
-            for stop, handler in previous.items():
-                if handler is not None:
-                    signal.signal(stop, handler)
+        for stop, handler in previous.items():
+            if handler is not None:
+                signal.signal(stop, handler)
 
 
 def _main_interrupted(args: argparse.Namespace) -> int:
@@ -340,14 +340,15 @@ def _main_interrupted(args: argparse.Namespace) -> int:
         with _stopped_like_ctrl_c(args.command):
             return _main(args)
     except KeyboardInterrupt:
-        # A terminal may be in the middle of a progress line; a log file is not.
-        start = "\n" if sys.stderr.isatty() else ""
-        if not _working.is_set():
-            print(f"{start}interrupted before anything was done", file=sys.stderr)
+        with stopping_already():
+            # A terminal may be in the middle of a progress line; a log file is not.
+            start = "\n" if sys.stderr.isatty() else ""
+            if not _working.is_set():
+                print(f"{start}interrupted before anything was done", file=sys.stderr)
+                return EXIT_INTERRUPTED
+            resume = " run the same command again to resume;" if COMMANDS[args.command].resumable else ""
+            print(f"{start}interrupted;{resume} nothing staged or built is lost", file=sys.stderr)
             return EXIT_INTERRUPTED
-        resume = " run the same command again to resume;" if COMMANDS[args.command].resumable else ""
-        print(f"{start}interrupted;{resume} nothing staged or built is lost", file=sys.stderr)
-        return EXIT_INTERRUPTED
     except BrokenPipeError:
         _quiet_stdout()  # `status --json | head`: the reader left, so say nothing more
         return EXIT_BROKEN_PIPE

@@ -22,6 +22,8 @@ from __future__ import annotations
 import signal
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import FrameType, TracebackType
 from typing import Any
 
@@ -66,3 +68,19 @@ class StopSignals:
         while self.received is None:
             time.sleep(STEP_S)
         return self.received
+
+
+@contextmanager
+def stopping_already() -> Iterator[None]:
+    """While a stop is being said: a second Ctrl-C or kill meanwhile must not cut the line short
+    with a traceback. The handlers come back after (tests run commands in their own process, and
+    a child started later would inherit an ignored signal)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {stop: signal.signal(stop, signal.SIG_IGN) for stop in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for stop, handler in previous.items():
+            signal.signal(stop, handler if handler is not None else signal.SIG_DFL)

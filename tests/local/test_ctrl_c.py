@@ -130,3 +130,16 @@ def test_serve_says_how_it_stops_on_every_stop_signal(local_env: Path, children:
     assert "stopping: finishing the message being delivered (at most" in out
     assert out.rstrip().endswith("stopped")
     assert "Traceback" not in err
+
+
+def test_a_second_stop_while_the_first_is_said_is_ignored_and_the_handlers_come_back() -> None:
+    # The chaos test once saw a second signal land inside the first one's handler: a traceback.
+    # And a handler left ignoring would be inherited by every child started later.
+    from shared.local.stop_signals import stopping_already
+
+    before = signal.getsignal(signal.SIGINT)
+    with stopping_already():
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
+        os.kill(os.getpid(), signal.SIGINT)  # would raise KeyboardInterrupt here
+    assert signal.getsignal(signal.SIGINT) is before
