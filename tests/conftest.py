@@ -7,6 +7,7 @@ helpers, is in tests/support.py.
 
 from __future__ import annotations
 
+import signal
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -20,6 +21,12 @@ from shared.config import Settings
 from shared.local.simulator import RecordSource, UsageApiSimulator
 from shared.ports import Services
 from tests.processes import Children
+
+# A suite started in the background of a shell without job control (`make test &` in a script)
+# inherits SIGINT ignored, and every child it starts would too: the Ctrl-C tests would then
+# test nothing. The suite runs as a terminal would start it.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 from tests.support import API_KEY, DAY, GOLDEN, GoldenCase, make_records
 
 
