@@ -821,3 +821,65 @@ def test_a_password_in_the_base_url_never_replaces_the_key(
     host = api.base_url.split("://", 1)[1]
     client = UsageApiClient(f"http://svc:s3cretpassw0rd@{host}", API_KEY, page_size=10, timeout_s=5.0)
     assert len(client.fetch_page(DAY, 1).records) == 3
+
+
+class RecordingSession(requests.Session):
+    """Answers every request with one page of DAY, and keeps what was sent."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent: list[tuple[str, dict[str, str]]] = []
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        self.sent.append((request.url or "", dict(request.headers)))
+        response = requests.Response()
+        response.status_code = 200
+        response.headers["Content-Type"] = "application/json"
+        response._content = b'{"data": [], "has_next_page": false}'
+        response._content_consumed = True
+        response.url = request.url or ""
+        return response
+
+
+@pytest.mark.parametrize(
+    "root",
+    [
+        "http://127.0.0.1:7071",
+        "https://API.example.com:8443/usage/base/",
+        "https://user:pa%20ss@api.example.com/a b/ä",
+        "https://api.example.com/v1?tenant=acme&x=%2F",  # a query of its own: prepared whole
+        "https://api.example.com/v1#frag",
+        "HTTP://[::1]:8080/",
+    ],
+)
+def test_a_page_request_is_the_one_requests_prepares_made_once_per_client(
+    root: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each page's URL and headers are what requests would prepare for it (the key, no user-info),
+    but requests' `prepare`, a tenth of a page's CPU, runs once per client, not once a page."""
+    original = requests.PreparedRequest.prepare
+    prepared: list[str] = []
+
+    def counting(self: requests.PreparedRequest, *args: Any, **kwargs: Any) -> None:
+        prepared.append(str(kwargs.get("url")))
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(requests.PreparedRequest, "prepare", counting)
+    session = RecordingSession()
+    client = UsageApiClient(root, API_KEY, page_size=PAGE_SIZE, session=session)
+    for number in (1, 2, 10):
+        client.fetch_page(DAY, number)
+    expected = []
+    for number in (1, 2, 10):
+        request = requests.PreparedRequest()
+        original(
+            request,
+            method="GET",
+            url=f"{root.rstrip('/').replace('user:pa%20ss@', '')}/v2/usage",
+            params={"date": ISO, "page": str(number), "page_size": str(PAGE_SIZE)},
+            headers={**session.headers, "Authorization": f"Bearer {API_KEY}", "Accept": "application/json"},
+        )
+        expected.append((request.url, dict(request.headers)))
+    assert session.sent == expected
+    once = "?" not in root and "#" not in root
+    assert len(prepared) == (1 if once else 1 + 3)
