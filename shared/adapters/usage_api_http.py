@@ -190,6 +190,10 @@ class UsageApiClient:
                 raise
 
         reached = [False]
+        try:
+            return attempt()  # most pages answer at once: no retry machinery is built for them
+        except TransientApiError as first:
+            failed = first
         retrying = Retrying(
             stop=stop,
             wait=wait,
@@ -199,7 +203,9 @@ class UsageApiClient:
             before_sleep=lambda s: self._before_retry(s, day, number),
         )
         try:
-            return retrying(attempt)
+            # The first attempt, made above, is the retrying's first: its pause, count and stop
+            # are decided as if the retrying had made it.
+            return retrying(_failed_once_then(failed, attempt))
         except _NoAnswer as exc:
             if reached[0]:  # it answered before: an ordinary transient failure
                 raise TransientApiError(
@@ -415,6 +421,19 @@ class UsageApiClient:
         if release is not None:
             release()  # read to the end: the connection goes back to the pool
         return b"".join(parts)
+
+
+def _failed_once_then(error: TransientApiError, attempt: Callable[[], Page]) -> Callable[[], Page]:
+    """`attempt`, whose first call, already made, raised `error`."""
+    made = [False]
+
+    def again() -> Page:
+        if not made[0]:
+            made[0] = True
+            raise error
+        return attempt()
+
+    return again
 
 
 def _looks_like_json(body: bytes, content_type: str) -> bool:

@@ -883,3 +883,29 @@ def test_a_page_request_is_the_one_requests_prepares_made_once_per_client(
     assert session.sent == expected
     once = "?" not in root and "#" not in root
     assert len(prepared) == (1 if once else 1 + 3)
+
+
+def test_a_page_that_answers_at_once_builds_no_retry_machinery(
+    start_api: Callable[..., UsageApiSimulator],
+    make_client: Callable[..., UsageApiClient],
+    sleeps: list[float],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Retries are built for a page that failed, not for every page (a twentieth of a page's
+    CPU); a page that failed is retried as before, its first attempt counted as the first."""
+    import shared.adapters.usage_api_http as http_client
+
+    built: list[object] = []
+
+    class CountedRetrying(http_client.Retrying):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            built.append(self)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(http_client, "Retrying", CountedRetrying)
+    api = start_api(25, faults=[Fault("truncate", page=2, times=2)])
+    client = make_client(api)
+    assert len(client.fetch_page(DAY, 1).records) == PAGE_SIZE
+    assert built == [] and sleeps == []
+    assert client.fetch_page(DAY, 2).body == page_bytes(api, 2, PAGE_SIZE)
+    assert len(built) == 1 and len(sleeps) == 2 and api.count(page=2) == 3 + 1  # + page_bytes
