@@ -537,8 +537,8 @@ def _page_request_template(root: str, headers: dict[str, Any]) -> requests.Prepa
     try:
         # Without user-info: requests would turn it into Basic auth in place of the key.
         template.prepare(method="GET", url=f"{root}/v2/usage", headers=headers)
-    except (requests.RequestException, ValueError):
-        return None  # the same error is raised by the first request, as before
+    except Exception:  # a key or URL requests refuses: the first request raises it, as before
+        return None
     url = template.url or ""
     return template if url.startswith(("http://", "https://")) and not set(url) & {"?", "#"} else None
 
