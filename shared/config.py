@@ -38,10 +38,12 @@ def _setting(
     low: float | None = None,
     high: float | None = None,
     url: bool = False,
+    header: bool = False,
 ) -> Any:
     """The one declaration of a setting: read from `env`, `default` when unset (its type is the
     setting's), what it is for in one line (README's settings table is generated from it), and
-    what it accepts: a number in [low, high], an http(s) URL. Secrets never appear in repr()."""
+    what it accepts: a number in [low, high], an http(s) URL, text an HTTP header can carry.
+    Secrets never appear in repr()."""
     return dataclasses.field(
         default=default,
         repr=not secret,
@@ -52,6 +54,7 @@ def _setting(
             "low": low,
             "high": high,
             "url": url,
+            "header": header,
         },
     )
 
@@ -64,7 +67,7 @@ class Settings:
         "product API root; unset, `demo` starts a simulator and `simulator` starts one on its own",
         url=True,
     )
-    usage_api_key: str = _setting("USAGE_API_KEY", "", "bearer token of the API", secret=True)
+    usage_api_key: str = _setting("USAGE_API_KEY", "", "bearer token of the API", secret=True, header=True)
     usage_api_timeout_s: float = _setting(
         "USAGE_API_TIMEOUT_S", 30.0, "read timeout of one API request, seconds", low=0.1, high=600
     )
@@ -437,6 +440,7 @@ def _url_problem(url: str) -> str | None:
 # Numbers as people write them in a settings file, ASCII only: not 1_000, not "٣" (an Arabic-Indic
 # three), not "nan" or "inf", which int() and float() would take.
 _WHOLE = re.compile(r"-?[0-9]+")
+_HEADER_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f]|[^\x00-\xff]")
 _DECIMAL = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
 
 
@@ -465,6 +469,12 @@ def _check(f: dataclasses.Field[Any], value: Any, shown: str | None = None) -> N
         if problem is None:
             return
         detail = f" ({problem})"
+    elif f.metadata["header"]:
+        if not _HEADER_UNSAFE.search(value):
+            return
+        # Sent as is, a newline or a character outside Latin-1 fails inside `requests` with a
+        # message quoting the header, where pieces of the key get past the redaction.
+        detail = " (it holds a control character or one outside Latin-1)"
     elif _in_range(f, value):
         return
     else:
@@ -485,6 +495,8 @@ def accepts(f: dataclasses.Field[Any]) -> str:
     """What the setting accepts, as its error message and README's settings table say it."""
     if f.metadata["url"]:
         return "an http:// or https:// URL with a host"
+    if f.metadata["header"]:
+        return "text an HTTP header can carry (Latin-1, no control characters)"
     kind = type(f.default)
     if kind in (int, float):
         return f"{_kind(kind)}{_range(f)}"

@@ -114,6 +114,22 @@ def test_a_secret_url_is_never_shown_when_refused() -> None:
     assert "sk-live-secret" not in str(refused.value)
 
 
+@pytest.mark.parametrize(
+    "key", ["bad\nkeysecretpart", "bad\rkeysecretpart", "b\u20ackeysecretpart", "bad\x00keysecretpart"]
+)
+def test_an_api_key_no_header_can_carry_is_refused_without_showing_it(key: str) -> None:
+    """Sent as is, `requests` failed with a message quoting the header: pieces of the key got
+    past the redaction (a newline split it), or a UnicodeEncodeError left the day "running"."""
+    with pytest.raises(SettingsError, match="USAGE_API_KEY") as refused:
+        Settings.from_env({"USAGE_API_KEY": key})
+    assert "keysecretpart" not in str(refused.value) and "bad" not in str(refused.value)
+
+
+def test_an_api_key_a_header_can_carry_is_accepted() -> None:
+    key = "sk_live-AZaz09.~+/= \u00e9"  # a space inside and Latin-1 are legal in a header value
+    assert Settings.from_env({"USAGE_API_KEY": key}).usage_api_key == key
+
+
 def test_readme_settings_table_is_the_declarations() -> None:
     """README lists exactly the declared settings, each with its declared description, default
     and range: a setting added, dropped or changed in shared/config.py without its README row
