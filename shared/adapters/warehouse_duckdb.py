@@ -50,20 +50,22 @@ _MAX_LINE_BYTES = 1024 * 1024
 
 
 FINGERPRINT_PREFIX = "Company Activity schema "
-# Version 2's condition: the analytics table still has the primary key version 1 gave it.
-_ANALYTICS_KEYED = (
+# Version 2's condition: a table still has the primary key version 1 gave it.
+_KEYED_TABLES = (
     "SELECT count(*) FROM duckdb_constraints() WHERE database_name = current_database()"
-    " AND schema_name = 'analytics' AND table_name = 'company_daily_activity'"
-    " AND constraint_type = 'PRIMARY KEY'"
+    " AND constraint_type = 'PRIMARY KEY' AND (schema_name, table_name) IN"
+    " (('analytics', 'company_daily_activity'), ('stg', 'product_usage_daily'))"
 )
-# How build_days.sql's uniqueness check starts its error (DuckDB puts its own words before it).
+# How the uniqueness checks of build_days.sql and stage_usage_day.sql start their error (DuckDB
+# puts its own words before it).
 DUPLICATE_ROWS = "duplicate rows: "
 
 
 class DuplicateRows(PermanentError):
-    """A build would have left two rows for one company and day in the analytics table, which
-    holds one (contract section 3). DuckDB's table has no key, so the build checks it; the
-    build is rolled back. Building again cannot help: a row was written by something else."""
+    """A build or a staging would have left two rows for one company and day in the analytics
+    table or the staged usage, which hold one (contract section 3). DuckDB's tables have no key,
+    so the SQL checks it; the transaction is rolled back. Trying again cannot help: a row was
+    written by something else."""
 
     kind = "duplicate_rows"
 
@@ -214,13 +216,13 @@ class DuckDbWarehouse(SqlWarehouse):
             return
         with self._begin() as con:
             self._run(con, "schema", {})
-            self._drop_analytics_key(con)
+            self._drop_keys(con)
             con.execute(f"COMMENT ON TABLE analytics.company_daily_activity IS '{wanted}'")
 
-    def _drop_analytics_key(self, con: duckdb.DuckDBPyConnection) -> None:
-        """Version 2: a table that still has its key is replaced by a keyless copy (DuckDB cannot
-        drop a key in place). schema.sql, applied again in between, creates the copy."""
-        if not con.execute(_ANALYTICS_KEYED).fetchall()[0][0]:
+    def _drop_keys(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Version 2: tables that still have their keys are replaced by keyless copies (DuckDB
+        cannot drop a key in place). schema.sql, applied again in between, creates the copies."""
+        if not con.execute(_KEYED_TABLES).fetchall()[0][0]:
             return
         self._run_upgrade(con, "2_set_keyed_table_aside")
         self._run(con, "schema", {})

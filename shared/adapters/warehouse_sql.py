@@ -33,7 +33,7 @@ T = TypeVar("T")
 # apart when a change is one dialect's only (docs/architecture.md, "The schema and its version").
 SCHEMA_VERSIONS: Mapping[Dialect, int] = {
     "mssql": 1,
-    "duckdb": 2,  # 2: analytics.company_daily_activity without its primary key
+    "duckdb": 2,  # 2: analytics.company_daily_activity, stg.product_usage_daily without keys
 }
 INIT_DB = "python -m shared.cli init-db"
 Column = tuple[str, str]  # name, logical type: text, int, date, timestamp

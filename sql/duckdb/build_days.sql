@@ -242,7 +242,7 @@ WHERE s.is_new;
 --    The adapter turns the error into one line (DUPLICATE_ROWS in warehouse_duckdb.py).
 SELECT error('duplicate rows: analytics.company_daily_activity would hold ' || CAST(n AS VARCHAR)
              || ' rows for company ' || company_id || ' on ' || CAST(activity_date AS VARCHAR)
-             || ' (one row per company and day); the build was rolled back')
+             || ' (one row per company and day); nothing was written')
 FROM (
     SELECT t.company_id, t.activity_date, COUNT(*) AS n
     FROM analytics.company_daily_activity AS t

@@ -7,7 +7,10 @@
 CREATE SCHEMA IF NOT EXISTS stg;
 CREATE SCHEMA IF NOT EXISTS analytics;
 
--- One row per (company_id, activity_date); a day's rows are replaced as a whole.
+-- One row per (company_id, activity_date); a day's rows are replaced as a whole. Checked by
+-- stage_usage_day.sql in the staging transaction instead of a PRIMARY KEY (schema version 2: the
+-- key's index cost a 100,000-row day more than the check; reads go by activity_date, whose
+-- row groups DuckDB skips by their min/max without an index).
 CREATE TABLE IF NOT EXISTS stg.product_usage_daily (
     company_id    VARCHAR   NOT NULL,
     activity_date DATE      NOT NULL,
@@ -15,8 +18,7 @@ CREATE TABLE IF NOT EXISTS stg.product_usage_daily (
     events        INTEGER   NOT NULL,
     run_id        VARCHAR   NOT NULL,
     source_blob   VARCHAR   NOT NULL,
-    loaded_at     TIMESTAMP NOT NULL,
-    PRIMARY KEY (activity_date, company_id)
+    loaded_at     TIMESTAMP NOT NULL
 );
 
 -- One row per staged usage dataset (a day), including days whose dataset has zero records:
@@ -112,9 +114,10 @@ ALTER TABLE analytics.company_daily_activity ALTER COLUMN is_churn_risk DROP NOT
 ALTER TABLE analytics.company_daily_activity ALTER COLUMN rolling_7d_active_users TYPE BIGINT;
 ALTER TABLE analytics.company_daily_activity ALTER COLUMN rolling_7d_events TYPE BIGINT;
 --
--- Version 2 (the analytics table without its primary key): DuckDB cannot drop a key in place, so
--- a file whose table still has one is moved to a keyless copy by upgrades/2_analytics_without_key.sql,
--- which the adapter runs after this file, in the same transaction, only while the key is there.
+-- Version 2 (analytics.company_daily_activity and stg.product_usage_daily without their primary
+-- keys): DuckDB cannot drop a key in place, so a file whose tables still have them is moved to
+-- keyless copies by the steps of upgrades/2_*.sql, which the adapter runs with this file, in the
+-- same transaction, only while a key is there.
 
 -- Rollups for trends (docs/data-dictionary.md): one row per company and ISO week (Monday to
 -- Sunday), and per company and calendar month, over the days built for it. Sums are of daily

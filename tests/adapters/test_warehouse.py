@@ -250,11 +250,33 @@ def test_a_duckdb_build_that_would_leave_two_rows_for_a_company_and_day_fails(tm
         store.build_days([D1], BuildParams("run-2", 10, 30, 7))
     assert str(refused.value) == (
         "duplicate rows: analytics.company_daily_activity would hold 2 rows for company a on"
-        " 2026-10-01 (one row per company and day); the build was rolled back"
+        " 2026-10-01 (one row per company and day); nothing was written"
     )
     assert isinstance(refused.value, PermanentError)
     assert sorted(map(repr, store.fetch_rows("company_daily_activity"))) == before  # b not updated
     store.close()
+
+
+def test_duckdb_staging_that_would_leave_two_rows_for_a_company_and_day_fails(tmp_path: Path) -> None:
+    """The staged usage has no primary key in DuckDB either (schema version 2): the staging
+    transaction checks the day it wrote. The loader de-duplicates first, so only rows written
+    by something else can trip it: one line, a permanent error, nothing staged."""
+    import duckdb
+
+    from shared.adapters.warehouse_duckdb import DuckDbWarehouse, DuplicateRows
+
+    path = tmp_path / "w.duckdb"
+    store = DuckDbWarehouse(path)
+    stage_usage(store, D1, [("a", 1, 1)])
+    with pytest.raises(DuplicateRows) as refused:
+        stage_usage(store, D1, [("a", 2, 2), ("b", 3, 3), ("a", 4, 4)], version="v2")
+    assert str(refused.value) == (
+        "duplicate rows: stg.product_usage_daily would hold 3 rows for 2 companies on 2026-10-01"
+        " (one row per company and day); nothing was written"
+    )
+    store.close()
+    with duckdb.connect(str(path), read_only=True) as con:
+        assert con.execute("SELECT company_id, events FROM stg.product_usage_daily").fetchall() == [("a", 1)]
 
 
 def test_duckdb_out_of_its_memory_cap_says_which_setting_and_recovers(tmp_path: Path) -> None:

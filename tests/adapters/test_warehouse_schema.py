@@ -78,6 +78,7 @@ def test_a_file_an_earlier_app_made_is_upgraded_without_losing_rows(tmp_path: Pa
     assert recorded(path) == [(SCHEMA_VERSION,)]
 
 
+USAGE = "stg.product_usage_daily"
 V1_ROWS = (
     "INSERT INTO analytics.company_daily_activity VALUES"
     " ('c-2', DATE '2026-10-02', 'Beta', 'FR', 'saas', TIMESTAMP '2026-09-30 18:00', DATE '2026-10-01',"
@@ -98,36 +99,37 @@ def version_one_file(path: Path) -> None:
         con.execute(
             "INSERT INTO stg.usage_dataset VALUES (DATE '2026-10-01', 1, 0, 'c', 'v', 'r', 'b', now())"
         )
+        con.execute(
+            "INSERT INTO stg.product_usage_daily VALUES ('c-1', DATE '2026-10-01', 3, 40, 'r1', 'b', now()),"
+            " ('c-1', DATE '2026-10-02', 5, 60, 'r2', 'b', now())"
+        )
         con.execute(f"COMMENT ON TABLE analytics.company_daily_activity IS '{OLD_APP_COMMENT}'")
 
 
-def analytics_table(path: Path) -> tuple[list[tuple], list[tuple], list[str]]:
-    """Its columns (name, type, NOT NULL), its rows in key order, and its constraints' kinds."""
+def table_state(path: Path, name: str = "analytics.company_daily_activity") -> tuple[list, list, list]:
+    """A table's columns (name, type, NOT NULL), its rows in key order, its constraints' kinds."""
+    schema, table = name.split(".")
     with duckdb.connect(str(path), read_only=True) as con:
-        where = "schema_name = 'analytics' AND table_name = 'company_daily_activity'"
+        where = f"schema_name = '{schema}' AND table_name = '{table}'"
         columns = con.execute(
             f"SELECT column_name, data_type, is_nullable FROM duckdb_columns() WHERE {where} ORDER BY column_index"  # noqa: S608
         ).fetchall()
-        rows = con.execute(
-            "SELECT * FROM analytics.company_daily_activity ORDER BY activity_date, company_id"
-        ).fetchall()
-        kinds = [
-            k
-            for (k,) in con.execute(
-                f"SELECT constraint_type FROM duckdb_constraints() WHERE {where}"
-            ).fetchall()
-        ]  # noqa: S608
+        rows = con.execute(f"SELECT * FROM {name} ORDER BY activity_date, company_id").fetchall()  # noqa: S608
+        constraints = f"SELECT constraint_type FROM duckdb_constraints() WHERE {where}"  # noqa: S608
+        kinds = [k for (k,) in con.execute(constraints).fetchall()]
         return columns, rows, kinds
 
 
-def test_a_version_one_file_loses_the_analytics_key_and_keeps_every_row(tmp_path: Path) -> None:
-    """Version 2 (DuckDB only): the analytics table without its primary key. A file the app made
-    at version 1 is upgraded on its next use, in one transaction: the same columns, types and NOT
-    NULLs as a new file's, every row as it was, the views reading it; other tables keep their keys."""
+def test_a_version_one_file_loses_two_keys_and_keeps_every_row(tmp_path: Path) -> None:
+    """Version 2 (DuckDB only): the analytics table and the staged usage without their primary
+    keys. A file the app made at version 1 is upgraded on its next use, in one transaction: the
+    same columns, types and NOT NULLs as a new file's, every row as it was, the views reading
+    it; the other tables keep their keys."""
     path, fresh = tmp_path / "w.duckdb", tmp_path / "new.duckdb"
     version_one_file(path)
-    _columns, rows, kinds = analytics_table(path)
-    assert "PRIMARY KEY" in kinds and recorded(path) == [(1,)]
+    _columns, rows, kinds = table_state(path)
+    _columns, staged, staged_kinds = table_state(path, USAGE)
+    assert "PRIMARY KEY" in kinds and "PRIMARY KEY" in staged_kinds and recorded(path) == [(1,)]
     new = DuckDbWarehouse(fresh)
     new.apply_schema()
     new.close()
@@ -136,18 +138,19 @@ def test_a_version_one_file_loses_the_analytics_key_and_keeps_every_row(tmp_path
     assert [r["days_built"] for r in warehouse.fetch_rows("report_weekly_trend")] != []
     warehouse.close()
     assert recorded(path) == [(SCHEMA_VERSION,)] == [(2,)]
-    upgraded = analytics_table(path)
-    assert upgraded == (analytics_table(fresh)[0], rows, upgraded[2])
+    upgraded, upgraded_usage = table_state(path), table_state(path, USAGE)
+    assert upgraded == (table_state(fresh)[0], rows, upgraded[2])
     assert "PRIMARY KEY" not in upgraded[2] and upgraded[2].count("NOT NULL") == 9
+    assert upgraded_usage == (table_state(fresh, USAGE)[0], staged, ["NOT NULL"] * 7)
     assert tables(path) == tables(fresh)  # the keyed copy is gone
     with duckdb.connect(str(path), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM stg.usage_dataset").fetchall() == [(1,)]
         keyed = con.execute("SELECT count(*) FROM duckdb_constraints() WHERE constraint_type = 'PRIMARY KEY'")
-        assert keyed.fetchall() == [(5,)]  # the five staging tables'
+        assert keyed.fetchall() == [(4,)]  # the other staging tables'
     again = DuckDbWarehouse(path)  # applying it again changes nothing
     again.apply_schema()
     again.close()
-    assert analytics_table(path) == upgraded
+    assert (table_state(path), table_state(path, USAGE)) == (upgraded, upgraded_usage)
 
 
 def test_a_version_one_file_opened_read_only_is_refused_and_kept(tmp_path: Path) -> None:
@@ -161,7 +164,7 @@ def test_a_version_one_file_opened_read_only_is_refused_and_kept(tmp_path: Path)
         f"the warehouse {path} has schema version 1, this app needs schema version 2:"
         " apply the schema with `python -m shared.cli init-db`"
     )
-    assert "PRIMARY KEY" in analytics_table(path)[2] and recorded(path) == [(1,)]
+    assert "PRIMARY KEY" in table_state(path)[2] and recorded(path) == [(1,)]
 
 
 def test_a_file_the_app_did_not_make_is_never_changed(tmp_path: Path) -> None:
