@@ -1,8 +1,9 @@
 """Warehouse on an embedded DuckDB file: the local default for Azure SQL.
 
 The schema (contract section 8): the local app creates its own file (LOCAL_DATA_DIR/
-warehouse.duckdb) and keeps it at sql/duckdb/schema.sql itself, recording SCHEMA_VERSION as
-Azure SQL does. A file is the app's when it has the version table, or the fingerprint comment
+warehouse.duckdb) and keeps it at sql/duckdb/schema.sql itself, recording its version
+(SCHEMA_VERSIONS["duckdb"]) as Azure SQL does; an upgrade DuckDB cannot write as a guarded ALTER
+is a step of sql/duckdb/upgrades/, run while its condition holds. A file is the app's when it has the version table, or the fingerprint comment
 every version of the app has written, or nothing at all (a new file). Any other file, and any
 file opened read-only, is never changed: a version other than this app's fails the first SQL
 work with one line, and `python -m shared.cli init-db` is the command that applies the schema.
@@ -25,7 +26,6 @@ from typing import TYPE_CHECKING, Any
 from shared.adapters.sql_files import statements
 from shared.adapters.warehouse_sql import (
     INIT_DB,
-    SCHEMA_VERSION,
     Column,
     SqlName,
     SqlWarehouse,
@@ -34,6 +34,7 @@ from shared.adapters.warehouse_sql import (
     recorded_version,
     version_mismatch,
 )
+from shared.domain.errors import PermanentError
 from shared.ports import WarehouseOutOfMemory, WarehouseUnavailable
 
 if TYPE_CHECKING:  # imported on first use: a command that never opens the warehouse never loads it
@@ -49,6 +50,24 @@ _MAX_LINE_BYTES = 1024 * 1024
 
 
 FINGERPRINT_PREFIX = "Company Activity schema "
+# Version 2's condition: a table still has the primary key version 1 gave it.
+_KEYED_TABLES = (
+    "SELECT count(*) FROM duckdb_constraints() WHERE database_name = current_database()"
+    " AND constraint_type = 'PRIMARY KEY' AND (schema_name, table_name) IN"
+    " (('analytics', 'company_daily_activity'), ('stg', 'product_usage_daily'))"
+)
+# How the uniqueness checks of build_days.sql and stage_usage_day.sql start their error (DuckDB
+# puts its own words before it).
+DUPLICATE_ROWS = "duplicate rows: "
+
+
+class DuplicateRows(PermanentError):
+    """A build or a staging would have left two rows for one company and day in the analytics
+    table or the staged usage, which hold one (contract section 3). DuckDB's tables have no key,
+    so the SQL checks it; the transaction is rolled back. Trying again cannot help: a row was
+    written by something else."""
+
+    kind = "duplicate_rows"
 
 
 def _schema_fingerprint() -> str:
@@ -122,6 +141,9 @@ class DuckDbWarehouse(SqlWarehouse):
                     self.close()
             if isinstance(exc, duckdb.OutOfMemoryException) or "could not allocate" in str(exc):
                 raise WarehouseOutOfMemory(self._out_of_memory(exc)) from None
+            said = str(exc)
+            if isinstance(exc, duckdb.InvalidInputException) and DUPLICATE_ROWS in said:
+                raise DuplicateRows(said[said.index(DUPLICATE_ROWS) :].splitlines()[0]) from None
             raise
 
     def _out_of_memory(self, exc: Exception) -> str:
@@ -142,8 +164,8 @@ class DuckDbWarehouse(SqlWarehouse):
                 self.check_schema()
                 return
             found, _owned, fingerprint = self._schema_state()
-            if found is not None and found > SCHEMA_VERSION:
-                raise version_mismatch(found, self._where, f"`{INIT_DB}`")
+            if found is not None and found > self.schema_version:
+                raise version_mismatch(found, self.schema_version, self._where, f"`{INIT_DB}`")
             self._apply(fingerprint)
             self._schema_ready = True
 
@@ -156,9 +178,9 @@ class DuckDbWarehouse(SqlWarehouse):
             if self._schema_ready:
                 return
             found, owned, fingerprint = self._schema_state()
-            if self.read_only or not owned or (found is not None and found > SCHEMA_VERSION):
-                if found != SCHEMA_VERSION:
-                    raise version_mismatch(found, self._where, f"`{INIT_DB}`")
+            if self.read_only or not owned or (found is not None and found > self.schema_version):
+                if found != self.schema_version:
+                    raise version_mismatch(found, self.schema_version, self._where, f"`{INIT_DB}`")
             else:
                 self._apply(fingerprint)
             self._schema_ready = True
@@ -186,14 +208,30 @@ class DuckDbWarehouse(SqlWarehouse):
         return None, made_by_app or blank, fingerprint
 
     def _apply(self, fingerprint: str | None) -> None:
-        """Run schema.sql (its last statements record the version) and the fingerprint, in one
-        transaction, when the file's fingerprint is not this schema's."""
+        """Run schema.sql (its last statements record the version), the upgrade steps it cannot
+        hold, and the fingerprint, in one transaction, when the file's fingerprint is not this
+        schema's."""
         wanted = _schema_fingerprint()
         if fingerprint == wanted:
             return
         with self._begin() as con:
             self._run(con, "schema", {})
+            self._drop_keys(con)
             con.execute(f"COMMENT ON TABLE analytics.company_daily_activity IS '{wanted}'")
+
+    def _drop_keys(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Version 2: tables that still have their keys are replaced by keyless copies (DuckDB
+        cannot drop a key in place). schema.sql, applied again in between, creates the copies."""
+        if not con.execute(_KEYED_TABLES).fetchall()[0][0]:
+            return
+        self._run_upgrade(con, "2_set_keyed_table_aside")
+        self._run(con, "schema", {})
+        self._run_upgrade(con, "2_copy_keyed_rows")
+
+    def _run_upgrade(self, con: duckdb.DuckDBPyConnection, step: str) -> None:
+        """A step of sql/duckdb/upgrades/: DuckDB only, no parameters."""
+        for sql in statements(self.dialect, f"upgrades/{step}"):
+            con.execute(sql)
 
     def probe(self) -> str:
         """The health check: open the file (another program holding it is one line), check the

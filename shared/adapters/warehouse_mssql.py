@@ -10,7 +10,7 @@
   transaction on a fresh connection.
 * The app never sends DDL (contract section 8): its database user reads and writes rows only.
   Its first SQL work reads the schema version that `sql/mssql/schema.sql` recorded and fails
-  with SchemaVersionMismatch unless it is SCHEMA_VERSION. Only `apply_schema` (init-db, run with
+  with SchemaVersionMismatch unless it is SCHEMA_VERSIONS["mssql"]. Only `apply_schema` (init-db, run with
   an administrator's rights) runs schema.sql; the post-provision hook runs it with sqlcmd.
 """
 
@@ -31,7 +31,6 @@ from tenacity import RetryCallState, Retrying, retry_if_exception, wait_exponent
 from shared.adapters.sql_files import SQL_ROOT
 from shared.adapters.warehouse_sql import (
     INIT_DB,
-    SCHEMA_VERSION,
     Column,
     SqlName,
     SqlWarehouse,
@@ -360,8 +359,8 @@ class MssqlWarehouse(SqlWarehouse):
         if self._schema_ready:
             return
         found = self._retry(self._recorded_version)
-        if found != SCHEMA_VERSION:
-            raise version_mismatch(found, WHERE, APPLY)
+        if found != self.schema_version:
+            raise version_mismatch(found, self.schema_version, WHERE, APPLY)
         self._schema_ready = True
 
     def apply_schema(self) -> None:
@@ -369,8 +368,8 @@ class MssqlWarehouse(SqlWarehouse):
         with the connection's rights, which must be an administrator's, then read the version
         back. Refuses a database that a newer version of the app has upgraded."""
         found = self._retry(self._recorded_version)
-        if found is not None and found > SCHEMA_VERSION:
-            raise version_mismatch(found, WHERE, APPLY)
+        if found is not None and found > self.schema_version:
+            raise version_mismatch(found, self.schema_version, WHERE, APPLY)
 
         def work() -> None:
             connection = self._connection()
@@ -390,8 +389,8 @@ class MssqlWarehouse(SqlWarehouse):
         schema version, one read of each table. A failure is one line saying what to fix."""
         try:
             found = self._recorded_version()
-            if found != SCHEMA_VERSION:
-                raise version_mismatch(found, WHERE, APPLY)
+            if found != self.schema_version:
+                raise version_mismatch(found, self.schema_version, WHERE, APPLY)
             columns, rows = self._read_once("probe_tables", {})
         except SchemaVersionMismatch:
             raise

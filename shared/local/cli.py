@@ -1012,7 +1012,7 @@ def _simulator(port: int, companies: int, days: int) -> int:
 def init_db(settings: Settings) -> int:
     """Create or upgrade the warehouse schema and record its version: Azure SQL when SQL_* is set
     (with an administrator's rights: the app's own user may not), else local DuckDB."""
-    from shared.adapters.warehouse_sql import SCHEMA_VERSION
+    from shared.adapters.warehouse_sql import SCHEMA_VERSIONS
     from shared.bootstrap import make_warehouse
 
     warehouse = make_warehouse(settings)
@@ -1022,7 +1022,7 @@ def init_db(settings: Settings) -> int:
         warehouse.close()
     where = settings.sql_server or ("SQL_CONNECTION_STRING" if settings.sql_connection_string else None)
     print(
-        f"schema version {SCHEMA_VERSION} applied ({warehouse.dialect}) to {where or settings.local_warehouse_file}"
+        f"schema version {SCHEMA_VERSIONS[warehouse.dialect]} applied ({warehouse.dialect}) to {where or settings.local_warehouse_file}"
     )
     return 0
 

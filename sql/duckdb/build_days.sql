@@ -236,7 +236,25 @@ SELECT s.company_id, s.activity_date, s.company_name, s.country, s.industry_tag,
 FROM build_changes AS s
 WHERE s.is_new;
 
--- 5. What happened, per day (the adapter returns the last statement's rows).
+-- 5. One row per company and day (contract section 3). DuckDB's table has no key (its index cost
+--    every build and checkpoint more than it paid: docs/performance.md), so the days just written
+--    are checked here, in the build's transaction: a duplicate fails the build, nothing is kept.
+--    The adapter turns the error into one line (DUPLICATE_ROWS in warehouse_duckdb.py).
+SELECT error('duplicate rows: analytics.company_daily_activity would hold ' || CAST(n AS VARCHAR)
+             || ' rows for company ' || company_id || ' on ' || CAST(activity_date AS VARCHAR)
+             || ' (one row per company and day); nothing was written')
+FROM (
+    SELECT t.company_id, t.activity_date, COUNT(*) AS n
+    FROM analytics.company_daily_activity AS t
+    WHERE t.activity_date BETWEEN getvariable('build_first_day') AND getvariable('build_last_day')
+      AND t.activity_date IN (SELECT activity_date FROM build_plan)
+    GROUP BY t.company_id, t.activity_date
+    HAVING COUNT(*) > 1
+    ORDER BY t.activity_date, t.company_id
+    LIMIT 1
+) AS duplicates;
+
+-- 6. What happened, per day (the adapter returns the last statement's rows).
 SELECT d.activity_date, d.snapshot_date,
        (SELECT COUNT(*) FROM build_source AS s WHERE s.activity_date = d.activity_date) AS row_count,
        (SELECT COUNT(*) FROM build_changes AS c WHERE c.activity_date = d.activity_date AND c.is_new) AS inserted,

@@ -3,11 +3,14 @@
 -- (warehouse_duckdb.py); `python -m shared.cli init-db` applies it to any. Safe to apply again
 -- and over any earlier version: tables IF NOT EXISTS, views replaced, what a later version adds
 -- to an existing table a guarded ALTER (ALTER TABLE ... ADD COLUMN IF NOT EXISTS ...), never a
--- DROP. The last statements record the version (SCHEMA_VERSION in shared/adapters/warehouse_sql.py).
+-- DROP. The last statements record the version (SCHEMA_VERSIONS in shared/adapters/warehouse_sql.py).
 CREATE SCHEMA IF NOT EXISTS stg;
 CREATE SCHEMA IF NOT EXISTS analytics;
 
--- One row per (company_id, activity_date); a day's rows are replaced as a whole.
+-- One row per (company_id, activity_date); a day's rows are replaced as a whole. Checked by
+-- stage_usage_day.sql in the staging transaction instead of a PRIMARY KEY (schema version 2: the
+-- key's index cost a 100,000-row day more than the check; reads go by activity_date, whose
+-- row groups DuckDB skips by their min/max without an index).
 CREATE TABLE IF NOT EXISTS stg.product_usage_daily (
     company_id    VARCHAR   NOT NULL,
     activity_date DATE      NOT NULL,
@@ -15,8 +18,7 @@ CREATE TABLE IF NOT EXISTS stg.product_usage_daily (
     events        INTEGER   NOT NULL,
     run_id        VARCHAR   NOT NULL,
     source_blob   VARCHAR   NOT NULL,
-    loaded_at     TIMESTAMP NOT NULL,
-    PRIMARY KEY (activity_date, company_id)
+    loaded_at     TIMESTAMP NOT NULL
 );
 
 -- One row per staged usage dataset (a day), including days whose dataset has zero records:
@@ -69,6 +71,10 @@ CREATE TABLE IF NOT EXISTS stg.crm_snapshot (
     loaded_at     TIMESTAMP NOT NULL
 );
 
+-- One row per (activity_date, company_id), checked by the build in its own transaction
+-- (build_days.sql) instead of a PRIMARY KEY: DuckDB's key index cost every build's writes and
+-- COMMIT, and every checkpoint rewrote it whole, so a close grew with history (schema version 2,
+-- docs/performance.md). sql/mssql keeps its clustered key: there it is the table's order.
 CREATE TABLE IF NOT EXISTS analytics.company_daily_activity (
     company_id              VARCHAR        NOT NULL,
     activity_date           DATE           NOT NULL,
@@ -87,8 +93,7 @@ CREATE TABLE IF NOT EXISTS analytics.company_daily_activity (
     days_since_last_contact INTEGER,
     is_churn_risk           BOOLEAN,                 -- NULL: cannot tell (contract section 3)
     pipeline_run_id         VARCHAR        NOT NULL,
-    loaded_at               TIMESTAMP      NOT NULL,
-    PRIMARY KEY (activity_date, company_id)
+    loaded_at               TIMESTAMP      NOT NULL
 );
 
 -- The version of this schema, one row: written by the last statements of this file.
@@ -108,6 +113,11 @@ ALTER TABLE analytics.company_daily_activity ALTER COLUMN events DROP NOT NULL;
 ALTER TABLE analytics.company_daily_activity ALTER COLUMN is_churn_risk DROP NOT NULL;
 ALTER TABLE analytics.company_daily_activity ALTER COLUMN rolling_7d_active_users TYPE BIGINT;
 ALTER TABLE analytics.company_daily_activity ALTER COLUMN rolling_7d_events TYPE BIGINT;
+--
+-- Version 2 (analytics.company_daily_activity and stg.product_usage_daily without their primary
+-- keys): DuckDB cannot drop a key in place, so a file whose tables still have them is moved to
+-- keyless copies by the steps of upgrades/2_*.sql, which the adapter runs with this file, in the
+-- same transaction, only while a key is there.
 
 -- Rollups for trends (docs/data-dictionary.md): one row per company and ISO week (Monday to
 -- Sunday), and per company and calendar month, over the days built for it. Sums are of daily
@@ -207,7 +217,7 @@ FROM periods AS p
 JOIN analytics.company_daily_activity AS d
   ON d.company_id = p.company_id AND d.activity_date = p.last_activity_date;
 
--- Last: the version this file brings the warehouse to (SCHEMA_VERSION in
+-- Last: the version this file brings the warehouse to (SCHEMA_VERSIONS["duckdb"] in
 -- shared/adapters/warehouse_sql.py; tests/infra/test_sql_dialects.py keeps them equal).
 DELETE FROM analytics.schema_version;
-INSERT INTO analytics.schema_version (version, applied_at) VALUES (1, make_timestamp(epoch_us(current_timestamp)));
+INSERT INTO analytics.schema_version (version, applied_at) VALUES (2, make_timestamp(epoch_us(current_timestamp)));

@@ -10,9 +10,18 @@ FROM incoming_usage;
 
 DELETE FROM stg.usage_dataset WHERE activity_date = $activity_date;
 
+-- The day's count is also where one row per company and day is checked: DuckDB's table has no
+-- key (schema version 2). The loader de-duplicates first, so this fails only when something else
+-- wrote the day; then nothing is staged (the adapter makes the error one line: DUPLICATE_ROWS).
 INSERT INTO stg.usage_dataset
     (activity_date, record_count, quarantined_count, checksum, source_version, run_id, source_blob, loaded_at)
-SELECT $activity_date, COUNT(*), $quarantined_count, $checksum, $source_version, $run_id, $source_blob, $loaded_at
+SELECT $activity_date,
+       CASE WHEN COUNT(*) = COUNT(DISTINCT company_id) THEN COUNT(*)
+            ELSE error('duplicate rows: stg.product_usage_daily would hold ' || CAST(COUNT(*) AS VARCHAR)
+                       || ' rows for ' || CAST(COUNT(DISTINCT company_id) AS VARCHAR) || ' companies on '
+                       || CAST($activity_date AS VARCHAR) || ' (one row per company and day); nothing was written')
+       END,
+       $quarantined_count, $checksum, $source_version, $run_id, $source_blob, $loaded_at
 FROM stg.product_usage_daily
 WHERE activity_date = $activity_date;
 

@@ -24,10 +24,12 @@ from shared.adapters.warehouse_mssql import (
     pick_driver,
     sql_file,
 )
-from shared.adapters.warehouse_sql import SCHEMA_VERSION
+from shared.adapters.warehouse_sql import SCHEMA_VERSIONS
 from shared.config import Settings
 from shared.domain.errors import PermanentError
 from shared.ports import BuildParams, Lineage, OutgoingMessage, SchemaVersionMismatch
+
+SCHEMA_VERSION = SCHEMA_VERSIONS["mssql"]  # the Azure SQL schema's
 
 
 class OdbcError(Exception):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.adapters.warehouse_sql import SCHEMA_VERSION
+from shared.adapters.warehouse_sql import SCHEMA_VERSIONS
 from shared.ports import BuildParams, Lineage, Warehouse
 from tests.support import MSSQL, empty_mssql_tables, require_mssql
 
@@ -223,6 +223,62 @@ def test_a_current_duckdb_file_is_not_rewritten_by_readers(tmp_path: Path) -> No
     reader.close()
 
 
+def test_a_duckdb_build_that_would_leave_two_rows_for_a_company_and_day_fails(tmp_path: Path) -> None:
+    """DuckDB's analytics table has no primary key (schema version 2): the build checks one row
+    per company and day over the days it wrote, in its transaction. A second row for a company
+    and day (written by anything but the build) fails the build with one line, as a permanent
+    error, and the build's writes are rolled back."""
+    import duckdb
+
+    from shared.adapters.warehouse_duckdb import DuckDbWarehouse, DuplicateRows
+    from shared.domain.errors import PermanentError
+
+    path = tmp_path / "w.duckdb"
+    store = DuckDbWarehouse(path)
+    stage_crm(store, D1, [company("a"), company("b")])
+    stage_usage(store, D1, [("a", 12, 20), ("b", 1, 1)])
+    store.build_days([D1], PARAMS)
+    store.close()
+    with duckdb.connect(str(path)) as con:  # a copy of a's row, as another program might write it
+        con.execute(
+            "INSERT INTO analytics.company_daily_activity SELECT * FROM analytics.company_daily_activity"
+            " WHERE company_id = 'a'"
+        )
+    before = sorted(map(repr, store.fetch_rows("company_daily_activity")))
+    stage_usage(store, D1, [("a", 12, 20), ("b", 5, 5)], version="v2")  # b's row will change
+    with pytest.raises(DuplicateRows) as refused:
+        store.build_days([D1], BuildParams("run-2", 10, 30, 7))
+    assert str(refused.value) == (
+        "duplicate rows: analytics.company_daily_activity would hold 2 rows for company a on"
+        " 2026-10-01 (one row per company and day); nothing was written"
+    )
+    assert isinstance(refused.value, PermanentError)
+    assert sorted(map(repr, store.fetch_rows("company_daily_activity"))) == before  # b not updated
+    store.close()
+
+
+def test_duckdb_staging_that_would_leave_two_rows_for_a_company_and_day_fails(tmp_path: Path) -> None:
+    """The staged usage has no primary key in DuckDB either (schema version 2): the staging
+    transaction checks the day it wrote. The loader de-duplicates first, so only rows written
+    by something else can trip it: one line, a permanent error, nothing staged."""
+    import duckdb
+
+    from shared.adapters.warehouse_duckdb import DuckDbWarehouse, DuplicateRows
+
+    path = tmp_path / "w.duckdb"
+    store = DuckDbWarehouse(path)
+    stage_usage(store, D1, [("a", 1, 1)])
+    with pytest.raises(DuplicateRows) as refused:
+        stage_usage(store, D1, [("a", 2, 2), ("b", 3, 3), ("a", 4, 4)], version="v2")
+    assert str(refused.value) == (
+        "duplicate rows: stg.product_usage_daily would hold 3 rows for 2 companies on 2026-10-01"
+        " (one row per company and day); nothing was written"
+    )
+    store.close()
+    with duckdb.connect(str(path), read_only=True) as con:
+        assert con.execute("SELECT company_id, events FROM stg.product_usage_daily").fetchall() == [("a", 1)]
+
+
 def test_duckdb_out_of_its_memory_cap_says_which_setting_and_recovers(tmp_path: Path) -> None:
     """A COMMIT that runs out of memory invalidates DuckDB's database and its ROLLBACK fails
     too: the error names LOCAL_WAREHOUSE_MEMORY_MB, settles at once (retrying with the same cap
@@ -248,7 +304,8 @@ def test_probe_reads_the_table(warehouse: Warehouse) -> None:
     stage_usage(warehouse, D1, [("c-1", 5, 50)])
     stage_crm(warehouse, D1, [company("c-1")])
     warehouse.build_days([D1], PARAMS)
-    assert warehouse.probe() == f"schema {SCHEMA_VERSION}, 7 tables read (6 hold rows)"
+    version = SCHEMA_VERSIONS[warehouse.dialect]
+    assert warehouse.probe() == f"schema {version}, 7 tables read (6 hold rows)"
 
 
 def test_the_duckdb_probe_makes_no_file(tmp_path: Path) -> None:

@@ -31,8 +31,10 @@ from pathlib import Path
 import pytest
 
 from shared.adapters.sql_files import SQL_ROOT
-from shared.adapters.warehouse_sql import SCHEMA_VERSION
+from shared.adapters.warehouse_sql import SCHEMA_VERSIONS
 from tests.support import REPO
+
+SCHEMA_VERSION = SCHEMA_VERSIONS["mssql"]  # the Azure SQL schema's
 
 DRIVER_SO = "libsqlite3odbc.so"
 

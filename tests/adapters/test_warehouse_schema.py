@@ -16,11 +16,14 @@ import duckdb
 import pytest
 
 from shared.adapters.warehouse_duckdb import DuckDbWarehouse
-from shared.adapters.warehouse_sql import SCHEMA_VERSION
+from shared.adapters.warehouse_sql import SCHEMA_VERSIONS
 from shared.ports import Lineage, SchemaVersionMismatch
 from tests.support import REPO
 
+SCHEMA_VERSION = SCHEMA_VERSIONS["duckdb"]  # the DuckDB schema's
+
 V0 = (REPO / "tests" / "data" / "schema_v0" / "duckdb.sql").read_text(encoding="utf-8")
+V1 = (REPO / "tests" / "data" / "schema_v1" / "duckdb.sql").read_text(encoding="utf-8")
 LINEAGE = Lineage("run-1", "source.json", datetime(2026, 10, 2, tzinfo=UTC))
 OLD_APP_COMMENT = "Company Activity schema 0123456789abcdef"  # what an app before versions wrote
 ROW = (
@@ -73,6 +76,95 @@ def test_a_file_an_earlier_app_made_is_upgraded_without_losing_rows(tmp_path: Pa
     assert [r["company_id"] for r in again.fetch_rows("company_daily_activity")] == ["c-1"]
     again.close()
     assert recorded(path) == [(SCHEMA_VERSION,)]
+
+
+USAGE = "stg.product_usage_daily"
+V1_ROWS = (
+    "INSERT INTO analytics.company_daily_activity VALUES"
+    " ('c-2', DATE '2026-10-02', 'Beta', 'FR', 'saas', TIMESTAMP '2026-09-30 18:00', DATE '2026-10-01',"
+    "  NULL, NULL, NULL, 4, 41, 2, 1, 2, NULL, 'r2', TIMESTAMP '2026-10-03'),"
+    " ('c-1', DATE '2026-10-02', NULL, NULL, NULL, NULL, DATE '2026-10-01',"
+    "  5, 60, 12.0, 5, 60, 2, 0, NULL, true, 'r2', TIMESTAMP '2026-10-03'),"
+    " ('c-1', DATE '2026-10-01', 'Acme', 'DE', NULL, TIMESTAMP '2026-09-01', DATE '2026-10-01',"
+    "  3, 40, 13.3333, 3, 40, 1, 0, 30, false, 'r1', TIMESTAMP '2026-10-02')"
+)
+
+
+def version_one_file(path: Path) -> None:
+    """A warehouse as schema version 1 left it (its schema.sql, kept in tests/data/schema_v1/),
+    with rows: its analytics table has a primary key."""
+    with duckdb.connect(str(path)) as con:
+        con.execute(V1)
+        con.execute(V1_ROWS)
+        con.execute(
+            "INSERT INTO stg.usage_dataset VALUES (DATE '2026-10-01', 1, 0, 'c', 'v', 'r', 'b', now())"
+        )
+        con.execute(
+            "INSERT INTO stg.product_usage_daily VALUES ('c-1', DATE '2026-10-01', 3, 40, 'r1', 'b', now()),"
+            " ('c-1', DATE '2026-10-02', 5, 60, 'r2', 'b', now())"
+        )
+        con.execute(f"COMMENT ON TABLE analytics.company_daily_activity IS '{OLD_APP_COMMENT}'")
+
+
+def table_state(path: Path, name: str = "analytics.company_daily_activity") -> tuple[list, list, list]:
+    """A table's columns (name, type, NOT NULL), its rows in key order, its constraints' kinds."""
+    schema, table = name.split(".")
+    with duckdb.connect(str(path), read_only=True) as con:
+        where = f"schema_name = '{schema}' AND table_name = '{table}'"
+        columns = con.execute(
+            f"SELECT column_name, data_type, is_nullable FROM duckdb_columns() WHERE {where} ORDER BY column_index"  # noqa: S608
+        ).fetchall()
+        rows = con.execute(f"SELECT * FROM {name} ORDER BY activity_date, company_id").fetchall()  # noqa: S608
+        constraints = f"SELECT constraint_type FROM duckdb_constraints() WHERE {where}"  # noqa: S608
+        kinds = [k for (k,) in con.execute(constraints).fetchall()]
+        return columns, rows, kinds
+
+
+def test_a_version_one_file_loses_two_keys_and_keeps_every_row(tmp_path: Path) -> None:
+    """Version 2 (DuckDB only): the analytics table and the staged usage without their primary
+    keys. A file the app made at version 1 is upgraded on its next use, in one transaction: the
+    same columns, types and NOT NULLs as a new file's, every row as it was, the views reading
+    it; the other tables keep their keys."""
+    path, fresh = tmp_path / "w.duckdb", tmp_path / "new.duckdb"
+    version_one_file(path)
+    _columns, rows, kinds = table_state(path)
+    _columns, staged, staged_kinds = table_state(path, USAGE)
+    assert "PRIMARY KEY" in kinds and "PRIMARY KEY" in staged_kinds and recorded(path) == [(1,)]
+    new = DuckDbWarehouse(fresh)
+    new.apply_schema()
+    new.close()
+    warehouse = DuckDbWarehouse(path)
+    assert len(list(warehouse.fetch_rows("company_daily_activity"))) == 3  # the first SQL work
+    assert [r["days_built"] for r in warehouse.fetch_rows("report_weekly_trend")] != []
+    warehouse.close()
+    assert recorded(path) == [(SCHEMA_VERSION,)] == [(2,)]
+    upgraded, upgraded_usage = table_state(path), table_state(path, USAGE)
+    assert upgraded == (table_state(fresh)[0], rows, upgraded[2])
+    assert "PRIMARY KEY" not in upgraded[2] and upgraded[2].count("NOT NULL") == 9
+    assert upgraded_usage == (table_state(fresh, USAGE)[0], staged, ["NOT NULL"] * 7)
+    assert tables(path) == tables(fresh)  # the keyed copy is gone
+    with duckdb.connect(str(path), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM stg.usage_dataset").fetchall() == [(1,)]
+        keyed = con.execute("SELECT count(*) FROM duckdb_constraints() WHERE constraint_type = 'PRIMARY KEY'")
+        assert keyed.fetchall() == [(4,)]  # the other staging tables'
+    again = DuckDbWarehouse(path)  # applying it again changes nothing
+    again.apply_schema()
+    again.close()
+    assert (table_state(path), table_state(path, USAGE)) == (upgraded, upgraded_usage)
+
+
+def test_a_version_one_file_opened_read_only_is_refused_and_kept(tmp_path: Path) -> None:
+    path = tmp_path / "w.duckdb"
+    version_one_file(path)
+    reader = DuckDbWarehouse(path, read_only=True)
+    with pytest.raises(SchemaVersionMismatch) as refused:
+        list(reader.fetch_rows("company_daily_activity"))
+    reader.close()
+    assert str(refused.value) == (
+        f"the warehouse {path} has schema version 1, this app needs schema version 2:"
+        " apply the schema with `python -m shared.cli init-db`"
+    )
+    assert "PRIMARY KEY" in table_state(path)[2] and recorded(path) == [(1,)]
 
 
 def test_a_file_the_app_did_not_make_is_never_changed(tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ from sqlglot import exp
 
 from shared.adapters.sql_files import SQL_ROOT, statements
 from shared.adapters.warehouse_mssql import sql_file
-from shared.adapters.warehouse_sql import SCHEMA_VERSION
+from shared.adapters.warehouse_sql import SCHEMA_VERSIONS
 
 DUCKDB = SQL_ROOT / "duckdb"
 MSSQL = SQL_ROOT / "mssql"
@@ -354,11 +354,12 @@ def test_mssql_temp_tables_have_the_duckdb_columns(name: str) -> None:
 
 # --- the schema's version and its upgrades (contract section 8) -----------------------------------
 
-# The schema each version stands for: a digest of schema.sql's statements (comments aside). A
-# change to a schema.sql fails here until SCHEMA_VERSION is raised and its digests recorded, so
-# no database keeps an older schema under the version the app expects.
+# The schema each version of a dialect stands for: a digest of its schema.sql's statements
+# (comments aside). A change to a schema.sql fails here until that dialect's version is raised
+# and its digest recorded, so no database keeps an older schema under the version the app expects.
 SCHEMA_DIGESTS = {
-    1: {"mssql": "f6831b48d59283eb", "duckdb": "dd60e089280f5d0a"},
+    "mssql": {1: "f6831b48d59283eb"},
+    "duckdb": {1: "dd60e089280f5d0a", 2: "edb22aef2f823222"},  # 2: analytics and staged usage keyless
 }
 VERSION_RECORD = re.compile(
     r"^DELETE FROM analytics\.schema_version;\nINSERT INTO analytics\.schema_version \(version, applied_at\)"
@@ -375,18 +376,18 @@ def schema_digest(dialect: str) -> str:
 def test_schema_sql_records_the_apps_schema_version_last(dialect: str) -> None:
     record = VERSION_RECORD.search(text(MSSQL if dialect == "mssql" else DUCKDB, "schema"))
     assert record, f"{dialect}/schema.sql must end by recording its version (DELETE, then INSERT)"
-    assert int(record[1]) == SCHEMA_VERSION, (
-        f"{dialect}/schema.sql records version {record[1]}, SCHEMA_VERSION is {SCHEMA_VERSION}"
+    assert int(record[1]) == SCHEMA_VERSIONS[dialect], (
+        f"{dialect}/schema.sql records version {record[1]}, SCHEMA_VERSIONS has {SCHEMA_VERSIONS[dialect]}"
     )
 
 
 @pytest.mark.parametrize("dialect", ["mssql", "duckdb"])
 def test_a_changed_schema_has_a_new_version(dialect: str) -> None:
-    digest = schema_digest(dialect)
-    assert SCHEMA_DIGESTS.get(SCHEMA_VERSION, {}).get(dialect) == digest, (
-        f"sql/{dialect}/schema.sql is not the schema of version {SCHEMA_VERSION}: raise SCHEMA_VERSION"
-        f" (shared/adapters/warehouse_sql.py, and the number both schema.sql files record), write the"
-        f" change as an upgrade (docs/architecture.md) and record {{{dialect!r}: {digest!r}}} here"
+    digest, version = schema_digest(dialect), SCHEMA_VERSIONS[dialect]
+    assert SCHEMA_DIGESTS[dialect].get(version) == digest, (
+        f"sql/{dialect}/schema.sql is not the schema of version {version}: raise SCHEMA_VERSIONS[{dialect!r}]"
+        f" (shared/adapters/warehouse_sql.py, and the number its schema.sql records), write the"
+        f" change as an upgrade (docs/architecture.md) and record {{{version}: {digest!r}}} here"
     )
 
 

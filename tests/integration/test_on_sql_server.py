@@ -161,7 +161,9 @@ def test_the_schema_upgrades_an_earlier_version_without_losing_rows() -> None:
     import pyodbc
 
     from shared.adapters.warehouse_mssql import MssqlWarehouse
-    from shared.adapters.warehouse_sql import SCHEMA_VERSION
+    from shared.adapters.warehouse_sql import SCHEMA_VERSIONS
+
+    mssql_version = SCHEMA_VERSIONS["mssql"]
 
     database = "companyactivity_upgrade"
     with pyodbc.connect(MSSQL_ADMIN, autocommit=True) as admin:
@@ -185,12 +187,12 @@ def test_the_schema_upgrades_an_earlier_version_without_losing_rows() -> None:
             MssqlWarehouse(lambda: pyodbc.connect(connection_string, autocommit=False)).apply_schema()
         app.check_schema()
         assert [r["company_id"] for r in app.fetch_rows("company_daily_activity")] == ["c-1"]
-        assert app.probe().startswith(f"schema {SCHEMA_VERSION}, 6 tables read (3 hold rows)")
+        assert app.probe().startswith(f"schema {mssql_version}, 6 tables read (3 hold rows)")
         app.close()
         with pyodbc.connect(connection_string, autocommit=True) as check:
             assert check.execute("SELECT COUNT(*) FROM stg.product_usage_daily").fetchone()[0] == 1
             assert check.execute("SELECT version FROM analytics.schema_version").fetchall() == [
-                (SCHEMA_VERSION,)
+                (mssql_version,)
             ]
     finally:
         with pyodbc.connect(MSSQL_ADMIN, autocommit=True) as admin:
