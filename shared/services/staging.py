@@ -314,9 +314,9 @@ def load_usage_manifest(services: Services, manifest_name: str) -> StageOutcome:
             )
         )
 
-    rows = validated.staged_rows()
+    rows = validated.rows_to_stage()
     unknown = sorted(validated.unknown_companies().items())
-    validated.rows.clear()  # the list holds the rows now; the index by company is not needed
+    validated.positions.clear()  # the columns hold the rows; the index by company is not needed
     quarantined = len(validated.rejected)
     checksum = _usage_checksum(manifest["pages"])
     version = manifest_version(manifest)
