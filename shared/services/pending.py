@@ -24,6 +24,7 @@ from shared.services.ledger import update_record
 # The field of a `days` entry (`DayRecord`) that says what is owed; the transform's own fields
 # (status, rows, rules, ...) sit beside the marks. Kept under this name for the views.
 NEED = ledger_records.PENDING
+_NO_MARK = (None, "")  # the stored values of a settled (or never marked) day's NEED
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,10 @@ def pending_days(entries: Iterable[LedgerEntry]) -> dict[date, PendingDay]:
     """The marked days among the `days` entries."""
     found = {}
     for entry in entries:
+        # Most days of a long history are settled: skip them before decoding the record (which
+        # costs more than reading the entry), by the stored value that decodes to no mark.
+        if entry.data.get(NEED) in _NO_MARK:
+            continue
         record = from_data(DayRecord, entry.data)
         if record.pending:
             day = date.fromisoformat(entry.key)
