@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import date, timedelta
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from shared.adapters.ledger_sqlite import SqliteLedger
 from shared.domain import names
 from shared.domain.ledger_records import DayRecord, from_data
-from shared.ports import LedgerEntry
+from shared.domain.transform_plan import Need, TransformPlan, TransformRequest, days_to_plan, plan_transform
+from shared.local.simulator import UsageApiSimulator
+from shared.ports import LedgerEntry, RunLedger, Services
 from shared.services import pending
+from shared.services.fetch import fetch_day
 from shared.services.ledger import entries_between
 from shared.services.pending import PendingDay, pending_days
+from shared.services.staging import load_crm_drop, load_usage_manifest
+from shared.services.transform import MAX_DAYS_PER_BUILD, inputs_window, run_transform
+from tests.support import DAY, ISO
 
 FIRST = date(2024, 1, 1)
 
@@ -87,3 +95,157 @@ def test_entries_between_are_the_days_in_the_range(
     last = first + timedelta(days=span) if span < (date.max - first).days else date.max
     got = entries_between(ledger, names.USAGE, first, last)
     assert [e.key for e in got] == [d.isoformat() for d in sorted(days) if first <= d <= last]
+
+
+# --- the transform reads the days it plans ------------------------------------------------------
+
+CRM_MAX_AGE = 7  # the default CRM_MAX_SNAPSHOT_AGE_DAYS
+
+
+@settings(max_examples=300)
+@given(
+    # Dense and small, so that the edges of the window (the first planned day's seventh day
+    # back, a snapshot exactly CRM_MAX_SNAPSHOT_AGE_DAYS old) come up often.
+    usage=st.dictionaries(st.integers(-10, 30), st.sampled_from([0, 10, 40, 100]), max_size=40),
+    snapshots=st.sets(st.integers(-12, 30), max_size=6),
+    pending=st.dictionaries(st.integers(0, 30), st.sampled_from(["build", "gate"]), max_size=12),
+    stale=st.sets(st.integers(0, 30), max_size=4),
+    max_age=st.integers(0, 10),
+    limit=st.integers(1, MAX_DAYS_PER_BUILD),
+)
+# The edges themselves: the first planned day's baseline reaches BASELINE_DAYS back; its
+# effective snapshot may be CRM_MAX_SNAPSHOT_AGE_DAYS old.
+@example(usage={0: 100, 7: 10}, snapshots={7}, pending={7: "build"}, stale=set(), max_age=0, limit=1)
+@example(usage={10: 10}, snapshots={3}, pending={10: "build", 12: "gate"}, stale=set(), max_age=7, limit=2)
+def test_a_round_plans_the_same_from_its_window_as_from_the_whole_history(
+    usage: dict[int, int],
+    snapshots: set[int],
+    pending: dict[int, Need],
+    stale: set[int],
+    max_age: int,
+    limit: int,
+) -> None:
+    """The usage and snapshots outside `inputs_window` never change a plan: the gate's baseline,
+    the rolling window and the effective snapshot all lie inside it."""
+    on = {n: FIRST + timedelta(days=n) for n in range(-12, 31)}
+    all_usage = {on[n].isoformat(): {"staged": staged, "quarantined": 0} for n, staged in usage.items()}
+    marks = {on[n]: need for n, need in pending.items()}
+    stale_days = {on[n] for n in stale}
+    if not marks and not stale_days:
+        return
+    window = inputs_window(days_to_plan(marks, stale_days, MAX_DAYS_PER_BUILD), max_age)
+    in_window = {
+        k: v for k, v in all_usage.items() if window.usage_from <= date.fromisoformat(k) <= window.last
+    }
+    snapshot_days = sorted(on[n] for n in snapshots)
+    windowed_snapshots = [d for d in snapshot_days if window.snapshots_from <= d <= window.last]
+
+    def plan(usage_entries: dict[str, Any], snapshot_dates: list[date]) -> TransformPlan:
+        return plan_transform(marks, usage_entries, snapshot_dates, max_age, stale=stale_days, limit=limit)
+
+    assert plan(in_window, windowed_snapshots) == plan(all_usage, snapshot_days)
+
+
+class RecordingLedger:
+    """The ledger, with the key of every entry a read returned."""
+
+    def __init__(self, inner: RunLedger) -> None:
+        self.inner = inner
+        self.seen: list[tuple[str, str]] = []
+
+    def get(self, partition: str, key: str) -> LedgerEntry | None:
+        entry = self.inner.get(partition, key)
+        self.seen += [(partition, key)] if entry is not None else []
+        return entry
+
+    def put(
+        self, partition: str, key: str, data: Mapping[str, Any], *, etag: str | None = None
+    ) -> LedgerEntry:
+        return self.inner.put(partition, key, data, etag=etag)
+
+    def query(self, partition: str) -> list[LedgerEntry]:
+        return self._seen(self.inner.query(partition))
+
+    def query_range(self, partition: str, first: str, last: str) -> list[LedgerEntry]:
+        return self._seen(self.inner.query_range(partition, first, last))
+
+    def _seen(self, entries: list[LedgerEntry]) -> list[LedgerEntry]:
+        self.seen += [(e.partition, e.key) for e in entries]
+        return entries
+
+    def days_seen(self, partition: str) -> list[date]:
+        return sorted({date.fromisoformat(k) for p, k in self.seen if p == partition})
+
+
+def _crm(companies: int) -> bytes:
+    rows = "".join(f"c-{i:04d},Company {i},DE,saas,2026-11-01\n" for i in range(1, companies + 1))
+    return ("company_id,name,country,industry_tag,last_contact_at\n" + rows).encode()
+
+
+def _with_history(services: Services, days: int, *, recent: dict[date, int] | None = None) -> Services:
+    """Two years' worth of days staged and built long before DAY (ledger entries only: the
+    transform plans from the ledger), and `recent` usage days (day -> staged records); the
+    services, reading the ledger through a RecordingLedger."""
+    rules = services.settings.rules().encode()
+    for n in range(days):
+        key = (DAY - timedelta(days=100 + n)).isoformat()
+        services.ledger.put(names.USAGE, key, {"staged": 12, "quarantined": 0, "received": 12})
+        services.ledger.put(names.DAYS, key, {"status": "built", "rules": rules, "rows": 12, "pending": ""})
+        if n % 7 == 0:
+            services.ledger.put(names.CRM, key, {"staged": 12})
+    for day, staged in (recent or {}).items():
+        services.ledger.put(
+            names.USAGE, day.isoformat(), {"staged": staged, "quarantined": 0, "received": staged}
+        )
+    return replace(services, ledger=RecordingLedger(services.ledger))
+
+
+def _stage(services: Services, snapshot: date) -> None:
+    """DAY's usage fetched and staged, and a CRM snapshot dated `snapshot` dropped and staged."""
+    load_usage_manifest(services, names.manifest_blob(DAY, fetch_day(services, DAY).run_id))
+    name = f"companies_{snapshot.isoformat()}.csv"
+    services.blobs.put(names.CRM_CONTAINER, name, _crm(20))
+    assert load_crm_drop(services, name).status == "staged"
+
+
+def test_a_day_after_a_long_history_reads_its_window_and_builds_on_the_oldest_snapshot_it_may(
+    start_api: Callable[..., UsageApiSimulator], make_services: Callable[..., Services]
+) -> None:
+    services = _with_history(make_services(start_api(12)), 730)
+    oldest = DAY - timedelta(days=CRM_MAX_AGE)  # still effective for DAY
+    _stage(services, oldest)
+    ledger = services.ledger
+    assert isinstance(ledger, RecordingLedger)
+    ledger.seen.clear()
+
+    outcome = run_transform(services, TransformRequest("usage", DAY, "run-1"))
+
+    assert outcome.built == [ISO]
+    built = services.ledger.get(names.DAYS, ISO)
+    assert built is not None and built.data["snapshot_date"] == oldest.isoformat()
+    # Of the usage and CRM partitions, only the days the round could use were read.
+    assert ledger.days_seen(names.USAGE) == [DAY]
+    assert ledger.days_seen(names.CRM) == [oldest]
+
+
+def test_the_volume_gate_reads_its_baseline_days_after_a_long_history(
+    start_api: Callable[..., UsageApiSimulator], make_services: Callable[..., Services]
+) -> None:
+    """DAY's 20 records against 100 on each of the seven days before it: a drop the gate stops."""
+    baseline = {DAY - timedelta(days=n): 100 for n in range(1, 8)}
+    services = _with_history(make_services(start_api(20)), 730, recent=baseline)
+    _stage(services, DAY)
+    ledger = services.ledger
+    assert isinstance(ledger, RecordingLedger)
+    ledger.seen.clear()
+
+    outcome = run_transform(services, TransformRequest("usage", DAY, "run-1"))
+
+    assert outcome.blocked == [ISO]
+    day = services.ledger.get(names.DAYS, ISO)
+    assert (
+        day is not None
+        and "down 80% against the median 100 of the previous 7 staged days" in day.data["errors"]
+    )
+    assert ledger.days_seen(names.USAGE) == sorted([*baseline, DAY])
+    assert ledger.days_seen(names.CRM) == [DAY]
