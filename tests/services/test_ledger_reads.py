@@ -12,15 +12,24 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from shared.adapters.ledger_sqlite import SqliteLedger
+from shared.config import Settings
 from shared.domain import names
 from shared.domain.ledger_records import DayRecord, from_data
-from shared.domain.transform_plan import Need, TransformPlan, TransformRequest, days_to_plan, plan_transform
+from shared.domain.transform_plan import (
+    InputKind,
+    Need,
+    TransformPlan,
+    TransformRequest,
+    days_to_mark,
+    days_to_plan,
+    plan_transform,
+)
 from shared.local.simulator import UsageApiSimulator
 from shared.ports import LedgerEntry, RunLedger, Services
 from shared.services import pending
 from shared.services.fetch import fetch_day
 from shared.services.ledger import entries_between
-from shared.services.pending import PendingDay, pending_days
+from shared.services.pending import PendingDay, marking_inputs, pending_days
 from shared.services.staging import load_crm_drop, load_usage_manifest
 from shared.services.transform import MAX_DAYS_PER_BUILD, inputs_window, run_transform
 from tests.support import DAY, ISO
@@ -55,7 +64,7 @@ def test_finding_the_marks_decodes_only_the_marked_days(monkeypatch: pytest.Monk
         LedgerEntry(names.DAYS, (FIRST + timedelta(days=n)).isoformat(), _settled(n), f"e{n}")
         for n in range(730)
     ]
-    marks = {
+    marks: dict[str, dict[str, Any]] = {
         "2026-01-01": {"pending": "build", "pending_token": "t1", "pending_run_id": "fetch-1"},
         "2026-01-02": {"status": "built", "pending": "gate", "pending_token": "t2"},
         "2026-01-03": {"pending": 0},  # a value no writer stores: decoded as the codec reads it
@@ -248,4 +257,63 @@ def test_the_volume_gate_reads_its_baseline_days_after_a_long_history(
         and "down 80% against the median 100 of the previous 7 staged days" in day.data["errors"]
     )
     assert ledger.days_seen(names.USAGE) == sorted([*baseline, DAY])
+    assert ledger.days_seen(names.CRM) == [DAY]
+
+
+# --- a loader reads the days it marks -----------------------------------------------------------
+
+
+@settings(max_examples=300)
+@given(
+    kind=st.sampled_from(["usage", "crm", "day"]),
+    staged=st.sets(st.integers(-5, 25), max_size=30),
+    snapshots=st.sets(st.integers(-12, 25), max_size=8),
+    max_age=st.integers(0, 14),
+)
+@example(kind="usage", staged={7}, snapshots=set(), max_age=0)  # D+7: re-checked, the last day it reaches
+@example(kind="crm", staged={9}, snapshots={9}, max_age=9)  # a later snapshot takes the day over
+@example(kind="crm", staged={9}, snapshots=set(), max_age=9)  # the oldest day it is effective for
+def test_the_marks_from_the_ledger_read_by_range_are_those_from_the_whole_ledger(
+    tmp_path_factory: pytest.TempPathFactory,
+    kind: InputKind,
+    staged: set[int],
+    snapshots: set[int],
+    max_age: int,
+) -> None:
+    services = Services(
+        settings=Settings(crm_max_snapshot_age_days=max_age),
+        blobs=None,  # type: ignore[arg-type]
+        ledger=SqliteLedger(tmp_path_factory.mktemp("ledger") / "ledger.sqlite3"),
+        bus=None,  # type: ignore[arg-type]
+        warehouse=None,  # type: ignore[arg-type]
+        usage_api=None,  # type: ignore[arg-type]
+        alert_sink=None,  # type: ignore[arg-type]
+    )
+    for n in staged:
+        services.ledger.put(names.USAGE, (FIRST + timedelta(days=n)).isoformat(), {"staged": 1})
+    for n in snapshots:
+        services.ledger.put(names.CRM, (FIRST + timedelta(days=n)).isoformat(), {"staged": 1})
+    ranged, ranged_snapshots = marking_inputs(services, FIRST)
+    whole = {e.key for e in services.ledger.query(names.USAGE)}
+    whole_snapshots = [date.fromisoformat(e.key) for e in services.ledger.query(names.CRM)]
+    assert days_to_mark(kind, FIRST, ranged_snapshots, max_age, ranged) == days_to_mark(
+        kind, FIRST, whole_snapshots, max_age, whole
+    )
+
+
+def test_loading_a_day_after_a_long_history_reads_the_days_it_marks(
+    start_api: Callable[..., UsageApiSimulator], make_services: Callable[..., Services]
+) -> None:
+    services = _with_history(make_services(start_api(12)), 730)
+    ledger = services.ledger
+    assert isinstance(ledger, RecordingLedger)
+    services.blobs.put(names.CRM_CONTAINER, f"companies_{ISO}.csv", _crm(20))
+    assert load_crm_drop(services, f"companies_{ISO}.csv").status == "staged"
+    ledger.seen.clear()
+
+    loaded = load_usage_manifest(services, names.manifest_blob(DAY, fetch_day(services, DAY).run_id))
+
+    marks = pending_days(services.ledger.query(names.DAYS))
+    assert {d for d, p in marks.items() if p.run_id == loaded.run_id} == {DAY}
+    assert ledger.days_seen(names.USAGE) == [DAY]
     assert ledger.days_seen(names.CRM) == [DAY]
