@@ -83,11 +83,13 @@ def test_finding_the_marks_decodes_only_the_marked_days(monkeypatch: pytest.Monk
     assert len(decoded) == len(marks)  # not one decode per day of history
 
 
+@settings(deadline=None)  # no time asserted: the machine may be loaded
 @given(st.dates(), st.dates())
 def test_iso_dates_sort_as_text_as_they_do_as_dates(a: date, b: date) -> None:
     assert (a <= b) == (a.isoformat() <= b.isoformat())
 
 
+@settings(deadline=None, max_examples=40)  # a SQLite file each
 @given(
     days=st.sets(st.dates(date(1970, 1, 1), date(2100, 12, 31)), max_size=30),
     first=st.dates(date(1969, 12, 1), date(2101, 1, 31)),
@@ -111,7 +113,7 @@ def test_entries_between_are_the_days_in_the_range(
 CRM_MAX_AGE = 7  # the default CRM_MAX_SNAPSHOT_AGE_DAYS
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(
     # Dense and small, so that the edges of the window (the first planned day's seventh day
     # back, a snapshot exactly CRM_MAX_SNAPSHOT_AGE_DAYS old) come up often.
@@ -263,7 +265,25 @@ def test_the_volume_gate_reads_its_baseline_days_after_a_long_history(
 # --- a loader reads the days it marks -----------------------------------------------------------
 
 
-@settings(max_examples=300)
+class KeyOrderedLedger:
+    """Reads of a ledger held in a dict, in key order (the adapters' own reads are held to the
+    port by tests/adapters/test_ledger.py): the marks' window, without a file per example."""
+
+    def __init__(self) -> None:
+        self.entries: dict[tuple[str, str], Mapping[str, Any]] = {}
+
+    def put(self, partition: str, key: str, data: Mapping[str, Any]) -> None:
+        self.entries[partition, key] = data
+
+    def query(self, partition: str) -> list[LedgerEntry]:
+        return self.query_range(partition, "", "\uffff")
+
+    def query_range(self, partition: str, first: str, last: str) -> list[LedgerEntry]:
+        found = sorted((k, v) for (p, k), v in self.entries.items() if p == partition and first <= k <= last)
+        return [LedgerEntry(partition, k, v, "") for k, v in found]
+
+
+@settings(max_examples=300, deadline=None)
 @given(
     kind=st.sampled_from(["usage", "crm", "day"]),
     staged=st.sets(st.integers(-5, 25), max_size=30),
@@ -274,16 +294,12 @@ def test_the_volume_gate_reads_its_baseline_days_after_a_long_history(
 @example(kind="crm", staged={9}, snapshots={9}, max_age=9)  # a later snapshot takes the day over
 @example(kind="crm", staged={9}, snapshots=set(), max_age=9)  # the oldest day it is effective for
 def test_the_marks_from_the_ledger_read_by_range_are_those_from_the_whole_ledger(
-    tmp_path_factory: pytest.TempPathFactory,
-    kind: InputKind,
-    staged: set[int],
-    snapshots: set[int],
-    max_age: int,
+    kind: InputKind, staged: set[int], snapshots: set[int], max_age: int
 ) -> None:
     services = Services(
         settings=Settings(crm_max_snapshot_age_days=max_age),
         blobs=None,  # type: ignore[arg-type]
-        ledger=SqliteLedger(tmp_path_factory.mktemp("ledger") / "ledger.sqlite3"),
+        ledger=KeyOrderedLedger(),  # type: ignore[arg-type]
         bus=None,  # type: ignore[arg-type]
         warehouse=None,  # type: ignore[arg-type]
         usage_api=None,  # type: ignore[arg-type]
