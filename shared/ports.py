@@ -99,6 +99,12 @@ class RunLedger(Protocol):
         """All entries of a partition, ordered by key."""
         ...
 
+    def query_range(self, partition: str, first: str, last: str) -> list[LedgerEntry]:
+        """The entries of a partition whose key is from `first` to `last` (both included), ordered
+        by key. Keys compare as strings, character by character (Table storage's RowKey order), so
+        ISO dates compare as the dates do: a read of some days costs those days, not the history."""
+        ...
+
 
 # --- Message bus --------------------------------------------------------------------------
 

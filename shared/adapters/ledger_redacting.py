@@ -30,5 +30,8 @@ class RedactingLedger:
     def query(self, partition: str) -> list[LedgerEntry]:
         return self.inner.query(partition)
 
+    def query_range(self, partition: str, first: str, last: str) -> list[LedgerEntry]:
+        return self.inner.query_range(partition, first, last)
+
     def __getattr__(self, name: str) -> Any:  # what an adapter offers beyond the port (tests, close)
         return getattr(self.inner, name)

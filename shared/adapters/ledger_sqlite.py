@@ -93,3 +93,13 @@ class SqliteLedger:
                 "SELECT key, data, etag FROM entries WHERE partition = ? ORDER BY key", (partition,)
             ).fetchall()
         return [LedgerEntry(partition, k, json.loads(d), e) for k, d, e in rows]
+
+    def query_range(self, partition: str, first: str, last: str) -> list[LedgerEntry]:
+        # The primary key (partition, key) serves the range; TEXT compares as its bytes, which
+        # orders keys as Table storage orders RowKeys.
+        with self._connect() as con:
+            rows = con.execute(
+                "SELECT key, data, etag FROM entries WHERE partition = ? AND key >= ? AND key <= ? ORDER BY key",
+                (partition, first, last),
+            ).fetchall()
+        return [LedgerEntry(partition, k, json.loads(d), e) for k, d, e in rows]

@@ -160,9 +160,21 @@ class TableLedger:
         return LedgerEntry(partition, key, _decode(entity), _etag(written))
 
     def query(self, partition: str) -> list[LedgerEntry]:
-        entities = self.table.query_entities(
-            "PartitionKey eq @pk", parameters={"pk": _check_key("partition", partition)}
+        return self._entries(partition, "PartitionKey eq @pk", {"pk": _check_key("partition", partition)})
+
+    def query_range(self, partition: str, first: str, last: str) -> list[LedgerEntry]:
+        # A range of RowKeys within one partition is served from the table's index.
+        parameters = {
+            "pk": _check_key("partition", partition),
+            "first": _check_key("key", first),
+            "last": _check_key("key", last),
+        }
+        return self._entries(
+            partition, "PartitionKey eq @pk and RowKey ge @first and RowKey le @last", parameters
         )
+
+    def _entries(self, partition: str, query: str, parameters: dict[str, str]) -> list[LedgerEntry]:
+        entities = self.table.query_entities(query, parameters=parameters)
         entries = [
             LedgerEntry(partition, entity["RowKey"], _decode(entity), _etag(entity.metadata))
             for entity in entities

@@ -4,6 +4,7 @@ And the typed records of `shared.domain.ledger_records` read, written and update
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from datetime import date
 from typing import Any
 
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random
@@ -46,6 +47,13 @@ def read_record(ledger: RunLedger, cls: type[R], key: str) -> R | None:
 def query_records(ledger: RunLedger, cls: type[R]) -> dict[str, R]:
     """Every typed entry of the record's partition, by key, in key order."""
     return {entry.key: from_data(cls, entry.data) for entry in ledger.query(cls.PARTITION)}
+
+
+def entries_between(ledger: RunLedger, partition: str, first: date, last: date) -> list[LedgerEntry]:
+    """The entries of a partition keyed by day (`days`, `usage`, `crm`, `fetch`) from `first` to
+    `last`, both included, in date order: ISO dates (four-digit years) sort as text as they do as
+    dates, so the ledger reads those days alone, however long the history."""
+    return ledger.query_range(partition, first.isoformat(), last.isoformat())
 
 
 def put_record(ledger: RunLedger, key: str, record: LedgerRecord) -> LedgerEntry:

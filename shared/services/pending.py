@@ -12,18 +12,20 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
-from shared.domain import ledger_records
+from shared.domain import ledger_records, names
+from shared.domain.days import days_affected_by_usage
 from shared.domain.ledger_records import DayRecord, DayState, LedgerRecord, from_data, to_data
 from shared.domain.transform_plan import BUILD, Need, merge_needs
 from shared.ports import LedgerEntry, Services
-from shared.services.ledger import update_record
+from shared.services.ledger import entries_between, update_record
 
 # The field of a `days` entry (`DayRecord`) that says what is owed; the transform's own fields
 # (status, rows, rules, ...) sit beside the marks. Kept under this name for the views.
 NEED = ledger_records.PENDING
+_NO_MARK = (None, "")  # the stored values of a settled (or never marked) day's NEED
 
 
 @dataclass(frozen=True)
@@ -54,10 +56,27 @@ def mark_days(services: Services, marks: Mapping[date, Need], run_id: str) -> No
         update_record(services.ledger, DayRecord, day.isoformat(), mark)
 
 
+def marking_inputs(services: Services, day: date) -> tuple[set[str], list[date]]:
+    """What `days_to_mark` needs of the ledger for an input of `day` (usage, a snapshot or a day
+    rebuilt by hand): the days with usage staged (ISO dates) and the CRM snapshots, among the
+    days it can mark and the snapshots that can take one of them over from it. Both lie from
+    `day` to the last day its usage reaches or CRM_MAX_SNAPSHOT_AGE_DAYS after it, so they are
+    read by key range: a long history costs nothing here."""
+    max_age = max(services.settings.crm_max_snapshot_age_days, 0)
+    last = max(days_affected_by_usage(day)[-1], day + timedelta(days=max_age))
+    staged = {e.key for e in entries_between(services.ledger, names.USAGE, day, last)}
+    snapshots = [date.fromisoformat(e.key) for e in entries_between(services.ledger, names.CRM, day, last)]
+    return staged, snapshots
+
+
 def pending_days(entries: Iterable[LedgerEntry]) -> dict[date, PendingDay]:
     """The marked days among the `days` entries."""
     found = {}
     for entry in entries:
+        # Most days of a long history are settled: skip them before decoding the record (which
+        # costs more than reading the entry), by the stored value that decodes to no mark.
+        if entry.data.get(NEED) in _NO_MARK:
+            continue
         record = from_data(DayRecord, entry.data)
         if record.pending:
             day = date.fromisoformat(entry.key)

@@ -41,7 +41,7 @@ from shared.observability.context import bind
 from shared.ports import BlobNotFound, Lineage, OutgoingMessage, Services, StageStatus
 from shared.services.alerts import raise_alert
 from shared.services.ledger import put_record, query_records, read_record, update_record
-from shared.services.pending import mark_days
+from shared.services.pending import mark_days, marking_inputs
 
 log = logging.getLogger(__name__)
 
@@ -213,8 +213,7 @@ def _forced(record: StagedRecord) -> bool:
 
 def _mark_affected_days(services: Services, kind: InputKind, day: date, run_id: str) -> None:
     """The days the staged input affects, among those with usage staged, marked for the transform."""
-    staged = {e.key for e in services.ledger.query(names.USAGE)}
-    snapshots = [date.fromisoformat(e.key) for e in services.ledger.query(names.CRM)]
+    staged, snapshots = marking_inputs(services, day)
     max_age = services.settings.crm_max_snapshot_age_days
     mark_days(services, days_to_mark(kind, day, snapshots, max_age, staged), run_id)
 

@@ -21,14 +21,14 @@ import logging
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime
-from typing import Any
+from datetime import date, datetime, timedelta
+from typing import Any, NamedTuple
 
 from shared.domain import names
 from shared.domain.alerts import Alert
 from shared.domain.days import ROLLING_DAYS, effective_snapshot
 from shared.domain.ledger_records import DayBlocked, DayBuilt, DayFailed, DayRecord, DayWaiting
-from shared.domain.quality import FORCE_ADVICE, Coverage
+from shared.domain.quality import BASELINE_DAYS, FORCE_ADVICE, Coverage
 from shared.domain.rules import Rules, stale_days
 from shared.domain.transform_plan import (
     BUILD,
@@ -42,7 +42,7 @@ from shared.domain.wording import counted
 from shared.ports import BuildParams, LedgerEntry, OutgoingMessage, Services, WarehouseOutOfMemory
 from shared.services import build_lease
 from shared.services.alerts import raise_alert
-from shared.services.ledger import read_record
+from shared.services.ledger import entries_between, read_record
 from shared.services.pending import NEED, PendingDay, mark_days, pending_days, settle_day
 
 log = logging.getLogger(__name__)
@@ -176,7 +176,8 @@ def _leave_to_holder(work: _Transform, *, lost: bool) -> None:
 
 def _mark_requested_day(services: Services, request: TransformRequest) -> None:
     """A day rebuilt by hand is marked like any other, if it has usage to build from."""
-    staged = {e.key for e in services.ledger.query(names.USAGE)}
+    key = request.day.isoformat()
+    staged = {key} if services.ledger.get(names.USAGE, key) is not None else set()
     mark_days(services, days_to_mark("day", request.day, [], 0, staged), request.run_id)
 
 
@@ -204,16 +205,16 @@ def _one_round(work: _Transform) -> bool:
     """Plan the pending days (and the days decided under other rules) up to one build's worth,
     and carry the plan out. False when there was nothing left to do."""
     services, rules = work.services, work.rules
-    usage = {e.key: e.data for e in services.ledger.query(names.USAGE)}
-    crm_entries = services.ledger.query(names.CRM)
-    snapshots = sorted(date.fromisoformat(e.key) for e in crm_entries)
+    # The whole `days` partition: a mark, or a day decided under other rules, may be on any day.
     day_entries = services.ledger.query(names.DAYS)
     states = {e.key: e.data for e in day_entries}
     cap = _memory_cap(services)
-    untried = _untried(work, day_entries, _held_back(services, states, usage, cap))
+    untried = _untried(work, day_entries, _held_back(services, states, cap))
     if untried.empty:
         return False
     pending, stale = untried.pending, untried.stale
+    usage, crm_entries = _inputs_for(services, days_to_plan(pending, stale, MAX_DAYS_PER_BUILD))
+    snapshots = sorted(date.fromisoformat(e.key) for e in crm_entries)
     built = {date.fromisoformat(k) for k, s in states.items() if s.get("status") == "built"}
     limit = days_per_round(
         _largest(usage.values()),
@@ -251,14 +252,42 @@ def _one_round(work: _Transform) -> bool:
     return True
 
 
+class InputsWindow(NamedTuple):
+    """The days of the ledger's `usage` and `crm` partitions a round can look at."""
+
+    usage_from: date
+    snapshots_from: date
+    last: date
+
+
+def inputs_window(days: list[date], max_age: int) -> InputsWindow:
+    """For a round of some of `days` (in date order, the first among them): their usage and the
+    gate's baseline before it (BASELINE_DAYS, which holds the rolling window), and the snapshots
+    that can be effective for them (at most `max_age` days old)."""
+    first, last = days[0], days[-1]
+    return InputsWindow(first - timedelta(days=BASELINE_DAYS), first - timedelta(days=max(max_age, 0)), last)
+
+
+def _inputs_for(
+    services: Services, days: list[date]
+) -> tuple[dict[str, Mapping[str, Any]], list[LedgerEntry]]:
+    """The staged usage entries (by ISO date) and CRM snapshot entries of `inputs_window`, read
+    by key range: a long history costs nothing here."""
+    window = inputs_window(days, services.settings.crm_max_snapshot_age_days)
+    usage = entries_between(services.ledger, names.USAGE, window.usage_from, window.last)
+    crm = entries_between(services.ledger, names.CRM, window.snapshots_from, window.last)
+    return {e.key: e.data for e in usage}, crm
+
+
 def days_per_round(usage_rows: int, snapshot_rows: int, memory_mb: int | None) -> int:
     """How many days one round builds: MAX_DAYS_PER_BUILD, or fewer when the warehouse has a
     memory cap (DuckDB's LOCAL_WAREHOUSE_MEMORY_MB; Azure SQL has none of ours) that the round's
     rows would pass. A round of k days reads the usage of k days and the ROLLING_DAYS - 1 before
     them and writes k days of rows (the union of usage and snapshot companies); sized on the
-    largest day staged, so a round of a million-company backfill is one day at 256 MB, one of
-    100,000 companies 27 days. At least one day: a day that cannot fit fails with the setting
-    named (WarehouseOutOfMemory), once (`_carry_out`)."""
+    largest day staged among those the round can read (`_inputs_for`), so a round of a
+    million-company backfill is one day at 256 MB, one of 100,000 companies 27 days. At least
+    one day: a day that cannot fit fails with the setting named (WarehouseOutOfMemory), once
+    (`_carry_out`)."""
     if not memory_mb or usage_rows <= 0:
         return MAX_DAYS_PER_BUILD
     budget = memory_mb * BUILD_ROWS_PER_MB
@@ -388,9 +417,10 @@ def _out_of_memory(
         work.try_again(plan.to_build)
         return
     services = work.services
-    usage = {e.key: e.data for e in services.ledger.query(names.USAGE)}
     for day in plan.to_build:
-        _record_failed(services, day, str(exc), _memory_cap(services), _rows(usage, day), work.request.run_id)
+        staged = services.ledger.get(names.USAGE, day.isoformat())
+        rows = _rows({day.isoformat(): staged.data} if staged else {}, day)
+        _record_failed(services, day, str(exc), _memory_cap(services), rows, work.request.run_id)
     log.error("transform %s: %s not built: %s", work.request.run_id, plan.to_build[0], exc)
     raise exc
 
@@ -423,7 +453,6 @@ def _record_failed(
 def _held_back(
     services: Services,
     states: Mapping[str, Mapping[str, Any]],
-    usage: Mapping[str, Mapping[str, Any]],
     cap: int | None,
     *,
     record: bool = True,
@@ -431,12 +460,13 @@ def _held_back(
     """The pending days not to build under this memory cap: a day of this cap's smallest failed
     size (within FIT_MARGIN) or larger. Those not recorded as failed yet are (`record`)."""
     failed = [s for s in states.values() if s.get("status") == "failed" and s.get("memory_mb") == cap]
-    if not failed:
+    if not failed or not (marked := _marked(states)):
         return set()
     smallest = min(int(s.get("usage_rows") or 0) for s in failed)
     reason = str(failed[0].get("reason") or "")
+    usage = {e.key: e.data for e in entries_between(services.ledger, names.USAGE, min(marked), max(marked))}
     held = set()
-    for day in _marked(states):
+    for day in marked:
         rows = _rows(usage, day)
         if rows >= FIT_MARGIN * smallest:
             held.add(day)
@@ -481,10 +511,7 @@ def _work_left(work: _Transform) -> bool:
     services = work.services
     day_entries = services.ledger.query(names.DAYS)
     states = {e.key: e.data for e in day_entries}
-    held: set[date] = set()
-    if any(s.get("status") == "failed" for s in states.values()):  # the ledger's usage only then
-        usage = {e.key: e.data for e in services.ledger.query(names.USAGE)}
-        held = _held_back(services, states, usage, _memory_cap(services), record=False)
+    held = _held_back(services, states, _memory_cap(services), record=False)
     return not _untried(work, day_entries, held).empty
 
 

@@ -95,6 +95,40 @@ def test_ledger_query_partition_sorted(ledger: RunLedger) -> None:
     assert [e.key for e in ledger.query("day")] == ["2024-05-01"]
 
 
+def test_ledger_query_range_both_ends_included(ledger: RunLedger) -> None:
+    keys = ["2024-04-30", "2024-05-01", "2024-05-02", "2024-05-03", "2024-05-10", "2024-06-01"]
+    for i, key in enumerate(reversed(keys)):
+        ledger.put("days", key, {"i": i})
+    ledger.put("days-x", "2024-05-02", {"i": -1})  # the same keys in other partitions
+    ledger.put("day", "2024-05-02", {"i": -2})
+    ledger.put("usage", "2024-05-02", {"i": -3})
+
+    entries = ledger.query_range("days", "2024-05-01", "2024-05-10")
+    assert [e.key for e in entries] == ["2024-05-01", "2024-05-02", "2024-05-03", "2024-05-10"]
+    assert all(e.partition == "days" for e in entries)
+    whole = {e.key: e for e in ledger.query("days")}
+    assert all(e == whole[e.key] for e in entries)  # the same data and etags as a whole read
+    # Bounds need not be keys; a range with no entry, or an empty one, is empty.
+    assert [e.key for e in ledger.query_range("days", "2024-05-04", "2024-05-31")] == ["2024-05-10"]
+    assert [e.key for e in ledger.query_range("days", "2024-05-02", "2024-05-02")] == ["2024-05-02"]
+    assert ledger.query_range("days", "2024-05-04", "2024-05-09") == []
+    assert ledger.query_range("days", "2024-05-10", "2024-05-01") == []
+    assert ledger.query_range("nothing", "0000", "9999") == []
+    assert [e.key for e in ledger.query_range("days", "0", "9")] == keys
+
+
+def test_ledger_query_range_compares_keys_as_text(ledger: RunLedger) -> None:
+    """Character by character, as Table storage orders RowKeys: a longer key after its prefix,
+    digits before letters, upper case before lower case."""
+    keys = ["2024-05-01", "2024-05-01a", "2024-05-01~", "2024-05-1", "2024-05-A", "2024-05-a", "quota:x"]
+    for key in keys:
+        ledger.put("replays", key, {"k": key})
+    assert [e.key for e in ledger.query_range("replays", "2024-05-01", "2024-05-01~")] == keys[:3]
+    assert [e.key for e in ledger.query_range("replays", "2024-05-1", "2024-05-a")] == keys[3:6]
+    assert [e.key for e in ledger.query_range("replays", "2024-05-01", "2024-05-31")] == keys[:4]
+    assert [e.data["k"] for e in ledger.query_range("replays", "quota:", "quota:~")] == ["quota:x"]
+
+
 TYPED_VALUES: dict[str, Any] = {
     "text": "done",
     "empty_text": "",
