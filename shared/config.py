@@ -39,10 +39,12 @@ def _setting(
     high: float | None = None,
     url: bool = False,
     header: bool = False,
+    root: bool = False,
 ) -> Any:
     """The one declaration of a setting: read from `env`, `default` when unset (its type is the
     setting's), what it is for in one line (README's settings table is generated from it), and
-    what it accepts: a number in [low, high], an http(s) URL, text an HTTP header can carry.
+    what it accepts: a number in [low, high], an http(s) URL (`root`: one paths are added to,
+    so no query or fragment), text an HTTP header can carry.
     Secrets never appear in repr()."""
     return dataclasses.field(
         default=default,
@@ -55,6 +57,7 @@ def _setting(
             "high": high,
             "url": url,
             "header": header,
+            "root": root,
         },
     )
 
@@ -66,6 +69,7 @@ class Settings:
         "",
         "product API root; unset, `demo` starts a simulator and `simulator` starts one on its own",
         url=True,
+        root=True,
     )
     usage_api_key: str = _setting("USAGE_API_KEY", "", "bearer token of the API", secret=True, header=True)
     usage_api_timeout_s: float = _setting(
@@ -417,10 +421,11 @@ def _user_info(url: str) -> str:
     return authority.rpartition("@")[0]
 
 
-def _url_problem(url: str) -> str | None:
-    """What makes `url` unusable as an API or webhook root, or None: caught here, a malformed
+def _url_problem(url: str, root: bool = False) -> str | None:
+    """What makes `url` unusable as an API root or a webhook, or None: caught here, a malformed
     URL is one line when a function first needs it rather than minutes of retries ending in
-    "InvalidURL"."""
+    "InvalidURL". A `root` has `/v2/usage` added to its path: a query or fragment there would
+    swallow that path, and the API would be asked for something else without a word."""
     if not url.isascii() or any(c.isspace() or not c.isprintable() for c in url):
         return "spaces, control or non-ASCII characters"
     try:
@@ -434,6 +439,8 @@ def _url_problem(url: str) -> str | None:
         return "no host"
     if port == 0:
         return "port 0"
+    if root and (parts.query or parts.fragment or url.endswith(("?", "#"))):
+        return "a query or fragment: the API's paths are added to this root"
     return None
 
 
@@ -465,10 +472,12 @@ def _check(f: dataclasses.Field[Any], value: Any, shown: str | None = None) -> N
     """Refuse a number out of its range or a URL that is not one, the same way whether it came
     from the environment (`shown`: as the user wrote it) or from code."""
     if f.metadata["url"]:
-        problem = _url_problem(value) if value else None
+        problem = _url_problem(value, root=f.metadata["root"]) if value else None
         if problem is None:
             return
         detail = f" ({problem})"
+        if f.metadata["root"]:  # a query may hold a token: not repeated back
+            shown = re.sub(r"[?#].*", "?...", value if shown is None else shown, flags=re.S)
     elif f.metadata["header"]:
         if not _HEADER_UNSAFE.search(value):
             return
@@ -494,7 +503,9 @@ def _in_range(f: dataclasses.Field[Any], value: Any) -> bool:
 def accepts(f: dataclasses.Field[Any]) -> str:
     """What the setting accepts, as its error message and README's settings table say it."""
     if f.metadata["url"]:
-        return "an http:// or https:// URL with a host"
+        return "an http:// or https:// URL with a host" + (
+            ", no query or fragment" if f.metadata["root"] else ""
+        )
     if f.metadata["header"]:
         return "text an HTTP header can carry (Latin-1, no control characters)"
     kind = type(f.default)

@@ -70,7 +70,7 @@ def test_the_settings_are_read_from_the_environment() -> None:
         (
             "USAGE_API_BASE_URL",
             "http://",
-            "setting USAGE_API_BASE_URL must be an http:// or https:// URL with a host, got 'http://' (no host)",
+            "setting USAGE_API_BASE_URL must be an http:// or https:// URL with a host, no query or fragment, got 'http://' (no host)",
         ),
         (
             "ALERT_WEBHOOK_URL",
@@ -128,6 +128,22 @@ def test_an_api_key_no_header_can_carry_is_refused_without_showing_it(key: str) 
 def test_an_api_key_a_header_can_carry_is_accepted() -> None:
     key = "sk_live-AZaz09.~+/= \u00e9"  # a space inside and Latin-1 are legal in a header value
     assert Settings.from_env({"USAGE_API_KEY": key}).usage_api_key == key
+
+
+@pytest.mark.parametrize(
+    "url", ["http://h:1/?tok=QSECRET1&x=1", "http://h:1/p?a=b#frag", "http://h/p#QSECRET1", "http://h/p?"]
+)
+def test_an_api_root_with_a_query_or_fragment_is_refused_without_repeating_it(url: str) -> None:
+    """`/v2/usage` is added to the root: a query swallowed it into the query string and a fragment
+    dropped it, and the wrong path was fetched without a word (a reviewer's logging API saw both)."""
+    with pytest.raises(SettingsError, match=r"USAGE_API_BASE_URL.*no query or fragment") as refused:
+        Settings.from_env({"USAGE_API_BASE_URL": url})
+    assert "QSECRET1" not in str(refused.value)
+
+
+def test_a_webhook_url_may_have_a_query() -> None:
+    url = "https://example.webhook.office.com/workflows/1/triggers/manual/paths/invoke?api-version=1&sig=x"
+    assert Settings.from_env({"ALERT_WEBHOOK_URL": url}).alert_webhook_url == url
 
 
 def test_readme_settings_table_is_the_declarations() -> None:
