@@ -10,6 +10,7 @@ from __future__ import annotations
 import signal
 import threading
 from collections.abc import Callable, Iterator, Mapping
+from datetime import date
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -27,12 +28,19 @@ from tests.processes import Children
 # test nothing. The suite runs as a terminal would start it.
 if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
-from tests.support import API_KEY, DAY, GOLDEN, GoldenCase, make_records
+from tests.support import API_KEY, DAY, GOLDEN, GoldenCase, make_records, utc_day_that_lasts
 
 
 @pytest.fixture
 def golden() -> GoldenCase:
     return GOLDEN
+
+
+@pytest.fixture
+def utc_today() -> date:
+    """Today's UTC date for a test comparing it with what the code reads from the clock: it is
+    still today when the test ends (started just before midnight, the test waits for it)."""
+    return utc_day_that_lasts()
 
 
 # --- the Product Usage API ----------------------------------------------------------------

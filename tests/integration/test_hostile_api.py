@@ -458,7 +458,12 @@ def test_an_overstated_total_pages_is_a_hint_the_day_ends_at_has_next_page_false
 
 
 def test_a_long_retry_after_reschedules_the_fetch_instead_of_waiting(
-    cli: Cli, local_env: Path, hostile_api: StartApi, waits: list[float], monkeypatch: pytest.MonkeyPatch
+    cli: Cli,
+    local_env: Path,
+    hostile_api: StartApi,
+    waits: list[float],
+    monkeypatch: pytest.MonkeyPatch,
+    utc_today: date,
 ) -> None:
     import time
     from datetime import UTC, datetime, timedelta
@@ -479,8 +484,7 @@ def test_a_long_retry_after_reschedules_the_fetch_instead_of_waiting(
     assert code == EXIT_FETCH_SCHEDULED == 75, err
     assert err.count("\n") == 1 and "Retry-After: 86400 on page 2" in err and "runs again at" in err, err
     assert "86400 s" not in err  # a long wait is told as a UTC time, not a seconds count
-    when = datetime.now(UTC) + timedelta(seconds=86400)
-    assert f"{when:%Y-%m-%d}" in err
+    assert f"{utc_today + timedelta(days=1)}" in err  # 86400 s on: tomorrow
     assert asking.count(date=DAY, page=2) == 1  # asked once, not retried
     fetch = day_status(cli, DAY)["fetch"]
     assert fetch["status"] == "waiting" and "Retry-After: 86400" in fetch["waiting_for"]

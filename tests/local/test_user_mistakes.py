@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import tempfile
-from datetime import UTC, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -54,9 +54,9 @@ def _free_port() -> int:
 # --- only finished days -----------------------------------------------------------------------
 
 
-def test_today_is_refused_like_tomorrow(cli, local_env: Path) -> None:
+def test_today_is_refused_like_tomorrow(cli, local_env: Path, utc_today: date) -> None:
     # Before: a run of today was built and marked done with half a day in it, for good.
-    today = datetime.now(UTC).date()
+    today = utc_today
     for day in (today, today + timedelta(days=1)):
         code, _out, err = cli("run", "--date", day.isoformat())
         assert code == 2  # a mistaken argument, as README says
@@ -407,7 +407,7 @@ def _crm_folders(tmp: Path) -> list[Path]:
 
 
 def test_the_simulator_command_serves_the_demo_world_for_run_and_backfill(
-    local_env: Path, children: Children, tmp_path: Path
+    local_env: Path, children: Children, tmp_path: Path, utc_today: date
 ) -> None:
     simulator = _simulator_command(children, tmp_path / "tmp", companies=12, days=3)
     try:
@@ -415,7 +415,7 @@ def test_the_simulator_command_serves_the_demo_world_for_run_and_backfill(
         assert first.startswith("Product Usage API simulator at http://127.0.0.1:"), first
         url = first.split(" at ", 1)[1].split(":", 2)
         base_url = ":".join(url[:2]) + ":" + url[2].split(":", 1)[0]
-        yesterday = (datetime.now(UTC) - timedelta(days=1)).date().isoformat()
+        yesterday = (utc_today - timedelta(days=1)).isoformat()
         env = {**os.environ, "USAGE_API_BASE_URL": base_url, "USAGE_API_KEY": "demo-key"}
         run = subprocess.run(
             [sys.executable, "-m", "shared.cli", "run", "--date", yesterday],
