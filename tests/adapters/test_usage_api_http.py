@@ -34,7 +34,7 @@ TRANSIENT_FAULTS = {
     "504": Fault("status", status=504, times=2),
     "connection-reset": Fault("reset", times=2),
     "truncated-json": Fault("truncate", times=2),
-    "read-timeout": Fault("delay", seconds=1.5, times=2),
+    "read-timeout": Fault("delay", seconds=5.0, times=2),
 }
 
 
@@ -225,7 +225,9 @@ def test_transient_failures_are_retried_then_succeed(
     fault: Fault,
 ) -> None:
     api = start_api({ISO: make_records(12)}, faults=[fault])
-    client = make_client(api, timeout_s=0.3)  # well under the 1.5 s delay fault
+    # Well under the 5 s delay fault, and well over a healthy answer's time on a busy machine
+    # (at 0.3 s, a late healthy answer would have been a fourth attempt).
+    client = make_client(api, timeout_s=1.0)
 
     page = client.fetch_page(DAY, 1)
 
