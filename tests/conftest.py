@@ -8,6 +8,7 @@ helpers, is in tests/support.py.
 from __future__ import annotations
 
 import signal
+import socket
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from datetime import date
@@ -175,6 +176,15 @@ def serve_http() -> Iterator[Callable[[type[BaseHTTPRequestHandler]], str]]:
     for server in servers:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture
+def refused_port() -> Iterator[int]:
+    """A port of 127.0.0.1 that refuses connections for the whole test: bound, never listening.
+    A port found free and given back could be taken by another process before the test connects."""
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        yield int(held.getsockname()[1])
 
 
 @pytest.fixture

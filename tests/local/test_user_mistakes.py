@@ -45,12 +45,6 @@ def _table(data_dir: Path) -> list[dict]:
     return read_table(data_dir) if (data_dir / "warehouse.duckdb").exists() else []
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 # --- only finished days -----------------------------------------------------------------------
 
 
@@ -163,11 +157,11 @@ def test_a_folder_that_cannot_be_written_isone_error_line(cli, monkeypatch) -> N
     ],
 )
 def test_an_unreachable_api_is_named_with_its_cause_and_fails_once(
-    cli, local_env: Path, monkeypatch, api, url: str, cause: str
+    cli, local_env: Path, monkeypatch, api, url: str, cause: str, refused_port: int
 ) -> None:
     # Before: 6 attempts x 5 deliveries (170 s with the default backoff) ending in
     # "page 1: ... page 1: ConnectionError", never the URL or "connection refused".
-    url = url.format(closed=_free_port(), api=api.base_url.rsplit(":", 1)[1])
+    url = url.format(closed=refused_port, api=api.base_url.rsplit(":", 1)[1])
     monkeypatch.setenv("USAGE_API_BASE_URL", url)
     code, _out, err = cli("run", "--date", DAYS[0])
     line = one_error_line(err)
@@ -457,9 +451,9 @@ def test_the_simulator_command_serves_the_demo_world_for_run_and_backfill(
     assert _crm_folders(tmp_path / "tmp") == []
 
 
-def test_a_terminal_sees_each_retry_of_an_unreachable_api(cli, monkeypatch) -> None:
+def test_a_terminal_sees_each_retry_of_an_unreachable_api(cli, monkeypatch, refused_port: int) -> None:
     # Before: 170 s of silence.
-    url = f"http://127.0.0.1:{_free_port()}"
+    url = f"http://127.0.0.1:{refused_port}"
     monkeypatch.setenv("USAGE_API_BASE_URL", url)
     monkeypatch.setenv("USAGE_API_MAX_ATTEMPTS", "3")
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
