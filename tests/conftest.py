@@ -8,13 +8,16 @@ helpers, is in tests/support.py.
 from __future__ import annotations
 
 import signal
+import socket
 import threading
 from collections.abc import Callable, Iterator, Mapping
+from datetime import date
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from shared.bootstrap import build_local
 from shared.config import Settings
@@ -27,12 +30,24 @@ from tests.processes import Children
 # test nothing. The suite runs as a terminal would start it.
 if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
-from tests.support import API_KEY, DAY, GOLDEN, GoldenCase, make_records
+from tests.support import API_KEY, DAY, GOLDEN, GoldenCase, make_records, utc_day_that_lasts
+
+# Hypothesis fails an example that takes over 200 ms (its default deadline), and calls the test
+# flaky when the rerun is quicker: on a busy machine that measures the machine, not the code.
+hypothesis_settings.register_profile("suite", deadline=None)
+hypothesis_settings.load_profile("suite")
 
 
 @pytest.fixture
 def golden() -> GoldenCase:
     return GOLDEN
+
+
+@pytest.fixture
+def utc_today() -> date:
+    """Today's UTC date for a test comparing it with what the code reads from the clock: it is
+    still today when the test ends (started just before midnight, the test waits for it)."""
+    return utc_day_that_lasts()
 
 
 # --- the Product Usage API ----------------------------------------------------------------
@@ -167,6 +182,15 @@ def serve_http() -> Iterator[Callable[[type[BaseHTTPRequestHandler]], str]]:
     for server in servers:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture
+def refused_port() -> Iterator[int]:
+    """A port of 127.0.0.1 that refuses connections for the whole test: bound, never listening.
+    A port found free and given back could be taken by another process before the test connects."""
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        yield int(held.getsockname()[1])
 
 
 @pytest.fixture

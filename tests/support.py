@@ -13,9 +13,11 @@ import json
 import os
 import sqlite3
 import threading
+import time
+from collections.abc import Callable
 from contextlib import closing
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -121,6 +123,25 @@ def read_table(
 def read_alerts(data_dir: Path) -> list[dict[str, Any]]:
     path = data_dir / "alerts.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+# A test that names today and runs code reading the clock itself must not straddle midnight UTC:
+# the two would name different days. A test takes seconds; this leaves minutes.
+MIDNIGHT_MARGIN = timedelta(minutes=2)
+
+
+def utc_day_that_lasts(
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    sleep: Callable[[float], None] = time.sleep,
+) -> date:
+    """Today's UTC date, if it lasts MIDNIGHT_MARGIN more; else tomorrow's, once midnight passed."""
+    while (left := _to_midnight(now())) < MIDNIGHT_MARGIN:
+        sleep(left.total_seconds() + 0.01)  # until the day turns, not a guess at it
+    return now().date()
+
+
+def _to_midnight(moment: datetime) -> timedelta:
+    return datetime.combine(moment.date() + timedelta(days=1), datetime.min.time(), UTC) - moment
 
 
 def day(text: str) -> date:

@@ -34,7 +34,7 @@ TRANSIENT_FAULTS = {
     "504": Fault("status", status=504, times=2),
     "connection-reset": Fault("reset", times=2),
     "truncated-json": Fault("truncate", times=2),
-    "read-timeout": Fault("delay", seconds=1.5, times=2),
+    "read-timeout": Fault("delay", seconds=5.0, times=2),
 }
 
 
@@ -225,7 +225,9 @@ def test_transient_failures_are_retried_then_succeed(
     fault: Fault,
 ) -> None:
     api = start_api({ISO: make_records(12)}, faults=[fault])
-    client = make_client(api, timeout_s=0.3)  # well under the 1.5 s delay fault
+    # Well under the 5 s delay fault, and well over a healthy answer's time on a busy machine
+    # (at 0.3 s, a late healthy answer would have been a fourth attempt).
+    client = make_client(api, timeout_s=1.0)
 
     page = client.fetch_page(DAY, 1)
 
@@ -517,16 +519,8 @@ def test_the_client_takes_a_token_before_every_attempt_and_reports_429s(
 # --- an API that gives no answer at all ------------------------------------------------------
 
 
-def _closed_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def test_no_answer_at_all_is_named_with_the_url_and_cause(make_client) -> None:
-    url = f"http://127.0.0.1:{_closed_port()}"
+def test_no_answer_at_all_is_named_with_the_url_and_cause(make_client, refused_port: int) -> None:
+    url = f"http://127.0.0.1:{refused_port}"
     client = make_client(url, max_attempts=3)
     with pytest.raises(ApiUnreachable) as failed:
         client.fetch_page(DAY, 1)
@@ -536,10 +530,10 @@ def test_no_answer_at_all_is_named_with_the_url_and_cause(make_client) -> None:
     assert failed.value.page == 1
 
 
-def test_no_answer_is_tried_for_the_unreachable_budget_not_every_attempt() -> None:
+def test_no_answer_is_tried_for_the_unreachable_budget_not_every_attempt(refused_port: int) -> None:
     clock = FakeClock()
     client = UsageApiClient(
-        f"http://127.0.0.1:{_closed_port()}",
+        f"http://127.0.0.1:{refused_port}",
         API_KEY,
         max_attempts=20,
         backoff_base_s=8.0,

@@ -406,11 +406,11 @@ def test_every_corpus_file_has_a_case() -> None:
 
 
 @pytest.mark.parametrize("case", PARAMS)
-def test_bad_crm_file(case: Case, cli, local_env: Path, tmp_path: Path) -> None:
+def test_bad_crm_file(case: Case, cli, local_env: Path, tmp_path: Path, utc_today: date) -> None:
     data = case.data()
     name = case.blob_name
     # An undated name takes the day the blob is created (UTC): today, checked below.
-    day = date_in_file_name(name) or datetime.now(UTC).date()
+    day = date_in_file_name(name) or utc_today
     baseline = drop_baseline(cli, tmp_path, day)
     before = snapshot_rows(local_env, day)
     before_state = snapshot_state(local_env, day)

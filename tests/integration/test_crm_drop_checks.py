@@ -4,7 +4,7 @@ nothing from a rejected file staged, the snapshot before it left alone."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import date
 from pathlib import Path
 
 import duckdb
@@ -51,10 +51,10 @@ def one_line(err: str) -> str:
 
 
 def test_a_file_without_a_date_is_staged_as_the_upload_day_and_says_so(
-    cli, local_env: Path, tmp_path: Path
+    cli, local_env: Path, tmp_path: Path, utc_today: date
 ) -> None:
     # Before: it silently became today's snapshot.
-    today = datetime.now(UTC).date().isoformat()
+    today = utc_today.isoformat()
     code, out, err = drop(cli, tmp_path, "companies.csv", companies_csv(5))
     assert code == 0, err
     warning = (
@@ -69,9 +69,9 @@ def test_a_file_without_a_date_is_staged_as_the_upload_day_and_says_so(
 
 
 def test_a_date_that_is_no_calendar_date_is_named_in_the_warning(
-    cli, local_env: Path, tmp_path: Path
+    cli, local_env: Path, tmp_path: Path, utc_today: date
 ) -> None:
-    today = datetime.now(UTC).date().isoformat()
+    today = utc_today.isoformat()
     code, out, err = drop(cli, tmp_path, "companies_2026-13-45.csv", companies_csv(5))
     assert code == 0, err
     assert (

@@ -66,7 +66,8 @@ def hostile_api(local_env: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[St
             "USAGE_API_PAGE_SIZE": str(PAGE_SIZE),
             "USAGE_API_BACKOFF_BASE_S": "0.01",
             "USAGE_API_BACKOFF_MAX_S": str(BACKOFF_MAX_S),
-            "USAGE_API_TIMEOUT_S": "0.5",
+            # Every healthy page must come within it: 0.5 s was near a busy machine's own stalls.
+            "USAGE_API_TIMEOUT_S": "2",
             "USAGE_API_MAX_ATTEMPTS": str(MAX_ATTEMPTS),
             "USAGE_API_MAX_PAGES": str(MAX_PAGES),
             "MAX_DELIVERY_COUNT": str(MAX_DELIVERIES),
@@ -256,7 +257,7 @@ TRANSIENT_CASES = {
         backoffs=2,
     ),
     "read-timeout": Transient(
-        faults=[Fault(kind="delay", date=DAY, page=4, seconds=1.2, times=1)],
+        faults=[Fault(kind="delay", date=DAY, page=4, seconds=6, times=1)],  # 3 x USAGE_API_TIMEOUT_S
         log=[*healthy(1, 2, 3), (4, 200, "delay"), *healthy(4)],
         backoffs=1,
     ),
@@ -458,7 +459,12 @@ def test_an_overstated_total_pages_is_a_hint_the_day_ends_at_has_next_page_false
 
 
 def test_a_long_retry_after_reschedules_the_fetch_instead_of_waiting(
-    cli: Cli, local_env: Path, hostile_api: StartApi, waits: list[float], monkeypatch: pytest.MonkeyPatch
+    cli: Cli,
+    local_env: Path,
+    hostile_api: StartApi,
+    waits: list[float],
+    monkeypatch: pytest.MonkeyPatch,
+    utc_today: date,
 ) -> None:
     import time
     from datetime import UTC, datetime, timedelta
@@ -479,8 +485,7 @@ def test_a_long_retry_after_reschedules_the_fetch_instead_of_waiting(
     assert code == EXIT_FETCH_SCHEDULED == 75, err
     assert err.count("\n") == 1 and "Retry-After: 86400 on page 2" in err and "runs again at" in err, err
     assert "86400 s" not in err  # a long wait is told as a UTC time, not a seconds count
-    when = datetime.now(UTC) + timedelta(seconds=86400)
-    assert f"{when:%Y-%m-%d}" in err
+    assert f"{utc_today + timedelta(days=1)}" in err  # 86400 s on: tomorrow
     assert asking.count(date=DAY, page=2) == 1  # asked once, not retried
     fetch = day_status(cli, DAY)["fetch"]
     assert fetch["status"] == "waiting" and "Retry-After: 86400" in fetch["waiting_for"]
@@ -673,7 +678,7 @@ def test_a_retry_after_beyond_the_reschedule_bound_fails_the_fetch_once(
 
 
 def test_the_warehouse_is_not_held_while_a_fetch_waits_on_the_api(
-    cli: Cli, local_env: Path, hostile_api: StartApi, monkeypatch: pytest.MonkeyPatch
+    cli: Cli, local_env: Path, hostile_api: StartApi, children: Children, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import subprocess
     import sys
@@ -686,35 +691,39 @@ def test_the_warehouse_is_not_held_while_a_fetch_waits_on_the_api(
     drop_crm(cli, DAY, NEXT_DAY)
     code, _out, err = cli("run", "--date", DAY)  # the warehouse exists and has a built day
     assert code == 0, err
-    probe: list[subprocess.CompletedProcess[str]] = []
+    # The reader is started (Python up, DuckDB imported) before the fetch waits and reads when
+    # told: the 4 s wait holds the read alone. Started only then, a busy machine's slow start
+    # could carry it past the wait, into the build.
+    probe = children.start(
+        [
+            sys.executable,
+            "-c",
+            "import duckdb, sys; print('ready', flush=True); sys.stdin.readline();"
+            " c = duckdb.connect(sys.argv[1], read_only=True);"
+            " print(c.execute('SELECT COUNT(*) FROM analytics.company_daily_activity').fetchone()[0])",
+            str(local_env / "warehouse.duckdb"),
+        ],
+        stdin=subprocess.PIPE,
+    )
+    probe.line("ready")
 
     def read_while_waiting() -> None:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and not sim.count(date=NEXT_DAY, page=2):
             time.sleep(0.05)
-        probe.append(
-            subprocess.run(
-                [
-                    sys.executable,
-                    "-c",
-                    "import duckdb, sys; c = duckdb.connect(sys.argv[1], read_only=True);"
-                    " print(c.execute('SELECT COUNT(*) FROM analytics.company_daily_activity').fetchone()[0])",
-                    str(local_env / "warehouse.duckdb"),
-                ],
-                capture_output=True,
-                text=True,
-                timeout=60,
-            )
-        )
+        assert probe.process.stdin is not None
+        probe.process.stdin.write("read now\n")
+        probe.process.stdin.flush()
 
     reader = threading.Thread(target=read_while_waiting)
     reader.start()
     code, _out, err = cli("backfill", "--from", DAY, "--to", NEXT_DAY)
     reader.join()
+    probe_code, probe_out, probe_err = probe.finish(60)
 
     assert code == 0, err
-    assert probe and probe[0].returncode == 0, probe[0].stderr[-500:] if probe else "no probe"
-    assert int(probe[0].stdout) == len(expected_rows(DAY))
+    assert probe_code == 0, probe_err[-500:]
+    assert probe_out.splitlines()[-1] == str(len(expected_rows(DAY)))
     assert_table_is_golden(local_env, DAY, NEXT_DAY)
 
 

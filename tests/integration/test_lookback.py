@@ -35,9 +35,9 @@ CORRECTED = "2026-10-03"
 
 
 @pytest.fixture
-def golden_today(monkeypatch: pytest.MonkeyPatch) -> None:
+def golden_today(monkeypatch: pytest.MonkeyPatch, utc_today: date) -> None:
     """The local services' clock runs as if today were TODAY (a moving clock, shifted)."""
-    shift = datetime.now(UTC).date() - TODAY
+    shift = utc_today - TODAY
     real_build = shared.local.pipeline.build_local
 
     def build(*args: Any, **kwargs: Any) -> Any:
@@ -314,6 +314,7 @@ def test_run_without_date_respects_the_wait_the_api_asked_for_yesterday(
     start_api: Callable[..., UsageApiSimulator],
     golden_today: None,
     monkeypatch: pytest.MonkeyPatch,
+    utc_today: date,
 ) -> None:
     import sqlite3
     import time
@@ -322,7 +323,7 @@ def test_run_without_date_respects_the_wait_the_api_asked_for_yesterday(
     from shared.local.simulator import Fault
 
     # The bus's clock runs as the services' (golden_today): the scheduled message is not due.
-    shift = datetime.now(UTC).date() - TODAY
+    shift = utc_today - TODAY
     monkeypatch.setattr(bus_in_process, "utc_now", lambda: datetime.now(UTC) - shift)
 
     waiting = start_api(
@@ -353,8 +354,10 @@ def test_run_without_date_respects_the_wait_the_api_asked_for_yesterday(
     assert len(scheduled()) == 1
 
     # A person's explicit request goes early; the scheduled message stays the one there was
-    # (a second later, so a time-stamped id would differ).
-    time.sleep(1.1)
+    # (the clock's second turned, so an id stamped to the second would differ).
+    second = int(time.time())
+    while int(time.time()) == second:  # waits for the turn, not for a guess at it
+        time.sleep(0.01)
     code, _out, err = cli("run", "--date", YESTERDAY)
     assert code == 75, err
     assert waiting.count(date=YESTERDAY) > asked

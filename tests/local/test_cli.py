@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import date, timedelta
 from pathlib import Path
 
 from tests.support import GOLDEN, REPO, read_alerts, read_table
@@ -102,9 +103,7 @@ def test_a_refused_key_fails_once_clearly_and_is_never_printed(
     assert secret not in out + err + caplog.text + json.dumps(read_alerts(local_env))
 
 
-def test_the_timer_asks_for_yesterday_and_the_lookback(local_env: Path) -> None:
-    from datetime import UTC, datetime, timedelta
-
+def test_the_timer_asks_for_yesterday_and_the_lookback(local_env: Path, utc_today: date) -> None:
     from shared.config import Settings
     from shared.local.pipeline import LocalPipeline
 
@@ -112,13 +111,13 @@ def test_the_timer_asks_for_yesterday_and_the_lookback(local_env: Path) -> None:
     try:
         pipeline.host.fire_timers(past_due=True)
         report = pipeline.host.drain()
-        yesterday = (datetime.now(UTC) - timedelta(days=1)).date().isoformat()
+        yesterday = (utc_today - timedelta(days=1)).isoformat()
         fetch = pipeline.services.ledger.get("fetch", yesterday)
         assert fetch is not None and fetch.data["status"] == "complete"
         # Yesterday, and a request for each of the USAGE_API_LOOKBACK_DAYS (3) days before it;
         # those were never fetched, so they are fetched (a fetched day would be re-checked).
         assert report.handled["fetch-requests"] == 4
-        before = (datetime.now(UTC) - timedelta(days=2)).date().isoformat()
+        before = (utc_today - timedelta(days=2)).isoformat()
         entry = pipeline.services.ledger.get("fetch", before)
         assert entry is not None and entry.data["status"] == "complete"
         assert entry.data["lookback_fetch"] == "never fetched before: fetched by the lookback"

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import socket
 from pathlib import Path
 
 import pytest
@@ -36,12 +35,6 @@ SETTING_VALUES = st.one_of(
     st.sampled_from(["", " ", "0", "-1", "1e400", "nan", "ten", "0x10", "1_000"]),
     st.text(max_size=8).filter(lambda text: "\x00" not in text),  # no environment holds a NUL
 )
-
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @st.composite
@@ -90,11 +83,12 @@ def test_no_argument_or_setting_makes_the_cli_print_a_traceback(
     crm_file: Path,
     tmp_path_factory: pytest.TempPathFactory,
     monkeypatch: pytest.MonkeyPatch,
+    refused_port: int,
 ) -> None:
     folder = tmp_path_factory.mktemp("fuzz")
     env = {
         "LOCAL_DATA_DIR": str(folder / "local"),
-        "USAGE_API_BASE_URL": f"http://127.0.0.1:{_closed_port()}",
+        "USAGE_API_BASE_URL": f"http://127.0.0.1:{refused_port}",
         "USAGE_API_MAX_ATTEMPTS": "1",
         "USAGE_API_UNREACHABLE_S": "0",
     }

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,12 +23,6 @@ from shared.domain.health import CHECKS
 from shared.local.pipeline import LocalPipeline
 from shared.local.server import LocalServer
 from tests.support import API_KEY, GOLDEN, read_alerts
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def lines_by_check(out: str) -> dict[str, list[str]]:
@@ -57,8 +50,8 @@ def test_health_passes_after_a_run_and_reads_the_table(cli, local_env: Path) -> 
     assert "schema 2, 7 tables read (6 hold rows)" in out  # DuckDB's schema version
 
 
-def test_health_fails_in_one_line_naming_the_api_when_it_is_down(cli, monkeypatch) -> None:
-    monkeypatch.setenv("USAGE_API_BASE_URL", f"http://127.0.0.1:{closed_port()}")
+def test_health_fails_in_one_line_naming_the_api_when_it_is_down(cli, monkeypatch, refused_port: int) -> None:
+    monkeypatch.setenv("USAGE_API_BASE_URL", f"http://127.0.0.1:{refused_port}")
     code, out, err = cli("health")
     assert code == 1
     checks = lines_by_check(out)
@@ -91,12 +84,12 @@ def test_health_json_and_a_bad_setting(cli, monkeypatch) -> None:
     assert err.count("\n") == 1
 
 
-def test_health_never_prints_a_secret(cli, local_env: Path, monkeypatch) -> None:
+def test_health_never_prints_a_secret(cli, local_env: Path, monkeypatch, refused_port: int) -> None:
     """The key refused, and a webhook whose secret path and query cannot be reached."""
     local_env.mkdir(parents=True, exist_ok=True)  # so that health logs to pipeline.log
     key, hook = (
         "sk-planted-6c2f0e",
-        f"http://127.0.0.1:{closed_port()}/services/T1/B2/hook-secret?sig=q-secret",
+        f"http://127.0.0.1:{refused_port}/services/T1/B2/hook-secret?sig=q-secret",
     )
     monkeypatch.setenv("USAGE_API_KEY", key)
     monkeypatch.setenv("ALERT_WEBHOOK_URL", hook)

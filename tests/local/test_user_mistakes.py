@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import tempfile
-from datetime import UTC, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -45,18 +45,12 @@ def _table(data_dir: Path) -> list[dict]:
     return read_table(data_dir) if (data_dir / "warehouse.duckdb").exists() else []
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 # --- only finished days -----------------------------------------------------------------------
 
 
-def test_today_is_refused_like_tomorrow(cli, local_env: Path) -> None:
+def test_today_is_refused_like_tomorrow(cli, local_env: Path, utc_today: date) -> None:
     # Before: a run of today was built and marked done with half a day in it, for good.
-    today = datetime.now(UTC).date()
+    today = utc_today
     for day in (today, today + timedelta(days=1)):
         code, _out, err = cli("run", "--date", day.isoformat())
         assert code == 2  # a mistaken argument, as README says
@@ -163,11 +157,11 @@ def test_a_folder_that_cannot_be_written_isone_error_line(cli, monkeypatch) -> N
     ],
 )
 def test_an_unreachable_api_is_named_with_its_cause_and_fails_once(
-    cli, local_env: Path, monkeypatch, api, url: str, cause: str
+    cli, local_env: Path, monkeypatch, api, url: str, cause: str, refused_port: int
 ) -> None:
     # Before: 6 attempts x 5 deliveries (170 s with the default backoff) ending in
     # "page 1: ... page 1: ConnectionError", never the URL or "connection refused".
-    url = url.format(closed=_free_port(), api=api.base_url.rsplit(":", 1)[1])
+    url = url.format(closed=refused_port, api=api.base_url.rsplit(":", 1)[1])
     monkeypatch.setenv("USAGE_API_BASE_URL", url)
     code, _out, err = cli("run", "--date", DAYS[0])
     line = one_error_line(err)
@@ -407,7 +401,7 @@ def _crm_folders(tmp: Path) -> list[Path]:
 
 
 def test_the_simulator_command_serves_the_demo_world_for_run_and_backfill(
-    local_env: Path, children: Children, tmp_path: Path
+    local_env: Path, children: Children, tmp_path: Path, utc_today: date
 ) -> None:
     simulator = _simulator_command(children, tmp_path / "tmp", companies=12, days=3)
     try:
@@ -415,7 +409,7 @@ def test_the_simulator_command_serves_the_demo_world_for_run_and_backfill(
         assert first.startswith("Product Usage API simulator at http://127.0.0.1:"), first
         url = first.split(" at ", 1)[1].split(":", 2)
         base_url = ":".join(url[:2]) + ":" + url[2].split(":", 1)[0]
-        yesterday = (datetime.now(UTC) - timedelta(days=1)).date().isoformat()
+        yesterday = (utc_today - timedelta(days=1)).isoformat()
         env = {**os.environ, "USAGE_API_BASE_URL": base_url, "USAGE_API_KEY": "demo-key"}
         run = subprocess.run(
             [sys.executable, "-m", "shared.cli", "run", "--date", yesterday],
@@ -457,9 +451,9 @@ def test_the_simulator_command_serves_the_demo_world_for_run_and_backfill(
     assert _crm_folders(tmp_path / "tmp") == []
 
 
-def test_a_terminal_sees_each_retry_of_an_unreachable_api(cli, monkeypatch) -> None:
+def test_a_terminal_sees_each_retry_of_an_unreachable_api(cli, monkeypatch, refused_port: int) -> None:
     # Before: 170 s of silence.
-    url = f"http://127.0.0.1:{_free_port()}"
+    url = f"http://127.0.0.1:{refused_port}"
     monkeypatch.setenv("USAGE_API_BASE_URL", url)
     monkeypatch.setenv("USAGE_API_MAX_ATTEMPTS", "3")
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True)

@@ -3,8 +3,8 @@
 Against the simulator over real HTTP. No assertion depends on how long something took:
 concurrency is read from the simulator's `max_in_flight`, order from the manifest, what was
 asked from the simulator's request log. Where a test needs one page to be still in flight while
-another fails, a "delay" fault holds it for half a second, far longer than the few
-milliseconds the rest takes.
+another fails, a "delay" fault holds it for two seconds, far longer than the few
+milliseconds the rest takes (half a second left a busy machine too little room).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from tests.support import (
 PAGE_SIZE = 5
 
 
-HOLD_S = 0.5  # a "delay" fault: keeps one page in flight while the others run
+HOLD_S = 2.0  # a "delay" fault: keeps one page in flight while the others run
 SERVICE_SETTINGS = {  # for the make_services fixture
     "usage_api_page_size": PAGE_SIZE,
     "usage_api_timeout_s": 5.0,  # well above HOLD_S
@@ -129,8 +129,9 @@ def test_total_pages_path_fetches_every_page_once_and_the_manifest_is_in_page_or
 def test_the_pool_size_is_respected(
     start_api: Callable[..., UsageApiSimulator], make_services: Callable[..., Services], concurrency: int
 ) -> None:
-    # Every request is held 0.1 s by the server, so workers running together overlap there.
-    api = start_api(35, latency_s=0.1)
+    # Every request is held 0.3 s by the server, so workers running together overlap there
+    # even when a busy machine starts them apart.
+    api = start_api(35, latency_s=0.3)
     services = make_services(api, usage_api_concurrency=concurrency)
 
     outcome = fetch_day(services, DAY)
@@ -165,9 +166,10 @@ def test_resume_with_concurrency_fetches_only_the_missing_pages(
             Fault("delay", date=ISO, page=4, seconds=HOLD_S),
         ],
     )
-    # Page 2 gives up after a 0.1 s pause between its attempts: pages 3 and 4 have started by then.
+    # Page 2 gives up after a 1 s pause between its attempts: pages 3 and 4 have started by then
+    # (0.1 s left a busy machine's late worker threads too little room).
     services = make_services(
-        failing, usage_api_concurrency=3, usage_api_backoff_base_s=0.1, usage_api_backoff_max_s=0.1
+        failing, usage_api_concurrency=3, usage_api_backoff_base_s=1.0, usage_api_backoff_max_s=1.0
     )
 
     with pytest.raises(TransientApiError, match="page 2"):
@@ -282,8 +284,9 @@ def test_a_permanent_error_past_a_page_that_did_not_land_is_not_decisive(
             Fault("status", status=404, date=ISO, page=3, times=-1),
         ],
     )
+    # A 1 s pause between page 2's attempts: page 3 is asked for meanwhile, even on a busy machine.
     services = make_services(
-        api, usage_api_concurrency=2, usage_api_backoff_base_s=0.1, usage_api_backoff_max_s=0.1
+        api, usage_api_concurrency=2, usage_api_backoff_base_s=1.0, usage_api_backoff_max_s=1.0
     )
 
     with pytest.raises(TransientApiError, match="page 2"):

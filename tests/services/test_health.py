@@ -113,10 +113,11 @@ class FakeWarehouse:
     dialect: str = "duckdb"
     fail: Exception | None = None
     hang_s: float = 0.0
+    released: threading.Event = field(default_factory=threading.Event)  # ends a hang early
 
     def probe(self) -> str:
         if self.hang_s:
-            time.sleep(self.hang_s)
+            self.released.wait(self.hang_s)
         if self.fail:
             raise self.fail
         return "duckdb: analytics.company_daily_activity readable, 0 rows"
@@ -471,10 +472,15 @@ def test_an_api_that_cannot_be_reached_names_the_url_once(world: World) -> None:
 
 
 def test_a_hanging_piece_is_reported_within_its_timeout(world: World) -> None:
-    world.warehouse.hang_s = 3.0
+    # A hang far beyond the bound: a busy machine's own delays never come near either (a 3 s
+    # hang and a 2 s bound left 1.7 s to the check's own threads).
+    world.warehouse.hang_s = 120.0
     started = time.monotonic()
-    result = world.check(timeouts={**health_service.TIMEOUTS_S, "warehouse": 0.3})
-    assert time.monotonic() - started < 2.0  # not the 3 s the warehouse takes
+    try:
+        result = world.check(timeouts={**health_service.TIMEOUTS_S, "warehouse": 0.3})
+        assert time.monotonic() - started < 30  # not the 120 s the warehouse takes
+    finally:
+        world.warehouse.released.set()
     [failing] = result.failing()
     assert failing.name == "warehouse" and failing.detail.startswith("no answer within 0.3 s")
     assert failing.ms == 300
@@ -487,7 +493,8 @@ def test_threads_left_hanging_are_bounded(world: World, monkeypatch: pytest.Monk
     monkeypatch.setattr(health_service, "MAX_RUNNING", 8)
     monkeypatch.setattr(health_service, "_slots", threading.BoundedSemaphore(8))
     release = threading.Event()
-    world.warehouse.probe = lambda: (release.wait(10), "late")[1]  # type: ignore[method-assign]
+    # Hung until the test ends: a 10 s hang could end while a busy machine made the 10 requests.
+    world.warehouse.probe = lambda: (release.wait(120), "late")[1]  # type: ignore[method-assign]
     try:
         fast = {**health_service.TIMEOUTS_S, "warehouse": 0.1}
         results = [world.check(timeouts=fast) for _ in range(10)]
