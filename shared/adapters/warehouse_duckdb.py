@@ -6,7 +6,9 @@ warehouse.duckdb) and keeps it at sql/duckdb/schema.sql itself, recording its ve
 is a step of sql/duckdb/upgrades/, run while its condition holds. A file is the app's when it has the version table, or the fingerprint comment
 every version of the app has written, or nothing at all (a new file). Any other file, and any
 file opened read-only, is never changed: a version other than this app's fails the first SQL
-work with one line, and `python -m shared.cli init-db` is the command that applies the schema.
+work with one line (for an older file of the app's: the next write upgrades it), and
+`python -m shared.cli init-db` is the command that applies the schema. The health probe
+changes nothing.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from shared.adapters.warehouse_sql import (
     version_mismatch,
 )
 from shared.domain.errors import PermanentError
-from shared.ports import WarehouseOutOfMemory, WarehouseUnavailable
+from shared.ports import SchemaVersionMismatch, WarehouseOutOfMemory, WarehouseUnavailable
 
 if TYPE_CHECKING:  # imported on first use: a command that never opens the warehouse never loads it
     import duckdb
@@ -178,12 +180,27 @@ class DuckDbWarehouse(SqlWarehouse):
             if self._schema_ready:
                 return
             found, owned, fingerprint = self._schema_state()
-            if self.read_only or not owned or (found is not None and found > self.schema_version):
+            if self.read_only or not self._upgradable(found, owned):
                 if found != self.schema_version:
-                    raise version_mismatch(found, self.schema_version, self._where, f"`{INIT_DB}`")
+                    raise self._mismatch(found, owned)
             else:
                 self._apply(fingerprint)
             self._schema_ready = True
+
+    def _upgradable(self, found: int | None, owned: bool) -> bool:
+        """The app's own file at its version or an older one: the next write brings it up."""
+        return owned and (found is None or found <= self.schema_version)
+
+    def _mismatch(self, found: int | None, owned: bool) -> SchemaVersionMismatch:
+        """The one line for a file this open cannot use. An older file the app made, opened
+        read-only, is upgraded in place by the next command that writes: that is what to say."""
+        if self._upgradable(found, owned) and found != self.schema_version:
+            has = f"schema version {found}" if found is not None else "no schema version"
+            return SchemaVersionMismatch(
+                f"{self._where} has {has}, this app needs schema version {self.schema_version}:"
+                f" `{INIT_DB}` (or the next `run` or `rebuild`) upgrades it in place, keeping every row"
+            )
+        return version_mismatch(found, self.schema_version, self._where, f"`{INIT_DB}`")
 
     @property
     def _where(self) -> str:
@@ -235,20 +252,30 @@ class DuckDbWarehouse(SqlWarehouse):
 
     def probe(self) -> str:
         """The health check: open the file (another program holding it is one line), check the
-        schema version as the first SQL work would, read each table once. A file not made yet
+        schema version as the first SQL work would, read each table once; it changes nothing (an
+        older file of the app's is said, left to the next write to upgrade). A file not made yet
         is fine: the first run makes it. Leaves the file closed if it found it closed."""
         if not self.read_only and not Path(self.path).exists():
             return f"no warehouse yet: the first run creates {self.path}"
         with self._write_lock:
             was_open = self._connection is not None
             try:
-                self.check_schema()
-                found = recorded_version(self._read_statements(self._con, "schema_version")[1])
+                found, owned, _fingerprint = self._schema_state()
+                if found != self.schema_version:
+                    return self._older_file(found, owned)
                 columns, rows = self._read_statements(self._con, "probe_tables")
             finally:
                 if not was_open:
                     self.close()
         return probe_detail(found, rows, columns)
+
+    def _older_file(self, found: int | None, owned: bool) -> str:
+        """The probe of a file not at this app's version: an older one of the app's is fine (the
+        next write upgrades it; health creates nothing), any other is the first SQL work's line."""
+        if self.read_only or not self._upgradable(found, owned):
+            raise self._mismatch(found, owned)
+        has = f"schema {found}" if found is not None else "no schema version yet"
+        return f"{has}; the next command that writes upgrades it to schema {self.schema_version}"
 
     @contextmanager
     def _transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -268,8 +295,10 @@ class DuckDbWarehouse(SqlWarehouse):
             try:
                 yield con
                 con.execute("COMMIT")
-            except BaseException:
+            except BaseException as exc:
                 self._roll_back(con)
+                if _interrupted(exc):
+                    raise KeyboardInterrupt from None
                 raise
         finally:
             con.close()
@@ -342,5 +371,20 @@ class DuckDbWarehouse(SqlWarehouse):
         session = con.cursor()
         try:
             return self._execute(session, name, params or {})
+        except Exception as exc:
+            if _interrupted(exc):
+                raise KeyboardInterrupt from None
+            raise
         finally:
             session.close()
+
+
+def _interrupted(exc: BaseException) -> bool:
+    """Whether DuckDB stopped a query for Ctrl-C: it turns the signal into a RuntimeError of
+    its own ("Query interrupted"), or an InterruptException when asked by interrupt(). Said as
+    KeyboardInterrupt, the command stops as Ctrl-C anywhere else stops it."""
+    import duckdb
+
+    return isinstance(exc, duckdb.InterruptException) or (
+        type(exc) is RuntimeError and str(exc).startswith("Query interrupted")
+    )

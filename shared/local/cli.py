@@ -316,7 +316,7 @@ def _stopped_like_ctrl_c(command: str) -> Iterator[None]:
     previous: dict[signal.Signals, Any] = {}
     stopping = threading.Event()
     if (
-        command in ("run", "backfill", "crm-drop", "rebuild")
+        command in ("run", "backfill", "crm-drop", "rebuild", "init-db")
         and threading.current_thread() is threading.main_thread()
     ):
 
@@ -521,17 +521,23 @@ def _check_data_folder(folder: Path, *, create: bool = True) -> bool:
         raise CliError(f"LOCAL_DATA_DIR {folder} cannot be created: {exc.strerror}") from None
     if not folder.is_dir():
         raise CliError(f"LOCAL_DATA_DIR {folder} is not a folder")
+    if (why := _unwritable(folder)) is None:
+        return True
+    if not create:
+        return False
+    raise CliError(f"LOCAL_DATA_DIR {folder} is not writable ({why}); point it at a folder you can write")
+
+
+def _unwritable(folder: Path) -> str | None:
+    """Why this user cannot write in `folder` (a read-only mount, permissions), or None. A file
+    written and removed: access() misses what only a write shows."""
     probe = folder / f".write-check-{os.getpid()}"
     try:
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as exc:
-        if not create:
-            return False
-        raise CliError(
-            f"LOCAL_DATA_DIR {folder} is not writable ({exc.strerror}); point it at a folder you can write"
-        ) from None
-    return True
+        return exc.strerror or exc.__class__.__name__
+    return None
 
 
 def _check_days(args: argparse.Namespace, settings: Settings) -> None:
@@ -837,12 +843,15 @@ def _health(args: argparse.Namespace, settings: Settings) -> int:
 
     folder = settings.local_data_dir
     global _log_file
-    writable = folder.is_dir() and os.access(folder, os.W_OK)
+    unwritable = _unwritable(folder) if folder.is_dir() else None
+    writable = folder.is_dir() and unwritable is None
     _log_file = folder / "pipeline.log" if writable else None
     configure_logging(settings, level=logging.INFO, log_file=_log_file, to_stderr=args.verbose)
     built: list[Any] = []
 
     def load() -> Any:
+        if unwritable:  # as every other command says it, not as a failure to open the ledger
+            raise SettingsError(f"LOCAL_DATA_DIR {folder} is not writable ({unwritable})")
         # The in-process bus without its journal: health sends nothing, and must not replay
         # what another command journaled. Read-only where there is no folder: nothing is made.
         services = build_services(settings, local_bus=True, durable_bus=False, read_only=not folder.is_dir())

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -160,11 +163,74 @@ def test_a_version_one_file_opened_read_only_is_refused_and_kept(tmp_path: Path)
     with pytest.raises(SchemaVersionMismatch) as refused:
         list(reader.fetch_rows("company_daily_activity"))
     reader.close()
-    assert str(refused.value) == (
+    assert str(refused.value) == (  # the app's own older file: what upgrades it, not a refusal
         f"the warehouse {path} has schema version 1, this app needs schema version 2:"
-        " apply the schema with `python -m shared.cli init-db`"
+        " `python -m shared.cli init-db` (or the next `run` or `rebuild`) upgrades it in place, keeping every row"
     )
     assert "PRIMARY KEY" in table_state(path)[2] and recorded(path) == [(1,)]
+
+
+def test_the_health_probe_of_a_version_one_file_changes_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "w.duckdb"
+    version_one_file(path)
+    before = table_state(path), table_state(path, USAGE), tables(path)
+    warehouse = DuckDbWarehouse(path)
+    assert warehouse.probe() == "schema 1; the next command that writes upgrades it to schema 2"
+    warehouse.close()
+    assert (table_state(path), table_state(path, USAGE), tables(path)) == before
+    assert recorded(path) == [(1,)]
+
+
+def big_version_one_file(path: Path, rows: int = 400_000) -> None:
+    """A version-1 file whose upgrade copies enough rows to be interrupted mid-way."""
+    version_one_file(path)
+    with duckdb.connect(str(path)) as con:
+        con.execute(
+            "INSERT INTO stg.product_usage_daily SELECT 'big-' || i, DATE '2026-01-01', 1, 2, 'r', 'b', now()"
+            " FROM range(?) t(i)",
+            [rows],
+        )
+
+
+@contextmanager
+def interrupted_upgrade(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Ctrl-C while the upgrade copies the rows, without timing: DuckDB's interrupt() is
+    called on the upgrade's session again and again until its copy step ends (an interrupt
+    before a statement starts is forgotten by it, one while it runs stops it)."""
+    copy_step = DuckDbWarehouse._run_upgrade
+
+    def interrupting(self: DuckDbWarehouse, con: duckdb.DuckDBPyConnection, step: str) -> None:
+        if step != "2_copy_keyed_rows":
+            return copy_step(self, con, step)
+        done = threading.Event()
+
+        def interrupt() -> None:
+            while not done.is_set():
+                con.interrupt()
+
+        thread = threading.Thread(target=interrupt, daemon=True)
+        thread.start()
+        try:
+            return copy_step(self, con, step)
+        finally:
+            done.set()
+            thread.join()
+
+    monkeypatch.setattr(DuckDbWarehouse, "_run_upgrade", interrupting)
+    yield
+
+
+def test_an_upgrade_interrupted_is_ctrl_c_and_leaves_version_one(tmp_path: Path, monkeypatch) -> None:
+    path = tmp_path / "w.duckdb"
+    big_version_one_file(path)
+    before = table_state(path)
+    warehouse = DuckDbWarehouse(path)
+    with interrupted_upgrade(monkeypatch), pytest.raises(KeyboardInterrupt):
+        warehouse.apply_schema()
+    warehouse.close()
+    assert table_state(path) == before and recorded(path) == [(1,)]
+    with duckdb.connect(str(path), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM stg.product_usage_daily").fetchall() == [(400_002,)]
 
 
 def test_a_file_the_app_did_not_make_is_never_changed(tmp_path: Path) -> None:
@@ -228,7 +294,14 @@ def test_the_probe_reads_every_table_and_leaves_the_file_closed(tmp_path: Path) 
     warehouse = DuckDbWarehouse(path)
     assert warehouse.probe() == f"no warehouse yet: the first run creates {path}"
     assert not path.exists()
-    version_zero_file(path, made_by_the_app=True)
+    version_zero_file(path, made_by_the_app=True)  # the probe says it is older, and leaves it so
+    assert (
+        warehouse.probe()
+        == f"no schema version yet; the next command that writes upgrades it to schema {SCHEMA_VERSION}"
+    )
+    assert warehouse._connection is None
+    warehouse.apply_schema()
+    warehouse.close()
     assert warehouse.probe() == f"schema {SCHEMA_VERSION}, 7 tables read (2 hold rows)"
     assert warehouse._connection is None  # closed again: another program may open it
     with duckdb.connect(str(path)) as con:  # and nothing holds it

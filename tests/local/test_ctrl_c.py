@@ -143,3 +143,36 @@ def test_a_second_stop_while_the_first_is_said_is_ignored_and_the_handlers_come_
         assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
         os.kill(os.getpid(), signal.SIGINT)  # would raise KeyboardInterrupt here
     assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_ctrl_c_while_init_db_upgrades_exits_130_in_one_line_and_keeps_version_one(
+    cli: Callable[..., tuple[int, str, str]], local_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.adapters.test_warehouse_schema import big_version_one_file, interrupted_upgrade, recorded
+
+    local_env.mkdir(parents=True)
+    path = local_env / "warehouse.duckdb"
+    big_version_one_file(path)
+    with interrupted_upgrade(monkeypatch):
+        code, out, err = cli("init-db")
+    assert (code, out) == (EXIT_INTERRUPTED, "")
+    assert err == "interrupted; nothing staged or built is lost\n"
+    assert recorded(path) == [(1,)]
+
+
+def test_a_read_only_command_on_a_version_one_warehouse_says_what_upgrades_it(
+    cli: Callable[..., tuple[int, str, str]], local_env: Path, tmp_path: Path
+) -> None:
+    from tests.adapters.test_warehouse_schema import recorded, version_one_file
+
+    assert cli("crm-drop", str(GOLDEN.crm_files()[0]))[0] == 0  # a ledger, for reconcile
+    path = local_env / "warehouse.duckdb"
+    path.unlink()
+    version_one_file(path)
+    upgrades = (
+        f"error: the warehouse {path} has schema version 1, this app needs schema version 2:"
+        " `python -m shared.cli init-db` (or the next `run` or `rebuild`) upgrades it in place, keeping every row\n"
+    )
+    assert cli("report", "--out", str(tmp_path / "r.html"))[1:] == ("", upgrades)
+    assert cli("reconcile", "--date", "2026-10-01", "--skip-api")[1:] == ("", upgrades)
+    assert recorded(path) == [(1,)]

@@ -219,3 +219,47 @@ def test_a_newer_local_schema_is_said_as_such_not_move_it_aside(cli, local_env: 
     assert code == 1
     assert "schema version 99" in err and "newer than this app" in err
     assert "move it aside" not in err and not err.rstrip().endswith("...")
+
+
+def test_health_on_a_version_one_warehouse_says_so_and_changes_nothing(cli, local_env: Path) -> None:
+    from tests.adapters.test_warehouse_schema import recorded, table_state, version_one_file
+
+    local_env.mkdir(parents=True)
+    path = local_env / "warehouse.duckdb"
+    version_one_file(path)
+    before = table_state(path)
+    code, out, err = cli("health")
+    assert code == 0, out + err
+    warehouse = lines_by_check(out)["warehouse"]
+    assert (
+        warehouse[0] == "ok"
+        and warehouse[3] == "schema 1; the next command that writes upgrades it to schema 2"
+    )
+    assert table_state(path) == before and recorded(path) == [(1,)]  # health creates nothing
+
+
+def test_health_on_a_read_only_folder_names_the_folder_not_a_setting(
+    cli, local_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As root no permission stops a write, so the read-only mount is the write that fails."""
+    import errno
+
+    local_env.mkdir(parents=True)
+    write_bytes = Path.write_bytes
+
+    def read_only_mount(self: Path, data: Any) -> int:
+        if self.parent == local_env:
+            raise OSError(errno.EROFS, "Read-only file system", str(self))
+        return write_bytes(self, data)
+
+    monkeypatch.setattr(Path, "write_bytes", read_only_mount)
+    code, _out, err = cli("health")
+    assert code == 1
+    assert err == (
+        f"error: settings: LOCAL_DATA_DIR {local_env} is not writable (Read-only file system);"
+        " correct it in the app settings (locally: the environment)\n"
+    )
+    assert cli("run", "--date", "2026-10-01")[2] == (
+        f"error: LOCAL_DATA_DIR {local_env} is not writable (Read-only file system);"
+        " point it at a folder you can write\n"
+    )
