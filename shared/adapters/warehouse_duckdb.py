@@ -58,6 +58,11 @@ _KEYED_TABLES = (
     " AND constraint_type = 'PRIMARY KEY' AND (schema_name, table_name) IN"
     " (('analytics', 'company_daily_activity'), ('stg', 'product_usage_daily'))"
 )
+_USER_INDEXES = (
+    "SELECT schema_name, index_name, sql FROM duckdb_indexes() WHERE database_name = current_database()"
+    " AND (schema_name, table_name) IN"
+    " (('analytics', 'company_daily_activity'), ('stg', 'product_usage_daily'))"
+)
 # How the uniqueness checks of build_days.sql and stage_usage_day.sql start their error (DuckDB
 # puts its own words before it).
 DUPLICATE_ROWS = "duplicate rows: "
@@ -232,8 +237,16 @@ class DuckDbWarehouse(SqlWarehouse):
         if fingerprint == wanted:
             return
         with self._begin() as con:
+            # An index a user made (a dashboard's) would stop schema.sql's guarded ALTERs and the
+            # upgrade's rename: DuckDB refuses to alter a table something depends on. Each is
+            # dropped first and made again at the end, in the same transaction.
+            indexes = con.execute(_USER_INDEXES).fetchall()
+            for schema, name, _sql in indexes:
+                con.execute(f'DROP INDEX "{schema}"."{name}"')
             self._run(con, "schema", {})
             self._drop_keys(con)
+            for _schema, _name, sql in indexes:
+                con.execute(sql)
             con.execute(f"COMMENT ON TABLE analytics.company_daily_activity IS '{wanted}'")
 
     def _drop_keys(self, con: duckdb.DuckDBPyConnection) -> None:

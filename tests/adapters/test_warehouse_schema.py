@@ -156,6 +156,24 @@ def test_a_version_one_file_loses_two_keys_and_keeps_every_row(tmp_path: Path) -
     assert (table_state(path), table_state(path, USAGE)) == (upgraded, upgraded_usage)
 
 
+def test_an_index_a_user_made_on_a_version_one_table_survives_the_upgrade(tmp_path: Path) -> None:
+    """DuckDB refuses to rename a table an index depends on: a dashboard's index on either table
+    made every command fail with `DependencyException` (whole-change review). It is made again."""
+    path = tmp_path / "w.duckdb"
+    version_one_file(path)
+    with duckdb.connect(str(path)) as con:
+        con.execute("CREATE INDEX by_company ON analytics.company_daily_activity (company_id)")
+        con.execute("CREATE INDEX by_day ON stg.product_usage_daily (activity_date)")
+    _columns, rows, _kinds = table_state(path)
+    warehouse = DuckDbWarehouse(path)
+    assert len(list(warehouse.fetch_rows("company_daily_activity"))) == 3
+    warehouse.close()
+    assert recorded(path) == [(2,)] and table_state(path)[1] == rows
+    with duckdb.connect(str(path), read_only=True) as con:
+        found = con.execute("SELECT index_name, table_name FROM duckdb_indexes() ORDER BY 1").fetchall()
+    assert found == [("by_company", "company_daily_activity"), ("by_day", "product_usage_daily")]
+
+
 def test_a_version_one_file_opened_read_only_is_refused_and_kept(tmp_path: Path) -> None:
     path = tmp_path / "w.duckdb"
     version_one_file(path)
