@@ -89,7 +89,7 @@ def measure_child(command: list[str], env: dict[str, str], cwd: Path) -> ChildRu
 
 
 def median_of(runs: list[dict[str, Any]], key: str) -> float:
-    return statistics.median(run[key] for run in runs)
+    return float(statistics.median(run[key] for run in runs))
 
 
 def run_child(command: list[str], env: dict[str, str], cwd: Path) -> tuple[float, float, str]:
