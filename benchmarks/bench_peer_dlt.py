@@ -1,7 +1,8 @@
 """Benchmark 6: this project against the peer a data engineer would pick, dlt.
 
 Both pipelines run as their own processes against the same API simulator (a third process),
-on the same world, alternating, and are timed from start to exit:
+on the same world, alternating, and are timed from start to exit (wall time, and the CPU
+time of the child process, user + system, beside it):
 
 * ours: `python -m shared.cli run --date D` or `backfill --from A --to B` (fetch, stage, build);
 * dlt: `benchmarks/peer/dlt_pipeline.py usage A B` in `.venv-bench` (RESTClient with a page

@@ -3,7 +3,8 @@
 * one day of 100,000 and of 1,000,000 companies, 0 ms: our `run` (defaults) and
   `benchmarks/minimal_pipeline.py` (8 threads, one JSON parse a page, a CSV load into DuckDB, one
   window query; no keys, no landing, no validation), alternating, against the same simulator in
-  a third process; CRM snapshots loaded by both beforehand, untimed;
+  a third process; CRM snapshots loaded by both beforehand, untimed; each run's wall and CPU
+  time (the targets are on wall time, the CPU ratio is printed beside it);
 * a 7-day backfill of 1,000,000 companies with default settings: it runs, and its peak RSS;
 * one day after 730 days of history built by daily runs (one `run` a day, a CRM snapshot a
   week, in one process to keep it bounded), against the same after 30 days, alternating.
