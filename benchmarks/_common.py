@@ -92,6 +92,15 @@ def median_of(runs: list[dict[str, Any]], key: str) -> float:
     return float(statistics.median(run[key] for run in runs))
 
 
+def pair_ratios(ours: list[dict[str, Any]], other: list[dict[str, Any]]) -> str:
+    """Each alternating pair's ours / other, wall time then CPU time: how far the load moved them."""
+
+    def ratios(key: str) -> str:
+        return ", ".join(f"{a[key] / b[key]:.2f}" for a, b in zip(ours, other, strict=True))
+
+    return f"{ratios('wall_s')} (CPU {ratios('cpu_s')})"
+
+
 def run_child(command: list[str], env: dict[str, str], cwd: Path) -> tuple[float, float, str]:
     """`measure_child`'s wall time, peak RSS in MB and output."""
     run = measure_child(command, env, cwd)

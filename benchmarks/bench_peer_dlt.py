@@ -39,7 +39,15 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks._common import Targets, compile_project, line, measure_child, median_of, save  # noqa: E402
+from benchmarks._common import (  # noqa: E402
+    Targets,
+    compile_project,
+    line,
+    measure_child,
+    median_of,
+    pair_ratios,
+    save,
+)
 
 PEER_PYTHON = REPO / ".venv-bench" / "bin" / "python"
 PEER_SCRIPT = REPO / "benchmarks" / "peer" / "dlt_pipeline.py"
@@ -345,6 +353,7 @@ def main() -> int:
             f" ratio {result['cpu_ratio']:.2f})"
             f"{floor}; {result['day_builds_per_day']:.2f} builds/day; tables equal ({result['rows']} rows)",
         )
+        line("  pairs, ours / dlt: wall (CPU)", pair_ratios(result["ours"], result["dlt"]))
         check(name, result, targets)
     # Cases run on their own (--cases) keep the others' last figures.
     path = REPO / "benchmarks" / "results" / "peer_dlt.json"
