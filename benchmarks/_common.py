@@ -7,6 +7,7 @@ import json
 import os
 import platform
 import resource
+import statistics
 import subprocess
 import tempfile
 import time
@@ -59,10 +60,21 @@ def line(label: str, value: str) -> None:
     print(f"  {label:<52} {value}")
 
 
-def run_child(command: list[str], env: dict[str, str], cwd: Path) -> tuple[float, float, str]:
-    """Run `command` in its own process: wall time, its peak RSS in MB (wait4() of exactly that
-    child) and what it printed (through a file: a full pipe would stall it). A non-zero exit
-    stops the benchmark with that output."""
+@dataclass(frozen=True)
+class ChildRun:
+    """One timed child: wall time, the CPU time it and the children it waited for used (user +
+    system: what a busy machine stretches far less than wall time), peak RSS and its output."""
+
+    wall_s: float
+    cpu_s: float
+    peak_rss_mb: float
+    printed: str
+
+
+def measure_child(command: list[str], env: dict[str, str], cwd: Path) -> ChildRun:
+    """Run `command` in its own process, measured by wait4() of exactly that child (a simulator
+    in another process is in none of its figures); its output goes through a file (a full pipe
+    would stall it). A non-zero exit stops the benchmark with that output."""
     with tempfile.TemporaryFile() as printed:
         start = time.perf_counter()
         child = subprocess.Popen(command, env=env, cwd=cwd, stdout=printed, stderr=subprocess.STDOUT)
@@ -73,7 +85,26 @@ def run_child(command: list[str], env: dict[str, str], cwd: Path) -> tuple[float
         out = printed.read().decode(errors="replace")
     if child.returncode != 0:
         raise SystemExit(f"{' '.join(command[:5])} failed:\n{out[-3000:]}")
-    return wall, usage.ru_maxrss / 1024, out
+    return ChildRun(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, out)
+
+
+def median_of(runs: list[dict[str, Any]], key: str) -> float:
+    return float(statistics.median(run[key] for run in runs))
+
+
+def pair_ratios(ours: list[dict[str, Any]], other: list[dict[str, Any]]) -> str:
+    """Each alternating pair's ours / other, wall time then CPU time: how far the load moved them."""
+
+    def ratios(key: str) -> str:
+        return ", ".join(f"{a[key] / b[key]:.2f}" for a, b in zip(ours, other, strict=True))
+
+    return f"{ratios('wall_s')} (CPU {ratios('cpu_s')})"
+
+
+def run_child(command: list[str], env: dict[str, str], cwd: Path) -> tuple[float, float, str]:
+    """`measure_child`'s wall time, peak RSS in MB and output."""
+    run = measure_child(command, env, cwd)
+    return run.wall_s, run.peak_rss_mb, run.printed
 
 
 @dataclass

@@ -1,7 +1,8 @@
 """Benchmark 6: this project against the peer a data engineer would pick, dlt.
 
 Both pipelines run as their own processes against the same API simulator (a third process),
-on the same world, alternating, and are timed from start to exit:
+on the same world, alternating, and are timed from start to exit (wall time, and the CPU
+time of the child process, user + system, beside it):
 
 * ours: `python -m shared.cli run --date D` or `backfill --from A --to B` (fetch, stage, build);
 * dlt: `benchmarks/peer/dlt_pipeline.py usage A B` in `.venv-bench` (RESTClient with a page
@@ -38,7 +39,15 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks._common import Targets, compile_project, line, run_child, save  # noqa: E402
+from benchmarks._common import (  # noqa: E402
+    Targets,
+    compile_project,
+    line,
+    measure_child,
+    median_of,
+    pair_ratios,
+    save,
+)
 
 PEER_PYTHON = REPO / ".venv-bench" / "bin" / "python"
 PEER_SCRIPT = REPO / "benchmarks" / "peer" / "dlt_pipeline.py"
@@ -160,9 +169,9 @@ class Simulator:
 # --- the two pipelines -------------------------------------------------------------------------
 
 
-def _measure(command: list[str], env: dict[str, str]) -> tuple[float, float]:
-    wall, peak, _out = run_child(command, env, REPO)
-    return wall, peak
+def _measure(command: list[str], env: dict[str, str]) -> dict[str, Any]:
+    run = measure_child(command, env, REPO)
+    return {"wall_s": run.wall_s, "cpu_s": run.cpu_s, "peak_rss_mb": run.peak_rss_mb}
 
 
 def run_ours(case: Case, api: str, snapshots: list[Path], work: Path) -> dict[str, Any]:
@@ -196,8 +205,7 @@ def run_ours(case: Case, api: str, snapshots: list[Path], work: Path) -> dict[st
             "--to",
             case.last_day.isoformat(),
         ]
-    wall, rss = _measure(command, env)
-    return {"wall_s": wall, "peak_rss_mb": rss, "day_builds": day_builds(work / "local" / "pipeline.log")}
+    return {**_measure(command, env), "day_builds": day_builds(work / "local" / "pipeline.log")}
 
 
 def run_peer(case: Case, api: str, snapshots: list[Path], work: Path) -> dict[str, Any]:
@@ -209,10 +217,9 @@ def run_peer(case: Case, api: str, snapshots: list[Path], work: Path) -> dict[st
         check=True,
         capture_output=True,
     )
-    wall, rss = _measure(
+    return _measure(
         [str(PEER_PYTHON), str(PEER_SCRIPT), "usage", FIRST_DAY.isoformat(), case.last_day.isoformat()], env
     )
-    return {"wall_s": wall, "peak_rss_mb": rss}
 
 
 _BUILT = re.compile(r"built \[([^\]]*)\]")
@@ -278,8 +285,8 @@ def run_case(case: Case, repeats: int) -> dict[str, Any]:
                     raise SystemExit(f"{case.name}: the tables differ: {detail}")
         finally:
             api.stop()
-    ours_s = statistics.median(r["wall_s"] for r in ours)
-    peer_s = statistics.median(r["wall_s"] for r in peer)
+    ours_s, peer_s = median_of(ours, "wall_s"), median_of(peer, "wall_s")
+    ours_cpu, peer_cpu = median_of(ours, "cpu_s"), median_of(peer, "cpu_s")
     return {
         "case": case.__dict__,
         "pages": case.pages,
@@ -291,6 +298,9 @@ def run_case(case: Case, repeats: int) -> dict[str, Any]:
         "ours_median_s": ours_s,
         "dlt_median_s": peer_s,
         "ratio": ours_s / peer_s,
+        "ours_median_cpu_s": ours_cpu,
+        "dlt_median_cpu_s": peer_cpu,
+        "cpu_ratio": ours_cpu / peer_cpu,
         "ours_over_floor": ours_s / case.floor_s if case.floor_s else None,
         "day_builds_per_day": statistics.median(r["day_builds"] for r in ours) / case.days,
     }
@@ -339,8 +349,11 @@ def main() -> int:
         line(
             f"{name} ({case.pages} pages)",
             f"ours {result['ours_median_s']:.2f} s, dlt {result['dlt_median_s']:.2f} s, ratio {result['ratio']:.2f}"
+            f" (CPU {result['ours_median_cpu_s']:.2f} s vs {result['dlt_median_cpu_s']:.2f} s,"
+            f" ratio {result['cpu_ratio']:.2f})"
             f"{floor}; {result['day_builds_per_day']:.2f} builds/day; tables equal ({result['rows']} rows)",
         )
+        line("  pairs, ours / dlt: wall (CPU)", pair_ratios(result["ours"], result["dlt"]))
         check(name, result, targets)
     # Cases run on their own (--cases) keep the others' last figures.
     path = REPO / "benchmarks" / "results" / "peer_dlt.json"
