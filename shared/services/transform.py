@@ -213,7 +213,9 @@ def _one_round(work: _Transform) -> bool:
     if untried.empty:
         return False
     pending, stale = untried.pending, untried.stale
-    usage, crm_entries = _inputs_for(services, days_to_plan(pending, stale, MAX_DAYS_PER_BUILD))
+    usage, crm_entries = _inputs_for(
+        services, days_to_plan(pending, stale, MAX_DAYS_PER_BUILD), rules.crm_max_snapshot_age_days
+    )
     snapshots = sorted(date.fromisoformat(e.key) for e in crm_entries)
     built = {date.fromisoformat(k) for k, s in states.items() if s.get("status") == "built"}
     limit = days_per_round(
@@ -269,11 +271,12 @@ def inputs_window(days: list[date], max_age: int) -> InputsWindow:
 
 
 def _inputs_for(
-    services: Services, days: list[date]
+    services: Services, days: list[date], max_age: int
 ) -> tuple[dict[str, Mapping[str, Any]], list[LedgerEntry]]:
     """The staged usage entries (by ISO date) and CRM snapshot entries of `inputs_window`, read
-    by key range: a long history costs nothing here."""
-    window = inputs_window(days, services.settings.crm_max_snapshot_age_days)
+    by key range: a long history costs nothing here. `max_age` is the round's rule, the one its
+    plan uses, so no snapshot the plan could take is left unread."""
+    window = inputs_window(days, max_age)
     usage = entries_between(services.ledger, names.USAGE, window.usage_from, window.last)
     crm = entries_between(services.ledger, names.CRM, window.snapshots_from, window.last)
     return {e.key: e.data for e in usage}, crm

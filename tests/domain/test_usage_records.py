@@ -281,6 +281,21 @@ def test_the_page_check_takes_only_pages_the_rule_accepts_whole_and_stages_the_s
         assert all(type(n) is int for n in columns[1] + columns[2])
 
 
+def test_a_page_of_plain_records_is_taken_by_the_page_check_not_record_by_record(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The fast path must be taken, not only be right when taken: a typo in one of its field
+    names would send every page record by record, and every other test would stay green."""
+    import shared.domain.usage_records as usage_records
+
+    page = [record(company_id=f"c-{n}", active_users=n, events=2 * n) for n in range(50)]
+    assert plainly_valid_columns(page, DAY) is not None
+    monkeypatch.setattr(usage_records, "fold_records", lambda *a, **k: pytest.fail("record by record"))
+    day = ValidatedDay()
+    validate_page(day, DAY, "page-1", page)
+    assert len(day.staged_rows()) == 50
+
+
 def test_the_page_check_leaves_a_mapping_that_is_not_a_dict_to_the_record_rule() -> None:
     not_a_dict = MappingProxyType(record())
     assert record_problem(not_a_dict, DAY) is not None
