@@ -416,9 +416,20 @@ def unresolved_key_vault_references(env: Mapping[str, str] | None = None) -> lis
 
 
 def _user_info(url: str) -> str:
-    """The user-info (`user:password`) a URL carries before its host, or ""."""
-    authority = url.partition("://")[2].split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
+    """The user-info (`user:password`) a URL carries before its host, or "". Its authority ends
+    at the first `/` only: a password holding `?` or `#` is all of it (cut there, its tail was
+    shown in errors)."""
+    authority = url.partition("://")[2].split("/", 1)[0]
     return authority.rpartition("@")[0]
+
+
+def _shown_url(url: str) -> str:
+    """A refused API root as an error shows it: nothing between `://` and the last `@` (a
+    password, even one holding a `/`), no query or fragment (either may hold a token)."""
+    scheme, sep, rest = url.partition("://")
+    if "@" in rest:
+        rest = "***@" + rest.rpartition("@")[2]
+    return re.sub(r"[?#].*", "?...", scheme + sep + rest, flags=re.S)
 
 
 def _url_problem(url: str, root: bool = False) -> str | None:
@@ -428,11 +439,22 @@ def _url_problem(url: str, root: bool = False) -> str | None:
     swallow that path, and the API would be asked for something else without a word."""
     if not url.isascii() or any(c.isspace() or not c.isprintable() for c in url):
         return "spaces, control or non-ASCII characters"
+    if any(c in _user_info(url) for c in "?#"):
+        return _ENCODE_PASSWORD
     try:
         parts = urlsplit(url)
         port = parts.port  # raises for a port out of range or not a number
     except ValueError as exc:
-        return str(exc)
+        if "@" not in url:
+            return str(exc)
+        # Its text may quote a piece of a password holding a `/`, taken for the port: the error
+        # is the host's only when the URL without its user-info has it too.
+        scheme, _, rest = url.partition("://")
+        try:
+            _ = urlsplit(f"{scheme}://user@{rest.rpartition('@')[2]}").port
+        except ValueError as without_user_info:
+            return str(without_user_info)
+        return _ENCODE_PASSWORD
     if parts.scheme.lower() not in ("http", "https"):
         return "the scheme must be http or https"
     if not parts.hostname:
@@ -447,6 +469,7 @@ def _url_problem(url: str, root: bool = False) -> str | None:
 # Numbers as people write them in a settings file, ASCII only: not 1_000, not "٣" (an Arabic-Indic
 # three), not "nan" or "inf", which int() and float() would take.
 _WHOLE = re.compile(r"-?[0-9]+")
+_ENCODE_PASSWORD = "a user name or password holding /, ? or # must be percent-encoded"
 _HEADER_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f]|[^\x00-\xff]")
 _DECIMAL = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
 
@@ -476,8 +499,8 @@ def _check(f: dataclasses.Field[Any], value: Any, shown: str | None = None) -> N
         if problem is None:
             return
         detail = f" ({problem})"
-        if f.metadata["root"]:  # a query may hold a token: not repeated back
-            shown = re.sub(r"[?#].*", "?...", value if shown is None else shown, flags=re.S)
+        if f.metadata["root"]:
+            shown = _shown_url(value if shown is None else shown)
     elif f.metadata["header"]:
         if not _HEADER_UNSAFE.search(value):
             return

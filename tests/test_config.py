@@ -141,6 +141,19 @@ def test_an_api_root_with_a_query_or_fragment_is_refused_without_repeating_it(ur
     assert "QSECRET1" not in str(refused.value)
 
 
+@pytest.mark.parametrize(
+    "url",
+    ["https://user:Sup3rPa?zzq9@host/", "https://user:Sup3r#Pa/zzq9@host/", "https://user:Sup3r/zzq9@host/"],
+)
+def test_a_password_holding_a_url_delimiter_is_refused_and_never_shown(url: str) -> None:
+    """Cut at its `?` or `#`, the password's head was taken for the host and its tail shown in
+    the error ('Port could not be cast to integer value as ...'; whole-change review)."""
+    with pytest.raises(SettingsError, match="percent-encoded") as refused:
+        Settings.from_env({"USAGE_API_BASE_URL": url})
+    said = str(refused.value)
+    assert "Sup3r" not in said and "zzq9" not in said and "https://***@host/" in said
+
+
 def test_a_webhook_url_may_have_a_query() -> None:
     url = "https://example.webhook.office.com/workflows/1/triggers/manual/paths/invoke?api-version=1&sig=x"
     assert Settings.from_env({"ALERT_WEBHOOK_URL": url}).alert_webhook_url == url
