@@ -77,6 +77,10 @@ class DuplicateRows(PermanentError):
     kind = "duplicate_rows"
 
 
+def _quoted(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
+
 def _schema_fingerprint() -> str:
     digest = hashlib.sha256("\n;\n".join(statements("duckdb", "schema")).encode()).hexdigest()
     return f"{FINGERPRINT_PREFIX}{digest[:16]}"
@@ -236,18 +240,33 @@ class DuckDbWarehouse(SqlWarehouse):
         wanted = _schema_fingerprint()
         if fingerprint == wanted:
             return
-        with self._begin() as con:
-            # An index a user made (a dashboard's) would stop schema.sql's guarded ALTERs and the
-            # upgrade's rename: DuckDB refuses to alter a table something depends on. Each is
-            # dropped first and made again at the end, in the same transaction.
-            indexes = con.execute(_USER_INDEXES).fetchall()
-            for schema, name, _sql in indexes:
-                con.execute(f'DROP INDEX "{schema}"."{name}"')
-            self._run(con, "schema", {})
-            self._drop_keys(con)
-            for _schema, _name, sql in indexes:
-                con.execute(sql)
-            con.execute(f"COMMENT ON TABLE analytics.company_daily_activity IS '{wanted}'")
+        import duckdb
+
+        indexes: list[tuple[str, str, str]] = []
+        try:
+            with self._begin() as con:
+                # An index a user made (a dashboard's) would stop schema.sql's guarded ALTERs and
+                # the upgrade's rename: DuckDB refuses to alter a table something depends on.
+                # Each is dropped first and made again at the end, in the same transaction.
+                indexes = con.execute(_USER_INDEXES).fetchall()
+                for schema, name, _sql in indexes:
+                    con.execute(f"DROP INDEX {_quoted(schema)}.{_quoted(name)}")
+                self._run(con, "schema", {})
+                self._drop_keys(con)
+                for _schema, _name, sql in indexes:
+                    con.execute(sql)
+                con.execute(f"COMMENT ON TABLE analytics.company_daily_activity IS '{wanted}'")
+        except (duckdb.CatalogException, duckdb.DependencyException) as exc:
+            if not indexes:
+                raise
+            # Some changes (a column's type) stay blocked by an index dropped in the same
+            # transaction; nothing was changed, and the person who made the index decides.
+            named = ", ".join(f"{schema}.{name}" for schema, name, _sql in indexes)
+            raise SchemaVersionMismatch(
+                f"the index {named} blocks the upgrade of {self._where} to schema version"
+                f" {self.schema_version} ({str(exc).splitlines()[0]}): drop it, run"
+                f" `{INIT_DB}`, then make it again"
+            ) from None
 
     def _drop_keys(self, con: duckdb.DuckDBPyConnection) -> None:
         """Version 2: tables that still have their keys are replaced by keyless copies (DuckDB

@@ -174,6 +174,28 @@ def test_an_index_a_user_made_on_a_version_one_table_survives_the_upgrade(tmp_pa
     assert found == [("by_company", "company_daily_activity"), ("by_day", "product_usage_daily")]
 
 
+def test_an_index_on_a_column_the_upgrade_retypes_is_named_and_nothing_changes(tmp_path: Path) -> None:
+    """DuckDB keeps a column's type change blocked by an index dropped in the same transaction
+    (final review: every write failed with a CatalogException, and init-db too). One line names
+    the index; the file stays at version 1 with its rows and the index. A quoted name works."""
+    path = tmp_path / "w.duckdb"
+    version_one_file(path)
+    with duckdb.connect(str(path)) as con:
+        con.execute('CREATE INDEX "dash""idx" ON analytics.company_daily_activity (rolling_7d_active_users)')
+    _columns, rows, _kinds = table_state(path)
+    warehouse = DuckDbWarehouse(path)
+    with pytest.raises(
+        SchemaVersionMismatch, match=r'the index analytics\.dash"idx blocks the upgrade'
+    ) as said:
+        warehouse.apply_schema()
+    warehouse.close()
+    assert "drop it, run `python -m shared.cli init-db`, then make it again" in str(said.value)
+    assert "\n" not in str(said.value)
+    assert recorded(path) == [(1,)] and table_state(path)[1] == rows
+    with duckdb.connect(str(path), read_only=True) as con:
+        assert con.execute("SELECT index_name FROM duckdb_indexes()").fetchall() == [('dash"idx',)]
+
+
 def test_a_version_one_file_opened_read_only_is_refused_and_kept(tmp_path: Path) -> None:
     path = tmp_path / "w.duckdb"
     version_one_file(path)
