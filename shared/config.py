@@ -424,10 +424,14 @@ def _user_info(url: str) -> str:
 
 
 def _shown_url(url: str) -> str:
-    """A refused API root as an error shows it: nothing between `://` and the last `@` (a
-    password, even one holding a `/`), no query or fragment (either may hold a token)."""
+    """A refused API root as an error shows it, without what may be a secret: never a query or
+    fragment (a token), and an `@` anywhere but in the user-info's place (before the first `/`,
+    `?` or `#`) hides everything after `://` (a password holding one of those, or a query's)."""
     scheme, sep, rest = url.partition("://")
-    if "@" in rest:
+    head = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    if rest.count("@") > head.count("@"):
+        return f"{scheme}{sep}***"
+    if "@" in head:
         rest = "***@" + rest.rpartition("@")[2]
     return re.sub(r"[?#].*", "?...", scheme + sep + rest, flags=re.S)
 
@@ -439,6 +443,10 @@ def _url_problem(url: str, root: bool = False) -> str | None:
     swallow that path, and the API would be asked for something else without a word."""
     if not url.isascii() or any(c.isspace() or not c.isprintable() for c in url):
         return "spaces, control or non-ASCII characters"
+    if root and ("?" in url or "#" in url):
+        return _QUERY + (f"; {_ENCODE_PASSWORD}" if "@" in url else "")
+    if root and "@" in url.partition("://")[2].partition("/")[2]:
+        return f"an @ in the path; {_ENCODE_PASSWORD}"
     if any(c in _user_info(url) for c in "?#"):
         return _ENCODE_PASSWORD
     try:
@@ -461,14 +469,13 @@ def _url_problem(url: str, root: bool = False) -> str | None:
         return "no host"
     if port == 0:
         return "port 0"
-    if root and (parts.query or parts.fragment or url.endswith(("?", "#"))):
-        return "a query or fragment: the API's paths are added to this root"
     return None
 
 
 # Numbers as people write them in a settings file, ASCII only: not 1_000, not "٣" (an Arabic-Indic
 # three), not "nan" or "inf", which int() and float() would take.
 _WHOLE = re.compile(r"-?[0-9]+")
+_QUERY = "a query or fragment: the API's paths are added to this root"
 _ENCODE_PASSWORD = "a user name or password holding /, ? or # must be percent-encoded"
 _HEADER_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f]|[^\x00-\xff]")
 _DECIMAL = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
