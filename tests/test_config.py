@@ -156,7 +156,7 @@ def test_an_api_root_with_a_query_or_fragment_is_refused_without_repeating_it(ur
 def test_a_password_holding_a_url_delimiter_is_refused_and_never_shown(url: str) -> None:
     """Cut at its `?` or `#`, the password's head was taken for the host and its tail shown in
     the error ('Port could not be cast to integer value as ...'; whole-change review)."""
-    with pytest.raises(SettingsError, match="percent-encoded|a query or fragment") as refused:
+    with pytest.raises(SettingsError, match=r"percent-encoded|a query or fragment") as refused:
         Settings.from_env({"USAGE_API_BASE_URL": url})
     said = str(refused.value)
     assert "Sup3r" not in said and "zzq9" not in said, said
