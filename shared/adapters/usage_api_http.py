@@ -35,6 +35,7 @@ from shared.domain.usage_page import MalformedPage, Page, TruncatedPage, parse_p
 from shared.observability.redact import public_url, redactor
 from shared.ports import ApiAsksToWait, ApiUnreachable, TransientApiError, UsageApiError
 
+_STOP_STEP_S = 0.1  # the longest a stop noted by another thread waits to be seen
 log = logging.getLogger(__name__)
 # One line when a wait the API asked for starts (the CLI prints these on stderr): a fetch that
 # waits on the API is not silence.
@@ -142,8 +143,13 @@ class UsageApiClient:
         self._stopping.set()
 
     def _sleep_unless_stopped(self, seconds: float) -> None:
-        if self._stopping.wait(seconds):
-            raise FetchStopped("the fetch was stopped")
+        # In steps: a Ctrl-C the kernel gives to another thread (a heartbeat's) runs Python's
+        # handler only when the main thread next runs Python, and one long wait there would
+        # hold the stop for as long as the API asked (seen: 100 s of Retry-After).
+        ends = time.monotonic() + seconds
+        while (left := ends - time.monotonic()) > 0:
+            if self._stopping.wait(min(left, _STOP_STEP_S)):
+                raise FetchStopped("the fetch was stopped")
 
     def _wait(self, state: RetryCallState) -> float:
         error = state.outcome.exception() if state.outcome else None

@@ -903,3 +903,65 @@ def test_a_page_that_answers_at_once_builds_no_retry_machinery(
     assert built == [] and sleeps == []
     assert client.fetch_page(DAY, 2).body == page_bytes(api, 2, PAGE_SIZE)
     assert len(built) == 1 and len(sleeps) == 2 and api.count(page=2) == 3 + 1  # + page_bytes
+
+
+def test_a_ctrl_c_the_kernel_gives_another_thread_ends_a_long_wait_at_once() -> None:
+    """A Retry-After is waited in the main thread (one page at a time). A SIGINT delivered to
+    another thread (the fetch's heartbeat) runs Python's handler only when the main thread next
+    runs Python: one untimed-looking wait of 100 s held `run` past its Ctrl-C (CI, run 3 of 3).
+    The wait is bounded here at 60 s by a watchdog that stops the client, and must not need it."""
+    import signal
+
+    client = UsageApiClient("http://127.0.0.1:9", API_KEY)
+    main, other_done = threading.main_thread(), threading.Event()
+    other = threading.Thread(target=other_done.wait, daemon=True)
+    other.start()
+    watchdog_stopped = threading.Event()
+
+    def deliver_then_watch() -> None:
+        # Readiness, not time: the signal goes once the main thread is inside the wait.
+        while not any(f.f_code.co_name == "_sleep_unless_stopped" for f in _frames_of(main)):
+            threading.Event().wait(0.01)
+        signal.pthread_kill(other.ident or 0, signal.SIGINT)
+        if not _left_the_wait(main, 60):
+            watchdog_stopped.set()
+            client.stop()
+
+    def interrupt(_signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, interrupt)
+    helper = threading.Thread(target=deliver_then_watch, daemon=True)
+    try:
+        helper.start()
+        with pytest.raises(KeyboardInterrupt):
+            client.sleep(3600)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        other_done.set()
+        helper.join(120)
+    assert not watchdog_stopped.is_set(), "the wait went on after the Ctrl-C"
+
+
+def _frames_of(thread: threading.Thread) -> Iterator[Any]:
+    import sys
+
+    frame = sys._current_frames().get(thread.ident or 0)
+    while frame is not None:
+        yield frame
+        frame = frame.f_back
+
+
+def _left_the_wait(thread: threading.Thread, bound_s: float) -> bool:
+    left = threading.Event()
+
+    def check() -> None:
+        while not left.is_set():
+            if not any(f.f_code.co_name == "_sleep_unless_stopped" for f in _frames_of(thread)):
+                left.set()
+                return
+            threading.Event().wait(0.01)
+
+    checker = threading.Thread(target=check, daemon=True)
+    checker.start()
+    return left.wait(bound_s) or (left.set() or False)
