@@ -23,8 +23,10 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from shared.adapters.native_import import import_uninterrupted
 from shared.adapters.sql_files import statements
 from shared.adapters.warehouse_sql import (
     INIT_DB,
@@ -49,6 +51,11 @@ _TYPES = {"text": "VARCHAR", "int": "INTEGER", "date": "DATE", "timestamp": "TIM
 # most 64 and three texts of at most 400 UTF-16 code units, a few KB at most. DuckDB sizes its CSV
 # buffers after this limit, so a generous one costs memory on every load.
 _MAX_LINE_BYTES = 1024 * 1024
+
+
+def _duckdb() -> ModuleType:
+    """DuckDB, loaded on first use; a stop signal meanwhile acts once it has loaded."""
+    return import_uninterrupted("duckdb")
 
 
 FINGERPRINT_PREFIX = "Company Activity schema "
@@ -116,7 +123,7 @@ class DuckDbWarehouse(SqlWarehouse):
     def _con(self) -> duckdb.DuckDBPyConnection:
         with self._write_lock:
             if self._connection is None:
-                import duckdb
+                duckdb = _duckdb()
 
                 config: dict[str, Any] = {"memory_limit": f"{self.memory_mb}MB"} if self.memory_mb else {}
                 try:
@@ -141,7 +148,7 @@ class DuckDbWarehouse(SqlWarehouse):
                 connection.close()
 
     def _attempt(self, work: Callable[[], T]) -> T:
-        import duckdb
+        duckdb = _duckdb()
 
         try:
             return work()
@@ -240,7 +247,7 @@ class DuckDbWarehouse(SqlWarehouse):
         wanted = _schema_fingerprint()
         if fingerprint == wanted:
             return
-        import duckdb
+        duckdb = _duckdb()
 
         indexes: list[tuple[str, str, str]] = []
         try:
@@ -338,7 +345,7 @@ class DuckDbWarehouse(SqlWarehouse):
     def _roll_back(self, con: duckdb.DuckDBPyConnection) -> None:
         """Roll back, keeping the error that caused it: a COMMIT that failed for want of memory
         leaves DuckDB's database invalidated ("fatal"), and its ROLLBACK fails too."""
-        import duckdb
+        duckdb = _duckdb()
 
         try:
             con.execute("ROLLBACK")
@@ -415,7 +422,7 @@ def _interrupted(exc: BaseException) -> bool:
     """Whether DuckDB stopped a query for Ctrl-C: it turns the signal into a RuntimeError of
     its own ("Query interrupted"), or an InterruptException when asked by interrupt(). Said as
     KeyboardInterrupt, the command stops as Ctrl-C anywhere else stops it."""
-    import duckdb
+    duckdb = _duckdb()
 
     return isinstance(exc, duckdb.InterruptException) or (
         type(exc) is RuntimeError and str(exc).startswith("Query interrupted")

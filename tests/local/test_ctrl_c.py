@@ -57,6 +57,43 @@ def test_ctrl_c_during_a_duckdb_build_exits_130_and_keeps_the_message(
     assert not alerts.exists() or "dead_letter" not in alerts.read_text()
 
 
+# The command line, with a Ctrl-C timed from the moment `import duckdb` starts.
+_CTRL_C_INTO_DUCKDB_IMPORT = """
+import os, runpy, signal, sys, threading
+delay = float(sys.argv[1])
+class Timed:
+    def find_spec(self, name, *_):
+        if name == "duckdb":
+            sys.meta_path.remove(self)
+            threading.Timer(delay, os.kill, (os.getpid(), signal.SIGINT)).start()
+sys.meta_path.insert(0, Timed())
+sys.argv = ["shared.cli", *sys.argv[2:]]
+runpy.run_module("shared.cli", run_name="__main__")
+"""
+
+
+def test_ctrl_c_while_duckdb_loads_stops_in_one_line(local_env: Path, tmp_path: Path) -> None:
+    """DuckDB's extension, cut into while it builds its enums, aborted the process (exit 134,
+    "Critical nanobind error", a traceback) or lost the Ctrl-C (the drop finished, exit 0); on
+    this machine that window is about 10-30 ms into the import. Each moment across it must stop
+    the command in one line, 130."""
+    crm = GOLDEN.crm_files()[0]
+    for delay_ms in range(0, 60, 4):
+        env = {**os.environ, "PYTHONPATH": str(REPO), "LOCAL_DATA_DIR": str(tmp_path / f"d{delay_ms}")}
+        child = subprocess.run(
+            [sys.executable, "-c", _CTRL_C_INTO_DUCKDB_IMPORT, str(delay_ms / 1000), "crm-drop", str(crm)],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        said = (delay_ms, child.returncode, child.stderr[-2000:])
+        # The drop takes far longer than 60 ms after DuckDB starts to load: every Ctrl-C lands.
+        assert child.returncode == EXIT_INTERRUPTED and "Traceback" not in child.stderr, said
+        assert one_error_line(child.stderr).startswith("interrupted"), said
+
+
 def test_ctrl_c_while_the_modules_load_prints_no_traceback(local_env: Path) -> None:
     """`-X importtime` writes a line as each module is loaded: the signal is sent once the
     command line's own modules have started to load, well before `main` runs."""
