@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,6 +24,8 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 def import_uninterrupted(name: str) -> ModuleType:
     """`import name`, with stop signals held until it has loaded (at once if it already has)."""
+    if (loaded := sys.modules.get(name)) is not None:  # every query asks: no handlers swapped then
+        return loaded
     with stop_signals_held():
         return importlib.import_module(name)
 

@@ -43,7 +43,7 @@ from shared.domain import names
 from shared.domain.blob_names import UnsafeBlobName, check_blob_name
 from shared.domain.days import parse_day
 from shared.domain.wording import agreeing, counted
-from shared.local.errors import ArgumentMistake, CliError, DiskFull, disk_full
+from shared.local.errors import ArgumentMistake, CliError, DiskFull, disk_full, user_interrupt
 from shared.local.folder_lock import FolderBusy, FolderLock
 from shared.local.status_view import crm_table, day_line, day_problem, file_line, status_table
 from shared.local.stop_signals import stopping_already
@@ -448,6 +448,8 @@ def _settled(command: Command, call: Call, writable: bool) -> int:
             return 1
         return _unforeseen(call.args, settings, exc)
     except Exception as exc:  # a failure we did not foresee: one line here, the traceback in the log
+        if user_interrupt(exc):  # DuckDB's words for a Ctrl-C during a query that only reads
+            raise KeyboardInterrupt from None
         if disk_full(exc):
             return _disk_full(settings, exc)
         return _unforeseen(call.args, settings, exc)

@@ -34,3 +34,18 @@ def disk_full(exc: BaseException) -> bool:
 
 class DiskFull(CliError):
     """Nothing more can be written in LOCAL_DATA_DIR: retrying a message cannot help."""
+
+
+def user_interrupt(exc: BaseException) -> bool:
+    """Ctrl-C as DuckDB reports it (`RuntimeError: Query interrupted`, or its
+    InterruptException), however deep in the exception's chain."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, KeyboardInterrupt) or type(current).__name__ == "InterruptException":
+            return True
+        if isinstance(current, RuntimeError) and str(current).strip() == "Query interrupted":
+            return True
+        current = current.__cause__ or current.__context__
+    return False

@@ -22,7 +22,7 @@ from azure.functions.timer import TimerRequest
 
 from shared.adapters.bus_in_process import Envelope, InProcessBus
 from shared.domain import names
-from shared.local.errors import DiskFull, disk_full
+from shared.local.errors import DiskFull, disk_full, user_interrupt
 
 log = logging.getLogger(__name__)
 QUEUE_ORDER = (names.FETCH_QUEUE, names.INGEST_QUEUE, names.TRANSFORM_QUEUE, names.ALERTS_QUEUE)
@@ -187,21 +187,6 @@ class LocalHost:
 
 def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [exc.__class__.__name__])[0][:200]
-
-
-def user_interrupt(exc: BaseException) -> bool:
-    """Ctrl-C as DuckDB reports it (`RuntimeError: Query interrupted`, or its
-    InterruptException), however deep in the exception's chain."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, KeyboardInterrupt) or type(current).__name__ == "InterruptException":
-            return True
-        if isinstance(current, RuntimeError) and str(current).strip() == "Query interrupted":
-            return True
-        current = current.__cause__ or current.__context__
-    return False
 
 
 _INDEX: dict[int, list[Any]] = {}

@@ -63,3 +63,14 @@ def test_the_import_itself_is_loaded_once_and_kept(monkeypatch: pytest.MonkeyPat
     monkeypatch.delitem(sys.modules, "json", raising=False)
     module = import_uninterrupted("json")
     assert sys.modules["json"] is module and import_uninterrupted("json") is module
+
+
+def test_a_module_already_loaded_is_returned_without_touching_the_handlers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import json
+
+    swapped: list[object] = []
+    monkeypatch.setattr(signal, "signal", lambda *args: swapped.append(args))
+    assert import_uninterrupted("json") is json
+    assert swapped == []

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from shared.adapters.warehouse_duckdb import DuckDbWarehouse
 from shared.adapters.warehouse_sql import SqlWarehouse
 from shared.domain import names
 from shared.local.cli import EXIT_INTERRUPTED
@@ -92,6 +93,26 @@ def test_ctrl_c_while_duckdb_loads_stops_in_one_line(local_env: Path, tmp_path: 
         # The drop takes far longer than 60 ms after DuckDB starts to load: every Ctrl-C lands.
         assert child.returncode == EXIT_INTERRUPTED and "Traceback" not in child.stderr, said
         assert one_error_line(child.stderr).startswith("interrupted"), said
+
+
+@pytest.mark.parametrize("command", [["report"], ["reconcile", "--date", DAYS[0], "--skip-api"]])
+def test_ctrl_c_during_a_query_that_only_reads_exits_130(
+    command: list[str],
+    cli: Callable[..., tuple[int, str, str]],
+    local_env: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Seen in a sweep: `report` and `reconcile` ended with exit 70 and `error: RuntimeError: Query
+    interrupted` when the Ctrl-C came during their first query (the schema check)."""
+    assert cli("crm-drop", str(GOLDEN.crm_files()[0]))[0] == 0
+
+    def interrupted(_self: DuckDbWarehouse) -> None:
+        raise RuntimeError("Query interrupted")  # what DuckDB raises when it takes SIGINT
+
+    monkeypatch.setattr(DuckDbWarehouse, "check_schema", interrupted)
+    code, out, err = cli(*command)
+    assert code == EXIT_INTERRUPTED, (out, err)
+    assert one_error_line(err).startswith("interrupted"), err
 
 
 def test_ctrl_c_while_the_modules_load_prints_no_traceback(local_env: Path) -> None:
