@@ -31,7 +31,7 @@ from shared.services.fetch import fetch_day
 from shared.services.ledger import entries_between
 from shared.services.pending import PendingDay, marking_inputs, pending_days
 from shared.services.staging import load_crm_drop, load_usage_manifest
-from shared.services.transform import MAX_DAYS_PER_BUILD, inputs_window, run_transform
+from shared.services.transform import MAX_DAYS_PER_BUILD, TransformOutcome, inputs_window, run_transform
 from tests.support import DAY, ISO
 
 FIRST = date(2024, 1, 1)
@@ -211,6 +211,14 @@ def _with_history(services: Services, days: int, *, recent: dict[date, int] | No
     return replace(services, ledger=RecordingLedger(services.ledger))
 
 
+def _transform_recorded(services: Services) -> tuple[TransformOutcome, RecordingLedger]:
+    """DAY's transform, with the ledger's reads recorded from its start."""
+    ledger = services.ledger
+    assert isinstance(ledger, RecordingLedger)
+    ledger.seen.clear()
+    return run_transform(services, TransformRequest("usage", DAY, "run-1")), ledger
+
+
 def _stage(services: Services, snapshot: date) -> None:
     """DAY's usage fetched and staged, and a CRM snapshot dated `snapshot` dropped and staged."""
     load_usage_manifest(services, names.manifest_blob(DAY, fetch_day(services, DAY).run_id))
@@ -225,11 +233,7 @@ def test_a_day_after_a_long_history_reads_its_window_and_builds_on_the_oldest_sn
     services = _with_history(make_services(start_api(12)), 730)
     oldest = DAY - timedelta(days=CRM_MAX_AGE)  # still effective for DAY
     _stage(services, oldest)
-    ledger = services.ledger
-    assert isinstance(ledger, RecordingLedger)
-    ledger.seen.clear()
-
-    outcome = run_transform(services, TransformRequest("usage", DAY, "run-1"))
+    outcome, ledger = _transform_recorded(services)
 
     assert outcome.built == [ISO]
     built = services.ledger.get(names.DAYS, ISO)
@@ -246,11 +250,7 @@ def test_the_volume_gate_reads_its_baseline_days_after_a_long_history(
     baseline = {DAY - timedelta(days=n): 100 for n in range(1, 8)}
     services = _with_history(make_services(start_api(20)), 730, recent=baseline)
     _stage(services, DAY)
-    ledger = services.ledger
-    assert isinstance(ledger, RecordingLedger)
-    ledger.seen.clear()
-
-    outcome = run_transform(services, TransformRequest("usage", DAY, "run-1"))
+    outcome, ledger = _transform_recorded(services)
 
     assert outcome.blocked == [ISO]
     day = services.ledger.get(names.DAYS, ISO)
